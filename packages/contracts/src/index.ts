@@ -1,1 +1,66 @@
-export {};
+export { defineMessage } from './contract.ts';
+export type { MessageContract, PayloadOf } from './contract.ts';
+
+export {
+  CE_SPECVERSION,
+  CONTENT_TYPE_JSON,
+  Header,
+  MAX_EVENT_BYTES,
+  RejectReason,
+  dataSchemaUri,
+  decodeEvent,
+  encodeEvent,
+  formatIssues,
+} from './cloudevents.ts';
+export type { Decoded, EncodeOptions, EncodedEvent, EventMeta, HeaderSource } from './cloudevents.ts';
+
+export { ContractError, InvalidOutgoingMessageError, InvalidSubjectTokenError } from './errors.ts';
+
+export { Cidr, Family, FamilySchema, IpAddress } from './family.ts';
+
+export {
+  EndpointSlice,
+  EndpointSliceEvent,
+  K8S_EVENT_BY_KIND,
+  K8S_STREAM,
+  K8sKind,
+  LabelSelector,
+  Namespace,
+  NamespaceEvent,
+  NetworkPolicy,
+  NetworkPolicyEvent,
+  Node,
+  NodeEvent,
+  ObjectMeta,
+  Pod,
+  PodEvent,
+  Service,
+  ServiceEvent,
+} from './k8s.ts';
+export type {
+  EndpointSliceObject,
+  LabelSelectorObject,
+  NamespaceObject,
+  NetworkPolicyObject,
+  NodeObject,
+  PodObject,
+  ServiceObject,
+} from './k8s.ts';
+
+export { ALL_CONTRACTS, ALL_STREAMS, CONTRACTS_BY_TYPE } from './registry.ts';
+
+export { DeadLetterHeader, DeadLetterStream, K8sStream } from './streams.ts';
+export type { KvBucketSpec, StreamSpec } from './streams.ts';
+
+export {
+  CLUSTER_SCOPE_TOKEN,
+  DEAD_LETTER_ROOT,
+  K8S_SUBJECT_ROOT,
+  deadLetterSubject,
+  decodeToken,
+  encodeToken,
+  k8sKindFilter,
+  k8sObjectSubject,
+  parseK8sObjectSubject,
+} from './subjects.ts';
+export type { ParsedK8sSubject } from './subjects.ts';

@@ -1,0 +1,28 @@
+import type { MessageContract } from './contract.ts';
+import {
+  EndpointSliceEvent,
+  NamespaceEvent,
+  NetworkPolicyEvent,
+  NodeEvent,
+  PodEvent,
+  ServiceEvent,
+} from './k8s.ts';
+import type { StreamSpec } from './streams.ts';
+import { DeadLetterStream, K8sStream } from './streams.ts';
+
+/** Every contract Dyad publishes. Docs are generated from this list; add new contracts here. */
+export const ALL_CONTRACTS: readonly MessageContract[] = [
+  NodeEvent,
+  NamespaceEvent,
+  PodEvent,
+  ServiceEvent,
+  EndpointSliceEvent,
+  NetworkPolicyEvent,
+];
+
+export const ALL_STREAMS: readonly StreamSpec[] = [K8sStream, DeadLetterStream];
+
+/** Lets a decoder tell "a type meant for someone else" from "a type nobody defined". */
+export const CONTRACTS_BY_TYPE: ReadonlyMap<string, MessageContract> = new Map(
+  ALL_CONTRACTS.map((c) => [c.type, c]),
+);
