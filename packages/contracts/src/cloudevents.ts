@@ -99,11 +99,22 @@ export const RejectReason = {
 export type RejectReason = (typeof RejectReason)[keyof typeof RejectReason];
 
 export type Decoded<T> =
-  | { readonly ok: true; readonly value: T; readonly meta: EventMeta; readonly contract: MessageContract }
-  | { readonly ok: false; readonly reason: RejectReason; readonly detail: string; readonly type?: string };
+  | {
+      readonly ok: true;
+      readonly value: T;
+      readonly meta: EventMeta;
+      readonly contract: MessageContract;
+    }
+  | {
+      readonly ok: false;
+      readonly reason: RejectReason;
+      readonly detail: string;
+      readonly type?: string;
+    };
 
 /** Header lookup that tolerates either a plain record or a NATS MsgHdrs-like getter. */
-export type HeaderSource = ((name: string) => string | undefined) | Readonly<Record<string, string | undefined>>;
+export type HeaderSource =
+  ((name: string) => string | undefined) | Readonly<Record<string, string | undefined>>;
 
 function headerGetter(h: HeaderSource | undefined): (name: string) => string | undefined {
   if (h === undefined) return () => undefined;
@@ -127,30 +138,54 @@ export function decodeEvent<C extends MessageContract>(
   const id = get(Header.id);
   const source = get(Header.source);
   if (specversion === undefined || type === undefined || id === undefined || source === undefined) {
-    return fail(RejectReason.notCloudEvent, 'missing one of ce-specversion, ce-type, ce-id, ce-source', type);
+    return fail(
+      RejectReason.notCloudEvent,
+      'missing one of ce-specversion, ce-type, ce-id, ce-source',
+      type,
+    );
   }
   if (specversion !== CE_SPECVERSION) {
-    return fail(RejectReason.unsupportedSpecVersion, `ce-specversion ${specversion}, expected ${CE_SPECVERSION}`, type);
+    return fail(
+      RejectReason.unsupportedSpecVersion,
+      `ce-specversion ${specversion}, expected ${CE_SPECVERSION}`,
+      type,
+    );
   }
   const contract = accepted.find((c) => c.type === type);
   if (contract === undefined) {
     return known.has(type)
-      ? fail(RejectReason.unexpectedType, `${type} is not accepted here (accepts ${typesOf(accepted)})`, type)
-      : fail(RejectReason.unknownType, `unknown event type ${type} (accepts ${typesOf(accepted)})`, type);
+      ? fail(
+          RejectReason.unexpectedType,
+          `${type} is not accepted here (accepts ${typesOf(accepted)})`,
+          type,
+        )
+      : fail(
+          RejectReason.unknownType,
+          `unknown event type ${type} (accepts ${typesOf(accepted)})`,
+          type,
+        );
   }
   const contentType = get(Header.contentType);
   if (contentType !== undefined && !contentType.startsWith(CONTENT_TYPE_JSON)) {
     return fail(RejectReason.unsupportedContentType, `content-type ${contentType}`, type);
   }
   if (body.byteLength > MAX_EVENT_BYTES) {
-    return fail(RejectReason.oversized, `payload is ${body.byteLength} bytes, limit ${MAX_EVENT_BYTES}`, type);
+    return fail(
+      RejectReason.oversized,
+      `payload is ${body.byteLength} bytes, limit ${MAX_EVENT_BYTES}`,
+      type,
+    );
   }
   let json: unknown;
   try {
     json = JSON.parse(decoder.decode(body));
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
-    return fail(RejectReason.invalidJson, `body is not valid UTF-8 JSON (${body.byteLength} bytes): ${why}`, type);
+    return fail(
+      RejectReason.invalidJson,
+      `body is not valid UTF-8 JSON (${body.byteLength} bytes): ${why}`,
+      type,
+    );
   }
   const parsed = contract.schema.safeParse(json);
   if (!parsed.success) {
@@ -178,7 +213,10 @@ function typesOf(cs: readonly MessageContract[]): string {
 /** `spec.ports[0].port: expected number, received string` — a path a person can follow. */
 export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
   return issues.map((i) => {
-    const path = i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
+    const path = i.path
+      .map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`))
+      .join('')
+      .replace(/^\./, '');
     return `${path === '' ? '(root)' : path}: ${i.message}`;
   });
 }

@@ -12,7 +12,13 @@ export {
   encodeEvent,
   formatIssues,
 } from './cloudevents.ts';
-export type { Decoded, EncodeOptions, EncodedEvent, EventMeta, HeaderSource } from './cloudevents.ts';
+export type {
+  Decoded,
+  EncodeOptions,
+  EncodedEvent,
+  EventMeta,
+  HeaderSource,
+} from './cloudevents.ts';
 
 export { ContractError, InvalidOutgoingMessageError, InvalidSubjectTokenError } from './errors.ts';
 
@@ -47,6 +53,7 @@ export type {
   ServiceObject,
 } from './k8s.ts';
 
+export { generateEventDocs } from './docs.ts';
 export { ALL_CONTRACTS, ALL_STREAMS, CONTRACTS_BY_TYPE } from './registry.ts';
 
 export { DeadLetterHeader, DeadLetterStream, K8sStream } from './streams.ts';

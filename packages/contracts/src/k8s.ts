@@ -68,7 +68,9 @@ export const Pod = z.object({
     nodeName: z.string().optional(),
     hostNetwork: z.boolean().default(false),
     serviceAccountName: z.string().optional(),
-    containers: z.array(z.object({ name: z.string(), ports: z.array(ContainerPort).default([]) })).default([]),
+    containers: z
+      .array(z.object({ name: z.string(), ports: z.array(ContainerPort).default([]) }))
+      .default([]),
   }),
   status: z.object({
     phase: z.string().optional(),
@@ -123,7 +125,12 @@ export const EndpointSlice = z.object({
         nodeName: z.string().optional(),
         zone: z.string().optional(),
         targetRef: z
-          .object({ kind: z.string(), namespace: z.string().optional(), name: z.string(), uid: z.string().optional() })
+          .object({
+            kind: z.string(),
+            namespace: z.string().optional(),
+            name: z.string(),
+            uid: z.string().optional(),
+          })
           .optional(),
       }),
     )
@@ -158,10 +165,20 @@ export const NetworkPolicy = z.object({
     podSelector: LabelSelector,
     policyTypes: z.array(z.enum(['Ingress', 'Egress'])).default([]),
     ingress: z
-      .array(z.object({ ports: z.array(NetworkPolicyPort).default([]), from: z.array(NetworkPolicyPeer).default([]) }))
+      .array(
+        z.object({
+          ports: z.array(NetworkPolicyPort).default([]),
+          from: z.array(NetworkPolicyPeer).default([]),
+        }),
+      )
       .default([]),
     egress: z
-      .array(z.object({ ports: z.array(NetworkPolicyPort).default([]), to: z.array(NetworkPolicyPeer).default([]) }))
+      .array(
+        z.object({
+          ports: z.array(NetworkPolicyPort).default([]),
+          to: z.array(NetworkPolicyPeer).default([]),
+        }),
+      )
       .default([]),
   }),
 });

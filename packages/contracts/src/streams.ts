@@ -30,7 +30,8 @@ export interface KvBucketSpec {
 
 export const K8sStream: StreamSpec = {
   name: K8S_STREAM,
-  description: 'Kubernetes objects as seen by kube-bridge: last value per object, deletes as tombstones.',
+  description:
+    'Kubernetes objects as seen by kube-bridge: last value per object, deletes as tombstones.',
   subjects: [`${K8S_SUBJECT_ROOT}.>`],
   storage: 'file',
   maxMsgsPerSubject: 1,
@@ -40,7 +41,8 @@ export const K8sStream: StreamSpec = {
 
 export const DeadLetterStream: StreamSpec = {
   name: 'DYAD_DLQ',
-  description: 'Messages a service refused, with the reason, kept a week for inspection and replay.',
+  description:
+    'Messages a service refused, with the reason, kept a week for inspection and replay.',
   subjects: [`${DEAD_LETTER_ROOT}.>`],
   storage: 'file',
   maxAgeMs: 7 * 24 * 3600 * 1000,

@@ -9,11 +9,16 @@ const NEEDS_ESCAPE = /[.*>%\s]/g;
 
 export function encodeToken(raw: string): string {
   if (raw.length === 0) throw new InvalidSubjectTokenError('a subject token cannot be empty');
-  return raw.replace(NEEDS_ESCAPE, (ch) => '%' + ch.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0'));
+  return raw.replace(
+    NEEDS_ESCAPE,
+    (ch) => '%' + ch.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0'),
+  );
 }
 
 export function decodeToken(token: string): string {
-  return token.replace(/%([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+  return token.replace(/%([0-9A-F]{2})/g, (_, hex: string) =>
+    String.fromCharCode(parseInt(hex, 16)),
+  );
 }
 
 /** Token used in place of the namespace for cluster-scoped objects ('_' is not valid in a namespace name). */
@@ -22,8 +27,13 @@ export const CLUSTER_SCOPE_TOKEN = '_';
 export const K8S_SUBJECT_ROOT = 'dyad.k8s.v1';
 
 /** `dyad.k8s.v1.<kind>.<namespace|_>.<name>`: one subject per object, so the stream keeps its last value. */
-export function k8sObjectSubject(kind: string, namespace: string | undefined, name: string): string {
-  const ns = namespace === undefined || namespace === '' ? CLUSTER_SCOPE_TOKEN : encodeToken(namespace);
+export function k8sObjectSubject(
+  kind: string,
+  namespace: string | undefined,
+  name: string,
+): string {
+  const ns =
+    namespace === undefined || namespace === '' ? CLUSTER_SCOPE_TOKEN : encodeToken(namespace);
   return `${K8S_SUBJECT_ROOT}.${kind.toLowerCase()}.${ns}.${encodeToken(name)}`;
 }
 
@@ -44,7 +54,11 @@ export function parseK8sObjectSubject(subject: string): ParsedK8sSubject | undef
   const parts = subject.slice(prefix.length).split('.');
   if (parts.length !== 3) return undefined;
   const [kind, ns, name] = parts as [string, string, string];
-  return { kind, namespace: ns === CLUSTER_SCOPE_TOKEN ? undefined : decodeToken(ns), name: decodeToken(name) };
+  return {
+    kind,
+    namespace: ns === CLUSTER_SCOPE_TOKEN ? undefined : decodeToken(ns),
+    name: decodeToken(name),
+  };
 }
 
 export const DEAD_LETTER_ROOT = 'dyad.dlq.v1';

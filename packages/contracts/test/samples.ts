@@ -1,0 +1,121 @@
+import type { MessageContract } from '../src/index.ts';
+import {
+  EndpointSliceEvent,
+  NamespaceEvent,
+  NetworkPolicyEvent,
+  NodeEvent,
+  PodEvent,
+  ServiceEvent,
+} from '../src/index.ts';
+
+const meta = (name: string, namespace?: string) => ({
+  uid: `uid-${name}`,
+  name,
+  ...(namespace === undefined ? {} : { namespace }),
+  resourceVersion: '42',
+  labels: { app: name },
+});
+
+/** One valid payload per contract, as kube-bridge would publish it. */
+export const VALID_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> = [
+  [
+    NodeEvent,
+    {
+      op: 'upsert',
+      object: {
+        metadata: meta('node-a'),
+        spec: { podCIDRs: ['198.18.1.0/24', 'fd00:d1ad::/120'], unschedulable: false },
+        status: { addresses: [{ type: 'InternalIP', address: '198.19.0.1' }], ready: true },
+      },
+    },
+  ],
+  [
+    NamespaceEvent,
+    { op: 'delete', object: { metadata: meta('prod'), status: { phase: 'Active' } } },
+  ],
+  [
+    PodEvent,
+    {
+      op: 'upsert',
+      object: {
+        metadata: meta('web-0', 'prod'),
+        spec: {
+          nodeName: 'node-a',
+          hostNetwork: false,
+          containers: [
+            { name: 'web', ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }] },
+          ],
+        },
+        status: {
+          phase: 'Running',
+          hostIPs: ['198.19.0.1'],
+          podIPs: ['fd00:d1ad::5', '198.18.1.5'],
+        },
+      },
+    },
+  ],
+  [
+    ServiceEvent,
+    {
+      op: 'upsert',
+      object: {
+        metadata: meta('web', 'prod'),
+        spec: {
+          type: 'ClusterIP',
+          clusterIPs: ['198.18.128.10', 'fd00:d1ad:5e::a'],
+          ipFamilies: ['IPv4', 'IPv6'],
+          ipFamilyPolicy: 'RequireDualStack',
+          selector: { app: 'web' },
+          ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 'http' }],
+          externalIPs: [],
+        },
+      },
+    },
+  ],
+  [
+    EndpointSliceEvent,
+    {
+      op: 'upsert',
+      object: {
+        metadata: meta('web-abcde', 'prod'),
+        addressType: 'IPv6',
+        serviceName: 'web',
+        endpoints: [
+          {
+            addresses: ['fd00:d1ad::5'],
+            conditions: { ready: true, serving: true, terminating: false },
+            nodeName: 'node-a',
+            targetRef: { kind: 'Pod', namespace: 'prod', name: 'web-0', uid: 'uid-web-0' },
+          },
+        ],
+        ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+      },
+    },
+  ],
+  [
+    NetworkPolicyEvent,
+    {
+      op: 'upsert',
+      object: {
+        metadata: meta('allow-web', 'prod'),
+        spec: {
+          podSelector: { matchLabels: { app: 'web' }, matchExpressions: [] },
+          policyTypes: ['Ingress', 'Egress'],
+          ingress: [
+            {
+              ports: [
+                { protocol: 'TCP', port: 8080 },
+                { protocol: 'UDP', port: 5000, endPort: 5010 },
+              ],
+              from: [
+                { namespaceSelector: { matchLabels: { team: 'a' }, matchExpressions: [] } },
+                { ipBlock: { cidr: 'fd00:beef::/64', except: ['fd00:beef::/80'] } },
+              ],
+            },
+          ],
+          egress: [{ ports: [], to: [{ ipBlock: { cidr: '198.18.0.0/15', except: [] } }] }],
+        },
+      },
+    },
+  ],
+];
