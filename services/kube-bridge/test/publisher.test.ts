@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest';
+import { CoalescingPublisher } from '../src/publisher.ts';
+
+function deferred() {
+  let resolve!: () => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+const opts = { concurrency: 4, minBackoffMs: 1, maxBackoffMs: 5, onError: () => {} };
+
+describe('CoalescingPublisher', () => {
+  it('sends only the newest state of a subject that changed while its publish was in flight', async () => {
+    const p = new CoalescingPublisher(opts);
+    const sent: string[] = [];
+    const first = deferred();
+    p.enqueue({ subject: 'a', send: () => (sent.push('v1'), first.promise) });
+    p.enqueue({ subject: 'a', send: async () => void sent.push('v2') });
+    p.enqueue({ subject: 'a', send: async () => void sent.push('v3') });
+    first.resolve();
+    await p.idle();
+    expect(sent).toEqual(['v1', 'v3']);
+  });
+
+  it('retries a failed publish until it succeeds, and keeps a newer state queued meanwhile', async () => {
+    const errors: number[] = [];
+    const p = new CoalescingPublisher({ ...opts, onError: (_s, _e, n) => errors.push(n) });
+    let failures = 3;
+    const sent: string[] = [];
+    p.enqueue({
+      subject: 'a',
+      send: async () => {
+        if (failures-- > 0) throw new Error('nats away');
+        sent.push('v1');
+      },
+    });
+    p.enqueue({ subject: 'b', send: async () => void sent.push('b1') });
+    await p.idle();
+    expect(sent.sort()).toEqual(['b1', 'v1']);
+    expect(errors).toHaveLength(3);
+  });
+
+  it('a newer state enqueued during a failing publish wins over the failed one', async () => {
+    const p = new CoalescingPublisher(opts);
+    const sent: string[] = [];
+    const first = deferred();
+    p.enqueue({ subject: 'a', send: () => first.promise });
+    p.enqueue({ subject: 'a', send: async () => void sent.push('v2') });
+    first.reject(new Error('timeout'));
+    await p.idle();
+    expect(sent).toEqual(['v2']);
+  });
+
+  it('never runs more than `concurrency` sends at once', async () => {
+    const p = new CoalescingPublisher({ ...opts, concurrency: 2 });
+    let running = 0;
+    let peak = 0;
+    for (let i = 0; i < 10; i++) {
+      p.enqueue({
+        subject: `s${i}`,
+        send: async () => {
+          peak = Math.max(peak, ++running);
+          await new Promise((r) => setImmediate(r));
+          running--;
+        },
+      });
+    }
+    await p.idle();
+    expect(peak).toBe(2);
+  });
+});
