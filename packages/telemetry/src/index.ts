@@ -1,1 +1,20 @@
-export {};
+export { createLogger } from './logger.ts';
+export type { LoggerOptions } from './logger.ts';
+
+export { startTracing, traceContextPropagator, tracesUrl, tracingWanted } from './tracing.ts';
+export type { Tracing, TracingOptions } from './tracing.ts';
+
+export { startInMemoryTracing } from './testing.ts';
+export type { InMemoryTracing } from './testing.ts';
+
+export { createMetrics } from './metrics.ts';
+export type { MetricsOptions } from './metrics.ts';
+
+export { startHealthServer } from './health.ts';
+export type { HealthServer, HealthServerOptions, Probe } from './health.ts';
+
+export { HealthServerListenError, TelemetryError } from './errors.ts';
+
+export type { Logger } from 'pino';
+export type { Registry } from 'prom-client';
+export type { ReadableSpan } from '@opentelemetry/sdk-trace';
