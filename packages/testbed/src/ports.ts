@@ -1,0 +1,43 @@
+import { createServer } from 'node:net';
+
+const LOOPBACK = '127.0.0.1';
+
+function listenOnce(): Promise<{ port: number; close: () => Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen({ host: LOOPBACK, port: 0, exclusive: true }, () => {
+      const address = server.address();
+      if (address === null || typeof address === 'string') {
+        server.close();
+        reject(new Error(`unexpected listen address ${String(address)}`));
+        return;
+      }
+      resolve({
+        port: address.port,
+        close: () => new Promise<void>((done) => server.close(() => done())),
+      });
+    });
+  });
+}
+
+/**
+ * Returns `count` distinct free TCP ports on 127.0.0.1. All sockets stay open until every port is
+ * chosen, so one call never hands out the same port twice.
+ */
+export async function freePorts(count: number): Promise<number[]> {
+  const held: { port: number; close: () => Promise<void> }[] = [];
+  try {
+    for (let i = 0; i < count; i++) held.push(await listenOnce());
+    return held.map((h) => h.port);
+  } finally {
+    await Promise.all(held.map((h) => h.close()));
+  }
+}
+
+export async function freePort(): Promise<number> {
+  const [port] = await freePorts(1);
+  if (port === undefined) throw new Error('no free port');
+  return port;
+}
