@@ -1,0 +1,93 @@
+import { mapCodec, mappedCodec, structCodec } from '../codec.ts';
+import type { MapCodec } from '../codec.ts';
+import { defineLayout } from '../layout.ts';
+import { formatIp, parseIp } from '../ip.ts';
+import { Direction } from './constants.ts';
+import { familyTag } from './endpoints.ts';
+
+/** bpf/include/dyad/map_conntrack.h */
+export const ctKeyLayout = defineLayout('dy_ct_key', 40, [
+  { name: 'saddr', offset: 0, kind: 'bytes', length: 16 },
+  { name: 'daddr', offset: 16, kind: 'bytes', length: 16 },
+  { name: 'sport', offset: 32, kind: 'be16' },
+  { name: 'dport', offset: 34, kind: 'be16' },
+  { name: 'proto', offset: 36, kind: 'u8' },
+  { name: 'family', offset: 37, kind: 'u8' },
+  { name: 'dir', offset: 38, kind: 'u8' },
+  { name: 'pad', offset: 39, kind: 'pad', length: 1 },
+] as const);
+
+export const ctEntryLayout = defineLayout('dy_ct_entry', 32, [
+  { name: 'expires_ns', offset: 0, kind: 'u64' },
+  { name: 'packets', offset: 8, kind: 'u64' },
+  { name: 'bytes', offset: 16, kind: 'u64' },
+  { name: 'src_identity', offset: 24, kind: 'u32' },
+  { name: 'flags', offset: 28, kind: 'u32' },
+] as const);
+
+export interface CtKey {
+  readonly src: string;
+  readonly dst: string;
+  readonly sport: number;
+  readonly dport: number;
+  readonly proto: number;
+  readonly direction: 'ingress' | 'egress';
+}
+
+export interface CtEntry {
+  /** CLOCK_MONOTONIC deadline in ns (bpf_ktime_get_ns). */
+  readonly expiresNs: bigint;
+  readonly packets: bigint;
+  readonly bytes: bigint;
+  readonly srcIdentity: number;
+  /** CtFlags bits */
+  readonly flags: number;
+}
+
+export const ctKeyCodec = mappedCodec(
+  structCodec(ctKeyLayout),
+  (k: CtKey) => {
+    const s = parseIp(k.src);
+    const d = parseIp(k.dst);
+    return {
+      saddr: s.bytes,
+      daddr: d.bytes,
+      sport: k.sport,
+      dport: k.dport,
+      proto: k.proto,
+      family: s.family,
+      dir: k.direction === 'ingress' ? Direction.INGRESS : Direction.EGRESS,
+    };
+  },
+  (s): CtKey => {
+    const f = familyTag(s.family);
+    return {
+      src: formatIp(f, s.saddr),
+      dst: formatIp(f, s.daddr),
+      sport: s.sport,
+      dport: s.dport,
+      proto: s.proto,
+      direction: s.dir === Direction.INGRESS ? 'ingress' : 'egress',
+    };
+  },
+);
+
+export const ctEntryCodec = mappedCodec(
+  structCodec(ctEntryLayout),
+  (v: CtEntry) => ({
+    expires_ns: v.expiresNs,
+    packets: v.packets,
+    bytes: v.bytes,
+    src_identity: v.srcIdentity,
+    flags: v.flags,
+  }),
+  (s): CtEntry => ({
+    expiresNs: s.expires_ns,
+    packets: s.packets,
+    bytes: s.bytes,
+    srcIdentity: s.src_identity,
+    flags: s.flags,
+  }),
+);
+
+export const conntrackCodec: MapCodec<CtKey, CtEntry> = mapCodec(ctKeyCodec, ctEntryCodec);

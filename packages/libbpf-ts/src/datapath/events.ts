@@ -1,0 +1,79 @@
+import { structCodec } from '../codec.ts';
+import type { Codec } from '../codec.ts';
+import { defineLayout } from '../layout.ts';
+import { formatIp } from '../ip.ts';
+import { directionName, reasonName } from './constants.ts';
+import type { DirectionName } from './constants.ts';
+import { familyTag } from './endpoints.ts';
+import type { IpFamily } from '../ip.ts';
+
+/** bpf/include/dyad/map_events.h */
+export const eventLayout = defineLayout('dy_event', 64, [
+  { name: 'ts_ns', offset: 0, kind: 'u64' },
+  { name: 'ifindex', offset: 8, kind: 'u32' },
+  { name: 'src_identity', offset: 12, kind: 'u32' },
+  { name: 'dst_identity', offset: 16, kind: 'u32' },
+  { name: 'sport', offset: 20, kind: 'be16' },
+  { name: 'dport', offset: 22, kind: 'be16' },
+  { name: 'type', offset: 24, kind: 'u8' },
+  { name: 'reason', offset: 25, kind: 'u8' },
+  { name: 'family', offset: 26, kind: 'u8' },
+  { name: 'proto', offset: 27, kind: 'u8' },
+  { name: 'dir', offset: 28, kind: 'u8' },
+  { name: 'pad', offset: 29, kind: 'pad', length: 3 },
+  { name: 'saddr', offset: 32, kind: 'bytes', length: 16 },
+  { name: 'daddr', offset: 48, kind: 'bytes', length: 16 },
+] as const);
+
+export interface DatapathEvent {
+  readonly tsNs: bigint;
+  readonly type: 'drop' | 'trace';
+  readonly reason: number;
+  readonly reasonName: string;
+  readonly family: IpFamily;
+  readonly src: string;
+  readonly dst: string;
+  /** 0 for ICMP */
+  readonly sport: number;
+  /** Destination port, or the ICMP type for ICMP/ICMPv6 */
+  readonly dport: number;
+  readonly proto: number;
+  readonly direction: DirectionName | undefined;
+  readonly ifindex: number;
+  readonly srcIdentity: number;
+  readonly dstIdentity: number;
+}
+
+export const eventStructCodec = structCodec(eventLayout);
+
+export const eventCodec: Codec<DatapathEvent> = {
+  size: eventStructCodec.size,
+  layout: eventLayout,
+  encodeInto() {
+    throw new Error('events are only produced by the datapath');
+  },
+  decode(buf, offset) {
+    const s = eventStructCodec.decode(buf, offset);
+    const family = familyTag(s.family);
+    return {
+      tsNs: s.ts_ns,
+      type: s.type === 1 ? 'drop' : 'trace',
+      reason: s.reason,
+      reasonName: reasonName(s.reason),
+      family,
+      src: formatIp(family, s.saddr),
+      dst: formatIp(family, s.daddr),
+      sport: s.sport,
+      dport: s.dport,
+      proto: s.proto,
+      direction: directionName(s.dir),
+      ifindex: s.ifindex,
+      srcIdentity: s.src_identity,
+      dstIdentity: s.dst_identity,
+    };
+  },
+};
+
+export function decodeEvent(record: Buffer): DatapathEvent {
+  return eventCodec.decode(record, 0);
+}

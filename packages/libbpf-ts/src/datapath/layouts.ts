@@ -1,0 +1,35 @@
+import type { StructLayout } from '../layout.ts';
+import { configLayout } from './config.ts';
+import { ctEntryLayout, ctKeyLayout } from './conntrack.ts';
+import { DatapathMaps } from './constants.ts';
+import { endpointInfoLayout, endpointKeyLayout } from './endpoints.ts';
+import { eventLayout } from './events.ts';
+import { ipcacheInfoLayout, ipcacheKeyLayout } from './ipcache.ts';
+import { metricsKeyLayout, metricsValueLayout } from './metrics.ts';
+import { policyKeyLayout, policyValueLayout } from './policy.ts';
+
+/** Every struct the TypeScript side mirrors, for the BTF drift check. */
+export const datapathLayouts: readonly StructLayout[] = [
+  endpointKeyLayout,
+  endpointInfoLayout,
+  ipcacheKeyLayout,
+  ipcacheInfoLayout,
+  policyKeyLayout,
+  policyValueLayout,
+  ctKeyLayout,
+  ctEntryLayout,
+  metricsKeyLayout,
+  metricsValueLayout,
+  eventLayout,
+  configLayout,
+];
+
+/** Which layouts each map of the datapath object uses as key and value. */
+export const datapathMapLayouts: ReadonlyArray<{ map: string; key?: StructLayout; value?: StructLayout }> = [
+  { map: DatapathMaps.endpoints, key: endpointKeyLayout, value: endpointInfoLayout },
+  { map: DatapathMaps.ipcache, key: ipcacheKeyLayout, value: ipcacheInfoLayout },
+  { map: DatapathMaps.policy, key: policyKeyLayout, value: policyValueLayout },
+  { map: DatapathMaps.conntrack, key: ctKeyLayout, value: ctEntryLayout },
+  { map: DatapathMaps.metrics, key: metricsKeyLayout, value: metricsValueLayout },
+  { map: DatapathMaps.config, value: configLayout },
+];

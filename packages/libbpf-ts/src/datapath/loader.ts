@@ -1,0 +1,112 @@
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import type { BpfMap } from '../map.ts';
+import type { Libbpf } from '../libbpf.ts';
+import type { BpfObject, BpfProgram } from '../object.ts';
+import { configCodec } from './config.ts';
+import type { DatapathConfig } from './config.ts';
+import { conntrackCodec } from './conntrack.ts';
+import type { CtEntry, CtKey } from './conntrack.ts';
+import { DatapathMaps as Names, DatapathPrograms } from './constants.ts';
+import { endpointsCodec } from './endpoints.ts';
+import type { EndpointInfo, EndpointKey } from './endpoints.ts';
+import { ipcacheCodec } from './ipcache.ts';
+import type { IpcacheInfo, IpcacheKey } from './ipcache.ts';
+import { metricsCodec } from './metrics.ts';
+import type { MetricsKey, MetricsValue } from './metrics.ts';
+import { policyCodec } from './policy.ts';
+import type { PolicyKey, PolicyValue } from './policy.ts';
+import { rawMapCodec } from '../codec.ts';
+import type { MapCodec } from '../codec.ts';
+
+/** bpf/build/datapath.o of this repository (built by `make -C bpf`). */
+export const DEFAULT_DATAPATH_OBJECT = fileURLToPath(new URL('../../../../bpf/build/datapath.o', import.meta.url));
+
+export interface DatapathMapSet extends Disposable {
+  readonly endpoints: BpfMap<EndpointKey, EndpointInfo>;
+  readonly ipcache: BpfMap<IpcacheKey, IpcacheInfo>;
+  readonly policy: BpfMap<PolicyKey, PolicyValue>;
+  readonly conntrack: BpfMap<CtKey, CtEntry>;
+  readonly metrics: BpfMap<MetricsKey, MetricsValue>;
+  readonly config: BpfMap<number, DatapathConfig>;
+  /** Ring buffer map; consume with lib.ringBuffer(events, decodeEvent). */
+  readonly events: BpfMap<Buffer, Buffer>;
+  close(): void;
+}
+
+export interface LoadedDatapath extends Disposable {
+  readonly object: BpfObject;
+  readonly maps: DatapathMapSet;
+  readonly fromContainer: BpfProgram;
+  readonly toContainer: BpfProgram;
+  readonly fromNetdev: BpfProgram;
+  close(): void;
+}
+
+export interface LoadDatapathOptions {
+  readonly objectPath?: string;
+  /** bpffs directory for this node's maps, e.g. /sys/fs/bpf/dyad/<node>. Existing pins are
+   *  reused, so the kernel's state outlives the loader. */
+  readonly pinDir: string;
+  readonly maxEntries?: Readonly<Record<string, number>>;
+}
+
+function mapSet(get: <K, V>(name: string, codec: MapCodec<K, V>) => BpfMap<K, V>, extraClose: () => void): DatapathMapSet {
+  const maps = {
+    endpoints: get(Names.endpoints, endpointsCodec),
+    ipcache: get(Names.ipcache, ipcacheCodec),
+    policy: get(Names.policy, policyCodec),
+    conntrack: get(Names.conntrack, conntrackCodec),
+    metrics: get(Names.metrics, metricsCodec),
+    config: get(Names.config, configCodec),
+    events: get(Names.events, rawMapCodec(0, 0)),
+  };
+  const close = () => {
+    for (const m of Object.values(maps)) m.close();
+    extraClose();
+  };
+  return { ...maps, close, [Symbol.dispose]: close };
+}
+
+/** Opens, pins and loads the datapath object. Programs are not attached here. */
+export function loadDatapath(lib: Libbpf, opts: LoadDatapathOptions): LoadedDatapath {
+  const object = lib.openObject(opts.objectPath ?? DEFAULT_DATAPATH_OBJECT, {
+    pinDir: opts.pinDir,
+    ...(opts.maxEntries ? { maxEntries: opts.maxEntries } : {}),
+  });
+  try {
+    object.load();
+    const maps = mapSet((name, codec) => object.map(name, codec), () => undefined);
+    const close = () => {
+      maps.close();
+      object.close();
+    };
+    return {
+      object,
+      maps,
+      fromContainer: object.program(DatapathPrograms.fromContainer),
+      toContainer: object.program(DatapathPrograms.toContainer),
+      fromNetdev: object.program(DatapathPrograms.fromNetdev),
+      close,
+      [Symbol.dispose]: close,
+    };
+  } catch (e) {
+    object.close();
+    throw e;
+  }
+}
+
+/** Opens the pinned maps of a node's datapath without loading anything. */
+export function openPinnedDatapath(lib: Libbpf, pinDir: string): DatapathMapSet {
+  const opened: Array<BpfMap<unknown, unknown>> = [];
+  try {
+    return mapSet((name, codec) => {
+      const m = lib.openPinnedMap(join(pinDir, name), codec);
+      opened.push(m as BpfMap<unknown, unknown>);
+      return m;
+    }, () => undefined);
+  } catch (e) {
+    for (const m of opened) m.close();
+    throw e;
+  }
+}

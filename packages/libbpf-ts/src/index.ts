@@ -1,0 +1,79 @@
+export { Libbpf } from './libbpf.ts';
+export { bindLibbpf } from './ffi.ts';
+export { BpfObject, BpfProgram } from './object.ts';
+export { BpfMap } from './map.ts';
+export { MapType, UpdateFlags, isPerCpu } from './map-types.ts';
+export { Tc } from './tc.ts';
+export { RingBufferReader } from './ringbuf.ts';
+export { readBtfStruct } from './btf.ts';
+export { LibbpfError, CodecError, ClosedError, LibbpfLoadError } from './errors.ts';
+export { errnoName } from './errno.ts';
+export { structCodec, mappedCodec, mapCodec, bytesCodec, rawMapCodec, u32Codec, encode } from './codec.ts';
+export { defineLayout, validateLayout, fieldSize } from './layout.ts';
+export { parseIp, formatIp, parsePrefix, formatPrefix, maskBytes, parseMac, formatMac } from './ip.ts';
+
+export {
+  Family,
+  Direction,
+  Identity,
+  EndpointFlags,
+  IpcacheFlags,
+  Reason,
+  EventType,
+  PolicyAction,
+  ConfigFlags,
+  Proto,
+  CtFlags,
+  DatapathMaps,
+  DatapathPrograms,
+  directionName,
+  reasonName,
+} from './datapath/constants.ts';
+export { endpointKeyLayout, endpointInfoLayout, endpointKeyCodec, endpointInfoCodec, endpointsCodec } from './datapath/endpoints.ts';
+export {
+  ipcacheKeyLayout,
+  ipcacheInfoLayout,
+  ipcacheKeyCodec,
+  ipcacheInfoCodec,
+  ipcacheCodec,
+  encodeIpcachePrefix,
+  IPCACHE_PREFIX_BASE,
+} from './datapath/ipcache.ts';
+export {
+  policyKeyLayout,
+  policyValueLayout,
+  policyKeyCodec,
+  policyValueCodec,
+  policyCodec,
+  portRangePrefixes,
+  policyKeys,
+  POLICY_PREFIX_PROTO,
+  POLICY_PREFIX_PORT,
+} from './datapath/policy.ts';
+export { ctKeyLayout, ctEntryLayout, ctKeyCodec, ctEntryCodec, conntrackCodec } from './datapath/conntrack.ts';
+export { metricsKeyLayout, metricsValueLayout, metricsKeyCodec, metricsValueCodec, metricsCodec, sumPerCpu } from './datapath/metrics.ts';
+export { eventLayout, eventCodec, decodeEvent } from './datapath/events.ts';
+export { configLayout, configValueCodec, configCodec } from './datapath/config.ts';
+export { datapathLayouts, datapathMapLayouts } from './datapath/layouts.ts';
+export { loadDatapath, openPinnedDatapath, DEFAULT_DATAPATH_OBJECT } from './datapath/loader.ts';
+
+export type { LibbpfOptions, CreateMapSpec } from './libbpf.ts';
+export type { LibbpfBindings, Ptr } from './ffi.ts';
+export type { OpenObjectOptions } from './object.ts';
+export type { BpfMapOptions, Liveness } from './map.ts';
+export type { MapInfo, UpdateMode } from './map-types.ts';
+export type { TcDirection, TcHookRef, TcFilterRef, TcAttachOptions, TcAttachment } from './tc.ts';
+export type { RingBufferOptions } from './ringbuf.ts';
+export type { BtfStruct, BtfMember } from './btf.ts';
+export type { Codec, MapCodec } from './codec.ts';
+export type { FieldKind, FieldSpec, StructLayout, StructValue } from './layout.ts';
+export type { IpFamily, IpBytes, IpPrefix } from './ip.ts';
+export type { DirectionName } from './datapath/constants.ts';
+export type { EndpointKey, EndpointInfo } from './datapath/endpoints.ts';
+export type { IpcacheKey, IpcacheInfo } from './datapath/ipcache.ts';
+export type { PolicyKey, PolicyValue, PolicyRule, PolicyDirection } from './datapath/policy.ts';
+export type { CtKey, CtEntry } from './datapath/conntrack.ts';
+export type { MetricsKey, MetricsValue } from './datapath/metrics.ts';
+export type { DatapathEvent } from './datapath/events.ts';
+export type { DatapathConfig } from './datapath/config.ts';
+export type { DatapathMapSet, LoadedDatapath, LoadDatapathOptions } from './datapath/loader.ts';
