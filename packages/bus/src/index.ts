@@ -1,1 +1,40 @@
-export {};
+export { connectBus } from './connect.ts';
+export type { Bus, BusOptions, ReconnectOptions } from './connect.ts';
+
+export type { BusLogger, BusWorker } from './context.ts';
+export type { Delivery, Handler, JsDelivery } from './inbound.ts';
+export type { HeaderGetter } from './headers.ts';
+
+export type { InputOf, JsPublishOptions, PublishOptions } from './publish.ts';
+export type { BusSubscription, SubscribeOptions } from './subscribe.ts';
+
+export { DEFAULT_MAX_DELIVER, defaultNakDelayMs } from './consume.ts';
+export type { BusConsumer, ConsumeOptions, StartPolicy } from './consume.ts';
+
+export type { RequestOptions, ServeHandler, ServeOptions } from './request.ts';
+export { ErrorCode, ErrorReply } from './reply.ts';
+
+export { DeadLetterReason, ORIGINAL_NATS_HEADER_PREFIX, deadLetterHeaders } from './deadletter.ts';
+
+export { kvStreamName, streamConfig } from './bootstrap.ts';
+export type { EnsureResult } from './bootstrap.ts';
+
+export { installSignalHandlers } from './shutdown.ts';
+export type { Drainable, SignalOptions } from './shutdown.ts';
+
+export { subjectRoot } from './metrics.ts';
+
+export {
+  BusError,
+  ConfigConflictError,
+  ConnectError,
+  InvalidReplyError,
+  NoRespondersError,
+  PublishError,
+  RemoteError,
+  ReplyError,
+  RequestTimeoutError,
+} from './errors.ts';
+
+export type { KV } from '@nats-io/kv';
+export type { PubAck } from '@nats-io/jetstream';

@@ -1,0 +1,220 @@
+import { readFile } from 'node:fs/promises';
+import type { KvBucketSpec, MessageContract, PayloadOf, StreamSpec } from '@dyad/contracts';
+import { trace } from '@opentelemetry/api';
+import type { Tracer } from '@opentelemetry/api';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import type { JetStreamManager, PubAck } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
+import { connect, credsAuthenticator } from '@nats-io/transport-node';
+import type { NatsConnection, NodeConnectionOptions, Status } from '@nats-io/transport-node';
+import type { Registry } from 'prom-client';
+import type { EnsureResult } from './bootstrap.ts';
+import { ensureKv, ensureStreams } from './bootstrap.ts';
+import type { BusConsumer, ConsumeOptions } from './consume.ts';
+import { consume } from './consume.ts';
+import type { BusContext, BusLogger } from './context.ts';
+import { ConnectError } from './errors.ts';
+import type { Delivery, Handler, JsDelivery } from './inbound.ts';
+import { busMetrics } from './metrics.ts';
+import type { InputOf, JsPublishOptions, PublishOptions } from './publish.ts';
+import { jsPublish, publish } from './publish.ts';
+import type { RequestOptions, ServeHandler, ServeOptions } from './request.ts';
+import { request, serve } from './request.ts';
+import type { BusSubscription, SubscribeOptions } from './subscribe.ts';
+import { subscribe } from './subscribe.ts';
+
+export interface ReconnectOptions {
+  /** Attempts before giving up; -1 (the default) retries forever. */
+  readonly maxAttempts?: number;
+  /** Wait between attempts on one server. Default 1000 ms. */
+  readonly timeWaitMs?: number;
+  /** Up to this much random extra wait, so a fleet does not reconnect in lockstep. Default 500 ms. */
+  readonly jitterMs?: number;
+}
+
+export interface BusOptions {
+  readonly servers: string | readonly string[];
+  /** The service name: connection name, CloudEvents source `/dyad/<name>`, dead-letter subject. */
+  readonly name: string;
+  readonly user?: string;
+  readonly pass?: string;
+  readonly token?: string;
+  /** A NATS `.creds` file (JWT + NKey seed), for per-service accounts. */
+  readonly credsFile?: string;
+  readonly logger: BusLogger;
+  readonly registry: Registry;
+  readonly reconnect?: ReconnectOptions;
+  /** Keep retrying the very first connect instead of failing. Default false. */
+  readonly waitOnFirstConnect?: boolean;
+  readonly connectTimeoutMs?: number;
+  /** Defaults to the global tracer provider's `@dyad/bus` tracer. */
+  readonly tracer?: Tracer;
+}
+
+/** A typed connection to NATS. Every message in and out goes through a contract. */
+export interface Bus {
+  readonly service: string;
+  /** CloudEvents source of this service's messages. */
+  readonly source: string;
+  /** False while disconnected (reconnecting) or after close; use it for readiness. */
+  isConnected(): boolean;
+
+  publish<C extends MessageContract>(contract: C, subject: string, payload: InputOf<C>, opts?: PublishOptions): void;
+  jsPublish<C extends MessageContract>(
+    contract: C,
+    subject: string,
+    payload: InputOf<C>,
+    opts?: JsPublishOptions,
+  ): Promise<PubAck>;
+
+  subscribe<C extends MessageContract>(
+    accepted: readonly C[],
+    subject: string,
+    handler: Handler<PayloadOf<C>, Delivery<PayloadOf<C>>>,
+    opts?: SubscribeOptions,
+  ): BusSubscription;
+  consume<C extends MessageContract>(
+    accepted: readonly C[],
+    opts: ConsumeOptions,
+    handler: Handler<PayloadOf<C>, JsDelivery<PayloadOf<C>>>,
+  ): Promise<BusConsumer>;
+
+  request<Req extends MessageContract, Rep extends MessageContract>(
+    reqContract: Req,
+    subject: string,
+    payload: InputOf<Req>,
+    replyContract: Rep,
+    opts?: RequestOptions,
+  ): Promise<PayloadOf<Rep>>;
+  serve<Req extends MessageContract, Rep extends MessageContract>(
+    reqContract: Req,
+    subject: string,
+    handler: ServeHandler<PayloadOf<Req>, InputOf<Rep>>,
+    replyContract: Rep,
+    opts?: ServeOptions,
+  ): BusSubscription;
+
+  ensureStreams(specs: readonly StreamSpec[]): Promise<EnsureResult[]>;
+  ensureKv(specs: readonly KvBucketSpec[]): Promise<EnsureResult[]>;
+  /** The bucket's @nats-io/kv handle; the bucket must exist (see ensureKv). */
+  kv(bucket: string): Promise<KV>;
+
+  /** Round trip to the server: everything published before it has reached the server. */
+  flush(): Promise<void>;
+  /** Stops every subscription and consumer, waits for handlers in flight, flushes, closes. */
+  drain(): Promise<void>;
+  /** Closes at once; handlers in flight may fail to ack or reply. */
+  close(): Promise<void>;
+  /** Resolves when the connection has closed for good. */
+  readonly closed: Promise<void>;
+}
+
+export async function connectBus(opts: BusOptions): Promise<Bus> {
+  const natsOpts: NodeConnectionOptions = {
+    servers: typeof opts.servers === 'string' ? opts.servers : [...opts.servers],
+    name: opts.name,
+    maxReconnectAttempts: opts.reconnect?.maxAttempts ?? -1,
+    reconnectTimeWait: opts.reconnect?.timeWaitMs ?? 1000,
+    reconnectJitter: opts.reconnect?.jitterMs ?? 500,
+    waitOnFirstConnect: opts.waitOnFirstConnect ?? false,
+    ...(opts.connectTimeoutMs === undefined ? {} : { timeout: opts.connectTimeoutMs }),
+    ...(opts.user === undefined ? {} : { user: opts.user }),
+    ...(opts.pass === undefined ? {} : { pass: opts.pass }),
+    ...(opts.token === undefined ? {} : { token: opts.token }),
+  };
+  if (opts.credsFile !== undefined) {
+    natsOpts.authenticator = credsAuthenticator(await readFile(opts.credsFile));
+  }
+  let nc: NatsConnection;
+  try {
+    nc = await connect(natsOpts);
+  } catch (err) {
+    throw new ConnectError(`cannot connect to NATS at ${String(natsOpts.servers)}: ${String(err)}`, { cause: err });
+  }
+  const metrics = busMetrics(opts.registry);
+  const ctx: BusContext = {
+    nc,
+    service: opts.name,
+    source: `/dyad/${opts.name}`,
+    logger: opts.logger,
+    metrics,
+    tracer: opts.tracer ?? trace.getTracer('@dyad/bus'),
+    workers: new Set(),
+  };
+  let connected = true;
+  opts.logger.info({ server: nc.getServer() }, 'connected to NATS');
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') connected = false;
+      if (s.type === 'reconnect') connected = true;
+      logStatus(ctx, s);
+    }
+  })();
+  const closed = nc.closed().then((err) => {
+    connected = false;
+    if (err instanceof Error) opts.logger.error({ err }, 'NATS connection closed with an error');
+    else opts.logger.info({}, 'NATS connection closed');
+  });
+
+  const js = jetstream(nc);
+  let jsmPromise: Promise<JetStreamManager> | undefined;
+  const jsm = (): Promise<JetStreamManager> => {
+    jsmPromise ??= jetstreamManager(nc).catch((err: unknown) => {
+      jsmPromise = undefined;
+      throw err;
+    });
+    return jsmPromise;
+  };
+
+  const drain = async (): Promise<void> => {
+    if (nc.isClosed() || nc.isDraining()) return closed;
+    await Promise.allSettled([...ctx.workers].map((w) => w.stop()));
+    await nc.drain();
+    await closed;
+  };
+
+  return {
+    service: ctx.service,
+    source: ctx.source,
+    isConnected: () => connected && !nc.isClosed(),
+    publish: (contract, subject, payload, o) => publish(ctx, contract, subject, payload, o),
+    jsPublish: (contract, subject, payload, o) => jsPublish(ctx, js, contract, subject, payload, o),
+    subscribe: (accepted, subject, handler, o) => subscribe(ctx, accepted, subject, handler, o),
+    consume: (accepted, o, handler) => consume(ctx, js, jsm, accepted, o, handler),
+    request: (req, subject, payload, rep, o) => request(ctx, req, subject, payload, rep, o),
+    serve: (req, subject, handler, rep, o) => serve(ctx, req, subject, handler, rep, o),
+    ensureStreams: async (specs) => ensureStreams(await jsm(), specs, opts.logger),
+    ensureKv: async (specs) => ensureKv(js, await jsm(), specs, opts.logger),
+    kv: (bucket) => new Kvm(js).open(bucket),
+    flush: () => nc.flush(),
+    drain,
+    close: async () => {
+      await nc.close();
+      await closed;
+    },
+    closed,
+  };
+}
+
+function logStatus(ctx: BusContext, s: Status): void {
+  if (s.type === 'ping') return;
+  ctx.metrics.statusEvents.inc({ type: s.type });
+  const fields = { status: s };
+  switch (s.type) {
+    case 'disconnect':
+      ctx.logger.warn(fields, 'disconnected from NATS');
+      return;
+    case 'reconnect':
+      ctx.logger.info(fields, 'reconnected to NATS');
+      return;
+    case 'error':
+    case 'ldm':
+    case 'slowConsumer':
+    case 'staleConnection':
+      ctx.logger.warn(fields, `NATS status: ${s.type}`);
+      return;
+    default:
+      ctx.logger.debug(fields, `NATS status: ${s.type}`);
+  }
+}

@@ -1,0 +1,81 @@
+/** Base of the errors @dyad/bus raises; each accepts `{ cause }` as Error does. */
+export class BusError extends Error {
+  override name = 'BusError';
+}
+
+/** The first connection to NATS failed. */
+export class ConnectError extends BusError {
+  override name = 'ConnectError';
+}
+
+/** A JetStream publish was not acknowledged (no stream, timeout, expectation failed). */
+export class PublishError extends BusError {
+  override name = 'PublishError';
+  readonly subject: string;
+  constructor(subject: string, message: string, options?: { cause?: unknown }) {
+    super(`publish to ${subject} failed: ${message}`, options);
+    this.subject = subject;
+  }
+}
+
+/** No reply arrived in time. */
+export class RequestTimeoutError extends BusError {
+  override name = 'RequestTimeoutError';
+  readonly subject: string;
+  readonly timeoutMs: number;
+  constructor(subject: string, timeoutMs: number, options?: { cause?: unknown }) {
+    super(`request to ${subject} timed out after ${timeoutMs} ms`, options);
+    this.subject = subject;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** Nobody serves the subject: the server said so at once, so there is no point waiting. */
+export class NoRespondersError extends BusError {
+  override name = 'NoRespondersError';
+  readonly subject: string;
+  constructor(subject: string, options?: { cause?: unknown }) {
+    super(`no responders for ${subject}`, options);
+    this.subject = subject;
+  }
+}
+
+/** The server answered with a typed error reply (`io.dyad.bus.error.v1`). */
+export class RemoteError extends BusError {
+  override name = 'RemoteError';
+  readonly code: string;
+  readonly subject: string;
+  constructor(subject: string, code: string, message: string, options?: { cause?: unknown }) {
+    super(`${subject}: ${code}: ${message}`, options);
+    this.code = code;
+    this.subject = subject;
+  }
+}
+
+/** The reply did not decode against the reply contract; it was dead-lettered. */
+export class InvalidReplyError extends BusError {
+  override name = 'InvalidReplyError';
+  readonly reason: string;
+  constructor(subject: string, reason: string, detail: string, options?: { cause?: unknown }) {
+    super(`reply from ${subject} refused (${reason}): ${detail}`, options);
+    this.reason = reason;
+  }
+}
+
+/**
+ * Thrown by a `serve` handler to answer with a chosen error code instead of `internal`.
+ * Codes are short kebab-case words the requester can branch on, e.g. `not-found`.
+ */
+export class ReplyError extends BusError {
+  override name = 'ReplyError';
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/** A stream, KV bucket or consumer exists with a config the server will not change in place. */
+export class ConfigConflictError extends BusError {
+  override name = 'ConfigConflictError';
+}

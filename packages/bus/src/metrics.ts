@@ -1,0 +1,45 @@
+import { Counter } from 'prom-client';
+import type { Registry } from 'prom-client';
+
+export interface BusMetrics {
+  /** Messages refused and sent to the dead-letter subject. */
+  readonly deadLetters: Counter<'reason' | 'subject_root'>;
+  /** Inbound messages by operation and outcome (ok, handler-error, dead-letter). */
+  readonly handled: Counter<'op' | 'outcome'>;
+  readonly published: Counter<'op'>;
+  /** Connection status events (disconnect, reconnect, ...). */
+  readonly statusEvents: Counter<'type'>;
+}
+
+/** Reuses a metric already on the registry, so two buses can share one registry. */
+function counter<L extends string>(registry: Registry, name: string, help: string, labelNames: L[]): Counter<L> {
+  const existing = registry.getSingleMetric(name);
+  if (existing !== undefined) return existing as Counter<L>;
+  return new Counter({ name, help, labelNames, registers: [registry] });
+}
+
+export function busMetrics(registry: Registry): BusMetrics {
+  return {
+    deadLetters: counter(registry, 'dyad_bus_dead_letters_total', 'Inbound messages refused and dead-lettered.', [
+      'reason',
+      'subject_root',
+    ]),
+    handled: counter(registry, 'dyad_bus_messages_handled_total', 'Inbound messages by operation and outcome.', [
+      'op',
+      'outcome',
+    ]),
+    published: counter(registry, 'dyad_bus_messages_published_total', 'Messages published by operation.', ['op']),
+    statusEvents: counter(registry, 'dyad_bus_connection_events_total', 'NATS connection status events.', ['type']),
+  };
+}
+
+/**
+ * Keeps the label set small: Dyad subjects are `dyad.<area>.<version>...`, so three tokens name
+ * the family without object names; anything else (inboxes, foreign subjects) collapses to its
+ * first token.
+ */
+export function subjectRoot(subject: string): string {
+  const tokens = subject.split('.');
+  if (tokens[0] === 'dyad') return tokens.slice(0, 3).join('.');
+  return tokens[0] ?? '';
+}
