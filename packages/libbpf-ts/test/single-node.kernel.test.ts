@@ -1,0 +1,68 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { Direction, Libbpf, openPinnedDatapath, Reason, sumPerCpu } from '../src/index.ts';
+import type { DatapathMapSet } from '../src/index.ts';
+import { ensureBpfBuilt } from './helpers/build.ts';
+import { kernelRequired, kernelSkipReason } from './helpers/kernel.ts';
+import { Lab } from './helpers/lab.ts';
+import type { Pod } from './helpers/lab.ts';
+import { setupNode } from './helpers/topology.ts';
+
+const skip = kernelSkipReason();
+if (skip && kernelRequired()) test('kernel tier is required', () => expect.fail(skip));
+
+function forwarded(maps: DatapathMapSet, dir: number, family: number): bigint {
+  const v = maps.metrics.lookupPerCpu({ reason: Reason.FORWARDED, direction: dir, family });
+  return v ? sumPerCpu(v).packets : 0n;
+}
+
+describe.skipIf(skip !== undefined)('two pods on one node', () => {
+  const lab = new Lab();
+  let a: Pod;
+  let b: Pod;
+  let maps: DatapathMapSet;
+
+  beforeAll(async () => {
+    ensureBpfBuilt();
+    const node = lab.addNode('n1');
+    a = lab.addPod(node, 'pa', '198.18.1.11', 'fd00:18:1::11');
+    b = lab.addPod(node, 'pb', '198.18.1.12', 'fd00:18:1::12');
+    await setupNode(lab, node, [
+      { pod: a, endpointId: 1, identity: 1001 },
+      { pod: b, endpointId: 2, identity: 1002 },
+    ]);
+    maps = openPinnedDatapath(Libbpf.open(), node.pinDir);
+    await lab.echoServer(b, [7000]);
+  });
+
+  afterAll(() => {
+    maps?.close();
+    lab.cleanup();
+  });
+
+  test.each([
+    ['IPv4', 4, () => b.v4],
+    ['IPv6', 6, () => b.v6],
+  ])('ping over %s passes through both programs and moves their counters', async (_n, family, dst) => {
+    const egressBefore = forwarded(maps, Direction.EGRESS, family);
+    const ingressBefore = forwarded(maps, Direction.INGRESS, family);
+    expect(await lab.ping(a, dst(), 3)).toBe(true);
+    // 3 requests leave a and enter b; 3 replies leave b and enter a
+    expect(forwarded(maps, Direction.EGRESS, family) - egressBefore).toBeGreaterThanOrEqual(6n);
+    expect(forwarded(maps, Direction.INGRESS, family) - ingressBefore).toBeGreaterThanOrEqual(6n);
+  });
+
+  test.each([
+    ['tcp', 'IPv4', () => b.v4],
+    ['tcp', 'IPv6', () => b.v6],
+    ['udp', 'IPv4', () => b.v4],
+    ['udp', 'IPv6', () => b.v6],
+  ] as const)('%s echo over %s', async (proto, _f, dst) => {
+    expect(await lab.echo(a, proto, dst(), 7000)).toBe(true);
+  });
+
+  test('conntrack holds the flows in both families', () => {
+    const keys = [...maps.conntrack.keys()];
+    expect(keys.some((k) => k.src === a.v4 && k.dst === b.v4 && k.direction === 'egress')).toBe(true);
+    expect(keys.some((k) => k.src === a.v6 && k.dst === b.v6 && k.direction === 'egress')).toBe(true);
+  });
+});
