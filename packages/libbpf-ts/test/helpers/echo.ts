@@ -1,5 +1,6 @@
 // Echo server / client for lab pods. server PORT...: TCP and UDP on [::] (dual-stack) for each
-// port, prints "ready". client tcp|udp ADDR PORT TIMEOUT_MS: one round trip, exit 0 on a match.
+// port, prints "ready". client tcp|udp ADDR PORT TIMEOUT_MS: one round trip, exit 0 on a match;
+// client udp-refused ...: exit 0 when the port-unreachable error comes back.
 import { createServer, connect } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
@@ -35,6 +36,15 @@ if (mode === 'server') {
       if (got === PAYLOAD) done(true);
     });
     s.on('error', () => done(false));
+  } else if (proto === 'udp-refused') {
+    // A connected UDP socket surfaces the ICMP port-unreachable as ECONNREFUSED.
+    const u = createSocket(isIPv6(addr) ? 'udp6' : 'udp4');
+    u.on('error', (e: NodeJS.ErrnoException) => done(e.code === 'ECONNREFUSED'));
+    u.on('message', () => done(false));
+    u.connect(port, addr, () => {
+      u.send(PAYLOAD);
+      setTimeout(() => u.send(PAYLOAD), 200);
+    });
   } else {
     const u = createSocket(isIPv6(addr) ? 'udp6' : 'udp4');
     u.on('message', (m) => done(m.toString() === PAYLOAD));

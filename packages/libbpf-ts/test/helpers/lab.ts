@@ -177,7 +177,7 @@ export class Lab {
   }
 
   /** One echo round trip from a pod; true when the reply matched. */
-  async echo(pod: Pod, proto: 'tcp' | 'udp', dst: string, port: number, timeoutMs = 1500): Promise<boolean> {
+  async echo(pod: Pod, proto: 'tcp' | 'udp' | 'udp-refused', dst: string, port: number, timeoutMs = 1500): Promise<boolean> {
     const r = await this.nodeScript(pod.netns, ECHO_SCRIPT, ['client', proto, dst, String(port), String(timeoutMs)]);
     return r.code === 0;
   }
