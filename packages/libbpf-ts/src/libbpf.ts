@@ -61,6 +61,7 @@ export class Libbpf {
     const nul = nameBytes.indexOf(0);
     return {
       type: buf.readUInt32LE(0),
+      id: buf.readUInt32LE(4),
       keySize: buf.readUInt32LE(8),
       valueSize: buf.readUInt32LE(12),
       maxEntries: buf.readUInt32LE(16),

@@ -24,6 +24,8 @@ export function updateFlag(mode: UpdateMode): bigint {
 
 export interface MapInfo {
   readonly name: string;
+  /** Kernel map id; 0 when read from an object before load. */
+  readonly id: number;
   readonly type: number;
   readonly keySize: number;
   readonly valueSize: number;

@@ -121,6 +121,7 @@ export class BpfObject implements Disposable {
     const m = this.#mapPtr(name);
     return {
       name,
+      id: 0,
       type: this.#lib.mapType(m),
       keySize: this.#lib.mapKeySize(m),
       valueSize: this.#lib.mapValueSize(m),
