@@ -1,0 +1,99 @@
+import { describe, expect, test } from 'vitest';
+import {
+  CodecError,
+  conntrackCodec,
+  datapathLayouts,
+  decodeEvent,
+  defineLayout,
+  encode,
+  endpointsCodec,
+  eventLayout,
+  metricsCodec,
+  structCodec,
+  validateLayout,
+} from '../src/index.ts';
+
+describe('struct codec', () => {
+  const layout = defineLayout('t', 16, [
+    { name: 'a', offset: 0, kind: 'u8' },
+    { name: 'pad', offset: 1, kind: 'pad', length: 1 },
+    { name: 'port', offset: 2, kind: 'be16' },
+    { name: 'n', offset: 4, kind: 'u32' },
+    { name: 'big', offset: 8, kind: 'u64' },
+  ] as const);
+  const codec = structCodec(layout);
+
+  test('writes each field at its declared offset, in its byte order, with zeroed padding', () => {
+    const buf = Buffer.alloc(16, 0xee);
+    codec.encodeInto({ a: 1, port: 0x1f90, n: 0x01020304, big: 0x0a0b0c0d0e0f1011n }, buf, 0);
+    expect(buf.toString('hex')).toBe('01001f90' + '04030201' + '11100f0e0d0c0b0a');
+    expect(codec.decode(buf, 0)).toEqual({ a: 1, port: 8080, n: 0x01020304, big: 0x0a0b0c0d0e0f1011n });
+  });
+
+  test('rejects out-of-range and wrongly typed values', () => {
+    expect(() => encode(codec, { a: 256, port: 0, n: 0, big: 0n })).toThrow(CodecError);
+    expect(() => encode(codec, { a: 0, port: -1, n: 0, big: 0n })).toThrow(CodecError);
+    expect(() => encode(codec, { a: 0, port: 0, n: 1.5, big: 0n })).toThrow(CodecError);
+  });
+
+  test('a layout with an undeclared gap or a short tail is refused', () => {
+    expect(() => validateLayout({ cName: 'g', size: 8, fields: [{ name: 'a', offset: 0, kind: 'u8' }, { name: 'b', offset: 4, kind: 'u32' }] })).toThrow(/gap/);
+    expect(() => validateLayout({ cName: 's', size: 8, fields: [{ name: 'a', offset: 0, kind: 'u32' }] })).toThrow(/cover/);
+  });
+
+  test('every datapath layout is fully declared', () => {
+    for (const l of datapathLayouts) expect(() => validateLayout(l)).not.toThrow();
+  });
+});
+
+describe('datapath codecs', () => {
+  test('endpoint key: IPv4 in the first 4 bytes, family tag at 16, rest zero', () => {
+    const k = encode(endpointsCodec.key, { address: '198.18.1.11' });
+    expect(k.toString('hex')).toBe('c612010b' + '00'.repeat(12) + '04000000');
+    const k6 = encode(endpointsCodec.key, { address: 'fd00:18:1::11' });
+    expect(k6.toString('hex')).toBe('fd000018000100000000000000000011' + '06000000');
+    expect(endpointsCodec.key.decode(k6, 0)).toEqual({ address: 'fd00:18:1::11' });
+  });
+
+  test('endpoint info round-trips', () => {
+    const v = { ifindex: 7, endpointId: 3, identity: 1001, flags: 3, mac: '02:aa:bb:cc:dd:ee', nodeMac: '02:11:22:33:44:55' };
+    expect(endpointsCodec.value.decode(encode(endpointsCodec.value, v), 0)).toEqual(v);
+  });
+
+  test('conntrack key keeps ports in network order and the direction tag', () => {
+    const k = { src: '198.18.1.11', dst: '198.18.1.12', sport: 40000, dport: 8080, proto: 6, direction: 'ingress' as const };
+    const b = encode(conntrackCodec.key, k);
+    expect(b.subarray(32, 40).toString('hex')).toBe('9c401f90' + '06040200');
+    expect(conntrackCodec.key.decode(b, 0)).toEqual(k);
+  });
+
+  test('metrics key is reason, direction, family', () => {
+    expect(encode(metricsCodec.key, { reason: 10, direction: 2, family: 6 }).toString('hex')).toBe('0a020600');
+  });
+
+  test('a drop event decodes addresses, ports and names', () => {
+    const b = Buffer.alloc(eventLayout.size);
+    b.writeBigUInt64LE(5n, 0);
+    b.writeUInt32LE(9, 8);
+    b.writeUInt32LE(2001, 12);
+    b.writeUInt32LE(1002, 16);
+    b.writeUInt16BE(0, 20);
+    b.writeUInt16BE(128, 22);
+    b.set([1, 10, 6, 58, 2], 24);
+    b.set(Buffer.from('fd000018000100000000000000000011', 'hex'), 32);
+    b.set(Buffer.from('fd000018000100000000000000000012', 'hex'), 48);
+    expect(decodeEvent(b)).toMatchObject({
+      type: 'drop',
+      reasonName: 'DROP_POLICY',
+      family: 6,
+      src: 'fd00:18:1::11',
+      dst: 'fd00:18:1::12',
+      dport: 128,
+      proto: 58,
+      direction: 'ingress',
+      ifindex: 9,
+      srcIdentity: 2001,
+      dstIdentity: 1002,
+    });
+  });
+});
