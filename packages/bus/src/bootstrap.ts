@@ -1,6 +1,12 @@
 import type { KvBucketSpec, StreamSpec } from '@dyad/contracts';
 import { JetStreamApiCodes, JetStreamApiError, StorageType } from '@nats-io/jetstream';
-import type { JetStreamClient, JetStreamManager, StreamConfig, StreamInfo, StreamUpdateConfig } from '@nats-io/jetstream';
+import type {
+  JetStreamClient,
+  JetStreamManager,
+  StreamConfig,
+  StreamInfo,
+  StreamUpdateConfig,
+} from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { nanos } from '@nats-io/transport-node';
 import type { BusLogger } from './context.ts';
@@ -19,10 +25,18 @@ const SERVER_DEFAULT_DUPLICATE_WINDOW_MS = 120_000;
 
 type Comparable = Pick<
   StreamUpdateConfig,
-  'description' | 'subjects' | 'max_msgs_per_subject' | 'max_age' | 'max_bytes' | 'duplicate_window' | 'allow_msg_ttl'
+  | 'description'
+  | 'subjects'
+  | 'max_msgs_per_subject'
+  | 'max_age'
+  | 'max_bytes'
+  | 'duplicate_window'
+  | 'allow_msg_ttl'
 >;
 
-export function streamConfig(spec: StreamSpec): Comparable & Pick<StreamConfig, 'name' | 'storage'> {
+export function streamConfig(
+  spec: StreamSpec,
+): Comparable & Pick<StreamConfig, 'name' | 'storage'> {
   return {
     name: spec.name,
     description: spec.description,
@@ -37,7 +51,10 @@ export function streamConfig(spec: StreamSpec): Comparable & Pick<StreamConfig, 
 }
 
 /** Field names whose current value differs from the wanted one. */
-export function diffConfig(have: Partial<StreamConfig>, want: Partial<Comparable>): (keyof Comparable)[] {
+export function diffConfig(
+  have: Partial<StreamConfig>,
+  want: Partial<Comparable>,
+): (keyof Comparable)[] {
   const out: (keyof Comparable)[] = [];
   for (const key of Object.keys(want) as (keyof Comparable)[]) {
     const w = want[key];
@@ -45,7 +62,9 @@ export function diffConfig(have: Partial<StreamConfig>, want: Partial<Comparable
     if (key === 'allow_msg_ttl') h = h ?? false;
     if (key === 'description') h = h ?? '';
     const same =
-      Array.isArray(w) && Array.isArray(h) ? [...w].sort().join('\n') === [...h].sort().join('\n') : w === h;
+      Array.isArray(w) && Array.isArray(h)
+        ? [...w].sort().join('\n') === [...h].sort().join('\n')
+        : w === h;
     if (!same) out.push(key);
   }
   return out;
@@ -55,7 +74,8 @@ async function streamInfo(jsm: JetStreamManager, name: string): Promise<StreamIn
   try {
     return await jsm.streams.info(name);
   } catch (err) {
-    if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) return undefined;
+    if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound)
+      return undefined;
     throw err;
   }
 }

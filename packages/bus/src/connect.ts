@@ -60,7 +60,12 @@ export interface Bus {
   /** False while disconnected (reconnecting) or after close; use it for readiness. */
   isConnected(): boolean;
 
-  publish<C extends MessageContract>(contract: C, subject: string, payload: InputOf<C>, opts?: PublishOptions): void;
+  publish<C extends MessageContract>(
+    contract: C,
+    subject: string,
+    payload: InputOf<C>,
+    opts?: PublishOptions,
+  ): void;
   jsPublish<C extends MessageContract>(
     contract: C,
     subject: string,
@@ -130,7 +135,10 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
   try {
     nc = await connect(natsOpts);
   } catch (err) {
-    throw new ConnectError(`cannot connect to NATS at ${String(natsOpts.servers)}: ${String(err)}`, { cause: err });
+    throw new ConnectError(
+      `cannot connect to NATS at ${String(natsOpts.servers)}: ${String(err)}`,
+      { cause: err },
+    );
   }
   const metrics = busMetrics(opts.registry);
   const ctx: BusContext = {

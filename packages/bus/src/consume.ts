@@ -1,6 +1,12 @@
 import type { MessageContract, PayloadOf } from '@dyad/contracts';
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
-import type { ConsumerConfig, ConsumerInfo, JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstream';
+import type {
+  ConsumerConfig,
+  ConsumerInfo,
+  JetStreamClient,
+  JetStreamManager,
+  JsMsg,
+} from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
 import type { BusContext, BusWorker } from './context.ts';
 import { track } from './context.ts';
@@ -66,10 +72,13 @@ export async function consume<C extends MessageContract>(
   const consumer =
     durable === undefined
       ? await js.consumers.get(opts.stream, {
-          ...(opts.filterSubjects === undefined ? {} : { filter_subjects: [...opts.filterSubjects] }),
+          ...(opts.filterSubjects === undefined
+            ? {}
+            : { filter_subjects: [...opts.filterSubjects] }),
           ...startPosition(opts),
         })
-      : (await ensureDurable(await jsm(), opts, durable), await js.consumers.get(opts.stream, durable));
+      : (await ensureDurable(await jsm(), opts, durable),
+        await js.consumers.get(opts.stream, durable));
   const messages = await consumer.consume({ max_messages: opts.maxMessages ?? 32 });
   const name = durable ?? (await consumer.info(true)).name;
   void watchStatus(ctx, messages.status(), opts.stream, name);
@@ -79,7 +88,9 @@ export async function consume<C extends MessageContract>(
   );
   const loop = (async () => {
     for await (const m of messages) {
-      await limit.run(() => handleOne(ctx, accepted, opts, name, durable !== undefined, m, handler));
+      await limit.run(() =>
+        handleOne(ctx, accepted, opts, name, durable !== undefined, m, handler),
+      );
     }
     await limit.idle();
   })();
@@ -90,8 +101,11 @@ export async function consume<C extends MessageContract>(
   return { ...worker, name };
 }
 
-function startPosition(opts: ConsumeOptions): Partial<Pick<ConsumerConfig, 'deliver_policy' | 'opt_start_seq'>> {
-  if (opts.startSeq !== undefined) return { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: opts.startSeq };
+function startPosition(
+  opts: ConsumeOptions,
+): Partial<Pick<ConsumerConfig, 'deliver_policy' | 'opt_start_seq'>> {
+  if (opts.startSeq !== undefined)
+    return { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: opts.startSeq };
   return { deliver_policy: opts.deliverPolicy ?? DeliverPolicy.All };
 }
 
@@ -111,7 +125,11 @@ export function durableConfig(opts: ConsumeOptions, durable: string): Partial<Co
 }
 
 /** Creates the durable, or updates what the server lets change; a different start position is a conflict. */
-export async function ensureDurable(jsm: JetStreamManager, opts: ConsumeOptions, durable: string): Promise<ConsumerInfo> {
+export async function ensureDurable(
+  jsm: JetStreamManager,
+  opts: ConsumeOptions,
+  durable: string,
+): Promise<ConsumerInfo> {
   const want = durableConfig(opts, durable);
   let have: ConsumerInfo;
   try {
@@ -123,13 +141,18 @@ export async function ensureDurable(jsm: JetStreamManager, opts: ConsumeOptions,
     throw err;
   }
   const cfg = have.config;
-  if (cfg.deliver_policy !== want.deliver_policy || (cfg.opt_start_seq ?? 0) !== (want.opt_start_seq ?? 0)) {
+  if (
+    cfg.deliver_policy !== want.deliver_policy ||
+    (cfg.opt_start_seq ?? 0) !== (want.opt_start_seq ?? 0)
+  ) {
     throw new ConfigConflictError(
       `consumer ${opts.stream}/${durable} exists with deliver_policy ${cfg.deliver_policy}, wanted ${want.deliver_policy}; ` +
         'the start position of a durable cannot change: delete the consumer or use a new name',
     );
   }
-  const haveFilters = [...(cfg.filter_subjects ?? (cfg.filter_subject ? [cfg.filter_subject] : []))].sort();
+  const haveFilters = [
+    ...(cfg.filter_subjects ?? (cfg.filter_subject ? [cfg.filter_subject] : [])),
+  ].sort();
   const wantFilters = [...(opts.filterSubjects ?? [])].sort();
   const changed =
     cfg.ack_wait !== want.ack_wait ||
@@ -164,7 +187,12 @@ async function handleOne<C extends MessageContract>(
 ): Promise<void> {
   const maxDeliver = opts.maxDeliver ?? DEFAULT_MAX_DELIVER;
   const info = m.info;
-  const where = { stream: opts.stream, consumer: name, seq: info.streamSequence, deliveries: info.deliveryCount };
+  const where = {
+    stream: opts.stream,
+    consumer: name,
+    seq: info.streamSequence,
+    deliveries: info.deliveryCount,
+  };
   await inSpan(
     ctx.tracer,
     `process ${opts.stream}/${name}`,
@@ -210,14 +238,19 @@ async function handleOne<C extends MessageContract>(
         const why = err instanceof Error ? err.message : String(err);
         if (!acked || info.deliveryCount >= maxDeliver) {
           ctx.metrics.handled.inc({ op: 'consume', outcome: 'dead-letter' });
-          const detail = acked ? `handler failed ${info.deliveryCount} times, last: ${why}` : `handler failed: ${why}`;
+          const detail = acked
+            ? `handler failed ${info.deliveryCount} times, last: ${why}`
+            : `handler failed: ${why}`;
           await deadLetter(ctx, m, DeadLetterReason.handlerFailed, detail, { ...where, err });
           if (acked) m.term(`dead-lettered: ${DeadLetterReason.handlerFailed}`);
           return;
         }
         const delay = (opts.nakDelayMs ?? defaultNakDelayMs)(info.deliveryCount);
         ctx.metrics.handled.inc({ op: 'consume', outcome: 'handler-error' });
-        ctx.logger.warn({ ...where, err, retryInMs: delay }, 'handler failed; message will be redelivered');
+        ctx.logger.warn(
+          { ...where, err, retryInMs: delay },
+          'handler failed; message will be redelivered',
+        );
         m.nak(delay);
         return;
       }
@@ -245,7 +278,8 @@ async function watchStatus(
 ): Promise<void> {
   try {
     for await (const s of statuses) {
-      if (WORTH_A_WARNING.has(s.type)) ctx.logger.warn({ stream, consumer, status: s }, 'consumer status');
+      if (WORTH_A_WARNING.has(s.type))
+        ctx.logger.warn({ stream, consumer, status: s }, 'consumer status');
       else ctx.logger.debug({ stream, consumer, status: s }, 'consumer status');
     }
   } catch (err) {

@@ -32,7 +32,12 @@ export interface BusWorker {
 }
 
 /** Registers a worker so drain() can stop it and wait; it unregisters itself when done. */
-export function track(ctx: BusContext, stopTaking: () => Promise<void>, loop: Promise<void>, what: string): BusWorker {
+export function track(
+  ctx: BusContext,
+  stopTaking: () => Promise<void>,
+  loop: Promise<void>,
+  what: string,
+): BusWorker {
   const done: Promise<void> = loop
     .then(
       () => undefined,

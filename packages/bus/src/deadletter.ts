@@ -1,4 +1,9 @@
-import { DEAD_LETTER_ROOT, DeadLetterHeader, RejectReason, deadLetterSubject } from '@dyad/contracts';
+import {
+  DEAD_LETTER_ROOT,
+  DeadLetterHeader,
+  RejectReason,
+  deadLetterSubject,
+} from '@dyad/contracts';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { MsgHdrs } from '@nats-io/transport-node';
 import type { BusContext } from './context.ts';
@@ -35,7 +40,9 @@ export function deadLetterHeaders(
   const h = natsHeaders();
   if (refused.headers !== undefined) {
     for (const [key, values] of refused.headers) {
-      const name = key.toLowerCase().startsWith('nats-') ? `${ORIGINAL_NATS_HEADER_PREFIX}${key}` : key;
+      const name = key.toLowerCase().startsWith('nats-')
+        ? `${ORIGINAL_NATS_HEADER_PREFIX}${key}`
+        : key;
       for (const v of values) h.append(name, v);
     }
   }
@@ -62,7 +69,13 @@ export async function deadLetter(
 ): Promise<void> {
   const root = subjectRoot(refused.subject);
   ctx.metrics.deadLetters.inc({ reason, subject_root: root });
-  const fields = { ...extra, reason, detail, subject: refused.subject, bytes: refused.data.byteLength };
+  const fields = {
+    ...extra,
+    reason,
+    detail,
+    subject: refused.subject,
+    bytes: refused.data.byteLength,
+  };
   if (refused.subject.startsWith(`${DEAD_LETTER_ROOT}.`)) {
     // Re-dead-lettering a dead letter would loop through a wildcard subscriber forever.
     ctx.logger.error(fields, 'refused a dead-letter message; not dead-lettering it again');

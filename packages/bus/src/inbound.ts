@@ -42,7 +42,12 @@ export function decodeRaw<C extends MessageContract>(
   return decodeEvent(accepted, headerGetter(msg.headers), msg.data, known);
 }
 
-export function delivery<T>(msg: RawMessage, value: T, meta: EventMeta, contract: MessageContract): Delivery<T> {
+export function delivery<T>(
+  msg: RawMessage,
+  value: T,
+  meta: EventMeta,
+  contract: MessageContract,
+): Delivery<T> {
   return { value, meta, subject: msg.subject, contract, header: headerGetter(msg.headers) };
 }
 

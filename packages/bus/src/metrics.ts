@@ -12,7 +12,12 @@ export interface BusMetrics {
 }
 
 /** Reuses a metric already on the registry, so two buses can share one registry. */
-function counter<L extends string>(registry: Registry, name: string, help: string, labelNames: L[]): Counter<L> {
+function counter<L extends string>(
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: L[],
+): Counter<L> {
   const existing = registry.getSingleMetric(name);
   if (existing !== undefined) return existing as Counter<L>;
   return new Counter({ name, help, labelNames, registers: [registry] });
@@ -20,16 +25,30 @@ function counter<L extends string>(registry: Registry, name: string, help: strin
 
 export function busMetrics(registry: Registry): BusMetrics {
   return {
-    deadLetters: counter(registry, 'dyad_bus_dead_letters_total', 'Inbound messages refused and dead-lettered.', [
-      'reason',
-      'subject_root',
-    ]),
-    handled: counter(registry, 'dyad_bus_messages_handled_total', 'Inbound messages by operation and outcome.', [
-      'op',
-      'outcome',
-    ]),
-    published: counter(registry, 'dyad_bus_messages_published_total', 'Messages published by operation.', ['op']),
-    statusEvents: counter(registry, 'dyad_bus_connection_events_total', 'NATS connection status events.', ['type']),
+    deadLetters: counter(
+      registry,
+      'dyad_bus_dead_letters_total',
+      'Inbound messages refused and dead-lettered.',
+      ['reason', 'subject_root'],
+    ),
+    handled: counter(
+      registry,
+      'dyad_bus_messages_handled_total',
+      'Inbound messages by operation and outcome.',
+      ['op', 'outcome'],
+    ),
+    published: counter(
+      registry,
+      'dyad_bus_messages_published_total',
+      'Messages published by operation.',
+      ['op'],
+    ),
+    statusEvents: counter(
+      registry,
+      'dyad_bus_connection_events_total',
+      'NATS connection status events.',
+      ['type'],
+    ),
   };
 }
 

@@ -59,7 +59,9 @@ export function publish<C extends MessageContract>(
 ): void {
   const span = ctx.tracer.startSpan(`publish ${contract.type}`, {
     kind: Kind.producer,
-    attributes: messagingAttributes(subject, 'publish', { 'cloudevents.event_type': contract.type }),
+    attributes: messagingAttributes(subject, 'publish', {
+      'cloudevents.event_type': contract.type,
+    }),
   });
   try {
     // The traceparent sent is this producer span's, so the consumer's span hangs under it.
@@ -104,7 +106,9 @@ export async function jsPublish<C extends MessageContract>(
       try {
         ack = await js.publish(subject, out.body, jsOpts);
       } catch (err) {
-        throw new PublishError(subject, err instanceof Error ? err.message : String(err), { cause: err });
+        throw new PublishError(subject, err instanceof Error ? err.message : String(err), {
+          cause: err,
+        });
       }
       ctx.metrics.published.inc({ op: 'jetstream' });
       span.setAttribute('messaging.nats.stream_sequence', ack.seq);

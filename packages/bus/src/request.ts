@@ -6,7 +6,13 @@ import { TimeoutError, NoRespondersError as NatsNoRespondersError } from '@nats-
 import type { BusContext } from './context.ts';
 import { track } from './context.ts';
 import { deadLetter } from './deadletter.ts';
-import { InvalidReplyError, NoRespondersError, RemoteError, ReplyError, RequestTimeoutError } from './errors.ts';
+import {
+  InvalidReplyError,
+  NoRespondersError,
+  RemoteError,
+  ReplyError,
+  RequestTimeoutError,
+} from './errors.ts';
 import { headersFrom } from './headers.ts';
 import type { Delivery } from './inbound.ts';
 import { decodeRaw, delivery, limiter } from './inbound.ts';
@@ -14,7 +20,14 @@ import type { InputOf, PublishOptions } from './publish.ts';
 import { encodeOutgoing } from './publish.ts';
 import { ErrorCode, ErrorReply, KNOWN_WITH_ERROR } from './reply.ts';
 import type { BusSubscription } from './subscribe.ts';
-import { Kind, extractTrace, failSpan, inSpan, injectTrace, messagingAttributes } from './tracing.ts';
+import {
+  Kind,
+  extractTrace,
+  failSpan,
+  inSpan,
+  injectTrace,
+  messagingAttributes,
+} from './tracing.ts';
 
 export interface RequestOptions extends PublishOptions {
   /** Default 5000. */
@@ -56,19 +69,33 @@ export async function request<Req extends MessageContract, Rep extends MessageCo
       span.setAttribute('messaging.message.id', out.id);
       let reply: Msg;
       try {
-        reply = await ctx.nc.request(subject, out.body, { timeout: timeoutMs, headers: out.headers });
+        reply = await ctx.nc.request(subject, out.body, {
+          timeout: timeoutMs,
+          headers: out.headers,
+        });
       } catch (err) {
-        if (err instanceof TimeoutError) throw new RequestTimeoutError(subject, timeoutMs, { cause: err });
-        if (err instanceof NatsNoRespondersError || (err instanceof Error && err.cause instanceof NatsNoRespondersError)) {
+        if (err instanceof TimeoutError)
+          throw new RequestTimeoutError(subject, timeoutMs, { cause: err });
+        if (
+          err instanceof NatsNoRespondersError ||
+          (err instanceof Error && err.cause instanceof NatsNoRespondersError)
+        ) {
           throw new NoRespondersError(subject, { cause: err });
         }
         throw err;
       }
       ctx.metrics.published.inc({ op: 'request' });
-      const decoded = decodeRaw<MessageContract>([replyContract, ErrorReply], reply, KNOWN_WITH_ERROR);
+      const decoded = decodeRaw<MessageContract>(
+        [replyContract, ErrorReply],
+        reply,
+        KNOWN_WITH_ERROR,
+      );
       if (!decoded.ok) {
         ctx.metrics.handled.inc({ op: 'request', outcome: 'dead-letter' });
-        await deadLetter(ctx, reply, decoded.reason, decoded.detail, { type: decoded.type, request: subject });
+        await deadLetter(ctx, reply, decoded.reason, decoded.detail, {
+          type: decoded.type,
+          request: subject,
+        });
         throw new InvalidReplyError(subject, decoded.reason, decoded.detail);
       }
       if (decoded.contract === ErrorReply) {
@@ -148,14 +175,20 @@ async function answer<Req extends MessageContract, Rep extends MessageContract>(
         const code = err instanceof ReplyError ? err.code : ErrorCode.internal;
         const message = err instanceof Error ? err.message : String(err);
         if (!(err instanceof ReplyError)) {
-          ctx.logger.error({ err, subject: msg.subject, id: decoded.meta.id }, 'request handler failed');
+          ctx.logger.error(
+            { err, subject: msg.subject, id: decoded.meta.id },
+            'request handler failed',
+          );
         }
         respondError(ctx, msg, code, message);
         return;
       }
       ctx.metrics.handled.inc({ op: 'serve', outcome: 'ok' });
       if (msg.reply === undefined || msg.reply === '') {
-        ctx.logger.warn({ subject: msg.subject, id: decoded.meta.id }, 'request without a reply subject');
+        ctx.logger.warn(
+          { subject: msg.subject, id: decoded.meta.id },
+          'request without a reply subject',
+        );
         return;
       }
       msg.respond(body, { headers: replyHeaders });

@@ -72,7 +72,10 @@ async function handleOne<C extends MessageContract>(
       } catch (err) {
         failSpan(span, err);
         ctx.metrics.handled.inc({ op: 'subscribe', outcome: 'handler-error' });
-        ctx.logger.error({ err, subject: msg.subject, type: decoded.meta.type, id: decoded.meta.id }, 'handler failed');
+        ctx.logger.error(
+          { err, subject: msg.subject, type: decoded.meta.type, id: decoded.meta.id },
+          'handler failed',
+        );
       }
     },
   );

@@ -1,5 +1,12 @@
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context } from '@opentelemetry/api';
-import type { Attributes, Context, Span, TextMapGetter, TextMapSetter, Tracer } from '@opentelemetry/api';
+import type {
+  Attributes,
+  Context,
+  Span,
+  TextMapGetter,
+  TextMapSetter,
+  Tracer,
+} from '@opentelemetry/api';
 import { Match } from '@nats-io/transport-node';
 import type { MsgHdrs } from '@nats-io/transport-node';
 import { traceContextPropagator } from '@dyad/telemetry';
@@ -17,7 +24,9 @@ const setter: TextMapSetter<MsgHdrs> = {
 const getter: TextMapGetter<MsgHdrs | undefined> = {
   keys: (carrier) => carrier?.keys() ?? [],
   get: (carrier, key) =>
-    carrier !== undefined && carrier.has(key, Match.IgnoreCase) ? carrier.get(key, Match.IgnoreCase) : undefined,
+    carrier !== undefined && carrier.has(key, Match.IgnoreCase)
+      ? carrier.get(key, Match.IgnoreCase)
+      : undefined,
 };
 
 export function injectTrace(h: MsgHdrs, ctx: Context = context.active()): void {
@@ -36,7 +45,11 @@ export const Kind = {
   server: SpanKind.SERVER,
 } as const;
 
-export function messagingAttributes(subject: string, operation: string, extra: Attributes = {}): Attributes {
+export function messagingAttributes(
+  subject: string,
+  operation: string,
+  extra: Attributes = {},
+): Attributes {
   return {
     'messaging.system': 'nats',
     'messaging.operation.name': operation,
@@ -68,5 +81,8 @@ export async function inSpan<T>(
 
 export function failSpan(span: Span, err: unknown): void {
   if (err instanceof Error) span.recordException(err);
-  span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+  span.setStatus({
+    code: SpanStatusCode.ERROR,
+    message: err instanceof Error ? err.message : String(err),
+  });
 }

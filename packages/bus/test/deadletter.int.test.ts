@@ -14,7 +14,16 @@ import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { Msg, MsgHdrs, NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeadLetterReason, ORIGINAL_NATS_HEADER_PREFIX } from '../src/index.ts';
-import { collectDeadLetters, counterValue, eventually, pod, rawConnection, reasonOf, testBus, uniq } from './helpers.ts';
+import {
+  collectDeadLetters,
+  counterValue,
+  eventually,
+  pod,
+  rawConnection,
+  reasonOf,
+  testBus,
+  uniq,
+} from './helpers.ts';
 import type { TestBus } from './helpers.ts';
 
 const enc = new TextEncoder();
@@ -98,7 +107,13 @@ const BAD_INPUTS: readonly BadInput[] = [
   },
 ];
 
-function expectDeadLetter(dl: Msg, service: string, subject: string, bad: BadInput, sent: MsgHdrs | undefined): void {
+function expectDeadLetter(
+  dl: Msg,
+  service: string,
+  subject: string,
+  bad: BadInput,
+  sent: MsgHdrs | undefined,
+): void {
   expect(dl.subject).toBe(deadLetterSubject(service));
   expect(reasonOf(dl)).toBe(bad.reason);
   expect(dl.headers?.get(DeadLetterHeader.subject)).toBe(subject);
@@ -111,7 +126,9 @@ function expectDeadLetter(dl: Msg, service: string, subject: string, bad: BadInp
   if (sent !== undefined) {
     for (const key of sent.keys()) {
       // JetStream control headers travel renamed, so the DLQ stream does not act on them.
-      const kept = key.toLowerCase().startsWith('nats-') ? `${ORIGINAL_NATS_HEADER_PREFIX}${key}` : key;
+      const kept = key.toLowerCase().startsWith('nats-')
+        ? `${ORIGINAL_NATS_HEADER_PREFIX}${key}`
+        : key;
       expect(dl.headers?.get(kept)).toBe(sent.get(key));
       if (kept !== key) expect(dl.headers?.has(key)).toBe(false);
     }
@@ -153,32 +170,35 @@ describe('dead-letter path', () => {
       await consumer?.bus.close();
     });
 
-    it.each(BAD_INPUTS)('$kind → dead-lettered as $reason, and the next valid message is handled', async (bad) => {
-      const subject = k8sObjectSubject('Pod', 'default', uniq('bad'));
-      const before = dead.length;
-      const counted = await counterValue(consumer.registry, 'dyad_bus_dead_letters_total', {
-        reason: bad.reason,
-        subject_root: 'dyad.k8s.v1',
-      });
-      const h = bad.headers();
-      h?.set('x-test-kind', bad.kind);
-      raw.publish(subject, bad.body, h === undefined ? {} : { headers: h });
-      await eventually(() => dead.length === before + 1);
-      const dl = dead[before];
-      if (dl === undefined) throw new Error('no dead letter');
-      expectDeadLetter(dl, service, subject, bad, h);
-      expect(
-        await counterValue(consumer.registry, 'dyad_bus_dead_letters_total', {
+    it.each(BAD_INPUTS)(
+      '$kind → dead-lettered as $reason, and the next valid message is handled',
+      async (bad) => {
+        const subject = k8sObjectSubject('Pod', 'default', uniq('bad'));
+        const before = dead.length;
+        const counted = await counterValue(consumer.registry, 'dyad_bus_dead_letters_total', {
           reason: bad.reason,
           subject_root: 'dyad.k8s.v1',
-        }),
-      ).toBe(counted + 1);
+        });
+        const h = bad.headers();
+        h?.set('x-test-kind', bad.kind);
+        raw.publish(subject, bad.body, h === undefined ? {} : { headers: h });
+        await eventually(() => dead.length === before + 1);
+        const dl = dead[before];
+        if (dl === undefined) throw new Error('no dead letter');
+        expectDeadLetter(dl, service, subject, bad, h);
+        expect(
+          await counterValue(consumer.registry, 'dyad_bus_dead_letters_total', {
+            reason: bad.reason,
+            subject_root: 'dyad.k8s.v1',
+          }),
+        ).toBe(counted + 1);
 
-      const name = uniq('good');
-      producer.bus.publish(PodEvent, k8sObjectSubject('Pod', 'default', name), pod(name));
-      await eventually(() => handled.includes(name));
-      expect(dead.length).toBe(before + 1);
-    });
+        const name = uniq('good');
+        producer.bus.publish(PodEvent, k8sObjectSubject('Pod', 'default', name), pod(name));
+        await eventually(() => handled.includes(name));
+        expect(dead.length).toBe(before + 1);
+      },
+    );
   });
 
   describe('JetStream durable consumer', () => {
@@ -195,7 +215,13 @@ describe('dead-letter path', () => {
       await raw.flush();
       await consumer.bus.consume(
         [PodEvent],
-        { stream: K8sStream.name, durable: 'dl-js', maxDeliver: 2, nakDelayMs: () => 50, ackWaitMs: 5000 },
+        {
+          stream: K8sStream.name,
+          durable: 'dl-js',
+          maxDeliver: 2,
+          nakDelayMs: () => 50,
+          ackWaitMs: 5000,
+        },
         (d) => {
           const name = d.value.object.metadata.name;
           if (name.startsWith('fail-')) {
@@ -210,28 +236,31 @@ describe('dead-letter path', () => {
       await consumer?.bus.close();
     });
 
-    it.each(BAD_INPUTS)('$kind → dead-lettered as $reason, terminated, and the stream goes on', async (bad) => {
-      const js = jetstream(raw);
-      const subject = k8sObjectSubject('Pod', 'default', uniq('bad'));
-      const before = dead.length;
-      const h = bad.headers() ?? natsHeaders();
-      const ack = await js.publish(subject, bad.body, { headers: h, msgID: uniq('msg') });
-      await eventually(() => dead.length === before + 1);
-      const dl = dead[before];
-      if (dl === undefined) throw new Error('no dead letter');
-      expectDeadLetter(dl, service, subject, bad, bad.headers() === undefined ? undefined : h);
+    it.each(BAD_INPUTS)(
+      '$kind → dead-lettered as $reason, terminated, and the stream goes on',
+      async (bad) => {
+        const js = jetstream(raw);
+        const subject = k8sObjectSubject('Pod', 'default', uniq('bad'));
+        const before = dead.length;
+        const h = bad.headers() ?? natsHeaders();
+        const ack = await js.publish(subject, bad.body, { headers: h, msgID: uniq('msg') });
+        await eventually(() => dead.length === before + 1);
+        const dl = dead[before];
+        if (dl === undefined) throw new Error('no dead letter');
+        expectDeadLetter(dl, service, subject, bad, bad.headers() === undefined ? undefined : h);
 
-      const name = uniq('good');
-      await producer.bus.jsPublish(PodEvent, k8sObjectSubject('Pod', 'default', name), pod(name));
-      await eventually(() => handled.includes(name));
-      const jsm = await jetstreamManager(raw);
-      const info = await jsm.consumers.info(K8sStream.name, 'dl-js');
-      // terminated, so never redelivered nor pending
-      expect(info.num_ack_pending).toBe(0);
-      expect(info.num_redelivered).toBe(0);
-      expect(info.ack_floor.stream_seq).toBeGreaterThan(ack.seq);
-      expect(dead.length).toBe(before + 1);
-    });
+        const name = uniq('good');
+        await producer.bus.jsPublish(PodEvent, k8sObjectSubject('Pod', 'default', name), pod(name));
+        await eventually(() => handled.includes(name));
+        const jsm = await jetstreamManager(raw);
+        const info = await jsm.consumers.info(K8sStream.name, 'dl-js');
+        // terminated, so never redelivered nor pending
+        expect(info.num_ack_pending).toBe(0);
+        expect(info.num_redelivered).toBe(0);
+        expect(info.ack_floor.stream_seq).toBeGreaterThan(ack.seq);
+        expect(dead.length).toBe(before + 1);
+      },
+    );
 
     it('dead-letters a message whose handler keeps failing after maxDeliver, as handler-failed', async () => {
       const before = dead.length;
@@ -244,7 +273,9 @@ describe('dead-letter path', () => {
       expect(dl?.headers?.get(DeadLetterHeader.detail)).toContain(`cannot handle ${name}`);
       expect(failing.get(name)).toBe(2);
       expect(
-        await counterValue(consumer.registry, 'dyad_bus_dead_letters_total', { reason: 'handler-failed' }),
+        await counterValue(consumer.registry, 'dyad_bus_dead_letters_total', {
+          reason: 'handler-failed',
+        }),
       ).toBe(1);
       const good = uniq('good');
       await producer.bus.jsPublish(PodEvent, k8sObjectSubject('Pod', 'default', good), pod(good));
@@ -256,10 +287,16 @@ describe('dead-letter path', () => {
       const subject = k8sObjectSubject('Pod', 'default', uniq('ttl'));
       const h = ceHeaders('io.dyad.k8s.pod.v9');
       // A tombstone-like message with a TTL: kept as is, the DLQ stream (no TTLs) would refuse it.
-      await js.publish(subject, enc.encode(validPodJson), { headers: h, ttl: '1h', msgID: uniq('m') });
+      await js.publish(subject, enc.encode(validPodJson), {
+        headers: h,
+        ttl: '1h',
+        msgID: uniq('m'),
+      });
       const jsm = await jetstreamManager(raw);
       const stored = await eventually(async () => {
-        const m = await jsm.streams.getMessage(DeadLetterStream.name, { last_by_subj: deadLetterSubject(service) });
+        const m = await jsm.streams.getMessage(DeadLetterStream.name, {
+          last_by_subj: deadLetterSubject(service),
+        });
         return m?.header.get(DeadLetterHeader.subject) === subject ? m : undefined;
       });
       expect(stored.header.get(DeadLetterHeader.reason)).toBe('unknown-type');

@@ -66,7 +66,11 @@ export interface TestBus {
   logger: ReturnType<typeof recordingLogger>;
 }
 
-export async function testBus(url: string, name: string, extra: Partial<BusOptions> = {}): Promise<TestBus> {
+export async function testBus(
+  url: string,
+  name: string,
+  extra: Partial<BusOptions> = {},
+): Promise<TestBus> {
   const registry = createMetrics({ processMetrics: false });
   const logger = recordingLogger();
   const bus = await connectBus({
@@ -106,17 +110,22 @@ export async function counterValue(
   const metric = registry.getSingleMetric(name);
   if (metric === undefined) return 0;
   const data = await metric.get();
-  const hit = data.values.find((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want));
+  const hit = data.values.find((v) =>
+    Object.entries(labels).every(([k, want]) => v.labels[k] === want),
+  );
   return hit?.value ?? 0;
 }
 
 /** Waits for a condition; the wait limit is only a hang guard, not a speed assertion. */
-export async function eventually<T>(fn: () => T | Promise<T>, timeoutMs = 20_000): Promise<T> {
+export async function eventually<T>(
+  fn: () => T | Promise<T>,
+  timeoutMs = 20_000,
+): Promise<Exclude<T, undefined | false>> {
   return vi.waitFor(
     async () => {
       const v = await fn();
       if (v === undefined || v === false) throw new Error('not yet');
-      return v;
+      return v as Exclude<T, undefined | false>;
     },
     { timeout: timeoutMs, interval: 25 },
   );

@@ -3,9 +3,24 @@ import type { PayloadOf } from '@dyad/contracts';
 import { startNats } from '@dyad/testbed';
 import type { NatsServer } from '@dyad/testbed';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ErrorCode, NoRespondersError, RemoteError, ReplyError, RequestTimeoutError } from '../src/index.ts';
+import {
+  ErrorCode,
+  NoRespondersError,
+  RemoteError,
+  ReplyError,
+  RequestTimeoutError,
+} from '../src/index.ts';
 import type { Delivery } from '../src/index.ts';
-import { AddReply, AddRequest, Note, counterValue, eventually, pod, rawConnection, testBus } from './helpers.ts';
+import {
+  AddReply,
+  AddRequest,
+  Note,
+  counterValue,
+  eventually,
+  pod,
+  rawConnection,
+  testBus,
+} from './helpers.ts';
 import type { TestBus } from './helpers.ts';
 
 describe('core publish/subscribe and request/reply', () => {
@@ -40,7 +55,12 @@ describe('core publish/subscribe and request/reply', () => {
     expect(d?.meta.source).toBe('/dyad/svc-a');
     expect(d?.meta.subject).toBe('pod/default/web-0');
     expect(d?.header('ce-id')).toBe(d?.meta.id);
-    expect(await counterValue(b.registry, 'dyad_bus_messages_handled_total', { op: 'subscribe', outcome: 'ok' })).toBe(1);
+    expect(
+      await counterValue(b.registry, 'dyad_bus_messages_handled_total', {
+        op: 'subscribe',
+        outcome: 'ok',
+      }),
+    ).toBe(1);
     await sub.stop();
   });
 
@@ -56,9 +76,14 @@ describe('core publish/subscribe and request/reply', () => {
     await eventually(() => seen.length === 2);
     expect(seen).toEqual([1, 2]);
     expect(
-      await counterValue(b.registry, 'dyad_bus_messages_handled_total', { op: 'subscribe', outcome: 'handler-error' }),
+      await counterValue(b.registry, 'dyad_bus_messages_handled_total', {
+        op: 'subscribe',
+        outcome: 'handler-error',
+      }),
     ).toBe(1);
-    expect(b.logger.lines.some((l) => l.level === 'error' && l.msg === 'handler failed')).toBe(true);
+    expect(b.logger.lines.some((l) => l.level === 'error' && l.msg === 'handler failed')).toBe(
+      true,
+    );
     await sub.stop();
   });
 
@@ -66,8 +91,12 @@ describe('core publish/subscribe and request/reply', () => {
     const c = await testBus(nats.url, 'svc-b');
     const first: number[] = [];
     const second: number[] = [];
-    const s1 = b.bus.subscribe([Note], 'dyad.test.v1.q', (d) => void first.push(d.value.n), { queue: 'workers' });
-    const s2 = c.bus.subscribe([Note], 'dyad.test.v1.q', (d) => void second.push(d.value.n), { queue: 'workers' });
+    const s1 = b.bus.subscribe([Note], 'dyad.test.v1.q', (d) => void first.push(d.value.n), {
+      queue: 'workers',
+    });
+    const s2 = c.bus.subscribe([Note], 'dyad.test.v1.q', (d) => void second.push(d.value.n), {
+      queue: 'workers',
+    });
     await b.bus.flush();
     await c.bus.flush();
     for (let n = 0; n < 20; n++) a.bus.publish(Note, 'dyad.test.v1.q', { n });
@@ -79,15 +108,22 @@ describe('core publish/subscribe and request/reply', () => {
   });
 
   it('refuses to publish a payload that breaks its contract', () => {
-    expect(() => a.bus.publish(Note, 'dyad.test.v1.note.x', { n: 'one' } as unknown as { n: number })).toThrow(
-      /refusing to publish io\.dyad\.test\.note\.v1/,
-    );
+    expect(() =>
+      a.bus.publish(Note, 'dyad.test.v1.note.x', { n: 'one' } as unknown as { n: number }),
+    ).toThrow(/refusing to publish io\.dyad\.test\.note\.v1/);
   });
 
   it('answers a request with the typed reply', async () => {
-    const srv = b.bus.serve(AddRequest, 'dyad.test.v1.add', (req) => ({ sum: req.value.a + req.value.b }), AddReply);
+    const srv = b.bus.serve(
+      AddRequest,
+      'dyad.test.v1.add',
+      (req) => ({ sum: req.value.a + req.value.b }),
+      AddReply,
+    );
     await b.bus.flush();
-    await expect(a.bus.request(AddRequest, 'dyad.test.v1.add', { a: 2, b: 40 }, AddReply)).resolves.toEqual({
+    await expect(
+      a.bus.request(AddRequest, 'dyad.test.v1.add', { a: 2, b: 40 }, AddReply),
+    ).resolves.toEqual({
       sum: 42,
     });
     await srv.stop();
@@ -105,20 +141,31 @@ describe('core publish/subscribe and request/reply', () => {
       AddReply,
     );
     await b.bus.flush();
-    const negative = await a.bus.request(AddRequest, 'dyad.test.v1.add2', { a: -1, b: 0 }, AddReply).catch((e: unknown) => e);
+    const negative = await a.bus
+      .request(AddRequest, 'dyad.test.v1.add2', { a: -1, b: 0 }, AddReply)
+      .catch((e: unknown) => e);
     expect(negative).toBeInstanceOf(RemoteError);
     expect((negative as RemoteError).code).toBe('negative');
     expect((negative as RemoteError).message).toContain('a must not be negative');
-    const internal = await a.bus.request(AddRequest, 'dyad.test.v1.add2', { a: 13, b: 0 }, AddReply).catch((e: unknown) => e);
+    const internal = await a.bus
+      .request(AddRequest, 'dyad.test.v1.add2', { a: 13, b: 0 }, AddReply)
+      .catch((e: unknown) => e);
     expect(internal).toBeInstanceOf(RemoteError);
     expect((internal as RemoteError).code).toBe(ErrorCode.internal);
     // still serving
-    await expect(a.bus.request(AddRequest, 'dyad.test.v1.add2', { a: 1, b: 1 }, AddReply)).resolves.toEqual({ sum: 2 });
+    await expect(
+      a.bus.request(AddRequest, 'dyad.test.v1.add2', { a: 1, b: 1 }, AddReply),
+    ).resolves.toEqual({ sum: 2 });
     await srv.stop();
   });
 
   it('answers a malformed request with bad-request (not a timeout) and dead-letters it', async () => {
-    const srv = b.bus.serve(AddRequest, 'dyad.test.v1.add3', (req) => ({ sum: req.value.a + req.value.b }), AddReply);
+    const srv = b.bus.serve(
+      AddRequest,
+      'dyad.test.v1.add3',
+      (req) => ({ sum: req.value.a + req.value.b }),
+      AddReply,
+    );
     await b.bus.flush();
     // A well-formed CloudEvent whose body breaks the schema, sent with the raw client.
     const raw = await rawConnection(nats.url);
@@ -128,23 +175,31 @@ describe('core publish/subscribe and request/reply', () => {
     h.set('ce-id', 'bad-1');
     h.set('ce-source', '/test');
     h.set('ce-type', AddRequest.type);
-    const reply = await raw.request('dyad.test.v1.add3', new TextEncoder().encode('{"a":"x","b":1}'), {
-      timeout: 5000,
-      headers: h,
-    });
+    const reply = await raw.request(
+      'dyad.test.v1.add3',
+      new TextEncoder().encode('{"a":"x","b":1}'),
+      {
+        timeout: 5000,
+        headers: h,
+      },
+    );
     expect(reply.headers?.get('ce-type')).toBe('io.dyad.bus.error.v1');
-    const body = JSON.parse(new TextDecoder().decode(reply.data)) as { error: { code: string; message: string } };
+    const body = JSON.parse(new TextDecoder().decode(reply.data)) as {
+      error: { code: string; message: string };
+    };
     expect(body.error.code).toBe(ErrorCode.badRequest);
     expect(body.error.message).toMatch(/^schema: /);
-    expect(await counterValue(b.registry, 'dyad_bus_dead_letters_total', { reason: 'schema' })).toBeGreaterThanOrEqual(1);
+    expect(
+      await counterValue(b.registry, 'dyad_bus_dead_letters_total', { reason: 'schema' }),
+    ).toBeGreaterThanOrEqual(1);
     await raw.close();
     await srv.stop();
   });
 
   it('rejects with NoRespondersError when nobody serves, and RequestTimeoutError when the server is slow', async () => {
-    await expect(a.bus.request(AddRequest, 'dyad.test.v1.nobody', { a: 1, b: 1 }, AddReply)).rejects.toBeInstanceOf(
-      NoRespondersError,
-    );
+    await expect(
+      a.bus.request(AddRequest, 'dyad.test.v1.nobody', { a: 1, b: 1 }, AddReply),
+    ).rejects.toBeInstanceOf(NoRespondersError);
     const srv = b.bus.serve(
       AddRequest,
       'dyad.test.v1.slow',

@@ -1,0 +1,120 @@
+import { K8sStream, PodEvent, k8sObjectSubject } from '@dyad/contracts';
+import { startNats } from '@dyad/testbed';
+import type { NatsServer } from '@dyad/testbed';
+import { startInMemoryTracing } from '@dyad/telemetry';
+import type { InMemoryTracing, ReadableSpan } from '@dyad/telemetry';
+import { SpanKind, trace } from '@opentelemetry/api';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AddReply, AddRequest, Note, eventually, pod, testBus } from './helpers.ts';
+import type { TestBus } from './helpers.ts';
+
+describe('trace context across the bus', () => {
+  let nats: NatsServer;
+  let tracing: InMemoryTracing;
+  let a: TestBus;
+  let b: TestBus;
+
+  beforeAll(async () => {
+    tracing = startInMemoryTracing();
+    nats = await startNats();
+    a = await testBus(nats.url, 'trace-a');
+    b = await testBus(nats.url, 'trace-b');
+  });
+  afterAll(async () => {
+    await a?.bus.close();
+    await b?.bus.close();
+    await nats?.stop();
+    await tracing?.shutdown();
+  });
+
+  const tracer = () => trace.getTracer('test');
+  const spanNamed = (name: string): ReadableSpan | undefined =>
+    tracing.spans().find((s) => s.name === name);
+
+  /** Runs fn in a fresh root span and returns that span's trace id. */
+  async function inRoot(name: string, fn: () => Promise<void> | void): Promise<string> {
+    return tracer().startActiveSpan(name, async (span) => {
+      try {
+        await fn();
+        return span.spanContext().traceId;
+      } finally {
+        span.end();
+      }
+    });
+  }
+
+  it('core publish → subscribe: the handler runs in a CONSUMER span under the producer span', async () => {
+    const seen: string[] = [];
+    const sub = b.bus.subscribe([Note], 'dyad.test.v1.trace.core', () => {
+      seen.push(trace.getActiveSpan()?.spanContext().traceId ?? 'none');
+    });
+    await b.bus.flush();
+    const traceId = await inRoot('origin-core', () =>
+      a.bus.publish(Note, 'dyad.test.v1.trace.core', { n: 1 }),
+    );
+    await eventually(() => seen.length === 1);
+    expect(seen[0]).toBe(traceId);
+    await eventually(() => spanNamed('process dyad.test.v1.trace.core'));
+    const producer = spanNamed(`publish ${Note.type}`);
+    const consumer = spanNamed('process dyad.test.v1.trace.core');
+    expect(producer?.kind).toBe(SpanKind.PRODUCER);
+    expect(consumer?.kind).toBe(SpanKind.CONSUMER);
+    expect(consumer?.spanContext().traceId).toBe(traceId);
+    expect(consumer?.parentSpanContext?.spanId).toBe(producer?.spanContext().spanId);
+    await sub.stop();
+  });
+
+  it('request → serve: SERVER span under the CLIENT span, same trace', async () => {
+    tracing.reset();
+    let handlerTrace = '';
+    const srv = b.bus.serve(
+      AddRequest,
+      'dyad.test.v1.trace.add',
+      (req) => {
+        handlerTrace = trace.getActiveSpan()?.spanContext().traceId ?? '';
+        return { sum: req.value.a + req.value.b };
+      },
+      AddReply,
+    );
+    await b.bus.flush();
+    const traceId = await inRoot('origin-request', async () => {
+      await a.bus.request(AddRequest, 'dyad.test.v1.trace.add', { a: 1, b: 2 }, AddReply);
+    });
+    expect(handlerTrace).toBe(traceId);
+    await eventually(() => spanNamed(`serve ${AddRequest.type}`));
+    const client = spanNamed(`request ${AddRequest.type}`);
+    const server = spanNamed(`serve ${AddRequest.type}`);
+    expect(client?.kind).toBe(SpanKind.CLIENT);
+    expect(server?.kind).toBe(SpanKind.SERVER);
+    expect(server?.parentSpanContext?.spanId).toBe(client?.spanContext().spanId);
+    await srv.stop();
+  });
+
+  it('jsPublish → durable consume: the trace survives storage in a stream', async () => {
+    tracing.reset();
+    await a.bus.ensureStreams([K8sStream]);
+    const seen: string[] = [];
+    const c = await b.bus.consume([PodEvent], { stream: K8sStream.name, durable: 'tracer' }, () => {
+      seen.push(trace.getActiveSpan()?.spanContext().traceId ?? 'none');
+    });
+    const traceId = await inRoot('origin-js', async () => {
+      await a.bus.jsPublish(PodEvent, k8sObjectSubject('Pod', 'default', 'traced'), pod('traced'));
+    });
+    await eventually(() => seen.length === 1);
+    expect(seen[0]).toBe(traceId);
+    await c.stop();
+  });
+
+  it('starts a new trace when the message carries none', async () => {
+    const seen: string[] = [];
+    const sub = b.bus.subscribe([Note], 'dyad.test.v1.trace.none', () => {
+      seen.push(trace.getActiveSpan()?.spanContext().traceId ?? 'none');
+    });
+    await b.bus.flush();
+    a.bus.publish(Note, 'dyad.test.v1.trace.none', { n: 2 });
+    await eventually(() => seen.length === 1);
+    expect(seen[0]).toMatch(/^[0-9a-f]{32}$/);
+    expect(seen[0]).not.toBe('00000000000000000000000000000000');
+    await sub.stop();
+  });
+});
