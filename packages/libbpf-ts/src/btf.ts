@@ -21,12 +21,19 @@ const BTF_TYPE_SIZE = 12;
 const BTF_MEMBER_SIZE = 12;
 
 /** Reads one struct's layout from an ELF object's .BTF section through libbpf's btf__ API. */
-export function readBtfStruct(lib: LibbpfBindings, objectPath: string, structName: string): BtfStruct {
+export function readBtfStruct(
+  lib: LibbpfBindings,
+  objectPath: string,
+  structName: string,
+): BtfStruct {
   const btf = lib.btfParse(objectPath, null);
   if (btf === null) throw new LibbpfError('btf__parse', lib.errno(), { detail: objectPath });
   try {
     const id = lib.btfFindByNameKind(btf, structName, BTF_KIND_STRUCT);
-    if (id < 0) throw new LibbpfError('btf__find_by_name_kind', -id, { detail: `struct ${structName} in ${objectPath}` });
+    if (id < 0)
+      throw new LibbpfError('btf__find_by_name_kind', -id, {
+        detail: `struct ${structName} in ${objectPath}`,
+      });
     const t = lib.btfTypeById(btf, id);
     if (t === null) throw new LibbpfError('btf__type_by_id', lib.errno(), { detail: structName });
     const head = lib.copyOut(t, BTF_TYPE_SIZE);
@@ -44,7 +51,8 @@ export function readBtfStruct(lib: LibbpfBindings, objectPath: string, structNam
       const bitOffset = kindFlag ? raw & 0xffffff : raw;
       const bitfieldSize = kindFlag ? raw >>> 24 : 0;
       const msize = Number(lib.btfResolveSize(btf, typeId));
-      if (msize < 0) throw new LibbpfError('btf__resolve_size', -msize, { detail: `${structName} member ${i}` });
+      if (msize < 0)
+        throw new LibbpfError('btf__resolve_size', -msize, { detail: `${structName} member ${i}` });
       members.push({
         name: lib.btfNameByOffset(btf, nameOff) ?? '',
         offset: Math.floor(bitOffset / 8),

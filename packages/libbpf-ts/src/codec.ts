@@ -91,7 +91,8 @@ function fieldReader(f: FieldSpec): Reader | undefined {
       return (o, b, base) => (o[n] = b.readBigUInt64LE(base + off));
     case 'bytes': {
       const len = fieldSize(f);
-      return (o, b, base) => (o[n] = Uint8Array.prototype.slice.call(b, base + off, base + off + len));
+      return (o, b, base) =>
+        (o[n] = Uint8Array.prototype.slice.call(b, base + off, base + off + len));
     }
   }
 }
@@ -101,7 +102,9 @@ function fieldReader(f: FieldSpec): Reader | undefined {
  * declared width (little-endian host order, or big-endian for be16/be32), padding is zero.
  * BPF on x86_64 and arm64 is little-endian, which is what the kernel and this host share.
  */
-export function structCodec<const F extends readonly FieldSpec[]>(layout: StructLayout<F>): Codec<StructValue<F>> {
+export function structCodec<const F extends readonly FieldSpec[]>(
+  layout: StructLayout<F>,
+): Codec<StructValue<F>> {
   const writers = layout.fields.map(fieldWriter).filter((w): w is Writer => w !== undefined);
   const readers = layout.fields.map(fieldReader).filter((r): r is Reader => r !== undefined);
   const size = layout.size;
@@ -124,7 +127,11 @@ export function structCodec<const F extends readonly FieldSpec[]>(layout: Struct
 }
 
 /** Wraps a codec with a domain type; the layout (and so the drift check) carries over. */
-export function mappedCodec<A, B>(inner: Codec<A>, toInner: (b: B) => A, fromInner: (a: A) => B): Codec<B> {
+export function mappedCodec<A, B>(
+  inner: Codec<A>,
+  toInner: (b: B) => A,
+  fromInner: (a: A) => B,
+): Codec<B> {
   const base = {
     size: inner.size,
     encodeInto(value: B, buf: Buffer, offset: number) {
@@ -141,7 +148,8 @@ export function bytesCodec(size: number): Codec<Buffer> {
   return {
     size,
     encodeInto(value, buf, offset) {
-      if (value.length !== size) throw new CodecError(`expected ${size} bytes, got ${value.length}`);
+      if (value.length !== size)
+        throw new CodecError(`expected ${size} bytes, got ${value.length}`);
       value.copy(buf, offset);
     },
     decode(buf, offset) {

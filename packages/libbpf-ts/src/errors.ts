@@ -9,7 +9,10 @@ export class LibbpfError extends Error {
   constructor(op: string, errno: number, options?: { cause?: unknown; detail?: string }) {
     const code = errnoName(errno);
     const detail = options?.detail ? ` (${options.detail})` : '';
-    super(`${op} failed: ${code}${detail}`, options?.cause === undefined ? undefined : { cause: options.cause });
+    super(
+      `${op} failed: ${code}${detail}`,
+      options?.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.name = 'LibbpfError';
     this.op = op;
     this.errno = errno;

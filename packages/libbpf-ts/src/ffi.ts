@@ -35,8 +35,22 @@ export interface LibbpfBindings {
   mapPinPath(map: Ptr): string | null;
   mapIsPinned(map: Ptr): boolean;
   mapUnpin(map: Ptr, path: string | null): number;
-  mapUpdateElemChecked(map: Ptr, key: Bytes, keySize: number, value: Bytes, valueSize: number, flags: bigint): number;
-  mapLookupElemChecked(map: Ptr, key: Bytes, keySize: number, value: Bytes, valueSize: number, flags: bigint): number;
+  mapUpdateElemChecked(
+    map: Ptr,
+    key: Bytes,
+    keySize: number,
+    value: Bytes,
+    valueSize: number,
+    flags: bigint,
+  ): number;
+  mapLookupElemChecked(
+    map: Ptr,
+    key: Bytes,
+    keySize: number,
+    value: Bytes,
+    valueSize: number,
+    flags: bigint,
+  ): number;
   mapDeleteElemChecked(map: Ptr, key: Bytes, keySize: number, flags: bigint): number;
 
   programName(prog: Ptr): string;
@@ -46,14 +60,29 @@ export interface LibbpfBindings {
   objGet(path: string): number;
   objPin(fd: number, path: string): number;
   objGetInfoByFd(fd: number, info: Bytes, len: number[]): number;
-  mapCreate(type: number, name: string | null, keySize: number, valueSize: number, maxEntries: number, opts: Bytes | null): number;
+  mapCreate(
+    type: number,
+    name: string | null,
+    keySize: number,
+    valueSize: number,
+    maxEntries: number,
+    opts: Bytes | null,
+  ): number;
   mapUpdateElem(fd: number, key: Bytes, value: Bytes, flags: bigint): number;
   mapLookupElem(fd: number, key: Bytes, value: Bytes): number;
   mapDeleteElem(fd: number, key: Bytes): number;
   mapGetNextKey(fd: number, key: Bytes | null, next: Bytes): number;
   mapUpdateBatch(fd: number, keys: Bytes, values: Bytes, count: number[], opts: Bytes): number;
   mapDeleteBatch(fd: number, keys: Bytes, count: number[], opts: Bytes): number;
-  mapLookupBatch(fd: number, inBatch: Bytes | null, outBatch: Bytes, keys: Bytes, values: Bytes, count: number[], opts: Bytes): number;
+  mapLookupBatch(
+    fd: number,
+    inBatch: Bytes | null,
+    outBatch: Bytes,
+    keys: Bytes,
+    values: Bytes,
+    count: number[],
+    opts: Bytes,
+  ): number;
 
   tcHookCreate(hook: Bytes): number;
   tcHookDestroy(hook: Bytes): number;
@@ -66,7 +95,13 @@ export interface LibbpfBindings {
   ringBufferConsume(rb: Ptr): number;
   ringBufferEpollFd(rb: Ptr): number;
   /** Runs epoll_wait on a libuv worker so the event loop never blocks. */
-  epollWaitAsync(epfd: number, events: Bytes, max: number, timeoutMs: number, done: (err: unknown, n: number) => void): void;
+  epollWaitAsync(
+    epfd: number,
+    events: Bytes,
+    max: number,
+    timeoutMs: number,
+    done: (err: unknown, n: number) => void,
+  ): void;
   registerSampleCallback(fn: (ctx: unknown, data: Ptr, size: number | bigint) => number): Ptr;
   unregisterCallback(cb: Ptr): void;
   /** Copies `len` bytes at a native address into a fresh Buffer. */
@@ -110,7 +145,8 @@ export function bindLibbpf(libbpfPath = 'libbpf.so.1', libcPath = 'libc.so.6'): 
       throw new LibbpfLoadError(`libbpf symbol missing: ${decl}`, { cause });
     }
   };
-  for (const name of ['bpf_object', 'bpf_map', 'bpf_program', 'ring_buffer', 'btf']) ensureType(name, () => koffi.opaque(name));
+  for (const name of ['bpf_object', 'bpf_map', 'bpf_program', 'ring_buffer', 'btf'])
+    ensureType(name, () => koffi.opaque(name));
   const sampleProto = ensureType('dy_ring_buffer_sample_fn', () =>
     koffi.proto('int dy_ring_buffer_sample_fn(void *ctx, void *data, size_t size)'),
   );
@@ -124,10 +160,22 @@ export function bindLibbpf(libbpfPath = 'libbpf.so.1', libcPath = 'libc.so.6'): 
     objectOpenFile: f(bpf, 'bpf_object *bpf_object__open_file(const char *path, const void *opts)'),
     objectLoad: f(bpf, 'int bpf_object__load(bpf_object *obj)'),
     objectClose: f(bpf, 'void bpf_object__close(bpf_object *obj)'),
-    objectFindMap: f(bpf, 'bpf_map *bpf_object__find_map_by_name(const bpf_object *obj, const char *name)'),
-    objectNextMap: f(bpf, 'bpf_map *bpf_object__next_map(const bpf_object *obj, const bpf_map *map)'),
-    objectFindProgram: f(bpf, 'bpf_program *bpf_object__find_program_by_name(const bpf_object *obj, const char *name)'),
-    objectNextProgram: f(bpf, 'bpf_program *bpf_object__next_program(const bpf_object *obj, bpf_program *prog)'),
+    objectFindMap: f(
+      bpf,
+      'bpf_map *bpf_object__find_map_by_name(const bpf_object *obj, const char *name)',
+    ),
+    objectNextMap: f(
+      bpf,
+      'bpf_map *bpf_object__next_map(const bpf_object *obj, const bpf_map *map)',
+    ),
+    objectFindProgram: f(
+      bpf,
+      'bpf_program *bpf_object__find_program_by_name(const bpf_object *obj, const char *name)',
+    ),
+    objectNextProgram: f(
+      bpf,
+      'bpf_program *bpf_object__next_program(const bpf_object *obj, bpf_program *prog)',
+    ),
 
     mapName: f(bpf, 'const char *bpf_map__name(const bpf_map *map)'),
     mapFd: f(bpf, 'int bpf_map__fd(const bpf_map *map)'),
@@ -140,9 +188,18 @@ export function bindLibbpf(libbpfPath = 'libbpf.so.1', libcPath = 'libc.so.6'): 
     mapPinPath: f(bpf, 'const char *bpf_map__pin_path(const bpf_map *map)'),
     mapIsPinned: f(bpf, 'bool bpf_map__is_pinned(const bpf_map *map)'),
     mapUnpin: f(bpf, 'int bpf_map__unpin(bpf_map *map, const char *path)'),
-    mapUpdateElemChecked: f(bpf, 'int bpf_map__update_elem(const bpf_map *map, const void *key, size_t key_sz, const void *value, size_t value_sz, uint64_t flags)'),
-    mapLookupElemChecked: f(bpf, 'int bpf_map__lookup_elem(const bpf_map *map, const void *key, size_t key_sz, _Out_ void *value, size_t value_sz, uint64_t flags)'),
-    mapDeleteElemChecked: f(bpf, 'int bpf_map__delete_elem(const bpf_map *map, const void *key, size_t key_sz, uint64_t flags)'),
+    mapUpdateElemChecked: f(
+      bpf,
+      'int bpf_map__update_elem(const bpf_map *map, const void *key, size_t key_sz, const void *value, size_t value_sz, uint64_t flags)',
+    ),
+    mapLookupElemChecked: f(
+      bpf,
+      'int bpf_map__lookup_elem(const bpf_map *map, const void *key, size_t key_sz, _Out_ void *value, size_t value_sz, uint64_t flags)',
+    ),
+    mapDeleteElemChecked: f(
+      bpf,
+      'int bpf_map__delete_elem(const bpf_map *map, const void *key, size_t key_sz, uint64_t flags)',
+    ),
 
     programName: f(bpf, 'const char *bpf_program__name(const bpf_program *prog)'),
     programFd: f(bpf, 'int bpf_program__fd(const bpf_program *prog)'),
@@ -150,15 +207,36 @@ export function bindLibbpf(libbpfPath = 'libbpf.so.1', libcPath = 'libc.so.6'): 
 
     objGet: f(bpf, 'int bpf_obj_get(const char *pathname)'),
     objPin: f(bpf, 'int bpf_obj_pin(int fd, const char *pathname)'),
-    objGetInfoByFd: f(bpf, 'int bpf_obj_get_info_by_fd(int fd, _Inout_ void *info, _Inout_ uint32_t *info_len)'),
-    mapCreate: f(bpf, 'int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const void *opts)'),
-    mapUpdateElem: f(bpf, 'int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
+    objGetInfoByFd: f(
+      bpf,
+      'int bpf_obj_get_info_by_fd(int fd, _Inout_ void *info, _Inout_ uint32_t *info_len)',
+    ),
+    mapCreate: f(
+      bpf,
+      'int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const void *opts)',
+    ),
+    mapUpdateElem: f(
+      bpf,
+      'int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)',
+    ),
     mapLookupElem: f(bpf, 'int bpf_map_lookup_elem(int fd, const void *key, _Out_ void *value)'),
     mapDeleteElem: f(bpf, 'int bpf_map_delete_elem(int fd, const void *key)'),
-    mapGetNextKey: f(bpf, 'int bpf_map_get_next_key(int fd, const void *key, _Out_ void *next_key)'),
-    mapUpdateBatch: f(bpf, 'int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32_t *count, const void *opts)'),
-    mapDeleteBatch: f(bpf, 'int bpf_map_delete_batch(int fd, const void *keys, _Inout_ uint32_t *count, const void *opts)'),
-    mapLookupBatch: f(bpf, 'int bpf_map_lookup_batch(int fd, void *in_batch, _Out_ void *out_batch, _Out_ void *keys, _Out_ void *values, _Inout_ uint32_t *count, const void *opts)'),
+    mapGetNextKey: f(
+      bpf,
+      'int bpf_map_get_next_key(int fd, const void *key, _Out_ void *next_key)',
+    ),
+    mapUpdateBatch: f(
+      bpf,
+      'int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32_t *count, const void *opts)',
+    ),
+    mapDeleteBatch: f(
+      bpf,
+      'int bpf_map_delete_batch(int fd, const void *keys, _Inout_ uint32_t *count, const void *opts)',
+    ),
+    mapLookupBatch: f(
+      bpf,
+      'int bpf_map_lookup_batch(int fd, void *in_batch, _Out_ void *out_batch, _Out_ void *keys, _Out_ void *values, _Inout_ uint32_t *count, const void *opts)',
+    ),
 
     tcHookCreate: f(bpf, 'int bpf_tc_hook_create(void *hook)'),
     tcHookDestroy: f(bpf, 'int bpf_tc_hook_destroy(void *hook)'),
@@ -166,7 +244,10 @@ export function bindLibbpf(libbpfPath = 'libbpf.so.1', libcPath = 'libc.so.6'): 
     tcDetach: f(bpf, 'int bpf_tc_detach(const void *hook, const void *opts)'),
     tcQuery: f(bpf, 'int bpf_tc_query(const void *hook, _Inout_ void *opts)'),
 
-    ringBufferNew: f(bpf, 'ring_buffer *ring_buffer__new(int map_fd, void *sample_cb, void *ctx, const void *opts)'),
+    ringBufferNew: f(
+      bpf,
+      'ring_buffer *ring_buffer__new(int map_fd, void *sample_cb, void *ctx, const void *opts)',
+    ),
     ringBufferFree: f(bpf, 'void ring_buffer__free(ring_buffer *rb)'),
     ringBufferConsume: f(bpf, 'int ring_buffer__consume(ring_buffer *rb)'),
     ringBufferEpollFd: f(bpf, 'int ring_buffer__epoll_fd(const ring_buffer *rb)'),
@@ -179,7 +260,10 @@ export function bindLibbpf(libbpfPath = 'libbpf.so.1', libcPath = 'libc.so.6'): 
 
     btfParse: f(bpf, 'btf *btf__parse(const char *path, void *btf_ext)'),
     btfFree: f(bpf, 'void btf__free(btf *btf)'),
-    btfFindByNameKind: f(bpf, 'int32_t btf__find_by_name_kind(const btf *btf, const char *type_name, uint32_t kind)'),
+    btfFindByNameKind: f(
+      bpf,
+      'int32_t btf__find_by_name_kind(const btf *btf, const char *type_name, uint32_t kind)',
+    ),
     btfTypeById: f(bpf, 'const void *btf__type_by_id(const btf *btf, uint32_t id)'),
     btfNameByOffset: f(bpf, 'const char *btf__name_by_offset(const btf *btf, uint32_t offset)'),
     btfResolveSize: f(bpf, 'int64_t btf__resolve_size(const btf *btf, uint32_t type_id)'),

@@ -8,9 +8,25 @@ export { RingBufferReader } from './ringbuf.ts';
 export { readBtfStruct } from './btf.ts';
 export { LibbpfError, CodecError, ClosedError, LibbpfLoadError } from './errors.ts';
 export { errnoName } from './errno.ts';
-export { structCodec, mappedCodec, mapCodec, bytesCodec, rawMapCodec, u32Codec, encode } from './codec.ts';
+export {
+  structCodec,
+  mappedCodec,
+  mapCodec,
+  bytesCodec,
+  rawMapCodec,
+  u32Codec,
+  encode,
+} from './codec.ts';
 export { defineLayout, validateLayout, fieldSize } from './layout.ts';
-export { parseIp, formatIp, parsePrefix, formatPrefix, maskBytes, parseMac, formatMac } from './ip.ts';
+export {
+  parseIp,
+  formatIp,
+  parsePrefix,
+  formatPrefix,
+  maskBytes,
+  parseMac,
+  formatMac,
+} from './ip.ts';
 
 export {
   Family,
@@ -29,7 +45,13 @@ export {
   directionName,
   reasonName,
 } from './datapath/constants.ts';
-export { endpointKeyLayout, endpointInfoLayout, endpointKeyCodec, endpointInfoCodec, endpointsCodec } from './datapath/endpoints.ts';
+export {
+  endpointKeyLayout,
+  endpointInfoLayout,
+  endpointKeyCodec,
+  endpointInfoCodec,
+  endpointsCodec,
+} from './datapath/endpoints.ts';
 export {
   ipcacheKeyLayout,
   ipcacheInfoLayout,
@@ -50,8 +72,21 @@ export {
   POLICY_PREFIX_PROTO,
   POLICY_PREFIX_PORT,
 } from './datapath/policy.ts';
-export { ctKeyLayout, ctEntryLayout, ctKeyCodec, ctEntryCodec, conntrackCodec } from './datapath/conntrack.ts';
-export { metricsKeyLayout, metricsValueLayout, metricsKeyCodec, metricsValueCodec, metricsCodec, sumPerCpu } from './datapath/metrics.ts';
+export {
+  ctKeyLayout,
+  ctEntryLayout,
+  ctKeyCodec,
+  ctEntryCodec,
+  conntrackCodec,
+} from './datapath/conntrack.ts';
+export {
+  metricsKeyLayout,
+  metricsValueLayout,
+  metricsKeyCodec,
+  metricsValueCodec,
+  metricsCodec,
+  sumPerCpu,
+} from './datapath/metrics.ts';
 export { eventLayout, eventCodec, decodeEvent } from './datapath/events.ts';
 export { configLayout, configValueCodec, configCodec } from './datapath/config.ts';
 export { datapathLayouts, datapathMapLayouts } from './datapath/layouts.ts';

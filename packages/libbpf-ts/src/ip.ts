@@ -37,7 +37,8 @@ export function parseIp(address: string): IpBytes {
   const [left = '', right] = head.split('::');
   const l = left === '' ? [] : left.split(':');
   const r = right === undefined ? [] : right === '' ? [] : right.split(':');
-  const groups = right === undefined ? l : [...l, ...new Array<string>(8 - l.length - r.length).fill('0'), ...r];
+  const groups =
+    right === undefined ? l : [...l, ...new Array<string>(8 - l.length - r.length).fill('0'), ...r];
   groups.forEach((g, i) => {
     const v = parseInt(g, 16);
     bytes[i * 2] = v >> 8;
@@ -54,7 +55,7 @@ export function formatIp(family: IpFamily, bytes: Uint8Array): string {
   for (let i = 0; i < 8; i++) g.push(((bytes[i * 2] ?? 0) << 8) | (bytes[i * 2 + 1] ?? 0));
   let bestAt = -1;
   let bestLen = 1;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (g[i] !== 0) {
       i++;
       continue;
@@ -90,7 +91,8 @@ export function parsePrefix(prefix: string): IpPrefix {
   const max = ip.family === 4 ? 32 : 128;
   const lenText = slash < 0 ? String(max) : prefix.slice(slash + 1);
   const length = Number(lenText);
-  if (!/^\d+$/.test(lenText) || length > max) throw new CodecError(`bad prefix length in ${prefix}`);
+  if (!/^\d+$/.test(lenText) || length > max)
+    throw new CodecError(`bad prefix length in ${prefix}`);
   return { family: ip.family, bytes: maskBytes(ip.bytes, length), length };
 }
 
@@ -100,7 +102,8 @@ export function formatPrefix(p: IpPrefix): string {
 
 export function parseMac(mac: string): Uint8Array {
   const parts = mac.split(':');
-  if (parts.length !== 6 || !parts.every((p) => /^[0-9a-fA-F]{2}$/.test(p))) throw new CodecError(`not a MAC: ${mac}`);
+  if (parts.length !== 6 || !parts.every((p) => /^[0-9a-fA-F]{2}$/.test(p)))
+    throw new CodecError(`not a MAC: ${mac}`);
   return Uint8Array.from(parts.map((p) => parseInt(p, 16)));
 }
 

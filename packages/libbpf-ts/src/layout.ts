@@ -21,14 +21,25 @@ export interface StructLayout<F extends readonly FieldSpec[] = readonly FieldSpe
   readonly fields: F;
 }
 
-type FieldValue<F extends FieldSpec> = F['kind'] extends 'u64' ? bigint : F['kind'] extends 'bytes' ? Uint8Array : number;
+type FieldValue<F extends FieldSpec> = F['kind'] extends 'u64'
+  ? bigint
+  : F['kind'] extends 'bytes'
+    ? Uint8Array
+    : number;
 
 /** The plain-object form of a struct: one property per non-padding field. */
 export type StructValue<F extends readonly FieldSpec[]> = {
   [S in F[number] as S['kind'] extends 'pad' ? never : S['name']]: FieldValue<S>;
 };
 
-const FIXED: Partial<Record<FieldKind, number>> = { u8: 1, u16: 2, u32: 4, u64: 8, be16: 2, be32: 4 };
+const FIXED: Partial<Record<FieldKind, number>> = {
+  u8: 1,
+  u16: 2,
+  u32: 4,
+  u64: 8,
+  be16: 2,
+  be32: 4,
+};
 
 export function fieldSize(f: FieldSpec): number {
   const fixed = FIXED[f.kind];
@@ -42,14 +53,21 @@ export function validateLayout(layout: StructLayout): void {
   let at = 0;
   for (const f of layout.fields) {
     if (f.offset !== at) {
-      throw new CodecError(`${layout.cName}.${f.name}: offset ${f.offset}, expected ${at} (undeclared gap or overlap)`);
+      throw new CodecError(
+        `${layout.cName}.${f.name}: offset ${f.offset}, expected ${at} (undeclared gap or overlap)`,
+      );
     }
     at += fieldSize(f);
   }
-  if (at !== layout.size) throw new CodecError(`${layout.cName}: fields cover ${at} bytes, size is ${layout.size}`);
+  if (at !== layout.size)
+    throw new CodecError(`${layout.cName}: fields cover ${at} bytes, size is ${layout.size}`);
 }
 
-export function defineLayout<const F extends readonly FieldSpec[]>(cName: string, size: number, fields: F): StructLayout<F> {
+export function defineLayout<const F extends readonly FieldSpec[]>(
+  cName: string,
+  size: number,
+  fields: F,
+): StructLayout<F> {
   const layout = { cName, size, fields };
   validateLayout(layout);
   return layout;

@@ -92,7 +92,14 @@ export class Libbpf {
       opts.writeBigUInt64LE(48n, 0);
       opts.writeUInt32LE(spec.flags, 28);
     }
-    const fd = this.native.mapCreate(spec.type, spec.name ?? null, spec.keySize, spec.valueSize, spec.maxEntries, opts);
+    const fd = this.native.mapCreate(
+      spec.type,
+      spec.name ?? null,
+      spec.keySize,
+      spec.valueSize,
+      spec.maxEntries,
+      opts,
+    );
     if (fd < 0) throw new LibbpfError('bpf_map_create', -fd, { detail: spec.name ?? 'anonymous' });
     try {
       const info = this.mapInfoByFd(fd);
@@ -111,7 +118,11 @@ export class Libbpf {
     if (rc < 0) throw new LibbpfError('bpf_obj_pin', -rc, { detail: path });
   }
 
-  ringBuffer<T>(map: BpfMap<unknown, unknown> | number, decode: (record: Buffer) => T, opts?: RingBufferOptions): RingBufferReader<T> {
+  ringBuffer<T>(
+    map: BpfMap<unknown, unknown> | number,
+    decode: (record: Buffer) => T,
+    opts?: RingBufferOptions,
+  ): RingBufferReader<T> {
     const fd = typeof map === 'number' ? map : map.fd;
     return new RingBufferReader(this.native, fd, decode, opts);
   }

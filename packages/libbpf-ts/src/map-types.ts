@@ -11,7 +11,11 @@ export const MapType = {
 } as const;
 
 export function isPerCpu(type: number): boolean {
-  return type === MapType.PERCPU_HASH || type === MapType.PERCPU_ARRAY || type === MapType.LRU_PERCPU_HASH;
+  return (
+    type === MapType.PERCPU_HASH ||
+    type === MapType.PERCPU_ARRAY ||
+    type === MapType.LRU_PERCPU_HASH
+  );
 }
 
 /** bpf_map_update_elem flags. */
@@ -19,7 +23,9 @@ export const UpdateFlags = { ANY: 0, NOEXIST: 1, EXIST: 2 } as const;
 export type UpdateMode = 'any' | 'noexist' | 'exist';
 
 export function updateFlag(mode: UpdateMode): bigint {
-  return BigInt(mode === 'any' ? UpdateFlags.ANY : mode === 'noexist' ? UpdateFlags.NOEXIST : UpdateFlags.EXIST);
+  return BigInt(
+    mode === 'any' ? UpdateFlags.ANY : mode === 'noexist' ? UpdateFlags.NOEXIST : UpdateFlags.EXIST,
+  );
 }
 
 export interface MapInfo {

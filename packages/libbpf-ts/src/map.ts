@@ -1,5 +1,5 @@
 import { ClosedError, CodecError, LibbpfError } from './errors.ts';
-import type { Codec, MapCodec } from './codec.ts';
+import type { MapCodec } from './codec.ts';
 import type { LibbpfBindings, Ptr } from './ffi.ts';
 import { isPerCpu, MapType, updateFlag } from './map-types.ts';
 import type { MapInfo, UpdateMode } from './map-types.ts';
@@ -49,12 +49,22 @@ export class BpfMap<K, V> implements Disposable {
   readonly #valueBytes: number;
   readonly #ncpus: number;
 
-  constructor(lib: LibbpfBindings, fd: number, info: MapInfo, codec: MapCodec<K, V>, opts: BpfMapOptions) {
+  constructor(
+    lib: LibbpfBindings,
+    fd: number,
+    info: MapInfo,
+    codec: MapCodec<K, V>,
+    opts: BpfMapOptions,
+  ) {
     if (codec.key.size !== info.keySize) {
-      throw new CodecError(`map ${info.name}: key codec is ${codec.key.size} bytes, map key is ${info.keySize}`);
+      throw new CodecError(
+        `map ${info.name}: key codec is ${codec.key.size} bytes, map key is ${info.keySize}`,
+      );
     }
     if (info.type !== MapType.RINGBUF && codec.value.size !== info.valueSize) {
-      throw new CodecError(`map ${info.name}: value codec is ${codec.value.size} bytes, map value is ${info.valueSize}`);
+      throw new CodecError(
+        `map ${info.name}: value codec is ${codec.value.size} bytes, map value is ${info.valueSize}`,
+      );
     }
     this.#lib = lib;
     this.#fd = fd;
@@ -84,7 +94,13 @@ export class BpfMap<K, V> implements Disposable {
   }
 
   #fail(op: string, rc: number, detail?: string): never {
-    throw new LibbpfError(op, -rc, detail === undefined ? { detail: `map ${this.info.name}` } : { detail: `map ${this.info.name}: ${detail}` });
+    throw new LibbpfError(
+      op,
+      -rc,
+      detail === undefined
+        ? { detail: `map ${this.info.name}` }
+        : { detail: `map ${this.info.name}: ${detail}` },
+    );
   }
 
   #encodeKey(key: K): Buffer {
@@ -110,8 +126,16 @@ export class BpfMap<K, V> implements Disposable {
     const ptr = this.#opts.mapPtr;
     const rc =
       ptr !== undefined
-        ? this.#lib.mapUpdateElemChecked(ptr, key, key.length, value, value.length, updateFlag(mode))
-        : this.#sized(key, value) || this.#lib.mapUpdateElem(this.#fd, key, value, updateFlag(mode));
+        ? this.#lib.mapUpdateElemChecked(
+            ptr,
+            key,
+            key.length,
+            value,
+            value.length,
+            updateFlag(mode),
+          )
+        : this.#sized(key, value) ||
+          this.#lib.mapUpdateElem(this.#fd, key, value, updateFlag(mode));
     if (rc < 0) this.#fail('bpf_map_update_elem', rc);
   }
 
@@ -133,10 +157,14 @@ export class BpfMap<K, V> implements Disposable {
   #sized(key: Buffer, value: Buffer | undefined): number {
     const EINVAL = 22;
     if (key.length !== this.info.keySize) {
-      throw new LibbpfError('bpf_map_elem', EINVAL, { detail: `map ${this.info.name}: key is ${key.length} bytes, map wants ${this.info.keySize}` });
+      throw new LibbpfError('bpf_map_elem', EINVAL, {
+        detail: `map ${this.info.name}: key is ${key.length} bytes, map wants ${this.info.keySize}`,
+      });
     }
     if (value !== undefined && value.length !== this.#valueBytes) {
-      throw new LibbpfError('bpf_map_elem', EINVAL, { detail: `map ${this.info.name}: value is ${value.length} bytes, map wants ${this.#valueBytes}` });
+      throw new LibbpfError('bpf_map_elem', EINVAL, {
+        detail: `map ${this.info.name}: value is ${value.length} bytes, map wants ${this.#valueBytes}`,
+      });
     }
     return 0;
   }
@@ -180,7 +208,8 @@ export class BpfMap<K, V> implements Disposable {
 
   #decodePerCpu(buf: Buffer, base: number): V[] {
     const out: V[] = [];
-    for (let i = 0; i < this.#ncpus; i++) out.push(this.codec.value.decode(buf, base + i * this.#valueStride));
+    for (let i = 0; i < this.#ncpus; i++)
+      out.push(this.codec.value.decode(buf, base + i * this.#valueStride));
     return out;
   }
 
@@ -207,7 +236,8 @@ export class BpfMap<K, V> implements Disposable {
     this.#noPerCpu('entries');
     const val = Buffer.alloc(this.#valueBytes);
     for (const k of this.keyBuffers()) {
-      if (this.lookupRaw(k, val)) yield [this.codec.key.decode(k, 0), this.codec.value.decode(val, 0)];
+      if (this.lookupRaw(k, val))
+        yield [this.codec.key.decode(k, 0), this.codec.value.decode(val, 0)];
     }
   }
 
@@ -219,7 +249,11 @@ export class BpfMap<K, V> implements Disposable {
   }
 
   /** Packs entries for updateBatchPacked; exposed so callers can encode once and write often. */
-  packBatch(entries: ReadonlyArray<readonly [K, V]>): { keys: Buffer; values: Buffer; count: number } {
+  packBatch(entries: ReadonlyArray<readonly [K, V]>): {
+    keys: Buffer;
+    values: Buffer;
+    count: number;
+  } {
     this.#noPerCpu('packBatch');
     const n = entries.length;
     const ks = this.info.keySize;
@@ -234,21 +268,27 @@ export class BpfMap<K, V> implements Disposable {
     return { keys, values, count: n };
   }
 
-  /** One BPF_MAP_UPDATE_BATCH over pre-packed buffers. On failure the error says how many
-   *  entries the kernel had applied. */
-  updateBatchPacked(packed: { keys: Buffer; values: Buffer; count: number }, mode: UpdateMode = 'any'): void {
+  /** One BPF_MAP_UPDATE_BATCH over pre-packed buffers (insert or overwrite: the kernel takes no
+   *  NOEXIST/EXIST for batches). On failure the error says how many entries were applied. */
+  updateBatchPacked(packed: { keys: Buffer; values: Buffer; count: number }): void {
     this.#check();
     if (packed.count === 0) return;
-    if (packed.keys.length < packed.count * this.info.keySize || packed.values.length < packed.count * this.#valueBytes) {
-      throw new CodecError(`map ${this.info.name}: batch buffers too small for ${packed.count} entries`);
+    if (
+      packed.keys.length < packed.count * this.info.keySize ||
+      packed.values.length < packed.count * this.#valueBytes
+    ) {
+      throw new CodecError(
+        `map ${this.info.name}: batch buffers too small for ${packed.count} entries`,
+      );
     }
     const count = [packed.count];
-    const rc = this.#lib.mapUpdateBatch(this.#fd, packed.keys, packed.values, count, batchOpts(updateFlag(mode)));
-    if (rc < 0) this.#fail('bpf_map_update_batch', rc, `${count[0] ?? 0} of ${packed.count} applied`);
+    const rc = this.#lib.mapUpdateBatch(this.#fd, packed.keys, packed.values, count, batchOpts(0n));
+    if (rc < 0)
+      this.#fail('bpf_map_update_batch', rc, `${count[0] ?? 0} of ${packed.count} applied`);
   }
 
-  updateBatch(entries: ReadonlyArray<readonly [K, V]>, mode: UpdateMode = 'any'): void {
-    this.updateBatchPacked(this.packBatch(entries), mode);
+  updateBatch(entries: ReadonlyArray<readonly [K, V]>): void {
+    this.updateBatchPacked(this.packBatch(entries));
   }
 
   /** Deletes keys in one call; returns how many were deleted. Absent keys stop the kernel with
@@ -261,7 +301,8 @@ export class BpfMap<K, V> implements Disposable {
     keys.forEach((k, i) => this.codec.key.encodeInto(k, buf, i * ks));
     const count = [keys.length];
     const rc = this.#lib.mapDeleteBatch(this.#fd, buf, count, batchOpts(0n));
-    if (rc < 0) this.#fail('bpf_map_delete_batch', rc, `${count[0] ?? 0} of ${keys.length} deleted`);
+    if (rc < 0)
+      this.#fail('bpf_map_delete_batch', rc, `${count[0] ?? 0} of ${keys.length} deleted`);
     return count[0] ?? 0;
   }
 
@@ -271,7 +312,10 @@ export class BpfMap<K, V> implements Disposable {
     const out: Array<[K, V]> = [];
     this.#lookupBatchRaw(chunk, (keys, values, n) => {
       for (let i = 0; i < n; i++) {
-        out.push([this.codec.key.decode(keys, i * this.info.keySize), this.codec.value.decode(values, i * this.#valueBytes)]);
+        out.push([
+          this.codec.key.decode(keys, i * this.info.keySize),
+          this.codec.value.decode(values, i * this.#valueBytes),
+        ]);
       }
     });
     return out;
@@ -281,7 +325,10 @@ export class BpfMap<K, V> implements Disposable {
     const out: Array<[K, V[]]> = [];
     this.#lookupBatchRaw(chunk, (keys, values, n) => {
       for (let i = 0; i < n; i++) {
-        out.push([this.codec.key.decode(keys, i * this.info.keySize), this.#decodePerCpu(values, i * this.#valueBytes)]);
+        out.push([
+          this.codec.key.decode(keys, i * this.info.keySize),
+          this.#decodePerCpu(values, i * this.#valueBytes),
+        ]);
       }
     });
     return out;
@@ -317,4 +364,3 @@ export class BpfMap<K, V> implements Disposable {
     this.close();
   }
 }
-

@@ -25,7 +25,10 @@ export class BpfProgram {
   get fd(): number {
     if (!this.#owner.open) throw new ClosedError(this.#owner.what);
     const fd = this.#lib.programFd(this.#ptr);
-    if (fd < 0) throw new LibbpfError('bpf_program__fd', -fd, { detail: `program ${this.name} (not loaded?)` });
+    if (fd < 0)
+      throw new LibbpfError('bpf_program__fd', -fd, {
+        detail: `program ${this.name} (not loaded?)`,
+      });
     return fd;
   }
 }
@@ -79,13 +82,19 @@ export class BpfObject implements Disposable {
 
   #mapPtr(name: string): Ptr {
     const m = this.#lib.objectFindMap(this.#obj(), name);
-    if (m === null) throw new LibbpfError('bpf_object__find_map_by_name', 2, { detail: `no map ${name} in ${this.path}` });
+    if (m === null)
+      throw new LibbpfError('bpf_object__find_map_by_name', 2, {
+        detail: `no map ${name} in ${this.path}`,
+      });
     return m;
   }
 
   #progPtr(name: string): Ptr {
     const p = this.#lib.objectFindProgram(this.#obj(), name);
-    if (p === null) throw new LibbpfError('bpf_object__find_program_by_name', 2, { detail: `no program ${name} in ${this.path}` });
+    if (p === null)
+      throw new LibbpfError('bpf_object__find_program_by_name', 2, {
+        detail: `no program ${name} in ${this.path}`,
+      });
     return p;
   }
 
@@ -101,7 +110,11 @@ export class BpfObject implements Disposable {
   mapNames(): string[] {
     const out: string[] = [];
     const obj = this.#obj();
-    for (let m = this.#lib.objectNextMap(obj, null); m !== null; m = this.#lib.objectNextMap(obj, m)) {
+    for (
+      let m = this.#lib.objectNextMap(obj, null);
+      m !== null;
+      m = this.#lib.objectNextMap(obj, m)
+    ) {
       out.push(this.#lib.mapName(m));
     }
     return out;
@@ -110,7 +123,11 @@ export class BpfObject implements Disposable {
   programNames(): string[] {
     const out: string[] = [];
     const obj = this.#obj();
-    for (let p = this.#lib.objectNextProgram(obj, null); p !== null; p = this.#lib.objectNextProgram(obj, p)) {
+    for (
+      let p = this.#lib.objectNextProgram(obj, null);
+      p !== null;
+      p = this.#lib.objectNextProgram(obj, p)
+    ) {
       out.push(this.#lib.programName(p));
     }
     return out;
@@ -137,7 +154,8 @@ export class BpfObject implements Disposable {
 
   setPinPath(name: string, path: string): void {
     const rc = this.#lib.mapSetPinPath(this.#mapPtr(name), path);
-    if (rc < 0) throw new LibbpfError('bpf_map__set_pin_path', -rc, { detail: `${name} -> ${path}` });
+    if (rc < 0)
+      throw new LibbpfError('bpf_map__set_pin_path', -rc, { detail: `${name} -> ${path}` });
   }
 
   pinPath(name: string): string | null {
@@ -174,7 +192,8 @@ export class BpfObject implements Disposable {
   map<K = Buffer, V = Buffer>(name: string, codec?: MapCodec<K, V>): BpfMap<K, V> {
     const m = this.#mapPtr(name);
     const fd = this.#lib.mapFd(m);
-    if (fd < 0) throw new LibbpfError('bpf_map__fd', -fd, { detail: `${name} (object not loaded?)` });
+    if (fd < 0)
+      throw new LibbpfError('bpf_map__fd', -fd, { detail: `${name} (object not loaded?)` });
     const info = this.mapInfo(name);
     const c = codec ?? (rawMapCodec(info.keySize, info.valueSize) as unknown as MapCodec<K, V>);
     return new BpfMap(this.#lib, fd, info, c, { ownsFd: false, owner: this.#live, mapPtr: m });

@@ -23,7 +23,10 @@ export class RingBufferReader<T> implements AsyncIterableIterator<T>, AsyncDispo
   readonly #epfd: number;
   readonly #events = Buffer.alloc(16 * 4);
   readonly #queue: T[] = [];
-  readonly #waiters: Array<{ resolve: (r: IteratorResult<T>) => void; reject: (e: unknown) => void }> = [];
+  readonly #waiters: Array<{
+    resolve: (r: IteratorResult<T>) => void;
+    reject: (e: unknown) => void;
+  }> = [];
   #error: unknown = undefined;
   #closed = false;
   #freed = false;
@@ -31,7 +34,12 @@ export class RingBufferReader<T> implements AsyncIterableIterator<T>, AsyncDispo
   #dropped = 0;
   #received = 0;
 
-  constructor(lib: LibbpfBindings, mapFd: number, decode: (record: Buffer) => T, opts: RingBufferOptions = {}) {
+  constructor(
+    lib: LibbpfBindings,
+    mapFd: number,
+    decode: (record: Buffer) => T,
+    opts: RingBufferOptions = {},
+  ) {
     this.#lib = lib;
     this.#decode = decode;
     this.#timeout = opts.pollTimeoutMs ?? 100;

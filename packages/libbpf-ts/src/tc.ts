@@ -36,11 +36,19 @@ function hookBuf(ref: TcHookRef, attachPoint?: number): Buffer {
   const b = Buffer.alloc(HOOK_SIZE);
   b.writeBigUInt64LE(BigInt(HOOK_SIZE), 0);
   b.writeInt32LE(ref.ifindex, 8);
-  b.writeUInt32LE(attachPoint ?? (ref.direction === 'ingress' ? BPF_TC_INGRESS : BPF_TC_EGRESS), 12);
+  b.writeUInt32LE(
+    attachPoint ?? (ref.direction === 'ingress' ? BPF_TC_INGRESS : BPF_TC_EGRESS),
+    12,
+  );
   return b;
 }
 
-function optsBuf(fields: { progFd?: number; flags?: number; handle?: number; priority?: number }): Buffer {
+function optsBuf(fields: {
+  progFd?: number;
+  flags?: number;
+  handle?: number;
+  priority?: number;
+}): Buffer {
   const b = Buffer.alloc(OPTS_SIZE);
   b.writeBigUInt64LE(BigInt(OPTS_SIZE), 0);
   b.writeInt32LE(fields.progFd ?? 0, 8);
@@ -62,13 +70,17 @@ export class Tc {
   /** Creates the clsact qdisc if missing. */
   ensureClsact(ifindex: number): void {
     const rc = this.#lib.tcHookCreate(hookBuf({ ifindex, direction: 'ingress' }));
-    if (rc < 0 && rc !== -EEXIST) throw new LibbpfError('bpf_tc_hook_create', -rc, { detail: `ifindex ${ifindex}` });
+    if (rc < 0 && rc !== -EEXIST)
+      throw new LibbpfError('bpf_tc_hook_create', -rc, { detail: `ifindex ${ifindex}` });
   }
 
   /** Removes clsact and with it every filter on both directions. */
   destroyClsact(ifindex: number): void {
-    const rc = this.#lib.tcHookDestroy(hookBuf({ ifindex, direction: 'ingress' }, BPF_TC_INGRESS | BPF_TC_EGRESS));
-    if (rc < 0 && rc !== -ENOENT) throw new LibbpfError('bpf_tc_hook_destroy', -rc, { detail: `ifindex ${ifindex}` });
+    const rc = this.#lib.tcHookDestroy(
+      hookBuf({ ifindex, direction: 'ingress' }, BPF_TC_INGRESS | BPF_TC_EGRESS),
+    );
+    if (rc < 0 && rc !== -ENOENT)
+      throw new LibbpfError('bpf_tc_hook_destroy', -rc, { detail: `ifindex ${ifindex}` });
   }
 
   /** Attaches a direct-action BPF filter. The filter stays after this process exits. */
@@ -81,7 +93,10 @@ export class Tc {
       priority: opts.priority ?? 1,
     });
     const rc = this.#lib.tcAttach(hookBuf(opts), o);
-    if (rc < 0) throw new LibbpfError('bpf_tc_attach', -rc, { detail: `ifindex ${opts.ifindex} ${opts.direction}` });
+    if (rc < 0)
+      throw new LibbpfError('bpf_tc_attach', -rc, {
+        detail: `ifindex ${opts.ifindex} ${opts.direction}`,
+      });
     return {
       ifindex: opts.ifindex,
       direction: opts.direction,
@@ -92,8 +107,14 @@ export class Tc {
   }
 
   detach(ref: TcFilterRef): void {
-    const rc = this.#lib.tcDetach(hookBuf(ref), optsBuf({ handle: ref.handle, priority: ref.priority }));
-    if (rc < 0) throw new LibbpfError('bpf_tc_detach', -rc, { detail: `ifindex ${ref.ifindex} ${ref.direction}` });
+    const rc = this.#lib.tcDetach(
+      hookBuf(ref),
+      optsBuf({ handle: ref.handle, priority: ref.priority }),
+    );
+    if (rc < 0)
+      throw new LibbpfError('bpf_tc_detach', -rc, {
+        detail: `ifindex ${ref.ifindex} ${ref.direction}`,
+      });
   }
 
   /** Program id attached at the filter, or undefined when there is none. */
@@ -101,7 +122,10 @@ export class Tc {
     const o = optsBuf({ handle: ref.handle, priority: ref.priority });
     const rc = this.#lib.tcQuery(hookBuf(ref), o);
     if (rc === -ENOENT || rc === -22 /* EINVAL: no clsact */) return undefined;
-    if (rc < 0) throw new LibbpfError('bpf_tc_query', -rc, { detail: `ifindex ${ref.ifindex} ${ref.direction}` });
+    if (rc < 0)
+      throw new LibbpfError('bpf_tc_query', -rc, {
+        detail: `ifindex ${ref.ifindex} ${ref.direction}`,
+      });
     return o.readUInt32LE(16);
   }
 }

@@ -27,7 +27,12 @@ describe('struct codec', () => {
     const buf = Buffer.alloc(16, 0xee);
     codec.encodeInto({ a: 1, port: 0x1f90, n: 0x01020304, big: 0x0a0b0c0d0e0f1011n }, buf, 0);
     expect(buf.toString('hex')).toBe('01001f90' + '04030201' + '11100f0e0d0c0b0a');
-    expect(codec.decode(buf, 0)).toEqual({ a: 1, port: 8080, n: 0x01020304, big: 0x0a0b0c0d0e0f1011n });
+    expect(codec.decode(buf, 0)).toEqual({
+      a: 1,
+      port: 8080,
+      n: 0x01020304,
+      big: 0x0a0b0c0d0e0f1011n,
+    });
   });
 
   test('rejects out-of-range and wrongly typed values', () => {
@@ -37,8 +42,19 @@ describe('struct codec', () => {
   });
 
   test('a layout with an undeclared gap or a short tail is refused', () => {
-    expect(() => validateLayout({ cName: 'g', size: 8, fields: [{ name: 'a', offset: 0, kind: 'u8' }, { name: 'b', offset: 4, kind: 'u32' }] })).toThrow(/gap/);
-    expect(() => validateLayout({ cName: 's', size: 8, fields: [{ name: 'a', offset: 0, kind: 'u32' }] })).toThrow(/cover/);
+    expect(() =>
+      validateLayout({
+        cName: 'g',
+        size: 8,
+        fields: [
+          { name: 'a', offset: 0, kind: 'u8' },
+          { name: 'b', offset: 4, kind: 'u32' },
+        ],
+      }),
+    ).toThrow(/gap/);
+    expect(() =>
+      validateLayout({ cName: 's', size: 8, fields: [{ name: 'a', offset: 0, kind: 'u32' }] }),
+    ).toThrow(/cover/);
   });
 
   test('every datapath layout is fully declared', () => {
@@ -56,19 +72,35 @@ describe('datapath codecs', () => {
   });
 
   test('endpoint info round-trips', () => {
-    const v = { ifindex: 7, endpointId: 3, identity: 1001, flags: 3, mac: '02:aa:bb:cc:dd:ee', nodeMac: '02:11:22:33:44:55' };
+    const v = {
+      ifindex: 7,
+      endpointId: 3,
+      identity: 1001,
+      flags: 3,
+      mac: '02:aa:bb:cc:dd:ee',
+      nodeMac: '02:11:22:33:44:55',
+    };
     expect(endpointsCodec.value.decode(encode(endpointsCodec.value, v), 0)).toEqual(v);
   });
 
   test('conntrack key keeps ports in network order and the direction tag', () => {
-    const k = { src: '198.18.1.11', dst: '198.18.1.12', sport: 40000, dport: 8080, proto: 6, direction: 'ingress' as const };
+    const k = {
+      src: '198.18.1.11',
+      dst: '198.18.1.12',
+      sport: 40000,
+      dport: 8080,
+      proto: 6,
+      direction: 'ingress' as const,
+    };
     const b = encode(conntrackCodec.key, k);
     expect(b.subarray(32, 40).toString('hex')).toBe('9c401f90' + '06040200');
     expect(conntrackCodec.key.decode(b, 0)).toEqual(k);
   });
 
   test('metrics key is reason, direction, family', () => {
-    expect(encode(metricsCodec.key, { reason: 10, direction: 2, family: 6 }).toString('hex')).toBe('0a020600');
+    expect(encode(metricsCodec.key, { reason: 10, direction: 2, family: 6 }).toString('hex')).toBe(
+      '0a020600',
+    );
   });
 
   test('a drop event decodes addresses, ports and names', () => {

@@ -16,13 +16,22 @@ if (skip && kernelRequired()) test('kernel tier is required', () => expect.fail(
 
 const DUMP = fileURLToPath(new URL('./helpers/dump-maps.ts', import.meta.url));
 const Dump = z.object({
-  endpoints: z.array(z.tuple([z.object({ address: z.string() }), z.object({ ifindex: z.number(), identity: z.number() }).loose()])),
-  ipcache: z.array(z.tuple([z.object({ prefix: z.string() }), z.object({ identity: z.number() }).loose()])),
+  endpoints: z.array(
+    z.tuple([
+      z.object({ address: z.string() }),
+      z.object({ ifindex: z.number(), identity: z.number() }).loose(),
+    ]),
+  ),
+  ipcache: z.array(
+    z.tuple([z.object({ prefix: z.string() }), z.object({ identity: z.number() }).loose()]),
+  ),
   endpointsMapId: z.number(),
 });
 
 function dumpFromAnotherProcess(pinDir: string): z.infer<typeof Dump> {
-  return Dump.parse(JSON.parse(execFileSync(process.execPath, [DUMP, pinDir], { encoding: 'utf8' })));
+  return Dump.parse(
+    JSON.parse(execFileSync(process.execPath, [DUMP, pinDir], { encoding: 'utf8' })),
+  );
 }
 
 describe.skipIf(skip !== undefined)('pinned maps outlive the loading process', () => {
@@ -54,8 +63,13 @@ describe.skipIf(skip !== undefined)('pinned maps outlive the loading process', (
   test('a second process reopens the pins and sees the agent’s entries', () => {
     const d = dumpFromAnotherProcess(node.pinDir);
     expect(d.endpoints.map(([k]) => k.address).sort()).toEqual([a.v4, a.v6, b.v4, b.v6].sort());
-    expect(d.endpoints.find(([k]) => k.address === b.v6)?.[1]).toMatchObject({ ifindex: b.hostIfindex, identity: 1002 });
-    expect(d.ipcache).toEqual([[{ prefix: '198.18.1.0/24' }, expect.objectContaining({ identity: 1000 })]]);
+    expect(d.endpoints.find(([k]) => k.address === b.v6)?.[1]).toMatchObject({
+      ifindex: b.hostIfindex,
+      identity: 1002,
+    });
+    expect(d.ipcache).toEqual([
+      [{ prefix: '198.18.1.0/24' }, expect.objectContaining({ identity: 1000 })],
+    ]);
   });
 
   test('traffic flows while no user-space process holds the datapath', async () => {
@@ -74,7 +88,10 @@ describe.skipIf(skip !== undefined)('pinned maps outlive the loading process', (
 
     const after = dumpFromAnotherProcess(node.pinDir);
     expect(after.endpointsMapId).toBe(idBefore);
-    expect(after.ipcache.map(([k]) => k.prefix).sort()).toEqual(['198.18.1.0/24', 'fd00:18:1::/64']);
+    expect(after.ipcache.map(([k]) => k.prefix).sort()).toEqual([
+      '198.18.1.0/24',
+      'fd00:18:1::/64',
+    ]);
     const ctAfter = [...maps.conntrack.keys()].filter((k) => k.src === a.v4 && k.dst === b.v4);
     expect(ctAfter).toEqual(ctBefore);
     expect(await lab.ping(a, b.v6, 1)).toBe(true);

@@ -1,5 +1,13 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { EndpointFlags, Libbpf, openPinnedDatapath, PolicyAction, policyKeys, Proto, Reason } from '../src/index.ts';
+import {
+  EndpointFlags,
+  Libbpf,
+  openPinnedDatapath,
+  PolicyAction,
+  policyKeys,
+  Proto,
+  Reason,
+} from '../src/index.ts';
 import type { DatapathEvent, DatapathMapSet, PolicyRule } from '../src/index.ts';
 import { ensureBpfBuilt } from './helpers/build.ts';
 import { EventLog } from './helpers/events.ts';
@@ -27,7 +35,8 @@ describe.skipIf(skip !== undefined)('default-deny ingress, drop events, allow en
   let log: EventLog;
 
   const allow = (rule: PolicyRule) => {
-    for (const k of policyKeys(rule)) maps.policy.update(k, { action: PolicyAction.ALLOW, ruleId: 7 });
+    for (const k of policyKeys(rule))
+      maps.policy.update(k, { action: PolicyAction.ALLOW, ruleId: 7 });
   };
   const dropOf = (src: string, dst: string, proto: number, dport: number) => (e: DatapathEvent) =>
     e.type === 'drop' && e.src === src && e.dst === dst && e.proto === proto && e.dport === dport;
@@ -71,17 +80,20 @@ describe.skipIf(skip !== undefined)('default-deny ingress, drop events, allow en
   test.each([
     ['IPv4', () => a.v4, () => b.v4, Proto.ICMP, 8, 4],
     ['IPv6', () => a.v6, () => b.v6, Proto.ICMPV6, 128, 6],
-  ])('%s ping into the default-deny pod is dropped and reported', async (_n, src, dst, proto, type, family) => {
-    expect(await lab.ping(a, dst(), 1, 800)).toBe(false);
-    const e = await log.waitFor(dropOf(src(), dst(), proto, type));
-    expect(e).toBeDefined();
-    expect(e?.reason).toBe(Reason.DROP_POLICY);
-    expect(e?.family).toBe(family);
-    expect(e?.direction).toBe('ingress');
-    expect(e?.ifindex).toBe(b.hostIfindex);
-    expect(e?.srcIdentity).toBe(family === 4 ? ID_A4 : ID_A6);
-    expect(e?.dstIdentity).toBe(1002);
-  });
+  ])(
+    '%s ping into the default-deny pod is dropped and reported',
+    async (_n, src, dst, proto, type, family) => {
+      expect(await lab.ping(a, dst(), 1, 800)).toBe(false);
+      const e = await log.waitFor(dropOf(src(), dst(), proto, type));
+      expect(e).toBeDefined();
+      expect(e?.reason).toBe(Reason.DROP_POLICY);
+      expect(e?.family).toBe(family);
+      expect(e?.direction).toBe('ingress');
+      expect(e?.ifindex).toBe(b.hostIfindex);
+      expect(e?.srcIdentity).toBe(family === 4 ? ID_A4 : ID_A6);
+      expect(e?.dstIdentity).toBe(1002);
+    },
+  );
 
   test('a default-deny pod still resolves its gateway over ND and gets replies to its own flows', async () => {
     lab.nsExec(b.netns, ['ip', '-6', 'neigh', 'flush', 'dev', 'eth0']);
@@ -90,7 +102,13 @@ describe.skipIf(skip !== undefined)('default-deny ingress, drop events, allow en
   });
 
   test('an allow entry for the peer identity and port opens exactly that port, for that family only', async () => {
-    allow({ endpointId: EP_B, identity: ID_A4, direction: 'ingress', proto: Proto.TCP, ports: 8080 });
+    allow({
+      endpointId: EP_B,
+      identity: ID_A4,
+      direction: 'ingress',
+      proto: Proto.TCP,
+      ports: 8080,
+    });
     expect(await lab.echo(a, 'tcp', b.v4, 8080)).toBe(true);
 
     expect(await lab.echo(a, 'tcp', b.v4, 8081, 800)).toBe(false);
@@ -107,7 +125,13 @@ describe.skipIf(skip !== undefined)('default-deny ingress, drop events, allow en
   });
 
   test('a port range entry covers its ends and nothing past them', async () => {
-    allow({ endpointId: EP_B, identity: ID_A4, direction: 'ingress', proto: Proto.TCP, ports: { from: 9000, to: 9003 } });
+    allow({
+      endpointId: EP_B,
+      identity: ID_A4,
+      direction: 'ingress',
+      proto: Proto.TCP,
+      ports: { from: 9000, to: 9003 },
+    });
     expect(await lab.echo(a, 'tcp', b.v4, 9003)).toBe(true);
     expect(await lab.echo(a, 'tcp', b.v4, 9004, 800)).toBe(false);
   });
@@ -115,10 +139,13 @@ describe.skipIf(skip !== undefined)('default-deny ingress, drop events, allow en
   test.each([
     ['IPv4', () => b.v4, ID_A4],
     ['IPv6', () => b.v6, ID_A6],
-  ])('%s ICMP errors about an allowed flow reach a default-deny sender', async (_n, dst, identity) => {
-    // b has nothing on 8082: its stack answers port unreachable, which must pass a's
-    // default-deny ingress because it belongs to a's own flow
-    allow({ endpointId: EP_B, identity, direction: 'ingress', proto: Proto.UDP, ports: 8082 });
-    expect(await lab.echo(a, 'udp-refused', dst(), 8082)).toBe(true);
-  });
+  ])(
+    '%s ICMP errors about an allowed flow reach a default-deny sender',
+    async (_n, dst, identity) => {
+      // b has nothing on 8082: its stack answers port unreachable, which must pass a's
+      // default-deny ingress because it belongs to a's own flow
+      allow({ endpointId: EP_B, identity, direction: 'ingress', proto: Proto.UDP, ports: 8082 });
+      expect(await lab.echo(a, 'udp-refused', dst(), 8082)).toBe(true);
+    },
+  );
 });

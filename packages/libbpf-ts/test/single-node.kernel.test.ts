@@ -42,14 +42,17 @@ describe.skipIf(skip !== undefined)('two pods on one node', () => {
   test.each([
     ['IPv4', 4, () => b.v4],
     ['IPv6', 6, () => b.v6],
-  ])('ping over %s passes through both programs and moves their counters', async (_n, family, dst) => {
-    const egressBefore = forwarded(maps, Direction.EGRESS, family);
-    const ingressBefore = forwarded(maps, Direction.INGRESS, family);
-    expect(await lab.ping(a, dst(), 3)).toBe(true);
-    // 3 requests leave a and enter b; 3 replies leave b and enter a
-    expect(forwarded(maps, Direction.EGRESS, family) - egressBefore).toBeGreaterThanOrEqual(6n);
-    expect(forwarded(maps, Direction.INGRESS, family) - ingressBefore).toBeGreaterThanOrEqual(6n);
-  });
+  ])(
+    'ping over %s passes through both programs and moves their counters',
+    async (_n, family, dst) => {
+      const egressBefore = forwarded(maps, Direction.EGRESS, family);
+      const ingressBefore = forwarded(maps, Direction.INGRESS, family);
+      expect(await lab.ping(a, dst(), 3)).toBe(true);
+      // 3 requests leave a and enter b; 3 replies leave b and enter a
+      expect(forwarded(maps, Direction.EGRESS, family) - egressBefore).toBeGreaterThanOrEqual(6n);
+      expect(forwarded(maps, Direction.INGRESS, family) - ingressBefore).toBeGreaterThanOrEqual(6n);
+    },
+  );
 
   test.each([
     ['tcp', 'IPv4', () => b.v4],
@@ -62,7 +65,11 @@ describe.skipIf(skip !== undefined)('two pods on one node', () => {
 
   test('conntrack holds the flows in both families', () => {
     const keys = [...maps.conntrack.keys()];
-    expect(keys.some((k) => k.src === a.v4 && k.dst === b.v4 && k.direction === 'egress')).toBe(true);
-    expect(keys.some((k) => k.src === a.v6 && k.dst === b.v6 && k.direction === 'egress')).toBe(true);
+    expect(keys.some((k) => k.src === a.v4 && k.dst === b.v4 && k.direction === 'egress')).toBe(
+      true,
+    );
+    expect(keys.some((k) => k.src === a.v6 && k.dst === b.v6 && k.direction === 'egress')).toBe(
+      true,
+    );
   });
 });

@@ -81,8 +81,12 @@ describe.skipIf(skip !== undefined)('pod to pod across two nodes', () => {
     const n2Before = count(m2, Reason.FORWARDED, Direction.NODE, family);
     expect(await lab.ping(a, dst(), 3)).toBe(true);
     // replies arrive at n1's uplink, requests at n2's, each redirected to the pod by from-netdev
-    expect(count(m1, Reason.FORWARDED, Direction.NODE, family) - n1Before).toBeGreaterThanOrEqual(3n);
-    expect(count(m2, Reason.FORWARDED, Direction.NODE, family) - n2Before).toBeGreaterThanOrEqual(3n);
+    expect(count(m1, Reason.FORWARDED, Direction.NODE, family) - n1Before).toBeGreaterThanOrEqual(
+      3n,
+    );
+    expect(count(m2, Reason.FORWARDED, Direction.NODE, family) - n2Before).toBeGreaterThanOrEqual(
+      3n,
+    );
   });
 
   test.each([

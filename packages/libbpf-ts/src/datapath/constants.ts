@@ -33,7 +33,13 @@ export const Proto = { ICMP: 1, TCP: 6, UDP: 17, ICMPV6: 58 } as const;
 export const CtFlags = { SEEN_REPLY: 1 << 0, CLOSING: 1 << 1 } as const;
 
 export function directionName(n: number): DirectionName | undefined {
-  return n === Direction.EGRESS ? 'egress' : n === Direction.INGRESS ? 'ingress' : n === Direction.NODE ? 'node' : undefined;
+  return n === Direction.EGRESS
+    ? 'egress'
+    : n === Direction.INGRESS
+      ? 'ingress'
+      : n === Direction.NODE
+        ? 'node'
+        : undefined;
 }
 
 export function reasonName(n: number): string {

@@ -71,6 +71,9 @@ export const endpointInfoCodec = mappedCodec(
   }),
 );
 
-export const endpointsCodec: MapCodec<EndpointKey, EndpointInfo> = mapCodec(endpointKeyCodec, endpointInfoCodec);
+export const endpointsCodec: MapCodec<EndpointKey, EndpointInfo> = mapCodec(
+  endpointKeyCodec,
+  endpointInfoCodec,
+);
 
 export { family as familyTag };

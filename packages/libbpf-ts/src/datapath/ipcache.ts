@@ -39,7 +39,11 @@ export interface IpcacheInfo {
 }
 
 /** The LPM key for a prefix: prefixlen counts the family tag, the address is masked. */
-export function encodeIpcachePrefix(prefix: string): { prefixlen: number; family: number; addr: Uint8Array } {
+export function encodeIpcachePrefix(prefix: string): {
+  prefixlen: number;
+  family: number;
+  addr: Uint8Array;
+} {
   const p = parsePrefix(prefix);
   return { prefixlen: IPCACHE_PREFIX_BASE + p.length, family: p.family, addr: p.bytes };
 }
@@ -49,7 +53,13 @@ export const ipcacheKeyCodec = mappedCodec(
   (k: IpcacheKey) => encodeIpcachePrefix(k.prefix),
   (s): IpcacheKey => {
     const length = s.prefixlen - IPCACHE_PREFIX_BASE;
-    return { prefix: formatPrefix({ family: familyTag(s.family), bytes: maskBytes(s.addr, length), length }) };
+    return {
+      prefix: formatPrefix({
+        family: familyTag(s.family),
+        bytes: maskBytes(s.addr, length),
+        length,
+      }),
+    };
   },
 );
 
@@ -67,8 +77,13 @@ export const ipcacheInfoCodec = mappedCodec(
   },
   (s): IpcacheInfo => {
     const base = { identity: s.identity, nodeId: s.node_id, flags: s.flags };
-    return s.node_family === 0 ? base : { ...base, nodeAddress: formatIp(familyTag(s.node_family), s.node_addr) };
+    return s.node_family === 0
+      ? base
+      : { ...base, nodeAddress: formatIp(familyTag(s.node_family), s.node_addr) };
   },
 );
 
-export const ipcacheCodec: MapCodec<IpcacheKey, IpcacheInfo> = mapCodec(ipcacheKeyCodec, ipcacheInfoCodec);
+export const ipcacheCodec: MapCodec<IpcacheKey, IpcacheInfo> = mapCodec(
+  ipcacheKeyCodec,
+  ipcacheInfoCodec,
+);

@@ -25,7 +25,11 @@ export const datapathLayouts: readonly StructLayout[] = [
 ];
 
 /** Which layouts each map of the datapath object uses as key and value. */
-export const datapathMapLayouts: ReadonlyArray<{ map: string; key?: StructLayout; value?: StructLayout }> = [
+export const datapathMapLayouts: ReadonlyArray<{
+  map: string;
+  key?: StructLayout;
+  value?: StructLayout;
+}> = [
   { map: DatapathMaps.endpoints, key: endpointKeyLayout, value: endpointInfoLayout },
   { map: DatapathMaps.ipcache, key: ipcacheKeyLayout, value: ipcacheInfoLayout },
   { map: DatapathMaps.policy, key: policyKeyLayout, value: policyValueLayout },

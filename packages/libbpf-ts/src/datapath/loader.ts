@@ -20,7 +20,9 @@ import { rawMapCodec } from '../codec.ts';
 import type { MapCodec } from '../codec.ts';
 
 /** bpf/build/datapath.o of this repository (built by `make -C bpf`). */
-export const DEFAULT_DATAPATH_OBJECT = fileURLToPath(new URL('../../../../bpf/build/datapath.o', import.meta.url));
+export const DEFAULT_DATAPATH_OBJECT = fileURLToPath(
+  new URL('../../../../bpf/build/datapath.o', import.meta.url),
+);
 
 export interface DatapathMapSet extends Disposable {
   readonly endpoints: BpfMap<EndpointKey, EndpointInfo>;
@@ -51,7 +53,10 @@ export interface LoadDatapathOptions {
   readonly maxEntries?: Readonly<Record<string, number>>;
 }
 
-function mapSet(get: <K, V>(name: string, codec: MapCodec<K, V>) => BpfMap<K, V>, extraClose: () => void): DatapathMapSet {
+function mapSet(
+  get: <K, V>(name: string, codec: MapCodec<K, V>) => BpfMap<K, V>,
+  extraClose: () => void,
+): DatapathMapSet {
   const maps = {
     endpoints: get(Names.endpoints, endpointsCodec),
     ipcache: get(Names.ipcache, ipcacheCodec),
@@ -76,7 +81,10 @@ export function loadDatapath(lib: Libbpf, opts: LoadDatapathOptions): LoadedData
   });
   try {
     object.load();
-    const maps = mapSet((name, codec) => object.map(name, codec), () => undefined);
+    const maps = mapSet(
+      (name, codec) => object.map(name, codec),
+      () => undefined,
+    );
     const close = () => {
       maps.close();
       object.close();
@@ -100,11 +108,14 @@ export function loadDatapath(lib: Libbpf, opts: LoadDatapathOptions): LoadedData
 export function openPinnedDatapath(lib: Libbpf, pinDir: string): DatapathMapSet {
   const opened: Array<BpfMap<unknown, unknown>> = [];
   try {
-    return mapSet((name, codec) => {
-      const m = lib.openPinnedMap(join(pinDir, name), codec);
-      opened.push(m as BpfMap<unknown, unknown>);
-      return m;
-    }, () => undefined);
+    return mapSet(
+      (name, codec) => {
+        const m = lib.openPinnedMap(join(pinDir, name), codec);
+        opened.push(m as BpfMap<unknown, unknown>);
+        return m;
+      },
+      () => undefined,
+    );
   } catch (e) {
     for (const m of opened) m.close();
     throw e;

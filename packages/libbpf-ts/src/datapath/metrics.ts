@@ -37,9 +37,15 @@ export const metricsKeyCodec = mappedCodec(
 
 export const metricsValueCodec = structCodec(metricsValueLayout);
 
-export const metricsCodec: MapCodec<MetricsKey, MetricsValue> = mapCodec(metricsKeyCodec, metricsValueCodec);
+export const metricsCodec: MapCodec<MetricsKey, MetricsValue> = mapCodec(
+  metricsKeyCodec,
+  metricsValueCodec,
+);
 
 /** Sums a per-CPU counter. */
 export function sumPerCpu(values: readonly MetricsValue[]): MetricsValue {
-  return values.reduce((a, v) => ({ packets: a.packets + v.packets, bytes: a.bytes + v.bytes }), { packets: 0n, bytes: 0n });
+  return values.reduce((a, v) => ({ packets: a.packets + v.packets, bytes: a.bytes + v.bytes }), {
+    packets: 0n,
+    bytes: 0n,
+  });
 }

@@ -47,7 +47,8 @@ export interface PolicyValue {
 export const policyKeyCodec = mappedCodec(
   structCodec(policyKeyLayout),
   (k: PolicyKey) => {
-    if (k.portPrefixLen < 0 || k.portPrefixLen > 16) throw new CodecError(`port prefix ${k.portPrefixLen} not in 0..16`);
+    if (k.portPrefixLen < 0 || k.portPrefixLen > 16)
+      throw new CodecError(`port prefix ${k.portPrefixLen} not in 0..16`);
     if (k.proto === 0 && k.portPrefixLen !== 0) throw new CodecError('a port needs a protocol');
     const mask = k.portPrefixLen === 0 ? 0 : (0xffff << (16 - k.portPrefixLen)) & 0xffff;
     return {
@@ -75,26 +76,31 @@ export const policyValueCodec = mappedCodec(
   (s): PolicyValue => ({ action: s.action, ruleId: s.rule_id }),
 );
 
-export const policyCodec: MapCodec<PolicyKey, PolicyValue> = mapCodec(policyKeyCodec, policyValueCodec);
+export const policyCodec: MapCodec<PolicyKey, PolicyValue> = mapCodec(
+  policyKeyCodec,
+  policyValueCodec,
+);
 
 /** The fewest aligned port blocks (port, prefix length) that cover exactly from..to. */
-export function portRangePrefixes(from: number, to: number): Array<{ port: number; length: number }> {
+export function portRangePrefixes(
+  from: number,
+  to: number,
+): Array<{ port: number; length: number }> {
   if (!Number.isInteger(from) || !Number.isInteger(to) || from < 0 || to > 0xffff || from > to) {
     throw new CodecError(`bad port range ${from}-${to}`);
   }
   const out: Array<{ port: number; length: number }> = [];
   let lo = from;
   while (lo <= to) {
-    let bits = 16; // block size 2^(16-len); grow while aligned and inside the range
+    // block size 2^(16-len); widen while the block stays aligned and inside the range
     let len = 16;
     while (len > 0) {
       const size = 1 << (16 - (len - 1));
       if (lo % size !== 0 || lo + size - 1 > to) break;
       len--;
     }
-    bits = 16 - len;
     out.push({ port: lo, length: len });
-    lo += 1 << bits;
+    lo += 1 << (16 - len);
   }
   return out;
 }
@@ -119,5 +125,10 @@ export function policyKeys(rule: PolicyRule): PolicyKey[] {
   const proto = rule.proto;
   if (rule.ports === undefined) return [{ ...base, proto, port: 0, portPrefixLen: 0 }];
   const range = typeof rule.ports === 'number' ? { from: rule.ports, to: rule.ports } : rule.ports;
-  return portRangePrefixes(range.from, range.to).map((b) => ({ ...base, proto, port: b.port, portPrefixLen: b.length }));
+  return portRangePrefixes(range.from, range.to).map((b) => ({
+    ...base,
+    proto,
+    port: b.port,
+    portPrefixLen: b.length,
+  }));
 }

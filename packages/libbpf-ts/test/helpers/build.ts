@@ -9,5 +9,7 @@ export const LAYOUTS_OBJECT = join(BPF_DIR, 'build', 'layouts.o');
 
 /** Runs `make -C bpf` (a no-op when fresh). flock serialises test files building at once. */
 export function ensureBpfBuilt(): void {
-  execFileSync('flock', ['/tmp/dyad-bpf-build.lock', 'make', '-s', '-C', BPF_DIR], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync('flock', ['/tmp/dyad-bpf-build.lock', 'make', '-s', '-C', BPF_DIR], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
 }

@@ -9,13 +9,17 @@ export class EventLog {
 
   constructor(lib: Libbpf, eventsMapFd: number) {
     this.#reader = lib.ringBuffer(eventsMapFd, decodeEvent, { pollTimeoutMs: 50 });
+    const reader = this.#reader;
     this.#pump = (async () => {
-      for await (const e of this.#reader) this.events.push(e);
+      for await (const e of reader) this.events.push(e);
     })();
   }
 
   /** Resolves with the first event (already seen or arriving within timeoutMs) that matches. */
-  async waitFor(pred: (e: DatapathEvent) => boolean, timeoutMs = 3000): Promise<DatapathEvent | undefined> {
+  async waitFor(
+    pred: (e: DatapathEvent) => boolean,
+    timeoutMs = 3000,
+  ): Promise<DatapathEvent | undefined> {
     const end = Date.now() + timeoutMs;
     for (;;) {
       const hit = this.events.find(pred);

@@ -13,7 +13,9 @@ export const AGENT_SCRIPT = `${HELPERS}node-agent.ts`;
 export const PING_SCRIPT = `${HELPERS}ping.ts`;
 export const ECHO_SCRIPT = `${HELPERS}echo.ts`;
 
-const LinkJson = z.array(z.object({ ifindex: z.number(), ifname: z.string(), address: z.string().optional() }));
+const LinkJson = z.array(
+  z.object({ ifindex: z.number(), ifname: z.string(), address: z.string().optional() }),
+);
 
 export interface Pod {
   readonly name: string;
@@ -75,7 +77,9 @@ export class Lab {
   }
 
   #link(netns: string, ifname: string): { ifindex: number; address: string } {
-    const links = LinkJson.parse(JSON.parse(run('ip', ['-n', netns, '-j', 'link', 'show', 'dev', ifname])));
+    const links = LinkJson.parse(
+      JSON.parse(run('ip', ['-n', netns, '-j', 'link', 'show', 'dev', ifname])),
+    );
     const l = links[0];
     if (!l?.address) throw new Error(`no link ${ifname} in ${netns}`);
     return { ifindex: l.ifindex, address: l.address };
@@ -86,7 +90,20 @@ export class Lab {
     run('ip', ['netns', 'add', netns]);
     this.#netns.push(netns);
     const hostIf = `${this.prefix}h${this.#ifCount++}`;
-    run('ip', ['-n', node.netns, 'link', 'add', hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns]);
+    run('ip', [
+      '-n',
+      node.netns,
+      'link',
+      'add',
+      hostIf,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'eth0',
+      'netns',
+      netns,
+    ]);
     run('ip', ['-n', node.netns, 'link', 'set', hostIf, 'up']);
     run('ip', ['-n', node.netns, 'addr', 'add', `${POD_GW4}/32`, 'dev', hostIf]);
     run('ip', ['-n', node.netns, 'addr', 'add', `${POD_GW6}/64`, 'dev', hostIf, 'nodad']);
@@ -101,14 +118,46 @@ export class Lab {
     run('ip', ['-n', netns, '-6', 'route', 'add', 'default', 'via', POD_GW6, 'dev', 'eth0']);
     const host = this.#link(node.netns, hostIf);
     const pod = this.#link(netns, 'eth0');
-    return { name, netns, node, v4, v6, hostIf, hostIfindex: host.ifindex, hostMac: host.address, mac: pod.address };
+    return {
+      name,
+      netns,
+      node,
+      v4,
+      v6,
+      hostIf,
+      hostIfindex: host.ifindex,
+      hostMac: host.address,
+      mac: pod.address,
+    };
   }
 
   /** A veth between two node netns, addressed in both families. */
-  link(a: Node, av4: string, av6: string, b: Node, bv4: string, bv6: string, plen4 = 24, plen6 = 64): Uplink {
+  link(
+    a: Node,
+    av4: string,
+    av6: string,
+    b: Node,
+    bv4: string,
+    bv6: string,
+    plen4 = 24,
+    plen6 = 64,
+  ): Uplink {
     const an = `${this.prefix}u${this.#ifCount++}`;
     const bn = `${this.prefix}u${this.#ifCount++}`;
-    run('ip', ['-n', a.netns, 'link', 'add', an, 'type', 'veth', 'peer', 'name', bn, 'netns', b.netns]);
+    run('ip', [
+      '-n',
+      a.netns,
+      'link',
+      'add',
+      an,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      bn,
+      'netns',
+      b.netns,
+    ]);
     for (const [ns, ifn, v4, v6] of [
       [a.netns, an, av4, av6],
       [b.netns, bn, bv4, bv6],
@@ -130,13 +179,24 @@ export class Lab {
     return run('nsenter', [`--net=/run/netns/${netns}`, cmd, ...rest]);
   }
 
-  async nsExecAsync(netns: string, argv: readonly string[], timeoutMs = 20_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  async nsExecAsync(
+    netns: string,
+    argv: readonly string[],
+    timeoutMs = 20_000,
+  ): Promise<{ code: number; stdout: string; stderr: string }> {
     try {
-      const r = await execFileAsync('nsenter', [`--net=/run/netns/${netns}`, ...argv], { encoding: 'utf8', timeout: timeoutMs });
+      const r = await execFileAsync('nsenter', [`--net=/run/netns/${netns}`, ...argv], {
+        encoding: 'utf8',
+        timeout: timeoutMs,
+      });
       return { code: 0, stdout: r.stdout, stderr: r.stderr };
     } catch (e) {
       const err = e as { code?: unknown; stdout?: string; stderr?: string };
-      return { code: typeof err.code === 'number' ? err.code : 1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
+      return {
+        code: typeof err.code === 'number' ? err.code : 1,
+        stdout: err.stdout ?? '',
+        stderr: err.stderr ?? '',
+      };
     }
   }
 
@@ -148,22 +208,37 @@ export class Lab {
   /** Loads/attaches/fills a node's datapath from a process inside the node netns. */
   async runAgent(node: Node, spec: unknown): Promise<unknown> {
     const r = await this.nodeScript(node.netns, AGENT_SCRIPT, [JSON.stringify(spec)]);
-    if (r.code !== 0) throw new Error(`node agent in ${node.netns} failed (${r.code}): ${r.stderr}${r.stdout}`);
+    if (r.code !== 0)
+      throw new Error(`node agent in ${node.netns} failed (${r.code}): ${r.stderr}${r.stdout}`);
     const last = r.stdout.trim().split('\n').pop() ?? '{}';
     return JSON.parse(last) as unknown;
   }
 
   /** ICMP echo from a pod; true when every request got its reply. */
   async ping(pod: Pod, dst: string, count = 1, timeoutMs = 1500): Promise<boolean> {
-    const r = await this.nodeScript(pod.netns, PING_SCRIPT, [dst, String(count), String(timeoutMs)]);
+    const r = await this.nodeScript(pod.netns, PING_SCRIPT, [
+      dst,
+      String(count),
+      String(timeoutMs),
+    ]);
     return r.code === 0;
   }
 
   /** Starts an echo server (TCP and UDP, both families) in a pod; resolves once listening. */
   async echoServer(pod: Pod, ports: readonly number[]): Promise<void> {
-    const child = spawn('nsenter', [`--net=/run/netns/${pod.netns}`, process.execPath, ECHO_SCRIPT, 'server', ...ports.map(String)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawn(
+      'nsenter',
+      [
+        `--net=/run/netns/${pod.netns}`,
+        process.execPath,
+        ECHO_SCRIPT,
+        'server',
+        ...ports.map(String),
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     this.#children.add(child);
     child.on('exit', () => this.#children.delete(child));
     await new Promise<void>((resolve, reject) => {
@@ -177,8 +252,20 @@ export class Lab {
   }
 
   /** One echo round trip from a pod; true when the reply matched. */
-  async echo(pod: Pod, proto: 'tcp' | 'udp' | 'udp-refused', dst: string, port: number, timeoutMs = 1500): Promise<boolean> {
-    const r = await this.nodeScript(pod.netns, ECHO_SCRIPT, ['client', proto, dst, String(port), String(timeoutMs)]);
+  async echo(
+    pod: Pod,
+    proto: 'tcp' | 'udp' | 'udp-refused',
+    dst: string,
+    port: number,
+    timeoutMs = 1500,
+  ): Promise<boolean> {
+    const r = await this.nodeScript(pod.netns, ECHO_SCRIPT, [
+      'client',
+      proto,
+      dst,
+      String(port),
+      String(timeoutMs),
+    ]);
     return r.code === 0;
   }
 

@@ -47,7 +47,9 @@ const Spec = z.object({
         identity: z.number().int(),
         direction: z.enum(['ingress', 'egress']),
         proto: z.number().int().optional(),
-        ports: z.union([z.number().int(), z.object({ from: z.number().int(), to: z.number().int() })]).optional(),
+        ports: z
+          .union([z.number().int(), z.object({ from: z.number().int(), to: z.number().int() })])
+          .optional(),
       }),
     )
     .default([]),
@@ -64,7 +66,10 @@ const Spec = z.object({
 
 const spec = Spec.parse(JSON.parse(process.argv[2] ?? '{}'));
 const lib = Libbpf.open();
-const dp = loadDatapath(lib, { pinDir: spec.pinDir, ...(spec.objectPath ? { objectPath: spec.objectPath } : {}) });
+const dp = loadDatapath(lib, {
+  pinDir: spec.pinDir,
+  ...(spec.objectPath ? { objectPath: spec.objectPath } : {}),
+});
 try {
   if (spec.config) dp.maps.config.update(0, spec.config);
   for (const e of spec.endpoints) {
@@ -76,7 +81,8 @@ try {
     dp.maps.ipcache.update({ prefix }, info);
   }
   for (const rule of spec.policy) {
-    for (const key of policyKeys(rule)) dp.maps.policy.update(key, { action: PolicyAction.ALLOW, ruleId: 1 });
+    for (const key of policyKeys(rule))
+      dp.maps.policy.update(key, { action: PolicyAction.ALLOW, ruleId: 1 });
   }
   const attachments = spec.attach.map((a) =>
     lib.tc.attach(dp[a.program].fd, { ifindex: a.ifindex, direction: a.direction, replace: true }),

@@ -6,17 +6,25 @@ import { parseIp } from '../../src/index.ts';
 
 const [dst = '', countText = '1', timeoutText = '1500'] = process.argv.slice(2);
 const libc = koffi.load('libc.so.6');
-const socket = libc.func('int socket(int domain, int type, int protocol)') as (d: number, t: number, p: number) => number;
-const sendto = libc.func('long sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)') as (
+const socket = libc.func('int socket(int domain, int type, int protocol)') as (
+  d: number,
+  t: number,
+  p: number,
+) => number;
+const sendto = libc.func(
+  'long sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)',
+) as (fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrlen: number) => number;
+const recv = libc.func('long recv(int fd, _Out_ void *buf, size_t len, int flags)') as (
   fd: number,
   buf: Buffer,
   len: number,
   flags: number,
-  addr: Buffer,
-  addrlen: number,
 ) => number;
-const recv = libc.func('long recv(int fd, _Out_ void *buf, size_t len, int flags)') as (fd: number, buf: Buffer, len: number, flags: number) => number;
-const poll = libc.func('int poll(_Inout_ void *fds, unsigned long nfds, int timeout)') as (fds: Buffer, n: number, t: number) => number;
+const poll = libc.func('int poll(_Inout_ void *fds, unsigned long nfds, int timeout)') as (
+  fds: Buffer,
+  n: number,
+  t: number,
+) => number;
 
 const v4 = isIPv4(dst);
 const fd = v4 ? socket(2, 3, 1) : socket(10, 3, 58);
@@ -63,7 +71,11 @@ for (let seq = 1; seq <= count; seq++) {
     if (n <= 0) break;
     const off = v4 ? ((buf[0] ?? 0) & 0xf) * 4 : 0; // raw IPv4 sockets include the IP header
     const type = buf[off];
-    if (type === (v4 ? 0 : 129) && buf.readUInt16BE(off + 4) === id && buf.readUInt16BE(off + 6) === seq) {
+    if (
+      type === (v4 ? 0 : 129) &&
+      buf.readUInt16BE(off + 4) === id &&
+      buf.readUInt16BE(off + 6) === seq
+    ) {
       ok++;
       break;
     }

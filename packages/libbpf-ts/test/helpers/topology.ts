@@ -24,7 +24,11 @@ export function podAgentSpec(pods: readonly PodSpec[]) {
       })),
     ),
     attach: pods.flatMap((p) => [
-      { ifindex: p.pod.hostIfindex, program: 'fromContainer' as const, direction: 'ingress' as const },
+      {
+        ifindex: p.pod.hostIfindex,
+        program: 'fromContainer' as const,
+        direction: 'ingress' as const,
+      },
       { ifindex: p.pod.hostIfindex, program: 'toContainer' as const, direction: 'egress' as const },
     ]),
   };
@@ -34,6 +38,11 @@ export function baseSpec(node: Node) {
   return { pinDir: node.pinDir, objectPath: DATAPATH_OBJECT };
 }
 
-export async function setupNode(lab: Lab, node: Node, pods: readonly PodSpec[], extra: Record<string, unknown> = {}): Promise<unknown> {
+export async function setupNode(
+  lab: Lab,
+  node: Node,
+  pods: readonly PodSpec[],
+  extra: Record<string, unknown> = {},
+): Promise<unknown> {
   return lab.runAgent(node, { ...baseSpec(node), ...podAgentSpec(pods), ...extra });
 }
