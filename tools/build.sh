@@ -76,8 +76,10 @@ prepare_module() {
   rm -rf "$moddir"
   mkdir -p "$moddir"
   local gomod
-  gomod=$(cd "$moddir" && go_env go mod download -json "$module@$version" 2>>"$log" |
-    sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p') || true
+  # -json reports a download error inside the JSON, so all of it goes to the log.
+  (cd "$moddir" && go_env go mod download -json "$module@$version") >"$moddir/download.json" 2>>"$log" || true
+  cat "$moddir/download.json" >>"$log"
+  gomod=$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p' "$moddir/download.json")
   [[ -n "$gomod" && -f "$gomod" ]] || {
     echo "tools/build.sh: FAILED building $name: cannot download $module@$version; last lines of $log:" >&2
     tail -n 40 "$log" >&2

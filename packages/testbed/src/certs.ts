@@ -12,7 +12,9 @@ async function openssl(args: readonly string[], cwd: string): Promise<void> {
     await execFileAsync('openssl', args, { cwd });
   } catch (error) {
     const stderr =
-      typeof error === 'object' && error !== null && 'stderr' in error ? String(error.stderr) : String(error);
+      typeof error === 'object' && error !== null && 'stderr' in error
+        ? String(error.stderr)
+        : String(error);
     throw new CommandError(`openssl ${args[0] ?? ''}`, stderr.trim(), { cause: error });
   }
 }
@@ -42,16 +44,31 @@ export async function createCa(dir: string, commonName = 'dyad-testbed-ca'): Pro
   const keyPath = join(dir, 'ca.key');
   await openssl(
     [
-      'req', '-x509', ...KEY_ARGS, '-keyout', keyPath, '-out', certPath, '-days', DAYS, '-subj', `/CN=${commonName}`,
-      '-addext', 'basicConstraints=critical,CA:TRUE',
-      '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
+      'req',
+      '-x509',
+      ...KEY_ARGS,
+      '-keyout',
+      keyPath,
+      '-out',
+      certPath,
+      '-days',
+      DAYS,
+      '-subj',
+      `/CN=${commonName}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
     ],
     dir,
   );
   return { certPath, keyPath };
 }
 
-export function subjectAltNames(dnsNames: readonly string[] = [], ipAddresses: readonly string[] = []): string {
+export function subjectAltNames(
+  dnsNames: readonly string[] = [],
+  ipAddresses: readonly string[] = [],
+): string {
   return [...dnsNames.map((d) => `DNS:${d}`), ...ipAddresses.map((ip) => `IP:${ip}`)].join(',');
 }
 
@@ -61,7 +78,9 @@ export async function issueCert(dir: string, ca: KeyPair, request: CertRequest):
   const csrPath = join(dir, `${request.name}.csr`);
   const extPath = join(dir, `${request.name}.ext`);
   const subject = `${request.organization ? `/O=${request.organization}` : ''}/CN=${request.commonName}`;
-  const usages = { server: 'serverAuth', client: 'clientAuth', both: 'serverAuth,clientAuth' }[request.usage];
+  const usages = { server: 'serverAuth', client: 'clientAuth', both: 'serverAuth,clientAuth' }[
+    request.usage
+  ];
   const sans = subjectAltNames(request.dnsNames, request.ipAddresses);
   const ext = [
     'basicConstraints=critical,CA:FALSE',
@@ -70,11 +89,28 @@ export async function issueCert(dir: string, ca: KeyPair, request: CertRequest):
     ...(sans ? [`subjectAltName=${sans}`] : []),
   ].join('\n');
   await writeFile(extPath, `${ext}\n`);
-  await openssl(['req', '-new', ...KEY_ARGS, '-keyout', keyPath, '-out', csrPath, '-subj', subject], dir);
+  await openssl(
+    ['req', '-new', ...KEY_ARGS, '-keyout', keyPath, '-out', csrPath, '-subj', subject],
+    dir,
+  );
   await openssl(
     [
-      'x509', '-req', '-in', csrPath, '-CA', ca.certPath, '-CAkey', ca.keyPath,
-      '-set_serial', `0x${randomBytes(8).toString('hex')}`, '-days', DAYS, '-extfile', extPath, '-out', certPath,
+      'x509',
+      '-req',
+      '-in',
+      csrPath,
+      '-CA',
+      ca.certPath,
+      '-CAkey',
+      ca.keyPath,
+      '-set_serial',
+      `0x${randomBytes(8).toString('hex')}`,
+      '-days',
+      DAYS,
+      '-extfile',
+      extPath,
+      '-out',
+      certPath,
     ],
     dir,
   );
@@ -90,7 +126,10 @@ export interface ServiceAccountKeys {
 export async function createServiceAccountKeys(dir: string): Promise<ServiceAccountKeys> {
   const privateKeyPath = join(dir, 'sa.key');
   const publicKeyPath = join(dir, 'sa.pub');
-  await openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', privateKeyPath], dir);
+  await openssl(
+    ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', privateKeyPath],
+    dir,
+  );
   await openssl(['pkey', '-in', privateKeyPath, '-pubout', '-out', publicKeyPath], dir);
   return { privateKeyPath, publicKeyPath };
 }

@@ -39,11 +39,12 @@ function formatIpv4(value: bigint): string {
 
 function formatIpv6(value: bigint): string {
   const groups: string[] = [];
-  for (let shift = 112n; shift >= 0n; shift -= 16n) groups.push(((value >> shift) & 0xffffn).toString(16));
+  for (let shift = 112n; shift >= 0n; shift -= 16n)
+    groups.push(((value >> shift) & 0xffffn).toString(16));
   // Compress the longest run of zero groups (RFC 5952), as Go and openssl print it.
   let bestStart = -1;
   let bestLength = 0;
-  for (let i = 0; i < groups.length; ) {
+  for (let i = 0; i < groups.length;) {
     if (groups[i] !== '0') {
       i++;
       continue;
@@ -72,7 +73,8 @@ export function parseCidr(text: string): Cidr {
   const family: IpFamily = address.includes(':') ? 'IPv6' : 'IPv4';
   const bits = family === 'IPv4' ? 32 : 128;
   const prefix = Number(prefixText);
-  if (!Number.isInteger(prefix) || prefix < 0 || prefix > bits) throw new Error(`bad CIDR prefix in ${text}`);
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > bits)
+    throw new Error(`bad CIDR prefix in ${text}`);
   const value = family === 'IPv4' ? parseIpv4(address) : parseIpv6(address);
   const hostBits = BigInt(bits - prefix);
   const network = (value >> hostBits) << hostBits;

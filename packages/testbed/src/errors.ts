@@ -21,7 +21,13 @@ export class StartupError extends Error {
   readonly logPath: string;
   readonly logTail: string;
 
-  constructor(binary: string, reason: string, logPath: string, logTail: string, options?: { cause?: unknown }) {
+  constructor(
+    binary: string,
+    reason: string,
+    logPath: string,
+    logTail: string,
+    options?: { cause?: unknown },
+  ) {
     const lines = logTail.split('\n').length;
     super(
       `${binary} failed to start: ${reason}\n--- last ${lines} log lines of ${binary} (${logPath}) ---\n${logTail}`,

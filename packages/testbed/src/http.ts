@@ -17,13 +17,19 @@ export interface HttpResponse {
 }
 
 /** A GET with a short timeout, for readiness probes. */
-export function httpGet(url: string, tls: TlsMaterial = {}, timeoutMs = 5_000): Promise<HttpResponse> {
+export function httpGet(
+  url: string,
+  tls: TlsMaterial = {},
+  timeoutMs = 5_000,
+): Promise<HttpResponse> {
   const target = new URL(url);
   return new Promise((resolve, reject) => {
     const onResponse = (res: IncomingMessage): void => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
+      );
       res.on('error', reject);
     };
     const req =
@@ -41,7 +47,9 @@ export function httpGet(url: string, tls: TlsMaterial = {}, timeoutMs = 5_000): 
             onResponse,
           )
         : httpRequest(target, { method: 'GET', agent: false }, onResponse);
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`GET ${url} timed out after ${timeoutMs} ms`)));
+    req.setTimeout(timeoutMs, () =>
+      req.destroy(new Error(`GET ${url} timed out after ${timeoutMs} ms`)),
+    );
     req.on('error', reject);
     req.end();
   });

@@ -14,7 +14,8 @@ import { toolPath } from './tools.ts';
 /** Dual-stack service ranges from the test blocks (198.18.0.0/15, fd00::/8). */
 export const DEFAULT_SERVICE_CLUSTER_IP_RANGE = '198.18.128.0/20,fd00:d1ad:5e::/112';
 
-export type KubeComponent = 'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kube-scheduler';
+export type KubeComponent =
+  'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kube-scheduler';
 
 export interface KubeOptions {
   /** Directory holding the pinned binaries; default `<repo>/tools/bin`. */
@@ -46,8 +47,12 @@ export interface KubeCluster {
   logTail(component: KubeComponent, lines?: number): string;
   /** Stops every component (reverse start order) and removes the temp dir. */
   stop(): Promise<void>;
-  /** Stops kube-apiserver and starts it again on the same port: watches break, clients must relist. */
-  restartApiserver(): Promise<void>;
+  /**
+   * Stops kube-apiserver and starts it again on the same port: watches break, clients must relist.
+   * The apiserver drains in-flight requests on SIGTERM, which can take many seconds while
+   * controllers are connected, so it is SIGKILLed after `graceMs` (default 5000).
+   */
+  restartApiserver(options?: { graceMs?: number }): Promise<void>;
 }
 
 interface Paths {
@@ -107,8 +112,17 @@ async function makeCerts(dir: string, serviceRanges: readonly string[]): Promise
       ],
       ipAddresses: ['127.0.0.1', '::1', ...serviceRanges.map(firstAddress)],
     }),
-    issueCert(pki, ca, { name: 'admin', commonName: 'dyad-admin', organization: 'system:masters', usage: 'client' }),
-    issueCert(pki, ca, { name: 'controller-manager', commonName: 'system:kube-controller-manager', usage: 'client' }),
+    issueCert(pki, ca, {
+      name: 'admin',
+      commonName: 'dyad-admin',
+      organization: 'system:masters',
+      usage: 'client',
+    }),
+    issueCert(pki, ca, {
+      name: 'controller-manager',
+      commonName: 'system:kube-controller-manager',
+      usage: 'client',
+    }),
     issueCert(pki, ca, { name: 'scheduler', commonName: 'system:kube-scheduler', usage: 'client' }),
     createServiceAccountKeys(pki),
   ]);
@@ -170,7 +184,8 @@ export async function startKube(options: KubeOptions = {}): Promise<KubeCluster>
   };
 
   try {
-    const [etcdClientPort, etcdPeerPort, apiserverPort, controllerManagerPort, schedulerPort] = await freePorts(5);
+    const [etcdClientPort, etcdPeerPort, apiserverPort, controllerManagerPort, schedulerPort] =
+      await freePorts(5);
     if (
       etcdClientPort === undefined ||
       etcdPeerPort === undefined ||
@@ -183,14 +198,25 @@ export async function startKube(options: KubeOptions = {}): Promise<KubeCluster>
     const paths = await makeCerts(dir, serviceRanges);
     const server = `https://127.0.0.1:${apiserverPort}`;
     const adminKubeconfig = join(dir, 'admin.kubeconfig');
-    writeFileSync(adminKubeconfig, kubeconfig(server, paths.ca.certPath, paths.admin, 'dyad-admin'));
+    writeFileSync(
+      adminKubeconfig,
+      kubeconfig(server, paths.ca.certPath, paths.admin, 'dyad-admin'),
+    );
     const controllerManagerKubeconfig = join(dir, 'controller-manager.kubeconfig');
     writeFileSync(
       controllerManagerKubeconfig,
-      kubeconfig(server, paths.ca.certPath, paths.controllerManager, 'system:kube-controller-manager'),
+      kubeconfig(
+        server,
+        paths.ca.certPath,
+        paths.controllerManager,
+        'system:kube-controller-manager',
+      ),
     );
     const schedulerKubeconfig = join(dir, 'scheduler.kubeconfig');
-    writeFileSync(schedulerKubeconfig, kubeconfig(server, paths.ca.certPath, paths.scheduler, 'system:kube-scheduler'));
+    writeFileSync(
+      schedulerKubeconfig,
+      kubeconfig(server, paths.ca.certPath, paths.scheduler, 'system:kube-scheduler'),
+    );
     const adminTls: TlsMaterial = {
       ca: readFileSync(paths.ca.certPath, 'utf8'),
       cert: readFileSync(paths.admin.certPath, 'utf8'),
@@ -238,7 +264,12 @@ export async function startKube(options: KubeOptions = {}): Promise<KubeCluster>
       `--cert-dir=${join(dir, 'apiserver-certs')}`,
     ];
     const apiserverReady = (): Promise<true | string> => probe200(`${server}/readyz`, adminTls);
-    let apiserver = await launch('kube-apiserver', binaries.apiserver, apiserverArgs, apiserverReady);
+    let apiserver = await launch(
+      'kube-apiserver',
+      binaries.apiserver,
+      apiserverArgs,
+      apiserverReady,
+    );
 
     await launch(
       'kube-controller-manager',
@@ -287,7 +318,11 @@ export async function startKube(options: KubeOptions = {}): Promise<KubeCluster>
       dir,
       etcdUrl,
       serviceClusterIpRange,
-      tls: { caPath: paths.ca.certPath, certPath: paths.admin.certPath, keyPath: paths.admin.keyPath },
+      tls: {
+        caPath: paths.ca.certPath,
+        certPath: paths.admin.certPath,
+        keyPath: paths.admin.keyPath,
+      },
       logPaths,
       logTail: (component, lines = 30) => {
         const path = logPaths[component];
@@ -298,9 +333,9 @@ export async function startKube(options: KubeOptions = {}): Promise<KubeCluster>
         await teardown();
         removeTempDir(dir, keep);
       },
-      restartApiserver: async () => {
+      restartApiserver: async (restart = {}) => {
         const index = running.indexOf(apiserver);
-        await apiserver.stop();
+        await apiserver.stop(restart.graceMs ?? 5_000);
         const logPath = join(dir, 'kube-apiserver.log');
         const proc = spawnLogged({
           name: 'kube-apiserver',

@@ -157,7 +157,12 @@ export async function waitUntilReady(
   let lastProblem: string | undefined;
   for (;;) {
     if (!proc.running) {
-      throw new StartupError(proc.name, `${proc.describeExit()} before it was ready`, proc.logPath, proc.logTail());
+      throw new StartupError(
+        proc.name,
+        `${proc.describeExit()} before it was ready`,
+        proc.logPath,
+        proc.logTail(),
+      );
     }
     try {
       const result = await probe();

@@ -18,6 +18,9 @@ describe('cidr', () => {
   });
 
   it('splits a dual-stack flag value', () => {
-    expect(splitCidrs('198.18.128.0/20, fd00:d1ad:5e::/112')).toEqual(['198.18.128.0/20', 'fd00:d1ad:5e::/112']);
+    expect(splitCidrs('198.18.128.0/20, fd00:d1ad:5e::/112')).toEqual([
+      '198.18.128.0/20',
+      'fd00:d1ad:5e::/112',
+    ]);
   });
 });

@@ -30,7 +30,10 @@ describe('process', () => {
     const proc = spawnLogged({
       name: 'fake-server',
       command: 'sh',
-      args: ['-c', 'for i in $(seq 1 50); do echo line-$i; done; echo "fatal: bad flag" >&2; exit 3'],
+      args: [
+        '-c',
+        'for i in $(seq 1 50); do echo line-$i; done; echo "fatal: bad flag" >&2; exit 3',
+      ],
       logPath: join(dir, 'fake.log'),
     });
     const error = await waitUntilReady(proc, async () => false).then(
@@ -55,7 +58,10 @@ describe('process', () => {
       args: ['-c', `trap '' TERM; sleep 1000 & echo $! > ${pidFile}; wait`],
       logPath: join(dir, 'tree.log'),
     });
-    await waitUntilReady(proc, async () => existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '');
+    await waitUntilReady(
+      proc,
+      async () => existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '',
+    );
     const grandchild = Number(readFileSync(pidFile, 'utf8').trim());
     expect(alive(grandchild)).toBe(true);
     await proc.stop(500);

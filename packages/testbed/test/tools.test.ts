@@ -9,7 +9,9 @@ describe('toolPath', () => {
     const empty = mkdtempSync(join(tmpdir(), 'dyad-nobin-'));
     try {
       expect(() => toolPath('kube-apiserver', empty)).toThrow(ToolMissingError);
-      expect(() => toolPath('kube-apiserver', empty)).toThrow(/kube-apiserver not found .*npm run tools/);
+      expect(() => toolPath('kube-apiserver', empty)).toThrow(
+        /kube-apiserver not found .*npm run tools/,
+      );
     } finally {
       rmSync(empty, { recursive: true, force: true });
     }
