@@ -39,9 +39,14 @@ export interface CertRequest {
 const KEY_ARGS = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
 const DAYS = '2';
 
-export async function createCa(dir: string, commonName = 'dyad-testbed-ca'): Promise<KeyPair> {
-  const certPath = join(dir, 'ca.crt');
-  const keyPath = join(dir, 'ca.key');
+/** A self-signed CA written to <name>.crt and <name>.key in dir. */
+export async function createCa(
+  dir: string,
+  commonName = 'dyad-testbed-ca',
+  name = 'ca',
+): Promise<KeyPair> {
+  const certPath = join(dir, `${name}.crt`);
+  const keyPath = join(dir, `${name}.key`);
   await openssl(
     [
       'req',

@@ -58,6 +58,8 @@ export interface KubeCluster {
 interface Paths {
   dir: string;
   ca: KeyPair;
+  frontProxyCa: KeyPair;
+  frontProxyClient: KeyPair;
   apiserver: KeyPair;
   admin: KeyPair;
   controllerManager: KeyPair;
@@ -97,8 +99,18 @@ function kubeconfig(server: string, caPath: string, client: KeyPair, user: strin
 async function makeCerts(dir: string, serviceRanges: readonly string[]): Promise<Paths> {
   const pki = join(dir, 'pki');
   mkdirSync(pki);
-  const ca = await createCa(pki);
-  const [apiserver, admin, controllerManager, scheduler, sa] = await Promise.all([
+  const [ca, frontProxyCa] = await Promise.all([
+    createCa(pki),
+    // Without a request-header CA every delegating component (controller-manager, scheduler)
+    // logs an error about it every few seconds.
+    createCa(pki, 'dyad-testbed-front-proxy-ca', 'front-proxy-ca'),
+  ]);
+  const [frontProxyClient, apiserver, admin, controllerManager, scheduler, sa] = await Promise.all([
+    issueCert(pki, frontProxyCa, {
+      name: 'front-proxy-client',
+      commonName: 'front-proxy-client',
+      usage: 'client',
+    }),
     issueCert(pki, ca, {
       name: 'apiserver',
       commonName: 'kube-apiserver',
@@ -129,6 +141,8 @@ async function makeCerts(dir: string, serviceRanges: readonly string[]): Promise
   return {
     dir,
     ca,
+    frontProxyCa,
+    frontProxyClient,
     apiserver,
     admin,
     controllerManager,
@@ -262,6 +276,13 @@ export async function startKube(options: KubeOptions = {}): Promise<KubeCluster>
       // reconciler would only log errors.
       '--endpoint-reconciler-type=none',
       `--cert-dir=${join(dir, 'apiserver-certs')}`,
+      `--requestheader-client-ca-file=${paths.frontProxyCa.certPath}`,
+      '--requestheader-allowed-names=front-proxy-client',
+      '--requestheader-username-headers=X-Remote-User',
+      '--requestheader-group-headers=X-Remote-Group',
+      '--requestheader-extra-headers-prefix=X-Remote-Extra-',
+      `--proxy-client-cert-file=${paths.frontProxyClient.certPath}`,
+      `--proxy-client-key-file=${paths.frontProxyClient.keyPath}`,
     ];
     const apiserverReady = (): Promise<true | string> => probe200(`${server}/readyz`, adminTls);
     let apiserver = await launch(
