@@ -21,6 +21,8 @@ import type { InputOf, JsPublishOptions, PublishOptions } from './publish.ts';
 import { jsPublish, publish } from './publish.ts';
 import type { RequestOptions, ServeHandler, ServeOptions } from './request.ts';
 import { request, serve } from './request.ts';
+import type { SnapshotOptions } from './snapshot.ts';
+import { snapshot } from './snapshot.ts';
 import type { BusSubscription, SubscribeOptions } from './subscribe.ts';
 import { subscribe } from './subscribe.ts';
 
@@ -84,6 +86,12 @@ export interface Bus {
     opts: ConsumeOptions,
     handler: Handler<PayloadOf<C>, JsDelivery<PayloadOf<C>>>,
   ): Promise<BusConsumer>;
+
+  /** Last value per subject of a stream, decoded; see SnapshotOptions. */
+  snapshot<C extends MessageContract>(
+    accepted: readonly C[],
+    opts: SnapshotOptions,
+  ): Promise<Map<string, JsDelivery<PayloadOf<C>>>>;
 
   request<Req extends MessageContract, Rep extends MessageContract>(
     reqContract: Req,
@@ -190,6 +198,7 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     jsPublish: (contract, subject, payload, o) => jsPublish(ctx, js, contract, subject, payload, o),
     subscribe: (accepted, subject, handler, o) => subscribe(ctx, accepted, subject, handler, o),
     consume: (accepted, o, handler) => consume(ctx, js, jsm, accepted, o, handler),
+    snapshot: async (accepted, o) => snapshot(ctx, js, await jsm(), accepted, o),
     request: (req, subject, payload, rep, o) => request(ctx, req, subject, payload, rep, o),
     serve: (req, subject, handler, rep, o) => serve(ctx, req, subject, handler, rep, o),
     ensureStreams: async (specs) => ensureStreams(await jsm(), specs, opts.logger),

@@ -11,6 +11,8 @@ export type { BusSubscription, SubscribeOptions } from './subscribe.ts';
 export { DEFAULT_MAX_DELIVER, defaultNakDelayMs } from './consume.ts';
 export type { BusConsumer, ConsumeOptions, StartPolicy } from './consume.ts';
 
+export type { SnapshotOptions } from './snapshot.ts';
+
 export type { RequestOptions, ServeHandler, ServeOptions } from './request.ts';
 export { ErrorCode, ErrorReply } from './reply.ts';
 

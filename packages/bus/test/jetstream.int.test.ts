@@ -11,7 +11,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigConflictError, PublishError, kvStreamName } from '../src/index.ts';
 import type { JsDelivery } from '../src/index.ts';
 import type { PayloadOf } from '@dyad/contracts';
-import { Note, eventually, pod, rawConnection, testBus, uniq } from './helpers.ts';
+import {
+  Note,
+  collectDeadLetters,
+  eventually,
+  pod,
+  rawConnection,
+  testBus,
+  uniq,
+} from './helpers.ts';
 import type { TestBus } from './helpers.ts';
 
 const NOTES: StreamSpec = {
@@ -160,6 +168,44 @@ describe('JetStream', () => {
       await expect(t.bus.jsPublish(Note, 'dyad.test.v1.unstored', { n: 1 })).rejects.toBeInstanceOf(
         PublishError,
       );
+    });
+  });
+
+  describe('snapshot', () => {
+    it('returns the last valid value per subject, across batches, and cleans up its consumer', async () => {
+      const spec: StreamSpec = {
+        ...NOTES,
+        name: 'TEST_SNAP',
+        subjects: ['dyad.test.v1.snap.>'],
+        maxMsgsPerSubject: 1,
+      };
+      await t.bus.ensureStreams([spec]);
+      expect((await t.bus.snapshot([Note], { stream: 'TEST_SNAP' })).size).toBe(0);
+
+      for (let i = 0; i < 300; i++)
+        await t.bus.jsPublish(Note, `dyad.test.v1.snap.a.${i}`, { n: i });
+      await t.bus.jsPublish(Note, 'dyad.test.v1.snap.a.7', { n: 1007 });
+      await t.bus.jsPublish(Note, 'dyad.test.v1.snap.b.1', { n: 1 });
+      // a stored message that does not decode replaces a good one on its subject
+      raw.publish('dyad.test.v1.snap.a.9', new TextEncoder().encode('not an event'));
+      await raw.flush();
+      const dead = collectDeadLetters(raw, 'js-test');
+      await raw.flush();
+
+      const snap = await t.bus.snapshot([Note], {
+        stream: 'TEST_SNAP',
+        filterSubjects: ['dyad.test.v1.snap.a.>'],
+      });
+      expect(snap.size).toBe(299);
+      expect(snap.get('dyad.test.v1.snap.a.7')?.value.n).toBe(1007);
+      expect(snap.get('dyad.test.v1.snap.a.299')?.value.n).toBe(299);
+      expect(snap.has('dyad.test.v1.snap.a.9')).toBe(false);
+      expect(snap.has('dyad.test.v1.snap.b.1')).toBe(false);
+      await eventually(() => dead.length === 1);
+      expect(dead[0]?.headers?.get('dyad-dlq-reason')).toBe('not-cloudevent');
+      const consumers = [];
+      for await (const c of jsm.consumers.list('TEST_SNAP')) consumers.push(c.name);
+      expect(consumers).toEqual([]);
     });
   });
 

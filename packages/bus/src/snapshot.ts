@@ -1,0 +1,109 @@
+import type { MessageContract, PayloadOf } from '@dyad/contracts';
+import { context } from '@opentelemetry/api';
+import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
+import type { JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstream';
+import { nanos } from '@nats-io/transport-node';
+import type { BusContext } from './context.ts';
+import { deadLetter } from './deadletter.ts';
+import type { JsDelivery } from './inbound.ts';
+import { decodeRaw, delivery } from './inbound.ts';
+import { Kind, inSpan, messagingAttributes } from './tracing.ts';
+
+const FETCH_EXPIRES_MS = 2000;
+
+export interface SnapshotOptions {
+  readonly stream: string;
+  /** Defaults to the whole stream. */
+  readonly filterSubjects?: readonly string[];
+}
+
+/**
+ * The last message of every subject matching the filters, decoded: the current state a
+ * last-value-per-subject stream holds. Reads until caught up, so values written meanwhile may be
+ * included. A stored message that does not decode is dead-lettered and left out, on every
+ * snapshot that reads it.
+ */
+export async function snapshot<C extends MessageContract>(
+  ctx: BusContext,
+  js: JetStreamClient,
+  jsm: JetStreamManager,
+  accepted: readonly C[],
+  opts: SnapshotOptions,
+): Promise<Map<string, JsDelivery<PayloadOf<C>>>> {
+  // The server wants a filter with last-per-subject; '>' is the whole stream.
+  const filters = opts.filterSubjects?.length ? [...opts.filterSubjects] : ['>'];
+  return inSpan(
+    ctx.tracer,
+    `snapshot ${opts.stream}`,
+    Kind.consumer,
+    messagingAttributes(opts.stream, 'receive', { 'messaging.nats.filter_subjects': filters }),
+    context.active(),
+    async (span) => {
+      // An ephemeral, unacknowledged consumer: its creation reply says how much there is to read,
+      // so an empty result needs no waiting.
+      const ci = await jsm.consumers.add(opts.stream, {
+        ack_policy: AckPolicy.None,
+        deliver_policy: DeliverPolicy.LastPerSubject,
+        ...(filters.length === 1 ? { filter_subject: filters[0] } : {}),
+        ...(filters.length > 1 ? { filter_subjects: filters } : {}),
+        inactive_threshold: nanos(30_000),
+        mem_storage: true,
+      });
+      const out = new Map<string, JsDelivery<PayloadOf<C>>>();
+      try {
+        if (ci.num_pending === 0) return out;
+        const consumer = await js.consumers.get(opts.stream, ci.name);
+        let caughtUp = false;
+        while (!caughtUp) {
+          const batch = await consumer.fetch({ max_messages: 256, expires: FETCH_EXPIRES_MS });
+          let got = 0;
+          for await (const m of batch) {
+            got++;
+            await take(ctx, accepted, opts.stream, m, out);
+            if (m.info.pending === 0) {
+              caughtUp = true;
+              break;
+            }
+          }
+          await batch.close();
+          // Nothing came although something was pending: messages may have expired (TTL) or been
+          // purged since the consumer was made. Ask the server rather than wait forever.
+          if (!caughtUp && got === 0) caughtUp = (await consumer.info()).num_pending === 0;
+        }
+      } finally {
+        await jsm.consumers.delete(opts.stream, ci.name).catch(() => undefined);
+      }
+      span.setAttribute('messaging.batch.message_count', out.size);
+      return out;
+    },
+  );
+}
+
+async function take<C extends MessageContract>(
+  ctx: BusContext,
+  accepted: readonly C[],
+  stream: string,
+  m: JsMsg,
+  out: Map<string, JsDelivery<PayloadOf<C>>>,
+): Promise<void> {
+  const decoded = decodeRaw(accepted, m);
+  if (decoded.ok) {
+    out.set(m.subject, {
+      ...delivery(m, decoded.value, decoded.meta, decoded.contract),
+      stream,
+      streamSeq: m.info.streamSequence,
+      deliveryCount: m.info.deliveryCount,
+      redelivered: m.redelivered,
+      pending: m.info.pending,
+    });
+    return;
+  }
+  // A newer, bad value replaces an older good one: the old one is no longer the current state.
+  out.delete(m.subject);
+  ctx.metrics.handled.inc({ op: 'snapshot', outcome: 'dead-letter' });
+  await deadLetter(ctx, m, decoded.reason, decoded.detail, {
+    type: decoded.type,
+    stream,
+    seq: m.info.streamSequence,
+  });
+}
