@@ -1,0 +1,57 @@
+import { z } from 'zod';
+
+/** kube-bridge's settings, from the environment (the Deployment sets them from the ConfigMap). */
+const Env = z.object({
+  KUBECONFIG: z.string().min(1).optional(),
+  NATS_URL: z.string().min(1).default('nats://127.0.0.1:4222'),
+  NATS_CREDS: z.string().min(1).optional(),
+  NATS_USER: z.string().min(1).optional(),
+  NATS_PASSWORD: z.string().min(1).optional(),
+  NATS_TOKEN: z.string().min(1).optional(),
+  DYAD_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(9871),
+  DYAD_HEALTH_HOST: z.string().default('0.0.0.0'),
+  DYAD_RESYNC_INTERVAL_S: z.coerce.number().positive().default(300),
+  DYAD_TOMBSTONE_TTL_S: z.coerce.number().int().min(1).default(86_400),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+});
+
+export interface BridgeConfig {
+  readonly kubeconfig: string | undefined;
+  readonly nats: {
+    readonly servers: readonly string[];
+    readonly credsFile?: string;
+    readonly user?: string;
+    readonly pass?: string;
+    readonly token?: string;
+  };
+  readonly health: { readonly host: string; readonly port: number };
+  readonly resyncIntervalMs: number;
+  readonly tombstoneTtlMs: number;
+  readonly logLevel: string;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function loadConfig(env: Readonly<Record<string, string | undefined>>): BridgeConfig {
+  const r = Env.safeParse(env);
+  if (!r.success) {
+    throw new ConfigError(r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+  }
+  const e = r.data;
+  return {
+    kubeconfig: e.KUBECONFIG,
+    nats: {
+      servers: e.NATS_URL.split(',').map((s) => s.trim()),
+      ...(e.NATS_CREDS ? { credsFile: e.NATS_CREDS } : {}),
+      ...(e.NATS_USER ? { user: e.NATS_USER } : {}),
+      ...(e.NATS_PASSWORD ? { pass: e.NATS_PASSWORD } : {}),
+      ...(e.NATS_TOKEN ? { token: e.NATS_TOKEN } : {}),
+    },
+    health: { host: e.DYAD_HEALTH_HOST, port: e.DYAD_HEALTH_PORT },
+    resyncIntervalMs: e.DYAD_RESYNC_INTERVAL_S * 1000,
+    tombstoneTtlMs: e.DYAD_TOMBSTONE_TTL_S * 1000,
+    logLevel: e.LOG_LEVEL,
+  };
+}

@@ -1,0 +1,86 @@
+import { CoreV1Api, DiscoveryV1Api, KubeConfig, NetworkingV1Api } from '@kubernetes/client-node';
+import { ALL_CONTRACTS, ALL_STREAMS, K8S_STREAM } from '@dyad/contracts';
+import type { Bus } from '@dyad/bus';
+import { connectBus } from '@dyad/bus';
+import { createLogger, createMetrics } from '@dyad/telemetry';
+import { KubeBridge } from '../src/bridge.ts';
+import { watchedKinds } from '../src/kinds.ts';
+import { createBridgeMetrics } from '../src/metrics.ts';
+import { busStreamPort } from '../src/stream-port.ts';
+
+export interface StreamValue {
+  readonly op: 'upsert' | 'delete';
+  readonly object: Record<string, unknown> & { metadata: { name: string; uid: string; labels: Record<string, string> } };
+  readonly type: string;
+}
+
+export function kubeClients(kubeconfigPath: string) {
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfigPath);
+  return {
+    kc,
+    core: kc.makeApiClient(CoreV1Api),
+    discovery: kc.makeApiClient(DiscoveryV1Api),
+    networking: kc.makeApiClient(NetworkingV1Api),
+  };
+}
+
+export async function connectTestBus(url: string, name: string): Promise<Bus> {
+  const bus = await connectBus({
+    servers: url,
+    name,
+    logger: createLogger({ service: name, level: 'silent' }),
+    registry: createMetrics(),
+    reconnect: { timeWaitMs: 200, jitterMs: 50 },
+  });
+  await bus.ensureStreams(ALL_STREAMS);
+  return bus;
+}
+
+/** A KubeBridge wired as main.ts wires it, but in this process so the test can steer it. */
+export function makeBridge(kubeconfigPath: string, bus: Bus, resyncIntervalMs = 3_600_000): KubeBridge {
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfigPath);
+  return new KubeBridge({
+    kubeConfig: kc,
+    kinds: watchedKinds(kc),
+    stream: busStreamPort(bus),
+    logger: createLogger({ service: 'kube-bridge-test', level: process.env.DYAD_TEST_LOG === '1' ? 'debug' : 'silent' }),
+    metrics: createBridgeMetrics(createMetrics()),
+    resyncIntervalMs,
+    tombstoneTtlMs: 3_600_000,
+  });
+}
+
+/** The stream's current state: last value of every subject. */
+export async function streamState(bus: Bus): Promise<Map<string, StreamValue>> {
+  const snap = await bus.snapshot(ALL_CONTRACTS, { stream: K8S_STREAM });
+  const out = new Map<string, StreamValue>();
+  for (const [subject, d] of snap) out.set(subject, { ...(d.value as Omit<StreamValue, 'type'>), type: d.meta.type });
+  return out;
+}
+
+/** Polls until `check` returns without throwing; rethrows its last failure after the deadline. */
+export async function eventually<T>(check: () => Promise<T>, deadlineMs = 30_000): Promise<T> {
+  const until = Date.now() + deadlineMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() > until) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
+/** Retries an API call that can race with controller-manager set-up (e.g. the default ServiceAccount). */
+export async function retrying<T>(fn: () => Promise<T>, attempts = 50): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (i >= attempts) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
