@@ -30,7 +30,8 @@ type Writer = (obj: Record<string, unknown>, buf: Buffer, base: number) => void;
 type Reader = (obj: Record<string, unknown>, buf: Buffer, base: number) => void;
 
 function intIn(v: unknown, f: FieldSpec, max: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) {
+  // (v >>> 0) === v: an integer in 0..2^32-1, without Number.isInteger's call
+  if (typeof v !== 'number' || v >>> 0 !== v || v > max) {
     throw new CodecError(`field ${f.name}: ${String(v)} is not an integer in 0..${max}`);
   }
   return v;
@@ -40,8 +41,12 @@ function fieldWriter(f: FieldSpec): Writer | undefined {
   const off = f.offset;
   const n = f.name;
   switch (f.kind) {
-    case 'pad':
-      return undefined; // the buffer is zeroed before fields are written
+    case 'pad': {
+      const len = fieldSize(f);
+      return (_o, b, base) => {
+        for (let i = 0; i < len; i++) b[base + off + i] = 0;
+      };
+    }
     case 'u8':
       return (o, b, base) => b.writeUInt8(intIn(o[n], f, 0xff), base + off);
     case 'u16':
@@ -65,7 +70,8 @@ function fieldWriter(f: FieldSpec): Writer | undefined {
         if (!(v instanceof Uint8Array) || v.length !== len) {
           throw new CodecError(`field ${n}: expected ${len} bytes`);
         }
-        b.set(v, base + off);
+        // fields are a few bytes: a loop beats TypedArray.set's per-call overhead
+        for (let i = 0; i < len; i++) b[base + off + i] = v[i] as number;
       };
     }
   }
@@ -113,7 +119,7 @@ export function structCodec<const F extends readonly FieldSpec[]>(
     layout,
     encodeInto(value, buf, offset) {
       if (offset + size > buf.length) throw new CodecError(`${layout.cName}: buffer too small`);
-      buf.fill(0, offset, offset + size);
+      // every byte belongs to a field or a pad (validateLayout), so no pre-zeroing is needed
       const obj = value as Record<string, unknown>;
       for (const w of writers) w(obj, buf, offset);
     },

@@ -73,6 +73,15 @@ export interface LibbpfBindings {
   mapDeleteElem(fd: number, key: Bytes): number;
   mapGetNextKey(fd: number, key: Bytes | null, next: Bytes): number;
   mapUpdateBatch(fd: number, keys: Bytes, values: Bytes, count: number[], opts: Bytes): number;
+  /** bpf_map_update_batch on a libuv worker; `count` is updated before `done` runs. */
+  mapUpdateBatchAsync(
+    fd: number,
+    keys: Bytes,
+    values: Bytes,
+    count: number[],
+    opts: Bytes,
+    done: (err: unknown, rc: number) => void,
+  ): void;
   mapDeleteBatch(fd: number, keys: Bytes, count: number[], opts: Bytes): number;
   mapLookupBatch(
     fd: number,
@@ -152,6 +161,9 @@ export function bindLibbpf(libbpfPath = 'libbpf.so.1', libcPath = 'libc.so.6'): 
   );
 
   const epollWait = libc.func('int epoll_wait(int epfd, void *events, int maxevents, int timeout)');
+  const updateBatch = bpf.func(
+    'int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32_t *count, const void *opts)',
+  );
 
   return {
     errno: () => koffi.errno(),
@@ -225,10 +237,10 @@ export function bindLibbpf(libbpfPath = 'libbpf.so.1', libcPath = 'libc.so.6'): 
       bpf,
       'int bpf_map_get_next_key(int fd, const void *key, _Out_ void *next_key)',
     ),
-    mapUpdateBatch: f(
-      bpf,
-      'int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32_t *count, const void *opts)',
-    ),
+    mapUpdateBatch: updateBatch as unknown as LibbpfBindings['mapUpdateBatch'],
+    mapUpdateBatchAsync: (fd, keys, values, count, opts, done) => {
+      (updateBatch.async as (...a: unknown[]) => void)(fd, keys, values, count, opts, done);
+    },
     mapDeleteBatch: f(
       bpf,
       'int bpf_map_delete_batch(int fd, const void *keys, _Inout_ uint32_t *count, const void *opts)',

@@ -1,4 +1,3 @@
-import { isIPv4, isIPv6 } from 'node:net';
 import { CodecError } from './errors.ts';
 
 export type IpFamily = 4 | 6;
@@ -13,39 +12,130 @@ export interface IpPrefix extends IpBytes {
   readonly length: number;
 }
 
-function parseV4(s: string, out: Uint8Array, at: number): void {
-  const parts = s.split('.');
-  parts.forEach((p, i) => (out[at + i] = Number(p)));
+// Hand-rolled char-code parsers: map updates encode tens of thousands of addresses per batch,
+// and regex/split based parsing cost more than the syscall itself.
+
+const HEX = new Int8Array(256).fill(-1);
+for (let c = 0; c < 10; c++) HEX[48 + c] = c;
+for (let c = 0; c < 6; c++) {
+  HEX[97 + c] = 10 + c;
+  HEX[65 + c] = 10 + c;
+}
+
+function hexVal(c: number): number {
+  return c < 256 ? (HEX[c] as number) : -1;
+}
+
+/** Dotted quad from s[from..to) into out[at..at+4); false when malformed. */
+function v4Into(s: string, from: number, to: number, out: Uint8Array, at: number): boolean {
+  let part = 0;
+  let val = 0;
+  let digits = 0;
+  for (let i = from; i <= to; i++) {
+    const c = i === to ? 46 : s.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || part > 3) return false;
+      out[at + part++] = val;
+      val = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && val === 0) return false; // leading zero
+      val = val * 10 + (c - 48);
+      if (val > 255 || ++digits > 3) return false;
+    } else {
+      return false;
+    }
+  }
+  return part === 4;
+}
+
+const groups = new Uint16Array(8);
+
+function v6Into(s: string, end: number, out: Uint8Array, at: number): boolean {
+  let n = 0;
+  let gap = -1;
+  let i = 0;
+  if (end >= 2 && s.charCodeAt(0) === 58) {
+    if (s.charCodeAt(1) !== 58) return false;
+    gap = 0;
+    i = 2;
+    if (i === end) {
+      out.fill(0, at, at + 16);
+      return true;
+    }
+  }
+  for (;;) {
+    const start = i;
+    let val = 0;
+    while (i < end && i - start < 5) {
+      const h = hexVal(s.charCodeAt(i));
+      if (h < 0) break;
+      val = (val << 4) | h;
+      i++;
+    }
+    if (i < end && s.charCodeAt(i) === 46) {
+      // embedded IPv4 tail takes the last two groups
+      if (n > 6) return false;
+      const tmp = new Uint8Array(4);
+      if (!v4Into(s, start, end, tmp, 0)) return false;
+      groups[n++] = ((tmp[0] ?? 0) << 8) | (tmp[1] ?? 0);
+      groups[n++] = ((tmp[2] ?? 0) << 8) | (tmp[3] ?? 0);
+      i = end;
+      break;
+    }
+    const len = i - start;
+    if (len === 0 || len > 4 || n === 8) return false;
+    groups[n++] = val;
+    if (i === end) break;
+    if (s.charCodeAt(i) !== 58) return false;
+    i++;
+    if (i < end && s.charCodeAt(i) === 58) {
+      if (gap >= 0) return false;
+      gap = n;
+      i++;
+      if (i === end) break;
+    } else if (i === end) {
+      return false;
+    }
+  }
+  if (gap < 0 ? n !== 8 : n > 7) return false;
+  // groups before the gap, zeros, groups after it
+  const head = gap < 0 ? 8 : gap;
+  let k = 0;
+  for (; k < head; k++) {
+    const v = groups[k] as number;
+    out[at + k * 2] = v >> 8;
+    out[at + k * 2 + 1] = v & 0xff;
+  }
+  const zeroEnd = 8 - (n - head);
+  for (; k < zeroEnd; k++) {
+    out[at + k * 2] = 0;
+    out[at + k * 2 + 1] = 0;
+  }
+  for (let g = head; k < 8; k++, g++) {
+    const v = groups[g] as number;
+    out[at + k * 2] = v >> 8;
+    out[at + k * 2 + 1] = v & 0xff;
+  }
+  return true;
+}
+
+/** Parses into out[at..at+16) (IPv4 zero-padded); returns the family. */
+export function parseIpInto(address: string, out: Uint8Array, at = 0): IpFamily {
+  if (address.indexOf(':') < 0) {
+    for (let i = 4; i < 16; i++) out[at + i] = 0;
+    if (v4Into(address, 0, address.length, out, at)) return 4;
+  } else {
+    const zone = address.indexOf('%');
+    if (v6Into(address, zone >= 0 ? zone : address.length, out, at)) return 6;
+  }
+  throw new CodecError(`not an IP address: ${address}`);
 }
 
 export function parseIp(address: string): IpBytes {
   const bytes = new Uint8Array(16);
-  if (isIPv4(address)) {
-    parseV4(address, bytes, 0);
-    return { family: 4, bytes };
-  }
-  const zone = address.indexOf('%');
-  const a = zone >= 0 ? address.slice(0, zone) : address;
-  if (!isIPv6(a)) throw new CodecError(`not an IP address: ${address}`);
-  let head = a;
-  let tailV4: string | undefined;
-  const lastColon = a.lastIndexOf(':');
-  if (a.slice(lastColon + 1).includes('.')) {
-    tailV4 = a.slice(lastColon + 1);
-    head = a.slice(0, lastColon + 1) + '0:0';
-  }
-  const [left = '', right] = head.split('::');
-  const l = left === '' ? [] : left.split(':');
-  const r = right === undefined ? [] : right === '' ? [] : right.split(':');
-  const groups =
-    right === undefined ? l : [...l, ...new Array<string>(8 - l.length - r.length).fill('0'), ...r];
-  groups.forEach((g, i) => {
-    const v = parseInt(g, 16);
-    bytes[i * 2] = v >> 8;
-    bytes[i * 2 + 1] = v & 0xff;
-  });
-  if (tailV4 !== undefined) parseV4(tailV4, bytes, 12);
-  return { family: 6, bytes };
+  const family = parseIpInto(address, bytes);
+  return { family, bytes };
 }
 
 /** RFC 5952 text: lowercase, longest zero run (2+ groups) compressed. */
@@ -83,28 +173,70 @@ export function maskBytes(bytes: Uint8Array, length: number): Uint8Array {
   return out;
 }
 
+/** Zeroes every bit past `length` of the 16-byte address at bytes[at..]. */
+export function maskInPlace(bytes: Uint8Array, length: number, at = 0): void {
+  const full = length >> 3;
+  const rem = length & 7;
+  let i = full;
+  if (rem) {
+    bytes[at + i] = (bytes[at + i] ?? 0) & (0xff << (8 - rem)) & 0xff;
+    i++;
+  }
+  for (; i < 16; i++) bytes[at + i] = 0;
+}
+
+/** Parses "addr/len" (or a bare address) into out[at..at+16), masked; returns family and length. */
+export function parsePrefixInto(
+  prefix: string,
+  out: Uint8Array,
+  at = 0,
+): { family: IpFamily; length: number } {
+  const slash = prefix.indexOf('/');
+  const family = parseIpInto(slash < 0 ? prefix : prefix.slice(0, slash), out, at);
+  const max = family === 4 ? 32 : 128;
+  let length = max;
+  if (slash >= 0) {
+    length = 0;
+    const digits = prefix.length - slash - 1;
+    if (digits < 1 || digits > 3) throw new CodecError(`bad prefix length in ${prefix}`);
+    for (let i = slash + 1; i < prefix.length; i++) {
+      const c = prefix.charCodeAt(i);
+      if (c < 48 || c > 57) throw new CodecError(`bad prefix length in ${prefix}`);
+      length = length * 10 + (c - 48);
+    }
+    if (length > max) throw new CodecError(`bad prefix length in ${prefix}`);
+  }
+  maskInPlace(out, length, at);
+  return { family, length };
+}
+
 /** "198.18.0.0/24", "fd00::/8"; a bare address is a host prefix (/32 or /128). */
 export function parsePrefix(prefix: string): IpPrefix {
-  const slash = prefix.indexOf('/');
-  const addr = slash < 0 ? prefix : prefix.slice(0, slash);
-  const ip = parseIp(addr);
-  const max = ip.family === 4 ? 32 : 128;
-  const lenText = slash < 0 ? String(max) : prefix.slice(slash + 1);
-  const length = Number(lenText);
-  if (!/^\d+$/.test(lenText) || length > max)
-    throw new CodecError(`bad prefix length in ${prefix}`);
-  return { family: ip.family, bytes: maskBytes(ip.bytes, length), length };
+  const bytes = new Uint8Array(16);
+  const { family, length } = parsePrefixInto(prefix, bytes, 0);
+  return { family, bytes, length };
 }
 
 export function formatPrefix(p: IpPrefix): string {
   return `${formatIp(p.family, p.bytes)}/${p.length}`;
 }
 
+/** Writes a MAC into out[at..at+6); throws on anything but xx:xx:xx:xx:xx:xx. */
+export function parseMacInto(mac: string, out: Uint8Array, at: number): void {
+  if (mac.length !== 17) throw new CodecError(`not a MAC: ${mac}`);
+  for (let i = 0; i < 6; i++) {
+    const hi = hexVal(mac.charCodeAt(i * 3));
+    const lo = hexVal(mac.charCodeAt(i * 3 + 1));
+    if (hi < 0 || lo < 0 || (i < 5 && mac.charCodeAt(i * 3 + 2) !== 58))
+      throw new CodecError(`not a MAC: ${mac}`);
+    out[at + i] = (hi << 4) | lo;
+  }
+}
+
 export function parseMac(mac: string): Uint8Array {
-  const parts = mac.split(':');
-  if (parts.length !== 6 || !parts.every((p) => /^[0-9a-fA-F]{2}$/.test(p)))
-    throw new CodecError(`not a MAC: ${mac}`);
-  return Uint8Array.from(parts.map((p) => parseInt(p, 16)));
+  const out = new Uint8Array(6);
+  parseMacInto(mac, out, 0);
+  return out;
 }
 
 export function formatMac(bytes: Uint8Array): string {

@@ -72,3 +72,20 @@ export function defineLayout<const F extends readonly FieldSpec[]>(
   validateLayout(layout);
   return layout;
 }
+
+/** Offset of a field, asserting the kind (and length) a hand-written encoder relies on, so a
+ *  layout change breaks at load time instead of writing the wrong width. */
+export function fieldAt(
+  layout: StructLayout,
+  name: string,
+  kind: FieldKind,
+  length?: number,
+): number {
+  const f = layout.fields.find((x) => x.name === name);
+  if (!f || f.kind !== kind || (length !== undefined && fieldSize(f) !== length)) {
+    throw new CodecError(
+      `${layout.cName}.${name}: encoder expects ${kind}${length === undefined ? '' : `[${length}]`}`,
+    );
+  }
+  return f.offset;
+}

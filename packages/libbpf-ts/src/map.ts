@@ -291,6 +291,54 @@ export class BpfMap<K, V> implements Disposable {
     this.updateBatchPacked(this.packBatch(entries));
   }
 
+  /** One BPF_MAP_UPDATE_BATCH on a libuv worker thread: the event loop keeps running while the
+   *  kernel inserts. The buffers must not be touched until the promise settles. */
+  updateBatchPackedAsync(packed: { keys: Buffer; values: Buffer; count: number }): Promise<void> {
+    this.#check();
+    if (packed.count === 0) return Promise.resolve();
+    if (
+      packed.keys.length < packed.count * this.info.keySize ||
+      packed.values.length < packed.count * this.#valueBytes
+    ) {
+      throw new CodecError(
+        `map ${this.info.name}: batch buffers too small for ${packed.count} entries`,
+      );
+    }
+    const count = [packed.count];
+    return new Promise((resolve, reject) => {
+      this.#lib.mapUpdateBatchAsync(
+        this.#fd,
+        packed.keys,
+        packed.values,
+        count,
+        batchOpts(0n),
+        (err, rc) => {
+          if (err) reject(err instanceof Error ? err : new Error(String(err)));
+          else if (rc < 0) {
+            reject(
+              new LibbpfError('bpf_map_update_batch', -rc, {
+                detail: `map ${this.info.name}: ${count[0] ?? 0} of ${packed.count} applied`,
+              }),
+            );
+          } else resolve();
+        },
+      );
+    });
+  }
+
+  /** Batch update in chunks of `chunk` entries, encoding the next chunk while the kernel applies
+   *  the previous one on a worker thread. Same syscalls as updateBatch per chunk; the event loop
+   *  never blocks on the kernel. Chunks apply in order; on failure later chunks are not sent. */
+  async updateBatchAsync(entries: ReadonlyArray<readonly [K, V]>, chunk = 8192): Promise<void> {
+    let inflight: Promise<void> | undefined;
+    for (let off = 0; off < entries.length; off += chunk) {
+      const packed = this.packBatch(entries.slice(off, off + chunk));
+      if (inflight) await inflight;
+      inflight = this.updateBatchPackedAsync(packed);
+    }
+    await inflight;
+  }
+
   /** Deletes keys in one call; returns how many were deleted. Absent keys stop the kernel with
    *  ENOENT, reported as an error naming the count done. */
   deleteBatch(keys: readonly K[]): number {

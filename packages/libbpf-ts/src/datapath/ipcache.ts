@@ -1,8 +1,18 @@
-import { mapCodec, mappedCodec, structCodec } from '../codec.ts';
-import type { MapCodec } from '../codec.ts';
-import { defineLayout } from '../layout.ts';
-import { formatIp, formatPrefix, maskBytes, parseIp, parsePrefix } from '../ip.ts';
+import { mapCodec, structCodec } from '../codec.ts';
+import type { Codec, MapCodec } from '../codec.ts';
+import { defineLayout, fieldAt } from '../layout.ts';
+import type { StructValue } from '../layout.ts';
+import {
+  formatIp,
+  formatPrefix,
+  maskBytes,
+  parseIp,
+  parseIpInto,
+  parsePrefix,
+  parsePrefixInto,
+} from '../ip.ts';
 import { familyTag } from './endpoints.ts';
+import { u32At, u8At, zeroAt } from './write.ts';
 
 /** bpf/include/dyad/map_ipcache.h */
 export const ipcacheKeyLayout = defineLayout('dy_ipcache_key', 24, [
@@ -48,10 +58,46 @@ export function encodeIpcachePrefix(prefix: string): {
   return { prefixlen: IPCACHE_PREFIX_BASE + p.length, family: p.family, addr: p.bytes };
 }
 
-export const ipcacheKeyCodec = mappedCodec(
-  structCodec(ipcacheKeyLayout),
-  (k: IpcacheKey) => encodeIpcachePrefix(k.prefix),
-  (s): IpcacheKey => {
+/** Reference mapping to the plain struct; the fast encoders below must agree with it (tested). */
+export function ipcacheKeyToStruct(k: IpcacheKey): StructValue<typeof ipcacheKeyLayout.fields> {
+  return encodeIpcachePrefix(k.prefix);
+}
+
+export function ipcacheInfoToStruct(v: IpcacheInfo): StructValue<typeof ipcacheInfoLayout.fields> {
+  const node = v.nodeAddress === undefined ? undefined : parseIp(v.nodeAddress);
+  return {
+    identity: v.identity,
+    node_id: v.nodeId,
+    node_family: node?.family ?? 0,
+    flags: v.flags,
+    node_addr: node?.bytes ?? new Uint8Array(16),
+  };
+}
+
+const keyStruct = structCodec(ipcacheKeyLayout);
+const infoStruct = structCodec(ipcacheInfoLayout);
+const K_PREFIXLEN = fieldAt(ipcacheKeyLayout, 'prefixlen', 'u32');
+const K_FAMILY = fieldAt(ipcacheKeyLayout, 'family', 'u8');
+const K_PAD = fieldAt(ipcacheKeyLayout, 'pad', 'pad', 3);
+const K_ADDR = fieldAt(ipcacheKeyLayout, 'addr', 'bytes', 16);
+const I_IDENTITY = fieldAt(ipcacheInfoLayout, 'identity', 'u32');
+const I_NODE_ID = fieldAt(ipcacheInfoLayout, 'node_id', 'u32');
+const I_NODE_FAMILY = fieldAt(ipcacheInfoLayout, 'node_family', 'u8');
+const I_FLAGS = fieldAt(ipcacheInfoLayout, 'flags', 'u8');
+const I_PAD = fieldAt(ipcacheInfoLayout, 'pad', 'pad', 2);
+const I_NODE_ADDR = fieldAt(ipcacheInfoLayout, 'node_addr', 'bytes', 16);
+
+export const ipcacheKeyCodec: Codec<IpcacheKey> = {
+  size: ipcacheKeyLayout.size,
+  layout: ipcacheKeyLayout,
+  encodeInto(k, buf, off) {
+    const p = parsePrefixInto(k.prefix, buf, off + K_ADDR);
+    u32At(buf, off + K_PREFIXLEN, IPCACHE_PREFIX_BASE + p.length, 'prefixlen');
+    buf[off + K_FAMILY] = p.family;
+    zeroAt(buf, off + K_PAD, 3);
+  },
+  decode(buf, off) {
+    const s = keyStruct.decode(buf, off);
     const length = s.prefixlen - IPCACHE_PREFIX_BASE;
     return {
       prefix: formatPrefix({
@@ -61,27 +107,31 @@ export const ipcacheKeyCodec = mappedCodec(
       }),
     };
   },
-);
+};
 
-export const ipcacheInfoCodec = mappedCodec(
-  structCodec(ipcacheInfoLayout),
-  (v: IpcacheInfo) => {
-    const node = v.nodeAddress === undefined ? undefined : parseIp(v.nodeAddress);
-    return {
-      identity: v.identity,
-      node_id: v.nodeId,
-      node_family: node?.family ?? 0,
-      flags: v.flags,
-      node_addr: node?.bytes ?? new Uint8Array(16),
-    };
+export const ipcacheInfoCodec: Codec<IpcacheInfo> = {
+  size: ipcacheInfoLayout.size,
+  layout: ipcacheInfoLayout,
+  encodeInto(v, buf, off) {
+    u32At(buf, off + I_IDENTITY, v.identity, 'identity');
+    u32At(buf, off + I_NODE_ID, v.nodeId, 'nodeId');
+    if (v.nodeAddress === undefined) {
+      buf[off + I_NODE_FAMILY] = 0;
+      zeroAt(buf, off + I_NODE_ADDR, 16);
+    } else {
+      buf[off + I_NODE_FAMILY] = parseIpInto(v.nodeAddress, buf, off + I_NODE_ADDR);
+    }
+    u8At(buf, off + I_FLAGS, v.flags, 'flags');
+    zeroAt(buf, off + I_PAD, 2);
   },
-  (s): IpcacheInfo => {
+  decode(buf, off) {
+    const s = infoStruct.decode(buf, off);
     const base = { identity: s.identity, nodeId: s.node_id, flags: s.flags };
     return s.node_family === 0
       ? base
       : { ...base, nodeAddress: formatIp(familyTag(s.node_family), s.node_addr) };
   },
-);
+};
 
 export const ipcacheCodec: MapCodec<IpcacheKey, IpcacheInfo> = mapCodec(
   ipcacheKeyCodec,
