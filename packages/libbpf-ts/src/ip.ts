@@ -80,7 +80,6 @@ function v6Into(s: string, end: number, out: Uint8Array, at: number): boolean {
       if (!v4Into(s, start, end, tmp, 0)) return false;
       groups[n++] = ((tmp[0] ?? 0) << 8) | (tmp[1] ?? 0);
       groups[n++] = ((tmp[2] ?? 0) << 8) | (tmp[3] ?? 0);
-      i = end;
       break;
     }
     const len = i - start;

@@ -191,7 +191,7 @@ describe('hand-written address parser against references', () => {
       ' 1.2.3.4',
     ];
     for (const s of samples) {
-      let ours = 0;
+      let ours: number;
       try {
         ours = parseIp(s).family;
       } catch {
