@@ -17,7 +17,7 @@ export {
   u32Codec,
   encode,
 } from './codec.ts';
-export { defineLayout, validateLayout, fieldSize } from './layout.ts';
+export { defineLayout, validateLayout, fieldSize, fieldAt } from './layout.ts';
 export {
   parseIp,
   formatIp,
@@ -46,6 +46,8 @@ export {
   reasonName,
 } from './datapath/constants.ts';
 export {
+  endpointKeyToStruct,
+  endpointInfoToStruct,
   endpointKeyLayout,
   endpointInfoLayout,
   endpointKeyCodec,
@@ -53,6 +55,8 @@ export {
   endpointsCodec,
 } from './datapath/endpoints.ts';
 export {
+  ipcacheKeyToStruct,
+  ipcacheInfoToStruct,
   ipcacheKeyLayout,
   ipcacheInfoLayout,
   ipcacheKeyCodec,
@@ -78,6 +82,8 @@ export {
   ctKeyCodec,
   ctEntryCodec,
   conntrackCodec,
+  sweepConntrack,
+  monotonicNs,
 } from './datapath/conntrack.ts';
 export {
   metricsKeyLayout,

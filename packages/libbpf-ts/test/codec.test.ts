@@ -2,6 +2,18 @@ import { describe, expect, test } from 'vitest';
 import {
   CodecError,
   conntrackCodec,
+  endpointInfoCodec,
+  endpointInfoLayout,
+  endpointInfoToStruct,
+  endpointKeyCodec,
+  endpointKeyLayout,
+  endpointKeyToStruct,
+  ipcacheInfoCodec,
+  ipcacheInfoLayout,
+  ipcacheInfoToStruct,
+  ipcacheKeyCodec,
+  ipcacheKeyLayout,
+  ipcacheKeyToStruct,
   datapathLayouts,
   decodeEvent,
   defineLayout,
@@ -127,5 +139,63 @@ describe('datapath codecs', () => {
       srcIdentity: 2001,
       dstIdentity: 1002,
     });
+  });
+});
+
+describe('hand-written datapath encoders agree with their layouts', () => {
+  let seed = 99;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const v4 = () => `198.${18 + rnd(2)}.${rnd(256)}.${rnd(256)}`;
+  const v6 = () =>
+    `fd00:${rnd(0x10000).toString(16)}::${rnd(0x10000).toString(16)}:${rnd(0x10000).toString(16)}`;
+  const mac = () =>
+    Array.from({ length: 6 }, () => rnd(256).toString(16).padStart(2, '0')).join(':');
+
+  test('endpoints and ipcache: fast encoder bytes equal the generic layout codec bytes', () => {
+    for (let i = 0; i < 500; i++) {
+      const address = i % 2 ? v4() : v6();
+      const ek = { address };
+      expect(encode(endpointKeyCodec, ek)).toEqual(
+        encode(structCodec(endpointKeyLayout), endpointKeyToStruct(ek)),
+      );
+      const ei = {
+        ifindex: rnd(1e6),
+        endpointId: rnd(65536),
+        identity: rnd(2 ** 31),
+        flags: rnd(4),
+        mac: mac(),
+        nodeMac: mac(),
+      };
+      expect(encode(endpointInfoCodec, ei)).toEqual(
+        encode(structCodec(endpointInfoLayout), endpointInfoToStruct(ei)),
+      );
+      const ik = { prefix: `${address}/${rnd(i % 2 ? 33 : 129)}` };
+      expect(encode(ipcacheKeyCodec, ik)).toEqual(
+        encode(structCodec(ipcacheKeyLayout), ipcacheKeyToStruct(ik)),
+      );
+      const ii = {
+        identity: rnd(2 ** 31),
+        nodeId: rnd(100),
+        flags: rnd(2),
+        ...(rnd(2) ? { nodeAddress: i % 3 ? v4() : v6() } : {}),
+      };
+      expect(encode(ipcacheInfoCodec, ii)).toEqual(
+        encode(structCodec(ipcacheInfoLayout), ipcacheInfoToStruct(ii)),
+      );
+      expect(ipcacheInfoCodec.decode(encode(ipcacheInfoCodec, ii), 0)).toEqual(ii);
+      expect(endpointInfoCodec.decode(encode(endpointInfoCodec, ei), 0)).toEqual(ei);
+    }
+  });
+
+  test('fast encoders overwrite stale bytes in reused buffers', () => {
+    const buf = Buffer.alloc(endpointKeyLayout.size, 0xff);
+    endpointKeyCodec.encodeInto({ address: '198.18.0.1' }, buf, 0);
+    expect(buf).toEqual(encode(endpointKeyCodec, { address: '198.18.0.1' }));
+    const ib = Buffer.alloc(ipcacheInfoLayout.size, 0xff);
+    ipcacheInfoCodec.encodeInto({ identity: 1, nodeId: 2, flags: 0 }, ib, 0);
+    expect(ib).toEqual(encode(ipcacheInfoCodec, { identity: 1, nodeId: 2, flags: 0 }));
   });
 });

@@ -106,6 +106,22 @@ describe.skipIf(skip !== undefined)('libbpf-ts against the kernel', () => {
     );
   });
 
+  test('async batch updates apply every chunk in order and report failures with errno', async () => {
+    using m = lib.createMap(
+      { type: MapType.HASH, keySize: 4, valueSize: 4, maxEntries: 3000 },
+      u32Map,
+    );
+    const entries = Array.from({ length: 2500 }, (_, i) => [i, i * 2] as const);
+    await m.updateBatchAsync(entries, 300);
+    expect(m.lookupBatch().length).toBe(2500);
+    expect(m.lookup(2499)).toBe(4998);
+    const more = Array.from({ length: 1000 }, (_, i) => [10_000 + i, 1] as const);
+    await expect(m.updateBatchAsync(more, 400)).rejects.toMatchObject({
+      op: 'bpf_map_update_batch',
+      code: 'E2BIG',
+    });
+  });
+
   test('per-CPU maps read and write one value per possible CPU', () => {
     using m = lib.createMap(
       { type: MapType.PERCPU_HASH, keySize: 4, valueSize: 16, maxEntries: 4 },
@@ -214,6 +230,21 @@ describe.skipIf(skip !== undefined)('libbpf-ts against the kernel', () => {
     expect(obj.programNames().sort()).toEqual(Object.values(DatapathPrograms).sort());
     expect(obj.mapNames()).toEqual(expect.arrayContaining(Object.values(DatapathMaps)));
     expect(() => obj.map(DatapathMaps.endpoints)).toThrow(LibbpfError); // not loaded: no fd
+  });
+
+  test('waiting on an empty ring buffer leaves the event loop free', async () => {
+    using m = lib.createMap({ type: MapType.RINGBUF, keySize: 0, valueSize: 0, maxEntries: 4096 });
+    const reader = lib.ringBuffer(m, (b) => b.length, { pollTimeoutMs: 1000 });
+    try {
+      // a blocking poll on the JS thread would keep this timer from ever firing first
+      const winner = await Promise.race([
+        reader.next().then(() => 'event'),
+        new Promise((r) => setTimeout(() => r('timer'), 30)),
+      ]);
+      expect(winner).toBe('timer');
+    } finally {
+      await reader.close();
+    }
   });
 
   test('the ring buffer reader ends its iteration on close and frees promptly', async () => {

@@ -1,5 +1,14 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { Direction, Libbpf, openPinnedDatapath, Reason, sumPerCpu } from '../src/index.ts';
+import {
+  Direction,
+  Libbpf,
+  monotonicNs,
+  openPinnedDatapath,
+  Proto,
+  Reason,
+  sumPerCpu,
+  sweepConntrack,
+} from '../src/index.ts';
 import type { DatapathMapSet } from '../src/index.ts';
 import { ensureBpfBuilt } from './helpers/build.ts';
 import { kernelRequired, kernelSkipReason } from './helpers/kernel.ts';
@@ -71,5 +80,45 @@ describe.skipIf(skip !== undefined)('two pods on one node', () => {
     expect(keys.some((k) => k.src === a.v6 && k.dst === b.v6 && k.direction === 'egress')).toBe(
       true,
     );
+  });
+
+  test('idle UDP entries age out on the configured timeout while other flows stay', async () => {
+    const id = (k: { src: string; sport: number; dport: number; direction: string }) =>
+      `${k.src}/${k.sport}/${k.dport}/${k.direction}`;
+    const udpKeys = () =>
+      new Set([...maps.conntrack.keys()].filter((k) => k.proto === Proto.UDP).map(id));
+    const before = udpKeys();
+    // other flows whose deadline is comfortably beyond this test's wait
+    const lasting = () =>
+      [...maps.conntrack.entries()]
+        .filter(([k, v]) => k.proto !== Proto.UDP && v.expiresNs - monotonicNs() > 5_000_000_000n)
+        .map(([k]) => id(k))
+        .sort();
+    const othersBefore = lasting();
+    maps.config.update(0, { flags: 0, ct_tcp_s: 0, ct_tcp_close_s: 0, ct_udp_s: 1, ct_icmp_s: 0 });
+    try {
+      expect(await lab.echo(a, 'udp', b.v6, 7000)).toBe(true);
+      const fresh = [...maps.conntrack.entries()].filter(
+        ([k]) => k.proto === Proto.UDP && !before.has(id(k)),
+      );
+      expect(fresh.length).toBeGreaterThan(0);
+      // the new flow's deadline follows the 1 s setting, not the 60 s default
+      for (const [, v] of fresh) expect(v.expiresNs - monotonicNs()).toBeLessThan(2_000_000_000n);
+
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(sweepConntrack(maps.conntrack)).toBe(fresh.length);
+      // the fresh flow is gone; flows tracked under the default timeouts are still there
+      expect(udpKeys()).toEqual(before);
+      expect(othersBefore.every((k) => lasting().includes(k))).toBe(true);
+      expect(await lab.echo(a, 'udp', b.v6, 7000)).toBe(true);
+    } finally {
+      maps.config.update(0, {
+        flags: 0,
+        ct_tcp_s: 0,
+        ct_tcp_close_s: 0,
+        ct_udp_s: 0,
+        ct_icmp_s: 0,
+      });
+    }
   });
 });

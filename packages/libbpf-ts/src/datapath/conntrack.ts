@@ -4,6 +4,7 @@ import { defineLayout } from '../layout.ts';
 import { formatIp, parseIp } from '../ip.ts';
 import { Direction } from './constants.ts';
 import { familyTag } from './endpoints.ts';
+import type { BpfMap } from '../map.ts';
 
 /** bpf/include/dyad/map_conntrack.h */
 export const ctKeyLayout = defineLayout('dy_ct_key', 40, [
@@ -91,3 +92,21 @@ export const ctEntryCodec = mappedCodec(
 );
 
 export const conntrackCodec: MapCodec<CtKey, CtEntry> = mapCodec(ctKeyCodec, ctEntryCodec);
+
+/** The datapath's clock (bpf_ktime_get_ns is CLOCK_MONOTONIC, as is process.hrtime). */
+export function monotonicNs(): bigint {
+  return process.hrtime.bigint();
+}
+
+/**
+ * Deletes conntrack entries whose idle deadline has passed. The datapath already treats them
+ * as gone on lookup; sweeping frees their slots for the agent's periodic GC. Returns how many
+ * were removed.
+ */
+export function sweepConntrack(map: BpfMap<CtKey, CtEntry>, nowNs: bigint = monotonicNs()): number {
+  const expired: CtKey[] = [];
+  for (const [k, v] of map.entries()) if (v.expiresNs < nowNs) expired.push(k);
+  let n = 0;
+  for (const k of expired) if (map.delete(k)) n++;
+  return n;
+}
