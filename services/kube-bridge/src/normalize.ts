@@ -165,7 +165,12 @@ export function normalizeNetworkPolicy(np: V1NetworkPolicy): In<typeof NetworkPo
     spec: {
       podSelector: selector(spec?.podSelector),
       policyTypes: [...(spec?.policyTypes ?? [])] as In<typeof NetworkPolicy>['spec']['policyTypes'],
-      ingress: (spec?.ingress ?? []).map((r) => ({ ports: (r.ports ?? []).map(policyPort), from: (r._from ?? []).map(peer) })),
+      // The generated client names the field `_from` in listed objects; watch events carry the
+      // API's own JSON, where it is `from`.
+      ingress: (spec?.ingress ?? []).map((r) => ({
+        ports: (r.ports ?? []).map(policyPort),
+        from: (r._from ?? (r as { from?: V1NetworkPolicyPeer[] }).from ?? []).map(peer),
+      })),
       egress: (spec?.egress ?? []).map((r) => ({ ports: (r.ports ?? []).map(policyPort), to: (r.to ?? []).map(peer) })),
     },
   };

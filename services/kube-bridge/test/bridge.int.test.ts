@@ -37,6 +37,12 @@ async function valueOf(subject: string): Promise<StreamValue> {
   return v;
 }
 
+async function relabelNamespace(name: string, labels: Record<string, string>): Promise<void> {
+  const ns = await k.core.readNamespace({ name });
+  ns.metadata = { ...ns.metadata, labels: { ...ns.metadata?.labels, ...labels } };
+  await k.core.replaceNamespace({ name, body: ns });
+}
+
 const meta = (name: string, labels: Record<string, string> = {}) => ({ name, labels });
 
 describe('each kind reaches the stream', () => {
@@ -51,7 +57,7 @@ describe('each kind reaches the stream', () => {
     expect(created.type).toBe('io.dyad.k8s.namespace.v1');
     expect(created.object.metadata.labels.team).toBe('blue');
 
-    await k.core.patchNamespace({ name: 'bridge-ns-a', body: { metadata: { labels: { team: 'red' } } } });
+    await relabelNamespace('bridge-ns-a', { team: 'red' });
     await eventually(async () => expect((await valueOf(subject)).object.metadata.labels.team).toBe('red'));
 
     await k.core.deleteNamespace({ name: 'bridge-ns-a' });
@@ -163,7 +169,7 @@ describe('convergence', () => {
 
     // While nobody watches: one namespace goes, one changes, one is born.
     await k.core.deleteNamespace({ name: 'bridge-gone' });
-    await k.core.patchNamespace({ name: 'bridge-stays', body: { metadata: { labels: { v: '2' } } } });
+    await relabelNamespace('bridge-stays', { v: '2' });
     await k.core.createNamespace({ body: { metadata: meta('bridge-born') } });
     await eventually(async () => {
       const list = await k.core.listNamespace();
@@ -195,7 +201,7 @@ describe('convergence', () => {
     await nats.kill();
     // Changes made while NATS is down wait in kube-bridge's queue.
     await k.core.createNamespace({ body: { metadata: meta('bridge-during-outage') } });
-    await k.core.patchNamespace({ name: 'bridge-stays', body: { metadata: { labels: { v: '3' } } } });
+    await relabelNamespace('bridge-stays', { v: '3' });
     await k.core.deleteNamespacedService({ name: 'web', namespace: 'bridge-pods' });
     await new Promise((r) => setTimeout(r, 1000));
     await nats.restart();

@@ -42,7 +42,7 @@ describe('normalize', () => {
     expect(out.spec.ports.map((p) => p.targetPort)).toEqual([8080, 'http']);
   });
 
-  it('maps the generated client field `_from` back to `from`', () => {
+  it('reads `from` both as the client names it (`_from`, list) and as the API sends it (watch)', () => {
     const np: V1NetworkPolicy = {
       metadata: { uid: 'u', name: 'np', namespace: 'prod', resourceVersion: '1' },
       spec: {
@@ -54,5 +54,7 @@ describe('normalize', () => {
     const out = NetworkPolicy.parse(normalizeNetworkPolicy(np));
     expect(out.spec.ingress[0]?.from[0]?.ipBlock?.cidr).toBe('fd00:1::/64');
     expect(out.spec.ingress[0]?.ports[0]).toEqual({ protocol: 'UDP', port: 53 });
+    const fromWatch = JSON.parse(JSON.stringify(np).replace('"_from"', '"from"')) as V1NetworkPolicy;
+    expect(NetworkPolicy.parse(normalizeNetworkPolicy(fromWatch))).toEqual(out);
   });
 });
