@@ -60,9 +60,13 @@ export class Lab {
   readonly #children = new Set<ChildProcess>();
   #ifCount = 0;
 
+  readonly #onExit = () => this.cleanup();
+
   constructor() {
     this.prefix = `dy${randomBytes(2).toString('hex')}`;
     this.pinRoot = `/sys/fs/bpf/${this.prefix}`;
+    // a worker that dies without running afterAll still removes what it made
+    process.once('exit', this.#onExit);
   }
 
   addNode(name: string): Node {
@@ -270,6 +274,7 @@ export class Lab {
   }
 
   cleanup(): void {
+    process.removeListener('exit', this.#onExit);
     for (const c of this.#children) c.kill('SIGKILL');
     this.#children.clear();
     for (const ns of this.#netns.reverse()) {
