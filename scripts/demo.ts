@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ALL_CONTRACTS, ALL_STREAMS, K8S_STREAM } from '@dyad/contracts';
-import type { PodObject, ServiceObject } from '@dyad/contracts';
+import type { EndpointSliceObject, PodObject, ServiceObject } from '@dyad/contracts';
 import { connectBus } from '@dyad/bus';
 import { createLogger, createMetrics } from '@dyad/telemetry';
 import { repoRoot, startKube, startNats, toolPath } from '@dyad/testbed';
@@ -63,6 +63,9 @@ await bus.consume(ALL_CONTRACTS, { stream: K8S_STREAM, deliverPolicy: 'all' }, (
   if (kind === 'pod') {
     const pod = v.object as unknown as PodObject;
     detail = `node=${pod.spec.nodeName ?? '-'} podIPs=${pod.status.podIPs.join(',') || '-'}`;
+  } else if (kind === 'endpointslice') {
+    const e = v.object as unknown as EndpointSliceObject;
+    detail = `${e.addressType} service=${e.serviceName ?? '-'} endpoints=${e.endpoints.flatMap((x) => x.addresses).join(',') || '-'}`;
   } else if (kind === 'service') {
     const s = (v.object as unknown as ServiceObject).spec;
     detail = `${s.ipFamilyPolicy ?? ''} ipFamilies=${s.ipFamilies.join(',')} clusterIPs=${s.clusterIPs.join(',')}`;
