@@ -1,0 +1,7 @@
+import type { Command } from './command.ts';
+
+/**
+ * Every `dyad` command. Each lives in src/commands/<words>.ts; add it to this list.
+ * Longest word sequences are matched first, so `bpf endpoint list` wins over `bpf`.
+ */
+export const COMMANDS: readonly Command[] = [];
