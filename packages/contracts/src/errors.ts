@@ -1,9 +1,6 @@
 /** Errors raised by contract encoding. Decoding never throws: it returns a DecodeFailure. */
 export class ContractError extends Error {
   override name = 'ContractError';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-  }
 }
 
 /** A payload that does not satisfy its own contract was about to be published. */
