@@ -92,8 +92,8 @@ export const ipcacheKeyCodec: Codec<IpcacheKey> = {
   layout: ipcacheKeyLayout,
   encodeInto(k, buf, off) {
     const p = parsePrefixInto(k.prefix, buf, off + K_ADDR);
-    u32At(buf, off + K_PREFIXLEN, IPCACHE_PREFIX_BASE + p.length, 'prefixlen');
-    buf[off + K_FAMILY] = p.family;
+    u32At(buf, off + K_PREFIXLEN, IPCACHE_PREFIX_BASE + (p & 0xff), 'prefixlen');
+    buf[off + K_FAMILY] = p >> 8;
     zeroAt(buf, off + K_PAD, 3);
   },
   decode(buf, off) {
