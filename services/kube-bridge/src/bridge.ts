@@ -1,4 +1,6 @@
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
+import { SpanKind, context, trace } from '@opentelemetry/api';
+import type { Context } from '@opentelemetry/api';
 import type { MessageContract } from '@dyad/contracts';
 import { formatIssues, k8sKindFilter, k8sObjectSubject } from '@dyad/contracts';
 import type { Logger } from 'pino';
@@ -178,17 +180,30 @@ export class KubeBridge {
       );
       return;
     }
-    this.#enqueue(kind, this.#subjectOf(kind, obj), parsed.data as ObjectEvent);
+    // One span per observed change: the root of the trace that follows this object through
+    // ipam, router and the agents. The publish may happen later (queue, retries); it runs in
+    // this span's context.
+    const span = trace.getTracer('@dyad/kube-bridge').startSpan(`k8s ${op} ${kind.kind}`, {
+      kind: SpanKind.CONSUMER,
+      attributes: {
+        'k8s.kind': kind.kind,
+        'k8s.namespace': obj.metadata?.namespace ?? '',
+        'k8s.name': obj.metadata?.name ?? '',
+        'k8s.resource_version': obj.metadata?.resourceVersion ?? '',
+      },
+    });
+    span.end();
+    this.#enqueue(kind, this.#subjectOf(kind, obj), parsed.data as ObjectEvent, trace.setSpan(context.active(), span));
   }
 
-  #enqueue(kind: WatchedKind, subject: string, event: ObjectEvent): void {
+  #enqueue(kind: WatchedKind, subject: string, event: ObjectEvent, ctx: Context = context.active()): void {
     const meta = event.object.metadata;
     const msgId = `${meta.uid}:${meta.resourceVersion}:${event.op}`;
     const ttl = event.op === 'delete' ? { ttlMs: this.#o.tombstoneTtlMs } : {};
     this.#publisher.enqueue({
       subject,
       send: async () => {
-        await this.#o.stream.publish(kind.contract, subject, event, { msgId, ...ttl });
+        await context.with(ctx, () => this.#o.stream.publish(kind.contract, subject, event, { msgId, ...ttl }));
         this.#o.metrics.published.inc({ kind: kind.kind, op: event.op });
       },
     });

@@ -3,6 +3,9 @@ import type { Bus } from '@dyad/bus';
 import { k8sObjectSubject } from '@dyad/contracts';
 import type { KubeCluster, NatsServer } from '@dyad/testbed';
 import { startKube, startNats } from '@dyad/testbed';
+import type { InMemoryTracing } from '@dyad/telemetry';
+import { startInMemoryTracing } from '@dyad/telemetry';
+import { ALL_CONTRACTS, K8S_STREAM } from '@dyad/contracts';
 import type { KubeBridge } from '../src/bridge.ts';
 import type { StreamValue } from './harness.ts';
 import { connectTestBus, eventually, kubeClients, makeBridge, retrying, streamState } from './harness.ts';
@@ -15,8 +18,10 @@ let kube: KubeCluster;
 let bus: Bus;
 let bridge: KubeBridge;
 let k: ReturnType<typeof kubeClients>;
+let tracing: InMemoryTracing;
 
 beforeAll(async () => {
+  tracing = startInMemoryTracing();
   [nats, kube] = await Promise.all([startNats(), startKube()]);
   bus = await connectTestBus(nats.url, 'kube-bridge-test-reader');
   k = kubeClients(kube.kubeconfigPath);
@@ -29,6 +34,7 @@ afterAll(async () => {
   await bridge?.stop();
   await bus?.close();
   await Promise.all([nats?.stop(), kube?.stop()]);
+  await tracing?.shutdown();
 });
 
 async function valueOf(subject: string): Promise<StreamValue> {
@@ -157,6 +163,25 @@ describe('each kind reaches the stream', () => {
     expect(np.object.spec).toMatchObject({
       ingress: [{ from: [{ ipBlock: { cidr: 'fd00:beef::/64', except: [] } }], ports: [{ port: 8080, protocol: 'TCP' }] }],
     });
+  });
+});
+
+describe('tracing', () => {
+  it('each published object carries the traceparent of the span that observed its change', async () => {
+    await k.core.createNamespace({ body: { metadata: meta('bridge-traced') } });
+    const subject = k8sObjectSubject('Namespace', undefined, 'bridge-traced');
+    const d = await eventually(async () => {
+      const got = (await bus.snapshot(ALL_CONTRACTS, { stream: K8S_STREAM, filterSubjects: [subject] })).get(subject);
+      if (got === undefined) throw new Error('not yet');
+      return got;
+    });
+    const traceparent = d.header('traceparent');
+    expect(traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/);
+    const traceId = traceparent?.split('-')[1];
+    const observed = tracing
+      .spans()
+      .find((s) => s.name === 'k8s upsert Namespace' && s.attributes['k8s.name'] === 'bridge-traced');
+    expect(observed?.spanContext().traceId).toBe(traceId);
   });
 });
 
