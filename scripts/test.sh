@@ -10,4 +10,14 @@ tsc -p tsconfig.json
 echo '[test] lint' >&2
 eslint .
 echo '[test] vitest' >&2
-exec vitest run "$@"
+results=$(mktemp -t dyad-vitest-XXXXXX.json)
+trap 'rm -f "$results"' EXIT
+rc=0
+vitest run --reporter=default --reporter=json --outputFile.json="$results" "$@" || rc=$?
+# One plain closing line, whatever the runner printed above it.
+node -e '
+  const r = JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8"));
+  const skipped = r.numPendingTests + r.numTodoTests;
+  console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped`);
+' "$results" || true
+exit "$rc"
