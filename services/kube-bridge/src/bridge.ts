@@ -73,6 +73,7 @@ export class KubeBridge {
         new KindWatcher(o.kubeConfig, kind, {
           onObject: (op, obj) => this.#onObject(kind, op, obj),
           onListed: (items) => {
+            o.metrics.lists.inc({ kind: kind.kind });
             o.logger.info({ kind: kind.kind, objects: items.length }, 'listed');
             void this.reconcile(kind.kind);
           },

@@ -7,6 +7,7 @@ export interface BridgeMetrics {
   readonly invalidObjects: Counter<'kind'>;
   readonly watchErrors: Counter<'kind'>;
   readonly reconciled: Counter<'kind' | 'action'>;
+  readonly lists: Counter<'kind'>;
   readonly backlog: Gauge;
 }
 
@@ -40,6 +41,12 @@ export function createBridgeMetrics(registry: Registry): BridgeMetrics {
       name: 'dyad_kube_bridge_reconciled_total',
       help: 'Stream corrections made by reconcile',
       labelNames: ['kind', 'action'],
+      registers,
+    }),
+    lists: new Counter({
+      name: 'dyad_kube_bridge_lists_total',
+      help: 'Complete lists per kind: start-up, 410 Gone relists, relists after watch failures',
+      labelNames: ['kind'],
       registers,
     }),
     backlog: new Gauge({ name: 'dyad_kube_bridge_backlog', help: 'Subjects queued or in flight', registers }),

@@ -6,6 +6,7 @@ import { createLogger, createMetrics } from '@dyad/telemetry';
 import { KubeBridge } from '../src/bridge.ts';
 import { watchedKinds } from '../src/kinds.ts';
 import { createBridgeMetrics } from '../src/metrics.ts';
+import type { BridgeMetrics } from '../src/metrics.ts';
 import { busStreamPort } from '../src/stream-port.ts';
 
 export interface StreamValue {
@@ -38,7 +39,12 @@ export async function connectTestBus(url: string, name: string): Promise<Bus> {
 }
 
 /** A KubeBridge wired as main.ts wires it, but in this process so the test can steer it. */
-export function makeBridge(kubeconfigPath: string, bus: Bus, resyncIntervalMs = 3_600_000): KubeBridge {
+export function makeBridge(
+  kubeconfigPath: string,
+  bus: Bus,
+  resyncIntervalMs = 3_600_000,
+  metrics: BridgeMetrics = createBridgeMetrics(createMetrics()),
+): KubeBridge {
   const kc = new KubeConfig();
   kc.loadFromFile(kubeconfigPath);
   return new KubeBridge({
@@ -46,7 +52,7 @@ export function makeBridge(kubeconfigPath: string, bus: Bus, resyncIntervalMs = 
     kinds: watchedKinds(kc),
     stream: busStreamPort(bus),
     logger: createLogger({ service: 'kube-bridge-test', level: process.env.DYAD_TEST_LOG === '1' ? 'debug' : 'silent' }),
-    metrics: createBridgeMetrics(createMetrics()),
+    metrics,
     resyncIntervalMs,
     tombstoneTtlMs: 3_600_000,
   });
