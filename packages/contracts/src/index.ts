@@ -53,6 +53,48 @@ export type {
   ServiceObject,
 } from './k8s.ts';
 
+export {
+  AddressesAllocated,
+  AddressesExhausted,
+  AddressesReleased,
+  AllocateRequest,
+  Allocation,
+  ContainerId,
+  GcCompleted,
+  IPAM_KV_BUCKET,
+  IPAM_NODES_STREAM,
+  IPAM_SUBJECT_ROOT,
+  IpamBlockClaim,
+  IpamClusterConfig,
+  IpamErrorCode,
+  IpamEventKind,
+  IpamKey,
+  IpamKvBucket,
+  IpamNodeEvent,
+  IpamNodeRecord,
+  IpamNodesStream,
+  IpamPodRecord,
+  IpamSubject,
+  K8sName,
+  K8sNamespace,
+  NodeBlock,
+  PodAddress,
+  PodUid,
+  ReleaseReason,
+  ReleaseRequest,
+  ReleaseResult,
+  ipamEventSubject,
+  ipamNodeSubject,
+} from './ipam.ts';
+export type {
+  IpamBlockClaimValue,
+  IpamClusterConfigValue,
+  IpamNodeRecordValue,
+  IpamPodRecordValue,
+  NodeBlockValue,
+  PodAddressValue,
+} from './ipam.ts';
+
 export { generateEventDocs } from './docs.ts';
 export { ALL_CONTRACTS, ALL_STREAMS, CONTRACTS_BY_TYPE } from './registry.ts';
 

@@ -7,6 +7,18 @@ import {
   PodEvent,
   ServiceEvent,
 } from './k8s.ts';
+import {
+  AddressesAllocated,
+  AddressesExhausted,
+  AddressesReleased,
+  AllocateRequest,
+  Allocation,
+  GcCompleted,
+  IpamNodeEvent,
+  IpamNodesStream,
+  ReleaseRequest,
+  ReleaseResult,
+} from './ipam.ts';
 import type { StreamSpec } from './streams.ts';
 import { DeadLetterStream, K8sStream } from './streams.ts';
 
@@ -18,9 +30,18 @@ export const ALL_CONTRACTS: readonly MessageContract[] = [
   ServiceEvent,
   EndpointSliceEvent,
   NetworkPolicyEvent,
+  AllocateRequest,
+  Allocation,
+  ReleaseRequest,
+  ReleaseResult,
+  IpamNodeEvent,
+  AddressesAllocated,
+  AddressesReleased,
+  AddressesExhausted,
+  GcCompleted,
 ];
 
-export const ALL_STREAMS: readonly StreamSpec[] = [K8sStream, DeadLetterStream];
+export const ALL_STREAMS: readonly StreamSpec[] = [K8sStream, DeadLetterStream, IpamNodesStream];
 
 /** Lets a decoder tell "a type meant for someone else" from "a type nobody defined". */
 export const CONTRACTS_BY_TYPE: ReadonlyMap<string, MessageContract> = new Map(

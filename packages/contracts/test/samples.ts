@@ -1,6 +1,15 @@
 import type { MessageContract } from '../src/index.ts';
 import {
+  AddressesAllocated,
+  AddressesExhausted,
+  AddressesReleased,
+  AllocateRequest,
+  Allocation,
   EndpointSliceEvent,
+  GcCompleted,
+  IpamNodeEvent,
+  ReleaseRequest,
+  ReleaseResult,
   NamespaceEvent,
   NetworkPolicyEvent,
   NodeEvent,
@@ -15,6 +24,75 @@ const meta = (name: string, namespace?: string) => ({
   resourceVersion: '42',
   labels: { app: name },
 });
+
+const ipamOwner = {
+  node: 'node-a',
+  namespace: 'prod',
+  pod: 'web-0',
+  podUid: 'uid-web-0',
+  containerId: '3f2a9c',
+};
+const ipamAddresses = [
+  { family: 'IPv4', address: '198.18.1.5' },
+  { family: 'IPv6', address: 'fd00:d1ad::5' },
+];
+
+/** IPAM requests, replies and events, as services/ipam and node agents send them. */
+const IPAM_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> = [
+  [AllocateRequest, { ...ipamOwner, families: ['IPv4', 'IPv6'] }],
+  [
+    Allocation,
+    {
+      ...ipamOwner,
+      addresses: [
+        { family: 'IPv4', address: '198.18.1.5', cidr: '198.18.1.0/24', gateway: '198.18.1.1' },
+        {
+          family: 'IPv6',
+          address: 'fd00:d1ad::5',
+          cidr: 'fd00:d1ad::/120',
+          gateway: 'fd00:d1ad::1',
+        },
+      ],
+      allocatedAt: '2025-01-01T00:00:00.000Z',
+    },
+  ],
+  [ReleaseRequest, { node: 'node-a', containerId: '3f2a9c' }],
+  [
+    ReleaseResult,
+    {
+      node: 'node-a',
+      released: [{ ...ipamOwner, addresses: ipamAddresses }],
+      alreadyReleased: false,
+    },
+  ],
+  [
+    IpamNodeEvent,
+    {
+      op: 'upsert',
+      node: 'node-a',
+      blocks: [
+        { family: 'IPv4', cidr: '198.18.1.0/24', gateway: '198.18.1.1' },
+        { family: 'IPv6', cidr: 'fd00:d1ad::/120', gateway: 'fd00:d1ad::1' },
+      ],
+    },
+  ],
+  [
+    AddressesAllocated,
+    { ...ipamOwner, addresses: ipamAddresses, allocatedAt: '2025-01-01T00:00:00.000Z' },
+  ],
+  [AddressesReleased, { ...ipamOwner, addresses: ipamAddresses, reason: 'pod-deleted' }],
+  [AddressesExhausted, { node: 'node-a', family: 'IPv6', scope: 'node-block', message: 'full' }],
+  [
+    GcCompleted,
+    {
+      releasedOwners: 2,
+      releasedNodes: 0,
+      releasedOrphanBlocks: 0,
+      scannedNodes: 10,
+      durationMs: 12.5,
+    },
+  ],
+];
 
 /** One valid payload per contract, as kube-bridge would publish it. */
 export const VALID_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> = [
@@ -118,4 +196,5 @@ export const VALID_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> =
       },
     },
   ],
+  ...IPAM_SAMPLES,
 ];

@@ -1,0 +1,304 @@
+import { z } from 'zod';
+import { defineMessage } from './contract.ts';
+import { Cidr, FamilySchema, IpAddress } from './family.ts';
+import type { KvBucketSpec, StreamSpec } from './streams.ts';
+import { encodeToken } from './subjects.ts';
+
+/**
+ * IPAM: node pod CIDRs and pod addresses, served by `services/ipam` over request/reply. Its state
+ * lives in the KV bucket `DYAD_IPAM`; node assignments are also published as a last-value stream
+ * so a node agent reads its blocks without touching the bucket.
+ */
+
+export const IPAM_SUBJECT_ROOT = 'dyad.ipam.v1';
+export const IPAM_NODES_STREAM = 'DYAD_IPAM_NODES';
+export const IPAM_KV_BUCKET = 'DYAD_IPAM';
+
+export const IpamSubject = {
+  allocate: `${IPAM_SUBJECT_ROOT}.allocate`,
+  release: `${IPAM_SUBJECT_ROOT}.release`,
+  /** Prefix of the per-node assignment subjects; see ipamNodeSubject. */
+  node: `${IPAM_SUBJECT_ROOT}.node`,
+  events: `${IPAM_SUBJECT_ROOT}.events`,
+} as const;
+
+export const IpamEventKind = {
+  allocated: 'allocated',
+  released: 'released',
+  exhausted: 'exhausted',
+  gc: 'gc',
+} as const;
+export type IpamEventKind = (typeof IpamEventKind)[keyof typeof IpamEventKind];
+
+/** `dyad.ipam.v1.node.<name>`, the name percent-encoded into one token as in the k8s subjects. */
+export function ipamNodeSubject(node: string): string {
+  return `${IpamSubject.node}.${encodeToken(node)}`;
+}
+
+export function ipamEventSubject(kind: IpamEventKind): string {
+  return `${IpamSubject.events}.${kind}`;
+}
+
+/** Codes of the typed error replies (`io.dyad.bus.error.v1`) ipam answers with. */
+export const IpamErrorCode = {
+  /** No such node: never announced by kube-bridge, or deleted. */
+  unknownNode: 'unknown-node',
+  /** The request names a family the cluster has switched off. */
+  familyDisabled: 'family-disabled',
+  /** The node's block (or the cluster pool, for a new block) has no free address. */
+  exhausted: 'exhausted',
+  /** A release for a container or pod that holds no address on that node. */
+  notAllocated: 'not-allocated',
+  /** The container id is allocated to another pod UID. */
+  ownerMismatch: 'owner-mismatch',
+  /** The state store did not answer; the request changed nothing it cannot repeat. Retry. */
+  unavailable: 'unavailable',
+} as const;
+export type IpamErrorCode = (typeof IpamErrorCode)[keyof typeof IpamErrorCode];
+
+const DNS_LABEL = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
+/** A Kubernetes object name (DNS-1123 subdomain), as Node and Pod names are. */
+export const K8sName = z
+  .string()
+  .max(253)
+  .regex(new RegExp(`^${DNS_LABEL}(\\.${DNS_LABEL})*$`), 'must be a DNS-1123 subdomain');
+/** A namespace name (DNS-1123 label). */
+export const K8sNamespace = z
+  .string()
+  .max(63)
+  .regex(new RegExp(`^${DNS_LABEL}$`), 'must be a DNS-1123 label');
+/** The CNI container id: letters, digits, '_', '.', '-' (CNI spec), starting with a letter or digit. */
+export const ContainerId = z
+  .string()
+  .max(256)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'must be letters, digits, "_", "." or "-"');
+export const PodUid = z.string().min(1).max(128);
+
+/** One address of a pod, with the node block it came from and that block's gateway. */
+export const PodAddress = z.object({
+  family: FamilySchema,
+  address: IpAddress,
+  /** The node's block (pod CIDR) of this family. */
+  cidr: Cidr,
+  /** The node's router address in that block: the pod's default gateway. */
+  gateway: IpAddress,
+});
+
+const Owner = {
+  node: K8sName,
+  namespace: K8sNamespace,
+  pod: K8sName,
+  podUid: PodUid,
+  containerId: ContainerId,
+};
+
+export const AllocateRequest = defineMessage({
+  type: 'io.dyad.ipam.allocate.v1',
+  version: 1,
+  schema: z.object({
+    ...Owner,
+    /** Families wanted; default every family the cluster enables. */
+    families: z.array(FamilySchema).min(1).max(2).optional(),
+  }),
+  description:
+    'A node agent asks for one address per family for a pod sandbox; repeating it returns the same addresses.',
+  subjectPattern: IpamSubject.allocate,
+});
+
+export const Allocation = defineMessage({
+  type: 'io.dyad.ipam.allocation.v1',
+  version: 1,
+  schema: z.object({
+    ...Owner,
+    /** In the cluster's family order: the primary family first. */
+    addresses: z.array(PodAddress).min(1).max(2),
+    allocatedAt: z.iso.datetime(),
+  }),
+  description: 'The reply to an allocate request: the addresses the pod sandbox holds.',
+  subjectPattern: '(the requester reply inbox)',
+});
+
+export const ReleaseRequest = defineMessage({
+  type: 'io.dyad.ipam.release.v1',
+  version: 1,
+  schema: z
+    .object({
+      node: K8sName,
+      /** Release what this sandbox holds. */
+      containerId: ContainerId.optional(),
+      /** Release what every sandbox of this pod holds. */
+      podUid: PodUid.optional(),
+    })
+    .refine((r) => r.containerId !== undefined || r.podUid !== undefined, {
+      message: 'name a containerId or a podUid',
+    }),
+  description:
+    'A node agent gives back the addresses of a sandbox (by container id) or of a pod (by UID); repeating it is harmless.',
+  subjectPattern: IpamSubject.release,
+});
+
+const ReleasedOwner = z.object({
+  ...Owner,
+  addresses: z.array(z.object({ family: FamilySchema, address: IpAddress })),
+});
+
+export const ReleaseResult = defineMessage({
+  type: 'io.dyad.ipam.release-result.v1',
+  version: 1,
+  schema: z.object({
+    node: K8sName,
+    /** What this request freed; empty when a previous request already had. */
+    released: z.array(ReleasedOwner),
+    /** True when the addresses had been released before (a retried release). */
+    alreadyReleased: z.boolean(),
+  }),
+  description: 'The reply to a release request: what was given back.',
+  subjectPattern: '(the requester reply inbox)',
+});
+
+export const NodeBlock = z.object({ family: FamilySchema, cidr: Cidr, gateway: IpAddress });
+
+export const IpamNodeEvent = defineMessage({
+  type: 'io.dyad.ipam.node.v1',
+  version: 1,
+  schema: z.object({
+    op: z.enum(['upsert', 'delete']),
+    node: K8sName,
+    /** The node's pod CIDRs in the cluster's family order; on delete, the blocks returned to the pool. */
+    blocks: z.array(NodeBlock),
+  }),
+  description:
+    "A node's pod CIDR per family (with its gateway address), assigned for the node's life; a delete returns them to the pool.",
+  subjectPattern: `${IpamSubject.node}.{name}`,
+  stream: IPAM_NODES_STREAM,
+});
+
+export const AddressesAllocated = defineMessage({
+  type: 'io.dyad.ipam.allocated.v1',
+  version: 1,
+  schema: ReleasedOwner.extend({ allocatedAt: z.iso.datetime() }),
+  description: 'Addresses were newly given to a pod sandbox (not sent for a repeated request).',
+  subjectPattern: ipamEventSubject(IpamEventKind.allocated),
+});
+
+export const ReleaseReason = z.enum(['request', 'pod-deleted', 'node-deleted']);
+
+export const AddressesReleased = defineMessage({
+  type: 'io.dyad.ipam.released.v1',
+  version: 1,
+  schema: ReleasedOwner.extend({ reason: ReleaseReason }),
+  description:
+    "A pod sandbox's addresses returned to its node's block, on request or by garbage collection.",
+  subjectPattern: ipamEventSubject(IpamEventKind.released),
+});
+
+export const AddressesExhausted = defineMessage({
+  type: 'io.dyad.ipam.exhausted.v1',
+  version: 1,
+  schema: z.object({
+    node: K8sName,
+    family: FamilySchema,
+    /** `node-block`: the node's block is full; `cluster-pool`: no block left for the node. */
+    scope: z.enum(['node-block', 'cluster-pool']),
+    message: z.string(),
+  }),
+  description: 'An allocation failed because a node block or the cluster pool of a family is full.',
+  subjectPattern: ipamEventSubject(IpamEventKind.exhausted),
+});
+
+export const GcCompleted = defineMessage({
+  type: 'io.dyad.ipam.gc.v1',
+  version: 1,
+  schema: z.object({
+    /** Sandboxes whose pod is gone, released in this pass. */
+    releasedOwners: z.number().int().min(0),
+    /** Node records of deleted nodes removed, their blocks returned to the pool. */
+    releasedNodes: z.number().int().min(0),
+    /** Block claims no node record used (a replica died between the two writes), removed. */
+    releasedOrphanBlocks: z.number().int().min(0),
+    scannedNodes: z.number().int().min(0),
+    durationMs: z.number().min(0),
+  }),
+  description: 'A garbage-collection pass of one ipam replica that released something.',
+  subjectPattern: ipamEventSubject(IpamEventKind.gc),
+});
+
+export const IpamNodesStream: StreamSpec = {
+  name: IPAM_NODES_STREAM,
+  description:
+    "Each node's pod CIDRs as ipam assigned them: last value per node, deletes as tombstones.",
+  subjects: [`${IpamSubject.node}.>`],
+  storage: 'file',
+  maxMsgsPerSubject: 1,
+  allowMsgTtl: true,
+  duplicateWindowMs: 120_000,
+};
+
+export const IpamKvBucket: KvBucketSpec = {
+  bucket: IPAM_KV_BUCKET,
+  description:
+    'IPAM state: the cluster IPAM config, block claims, and one record per node with its blocks and pod addresses.',
+  history: 1,
+  storage: 'file',
+};
+
+/**
+ * Keys of the DYAD_IPAM bucket. The uniqueness of a block comes from `create` on its claim key;
+ * the uniqueness of an address from revision-checked updates of the node record that owns the
+ * block. Keys use the node name as is (DNS subdomains are valid key tokens).
+ */
+export const IpamKey = {
+  config: 'config',
+  node: (name: string): string => `node.${name}`,
+  nodePrefix: 'node.',
+  block: (family: 'IPv4' | 'IPv6', cidr: string): string =>
+    `block.${family}.${cidr.replace(/:/g, '-').replace('/', '_')}`,
+  blockPrefix: 'block.',
+} as const;
+
+/** One sandbox's addresses in a node record, keyed there by container id. */
+export const IpamPodRecord = z.object({
+  namespace: z.string(),
+  pod: z.string(),
+  podUid: z.string(),
+  /** Address per family. */
+  ips: z.object({ IPv4: z.string().optional(), IPv6: z.string().optional() }),
+  /** Epoch ms of the allocation. */
+  at: z.number(),
+});
+
+/** The value under `node.<name>`: the node's blocks and every address allocated from them. */
+export const IpamNodeRecord = z.object({
+  v: z.literal(1),
+  name: z.string(),
+  uid: z.string(),
+  blocks: z.object({
+    IPv4: z.object({ cidr: z.string(), gateway: z.string() }).optional(),
+    IPv6: z.object({ cidr: z.string(), gateway: z.string() }).optional(),
+  }),
+  /** The last address handed out per family: the next search starts after it (round robin). */
+  last: z.object({ IPv4: z.string().optional(), IPv6: z.string().optional() }),
+  pods: z.record(z.string(), IpamPodRecord),
+  /** Container ids released recently, so a repeated release is not an error. */
+  released: z.record(z.string(), z.object({ podUid: z.string(), at: z.number() })),
+  createdAt: z.number(),
+});
+
+/** The value under `block.<family>.<cidr>`: which node claimed the block, and when. */
+export const IpamBlockClaim = z.object({ node: z.string(), at: z.number() });
+
+/** The value under `config`: what the first replica started with; later ones must agree. */
+export const IpamClusterConfig = z.object({
+  v: z.literal(1),
+  /** In family order, primary first. */
+  families: z.array(
+    z.object({ family: FamilySchema, cidrs: z.array(z.string()), maskSize: z.number().int() }),
+  ),
+});
+
+export type IpamPodRecordValue = z.output<typeof IpamPodRecord>;
+export type IpamNodeRecordValue = z.output<typeof IpamNodeRecord>;
+export type IpamBlockClaimValue = z.output<typeof IpamBlockClaim>;
+export type IpamClusterConfigValue = z.output<typeof IpamClusterConfig>;
+export type PodAddressValue = z.output<typeof PodAddress>;
+export type NodeBlockValue = z.output<typeof NodeBlock>;
