@@ -1,0 +1,121 @@
+import type { Family } from '@dyad/contracts';
+import type { NodeRecord } from './record.ts';
+
+/**
+ * Garbage-collection planning, pure. The rule that keeps it safe: an address is released only if
+ * its pod has been gone (deleted, finished, or absent from kube-bridge's stream) for the whole
+ * grace period and was allocated longer ago than the grace period; a live pod is never touched.
+ * "Gone since" is the tombstone's time when kube-bridge published one, else the first pass of
+ * this process that missed the pod: a restarted replica starts counting again, which only delays.
+ */
+
+export interface PodsView {
+  /** UIDs of pods that exist and have not finished. */
+  readonly live: ReadonlySet<string>;
+  /** Pod UID → epoch ms of the tombstone (the pod's deletion) or of its finishing. */
+  readonly goneAt: ReadonlyMap<string, number>;
+}
+
+export interface NodesView {
+  /** Node name → live, or deleted at (epoch ms of the tombstone). */
+  readonly nodes: ReadonlyMap<string, { readonly live: boolean; readonly since: number }>;
+}
+
+export interface PodGcCandidate {
+  readonly node: string;
+  readonly containerId: string;
+  readonly podUid: string;
+  readonly at: number;
+}
+
+/** First-missed times carried from one pass to the next, per process; one map per planner. */
+export type MissSince = Map<string, number>;
+
+export function planPodGc(
+  records: readonly NodeRecord[],
+  pods: PodsView,
+  missed: MissSince,
+  now: number,
+  graceMs: number,
+): PodGcCandidate[] {
+  const out: PodGcCandidate[] = [];
+  const seen = new Set<string>();
+  for (const r of records) {
+    for (const [cid, p] of Object.entries(r.pods)) {
+      if (pods.live.has(p.podUid)) continue;
+      const key = `${r.name}/${cid}/${p.at}`;
+      seen.add(key);
+      let since = missed.get(key);
+      if (since === undefined) {
+        since = now;
+        missed.set(key, now);
+      }
+      const gone = Math.min(since, pods.goneAt.get(p.podUid) ?? Number.POSITIVE_INFINITY);
+      if (now - gone >= graceMs && now - p.at >= graceMs) {
+        out.push({ node: r.name, containerId: cid, podUid: p.podUid, at: p.at });
+      }
+    }
+  }
+  for (const k of missed.keys()) if (!seen.has(k)) missed.delete(k);
+  return out;
+}
+
+export interface NodeGcCandidate {
+  readonly node: string;
+  readonly createdAt: number;
+}
+
+export function planNodeGc(
+  records: readonly NodeRecord[],
+  view: NodesView,
+  missed: MissSince,
+  now: number,
+  graceMs: number,
+): NodeGcCandidate[] {
+  const out: NodeGcCandidate[] = [];
+  const seen = new Set<string>();
+  for (const r of records) {
+    const v = view.nodes.get(r.name);
+    if (v?.live === true) continue;
+    const key = `node:${r.name}:${r.createdAt}`;
+    seen.add(key);
+    let since = missed.get(key);
+    if (since === undefined) {
+      since = now;
+      missed.set(key, now);
+    }
+    const gone = Math.min(since, v === undefined ? Number.POSITIVE_INFINITY : v.since);
+    if (now - gone >= graceMs && now - r.createdAt >= graceMs) {
+      out.push({ node: r.name, createdAt: r.createdAt });
+    }
+  }
+  for (const k of missed.keys()) if (!seen.has(k)) missed.delete(k);
+  return out;
+}
+
+export interface BlockClaim {
+  readonly key: string;
+  readonly family: Family;
+  readonly cidr: string;
+  readonly node: string;
+  readonly at: number;
+  readonly revision: number;
+}
+
+/**
+ * Claims no record uses: the replica that made them died before writing the node record, or lost
+ * the race for it and died before withdrawing. Only claims older than the grace period, so a claim
+ * whose record is being written right now is left alone.
+ */
+export function planOrphanBlocks(
+  claims: readonly BlockClaim[],
+  records: ReadonlyMap<string, NodeRecord>,
+  now: number,
+  graceMs: number,
+): BlockClaim[] {
+  return claims.filter((c) => {
+    if (now - c.at < graceMs) return false;
+    const r = records.get(c.node);
+    return r?.blocks[c.family]?.cidr !== c.cidr;
+  });
+}

@@ -1,0 +1,72 @@
+// ipam: node pod CIDRs and pod addresses over NATS. Settings from the environment (settings.ts),
+// IPAM keys from DYAD_<KEY> variables or a ConfigMap directory; serves /metrics /healthz /readyz.
+import { connectBus, installSignalHandlers } from '@dyad/bus';
+import { createLogger, createMetrics, startHealthServer, startTracing } from '@dyad/telemetry';
+import { IpamConfigConflictError, IpamConfigError } from './errors.ts';
+import { createIpamMetrics } from './metrics.ts';
+import { IpamService } from './service.ts';
+import { loadSettings } from './settings.ts';
+
+const SERVICE = 'ipam';
+
+async function main(): Promise<void> {
+  const cfg = loadSettings(process.env);
+  const tracing = startTracing({ service: SERVICE });
+  const logger = createLogger({ service: SERVICE, level: cfg.logLevel });
+  for (const w of cfg.ipam.warnings) logger.warn({}, w);
+  const registry = createMetrics();
+
+  const bus = await connectBus({
+    ...cfg.nats,
+    name: SERVICE,
+    logger,
+    registry,
+    waitOnFirstConnect: true,
+  });
+  const ipam = new IpamService({
+    bus,
+    config: cfg.ipam,
+    logger,
+    metrics: createIpamMetrics(registry),
+    podGraceMs: cfg.podGraceMs,
+    nodeGraceMs: cfg.nodeGraceMs,
+    orphanGraceMs: cfg.orphanGraceMs,
+    gcIntervalMs: cfg.gcIntervalMs,
+    concurrency: cfg.concurrency,
+  });
+  try {
+    await ipam.start();
+  } catch (err) {
+    await bus.close();
+    throw err;
+  }
+
+  const health = await startHealthServer({
+    port: cfg.health.port,
+    host: cfg.health.host,
+    registry,
+    isReady: () => ipam.ready,
+  });
+  logger.info({ health: health.url }, 'ipam started');
+
+  installSignalHandlers(bus, {
+    logger,
+    beforeDrain: async () => {
+      await health.close();
+      await ipam.stop();
+    },
+    afterDrain: () => tracing.shutdown(),
+  });
+}
+
+main().catch((err: unknown) => {
+  const known = err instanceof IpamConfigError || err instanceof IpamConfigConflictError;
+  const line = {
+    level: 'fatal',
+    service: SERVICE,
+    msg: 'start-up failed',
+    err: known ? err.message : String(err),
+  };
+  console.error(JSON.stringify(line));
+  process.exit(known ? 2 : 1);
+});
