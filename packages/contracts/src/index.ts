@@ -95,6 +95,24 @@ export type {
   PodAddressValue,
 } from './ipam.ts';
 
+export {
+  IpcacheEntryKind,
+  ROUTER_STREAM,
+  ROUTER_SUBJECT_ROOT,
+  ReservedIdentity,
+  RouterIpcacheEntry,
+  RouterIpcacheEvent,
+  RouterRouteEntry,
+  RouterRouteEvent,
+  RouterStream,
+  RouterSyncEvent,
+  routerIpcacheSubject,
+  routerNodeFilter,
+  routerRouteSubject,
+  routerSyncSubject,
+} from './router.ts';
+export type { RouterIpcacheEntryValue, RouterRouteEntryValue } from './router.ts';
+
 export { generateEventDocs } from './docs.ts';
 export { ALL_CONTRACTS, ALL_STREAMS, CONTRACTS_BY_TYPE } from './registry.ts';
 

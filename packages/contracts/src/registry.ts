@@ -19,6 +19,7 @@ import {
   ReleaseRequest,
   ReleaseResult,
 } from './ipam.ts';
+import { RouterIpcacheEvent, RouterRouteEvent, RouterStream, RouterSyncEvent } from './router.ts';
 import type { StreamSpec } from './streams.ts';
 import { DeadLetterStream, K8sStream } from './streams.ts';
 
@@ -39,9 +40,17 @@ export const ALL_CONTRACTS: readonly MessageContract[] = [
   AddressesReleased,
   AddressesExhausted,
   GcCompleted,
+  RouterIpcacheEvent,
+  RouterRouteEvent,
+  RouterSyncEvent,
 ];
 
-export const ALL_STREAMS: readonly StreamSpec[] = [K8sStream, DeadLetterStream, IpamNodesStream];
+export const ALL_STREAMS: readonly StreamSpec[] = [
+  K8sStream,
+  DeadLetterStream,
+  IpamNodesStream,
+  RouterStream,
+];
 
 /** Lets a decoder tell "a type meant for someone else" from "a type nobody defined". */
 export const CONTRACTS_BY_TYPE: ReadonlyMap<string, MessageContract> = new Map(

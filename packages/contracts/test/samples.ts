@@ -10,6 +10,9 @@ import {
   IpamNodeEvent,
   ReleaseRequest,
   ReleaseResult,
+  RouterIpcacheEvent,
+  RouterRouteEvent,
+  RouterSyncEvent,
   NamespaceEvent,
   NetworkPolicyEvent,
   NodeEvent,
@@ -90,6 +93,39 @@ const IPAM_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> = [
       releasedOrphanBlocks: 0,
       scannedNodes: 10,
       durationMs: 12.5,
+    },
+  ],
+];
+
+/** Router output for node-a, as services/router publishes it. */
+const ROUTER_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> = [
+  [
+    RouterIpcacheEvent,
+    {
+      op: 'upsert',
+      node: 'node-a',
+      revision: 7,
+      entry: {
+        prefix: 'fd00:d1ad::5/128',
+        identity: 70001,
+        kind: 'pod',
+        hostNode: 'node-b',
+        hostAddress: 'fd00:19::2',
+        local: false,
+        pod: { namespace: 'prod', name: 'web-0' },
+      },
+    },
+  ],
+  [RouterRouteEvent, { op: 'delete', node: 'node-a', revision: 8, cidr: '198.18.2.0/24' }],
+  [
+    RouterSyncEvent,
+    {
+      op: 'upsert',
+      node: 'node-a',
+      revision: 8,
+      ipcacheEntries: 12,
+      routes: 2,
+      at: '2025-01-01T00:00:00.000Z',
     },
   ],
 ];
@@ -197,4 +233,5 @@ export const VALID_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> =
     },
   ],
   ...IPAM_SAMPLES,
+  ...ROUTER_SAMPLES,
 ];

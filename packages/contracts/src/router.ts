@@ -1,0 +1,151 @@
+import { z } from 'zod';
+import { defineMessage } from './contract.ts';
+import { Cidr, FamilySchema, IpAddress } from './family.ts';
+import type { StreamSpec } from './streams.ts';
+import { encodeToken } from './subjects.ts';
+
+/**
+ * Router: who is where. For every node, the full ipcache (every pod address, pod CIDR and node
+ * address of both families → identity and hosting node) and the inter-node forwarding entries,
+ * each on its own subject under the node's root in stream `DYAD_ROUTER`, which keeps the last
+ * value per subject. An agent reads its node's subjects with last-per-subject delivery for the
+ * full state, then keeps consuming; one that was away resumes from the stream sequence of the
+ * last message it applied and receives only the entries changed since (the stream has compacted
+ * older values away), never a full resend. Node-scoped subjects also let a deployment give each
+ * agent a NATS account that reads only its own node's state.
+ */
+
+export const ROUTER_SUBJECT_ROOT = 'dyad.router.v1';
+export const ROUTER_STREAM = 'DYAD_ROUTER';
+
+/**
+ * Reserved security identities the router hands out (0 = any, 1 = host, 2 = world are the
+ * datapath's own, bpf/include/dyad/common.h). Pod identities are at or above `firstPod`.
+ */
+export const ReservedIdentity = {
+  /** A node's own addresses. */
+  host: 1,
+  world: 2,
+  /** An address in a node's pod CIDR that no known endpoint holds (yet). */
+  cluster: 3,
+  /** Pod identities start here. */
+  firstPod: 0x10000,
+} as const;
+
+const NodeName = z.string().min(1).max(253);
+const Revision = z.number().int().min(1);
+
+export const IpcacheEntryKind = z.enum(['pod', 'pod-cidr', 'node']);
+
+/** One ipcache entry as a node should install it. */
+export const RouterIpcacheEntry = z.object({
+  /** Canonical prefix: a pod or node address as /32 or /128, or a node's pod CIDR. */
+  prefix: Cidr,
+  identity: z.number().int().min(1).max(0xffffffff),
+  kind: IpcacheEntryKind,
+  /** The node that hosts the prefix. */
+  hostNode: NodeName,
+  /** That node's address of the prefix's family; absent while the node has none of that family. */
+  hostAddress: IpAddress.optional(),
+  /** True on the node that hosts the prefix itself. */
+  local: z.boolean(),
+  /** For kind `pod`: whose address it is. */
+  pod: z.object({ namespace: z.string().min(1), name: z.string().min(1) }).optional(),
+});
+
+/**
+ * Native routing over the node fabric: traffic for `cidr` goes to node `via` (an address of the
+ * same family) directly on the fabric. A later tunnel mode adds a mode value and its fields.
+ */
+export const RouterRouteEntry = z.object({
+  family: FamilySchema,
+  /** The other node's pod CIDR of this family. */
+  cidr: Cidr,
+  /** The node that owns the CIDR. */
+  viaNode: NodeName,
+  /** Its address of the same family on the node fabric: the next hop. */
+  via: IpAddress,
+  mode: z.enum(['native']),
+});
+
+const Envelope = {
+  /** The node this state is for (the one whose agent installs it). */
+  node: NodeName,
+  /** The router revision in which this value was published; increases with every change. */
+  revision: Revision,
+};
+
+export const RouterIpcacheEvent = defineMessage({
+  type: 'io.dyad.router.ipcache.v1',
+  version: 1,
+  schema: z.discriminatedUnion('op', [
+    z.object({ op: z.literal('upsert'), ...Envelope, entry: RouterIpcacheEntry }),
+    z.object({ op: z.literal('delete'), ...Envelope, prefix: Cidr }),
+  ]),
+  description:
+    "One ipcache entry of a node's desired state (prefix → identity and hosting node), or its removal.",
+  subjectPattern: `${ROUTER_SUBJECT_ROOT}.node.{node}.ipcache.{prefix}`,
+  stream: ROUTER_STREAM,
+});
+
+export const RouterRouteEvent = defineMessage({
+  type: 'io.dyad.router.route.v1',
+  version: 1,
+  schema: z.discriminatedUnion('op', [
+    z.object({ op: z.literal('upsert'), ...Envelope, route: RouterRouteEntry }),
+    z.object({ op: z.literal('delete'), ...Envelope, cidr: Cidr }),
+  ]),
+  description:
+    "One inter-node forwarding entry of a node's desired state (another node's pod CIDR → that node's address), or its removal.",
+  subjectPattern: `${ROUTER_SUBJECT_ROOT}.node.{node}.route.{cidr}`,
+  stream: ROUTER_STREAM,
+});
+
+export const RouterSyncEvent = defineMessage({
+  type: 'io.dyad.router.sync.v1',
+  version: 1,
+  schema: z.object({
+    /** `delete`: the node is gone and so is all of its state. */
+    op: z.enum(['upsert', 'delete']),
+    ...Envelope,
+    /** Entries the node's state holds at this revision, to check a catch-up against. */
+    ipcacheEntries: z.number().int().min(0),
+    routes: z.number().int().min(0),
+    at: z.iso.datetime(),
+  }),
+  description:
+    "Published after every change of a node's state, once all its entries are stored: the node's revision and entry counts.",
+  subjectPattern: `${ROUTER_SUBJECT_ROOT}.node.{node}.sync`,
+  stream: ROUTER_STREAM,
+});
+
+export const RouterStream: StreamSpec = {
+  name: ROUTER_STREAM,
+  description:
+    "Each node's desired ipcache and forwarding entries: last value per entry, removals as tombstones.",
+  subjects: [`${ROUTER_SUBJECT_ROOT}.node.>`],
+  storage: 'file',
+  maxMsgsPerSubject: 1,
+  allowMsgTtl: true,
+  duplicateWindowMs: 120_000,
+};
+
+/** Every subject of one node's state: `dyad.router.v1.node.<node>.>`. */
+export function routerNodeFilter(node: string): string {
+  return `${ROUTER_SUBJECT_ROOT}.node.${encodeToken(node)}.>`;
+}
+
+export function routerIpcacheSubject(node: string, prefix: string): string {
+  return `${ROUTER_SUBJECT_ROOT}.node.${encodeToken(node)}.ipcache.${encodeToken(prefix)}`;
+}
+
+export function routerRouteSubject(node: string, cidr: string): string {
+  return `${ROUTER_SUBJECT_ROOT}.node.${encodeToken(node)}.route.${encodeToken(cidr)}`;
+}
+
+export function routerSyncSubject(node: string): string {
+  return `${ROUTER_SUBJECT_ROOT}.node.${encodeToken(node)}.sync`;
+}
+
+export type RouterIpcacheEntryValue = z.output<typeof RouterIpcacheEntry>;
+export type RouterRouteEntryValue = z.output<typeof RouterRouteEntry>;
