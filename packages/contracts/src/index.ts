@@ -113,6 +113,24 @@ export {
 } from './router.ts';
 export type { RouterIpcacheEntryValue, RouterRouteEntryValue } from './router.ts';
 
+export {
+  AGENT_STREAM,
+  AGENT_SUBJECT_ROOT,
+  AgentStream,
+  EndpointReport,
+  EndpointState,
+  NODE_DESIRED_STREAM,
+  NODE_DESIRED_SUBJECT_ROOT,
+  NodeDesiredStream,
+  PodPolicyDesired,
+  PolicyRuleDesired,
+  agentEndpointFilter,
+  agentEndpointSubject,
+  nodeDesiredFilter,
+  nodePolicySubject,
+} from './agent.ts';
+export type { EndpointStateValue, PolicyRuleDesiredValue } from './agent.ts';
+
 export { generateEventDocs } from './docs.ts';
 export { ALL_CONTRACTS, ALL_STREAMS, CONTRACTS_BY_TYPE } from './registry.ts';
 

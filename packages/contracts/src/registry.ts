@@ -20,6 +20,7 @@ import {
   ReleaseResult,
 } from './ipam.ts';
 import { RouterIpcacheEvent, RouterRouteEvent, RouterStream, RouterSyncEvent } from './router.ts';
+import { AgentStream, EndpointReport, NodeDesiredStream, PodPolicyDesired } from './agent.ts';
 import type { StreamSpec } from './streams.ts';
 import { DeadLetterStream, K8sStream } from './streams.ts';
 
@@ -43,6 +44,8 @@ export const ALL_CONTRACTS: readonly MessageContract[] = [
   RouterIpcacheEvent,
   RouterRouteEvent,
   RouterSyncEvent,
+  EndpointReport,
+  PodPolicyDesired,
 ];
 
 export const ALL_STREAMS: readonly StreamSpec[] = [
@@ -50,6 +53,8 @@ export const ALL_STREAMS: readonly StreamSpec[] = [
   DeadLetterStream,
   IpamNodesStream,
   RouterStream,
+  AgentStream,
+  NodeDesiredStream,
 ];
 
 /** Lets a decoder tell "a type meant for someone else" from "a type nobody defined". */

@@ -5,6 +5,7 @@ import {
   AddressesReleased,
   AllocateRequest,
   Allocation,
+  EndpointReport,
   EndpointSliceEvent,
   GcCompleted,
   IpamNodeEvent,
@@ -17,6 +18,7 @@ import {
   NetworkPolicyEvent,
   NodeEvent,
   PodEvent,
+  PodPolicyDesired,
   ServiceEvent,
 } from '../src/index.ts';
 
@@ -130,6 +132,53 @@ const ROUTER_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> = [
   ],
 ];
 
+/** What a node agent reports and the policy it is given. */
+const AGENT_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> = [
+  [
+    EndpointReport,
+    {
+      op: 'upsert',
+      endpoint: {
+        node: 'node-a',
+        containerId: '3f2a9c',
+        ifName: 'eth0',
+        endpointId: 7,
+        network: 'dyad',
+        pod: { namespace: 'prod', name: 'web-0', uid: 'uid-web-0' },
+        ipv4: '198.18.1.5',
+        ipv6: 'fd00:d1ad::5',
+        mac: '0a:11:22:33:44:55',
+        hostIfName: 'dy1a2b3c4d5e6f7',
+        hostIfindex: 12,
+        hostMac: '0e:11:22:33:44:55',
+        identity: 65536,
+        policy: { ingress: 'enforcing', egress: 'disabled' },
+        createdAt: '2025-01-01T00:00:00.000Z',
+      },
+    },
+  ],
+  [
+    PodPolicyDesired,
+    {
+      op: 'upsert',
+      namespace: 'prod',
+      name: 'web-0',
+      enforceIngress: true,
+      enforceEgress: false,
+      rules: [
+        {
+          identity: 65537,
+          direction: 'ingress',
+          proto: 6,
+          ports: { from: 8000, to: 8080 },
+          action: 'allow',
+        },
+        { identity: 0, direction: 'ingress', proto: 58, action: 'allow' },
+      ],
+    },
+  ],
+];
+
 /** One valid payload per contract, as kube-bridge would publish it. */
 export const VALID_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> = [
   [
@@ -234,4 +283,5 @@ export const VALID_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> =
   ],
   ...IPAM_SAMPLES,
   ...ROUTER_SAMPLES,
+  ...AGENT_SAMPLES,
 ];

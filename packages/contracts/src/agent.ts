@@ -1,0 +1,142 @@
+import { z } from 'zod';
+import { defineMessage } from './contract.ts';
+import type { StreamSpec } from './streams.ts';
+import { encodeToken } from './subjects.ts';
+
+/**
+ * The datapath agent (one per node): what it reports about the pods it wired up, and the
+ * node-scoped policy it is given. Its ipcache comes from the router's node-scoped subjects
+ * (router.ts), its addresses from IPAM (ipam.ts); it never talks to the Kubernetes API.
+ */
+
+export const AGENT_SUBJECT_ROOT = 'dyad.agent.v1';
+export const AGENT_STREAM = 'DYAD_AGENT';
+export const NODE_DESIRED_SUBJECT_ROOT = 'dyad.node.v1';
+export const NODE_DESIRED_STREAM = 'DYAD_NODE';
+
+/** `dyad.agent.v1.endpoint.<node>.<containerId>.<ifName>`: one subject per attachment. */
+export function agentEndpointSubject(node: string, containerId: string, ifName: string): string {
+  return `${AGENT_SUBJECT_ROOT}.endpoint.${encodeToken(node)}.${encodeToken(containerId)}.${encodeToken(ifName)}`;
+}
+
+/** Every endpoint report of one node: `dyad.agent.v1.endpoint.<node>.>`. */
+export function agentEndpointFilter(node: string): string {
+  return `${AGENT_SUBJECT_ROOT}.endpoint.${encodeToken(node)}.>`;
+}
+
+/** Everything desired of one node: `dyad.node.v1.<node>.>`. */
+export function nodeDesiredFilter(node: string): string {
+  return `${NODE_DESIRED_SUBJECT_ROOT}.${encodeToken(node)}.>`;
+}
+
+/** `dyad.node.v1.<node>.policy.<namespace>.<name>`: the policy of one pod's endpoints there. */
+export function nodePolicySubject(node: string, namespace: string, name: string): string {
+  return `${NODE_DESIRED_SUBJECT_ROOT}.${encodeToken(node)}.policy.${encodeToken(namespace)}.${encodeToken(name)}`;
+}
+
+const Identity = z.number().int().min(0).max(0xffffffff);
+
+/** What one endpoint is: a pod sandbox's interface on this node, with its datapath state. */
+export const EndpointState = z.object({
+  node: z.string().min(1),
+  containerId: z.string().min(1),
+  ifName: z.string().min(1),
+  /** Node-local number; keys the policy map. */
+  endpointId: z.number().int().min(1).max(0xffffffff),
+  /** CNI network name (the .conflist `name`). */
+  network: z.string().min(1),
+  pod: z.object({
+    namespace: z.string().min(1),
+    name: z.string().min(1),
+    uid: z.string().min(1).optional(),
+  }),
+  ipv4: z.ipv4().optional(),
+  ipv6: z.ipv6().optional(),
+  /** Pod-side MAC. */
+  mac: z.string(),
+  hostIfName: z.string().min(1),
+  hostIfindex: z.number().int().min(1),
+  /** Host-side MAC: the pod's gateway neighbour. */
+  hostMac: z.string(),
+  identity: Identity,
+  policy: z.object({
+    ingress: z.enum(['enforcing', 'disabled']),
+    egress: z.enum(['enforcing', 'disabled']),
+  }),
+  createdAt: z.iso.datetime(),
+});
+
+export const EndpointReport = defineMessage({
+  type: 'io.dyad.agent.endpoint.v1',
+  version: 1,
+  schema: z.discriminatedUnion('op', [
+    z.object({ op: z.literal('upsert'), endpoint: EndpointState }),
+    z.object({ op: z.literal('delete'), endpoint: EndpointState }),
+  ]),
+  description:
+    'A node agent wired up (upsert) or removed (delete, with the last state) a pod endpoint; last value per endpoint.',
+  subjectPattern: `${AGENT_SUBJECT_ROOT}.endpoint.{node}.{containerId}.{ifName}`,
+  stream: AGENT_STREAM,
+});
+
+const PortRange = z
+  .object({ from: z.number().int().min(0).max(65535), to: z.number().int().min(0).max(65535) })
+  .refine((r) => r.from <= r.to, { message: 'from must not exceed to' });
+
+export const PolicyRuleDesired = z.object({
+  /** Peer identity; 0 matches any peer. */
+  identity: Identity,
+  direction: z.enum(['ingress', 'egress']),
+  /** IP protocol number; absent for any protocol. */
+  proto: z.number().int().min(0).max(255).optional(),
+  /** Port or port range (ICMP: message type); absent for any port. */
+  ports: z.union([z.number().int().min(0).max(65535), PortRange]).optional(),
+  action: z.enum(['allow', 'deny']).default('allow'),
+});
+
+/** The policy of a pod's endpoints on one node. */
+export const PodPolicyDesired = defineMessage({
+  type: 'io.dyad.node.policy.v1',
+  version: 1,
+  schema: z.discriminatedUnion('op', [
+    z.object({
+      op: z.literal('upsert'),
+      namespace: z.string().min(1),
+      name: z.string().min(1),
+      /** Default-deny in that direction; the rules then list what is allowed. */
+      enforceIngress: z.boolean().default(false),
+      enforceEgress: z.boolean().default(false),
+      rules: z.array(PolicyRuleDesired).default([]),
+    }),
+    z.object({ op: z.literal('delete'), namespace: z.string().min(1), name: z.string().min(1) }),
+  ]),
+  description:
+    "The policy (default-deny per direction, allowed peers by identity, protocol and port) of a pod's endpoints on one node; written by the policy service. Delete lifts it.",
+  subjectPattern: `${NODE_DESIRED_SUBJECT_ROOT}.{node}.policy.{namespace}.{name}`,
+  stream: NODE_DESIRED_STREAM,
+});
+
+export const AgentStream: StreamSpec = {
+  name: AGENT_STREAM,
+  description:
+    'Pod endpoints as node agents wired them: last value per endpoint, deletes as tombstones.',
+  subjects: [`${AGENT_SUBJECT_ROOT}.>`],
+  storage: 'file',
+  maxMsgsPerSubject: 1,
+  allowMsgTtl: true,
+  duplicateWindowMs: 120_000,
+};
+
+export const NodeDesiredStream: StreamSpec = {
+  name: NODE_DESIRED_STREAM,
+  description:
+    "Desired datapath state per node that is not the router's (pod policy): last value per subject.",
+  subjects: [`${NODE_DESIRED_SUBJECT_ROOT}.>`],
+  storage: 'file',
+  maxMsgsPerSubject: 1,
+  allowMsgTtl: true,
+  duplicateWindowMs: 120_000,
+};
+
+export type EndpointStateValue = z.output<typeof EndpointState>;
+export type PolicyRuleDesiredValue = z.output<typeof PolicyRuleDesired>;

@@ -1,0 +1,108 @@
+import { join } from 'node:path';
+import { z } from 'zod';
+import { ConfigError } from './errors.ts';
+
+const Bool = z.enum(['0', '1', 'true', 'false']).transform((v) => v === '1' || v === 'true');
+
+/**
+ * The agent's settings, from the environment (the DaemonSet sets them; the lab and tests set
+ * per-node paths so several agents share one machine).
+ */
+const Env = z.object({
+  /** This node's Kubernetes name: the IPAM owner and the subject token of everything it reads. */
+  DYAD_NODE_NAME: z.string().min(1),
+  /** Numeric node id written into local ipcache entries. */
+  DYAD_NODE_ID: z.coerce.number().int().min(0).max(0xffffffff).default(0),
+  NATS_URL: z.string().min(1).default('nats://127.0.0.1:4222'),
+  NATS_CREDS: z.string().min(1).optional(),
+  NATS_USER: z.string().min(1).optional(),
+  NATS_PASSWORD: z.string().min(1).optional(),
+  NATS_TOKEN: z.string().min(1).optional(),
+  /** Where dyad-cni connects (the conflist's `agentSocket` must say the same). */
+  DYAD_CNI_SOCKET: z.string().min(1).default('/run/dyad/cni.sock'),
+  /** The read-only API for the `dyad` CLI. */
+  DYAD_API_SOCKET: z.string().min(1).default('/run/dyad/agent.sock'),
+  /** bpffs directory of this node's pinned maps; defaults to /sys/fs/bpf/dyad/<node>. */
+  DYAD_PIN_DIR: z.string().min(1).optional(),
+  /** Directory of the state file (endpoints and the last desired state). */
+  DYAD_STATE_DIR: z.string().min(1).default('/var/lib/dyad/agent'),
+  /** The datapath object; defaults to bpf/build/datapath.o of this repository. */
+  DYAD_BPF_OBJECT: z.string().min(1).optional(),
+  /** Host-side veth names are this prefix plus a hash of the attachment (15 bytes in all). */
+  DYAD_VETH_PREFIX: z
+    .string()
+    .regex(/^[a-z][a-z0-9]{0,5}$/, 'at most 6 lowercase letters and digits')
+    .default('dy'),
+  /** Interfaces to the other nodes: dy_from_netdev is attached to their tc ingress. */
+  DYAD_UPLINKS: z.string().default(''),
+  /** Identity of an endpoint until the router names its own (reserved "cluster"). */
+  DYAD_INIT_IDENTITY: z.coerce.number().int().min(1).max(0xffffffff).default(3),
+  /** Turn on IPv4/IPv6 forwarding in the agent's netns (the datapath's FIB lookups need it). */
+  DYAD_ENABLE_FORWARDING: Bool.default(true),
+  /** How long desired-state changes are gathered before one batch write. */
+  DYAD_COALESCE_MS: z.coerce.number().int().min(0).max(1000).default(5),
+  DYAD_IPAM_TIMEOUT_MS: z.coerce.number().int().min(100).default(5000),
+  DYAD_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(9876),
+  DYAD_HEALTH_HOST: z.string().default('127.0.0.1'),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+});
+
+export interface AgentConfig {
+  readonly nodeName: string;
+  readonly nodeId: number;
+  readonly nats: {
+    readonly servers: readonly string[];
+    readonly credsFile?: string;
+    readonly user?: string;
+    readonly pass?: string;
+    readonly token?: string;
+  };
+  readonly cniSocket: string;
+  readonly apiSocket: string;
+  readonly pinDir: string;
+  readonly stateFile: string;
+  readonly bpfObject?: string;
+  readonly vethPrefix: string;
+  readonly uplinks: readonly string[];
+  readonly initIdentity: number;
+  readonly enableForwarding: boolean;
+  readonly coalesceMs: number;
+  readonly ipamTimeoutMs: number;
+  readonly health: { readonly host: string; readonly port: number };
+  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+}
+
+export function loadConfig(env: Readonly<Record<string, string | undefined>>): AgentConfig {
+  const r = Env.safeParse(env);
+  if (!r.success)
+    throw new ConfigError(
+      r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '),
+    );
+  const e = r.data;
+  return {
+    nodeName: e.DYAD_NODE_NAME,
+    nodeId: e.DYAD_NODE_ID,
+    nats: {
+      servers: e.NATS_URL.split(',').map((s) => s.trim()),
+      ...(e.NATS_CREDS ? { credsFile: e.NATS_CREDS } : {}),
+      ...(e.NATS_USER ? { user: e.NATS_USER } : {}),
+      ...(e.NATS_PASSWORD ? { pass: e.NATS_PASSWORD } : {}),
+      ...(e.NATS_TOKEN ? { token: e.NATS_TOKEN } : {}),
+    },
+    cniSocket: e.DYAD_CNI_SOCKET,
+    apiSocket: e.DYAD_API_SOCKET,
+    pinDir: e.DYAD_PIN_DIR ?? `/sys/fs/bpf/dyad/${e.DYAD_NODE_NAME}`,
+    stateFile: join(e.DYAD_STATE_DIR, 'state.json'),
+    ...(e.DYAD_BPF_OBJECT ? { bpfObject: e.DYAD_BPF_OBJECT } : {}),
+    vethPrefix: e.DYAD_VETH_PREFIX,
+    uplinks: e.DYAD_UPLINKS.split(',')
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0),
+    initIdentity: e.DYAD_INIT_IDENTITY,
+    enableForwarding: e.DYAD_ENABLE_FORWARDING,
+    coalesceMs: e.DYAD_COALESCE_MS,
+    ipamTimeoutMs: e.DYAD_IPAM_TIMEOUT_MS,
+    health: { host: e.DYAD_HEALTH_HOST, port: e.DYAD_HEALTH_PORT },
+    logLevel: e.LOG_LEVEL,
+  };
+}
