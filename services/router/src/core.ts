@@ -74,6 +74,11 @@ export class RouterCore {
     return this.#revision;
   }
 
+  /** A fresh revision for changes published outside `drain`, e.g. by a reconcile. */
+  nextRevision(): number {
+    return ++this.#revision;
+  }
+
   /** The revision of a node's last change, or undefined when it has none. */
   nodeRevision(node: string): number | undefined {
     return this.#nodeRevision.get(node);

@@ -1,0 +1,61 @@
+import { z } from 'zod';
+import { RouterConfigError } from './errors.ts';
+
+/** The router's settings, from the environment. */
+const Env = z.object({
+  NATS_URL: z.string().min(1).default('nats://127.0.0.1:4222'),
+  NATS_CREDS: z.string().min(1).optional(),
+  NATS_USER: z.string().min(1).optional(),
+  NATS_PASSWORD: z.string().min(1).optional(),
+  NATS_TOKEN: z.string().min(1).optional(),
+  DYAD_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(9873),
+  DYAD_HEALTH_HOST: z.string().default('127.0.0.1'),
+  /** Input changes within this window are published together. */
+  DYAD_ROUTER_FLUSH_MS: z.coerce.number().int().min(0).max(10_000).default(5),
+  /** Full comparison of the stored state with the computed one, this often. */
+  DYAD_ROUTER_RESYNC_INTERVAL_S: z.coerce.number().positive().default(300),
+  DYAD_ROUTER_TOMBSTONE_TTL_S: z.coerce.number().int().min(1).default(86_400),
+  DYAD_ROUTER_PUBLISH_CONCURRENCY: z.coerce.number().int().min(1).max(10_000).default(256),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+});
+
+export interface RouterConfig {
+  readonly nats: {
+    readonly servers: readonly string[];
+    readonly credsFile?: string;
+    readonly user?: string;
+    readonly pass?: string;
+    readonly token?: string;
+  };
+  readonly health: { readonly host: string; readonly port: number };
+  readonly flushDelayMs: number;
+  readonly resyncIntervalMs: number;
+  readonly tombstoneTtl: string;
+  readonly publishConcurrency: number;
+  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+}
+
+export function loadConfig(env: Readonly<Record<string, string | undefined>>): RouterConfig {
+  const r = Env.safeParse(env);
+  if (!r.success) {
+    throw new RouterConfigError(
+      r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '),
+    );
+  }
+  const e = r.data;
+  return {
+    nats: {
+      servers: e.NATS_URL.split(',').map((s) => s.trim()),
+      ...(e.NATS_CREDS ? { credsFile: e.NATS_CREDS } : {}),
+      ...(e.NATS_USER ? { user: e.NATS_USER } : {}),
+      ...(e.NATS_PASSWORD ? { pass: e.NATS_PASSWORD } : {}),
+      ...(e.NATS_TOKEN ? { token: e.NATS_TOKEN } : {}),
+    },
+    health: { host: e.DYAD_HEALTH_HOST, port: e.DYAD_HEALTH_PORT },
+    flushDelayMs: e.DYAD_ROUTER_FLUSH_MS,
+    resyncIntervalMs: e.DYAD_ROUTER_RESYNC_INTERVAL_S * 1000,
+    tombstoneTtl: `${e.DYAD_ROUTER_TOMBSTONE_TTL_S}s`,
+    publishConcurrency: e.DYAD_ROUTER_PUBLISH_CONCURRENCY,
+    logLevel: e.LOG_LEVEL,
+  };
+}

@@ -1,0 +1,50 @@
+import type { EndpointStateValue, NodeBlockValue, NodeObject } from '@dyad/contracts';
+import { placeholderIdentity } from './identity.ts';
+import type { Family } from './ip.ts';
+import { canonicalAddress, canonicalPrefix, familyOf } from './ip.ts';
+import type { EndpointInput } from './model.ts';
+
+/**
+ * A node's address per family from its Node object: the first InternalIP of each family, else
+ * the first ExternalIP. Those are what kubelet reports and what the node fabric carries.
+ */
+export function nodeAddresses(node: NodeObject): Partial<Record<Family, string>> {
+  const out: Partial<Record<Family, string>> = {};
+  for (const type of ['InternalIP', 'ExternalIP']) {
+    for (const a of node.status.addresses) {
+      if (a.type !== type) continue;
+      const addr = canonicalAddress(a.address);
+      const f = addr === undefined ? undefined : familyOf(addr);
+      if (f !== undefined && out[f] === undefined) out[f] = addr;
+    }
+  }
+  return out;
+}
+
+/** A node's pod CIDR per family from its IPAM assignment. */
+export function nodePodCidrs(blocks: readonly NodeBlockValue[]): Partial<Record<Family, string>> {
+  const out: Partial<Record<Family, string>> = {};
+  for (const b of blocks) {
+    const cidr = canonicalPrefix(b.cidr);
+    if (cidr !== undefined && familyOf(cidr) === b.family && out[b.family] === undefined) {
+      out[b.family] = cidr;
+    }
+  }
+  return out;
+}
+
+/**
+ * An endpoint report as the core's input. The identity is the one the agent reports; until a
+ * policy service assigns identities, an agent may report 0, and the router then uses the
+ * placeholder identity of the pod (see identity.ts).
+ */
+export function endpointInput(ep: EndpointStateValue): EndpointInput {
+  const since = Date.parse(ep.createdAt);
+  return {
+    node: ep.node,
+    identity: ep.identity > 0 ? ep.identity : placeholderIdentity(ep.pod.namespace, ep.pod.name),
+    ips: [ep.ipv4, ep.ipv6].filter((ip): ip is string => ip !== undefined),
+    since: Number.isFinite(since) ? since : 0,
+    pod: { namespace: ep.pod.namespace, name: ep.pod.name },
+  };
+}

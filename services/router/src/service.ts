@@ -1,0 +1,274 @@
+import {
+  AGENT_STREAM,
+  AGENT_SUBJECT_ROOT,
+  EndpointReport,
+  IPAM_NODES_STREAM,
+  IpamNodeEvent,
+  K8S_STREAM,
+  NodeEvent,
+  k8sKindFilter,
+} from '@dyad/contracts';
+import type { PayloadOf } from '@dyad/contracts';
+import type { Bus, BusConsumer } from '@dyad/bus';
+import type { Logger } from '@dyad/telemetry';
+import { RouterCore } from './core.ts';
+import { diffState, isEmptyUpdate } from './diff.ts';
+import { endpointInput, nodeAddresses, nodePodCidrs } from './inputs.ts';
+import type { Family } from './ip.ts';
+import type { RouterMetrics } from './metrics.ts';
+import type { NodeUpdate } from './model.ts';
+import type { RouterStreamPort, StoredNode } from './sink.ts';
+import { emptyStored, publishUpdates } from './sink.ts';
+
+const ENDPOINT_FILTER = `${AGENT_SUBJECT_ROOT}.endpoint.>`;
+
+export interface RouterServiceOptions {
+  readonly bus: Bus;
+  readonly port: RouterStreamPort;
+  readonly logger: Logger;
+  readonly metrics: RouterMetrics;
+  /** Nats-TTL of tombstones. */
+  readonly tombstoneTtl: string;
+  /** Input changes arriving within this window are published together. */
+  readonly flushDelayMs: number;
+  /** A full comparison of the stored state with the computed one this often. */
+  readonly resyncIntervalMs: number;
+  readonly publishConcurrency: number;
+}
+
+type NodeMsg = PayloadOf<typeof NodeEvent>;
+type IpamMsg = PayloadOf<typeof IpamNodeEvent>;
+type EndpointMsg = PayloadOf<typeof EndpointReport>;
+
+/**
+ * The router service: folds three input streams (Node objects for addresses, IPAM assignments
+ * for pod CIDRs, agents' endpoint reports) into the core, and keeps the output stream equal to
+ * the core's state: incremental publishes as inputs change, and a reconcile against the stored
+ * state at start-up, after any failed publish, and periodically. It holds no state of its own
+ * beyond what it can rebuild from the streams, so it may be killed at any moment.
+ */
+export class RouterService {
+  readonly #o: RouterServiceOptions;
+  #core = new RouterCore();
+  /** Node name → addresses, for nodes the Kubernetes API has: membership follows the Node object. */
+  readonly #kubeNodes = new Map<string, Partial<Record<Family, string>>>();
+  readonly #ipamNodes = new Map<string, Partial<Record<Family, string>>>();
+  readonly #consumers: BusConsumer[] = [];
+  #queue: Promise<void> = Promise.resolve();
+  #flushTimer: NodeJS.Timeout | undefined;
+  #firstDirtyAt: number | undefined;
+  #reconcileTimer: NodeJS.Timeout | undefined;
+  #reconcileBackoffMs = 0;
+  #resyncTimer: NodeJS.Timeout | undefined;
+  #ready = false;
+  #stopped = false;
+
+  constructor(options: RouterServiceOptions) {
+    this.#o = options;
+  }
+
+  /** Start-up reconcile done and consumers running. */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  get revision(): number {
+    return this.#core.revision;
+  }
+
+  async start(): Promise<void> {
+    const { bus } = this.#o;
+    // What the stream holds first: revisions continue above it.
+    const stored = await this.#o.port.readAll();
+    let revision = 0;
+    for (const n of stored.values()) revision = Math.max(revision, n.maxRevision);
+    this.#core = new RouterCore({ revision });
+
+    const [nodes, ipam, endpoints] = await Promise.all([
+      bus.snapshot([NodeEvent], { stream: K8S_STREAM, filterSubjects: [k8sKindFilter('Node')] }),
+      bus.snapshot([IpamNodeEvent], { stream: IPAM_NODES_STREAM }),
+      bus.snapshot([EndpointReport], { stream: AGENT_STREAM, filterSubjects: [ENDPOINT_FILTER] }),
+    ]);
+    for (const d of nodes.values()) this.#onNode(d.value);
+    for (const d of ipam.values()) this.#onIpam(d.value);
+    for (const d of endpoints.values()) this.#onEndpoint(d.subject, d.value);
+    await this.#enqueue(async () => {
+      try {
+        await this.#reconcileWith(stored);
+      } catch (err) {
+        this.#o.metrics.publishErrors.inc();
+        this.#o.logger.warn({ err }, 'start-up reconcile failed; will retry');
+        this.#scheduleReconcile();
+      }
+    });
+
+    // Live: each consumer replays the last value per subject (a no-op after the snapshot unless
+    // something changed in between) and then follows new messages.
+    const live = { deliverPolicy: 'last_per_subject' as const };
+    this.#consumers.push(
+      await bus.consume(
+        [NodeEvent],
+        { stream: K8S_STREAM, filterSubjects: [k8sKindFilter('Node')], ...live },
+        (d) => this.#changed(() => this.#onNode(d.value)),
+      ),
+      await bus.consume([IpamNodeEvent], { stream: IPAM_NODES_STREAM, ...live }, (d) =>
+        this.#changed(() => this.#onIpam(d.value)),
+      ),
+      await bus.consume(
+        [EndpointReport],
+        { stream: AGENT_STREAM, filterSubjects: [ENDPOINT_FILTER], ...live },
+        (d) => this.#changed(() => this.#onEndpoint(d.subject, d.value)),
+      ),
+    );
+    this.#resyncTimer = setInterval(() => this.#scheduleReconcile(0), this.#o.resyncIntervalMs);
+    this.#resyncTimer.unref();
+    this.#ready = true;
+    this.#o.logger.info(
+      { revision: this.#core.revision, nodes: this.#core.nodeNames.length },
+      'router started',
+    );
+  }
+
+  /** Stops consuming and publishing; waits for work in flight. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#ready = false;
+    clearTimeout(this.#flushTimer);
+    clearTimeout(this.#reconcileTimer);
+    clearInterval(this.#resyncTimer);
+    await Promise.allSettled(this.#consumers.splice(0).map((c) => c.stop()));
+    await this.#queue;
+  }
+
+  #onNode(m: NodeMsg): void {
+    const name = m.object.metadata.name;
+    this.#o.metrics.inputEvents.inc({ source: 'node', op: m.op });
+    if (m.op === 'delete') this.#kubeNodes.delete(name);
+    else this.#kubeNodes.set(name, nodeAddresses(m.object));
+    this.#applyNode(name);
+  }
+
+  #onIpam(m: IpamMsg): void {
+    this.#o.metrics.inputEvents.inc({ source: 'ipam', op: m.op });
+    if (m.op === 'delete') this.#ipamNodes.delete(m.node);
+    else this.#ipamNodes.set(m.node, nodePodCidrs(m.blocks));
+    this.#applyNode(m.node);
+  }
+
+  #onEndpoint(subject: string, m: EndpointMsg): void {
+    this.#o.metrics.inputEvents.inc({ source: 'endpoint', op: m.op });
+    // The subject names the endpoint (node, container, interface) uniquely and for good.
+    if (m.op === 'delete') this.#core.removeEndpoint(subject);
+    else this.#core.setEndpoint(subject, endpointInput(m.endpoint));
+  }
+
+  #applyNode(name: string): void {
+    const addresses = this.#kubeNodes.get(name);
+    if (addresses === undefined) this.#core.removeNode(name);
+    else this.#core.setNode(name, { addresses, podCidrs: this.#ipamNodes.get(name) ?? {} });
+  }
+
+  #changed(apply: () => void): void {
+    apply();
+    if (this.#stopped) return;
+    this.#firstDirtyAt ??= performance.now();
+    this.#flushTimer ??= setTimeout(() => {
+      this.#flushTimer = undefined;
+      void this.#enqueue(() => this.#flush());
+    }, this.#o.flushDelayMs);
+  }
+
+  /** Runs publish work one piece at a time: flushes and reconciles never interleave. */
+  #enqueue(task: () => Promise<void>): Promise<void> {
+    const run = this.#queue.then(task).catch((err: unknown) => {
+      this.#o.logger.error({ err }, 'router task failed');
+    });
+    this.#queue = run;
+    return run;
+  }
+
+  async #flush(): Promise<void> {
+    const started = this.#firstDirtyAt;
+    this.#firstDirtyAt = undefined;
+    const updates = this.#core.drain();
+    if (updates.length === 0) return;
+    try {
+      await this.#publish(updates, 'flush');
+      if (started !== undefined) {
+        this.#o.metrics.flushSeconds.observe((performance.now() - started) / 1000);
+      }
+    } catch (err) {
+      this.#o.metrics.publishErrors.inc();
+      this.#o.logger.warn(
+        { err, revision: updates[0]?.revision },
+        'publish failed; will reconcile',
+      );
+      this.#scheduleReconcile();
+    }
+  }
+
+  async #publish(updates: readonly NodeUpdate[], kind: 'flush' | 'reconcile'): Promise<void> {
+    await publishUpdates(this.#o.port, updates, {
+      tombstoneTtl: this.#o.tombstoneTtl,
+      concurrency: this.#o.publishConcurrency,
+    });
+    this.#o.metrics.published.inc({ kind }, updates.length);
+    this.#o.metrics.revision.set(this.#core.revision);
+    this.#o.metrics.nodes.set(this.#core.publishedNodes.length);
+    for (const u of updates) {
+      if (!u.gone) this.#o.metrics.ipcacheEntries.set(u.ipcacheEntries);
+    }
+  }
+
+  /** A reconcile after `delayMs`, or after a backoff that grows while reconciles keep failing. */
+  #scheduleReconcile(delayMs?: number): void {
+    if (this.#stopped || this.#reconcileTimer !== undefined) return;
+    const wait = delayMs ?? Math.max(500, this.#reconcileBackoffMs);
+    this.#reconcileTimer = setTimeout(() => {
+      this.#reconcileTimer = undefined;
+      void this.#enqueue(async () => {
+        try {
+          await this.#reconcileWith(await this.#o.port.readAll());
+          this.#reconcileBackoffMs = 0;
+        } catch (err) {
+          this.#o.metrics.reconciles.inc({ outcome: 'failed' });
+          this.#reconcileBackoffMs = Math.min(30_000, Math.max(1000, this.#reconcileBackoffMs * 2));
+          this.#o.logger.warn({ err, retryInMs: this.#reconcileBackoffMs }, 'reconcile failed');
+          this.#scheduleReconcile();
+        }
+      });
+    }, wait);
+  }
+
+  /** Publishes whatever makes the stored state equal to the computed one, for every node. */
+  async #reconcileWith(stored: Map<string, StoredNode>): Promise<void> {
+    // Pending input changes become part of the computed state; the diff below covers them.
+    this.#core.drain();
+    const nodes = new Set([...this.#core.publishedNodes, ...stored.keys()]);
+    const pending: NodeUpdate[] = [];
+    for (const node of nodes) {
+      const have = stored.get(node) ?? emptyStored();
+      const live = this.#core.hasNode(node);
+      const u = diffState(node, 0, live ? this.#core.state(node) : undefined, have);
+      const syncOk = live
+        ? have.sync?.op === 'upsert' &&
+          have.sync.ipcacheEntries === u.ipcacheEntries &&
+          have.sync.routes === u.routes
+        : have.sync === undefined || have.sync.op === 'delete';
+      if (isEmptyUpdate(u) && syncOk) continue;
+      pending.push(u);
+    }
+    if (pending.length === 0) {
+      this.#o.metrics.reconciles.inc({ outcome: 'in-sync' });
+      return;
+    }
+    const revision = this.#core.nextRevision();
+    const updates = pending.map((u) => ({ ...u, revision }));
+    await this.#publish(updates, 'reconcile');
+    this.#o.metrics.reconciles.inc({ outcome: 'repaired' });
+    this.#o.logger.info(
+      { revision, nodes: updates.map((u) => u.node) },
+      'reconcile published the difference',
+    );
+  }
+}

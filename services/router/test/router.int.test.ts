@@ -1,0 +1,322 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  ALL_STREAMS,
+  EndpointReport,
+  IpamNodeEvent,
+  NodeEvent,
+  ROUTER_STREAM,
+  RouterIpcacheEvent,
+  RouterRouteEvent,
+  RouterSyncEvent,
+  agentEndpointSubject,
+  ipamNodeSubject,
+  k8sObjectSubject,
+  routerNodeFilter,
+} from '@dyad/contracts';
+import type { PayloadOf } from '@dyad/contracts';
+import type { Bus } from '@dyad/bus';
+import { connectBus } from '@dyad/bus';
+import { createLogger, createMetrics } from '@dyad/telemetry';
+import { startNats } from '@dyad/testbed';
+import type { NatsServer } from '@dyad/testbed';
+import { createRouterMetrics } from '../src/metrics.ts';
+import { RouterService } from '../src/service.ts';
+import { storedFromMessages } from '../src/sink.ts';
+import type { StoredNode } from '../src/sink.ts';
+import { busRouterPort } from '../src/stream-port.ts';
+
+const OUTPUT = [RouterIpcacheEvent, RouterRouteEvent, RouterSyncEvent];
+
+async function connect(url: string, name: string): Promise<Bus> {
+  const bus = await connectBus({
+    servers: url,
+    name,
+    logger: createLogger({ service: name, level: 'silent' }),
+    registry: createMetrics(),
+    reconnect: { timeWaitMs: 200, jitterMs: 50 },
+  });
+  await bus.ensureStreams(ALL_STREAMS);
+  return bus;
+}
+
+function startRouter(bus: Bus): RouterService {
+  return new RouterService({
+    bus,
+    port: busRouterPort(bus),
+    logger: createLogger({
+      service: 'router-test',
+      level: process.env.DYAD_TEST_LOG === '1' ? 'debug' : 'silent',
+    }),
+    metrics: createRouterMetrics(createMetrics()),
+    tombstoneTtl: '1h',
+    flushDelayMs: 5,
+    resyncIntervalMs: 3_600_000,
+    publishConcurrency: 64,
+  });
+}
+
+async function eventually<T>(check: () => Promise<T>, deadlineMs = 30_000): Promise<T> {
+  const until = Date.now() + deadlineMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() > until) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+const NODES = {
+  a: { v4: '198.19.0.1', v6: 'fd00:19::1', c4: '198.18.1.0/24', c6: 'fd00:18:1::/112' },
+  b: { v4: '198.19.0.2', v6: 'fd00:19::2', c4: '198.18.2.0/24', c6: 'fd00:18:2::/112' },
+  'c.lab': { v4: '198.19.0.3', v6: 'fd00:19::3', c4: '198.18.3.0/24', c6: 'fd00:18:3::/112' },
+} as const;
+type NodeName = keyof typeof NODES;
+
+async function publishNode(bus: Bus, name: NodeName, op: 'upsert' | 'delete' = 'upsert') {
+  const n = NODES[name];
+  await bus.jsPublish(NodeEvent, k8sObjectSubject('Node', undefined, name), {
+    op,
+    object: {
+      metadata: { uid: `uid-${name}`, name, resourceVersion: '1', labels: {} },
+      spec: { podCIDRs: [], unschedulable: false },
+      status: {
+        addresses: [
+          { type: 'Hostname', address: name },
+          { type: 'InternalIP', address: n.v4 },
+          { type: 'InternalIP', address: n.v6 },
+        ],
+        ready: true,
+      },
+    },
+  });
+  await bus.jsPublish(IpamNodeEvent, ipamNodeSubject(name), {
+    op,
+    node: name,
+    blocks: [
+      { family: 'IPv4', cidr: n.c4, gateway: n.c4.replace('0/24', '1') },
+      { family: 'IPv6', cidr: n.c6, gateway: n.c6.replace('/112', '1') },
+    ],
+  });
+}
+
+function endpoint(node: NodeName, pod: string, v4: string, v6: string) {
+  return {
+    node,
+    containerId: `ctr-${pod}`,
+    ifName: 'eth0',
+    endpointId: 1,
+    network: 'dyad',
+    pod: { namespace: 'lab', name: pod },
+    ipv4: v4,
+    ipv6: v6,
+    mac: '0a:00:00:00:00:01',
+    hostIfName: `dyh${pod}`,
+    hostIfindex: 5,
+    hostMac: '0e:00:00:00:00:01',
+    identity: 0,
+    policy: { ingress: 'disabled' as const, egress: 'disabled' as const },
+    createdAt: '2025-01-01T00:00:00.000Z',
+  };
+}
+
+async function publishEndpoint(
+  bus: Bus,
+  ep: ReturnType<typeof endpoint>,
+  op: 'upsert' | 'delete' = 'upsert',
+) {
+  await bus.jsPublish(EndpointReport, agentEndpointSubject(ep.node, ep.containerId, ep.ifName), {
+    op,
+    endpoint: ep,
+  });
+}
+
+type Snapshot = Map<string, { value: PayloadOf<(typeof OUTPUT)[number]>; streamSeq: number }>;
+
+async function snapshotAll(bus: Bus): Promise<Snapshot> {
+  return (await bus.snapshot(OUTPUT, { stream: ROUTER_STREAM })) as unknown as Snapshot;
+}
+
+async function nodeState(bus: Bus, node: string): Promise<StoredNode> {
+  const snap = await bus.snapshot(OUTPUT, {
+    stream: ROUTER_STREAM,
+    filterSubjects: [routerNodeFilter(node)],
+  });
+  return (
+    storedFromMessages([...snap.values()].map((d) => d.value)).get(node) ?? {
+      ipcache: new Map(),
+      routes: new Map(),
+      sync: undefined,
+      maxRevision: 0,
+    }
+  );
+}
+
+describe('router over NATS', () => {
+  let nats: NatsServer;
+  let inputs: Bus;
+  let routerBus: Bus;
+  let router: RouterService;
+  const web = endpoint('b', 'web', '198.18.2.10', 'fd00:18:2::a');
+  const db = endpoint('c.lab', 'db', '198.18.3.10', 'fd00:18:3::a');
+
+  beforeAll(async () => {
+    nats = await startNats();
+    inputs = await connect(nats.url, 'router-test-inputs');
+    for (const n of Object.keys(NODES) as NodeName[]) await publishNode(inputs, n);
+    await publishEndpoint(inputs, web);
+    await publishEndpoint(inputs, db);
+    routerBus = await connect(nats.url, 'router');
+    router = startRouter(routerBus);
+    await router.start();
+  });
+
+  afterAll(async () => {
+    await router?.stop();
+    await routerBus?.close();
+    await inputs?.close();
+    await nats?.stop();
+  });
+
+  it('gives every node the full dual-stack ipcache and native routes to the other nodes', async () => {
+    const a = await eventually(async () => {
+      const s = await nodeState(inputs, 'a');
+      // 3 nodes × (2 addresses + 2 CIDRs) + 2 pods × 2 addresses
+      expect(s.ipcache.size).toBe(16);
+      return s;
+    });
+    expect(a.ipcache.get('fd00:18:2::a/128')).toMatchObject({
+      kind: 'pod',
+      hostNode: 'b',
+      hostAddress: 'fd00:19::2',
+      local: false,
+      pod: { namespace: 'lab', name: 'web' },
+    });
+    expect(a.ipcache.get('198.18.3.10/32')).toMatchObject({
+      hostNode: 'c.lab',
+      hostAddress: '198.19.0.3',
+    });
+    expect(a.ipcache.get('198.19.0.1/32')).toMatchObject({
+      kind: 'node',
+      identity: 1,
+      local: true,
+    });
+    expect([...a.routes.values()].map((r) => `${r.cidr} via ${r.via}`).sort()).toEqual([
+      '198.18.2.0/24 via 198.19.0.2',
+      '198.18.3.0/24 via 198.19.0.3',
+      'fd00:18:2::/112 via fd00:19::2',
+      'fd00:18:3::/112 via fd00:19::3',
+    ]);
+    expect(a.sync).toMatchObject({ op: 'upsert', node: 'a', ipcacheEntries: 16, routes: 4 });
+    const b = await nodeState(inputs, 'b');
+    expect(b.ipcache.get('198.18.2.10/32')?.local).toBe(true);
+    expect(b.routes.size).toBe(4);
+  });
+
+  it('an agent that missed messages resumes from its last stream sequence and gets only what changed', async () => {
+    const before = await snapshotAll(inputs);
+    const lastSeqOfA = Math.max(
+      ...[...before].filter(([s]) => s.includes('.node.a.')).map(([, d]) => d.streamSeq),
+    );
+    const syncBefore = (await nodeState(inputs, 'a')).sync?.revision ?? 0;
+    const cache = endpoint('a', 'cache', '198.18.1.10', 'fd00:18:1::a');
+    await publishEndpoint(inputs, cache);
+
+    const seen: Array<PayloadOf<(typeof OUTPUT)[number]>> = [];
+    let done!: () => void;
+    const finished = new Promise<void>((r) => (done = r));
+    const consumer = await inputs.consume(
+      OUTPUT,
+      { stream: ROUTER_STREAM, filterSubjects: [routerNodeFilter('a')], startSeq: lastSeqOfA + 1 },
+      (d) => {
+        seen.push(d.value);
+        if ('ipcacheEntries' in d.value && d.value.revision > syncBefore) done();
+      },
+    );
+    await finished;
+    await consumer.stop();
+    expect(seen.map((m) => ('entry' in m ? `${m.op} ${m.entry.prefix}` : m.op))).toEqual([
+      expect.stringMatching(/^upsert (198\.18\.1\.10\/32|fd00:18:1::a\/128)$/),
+      expect.stringMatching(/^upsert (198\.18\.1\.10\/32|fd00:18:1::a\/128)$/),
+      'upsert',
+    ]);
+    expect(seen.at(-1)).toMatchObject({ ipcacheEntries: 18, routes: 4 });
+    await publishEndpoint(inputs, cache, 'delete');
+    await eventually(async () => expect((await nodeState(inputs, 'a')).ipcache.size).toBe(16));
+  });
+
+  it('a restarted router publishes nothing when in sync, and only the difference otherwise', async () => {
+    await router.stop();
+    const revisionBefore = router.revision;
+    const before = await snapshotAll(inputs);
+    const maxSeq = Math.max(...[...before.values()].map((d) => d.streamSeq));
+
+    router = startRouter(routerBus);
+    await router.start();
+    // Its consumers replay every input once more; give that time to publish anything it would.
+    await new Promise((r) => setTimeout(r, 500));
+    const same = await snapshotAll(inputs);
+    expect(Math.max(...[...same.values()].map((d) => d.streamSeq))).toBe(maxSeq);
+
+    // While the router is away, a pod goes; when it is back, only that is published.
+    await router.stop();
+    await publishEndpoint(inputs, db, 'delete');
+    router = startRouter(routerBus);
+    await router.start();
+    const after = await eventually(async () => {
+      const s = await snapshotAll(inputs);
+      expect([...s.values()].filter((d) => d.streamSeq > maxSeq)).toHaveLength(9);
+      return s;
+    });
+    const changed = [...after].filter(([, d]) => d.streamSeq > maxSeq).map(([, d]) => d.value);
+    // Per node: the pod's two addresses as tombstones, then a sync.
+    expect(
+      changed
+        .filter((m) => m.op === 'delete')
+        .map((m) => ('prefix' in m ? m.prefix : ''))
+        .sort(),
+    ).toEqual([
+      '198.18.3.10/32',
+      '198.18.3.10/32',
+      '198.18.3.10/32',
+      'fd00:18:3::a/128',
+      'fd00:18:3::a/128',
+      'fd00:18:3::a/128',
+    ]);
+    expect(changed.filter((m) => 'ipcacheEntries' in m)).toHaveLength(3);
+    for (const m of changed) expect(m.revision).toBeGreaterThan(revisionBefore);
+  });
+
+  it('converges after the NATS server restarts', async () => {
+    await nats.restart();
+    const late = endpoint('b', 'late', '198.18.2.20', 'fd00:18:2::14');
+    await eventually(() => publishEndpoint(inputs, late));
+    await eventually(async () => {
+      const s = await nodeState(inputs, 'a');
+      expect(s.ipcache.get('fd00:18:2::14/128')).toMatchObject({ hostNode: 'b' });
+      expect(s.sync?.ipcacheEntries).toBe(s.ipcache.size);
+    });
+    await publishEndpoint(inputs, late, 'delete');
+    await eventually(async () => expect((await nodeState(inputs, 'a')).ipcache.size).toBe(14));
+  });
+
+  it("a node that goes away disappears from every other node's state, and its own state is deleted", async () => {
+    await publishNode(inputs, 'c.lab', 'delete');
+    const a = await eventually(async () => {
+      const s = await nodeState(inputs, 'a');
+      expect(s.ipcache.size).toBe(10);
+      return s;
+    });
+    for (const prefix of a.ipcache.keys())
+      expect(a.ipcache.get(prefix)?.hostNode).not.toBe('c.lab');
+    expect([...a.routes.keys()].sort()).toEqual(['198.18.2.0/24', 'fd00:18:2::/112']);
+    const gone = await eventually(async () => {
+      const s = await nodeState(inputs, 'c.lab');
+      expect(s.sync?.op).toBe('delete');
+      return s;
+    });
+    expect(gone.ipcache.size + gone.routes.size).toBe(0);
+    expect(gone.sync).toMatchObject({ ipcacheEntries: 0, routes: 0 });
+  });
+});
