@@ -1,12 +1,10 @@
-import {
+import { routerIpcacheSubject, routerRouteSubject, routerSyncSubject } from '@dyad/contracts';
+import type {
+  PayloadOf,
   RouterIpcacheEvent,
   RouterRouteEvent,
   RouterSyncEvent,
-  routerIpcacheSubject,
-  routerRouteSubject,
-  routerSyncSubject,
 } from '@dyad/contracts';
-import type { PayloadOf } from '@dyad/contracts';
 import { RouterPublishError } from './errors.ts';
 import type { IpcacheEntry, NodeUpdate, RouteEntry } from './model.ts';
 
