@@ -1,0 +1,99 @@
+import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import { dirname } from 'node:path';
+import type { CniReply } from './handler.ts';
+
+const MAX_REQUEST = 8 << 20;
+
+export interface CniServer {
+  readonly path: string;
+  /** Stops accepting, waits for calls in flight, removes the socket file. */
+  close(): Promise<void>;
+}
+
+/** True when something accepts connections at `path` (another agent is alive there). */
+function inUse(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Serves dyad-cni on a unix socket: one call per connection, the request read until the client
+ * shuts its write side, the reply `<exit code>\n<stdout>`. Calls run concurrently; the agent
+ * serialises what must be serialised per attachment.
+ */
+export async function startCniServer(
+  path: string,
+  handle: (raw: string) => Promise<CniReply>,
+  onError: (err: unknown) => void,
+): Promise<CniServer> {
+  mkdirSync(dirname(path), { recursive: true });
+  if (await inUse(path)) throw new Error(`another process serves ${path}`);
+  try {
+    unlinkSync(path);
+  } catch {
+    // no stale socket
+  }
+  const inflight = new Set<Promise<void>>();
+  const sockets = new Set<Socket>();
+  // half-open: dyad-cni shuts its write side to mark the end of the request, then reads
+  const server: Server = createServer({ allowHalfOpen: true }, (sock) => {
+    sockets.add(sock);
+    sock.once('close', () => sockets.delete(sock));
+    const chunks: Buffer[] = [];
+    let size = 0;
+    sock.on('data', (d: Buffer) => {
+      size += d.length;
+      if (size > MAX_REQUEST) {
+        sock.destroy();
+        return;
+      }
+      chunks.push(d);
+    });
+    sock.on('error', onError);
+    sock.once('end', () => {
+      const p = handle(Buffer.concat(chunks).toString('utf8'))
+        .then((r) => {
+          sock.end(`${r.exitCode}\n${r.stdout}`);
+        })
+        .catch((err: unknown) => {
+          onError(err);
+          sock.destroy();
+        })
+        .finally(() => inflight.delete(p));
+      inflight.add(p);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  // root only: the socket is the node's control over pod networking
+  chmodSync(path, 0o600);
+  server.on('error', onError);
+  return {
+    path,
+    close: async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      await Promise.allSettled([...inflight]);
+      // a client that never finished its request gets no answer
+      for (const s of sockets) s.destroy();
+      await closed;
+      try {
+        unlinkSync(path);
+      } catch {
+        // already gone
+      }
+    },
+  };
+}
