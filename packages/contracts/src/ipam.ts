@@ -237,15 +237,22 @@ export const IpamNodesStream: StreamSpec = {
 export const IpamKvBucket: KvBucketSpec = {
   bucket: IPAM_KV_BUCKET,
   description:
-    'IPAM state: the cluster IPAM config, block claims, and one record per node with its blocks and pod addresses.',
+    'IPAM state: cluster config, block claims, node blocks, pod slot claims and their owners.',
   history: 1,
   storage: 'file',
 };
 
 /**
- * Keys of the DYAD_IPAM bucket. The uniqueness of a block comes from `create` on its claim key;
- * the uniqueness of an address from revision-checked updates of the node record that owns the
- * block. Keys use the node name as is (DNS subdomains are valid key tokens).
+ * Keys of the DYAD_IPAM bucket. Node names are DNS subdomains, valid key tokens as they are.
+ *
+ * - `config`: the cluster IPAM configuration the replicas run with.
+ * - `block.<family>.<cidr>`: a node block's claim (`create`: exactly one node gets a block).
+ * - `node.<name>`: the node's blocks (revision-checked update).
+ * - `slot.<node>.<n>`: pod slot n of a node (`create`): the pod holds offset 2+n of every block of
+ *   the node, so one claim covers both families and a pair's addresses share their low bits.
+ * - `owner.<node>.<containerId>` ('.' written '='): which slot a sandbox holds (`create`): a repeated request finds
+ *   its pair here; a release marks it released rather than deleting it.
+ * - `sync.<id>`: written and watched by a replica to know its watch has caught up.
  */
 export const IpamKey = {
   config: 'config',
@@ -254,20 +261,17 @@ export const IpamKey = {
   block: (family: 'IPv4' | 'IPv6', cidr: string): string =>
     `block.${family}.${cidr.replace(/:/g, '-').replace('/', '_')}`,
   blockPrefix: 'block.',
+  slot: (node: string, slot: number): string => `slot.${node}.${slot}`,
+  slotPrefix: 'slot.',
+  /** A container id may hold '.', which would split the key: it is written as '='. */
+  owner: (node: string, containerId: string): string =>
+    `owner.${node}.${containerId.replace(/\./g, '=')}`,
+  ownerPrefix: 'owner.',
+  sync: (id: string): string => `sync.${id}`,
+  syncPrefix: 'sync.',
 } as const;
 
-/** One sandbox's addresses in a node record, keyed there by container id. */
-export const IpamPodRecord = z.object({
-  namespace: z.string(),
-  pod: z.string(),
-  podUid: z.string(),
-  /** Address per family. */
-  ips: z.object({ IPv4: z.string().optional(), IPv6: z.string().optional() }),
-  /** Epoch ms of the allocation. */
-  at: z.number(),
-});
-
-/** The value under `node.<name>`: the node's blocks and every address allocated from them. */
+/** The value under `node.<name>`: the node's blocks, one per enabled family. */
 export const IpamNodeRecord = z.object({
   v: z.literal(1),
   name: z.string(),
@@ -276,18 +280,35 @@ export const IpamNodeRecord = z.object({
     IPv4: z.object({ cidr: z.string(), gateway: z.string() }).optional(),
     IPv6: z.object({ cidr: z.string(), gateway: z.string() }).optional(),
   }),
-  /** The last address handed out per family: the next search starts after it (round robin). */
-  last: z.object({ IPv4: z.string().optional(), IPv6: z.string().optional() }),
-  pods: z.record(z.string(), IpamPodRecord),
-  /** Container ids released recently, so a repeated release is not an error. */
-  released: z.record(z.string(), z.object({ podUid: z.string(), at: z.number() })),
+  /** Epoch ms; tells one incarnation of a node name from the next. */
   createdAt: z.number(),
+});
+
+/** The value under `slot.<node>.<n>`: the sandbox holding the slot, and its addresses. */
+export const IpamSlotRecord = z.object({
+  containerId: z.string(),
+  namespace: z.string(),
+  pod: z.string(),
+  podUid: z.string(),
+  /** The slot's address per family the sandbox asked for (derived from the slot; kept to read). */
+  ips: z.object({ IPv4: z.string().optional(), IPv6: z.string().optional() }),
+  /** Epoch ms of the allocation. */
+  at: z.number(),
+});
+
+/** The value under `owner.<node>.<containerId>`. */
+export const IpamOwnerRecord = z.object({
+  slot: z.number().int().min(0),
+  podUid: z.string(),
+  at: z.number(),
+  /** Epoch ms of the release; the record is kept a while so a repeated release is not an error. */
+  released: z.number().optional(),
 });
 
 /** The value under `block.<family>.<cidr>`: which node claimed the block, and when. */
 export const IpamBlockClaim = z.object({ node: z.string(), at: z.number() });
 
-/** The value under `config`: what the first replica started with; later ones must agree. */
+/** The value under `config`: what the last replica started with. */
 export const IpamClusterConfig = z.object({
   v: z.literal(1),
   /** In family order, primary first. */
@@ -296,7 +317,8 @@ export const IpamClusterConfig = z.object({
   ),
 });
 
-export type IpamPodRecordValue = z.output<typeof IpamPodRecord>;
+export type IpamSlotRecordValue = z.output<typeof IpamSlotRecord>;
+export type IpamOwnerRecordValue = z.output<typeof IpamOwnerRecord>;
 export type IpamNodeRecordValue = z.output<typeof IpamNodeRecord>;
 export type IpamBlockClaimValue = z.output<typeof IpamBlockClaim>;
 export type IpamClusterConfigValue = z.output<typeof IpamClusterConfig>;

@@ -35,7 +35,7 @@ export class BlockClaimer {
   /** Relearns which blocks are claimed from the bucket's keys. */
   async refresh(): Promise<void> {
     this.claimed.clear();
-    for (const key of await this.store.blockKeys()) this.noteKey(key);
+    for (const key of await this.store.keys(`${IpamKey.blockPrefix}>`)) this.noteKey(key);
   }
 
   noteKey(key: string): void {
@@ -71,7 +71,8 @@ export class BlockClaimer {
         if (block === undefined) break;
         const a = blockAddresses(block);
         const at = this.now();
-        const rev = await this.store.claimBlock(this.layout.family, a.cidr, { node, at });
+        const key = IpamKey.block(this.layout.family, a.cidr);
+        const rev = await this.store.create(key, { node, at });
         this.claimed.add(i);
         this.hint = i + 1n;
         if (rev === 'conflict') continue;
@@ -79,7 +80,7 @@ export class BlockClaimer {
           family: this.layout.family,
           cidr: a.cidr,
           gateway: a.gateway,
-          key: IpamKey.block(this.layout.family, a.cidr),
+          key,
           revision: rev,
           at,
         };

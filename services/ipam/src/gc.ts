@@ -1,5 +1,5 @@
 import type { Family } from '@dyad/contracts';
-import type { NodeRecord } from './record.ts';
+import type { NodeRecord, SlotRecord } from './record.ts';
 
 /**
  * Garbage-collection planning, pure. The rule that keeps it safe: an address is released only if
@@ -21,40 +21,39 @@ export interface NodesView {
   readonly nodes: ReadonlyMap<string, { readonly live: boolean; readonly since: number }>;
 }
 
-export interface PodGcCandidate {
+/** A slot claim as GC sees it: where, which revision, and what it holds. */
+export interface SlotView {
   readonly node: string;
-  readonly containerId: string;
-  readonly podUid: string;
-  readonly at: number;
+  readonly slot: number;
+  readonly rev: number;
+  readonly record: SlotRecord;
 }
 
 /** First-missed times carried from one pass to the next, per process; one map per planner. */
 export type MissSince = Map<string, number>;
 
+/** Slots whose pod has been gone for the grace period, and allocated longer ago than that. */
 export function planPodGc(
-  records: readonly NodeRecord[],
+  slots: readonly SlotView[],
   pods: PodsView,
   missed: MissSince,
   now: number,
   graceMs: number,
-): PodGcCandidate[] {
-  const out: PodGcCandidate[] = [];
+): SlotView[] {
+  const out: SlotView[] = [];
   const seen = new Set<string>();
-  for (const r of records) {
-    for (const [cid, p] of Object.entries(r.pods)) {
-      if (pods.live.has(p.podUid)) continue;
-      const key = `${r.name}/${cid}/${p.at}`;
-      seen.add(key);
-      let since = missed.get(key);
-      if (since === undefined) {
-        since = now;
-        missed.set(key, now);
-      }
-      const gone = Math.min(since, pods.goneAt.get(p.podUid) ?? Number.POSITIVE_INFINITY);
-      if (now - gone >= graceMs && now - p.at >= graceMs) {
-        out.push({ node: r.name, containerId: cid, podUid: p.podUid, at: p.at });
-      }
+  for (const s of slots) {
+    const p = s.record;
+    if (pods.live.has(p.podUid)) continue;
+    const key = `${s.node}/${s.slot}/${s.rev}`;
+    seen.add(key);
+    let since = missed.get(key);
+    if (since === undefined) {
+      since = now;
+      missed.set(key, now);
     }
+    const gone = Math.min(since, pods.goneAt.get(p.podUid) ?? Number.POSITIVE_INFINITY);
+    if (now - gone >= graceMs && now - p.at >= graceMs) out.push(s);
   }
   for (const k of missed.keys()) if (!seen.has(k)) missed.delete(k);
   return out;

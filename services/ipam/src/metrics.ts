@@ -1,27 +1,46 @@
-import { Counter, Gauge, Histogram } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import type { Registry } from 'prom-client';
 
+export interface AddressUsage {
+  readonly node: string;
+  readonly family: string;
+  readonly used: number;
+  readonly free: number;
+}
+
 export interface IpamMetrics {
-  /** Pod addresses per node and family, as of the last record this replica wrote or read. */
+  /** Pod addresses per node and family, computed at scrape time from what this replica knows. */
   readonly addresses: Gauge<'node' | 'family' | 'state'>;
+  /** Where the address gauge reads from when scraped. */
+  setAddressSource(source: () => Iterable<AddressUsage>): void;
   readonly allocations: Counter<'outcome'>;
   readonly releases: Counter<'reason'>;
   readonly exhausted: Counter<'family' | 'scope'>;
-  readonly conflicts: Counter;
-  readonly batchSize: Histogram;
+  readonly conflicts: Counter<'key'>;
   readonly nodeBlocks: Counter<'family' | 'outcome'>;
   readonly gcRuns: Counter<'outcome'>;
 }
 
 export function createIpamMetrics(registry: Registry): IpamMetrics {
   const registers = [registry];
+  let source: () => Iterable<AddressUsage> = () => [];
   return {
     addresses: new Gauge({
       name: 'dyad_ipam_addresses',
       help: 'Pod addresses of a node block: state=used or free',
       labelNames: ['node', 'family', 'state'],
       registers,
+      collect() {
+        this.reset();
+        for (const u of source()) {
+          this.set({ node: u.node, family: u.family, state: 'used' }, u.used);
+          this.set({ node: u.node, family: u.family, state: 'free' }, u.free);
+        }
+      },
     }),
+    setAddressSource(s) {
+      source = s;
+    },
     allocations: new Counter({
       name: 'dyad_ipam_allocations_total',
       help: 'Allocate requests answered: outcome=new, repeat, or the error code',
@@ -42,13 +61,8 @@ export function createIpamMetrics(registry: Registry): IpamMetrics {
     }),
     conflicts: new Counter({
       name: 'dyad_ipam_write_conflicts_total',
-      help: 'Node record writes lost to another replica and redone',
-      registers,
-    }),
-    batchSize: new Histogram({
-      name: 'dyad_ipam_batch_size',
-      help: 'Requests committed per node record write',
-      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+      help: 'Conditional writes that found the key changed (key=slot, owner): lost races, stale hints',
+      labelNames: ['key'],
       registers,
     }),
     nodeBlocks: new Counter({

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Bus, BusLogger, BusSubscription, Delivery } from '@dyad/bus';
 import { ReplyError } from '@dyad/bus';
 import type { Family, NodeObject, PayloadOf } from '@dyad/contracts';
@@ -16,6 +17,8 @@ import {
   IpamKvBucket,
   IpamNodeEvent,
   IpamNodesStream,
+  IpamOwnerRecord,
+  IpamSlotRecord,
   IpamSubject,
   K8sStream,
   ReleaseRequest,
@@ -23,20 +26,29 @@ import {
   ipamEventSubject,
   ipamNodeSubject,
 } from '@dyad/contracts';
+import type { AllocateOutcome, Held, ReleaseOutcome } from './allocator.ts';
+import { AllocationError, Allocator } from './allocator.ts';
 import type { ClaimedBlock } from './blocks.ts';
 import { BlockClaimer } from './blocks.ts';
 import { clusterConfigRecord, compatibilityProblems } from './compat.ts';
 import type { IpamConfig } from './config.ts';
 import { ConfigKey } from './config.ts';
 import { IpamConfigConflictError, StoreError } from './errors.ts';
-import type { BlockClaim, MissSince } from './gc.ts';
+import type { BlockClaim, MissSince, SlotView } from './gc.ts';
 import { planNodeGc, planOrphanBlocks, planPodGc } from './gc.ts';
 import { NodeView, readPods } from './k8s-view.ts';
-import type { IpamMetrics } from './metrics.ts';
-import { NodeQueue } from './node-queue.ts';
-import type { ApplyContext, NodeRecord, Op, OpResult, Owner, RecordIndex } from './record.ts';
-import { indexRecord, orderedAddresses, usage } from './record.ts';
-import { IpamStore, parseBlockKey } from './store.ts';
+import type { AddressUsage, IpamMetrics } from './metrics.ts';
+import type { NodeRecord } from './record.ts';
+import { addBlocks, orderedAddresses, slotCapacity } from './record.ts';
+import {
+  IpamStore,
+  containerIdOfOwnerKey,
+  decodeJson,
+  ownerFilter,
+  parseBlockKey,
+  parseSlotKey,
+} from './store.ts';
+import { IpamTable, snapshotSlots } from './table.ts';
 
 export interface IpamServiceOptions {
   readonly bus: Bus;
@@ -55,10 +67,12 @@ export interface IpamServiceOptions {
   readonly now?: () => number;
 }
 
+/** Released owner records are kept this long, so a repeated release is answered `alreadyReleased`. */
 const RELEASED_TTL_MS = 3600_000;
-const RELEASED_MAX = 1024;
 const READ_CONCURRENCY = 16;
 const TOMBSTONE_TTL = '24h';
+/** Owner records are scanned (one read each) every this many GC passes. */
+const OWNER_SCAN_EVERY = 5;
 
 /**
  * One ipam replica: answers allocate/release requests in the `ipam` queue group, assigns node
@@ -69,16 +83,21 @@ export class IpamService {
   private readonly opts: IpamServiceOptions;
   private readonly now: () => number;
   private readonly families: readonly Family[];
-  private readonly queues = new Map<string, NodeQueue>();
+  private readonly replicaId = randomBytes(6).toString('hex');
   private readonly claimers = new Map<Family, BlockClaimer>();
   private readonly ensuring = new Map<string, Promise<NodeRecord | undefined>>();
   private readonly nodeView: NodeView;
+  private readonly table: IpamTable;
   private readonly missedPods: MissSince = new Map();
   private readonly missedNodes: MissSince = new Map();
+  /** Slot claims (key@revision) whose owner was seen pointing at them: not orphans. */
+  private readonly verified = new Set<string>();
   private readonly subs: BusSubscription[] = [];
   private store: IpamStore | undefined;
+  private allocator: Allocator | undefined;
   private gcTimer: NodeJS.Timeout | undefined;
   private gcRunning: Promise<void> | undefined;
+  private gcPasses = 0;
   private stopped = false;
   private serving = false;
 
@@ -87,6 +106,8 @@ export class IpamService {
     this.now = opts.now ?? Date.now;
     this.families = opts.config.families.map((l) => l.family);
     this.nodeView = new NodeView((name, node) => this.onNodeLive(name, node));
+    this.table = new IpamTable(this.now);
+    opts.metrics.setAddressSource(() => this.usage());
   }
 
   get ready(): boolean {
@@ -97,10 +118,11 @@ export class IpamService {
     const { bus, logger } = this.opts;
     await bus.ensureStreams([K8sStream, DeadLetterStream, IpamNodesStream]);
     await bus.ensureKv([IpamKvBucket]);
-    const store = new IpamStore(await bus.kv(IPAM_KV_BUCKET));
+    const kv = await bus.kv(IPAM_KV_BUCKET);
+    const store = new IpamStore(kv);
     this.store = store;
 
-    const keys = await store.blockKeys();
+    const keys = await store.keys(`${IpamKey.blockPrefix}>`);
     const claims = keys.flatMap((k) => {
       const b = parseBlockKey(k);
       return b === undefined ? [] : [b];
@@ -112,12 +134,21 @@ export class IpamService {
       );
     }
     await this.recordConfig(store);
-
     for (const layout of this.opts.config.families) {
       const c = new BlockClaimer(layout, store, this.now);
       for (const k of keys) c.noteKey(k);
       this.claimers.set(layout.family, c);
     }
+
+    await this.table.start(kv, (err) => logger.error({ err }, 'the KV watch failed'));
+    await this.sync();
+    this.allocator = new Allocator(
+      store,
+      this.table,
+      () => this.sync(),
+      this.now,
+      (key) => this.opts.metrics.conflicts.inc({ key }),
+    );
 
     await this.nodeView.start(bus);
     const concurrency = this.opts.concurrency;
@@ -136,6 +167,7 @@ export class IpamService {
     this.scheduleGc();
     logger.info(
       {
+        replica: this.replicaId,
         families: this.opts.config.families.map((l) => ({
           family: l.family,
           maskSize: l.maskSize,
@@ -154,6 +186,11 @@ export class IpamService {
     await Promise.allSettled(this.subs.map((s) => s.stop()));
     await this.nodeView.stop();
     await this.gcRunning;
+    this.table.stop();
+  }
+
+  private sync(): Promise<void> {
+    return this.table.sync(this.requireStore().kv, this.replicaId);
   }
 
   // ---- requests ----
@@ -168,68 +205,71 @@ export class IpamService {
       this.opts.metrics.allocations.inc({ outcome: IpamErrorCode.unknownNode });
       throw new ReplyError(IpamErrorCode.unknownNode, `node ${req.node} has been deleted`);
     }
-    const op: Op = {
-      kind: 'allocate',
-      containerId: req.containerId,
-      namespace: req.namespace,
-      pod: req.pod,
-      podUid: req.podUid,
-      families,
-    };
-    let r = await this.submit(req.node, op);
-    if (r.kind === 'error' && (r.reason === 'no-record' || r.reason === 'no-block')) {
-      if (r.reason === 'no-record' && status !== 'live') {
-        this.opts.metrics.allocations.inc({ outcome: IpamErrorCode.unknownNode });
-        throw new ReplyError(
-          IpamErrorCode.unknownNode,
-          `node ${req.node} is unknown: kube-bridge has not announced it`,
-        );
-      }
-      await this.ensureNode(req.node, this.nodeView.nodes.get(req.node)?.uid ?? '');
-      r = await this.submit(req.node, op);
-      if (r.kind === 'error' && r.reason === 'no-block' && r.family !== undefined) {
-        this.exhausted(
-          req.node,
-          r.family,
-          'cluster-pool',
-          `no ${r.family} block left for node ${req.node} in ${this.cidrKey(r.family)}`,
-        );
+    let record = await this.nodeRecord(req.node);
+    if (record === undefined && status !== 'live') {
+      this.opts.metrics.allocations.inc({ outcome: IpamErrorCode.unknownNode });
+      throw new ReplyError(
+        IpamErrorCode.unknownNode,
+        `node ${req.node} is unknown: kube-bridge has not announced it`,
+      );
+    }
+    if (record === undefined || families.some((f) => record?.blocks[f] === undefined)) {
+      record = await this.guard(
+        this.ensureNode(req.node, this.nodeView.nodes.get(req.node)?.uid ?? record?.uid ?? ''),
+      );
+      const lacking = families.find((f) => record?.blocks[f] === undefined);
+      if (lacking !== undefined) {
+        const message = `no ${lacking} block left for node ${req.node} in ${this.cidrKey(lacking)}`;
+        this.opts.metrics.allocations.inc({ outcome: IpamErrorCode.exhausted });
+        throw new ReplyError(IpamErrorCode.exhausted, message);
       }
     }
-    if (r.kind === 'error') {
-      if (
-        r.code === IpamErrorCode.exhausted &&
-        r.family !== undefined &&
-        r.reason === 'node-block'
-      ) {
-        this.exhausted(req.node, r.family, 'node-block', r.message);
+    if (record === undefined)
+      throw new ReplyError(IpamErrorCode.unknownNode, `node ${req.node} has no blocks`);
+    let out: AllocateOutcome;
+    try {
+      out = await this.guard(
+        this.requireAllocator().allocate({
+          node: req.node,
+          namespace: req.namespace,
+          pod: req.pod,
+          podUid: req.podUid,
+          containerId: req.containerId,
+          families,
+          blocks: record.blocks,
+        }),
+      );
+    } catch (err) {
+      if (err instanceof ReplyError) {
+        this.opts.metrics.allocations.inc({ outcome: err.code });
+        if (err.code === IpamErrorCode.exhausted && err.cause instanceof AllocationError) {
+          const f = err.cause.family ?? families[0] ?? 'IPv4';
+          this.exhausted(req.node, f, 'node-block', err.message);
+        }
       }
-      this.opts.metrics.allocations.inc({ outcome: r.code });
-      throw new ReplyError(r.code, r.message);
+      throw err;
     }
-    if (r.kind !== 'allocated') throw new Error(`unexpected result ${r.kind} for allocate`);
-    const { owner, blocks, created } = r;
-    this.opts.metrics.allocations.inc({ outcome: created ? 'new' : 'repeat' });
-    const addresses = orderedAddresses(owner.pod, this.families)
+    this.opts.metrics.allocations.inc({ outcome: out.created ? 'new' : 'repeat' });
+    const addresses = orderedAddresses(out.record.ips, this.families)
       .filter((a) => families.includes(a.family))
       .map((a) => {
-        const b = blocks[a.family];
+        const b = record.blocks[a.family];
         if (b === undefined) throw new Error(`node ${req.node} lost its ${a.family} block`);
         return { ...a, cidr: b.cidr, gateway: b.gateway };
       });
-    const allocatedAt = new Date(owner.pod.at).toISOString();
-    if (created) {
-      const fields = this.ownerFields(req.node, owner);
+    const allocatedAt = new Date(out.record.at).toISOString();
+    if (out.created) {
+      const fields = this.heldFields(out);
       this.emit(IpamEventKind.allocated, (bus, s) =>
         bus.publish(AddressesAllocated, s, { ...fields, allocatedAt }),
       );
     }
     return {
       node: req.node,
-      namespace: owner.pod.namespace,
-      pod: owner.pod.pod,
-      podUid: owner.pod.podUid,
-      containerId: owner.containerId,
+      namespace: out.record.namespace,
+      pod: out.record.pod,
+      podUid: out.record.podUid,
+      containerId: out.record.containerId,
       addresses,
       allocatedAt,
     };
@@ -239,36 +279,63 @@ export class IpamService {
     d: Delivery<PayloadOf<typeof ReleaseRequest>>,
   ): Promise<PayloadOf<typeof ReleaseResult>> {
     const req = d.value;
-    const r = await this.submit(req.node, {
-      kind: 'release',
-      ...(req.containerId === undefined ? {} : { containerId: req.containerId }),
-      ...(req.podUid === undefined ? {} : { podUid: req.podUid }),
-    });
-    if (r.kind === 'error') {
-      if (r.reason === 'no-record') {
-        if (this.nodeView.status(req.node) === 'live') {
-          throw new ReplyError(
-            IpamErrorCode.notAllocated,
-            `nothing is allocated on node ${req.node}`,
-          );
-        }
-        throw new ReplyError(IpamErrorCode.unknownNode, `node ${req.node} is unknown`);
+    const record = await this.nodeRecord(req.node);
+    if (record === undefined) {
+      if (this.nodeView.status(req.node) === 'live') {
+        throw new ReplyError(
+          IpamErrorCode.notAllocated,
+          `nothing is allocated on node ${req.node}`,
+        );
       }
-      throw new ReplyError(r.code, r.message);
+      throw new ReplyError(IpamErrorCode.unknownNode, `node ${req.node} is unknown`);
     }
-    if (r.kind !== 'released') throw new Error(`unexpected result ${r.kind} for release`);
-    for (const o of r.owners) {
+    const allocator = this.requireAllocator();
+    let r: ReleaseOutcome;
+    if (req.containerId !== undefined) {
+      r = await this.guard(allocator.releaseContainer(req.node, req.containerId));
+      if (r.kind === 'released' && req.podUid !== undefined) {
+        r = { kind: 'released', held: r.held.filter((h) => h.record.podUid === req.podUid) };
+      }
+    } else {
+      r = await this.guard(allocator.releasePod(req.node, req.podUid ?? ''));
+    }
+    if (r.kind === 'not-allocated') {
+      const what =
+        req.containerId !== undefined
+          ? `container ${req.containerId}`
+          : `pod UID ${req.podUid ?? ''}`;
+      throw new ReplyError(
+        IpamErrorCode.notAllocated,
+        `nothing is allocated on node ${req.node} to ${what}`,
+      );
+    }
+    const held = r.kind === 'released' ? r.held : [];
+    for (const h of held) {
       this.opts.metrics.releases.inc({ reason: 'request' });
-      const fields = this.ownerFields(req.node, o);
+      const fields = this.heldFields(h);
       this.emit(IpamEventKind.released, (bus, s) =>
         bus.publish(AddressesReleased, s, { ...fields, reason: 'request' }),
       );
     }
     return {
       node: req.node,
-      released: r.owners.map((o) => this.ownerFields(req.node, o)),
-      alreadyReleased: r.already,
+      released: held.map((h) => this.heldFields(h)),
+      alreadyReleased: r.kind === 'already',
     };
+  }
+
+  /** Store failures become `unavailable`, allocation refusals their own code. */
+  private async guard<T>(p: Promise<T>): Promise<T> {
+    try {
+      return await p;
+    } catch (err) {
+      if (err instanceof AllocationError)
+        throw new ReplyError(err.code, err.message, { cause: err });
+      if (err instanceof StoreError) {
+        throw new ReplyError(IpamErrorCode.unavailable, err.message, { cause: err });
+      }
+      throw err;
+    }
   }
 
   private requestedFamilies(wanted: readonly Family[] | undefined): Family[] {
@@ -286,14 +353,14 @@ export class IpamService {
     return this.families.filter((f) => wanted.includes(f));
   }
 
-  private ownerFields(node: string, o: Owner) {
+  private heldFields(h: Held) {
     return {
-      node,
-      namespace: o.pod.namespace,
-      pod: o.pod.pod,
-      podUid: o.pod.podUid,
-      containerId: o.containerId,
-      addresses: orderedAddresses(o.pod, this.families),
+      node: h.node,
+      namespace: h.record.namespace,
+      pod: h.record.pod,
+      podUid: h.record.podUid,
+      containerId: h.record.containerId,
+      addresses: orderedAddresses(h.record.ips, this.families),
     };
   }
 
@@ -323,62 +390,27 @@ export class IpamService {
     }
   }
 
+  /** Used and free pod addresses per node and family, from the watch: for the gauge. */
+  private *usage(): Generator<AddressUsage> {
+    for (const [node, { record }] of this.table.nodes) {
+      const cap = slotCapacity(record.blocks);
+      const used = this.table.used(node, cap);
+      for (const f of ['IPv4', 'IPv6'] as const) {
+        if (record.blocks[f] !== undefined) yield { node, family: f, used, free: cap - used };
+      }
+    }
+  }
+
   // ---- node records ----
 
-  private queue(node: string): NodeQueue {
-    let q = this.queues.get(node);
-    if (q === undefined) {
-      q = new NodeQueue(node, {
-        store: this.requireStore(),
-        context: () => this.applyContext(),
-        onStored: (n, record, index) => this.observe(n, record, index),
-        onConflict: () => this.opts.metrics.conflicts.inc(),
-        onBatch: (_, size) => this.opts.metrics.batchSize.observe(size),
-      });
-      this.queues.set(node, q);
-    }
-    return q;
-  }
-
-  /** Runs one op on a node record; a store failure becomes the `unavailable` error reply. */
-  private async submit(node: string, op: Op): Promise<OpResult> {
-    try {
-      const r = await this.queue(node).submit(op);
-      if (r.kind === 'error' && r.reason === 'no-record') this.dropIdleQueue(node);
-      return r;
-    } catch (err) {
-      if (err instanceof StoreError)
-        throw new ReplyError(IpamErrorCode.unavailable, err.message, { cause: err });
-      throw err;
-    }
-  }
-
-  private dropIdleQueue(node: string): void {
-    const q = this.queues.get(node);
-    if (q?.idle === true && this.nodeView.status(node) !== 'live') this.queues.delete(node);
-  }
-
-  private applyContext(): ApplyContext {
-    return {
-      now: this.now(),
-      families: this.families,
-      releasedTtlMs: RELEASED_TTL_MS,
-      releasedMax: RELEASED_MAX,
-    };
-  }
-
-  private observe(node: string, record: NodeRecord | undefined, index: RecordIndex): void {
-    const g = this.opts.metrics.addresses;
-    if (record === undefined) {
-      for (const family of ['IPv4', 'IPv6']) {
-        for (const state of ['used', 'free']) g.remove({ node, family, state });
-      }
-      return;
-    }
-    for (const u of usage(index)) {
-      g.set({ node, family: u.family, state: 'used' }, u.used);
-      g.set({ node, family: u.family, state: 'free' }, u.free);
-    }
+  /** The node's record as the watch last told, else as stored. */
+  private async nodeRecord(name: string): Promise<NodeRecord | undefined> {
+    const cached = this.table.nodes.get(name);
+    if (cached !== undefined) return cached.record;
+    const cur = await this.guard(this.requireStore().node(name));
+    if (!cur.present) return undefined;
+    this.table.noteNode(name, cur.value, cur.revision);
+    return cur.value;
   }
 
   private onNodeLive(name: string, node: NodeObject): void {
@@ -403,10 +435,12 @@ export class IpamService {
 
   private async assignBlocks(name: string, uid: string): Promise<NodeRecord | undefined> {
     const store = this.requireStore();
-    const q = this.queue(name);
-    const before = await q.peek();
-    const missing = this.families.filter((f) => before?.blocks[f] === undefined);
-    if (missing.length === 0) return before;
+    let cur = await store.node(name);
+    const missing = this.families.filter((f) => !cur.present || cur.value.blocks[f] === undefined);
+    if (missing.length === 0) {
+      if (cur.present) this.table.noteNode(name, cur.value, cur.revision);
+      return cur.present ? cur.value : undefined;
+    }
     const claims: ClaimedBlock[] = [];
     await Promise.all(
       missing.map(async (f) => {
@@ -425,35 +459,48 @@ export class IpamService {
         claims.push(c);
       }),
     );
-    if (claims.length === 0) return before;
     // A claim older than half the orphan grace may already look orphaned to a GC: give it back
     // rather than write a record that uses it (only a stall of minutes gets here).
-    const fresh = claims.filter((c) => this.now() - c.at < this.opts.orphanGraceMs / 2);
-    const blocks: Partial<Record<Family, { cidr: string; gateway: string }>> = {};
-    for (const c of fresh) blocks[c.family] = { cidr: c.cidr, gateway: c.gateway };
-    let added: readonly Family[] = [];
+    const offer: Partial<Record<Family, { cidr: string; gateway: string }>> = {};
+    for (const c of claims) {
+      if (this.now() - c.at < this.opts.orphanGraceMs / 2)
+        offer[c.family] = { cidr: c.cidr, gateway: c.gateway };
+    }
+    let added: Family[] = [];
+    let record: NodeRecord | undefined = cur.present ? cur.value : undefined;
     try {
-      if (fresh.length > 0) {
-        const r = await q.submit({ kind: 'add-blocks', name, uid, blocks });
-        if (r.kind === 'blocks') added = r.added;
+      for (let round = 0; round < 16 && Object.keys(offer).length > 0; round++) {
+        const next = addBlocks(cur.present ? cur.value : undefined, name, uid, offer, this.now());
+        if (next.added.length === 0) {
+          record = next.record;
+          break;
+        }
+        const w = await store.writeIf(IpamKey.node(name), next.record, cur.revision);
+        if (w === 'conflict') {
+          cur = await store.node(name);
+          continue;
+        }
+        this.table.noteNode(name, next.record, w);
+        record = next.record;
+        added = next.added;
+        break;
       }
     } finally {
       for (const c of claims) {
         if (added.includes(c.family)) continue;
         // Another replica gave the node a block first, or the write failed: withdraw ours.
         this.opts.metrics.nodeBlocks.inc({ family: c.family, outcome: 'lost' });
-        await store.releaseBlock(c.key, c.revision).catch((err: unknown) => {
+        await store.deleteIf(c.key, c.revision).catch((err: unknown) => {
           this.opts.logger.warn({ err, key: c.key }, 'could not withdraw a block claim; GC will');
         });
         this.claimers.get(c.family)?.forget(c.cidr);
       }
     }
-    const after = await q.peek();
-    if (added.length > 0 && after !== undefined) {
-      this.opts.logger.info({ node: name, blocks: after.blocks }, 'node blocks assigned');
-      await this.publishAssignment(after);
+    if (added.length > 0 && record !== undefined) {
+      this.opts.logger.info({ node: name, blocks: record.blocks }, 'node blocks assigned');
+      await this.publishAssignment(record);
     }
-    return after;
+    return record;
   }
 
   private async publishAssignment(record: NodeRecord): Promise<void> {
@@ -486,14 +533,8 @@ export class IpamService {
 
   /** At start: what a replica that died between the record write and the publish did not publish. */
   private async republishAssignments(): Promise<void> {
-    try {
-      const records = await this.readAllRecords();
-      for (const r of records.values()) {
-        this.observe(r.name, r, indexRecord(r));
-        await this.publishAssignment(r);
-      }
-    } catch (err) {
-      this.opts.logger.warn({ err }, 'could not republish node assignments');
+    for (const { record } of [...this.table.nodes.values()]) {
+      await this.publishAssignment(record);
     }
   }
 
@@ -513,24 +554,17 @@ export class IpamService {
     return this.store;
   }
 
-  private async readAllRecords(): Promise<Map<string, NodeRecord>> {
-    const store = this.requireStore();
-    const names = await store.nodeNames();
-    const out = new Map<string, NodeRecord>();
-    await forEachLimited(names, READ_CONCURRENCY, async (n) => {
-      const s = await store.getNode(n);
-      if (s !== undefined) out.set(n, s.value);
-    });
-    return out;
+  private requireAllocator(): Allocator {
+    if (this.allocator === undefined) throw new Error('ipam is not started');
+    return this.allocator;
   }
 
   // ---- garbage collection ----
 
   private scheduleGc(): void {
     if (this.stopped) return;
-    const base = this.opts.gcIntervalMs;
     // Jitter, so replicas started together do not scan in lockstep.
-    const delay = base * (0.75 + Math.random() * 0.5);
+    const delay = this.opts.gcIntervalMs * (0.75 + Math.random() * 0.5);
     this.gcTimer = setTimeout(() => {
       this.gcRunning = this.gcPass()
         .catch((err: unknown) => {
@@ -544,7 +578,7 @@ export class IpamService {
     }, delay);
   }
 
-  /** One pass: released pods of gone pods, records of deleted nodes, orphan block claims. */
+  /** One pass: slots of gone pods, orphan slots and owners, deleted nodes, orphan block claims. */
   async gcPass(): Promise<void> {
     const t0 = performance.now();
     const store = this.requireStore();
@@ -554,94 +588,64 @@ export class IpamService {
       this.opts.metrics.gcRuns.inc({ outcome: 'skipped' });
       return;
     }
+    this.gcPasses++;
     const pods = await readPods(this.opts.bus);
-    const records = await this.readAllRecords();
-    const list = [...records.values()];
+    const slots = await this.slotViews();
     const now = this.now();
     let releasedOwners = 0;
     let releasedNodes = 0;
     let releasedOrphanBlocks = 0;
+    const allocator = this.requireAllocator();
 
-    for (const c of planPodGc(list, pods, this.missedPods, now, this.opts.podGraceMs)) {
-      const r = await this.queue(c.node).submit({
-        kind: 'gc-release',
-        containerId: c.containerId,
-        podUid: c.podUid,
-        at: c.at,
-      });
-      if (r.kind !== 'released') continue;
-      for (const o of r.owners) {
-        releasedOwners++;
-        this.opts.metrics.releases.inc({ reason: 'pod-deleted' });
-        const fields = this.ownerFields(c.node, o);
-        this.emit(IpamEventKind.released, (bus, s) =>
-          bus.publish(AddressesReleased, s, { ...fields, reason: 'pod-deleted' }),
-        );
-      }
+    for (const s of planPodGc(slots, pods, this.missedPods, now, this.opts.podGraceMs)) {
+      if (!(await allocator.releaseGone(s.node, s.slot, s.rev, s.record))) continue;
+      releasedOwners++;
+      this.opts.metrics.releases.inc({ reason: 'pod-deleted' });
+      const fields = this.heldFields(s);
+      this.emit(IpamEventKind.released, (bus, subj) =>
+        bus.publish(AddressesReleased, subj, { ...fields, reason: 'pod-deleted' }),
+      );
     }
+    await this.collectOrphanSlots(slots, now);
+    if (this.gcPasses % OWNER_SCAN_EVERY === 1) await this.collectOwners(now);
 
-    for (const c of planNodeGc(list, this.nodeView, this.missedNodes, now, this.opts.nodeGraceMs)) {
-      const r = await this.queue(c.node).submit({ kind: 'delete-node', createdAt: c.createdAt });
-      if (r.kind !== 'node-deleted') continue;
+    const records = new Map([...this.table.nodes].map(([n, e]) => [n, e.record]));
+    for (const c of planNodeGc(
+      [...records.values()],
+      this.nodeView,
+      this.missedNodes,
+      now,
+      this.opts.nodeGraceMs,
+    )) {
+      const record = records.get(c.node);
+      if (record === undefined || !(await this.deleteNode(record))) continue;
       releasedNodes++;
       records.delete(c.node);
-      this.queues.delete(c.node);
-      for (const [cid, pod] of Object.entries(r.record.pods)) {
-        this.opts.metrics.releases.inc({ reason: 'node-deleted' });
-        const fields = this.ownerFields(c.node, { containerId: cid, pod });
-        this.emit(IpamEventKind.released, (bus, s) =>
-          bus.publish(AddressesReleased, s, { ...fields, reason: 'node-deleted' }),
-        );
-      }
-      for (const f of ['IPv4', 'IPv6'] as const) {
-        const b = r.record.blocks[f];
-        if (b === undefined) continue;
-        const key = IpamKey.block(f, b.cidr);
-        const claim = await store.getBlockClaim(key);
-        if (
-          claim !== undefined &&
-          claim.value.node === c.node &&
-          (await store.releaseBlock(key, claim.revision))
-        ) {
-          this.opts.metrics.nodeBlocks.inc({ family: f, outcome: 'released' });
-          this.claimers.get(f)?.forget(b.cidr);
-        }
-      }
-      await this.opts.bus
-        .jsPublish(
-          IpamNodeEvent,
-          ipamNodeSubject(c.node),
-          { op: 'delete', node: c.node, blocks: this.blockList(r.record) },
-          { ttl: TOMBSTONE_TTL, ceSubject: `node/${c.node}` },
-        )
-        .catch((err: unknown) =>
-          this.opts.logger.warn({ err, node: c.node }, 'could not publish the node tombstone'),
-        );
-      this.opts.logger.info(
-        { node: c.node, blocks: r.record.blocks },
-        'deleted node: blocks returned to the pool',
-      );
     }
 
     const claims: BlockClaim[] = [];
-    await forEachLimited(await store.blockKeys(), READ_CONCURRENCY, async (key) => {
-      const b = parseBlockKey(key);
-      const claim = b === undefined ? undefined : await store.getBlockClaim(key);
-      if (b === undefined || claim === undefined) return;
-      claims.push({
-        key,
-        family: b.family,
-        cidr: b.cidr,
-        node: claim.value.node,
-        at: claim.value.at,
-        revision: claim.revision,
-      });
-    });
+    await forEachLimited(
+      await store.keys(`${IpamKey.blockPrefix}>`),
+      READ_CONCURRENCY,
+      async (key) => {
+        const b = parseBlockKey(key);
+        const claim = b === undefined ? undefined : await store.blockClaim(key);
+        if (b === undefined || claim === undefined || !claim.present) return;
+        claims.push({
+          key,
+          family: b.family,
+          cidr: b.cidr,
+          node: claim.value.node,
+          at: claim.value.at,
+          revision: claim.revision,
+        });
+      },
+    );
     for (const c of planOrphanBlocks(claims, records, now, this.opts.orphanGraceMs)) {
       // Look again right before: the record may have been written since the scan.
-      const current = await store.getNode(c.node);
-      if (current?.value.blocks[c.family]?.cidr === c.cidr) continue;
-      if (await store.releaseBlock(c.key, c.revision)) {
+      const current = await store.node(c.node);
+      if (current.present && current.value.blocks[c.family]?.cidr === c.cidr) continue;
+      if (await store.deleteIf(c.key, c.revision)) {
         releasedOrphanBlocks++;
         this.opts.metrics.nodeBlocks.inc({ family: c.family, outcome: 'released' });
         this.claimers.get(c.family)?.forget(c.cidr);
@@ -649,18 +653,140 @@ export class IpamService {
       }
     }
 
-    for (const r of records.values()) this.observe(r.name, r, indexRecord(r));
     this.opts.metrics.gcRuns.inc({ outcome: 'ok' });
     if (releasedOwners + releasedNodes + releasedOrphanBlocks > 0) {
       const summary = {
         releasedOwners,
         releasedNodes,
         releasedOrphanBlocks,
-        scannedNodes: list.length,
+        scannedNodes: records.size,
         durationMs: performance.now() - t0,
       };
       this.emit(IpamEventKind.gc, (bus, s) => bus.publish(GcCompleted, s, summary));
     }
+  }
+
+  /** Every slot claim with what it holds, read from the bucket now. */
+  private async slotViews(): Promise<SlotView[]> {
+    const out: SlotView[] = [];
+    const kv = this.requireStore().kv;
+    for (const e of await snapshotSlots(kv, IpamKey.sync(`${this.replicaId}-gc`))) {
+      const k = parseSlotKey(e.key);
+      if (k === undefined) continue;
+      try {
+        out.push({ ...k, rev: e.revision, record: decodeJson(IpamSlotRecord, e.key, e.value) });
+      } catch (err) {
+        this.opts.logger.warn({ err, key: e.key }, 'slot claim does not decode; left alone');
+      }
+    }
+    return out;
+  }
+
+  /**
+   * A slot whose owner does not point at it, once older than the pod grace period: a claim a
+   * lost race or a dead replica left behind. Each claim is checked once; a slot its owner points
+   * at stays its owner's until released.
+   */
+  private async collectOrphanSlots(slots: readonly SlotView[], now: number): Promise<void> {
+    const store = this.requireStore();
+    const todo = slots.filter(
+      (s) =>
+        now - s.record.at >= this.opts.podGraceMs &&
+        !this.verified.has(`${s.node}/${s.slot}@${s.rev}`),
+    );
+    await forEachLimited(todo, READ_CONCURRENCY, async (s) => {
+      const ow = await store.owner(s.node, s.record.containerId);
+      if (ow.present && ow.value.released === undefined && ow.value.slot === s.slot) {
+        this.verified.add(`${s.node}/${s.slot}@${s.rev}`);
+        return;
+      }
+      if (await store.deleteIf(IpamKey.slot(s.node, s.slot), s.rev)) {
+        this.table.noteSlot(s.node, s.slot, -1, false);
+        this.opts.metrics.releases.inc({ reason: 'orphan' });
+        this.opts.logger.info(
+          { node: s.node, slot: s.slot, containerId: s.record.containerId },
+          'orphan slot claim removed',
+        );
+      }
+    });
+    if (this.verified.size > 4 * (slots.length + 1024)) this.verified.clear();
+  }
+
+  /** Owner records released long ago, or pointing at a slot they do not hold for the grace period. */
+  private async collectOwners(now: number): Promise<void> {
+    const store = this.requireStore();
+    const keys = await store.keys(`${IpamKey.ownerPrefix}>`);
+    await forEachLimited(keys, READ_CONCURRENCY, async (key) => {
+      const ow = await store.read(IpamOwnerRecord, key);
+      if (!ow.present) return;
+      const o = ow.value;
+      if (o.released !== undefined) {
+        if (now - o.released >= RELEASED_TTL_MS) await store.deleteIf(key, ow.revision);
+        return;
+      }
+      if (now - o.at < this.opts.podGraceMs) return;
+      const node = key.slice(IpamKey.ownerPrefix.length, key.lastIndexOf('.'));
+      const cid = containerIdOfOwnerKey(node, key);
+      const sl = await store.slot(node, o.slot);
+      if (sl.present && sl.value.containerId === cid) return;
+      await store.deleteIf(key, ow.revision);
+    });
+  }
+
+  /** Frees everything of a deleted node, its record last, so no slot outlives the record. */
+  private async deleteNode(record: NodeRecord): Promise<boolean> {
+    const store = this.requireStore();
+    const name = record.name;
+    const cur = await store.node(name);
+    if (!cur.present || cur.value.createdAt !== record.createdAt) return false;
+    const sweepSlots = async (): Promise<void> => {
+      for (const key of await store.keys(`${IpamKey.slotPrefix}${name}.*`)) {
+        const sl = await store.read(IpamSlotRecord, key);
+        if (!sl.present || !(await store.deleteIf(key, sl.revision))) continue;
+        this.opts.metrics.releases.inc({ reason: 'node-deleted' });
+        const fields = this.heldFields({ node: name, slot: 0, record: sl.value });
+        this.emit(IpamEventKind.released, (bus, s) =>
+          bus.publish(AddressesReleased, s, { ...fields, reason: 'node-deleted' }),
+        );
+      }
+    };
+    await sweepSlots();
+    for (const key of await store.keys(ownerFilter(name))) {
+      const ow = await store.read(IpamOwnerRecord, key);
+      if (ow.present) await store.deleteIf(key, ow.revision);
+    }
+    if (!(await store.deleteIf(IpamKey.node(name), cur.revision))) return false;
+    // A request that raced the deletion may have claimed a slot meanwhile.
+    await sweepSlots();
+    for (const f of ['IPv4', 'IPv6'] as const) {
+      const b = record.blocks[f];
+      if (b === undefined) continue;
+      const key = IpamKey.block(f, b.cidr);
+      const claim = await store.blockClaim(key);
+      if (
+        claim.present &&
+        claim.value.node === name &&
+        (await store.deleteIf(key, claim.revision))
+      ) {
+        this.opts.metrics.nodeBlocks.inc({ family: f, outcome: 'released' });
+        this.claimers.get(f)?.forget(b.cidr);
+      }
+    }
+    await this.opts.bus
+      .jsPublish(
+        IpamNodeEvent,
+        ipamNodeSubject(name),
+        { op: 'delete', node: name, blocks: this.blockList(record) },
+        { ttl: TOMBSTONE_TTL, ceSubject: `node/${name}` },
+      )
+      .catch((err: unknown) =>
+        this.opts.logger.warn({ err, node: name }, 'could not publish the node tombstone'),
+      );
+    this.opts.logger.info(
+      { node: name, blocks: record.blocks },
+      'deleted node: blocks returned to the pool',
+    );
+    return true;
   }
 }
 

@@ -1,19 +1,37 @@
-import type { Family, IpamBlockClaimValue } from '@dyad/contracts';
-import { IpamBlockClaim, IpamKey, IpamNodeRecord } from '@dyad/contracts';
+import type {
+  Family,
+  IpamBlockClaimValue,
+  IpamOwnerRecordValue,
+  IpamSlotRecordValue,
+} from '@dyad/contracts';
+import {
+  IpamBlockClaim,
+  IpamKey,
+  IpamNodeRecord,
+  IpamOwnerRecord,
+  IpamSlotRecord,
+} from '@dyad/contracts';
 import type { KV } from '@dyad/bus';
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
+import type { z } from 'zod';
 import { StoreError } from './errors.ts';
 import type { NodeRecord } from './record.ts';
 
 /**
- * The DYAD_IPAM bucket, typed. Every write that decides something is conditional: `create` for a
- * claim, a revision-checked update or delete for a node record. A lost race is the value
- * 'conflict', not an exception, because it is the normal outcome under contention.
+ * The DYAD_IPAM bucket, typed. Every write that decides something is conditional: a claim is a
+ * write that expects the key's last revision to be what the caller knows (0, or the revision of
+ * the delete marker a release left), an update expects the revision read. A lost race is the
+ * value 'conflict', not an exception: under contention it is a normal outcome.
  */
 export interface Stored<T> {
   readonly value: T;
   readonly revision: number;
 }
+
+/** A key's state: a value, or absent with the revision of its delete marker (0 if never written). */
+export type Current<T> =
+  | { readonly present: true; readonly value: T; readonly revision: number }
+  | { readonly present: false; readonly revision: number };
 
 export type WriteOutcome = number | 'conflict';
 
@@ -34,6 +52,26 @@ function storeError(what: string, err: unknown): StoreError {
   });
 }
 
+export function encodeJson(v: unknown): Uint8Array {
+  return enc.encode(JSON.stringify(v));
+}
+
+export function decodeJson<S extends z.ZodType>(
+  schema: S,
+  key: string,
+  bytes: Uint8Array,
+): z.output<S> {
+  let json: unknown;
+  try {
+    json = JSON.parse(dec.decode(bytes));
+  } catch (err) {
+    throw new StoreError(`${key} does not hold JSON`, { cause: err });
+  }
+  const r = schema.safeParse(json);
+  if (!r.success) throw new StoreError(`${key} does not hold what it should: ${r.error.message}`);
+  return r.data;
+}
+
 export class IpamStore {
   readonly kv: KV;
 
@@ -41,97 +79,72 @@ export class IpamStore {
     this.kv = kv;
   }
 
-  async getNode(name: string): Promise<Stored<NodeRecord> | undefined> {
-    const key = IpamKey.node(name);
+  async read<S extends z.ZodType>(schema: S, key: string): Promise<Current<z.output<S>>> {
     const e = await this.kv.get(key).catch((err: unknown) => {
       throw storeError(`reading ${key}`, err);
     });
-    if (e === null || e.operation !== 'PUT') return undefined;
-    const parsed = IpamNodeRecord.safeParse(JSON.parse(dec.decode(e.value)));
-    if (!parsed.success) {
-      throw new StoreError(`${key} (revision ${e.revision}) does not hold a node record`);
-    }
-    return { value: parsed.data, revision: e.revision };
+    if (e === null) return { present: false, revision: 0 };
+    if (e.operation !== 'PUT') return { present: false, revision: e.revision };
+    return { present: true, value: decodeJson(schema, key, e.value), revision: e.revision };
   }
 
-  /** The revision of a node record, 0 when absent; cheaper to compare than to decode. */
-  async nodeRevision(name: string): Promise<number> {
-    const e = await this.kv.get(IpamKey.node(name)).catch((err: unknown) => {
-      throw storeError(`reading ${IpamKey.node(name)}`, err);
-    });
-    return e === null || e.operation !== 'PUT' ? 0 : e.revision;
-  }
-
-  /**
-   * Writes a node record if the stored one is still at `revision` (0: absent). `undefined`
-   * deletes it under the same condition.
-   */
-  async writeNode(
-    name: string,
-    record: NodeRecord | undefined,
-    revision: number,
-  ): Promise<WriteOutcome> {
-    const key = IpamKey.node(name);
+  /** Writes `value` if the key's last revision is `expected` (0: never written). */
+  async writeIf(key: string, value: unknown, expected: number): Promise<WriteOutcome> {
     try {
-      if (record === undefined) {
-        if (revision === 0) return 0;
-        await this.kv.delete(key, { previousSeq: revision });
-        return 0;
-      }
-      const data = enc.encode(JSON.stringify(record));
-      return revision === 0
-        ? await this.kv.create(key, data)
-        : await this.kv.update(key, data, revision);
+      return await this.kv.put(key, encodeJson(value), { previousSeq: expected });
     } catch (err) {
       if (isConflict(err)) return 'conflict';
       throw storeError(`writing ${key}`, err);
     }
   }
 
-  async nodeNames(): Promise<string[]> {
-    return (await this.listKeys(`${IpamKey.nodePrefix}>`)).map((k) =>
-      k.slice(IpamKey.nodePrefix.length),
-    );
-  }
-
-  /** Claims a block for a node: succeeds for exactly one claimant. */
-  async claimBlock(
-    family: Family,
-    cidr: string,
-    claim: IpamBlockClaimValue,
-  ): Promise<WriteOutcome> {
-    const key = IpamKey.block(family, cidr);
+  /** Deletes the key if its last revision is `expected`; false if it changed meanwhile. */
+  async deleteIf(key: string, expected: number): Promise<boolean> {
     try {
-      return await this.kv.create(key, enc.encode(JSON.stringify(claim)));
-    } catch (err) {
-      if (isConflict(err)) return 'conflict';
-      throw storeError(`claiming ${key}`, err);
-    }
-  }
-
-  async getBlockClaim(key: string): Promise<Stored<IpamBlockClaimValue> | undefined> {
-    const e = await this.kv.get(key).catch((err: unknown) => {
-      throw storeError(`reading ${key}`, err);
-    });
-    if (e === null || e.operation !== 'PUT') return undefined;
-    const parsed = IpamBlockClaim.safeParse(JSON.parse(dec.decode(e.value)));
-    if (!parsed.success) throw new StoreError(`${key} does not hold a block claim`);
-    return { value: parsed.data, revision: e.revision };
-  }
-
-  /** Withdraws a claim if it is still the one read at `revision`. */
-  async releaseBlock(key: string, revision: number): Promise<boolean> {
-    try {
-      await this.kv.delete(key, { previousSeq: revision });
+      await this.kv.delete(key, { previousSeq: expected });
       return true;
     } catch (err) {
       if (isConflict(err)) return false;
-      throw storeError(`releasing ${key}`, err);
+      throw storeError(`deleting ${key}`, err);
     }
   }
 
-  async blockKeys(): Promise<string[]> {
-    return this.listKeys(`${IpamKey.blockPrefix}>`);
+  /** `create` that also succeeds over a delete marker, at the cost of reading it. */
+  async create(key: string, value: unknown): Promise<WriteOutcome> {
+    try {
+      return await this.kv.create(key, encodeJson(value));
+    } catch (err) {
+      if (isConflict(err)) return 'conflict';
+      throw storeError(`creating ${key}`, err);
+    }
+  }
+
+  async keys(filter: string): Promise<string[]> {
+    try {
+      const out: string[] = [];
+      for await (const k of await this.kv.keys(filter)) out.push(k);
+      return out;
+    } catch (err) {
+      throw storeError(`listing ${filter}`, err);
+    }
+  }
+
+  // ---- typed shortcuts ----
+
+  node(name: string): Promise<Current<NodeRecord>> {
+    return this.read(IpamNodeRecord, IpamKey.node(name));
+  }
+
+  slot(node: string, slot: number): Promise<Current<IpamSlotRecordValue>> {
+    return this.read(IpamSlotRecord, IpamKey.slot(node, slot));
+  }
+
+  owner(node: string, containerId: string): Promise<Current<IpamOwnerRecordValue>> {
+    return this.read(IpamOwnerRecord, IpamKey.owner(node, containerId));
+  }
+
+  blockClaim(key: string): Promise<Current<IpamBlockClaimValue>> {
+    return this.read(IpamBlockClaim, key);
   }
 
   async getJson(key: string): Promise<Stored<unknown> | undefined> {
@@ -141,17 +154,7 @@ export class IpamStore {
   }
 
   async putJson(key: string, value: unknown): Promise<number> {
-    return this.kv.put(key, enc.encode(JSON.stringify(value)));
-  }
-
-  private async listKeys(filter: string): Promise<string[]> {
-    try {
-      const out: string[] = [];
-      for await (const k of await this.kv.keys(filter)) out.push(k);
-      return out;
-    } catch (err) {
-      throw storeError(`listing ${filter}`, err);
-    }
+    return this.kv.put(key, encodeJson(value));
   }
 }
 
@@ -163,4 +166,21 @@ export function parseBlockKey(key: string): { family: Family; cidr: string } | u
     family: m[1] as Family,
     cidr: `${(m[2] as string).replace(/-/g, ':')}/${m[3] as string}`,
   };
+}
+
+/** `slot.<node>.<n>` → node and slot; undefined for other keys. */
+export function parseSlotKey(key: string): { node: string; slot: number } | undefined {
+  const m = /^slot\.(.+)\.([0-9]+)$/.exec(key);
+  if (m === null) return undefined;
+  return { node: m[1] as string, slot: Number(m[2]) };
+}
+
+/** Every owner key of one node (the container id is one token: its dots are written '='). */
+export function ownerFilter(node: string): string {
+  return `${IpamKey.ownerPrefix}${node}.*`;
+}
+
+/** The container id of an owner key of `node`. */
+export function containerIdOfOwnerKey(node: string, key: string): string {
+  return key.slice(`${IpamKey.ownerPrefix}${node}.`.length).replace(/=/g, '.');
 }

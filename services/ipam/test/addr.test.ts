@@ -21,7 +21,14 @@ describe('addresses', () => {
     expect(parseIPv6('fd00:0:0:0:0:0:0:1')).toBe(parseIPv6('fd00::1'));
     expect(parseIPv6('::')).toBe(0n);
     expect(parseIPv6('::ffff:198.18.0.1')).toBe((0xffffn << 32n) | 0xc6120001n);
-    for (const bad of ['fd00:::1', 'fd00::1::2', '1:2:3:4:5:6:7:8:9', '12345::', 'fd00::1%eth0', ':']) {
+    for (const bad of [
+      'fd00:::1',
+      'fd00::1::2',
+      '1:2:3:4:5:6:7:8:9',
+      '12345::',
+      'fd00::1%eth0',
+      ':',
+    ]) {
       expect(parseIPv6(bad), bad).toBeUndefined();
     }
   });
@@ -43,7 +50,10 @@ describe('addresses', () => {
     expect(parseCidr('fd00::1/64')).toMatchObject({ ok: false });
     expect(parseCidr('198.18.0.0/33')).toMatchObject({ ok: false });
     expect(parseCidr('198.18.0.0')).toMatchObject({ ok: false });
-    expect(parseCidr('fd00::/104')).toMatchObject({ ok: true, cidr: { family: 'IPv6', prefix: 104 } });
+    expect(parseCidr('fd00::/104')).toMatchObject({
+      ok: true,
+      cidr: { family: 'IPv6', prefix: 104 },
+    });
   });
 
   it('finds overlaps only within a family', () => {

@@ -70,7 +70,12 @@ describe('block carving', () => {
 describe('reserved addresses', () => {
   it('IPv4 /24: network, gateway (.1) and broadcast are reserved, 253 left from .2 to .254', () => {
     const a = blockAddresses(cidr('198.18.7.0/24'));
-    expect(a).toMatchObject({ cidr: '198.18.7.0/24', gateway: '198.18.7.1', first: 2n, last: 254n });
+    expect(a).toMatchObject({
+      cidr: '198.18.7.0/24',
+      gateway: '198.18.7.1',
+      first: 2n,
+      last: 254n,
+    });
     expect(a.usable).toBe(253n);
   });
   it('IPv6 /120: subnet-router anycast (::0) and gateway (::1) reserved, no broadcast', () => {

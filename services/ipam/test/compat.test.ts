@@ -24,7 +24,9 @@ describe('a configuration taking over existing state', () => {
   it('switching IPv6 off while nodes hold IPv6 blocks is refused, naming enable-ipv6', () => {
     const off = { ...dual, 'enable-ipv6': 'false' };
     expect(compatibilityProblems(parseIpamConfig(off), claims)).toEqual([
-      expect.stringMatching(/^enable-ipv6 is false, but nodes hold IPv6 blocks.*fd00:d1ad::300\/120/),
+      expect.stringMatching(
+        /^enable-ipv6 is false, but nodes hold IPv6 blocks.*fd00:d1ad::300\/120/,
+      ),
     ]);
   });
 

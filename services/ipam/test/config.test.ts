@@ -81,15 +81,22 @@ describe('IPAM configuration', () => {
   });
 
   it('a mask size must be longer than every pool prefix: /32 and /128 pools cannot be carved', () => {
-    expect(problems({ 'cluster-pool-ipv4-cidr': '198.18.0.5/32', 'cluster-pool-ipv4-mask-size': '30' })).toEqual([
+    expect(
+      problems({ 'cluster-pool-ipv4-cidr': '198.18.0.5/32', 'cluster-pool-ipv4-mask-size': '30' }),
+    ).toEqual([
       'cluster-pool-ipv4-mask-size: 30 is not longer than the prefix of pool 198.18.0.5/32 in cluster-pool-ipv4-cidr',
     ]);
     expect(
       problems({ ...V4, 'enable-ipv6': 'true', 'cluster-pool-ipv6-cidr': 'fd00::5/128' })[0],
-    ).toMatch(/^cluster-pool-ipv6-mask-size: 120 is not longer than the prefix of pool fd00::5\/128/);
-    expect(problems({ 'cluster-pool-ipv4-cidr': '198.18.0.0/24', 'cluster-pool-ipv4-mask-size': '24' })[0]).toMatch(
-      /^cluster-pool-ipv4-mask-size: 24 is not longer/,
+    ).toMatch(
+      /^cluster-pool-ipv6-mask-size: 120 is not longer than the prefix of pool fd00::5\/128/,
     );
+    expect(
+      problems({
+        'cluster-pool-ipv4-cidr': '198.18.0.0/24',
+        'cluster-pool-ipv4-mask-size': '24',
+      })[0],
+    ).toMatch(/^cluster-pool-ipv4-mask-size: 24 is not longer/);
   });
 
   it('a mask size that leaves no pod address is refused; the longest usable ones are accepted', () => {

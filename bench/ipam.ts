@@ -1,0 +1,259 @@
+// `npm run bench -- ipam [--pairs N] [--concurrency C] [--per-node P]`
+// Dual-stack pod address allocation through real ipam processes (1, then 2 replicas) against a
+// local nats-server, next to the raw JetStream KV `create` rate for the same number of keys,
+// measured in the same run. Each pair is acknowledged only after its node record write was
+// acknowledged by JetStream (file storage). The load generator sends real AllocateRequest
+// CloudEvents, encoded before the clock starts, over a plain connection, and reads the reply's
+// type header and JSON: so the figure is ipam's, not the generator's. Detail lines go to
+// stderr; the last stdout line is the summary JSON.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import type { Bus } from '@dyad/bus';
+import {
+  AllocateRequest,
+  Allocation,
+  Header,
+  IPAM_KV_BUCKET,
+  IpamNodesStream,
+  IpamSubject,
+  encodeEvent,
+} from '@dyad/contracts';
+import { startNats } from '@dyad/testbed';
+import type { NatsServer } from '@dyad/testbed';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { connect, headers as natsHeaders } from '@nats-io/transport-node';
+import type { MsgHdrs, NatsConnection } from '@nats-io/transport-node';
+import {
+  DUAL_STACK,
+  allocate,
+  clientBus,
+  ipamKv,
+  metricValue,
+  podRef,
+  pool,
+  publishNode,
+  readRecords,
+  startReplica,
+} from '../services/ipam/test/harness.ts';
+import type { PodRef, Replica } from '../services/ipam/test/harness.ts';
+
+const { values: opts } = parseArgs({
+  args: process.argv.slice(2).filter((a) => a !== 'ipam'),
+  options: {
+    pairs: { type: 'string', default: '20000' },
+    concurrency: { type: 'string', default: '256' },
+    'per-node': { type: 'string', default: '200' },
+  },
+});
+const PAIRS = Number(opts.pairs);
+const CONCURRENCY = Number(opts.concurrency);
+const PER_NODE = Number(opts['per-node']);
+const NODES = Math.ceil(PAIRS / PER_NODE);
+const WARMUP_PER_NODE = 10;
+
+const log = (...a: unknown[]): void => console.error('[bench ipam]', ...a);
+
+function seconds(t0: number): number {
+  return (performance.now() - t0) / 1000;
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+}
+
+/** The baseline: N `create`s of fresh keys, same concurrency, one client connection. */
+async function kvCreateRate(nc: NatsConnection, n: number): Promise<number> {
+  const kv = await new Kvm(jetstream(nc)).create('BENCH_RAW', { history: 1 });
+  const value = new TextEncoder().encode(
+    JSON.stringify({
+      namespace: 'default',
+      pod: 'p-000000',
+      podUid: 'uid-p-000000',
+      ips: { IPv4: '198.18.0.2', IPv6: 'fd00:d1ad::2' },
+      at: Date.now(),
+    }),
+  );
+  const keys = Array.from(
+    { length: n },
+    (_, i) => `ip.IPv4.198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`,
+  );
+  const t0 = performance.now();
+  await pool(keys, CONCURRENCY, (k) => kv.create(k, value));
+  const rate = n / seconds(t0);
+  await kv.destroy();
+  return rate;
+}
+
+async function resetIpamState(nc: NatsConnection): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  for (const s of [`KV_${IPAM_KV_BUCKET}`, IpamNodesStream.name]) {
+    await jsm.streams.delete(s).catch(() => undefined);
+  }
+}
+
+async function waitForNodes(bus: Bus, n: number): Promise<void> {
+  const kv = await ipamKv(bus);
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const records = await readRecords(kv);
+    const full = [...records.values()].filter((r) => r.blocks.IPv4 && r.blocks.IPv6).length;
+    if (full >= n) return;
+    if (Date.now() > deadline) throw new Error(`only ${full} of ${n} nodes have blocks`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function encodeRequest(p: PodRef): { body: Uint8Array; headers: MsgHdrs } {
+  const ev = encodeEvent(
+    AllocateRequest,
+    {
+      node: p.node,
+      namespace: p.namespace,
+      pod: p.pod,
+      podUid: p.podUid,
+      containerId: p.containerId,
+    },
+    { source: '/dyad/bench' },
+  );
+  const h = natsHeaders();
+  for (const [k, v] of Object.entries(ev.headers)) h.set(k, v);
+  return { body: ev.body, headers: h };
+}
+
+/** CPU seconds (user + system) a process has used, from /proc. */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+interface Run {
+  readonly cpuPerReplica: number[];
+  readonly pairsPerS: number;
+  readonly latenciesMs: number[];
+  readonly conflicts: number;
+  readonly batches: number;
+}
+
+async function measure(
+  nats: NatsServer,
+  bus: Bus,
+  nc: NatsConnection,
+  replicas: number,
+): Promise<Run> {
+  await resetIpamState(nc);
+  const procs: Replica[] = [];
+  try {
+    for (let i = 0; i < replicas; i++) {
+      procs.push(
+        await startReplica(
+          nats.url,
+          { ...DUAL_STACK, LOG_LEVEL: 'warn' },
+          `bench-${replicas}r-${i}`,
+        ),
+      );
+    }
+    await waitForNodes(bus, NODES);
+    const node = (i: number): string => `bench-node-${i % NODES}`;
+    const warm: PodRef[] = Array.from({ length: NODES * WARMUP_PER_NODE }, (_, i) =>
+      podRef(i, node(i), `w${replicas}`),
+    );
+    await pool(warm, CONCURRENCY, (p) => allocate(bus, p));
+    const pods: PodRef[] = Array.from({ length: PAIRS }, (_, i) =>
+      podRef(i, node(i), `b${replicas}`),
+    );
+    const requests = pods.map(encodeRequest);
+    const latencies = new Array<number>(PAIRS);
+    const seen4 = new Set<string>();
+    const seen6 = new Set<string>();
+    const cpu0 = procs.map((p) => cpuSeconds(p.proc.pid));
+    const t0 = performance.now();
+    await pool(requests, CONCURRENCY, async (r, i) => {
+      const s = performance.now();
+      const m = await nc.request(IpamSubject.allocate, r.body, {
+        headers: r.headers,
+        timeout: 30_000,
+      });
+      latencies[i] = performance.now() - s;
+      if (m.headers?.get(Header.type) !== Allocation.type) {
+        throw new Error(`allocation ${i} refused: ${new TextDecoder().decode(m.data)}`);
+      }
+      const a = JSON.parse(new TextDecoder().decode(m.data)) as {
+        addresses: { family: string; address: string }[];
+      };
+      for (const x of a.addresses) (x.family === 'IPv4' ? seen4 : seen6).add(x.address);
+    });
+    const elapsed = seconds(t0);
+    const cpuPerReplica = procs.map((p, i) => (cpuSeconds(p.proc.pid) - (cpu0[i] ?? 0)) / elapsed);
+    if (seen4.size !== PAIRS || seen6.size !== PAIRS) {
+      throw new Error(
+        `duplicate addresses: ${seen4.size} IPv4 and ${seen6.size} IPv6 for ${PAIRS} pairs`,
+      );
+    }
+    let conflicts = 0;
+    let batches = 0;
+    for (const r of procs) {
+      const m = await r.metrics();
+      conflicts += metricValue(m, 'dyad_ipam_write_conflicts_total');
+      batches += metricValue(m, 'dyad_ipam_allocations_total', { outcome: 'new' });
+    }
+    return {
+      cpuPerReplica,
+      pairsPerS: PAIRS / elapsed,
+      latenciesMs: latencies.sort((a, b) => a - b),
+      conflicts,
+      batches,
+    };
+  } finally {
+    await Promise.all(procs.map((p) => p.proc.stop()));
+  }
+}
+
+async function main(): Promise<void> {
+  const nats = await startNats();
+  const nc = await connect({ servers: nats.url, name: 'bench-raw' });
+  const bus = await clientBus(nats.url, 'bench-ipam');
+  try {
+    log(`${PAIRS} dual-stack pairs over ${NODES} nodes, ${CONCURRENCY} requests in flight`);
+    for (let i = 0; i < NODES; i++) await publishNode(bus, `bench-node-${i}`);
+
+    const kvCreate = await kvCreateRate(nc, PAIRS);
+    log(`raw kv.create: ${kvCreate.toFixed(0)}/s`);
+    const one = await measure(nats, bus, nc, 1);
+    const cpu = (r: Run) => r.cpuPerReplica.map((c) => c.toFixed(2)).join(' + ');
+    log(
+      `1 replica: ${one.pairsPerS.toFixed(0)} pairs/s, ${one.batches} new, ${one.conflicts} write conflicts, cores ${cpu(one)}`,
+    );
+    const two = await measure(nats, bus, nc, 2);
+    log(
+      `2 replicas: ${two.pairsPerS.toFixed(0)} pairs/s, ${two.batches} new, ${two.conflicts} write conflicts, cores ${cpu(two)}`,
+    );
+    const round = (x: number, d = 0) => Number(x.toFixed(d));
+    console.log(
+      JSON.stringify({
+        bench: 'ipam',
+        pairs: PAIRS,
+        nodes: NODES,
+        concurrency: CONCURRENCY,
+        pairs_per_s_1r: round(one.pairsPerS),
+        pairs_per_s_2r: round(two.pairsPerS),
+        p50_ms: round(percentile(two.latenciesMs, 50), 2),
+        p99_ms: round(percentile(two.latenciesMs, 99), 2),
+        kv_create_per_s: round(kvCreate),
+        kv_create_ratio: round(two.pairsPerS / kvCreate, 3),
+      }),
+    );
+  } finally {
+    await bus.close();
+    await nc.close();
+    await nats.stop();
+  }
+}
+
+await main();

@@ -1,0 +1,245 @@
+import type { KV } from '@dyad/bus';
+import { IpamKey, IpamNodeRecord } from '@dyad/contracts';
+import { nextFree } from './carve.ts';
+import type { NodeRecord } from './record.ts';
+import { decodeJson, parseSlotKey } from './store.ts';
+
+/**
+ * Every slot claim with its value, as stored now: a watch read until a marker written after it
+ * started comes back. For GC, which needs the values the table does not keep.
+ */
+export async function snapshotSlots(
+  kv: KV,
+  marker: string,
+): Promise<{ key: string; revision: number; value: Uint8Array }[]> {
+  const w = await kv.watch({ key: [`${IpamKey.slotPrefix}>`, marker] });
+  const rev = await kv.put(marker, String(Date.now()));
+  const out = new Map<string, { key: string; revision: number; value: Uint8Array }>();
+  try {
+    for await (const e of w) {
+      if (e.key === marker) {
+        if (e.revision >= rev) break;
+        continue;
+      }
+      if (e.operation === 'PUT')
+        out.set(e.key, { key: e.key, revision: e.revision, value: e.value });
+      else out.delete(e.key);
+    }
+  } finally {
+    w.stop();
+  }
+  return [...out.values()];
+}
+
+/**
+ * What this replica knows of the bucket's node records and slot claims, fed by a KV watch and by
+ * its own writes. It is a hint, never the judge: it picks a slot likely to be free and knows the
+ * revision to expect when claiming it (the delete marker a release left), so a claim usually
+ * succeeds on the first write; a stale hint only costs a conflict, which the claim survives.
+ */
+export interface SlotState {
+  /** Revision of the key's last message; -1: not known (read the key before claiming it). */
+  readonly rev: number;
+  readonly live: boolean;
+}
+
+class NodeSlots {
+  readonly slots = new Map<number, SlotState>();
+  /** Slots this replica is claiming right now. */
+  readonly pending = new Set<number>();
+  liveCount = 0;
+  cursor: number | undefined;
+
+  set(slot: number, s: SlotState): void {
+    const prev = this.slots.get(slot);
+    if (prev !== undefined && prev.rev > s.rev && s.rev !== -1) return;
+    if (prev?.live === true) this.liveCount--;
+    if (s.live) this.liveCount++;
+    this.slots.set(slot, s);
+  }
+}
+
+export interface Pick {
+  readonly slot: number;
+  /** The revision a claim of this slot expects. */
+  readonly expected: number;
+}
+
+export class IpamTable {
+  readonly nodes = new Map<string, { record: NodeRecord; rev: number }>();
+  private readonly bySlotNode = new Map<string, NodeSlots>();
+  private readonly waiters: { key: string; rev: number; resolve: () => void }[] = [];
+  private readonly syncSeen = new Map<string, number>();
+  private readonly now: () => number;
+  private stopWatch: (() => void) | undefined;
+  private closed = false;
+
+  constructor(now: () => number = Date.now) {
+    this.now = now;
+  }
+
+  /** Follows the bucket's node, slot and sync keys from their current values on. */
+  async start(kv: KV, onError: (err: unknown) => void): Promise<void> {
+    // Slots are followed by key and revision only: values are read by GC when it needs them.
+    const slots = await kv.watch({
+      key: [`${IpamKey.slotPrefix}>`, `${IpamKey.syncPrefix}>`],
+      headers_only: true,
+    });
+    const nodes = await kv.watch({ key: [`${IpamKey.nodePrefix}>`, `${IpamKey.syncPrefix}>`] });
+    this.stopWatch = () => {
+      slots.stop();
+      nodes.stop();
+    };
+    this.follow(0, slots, onError);
+    this.follow(1, nodes, onError);
+  }
+
+  private follow(
+    source: number,
+    w: AsyncIterable<{
+      key: string;
+      operation: 'PUT' | 'DEL' | 'PURGE';
+      revision: number;
+      value: Uint8Array;
+    }>,
+    onError: (err: unknown) => void,
+  ): void {
+    void (async () => {
+      try {
+        for await (const e of w) this.apply(e.key, e.operation, e.revision, e.value, source);
+      } catch (err) {
+        if (!this.closed) onError(err);
+      }
+    })();
+  }
+
+  stop(): void {
+    this.closed = true;
+    this.stopWatch?.();
+  }
+
+  /**
+   * Resolves once the watch has delivered everything written before this call: write a sync
+   * key, wait to see it come back.
+   */
+  async sync(kv: KV, replicaId: string): Promise<void> {
+    const key = IpamKey.sync(replicaId);
+    const rev = await kv.put(key, String(this.now()));
+    // A watch may deliver the marker before the put's acknowledgement arrives.
+    if (this.seenByAll(key, rev)) return;
+    await new Promise<void>((resolve) => this.waiters.push({ key, rev, resolve }));
+  }
+
+  private seenByAll(key: string, rev: number): boolean {
+    return [0, 1].every((src) => (this.syncSeen.get(`${src}|${key}`) ?? 0) >= rev);
+  }
+
+  apply(
+    key: string,
+    op: 'PUT' | 'DEL' | 'PURGE',
+    rev: number,
+    value: Uint8Array,
+    source = 0,
+  ): void {
+    if (key.startsWith(IpamKey.slotPrefix)) {
+      const k = parseSlotKey(key);
+      if (k === undefined) return;
+      this.noteSlot(k.node, k.slot, rev, op === 'PUT');
+    } else if (key.startsWith(IpamKey.nodePrefix)) {
+      const name = key.slice(IpamKey.nodePrefix.length);
+      const have = this.nodes.get(name);
+      if (have !== undefined && have.rev > rev) return;
+      if (op === 'PUT') {
+        try {
+          this.nodes.set(name, { record: decodeJson(IpamNodeRecord, key, value), rev });
+        } catch {
+          this.nodes.delete(name);
+        }
+      } else {
+        this.nodes.delete(name);
+        this.bySlotNode.delete(name);
+      }
+    } else if (key.startsWith(IpamKey.syncPrefix)) {
+      const seen = `${source}|${key}`;
+      this.syncSeen.set(seen, Math.max(rev, this.syncSeen.get(seen) ?? 0));
+      for (let i = this.waiters.length - 1; i >= 0; i--) {
+        const w = this.waiters[i];
+        if (w !== undefined && w.key === key && this.seenByAll(key, w.rev)) {
+          this.waiters.splice(i, 1);
+          w.resolve();
+        }
+      }
+    }
+  }
+
+  noteNode(name: string, record: NodeRecord, rev: number): void {
+    const have = this.nodes.get(name);
+    if (have === undefined || have.rev <= rev) this.nodes.set(name, { record, rev });
+  }
+
+  private slotsOf(node: string): NodeSlots {
+    let s = this.bySlotNode.get(node);
+    if (s === undefined) {
+      s = new NodeSlots();
+      this.bySlotNode.set(node, s);
+    }
+    return s;
+  }
+
+  /** A slot's state as learnt from a write or the watch; older revisions do not overwrite newer. */
+  noteSlot(node: string, slot: number, rev: number, live: boolean): void {
+    this.slotsOf(node).set(slot, { rev, live });
+  }
+
+  /** A claim lost: someone holds the slot, revision unknown until the watch says. */
+  noteTaken(node: string, slot: number): void {
+    const s = this.slotsOf(node);
+    // Another replica is working this part of the block: search elsewhere from now on.
+    s.cursor = undefined;
+    const prev = s.slots.get(slot);
+    if (prev?.live === true) return;
+    s.set(slot, { rev: -1, live: true });
+  }
+
+  /** A slot believed free (or never used), not being claimed here; it is marked pending. */
+  pick(node: string, capacity: number): Pick | undefined {
+    const s = this.slotsOf(node);
+    if (s.cursor === undefined) s.cursor = Math.floor(Math.random() * Math.max(1, capacity));
+    const taken = (x: bigint): boolean => {
+      const n = Number(x);
+      return s.slots.get(n)?.live === true || s.pending.has(n);
+    };
+    let takenCount = s.pending.size;
+    for (const [n, st] of s.slots) if (st.live && n < capacity && !s.pending.has(n)) takenCount++;
+    const found = nextFree(taken, takenCount, 0n, BigInt(capacity - 1), BigInt(s.cursor));
+    if (found === undefined) return undefined;
+    const slot = Number(found);
+    s.cursor = slot + 1 >= capacity ? 0 : slot + 1;
+    s.pending.add(slot);
+    const st = s.slots.get(slot);
+    return { slot, expected: st === undefined ? 0 : st.rev };
+  }
+
+  /** Ends a pick: the claim is written, lost or abandoned. */
+  settle(node: string, slot: number): void {
+    this.bySlotNode.get(node)?.pending.delete(slot);
+  }
+
+  /** Live slots of a node inside its capacity. */
+  used(node: string, capacity: number): number {
+    const s = this.bySlotNode.get(node);
+    if (s === undefined) return 0;
+    if (s.slots.size <= capacity) return s.liveCount;
+    let n = 0;
+    for (const [k, st] of s.slots) if (st.live && k < capacity) n++;
+    return n;
+  }
+
+  slotState(node: string, slot: number): SlotState | undefined {
+    return this.bySlotNode.get(node)?.slots.get(slot);
+  }
+
+  nodeNames(): string[] {
+    return [...new Set([...this.nodes.keys(), ...this.bySlotNode.keys()])];
+  }
+}

@@ -1,0 +1,156 @@
+// An in-memory stand-in for a JetStream KV bucket with history 1: the same revision checks, delete
+// markers and watch order, so the allocation protocol can be driven through races and failures
+// without a server. Only what ipam uses is implemented.
+import type { KV } from '@dyad/bus';
+import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
+
+interface Msg {
+  key: string;
+  rev: number;
+  op: 'PUT' | 'DEL' | 'PURGE';
+  value: Uint8Array;
+}
+
+export interface Fault {
+  /** Called before each write; throw to fail it (the write does not happen). */
+  beforeWrite?: (key: string, op: 'PUT' | 'DEL') => void;
+}
+
+function matches(filter: string, key: string): boolean {
+  const f = filter.split('.');
+  const k = key.split('.');
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '>') return k.length > i;
+    if (i >= k.length) return false;
+    if (f[i] !== '*' && f[i] !== k[i]) return false;
+  }
+  return f.length === k.length;
+}
+
+function conflict(): JetStreamApiError {
+  return new JetStreamApiError({
+    code: 400,
+    err_code: JetStreamApiCodes.StreamWrongLastSequence,
+    description: 'wrong last sequence',
+  });
+}
+
+export class FakeKv {
+  readonly last = new Map<string, Msg>();
+  seq = 0;
+  writes = 0;
+  fault: Fault = {};
+  private readonly watchers = new Set<{ filters: string[]; push: (m: Msg) => void }>();
+
+  private write(key: string, op: 'PUT' | 'DEL', value: Uint8Array, previousSeq?: number): number {
+    this.fault.beforeWrite?.(key, op);
+    const cur = this.last.get(key);
+    if (previousSeq !== undefined && (cur?.rev ?? 0) !== previousSeq) throw conflict();
+    const m: Msg = { key, rev: ++this.seq, op, value };
+    this.last.set(key, m);
+    this.writes++;
+    for (const w of this.watchers) if (w.filters.some((f) => matches(f, key))) w.push(m);
+    return m.rev;
+  }
+
+  /** Live keys (not delete markers) matching a filter. */
+  liveKeys(filter = '>'): string[] {
+    return [...this.last.values()]
+      .filter((m) => m.op === 'PUT' && matches(filter, m.key))
+      .map((m) => m.key);
+  }
+
+  json(key: string): unknown {
+    const m = this.last.get(key);
+    return m === undefined || m.op !== 'PUT'
+      ? undefined
+      : JSON.parse(new TextDecoder().decode(m.value));
+  }
+
+  asKv(): KV {
+    const entry = (m: Msg) => ({
+      bucket: 'FAKE',
+      key: m.key,
+      rawKey: m.key,
+      value: m.value,
+      created: new Date(),
+      revision: m.rev,
+      operation: m.op,
+      length: m.value.length,
+      json: <T>() => JSON.parse(new TextDecoder().decode(m.value)) as T,
+      string: () => new TextDecoder().decode(m.value),
+    });
+    const tick = () => new Promise<void>((r) => setImmediate(r));
+    const kv = {
+      get: async (key: string) => {
+        await tick();
+        const m = this.last.get(key);
+        return m === undefined ? null : entry(m);
+      },
+      put: async (key: string, value: Uint8Array, opts?: { previousSeq?: number }) => {
+        await tick();
+        return this.write(key, 'PUT', value, opts?.previousSeq);
+      },
+      create: async (key: string, value: Uint8Array) => {
+        await tick();
+        const cur = this.last.get(key);
+        return this.write(key, 'PUT', value, cur === undefined || cur.op === 'PUT' ? 0 : cur.rev);
+      },
+      update: async (key: string, value: Uint8Array, version: number) => {
+        await tick();
+        return this.write(key, 'PUT', value, version);
+      },
+      delete: async (key: string, opts?: { previousSeq?: number }) => {
+        await tick();
+        this.write(key, 'DEL', new Uint8Array(), opts?.previousSeq);
+      },
+      keys: async (filter: string | string[] = '>') => {
+        await tick();
+        const fs = Array.isArray(filter) ? filter : [filter];
+        const ks = [...this.last.values()]
+          .filter((m) => m.op === 'PUT' && fs.some((f) => matches(f, m.key)))
+          .map((m) => m.key);
+        return (async function* () {
+          yield* ks;
+        })();
+      },
+      watch: async (opts: { key?: string | string[] } = {}) => {
+        await tick();
+        const filters =
+          opts.key === undefined ? ['>'] : Array.isArray(opts.key) ? opts.key : [opts.key];
+        const queue: Msg[] = [...this.last.values()]
+          .filter((m) => filters.some((f) => matches(f, m.key)))
+          .sort((a, b) => a.rev - b.rev);
+        let wake: (() => void) | undefined;
+        let stopped = false;
+        const w = {
+          filters,
+          push: (m: Msg) => {
+            queue.push(m);
+            wake?.();
+          },
+        };
+        this.watchers.add(w);
+        const stop = () => {
+          stopped = true;
+          this.watchers.delete(w);
+          wake?.();
+        };
+        const iter = (async function* () {
+          for (;;) {
+            while (queue.length > 0) {
+              await tick();
+              const m = queue.shift() as Msg;
+              yield { ...entry(m), isUpdate: true };
+            }
+            if (stopped) return;
+            await new Promise<void>((r) => (wake = r));
+            wake = undefined;
+          }
+        })();
+        return Object.assign(iter, { stop });
+      },
+    };
+    return kv as unknown as KV;
+  }
+}

@@ -1,0 +1,265 @@
+// Real ipam processes against a real nats-server, for the integration tests and bench/ipam.ts.
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { connectBus } from '@dyad/bus';
+import type { Bus, KV } from '@dyad/bus';
+import type { IpamNodeRecordValue, PayloadOf } from '@dyad/contracts';
+import {
+  AllocateRequest,
+  Allocation,
+  IPAM_KV_BUCKET,
+  IpamKey,
+  IpamNodeRecord,
+  K8sStream,
+  NodeEvent,
+  PodEvent,
+  ReleaseRequest,
+  ReleaseResult,
+  IpamSubject,
+  k8sObjectSubject,
+} from '@dyad/contracts';
+import { createLogger, createMetrics } from '@dyad/telemetry';
+import {
+  freePort,
+  httpGet,
+  makeTempDir,
+  probe200,
+  spawnLogged,
+  waitUntilReady,
+} from '@dyad/testbed';
+import type { ManagedProcess } from '@dyad/testbed';
+
+export const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+
+/** Dual-stack lab pools: 512 IPv4 /24 blocks, 65536 IPv6 /120 blocks. */
+export const DUAL_STACK: Readonly<Record<string, string>> = {
+  DYAD_ENABLE_IPV4: 'true',
+  DYAD_ENABLE_IPV6: 'true',
+  DYAD_CLUSTER_POOL_IPV4_CIDR: '198.18.0.0/15',
+  DYAD_CLUSTER_POOL_IPV6_CIDR: 'fd00:d1ad::/104',
+};
+
+export interface Replica {
+  readonly name: string;
+  readonly proc: ManagedProcess;
+  readonly healthUrl: string;
+  /** The replica's /metrics text. */
+  metrics(): Promise<string>;
+}
+
+function childEnv(
+  natsUrl: string,
+  port: number,
+  env: Readonly<Record<string, string>>,
+): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env['PATH'],
+    HOME: process.env['HOME'],
+    NATS_URL: natsUrl,
+    DYAD_HEALTH_HOST: '127.0.0.1',
+    DYAD_HEALTH_PORT: String(port),
+    LOG_LEVEL: 'info',
+    ...env,
+  };
+}
+
+let seq = 0;
+const logDir = makeTempDir('dyad-ipam-', process.env['DYAD_KEEP_TESTBED'] === '1');
+
+/** Spawns `node services/ipam/src/main.ts` and waits for /readyz. */
+export async function startReplica(
+  natsUrl: string,
+  env: Readonly<Record<string, string>>,
+  name = `ipam-${++seq}`,
+): Promise<Replica> {
+  const port = await freePort();
+  const proc = spawnLogged({
+    name,
+    command: process.execPath,
+    args: [MAIN],
+    logPath: join(logDir, `${name}-${Date.now()}.log`),
+    env: childEnv(natsUrl, port, env),
+  });
+  const healthUrl = `http://127.0.0.1:${port}`;
+  await waitUntilReady(proc, () => probe200(`${healthUrl}/readyz`), {
+    timeoutMs: 60_000,
+    what: 'ready',
+  });
+  return {
+    name,
+    proc,
+    healthUrl,
+    metrics: async () => (await httpGet(`${healthUrl}/metrics`)).body,
+  };
+}
+
+/** Runs a replica that is expected to refuse to start; resolves with its exit code and log. */
+export async function runUntilExit(
+  natsUrl: string,
+  env: Readonly<Record<string, string>>,
+): Promise<{ code: number | null; log: string }> {
+  const port = await freePort();
+  const proc = spawnLogged({
+    name: `ipam-refused-${++seq}`,
+    command: process.execPath,
+    args: [MAIN],
+    logPath: join(logDir, `refused-${seq}.log`),
+    env: childEnv(natsUrl, port, env),
+  });
+  const timer = setTimeout(() => proc.signal('SIGKILL'), 60_000);
+  const info = await proc.exited;
+  clearTimeout(timer);
+  return { code: info.code, log: proc.logTail(50) };
+}
+
+/** Sum of a counter's samples matching the labels, from Prometheus text. */
+export function metricValue(
+  text: string,
+  name: string,
+  labels: Record<string, string> = {},
+): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const m = /^([a-z_]+)(\{[^}]*\})? ([0-9.eE+-]+)$/.exec(line);
+    if (m === null || m[1] !== name) continue;
+    const ls = m[2] ?? '';
+    if (Object.entries(labels).every(([k, v]) => ls.includes(`${k}="${v}"`))) sum += Number(m[3]);
+  }
+  return sum;
+}
+
+export async function clientBus(natsUrl: string, name = 'ipam-test'): Promise<Bus> {
+  return connectBus({
+    servers: natsUrl,
+    name,
+    logger: createLogger({ service: name, level: 'silent' }),
+    registry: createMetrics({ processMetrics: false }),
+    reconnect: { timeWaitMs: 200, jitterMs: 100 },
+  });
+}
+
+/** Publishes a Node as kube-bridge would. */
+export async function publishNode(
+  bus: Bus,
+  name: string,
+  op: 'upsert' | 'delete' = 'upsert',
+): Promise<void> {
+  await bus.ensureStreams([K8sStream]);
+  await bus.jsPublish(NodeEvent, k8sObjectSubject('Node', undefined, name), {
+    op,
+    object: {
+      metadata: { uid: `uid-${name}`, name, resourceVersion: '1', labels: {} },
+      spec: { podCIDRs: [], unschedulable: false },
+      status: { addresses: [], ready: true },
+    },
+  });
+}
+
+export interface PodRef {
+  readonly namespace: string;
+  readonly pod: string;
+  readonly podUid: string;
+  readonly node: string;
+  readonly containerId: string;
+}
+
+export function podRef(i: number, node: string, prefix = 'p'): PodRef {
+  return {
+    namespace: 'default',
+    pod: `${prefix}-${i}`,
+    podUid: `uid-${prefix}-${i}`,
+    node,
+    containerId: `c${prefix}${i.toString(16).padStart(8, '0')}`,
+  };
+}
+
+export async function publishPod(
+  bus: Bus,
+  p: PodRef,
+  op: 'upsert' | 'delete' = 'upsert',
+): Promise<void> {
+  await bus.jsPublish(PodEvent, k8sObjectSubject('Pod', p.namespace, p.pod), {
+    op,
+    object: {
+      metadata: {
+        uid: p.podUid,
+        name: p.pod,
+        namespace: p.namespace,
+        resourceVersion: '1',
+        labels: {},
+      },
+      spec: { nodeName: p.node, hostNetwork: false, containers: [] },
+      status: { phase: 'Running', podIPs: [], hostIPs: [] },
+    },
+  });
+}
+
+export type AllocationReply = PayloadOf<typeof Allocation>;
+
+export function allocate(
+  bus: Bus,
+  p: PodRef,
+  opts: { families?: ('IPv4' | 'IPv6')[]; timeoutMs?: number } = {},
+): Promise<AllocationReply> {
+  return bus.request(
+    AllocateRequest,
+    IpamSubject.allocate,
+    {
+      node: p.node,
+      namespace: p.namespace,
+      pod: p.pod,
+      podUid: p.podUid,
+      containerId: p.containerId,
+      ...(opts.families === undefined ? {} : { families: opts.families }),
+    },
+    Allocation,
+    { timeoutMs: opts.timeoutMs ?? 10_000 },
+  );
+}
+
+export function release(
+  bus: Bus,
+  req: PayloadOf<typeof ReleaseRequest>,
+): Promise<PayloadOf<typeof ReleaseResult>> {
+  return bus.request(ReleaseRequest, IpamSubject.release, req, ReleaseResult, {
+    timeoutMs: 10_000,
+  });
+}
+
+export async function ipamKv(bus: Bus): Promise<KV> {
+  return bus.kv(IPAM_KV_BUCKET);
+}
+
+/** Every node record in the bucket, decoded. */
+export async function readRecords(kv: KV): Promise<Map<string, IpamNodeRecordValue>> {
+  const out = new Map<string, IpamNodeRecordValue>();
+  const keys: string[] = [];
+  for await (const k of await kv.keys(`${IpamKey.nodePrefix}>`)) keys.push(k);
+  for (const k of keys) {
+    const e = await kv.get(k);
+    if (e === null || e.operation !== 'PUT') continue;
+    const r = IpamNodeRecord.parse(e.json());
+    out.set(r.name, r);
+  }
+  return out;
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+export async function pool<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, i: number) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await fn(items[i] as T, i);
+      }
+    }),
+  );
+  return out;
+}
