@@ -223,9 +223,12 @@ export class Allocator {
     record: SlotRecord,
     rev: number,
   ): Promise<SlotRecord> {
-    const missing = req.families.filter(
-      (f) => record.ips[f] === undefined && req.blocks[f] !== undefined,
-    );
+    // Only where the slot exists in that family's block: a block with fewer pod addresses than
+    // the one the slot was taken from cannot give this sandbox an address.
+    const missing = req.families.filter((f) => {
+      const b = req.blocks[f];
+      return record.ips[f] === undefined && b !== undefined && slot < slotCapacity({ [f]: b });
+    });
     if (missing.length === 0) return record;
     const next: SlotRecord = {
       ...record,
