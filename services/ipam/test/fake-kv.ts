@@ -14,6 +14,8 @@ interface Msg {
 export interface Fault {
   /** Called before each write; throw to fail it (the write does not happen). */
   beforeWrite?: (key: string, op: 'PUT' | 'DEL') => void;
+  /** Extra event-loop turns before a write is acknowledged: watches see it first. */
+  ackDelayTicks?: number;
 }
 
 function matches(filter: string, key: string): boolean {
@@ -89,7 +91,9 @@ export class FakeKv {
       },
       put: async (key: string, value: Uint8Array, opts?: { previousSeq?: number }) => {
         await tick();
-        return this.write(key, 'PUT', value, opts?.previousSeq);
+        const rev = this.write(key, 'PUT', value, opts?.previousSeq);
+        for (let i = 0; i < (this.fault.ackDelayTicks ?? 0); i++) await tick();
+        return rev;
       },
       create: async (key: string, value: Uint8Array) => {
         await tick();
