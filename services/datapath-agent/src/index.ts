@@ -1,4 +1,10 @@
+export { Agent } from './agent.ts';
+export { NatsAllocator, allocatorCniError, isTransient } from './allocator.ts';
+export { agentStatus, startApiServer } from './api.ts';
 export { loadConfig } from './config.ts';
+export { NodeDatapath } from './datapath/node.ts';
+export { MirroredMap } from './datapath/mirror.ts';
+export { DesiredState, routerEntryInfo } from './desired.ts';
 export {
   AllocatorError,
   CniError,
@@ -10,10 +16,28 @@ export {
 export { handleCni } from './cni/handler.ts';
 export { parseRequest, parseCniArgs, Envelope, NetConf, PrevResult } from './cni/request.ts';
 export { buildResult, errorResult, versionResult } from './cni/result.ts';
+export { startCniServer } from './cni/server.ts';
 export { CniCode, LATEST_VERSION, SUPPORTED_VERSIONS } from './cni/spec.ts';
 export { endpointMacs, hostIfName, nextEndpointId, endpointKey } from './endpoint.ts';
+export { createAgentMetrics } from './metrics.ts';
+export { openLibc } from './netlink/libc.ts';
+export { Netns } from './netlink/netns.ts';
+export { NetlinkSocket } from './netlink/socket.ts';
+export { NatsEndpointReporter, endpointState } from './reporter.ts';
+export { StateStore } from './state.ts';
 
+export type {
+  AgentLogger,
+  AgentOptions,
+  EndpointReporter,
+  PodPolicy,
+  RestoreReport,
+} from './agent.ts';
+export type { AddressAllocator, Allocated, AllocationRequest } from './allocator.ts';
+export type { AgentStatus, ApiServer, ApiSources } from './api.ts';
 export type { AgentConfig } from './config.ts';
+export type { AttachState } from './datapath/node.ts';
+export type { MapWriteStats } from './datapath/mirror.ts';
 export type { CniBackend, CniReply } from './cni/handler.ts';
 export type {
   AddRequest,
@@ -27,5 +51,9 @@ export type {
   VersionRequest,
 } from './cni/request.ts';
 export type { CniResult } from './cni/result.ts';
+export type { CniServer } from './cni/server.ts';
 export type { CniCommand, CniVersion } from './cni/spec.ts';
 export type { Endpoint, EndpointAddress } from './endpoint.ts';
+export type { AgentMetrics } from './metrics.ts';
+export type { Libc } from './netlink/libc.ts';
+export type { StateFile, StoredEndpoint, Phase } from './state.ts';

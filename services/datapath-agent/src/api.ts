@@ -1,0 +1,196 @@
+import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { dirname } from 'node:path';
+import { directionName, monotonicNs } from '@dyad/libbpf-ts';
+import type { DatapathMapSet } from '@dyad/libbpf-ts';
+import type { Agent, RestoreReport } from './agent.ts';
+import type { NodeDatapath } from './datapath/node.ts';
+import { endpointState } from './reporter.ts';
+
+/** What `dyad status` reads. */
+export interface AgentStatus {
+  readonly node: string;
+  readonly ready: boolean;
+  readonly details: string;
+  readonly uptimeS: number;
+  readonly nats: { readonly connected: boolean; readonly servers: readonly string[] };
+  /** Per family: whether this node has an IPAM block, its CIDR and gateway. */
+  readonly families: ReadonlyArray<{
+    readonly family: 'IPv4' | 'IPv6';
+    readonly enabled: boolean;
+    readonly cidr?: string;
+    readonly gateway?: string;
+  }>;
+  readonly endpoints: { readonly ready: number; readonly pending: number };
+  readonly maps: ReadonlyArray<{
+    readonly name: string;
+    readonly entries: number;
+    readonly maxEntries: number;
+  }>;
+  readonly writes: Record<string, unknown>;
+  readonly restore?: RestoreReport;
+  readonly cniSocket: string;
+  readonly pinDir: string;
+}
+
+export interface ApiSources {
+  readonly node: string;
+  readonly agent: Agent;
+  readonly datapath: NodeDatapath;
+  readonly startedAt: number;
+  readonly natsConnected: () => boolean;
+  readonly natsServers: readonly string[];
+  readonly blocks: () => ReadonlyArray<{ family: 'IPv4' | 'IPv6'; cidr: string; gateway: string }>;
+  readonly restore: () => RestoreReport | undefined;
+  readonly cniSocket: string;
+}
+
+export interface ApiServer {
+  readonly path: string;
+  close(): Promise<void>;
+}
+
+function count(it: Iterable<unknown>): number {
+  let n = 0;
+  const i = it[Symbol.iterator]();
+  while (!i.next().done) n++;
+  return n;
+}
+
+function mapsOf(m: DatapathMapSet): Array<{ name: string; entries: number; maxEntries: number }> {
+  return [m.endpoints, m.ipcache, m.policy, m.conntrack].map((map) => ({
+    name: map.name,
+    entries: count(map.keyBuffers()),
+    maxEntries: map.info.maxEntries,
+  }));
+}
+
+export function agentStatus(s: ApiSources): AgentStatus {
+  const st = s.agent.status();
+  const blocks = s.blocks();
+  const eps = s.agent.endpoints();
+  const seen = (fam: 'IPv4' | 'IPv6') =>
+    eps.some((e) => (fam === 'IPv4' ? e.ipv4 : e.ipv6) !== undefined);
+  const restore = s.restore();
+  return {
+    node: s.node,
+    ready: st.ready,
+    details: st.details,
+    uptimeS: Math.round((Date.now() - s.startedAt) / 1000),
+    nats: { connected: s.natsConnected(), servers: s.natsServers },
+    families: (['IPv4', 'IPv6'] as const).map((family) => {
+      const b = blocks.find((x) => x.family === family);
+      return b
+        ? { family, enabled: true, cidr: b.cidr, gateway: b.gateway }
+        : { family, enabled: blocks.length === 0 && seen(family) };
+    }),
+    endpoints: {
+      ready: eps.filter((e) => e.phase === 'ready').length,
+      pending: eps.filter((e) => e.phase !== 'ready').length,
+    },
+    maps: mapsOf(s.datapath.loaded.maps),
+    writes: s.datapath.stats(),
+    ...(restore ? { restore } : {}),
+    cniSocket: s.cniSocket,
+    pinDir: s.datapath.pinDir,
+  };
+}
+
+function routes(s: ApiSources): Record<string, (url: URL) => unknown> {
+  const maps = s.datapath.loaded.maps;
+  return {
+    '/v1/status': () => agentStatus(s),
+    '/v1/endpoints': () =>
+      s.agent.endpoints().map((ep) => ({
+        ...endpointState(ep, s.node),
+        phase: ep.phase,
+        netns: ep.netns,
+        ...(ep.ipv4 ? { gateway4: ep.ipv4.gateway } : {}),
+        ...(ep.ipv6 ? { gateway6: ep.ipv6.gateway } : {}),
+      })),
+    // straight from the kernel, not the agent's mirror: what the datapath really holds
+    '/v1/bpf/endpoints': () =>
+      [...maps.endpoints.entries()].map(([k, v]) => ({ address: k.address, ...v })),
+    '/v1/bpf/ipcache': () =>
+      [...maps.ipcache.entries()].map(([k, v]) => ({ prefix: k.prefix, ...v })),
+    '/v1/bpf/policy': () => [...maps.policy.entries()].map(([k, v]) => ({ ...k, ...v })),
+    '/v1/bpf/ct': (url) => {
+      const limit = Number(url.searchParams.get('limit') ?? '10000');
+      const now = monotonicNs();
+      const out: unknown[] = [];
+      for (const [k, v] of maps.conntrack.entries()) {
+        if (out.length >= limit) break;
+        out.push({
+          ...k,
+          expiresInS: Number(v.expiresNs - now) / 1e9,
+          packets: Number(v.packets),
+          bytes: Number(v.bytes),
+          srcIdentity: v.srcIdentity,
+          flags: v.flags,
+        });
+      }
+      return out;
+    },
+    '/v1/bpf/metrics': () =>
+      [...maps.metrics.entriesPerCpu()].map(([k, vs]) => ({
+        reason: k.reason,
+        direction: directionName(k.direction) ?? k.direction,
+        family: k.family,
+        packets: vs.reduce((a, v) => a + Number(v.packets), 0),
+        bytes: vs.reduce((a, v) => a + Number(v.bytes), 0),
+      })),
+  };
+}
+
+/**
+ * The agent's read-only API for the `dyad` CLI: JSON over HTTP on a unix socket (root only, no
+ * TCP port). GET only.
+ */
+export async function startApiServer(path: string, sources: ApiSources): Promise<ApiServer> {
+  mkdirSync(dirname(path), { recursive: true });
+  try {
+    unlinkSync(path);
+  } catch {
+    // none left over
+  }
+  const table = routes(sources);
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://agent');
+    const send = (code: number, body: unknown) => {
+      res.writeHead(code, { 'content-type': 'application/json' });
+      res.end(`${JSON.stringify(body)}\n`);
+    };
+    if (req.method !== 'GET') return send(405, { error: 'read-only API: GET only' });
+    const handler = table[url.pathname];
+    if (!handler)
+      return send(404, { error: `no such path ${url.pathname}`, paths: Object.keys(table) });
+    try {
+      send(200, handler(url));
+    } catch (e) {
+      send(500, { error: e instanceof Error ? e.message : String(e) });
+    }
+  });
+  server.keepAliveTimeout = 1000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  chmodSync(path, 0o600);
+  return {
+    path,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+        try {
+          unlinkSync(path);
+        } catch {
+          // gone
+        }
+      }),
+  };
+}
