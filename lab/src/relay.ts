@@ -1,0 +1,25 @@
+import { connect, createServer } from 'node:net';
+import type { Server } from 'node:net';
+import { rmSync } from 'node:fs';
+
+/** Serves a unix socket that relays each connection to TCP host:port (the root-netns end). */
+export async function unixToTcpRelay(path: string, host: string, port: number): Promise<Server> {
+  rmSync(path, { force: true });
+  const server = createServer((client) => {
+    const upstream = connect({ host, port });
+    client.pipe(upstream).pipe(client);
+    const close = (): void => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', close);
+    upstream.on('error', close);
+    client.on('close', close);
+    upstream.on('close', close);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, resolve);
+  });
+  return server;
+}

@@ -1,0 +1,218 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { CniResult, cniAdd, cniDel, podIpsFromResult } from './cni.ts';
+import type { CniExec, CniResultValue, ConflistValue, RuntimeConf } from './cni.ts';
+import { ControlClient } from './control.ts';
+import type { Family } from './plan.ts';
+import { alive, ip, kill, netnsExists } from './sys.ts';
+
+const STANDIN = fileURLToPath(new URL('./standin.ts', import.meta.url));
+
+/** What the runtime keeps on disk per sandbox, written before the CNI ADD so a crash can be undone. */
+export const SandboxFile = z.object({
+  containerId: z.string(),
+  uid: z.string(),
+  namespace: z.string(),
+  name: z.string(),
+  netns: z.string(),
+  result: CniResult.optional(),
+  standinPid: z.number().int().optional(),
+  control: z.string(),
+});
+export type SandboxFileValue = z.output<typeof SandboxFile>;
+
+export interface SandboxEnv {
+  readonly prefix: string;
+  readonly nodeNetns: string;
+  readonly conflist: ConflistValue;
+  readonly cniPath: readonly string[];
+  /** Where sandbox files live (per node). */
+  readonly dir: string;
+  /** Where control sockets live. */
+  readonly runDir: string;
+  readonly logDir: string;
+  readonly families: readonly Family[];
+  /** Extra environment for the stand-in (the lab markers, so cleanup finds it). */
+  readonly env: NodeJS.ProcessEnv;
+}
+
+export interface PodIdentity {
+  readonly uid: string;
+  readonly namespace: string;
+  readonly name: string;
+}
+
+export interface StartedSandbox {
+  readonly file: SandboxFileValue;
+  readonly podIPs: string[];
+}
+
+export function listSandboxes(dir: string): SandboxFileValue[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((f) => f.endsWith('.json'));
+  } catch {
+    return [];
+  }
+  const out: SandboxFileValue[] = [];
+  for (const f of names) {
+    try {
+      out.push(SandboxFile.parse(JSON.parse(readFileSync(join(dir, f), 'utf8'))));
+    } catch {
+      rmSync(join(dir, f), { force: true });
+    }
+  }
+  return out;
+}
+
+function save(dir: string, s: SandboxFileValue): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, `${s.containerId}.json`), JSON.stringify(s) + '\n');
+}
+
+function runtimeConf(s: SandboxFileValue): RuntimeConf {
+  return {
+    containerId: s.containerId,
+    netns: `/run/netns/${s.netns}`,
+    ifName: 'eth0',
+    args: [
+      ['IgnoreUnknown', '1'],
+      ['K8S_POD_NAMESPACE', s.namespace],
+      ['K8S_POD_NAME', s.name],
+      ['K8S_POD_INFRA_CONTAINER_ID', s.containerId],
+      ['K8S_POD_UID', s.uid],
+    ],
+  };
+}
+
+function cniExec(env: SandboxEnv): CniExec {
+  return { path: env.cniPath, netns: env.nodeNetns };
+}
+
+/**
+ * Creates a pod sandbox as a container runtime does: a fresh netns with loopback up, then the
+ * conflist's plugins (the real dyad-cni, run in the node's netns), then the pod's stand-in
+ * process in the new netns. Throws (after undoing what it did) when the ADD fails.
+ */
+export async function createSandbox(
+  env: SandboxEnv,
+  pod: PodIdentity,
+  ports: readonly number[],
+): Promise<StartedSandbox> {
+  const containerId = randomBytes(32).toString('hex');
+  const file: SandboxFileValue = {
+    containerId,
+    uid: pod.uid,
+    namespace: pod.namespace,
+    name: pod.name,
+    netns: `${env.prefix}-${containerId.slice(0, 12)}`,
+    control: join(env.runDir, `${containerId.slice(0, 16)}.sock`),
+  };
+  save(env.dir, file);
+  try {
+    ip('netns', 'add', file.netns);
+    ip('-n', file.netns, 'link', 'set', 'lo', 'up');
+    const result = await cniAdd(env.conflist, runtimeConf(file), cniExec(env));
+    const withResult = { ...file, result };
+    save(env.dir, withResult);
+    const standinPid = await startStandin(env, withResult, ports);
+    const done = { ...withResult, standinPid };
+    save(env.dir, done);
+    return { file: done, podIPs: podIpsFromResult(result, env.families) };
+  } catch (err) {
+    await destroySandbox(env, file, 3).catch(() => undefined);
+    throw err;
+  }
+}
+
+async function startStandin(
+  env: SandboxEnv,
+  s: SandboxFileValue,
+  ports: readonly number[],
+): Promise<number> {
+  mkdirSync(env.logDir, { recursive: true });
+  const log = openSync(join(env.logDir, `${s.namespace}_${s.name}.log`), 'a');
+  const child = spawn(
+    'nsenter',
+    [`--net=/run/netns/${s.netns}`, process.execPath, STANDIN, s.control, JSON.stringify(ports)],
+    { env: { ...process.env, ...env.env }, stdio: ['ignore', log, log], detached: true },
+  );
+  closeSync(log);
+  child.unref();
+  const pid = child.pid;
+  if (pid === undefined) throw new Error('stand-in did not start');
+  // Ready when its control socket answers.
+  for (let i = 0; i < 400; i++) {
+    if (!alive(pid)) throw new Error(`stand-in of ${s.namespace}/${s.name} exited at start`);
+    const c = new ControlClient(s.control);
+    const r = await c.request({ op: 'hello' }, 1000);
+    c.close();
+    if (r.ok === true) return pid;
+    await sleep(25);
+  }
+  kill(pid, 'SIGKILL');
+  throw new Error(`stand-in of ${s.namespace}/${s.name} did not become ready`);
+}
+
+/** Whether a sandbox from disk is whole: its netns, its ADD result and a live stand-in. */
+export function sandboxIntact(s: SandboxFileValue): boolean {
+  return (
+    netnsExists(s.netns) &&
+    s.result !== undefined &&
+    s.standinPid !== undefined &&
+    alive(s.standinPid)
+  );
+}
+
+export function sandboxPodIps(env: SandboxEnv, s: SandboxFileValue): string[] {
+  return s.result === undefined ? [] : podIpsFromResult(s.result as CniResultValue, env.families);
+}
+
+/** Stops the stand-in, CNI DEL (with the cached result), removes the netns and the file. */
+export async function destroySandbox(
+  env: SandboxEnv,
+  s: SandboxFileValue,
+  attempts = 20,
+): Promise<void> {
+  if (s.standinPid !== undefined && alive(s.standinPid)) {
+    kill(s.standinPid, 'SIGTERM');
+    for (let i = 0; i < 40 && alive(s.standinPid); i++) await sleep(25);
+    kill(s.standinPid, 'SIGKILL');
+  }
+  rmSync(s.control, { force: true });
+  let lastErr: unknown;
+  // DEL must succeed eventually or the addresses leak until ipam's GC; the agent may be
+  // restarting, so retry for a while.
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    try {
+      await cniDel(env.conflist, runtimeConf(s), cniExec(env), s.result);
+      lastErr = undefined;
+      break;
+    } catch (err) {
+      lastErr = err;
+      await sleep(Math.min(2000, 100 * 2 ** attempt));
+    }
+  }
+  if (netnsExists(s.netns)) {
+    try {
+      ip('netns', 'del', s.netns);
+    } catch {
+      // already gone
+    }
+  }
+  rmSync(join(env.dir, `${s.containerId}.json`), { force: true });
+  if (lastErr !== undefined) throw lastErr;
+}
