@@ -1,4 +1,5 @@
 import type { Command } from './command.ts';
+import { ipamListCommand } from './commands/ipam-list.ts';
 import { labAdminCommands } from './commands/lab-admin.ts';
 import { labExecCommand } from './commands/lab-exec.ts';
 import { labProbeCommand } from './commands/lab-probe.ts';
@@ -11,4 +12,5 @@ export const COMMANDS: readonly Command[] = [
   ...labAdminCommands,
   labExecCommand,
   labProbeCommand(),
+  ipamListCommand,
 ];

@@ -200,6 +200,7 @@ export const ipamListCommand: Command = {
       let kv: KV;
       try {
         kv = await bus.kv(IPAM_KV_BUCKET);
+        await kv.status();
       } catch {
         ctx.stderr.write(
           `dyad ipam list: no KV bucket ${IPAM_KV_BUCKET} on ${servers}: is ipam running?\n`,
