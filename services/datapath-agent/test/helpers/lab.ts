@@ -135,6 +135,14 @@ export class AgentLab {
     for (let i = 0; i < ipamReplicas; i++) await this.startIpam(`ipam-${i}`);
   }
 
+  readonly #ipam = new Set<ManagedProcess>();
+
+  /** Stops every ipam replica (to test an absent IPAM). */
+  async stopIpam(): Promise<void> {
+    for (const p of this.#ipam) await p.stop(5000);
+    this.#ipam.clear();
+  }
+
   async startIpam(name: string): Promise<ManagedProcess> {
     const port = await freePort();
     const proc = spawnLogged({
@@ -153,6 +161,7 @@ export class AgentLab {
       },
     });
     this.#procs.add(proc);
+    this.#ipam.add(proc);
     await waitUntilReady(proc, () => probe200(`http://127.0.0.1:${port}/readyz`), {
       timeoutMs: 60_000,
       what: 'ready',
