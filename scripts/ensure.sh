@@ -42,6 +42,6 @@ fi
 
 bash tools/build.sh
 
-if [[ -f bpf/Makefile ]]; then
-  make -s -C bpf
-fi
+# The eBPF objects and the dyad-cni forwarder (a small static C binary, see cni/).
+make -s -C bpf
+make -s -C cni
