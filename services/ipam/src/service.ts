@@ -71,6 +71,8 @@ export interface IpamServiceOptions {
 const RELEASED_TTL_MS = 3600_000;
 const READ_CONCURRENCY = 16;
 const TOMBSTONE_TTL = '24h';
+/** Markers untouched this long belong to replicas that are gone (a live one just writes again). */
+const SYNC_MARKER_TTL_MS = 24 * 3600_000;
 /** Owner records are scanned (one read each) every this many GC passes. */
 const OWNER_SCAN_EVERY = 5;
 
@@ -435,6 +437,11 @@ export class IpamService {
 
   private async assignBlocks(name: string, uid: string): Promise<NodeRecord | undefined> {
     const store = this.requireStore();
+    // Node events repeat (every status change): a node the watch shows complete costs nothing.
+    const known = this.table.nodes.get(name)?.record;
+    if (known !== undefined && this.families.every((f) => known.blocks[f] !== undefined)) {
+      return known;
+    }
     let cur = await store.node(name);
     const missing = this.families.filter((f) => !cur.present || cur.value.blocks[f] === undefined);
     if (missing.length === 0) {
@@ -712,9 +719,18 @@ export class IpamService {
     if (this.verified.size > 4 * (slots.length + 1024)) this.verified.clear();
   }
 
-  /** Owner records released long ago, or pointing at a slot they do not hold for the grace period. */
+  /**
+   * Owner records released long ago, or pointing at a slot they do not hold for the grace period;
+   * and the sync markers of replicas gone for a day.
+   */
   private async collectOwners(now: number): Promise<void> {
     const store = this.requireStore();
+    for (const key of await store.keys(`${IpamKey.syncPrefix}>`)) {
+      const e = await store.getJson(key);
+      if (e !== undefined && now - Number(e.value) > SYNC_MARKER_TTL_MS) {
+        await store.deleteIf(key, e.revision);
+      }
+    }
     const keys = await store.keys(`${IpamKey.ownerPrefix}>`);
     await forEachLimited(keys, READ_CONCURRENCY, async (key) => {
       const ow = await store.read(IpamOwnerRecord, key);
