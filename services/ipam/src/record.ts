@@ -32,10 +32,23 @@ export function slotCapacity(blocks: NodeBlocks): number {
 }
 
 /** The address of slot n in a block. */
+const bases = new Map<string, bigint>();
+
+/** A block's base address; blocks are few and every allocation asks, so the parse is kept. */
+function baseOf(cidr: string): bigint {
+  let b = bases.get(cidr);
+  if (b === undefined) {
+    const p = parseCidr(cidr);
+    if (!p.ok) throw new Error(`invalid block ${cidr}: ${p.reason}`);
+    b = p.cidr.base;
+    if (bases.size > 65_536) bases.clear();
+    bases.set(cidr, b);
+  }
+  return b;
+}
+
 export function slotAddress(block: BlockRef, family: Family, slot: number): string {
-  const p = parseCidr(block.cidr);
-  if (!p.ok) throw new Error(`invalid block ${block.cidr}: ${p.reason}`);
-  return formatAddress(family, p.cidr.base + RESERVED_LOW + BigInt(slot));
+  return formatAddress(family, baseOf(block.cidr) + RESERVED_LOW + BigInt(slot));
 }
 
 /** The slot an address of a block is, or undefined if it is reserved or outside. */

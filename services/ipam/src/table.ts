@@ -48,6 +48,7 @@ class NodeSlots {
   /** Slots this replica is claiming right now. */
   readonly pending = new Set<number>();
   liveCount = 0;
+  maxSlot = -1;
   cursor: number | undefined;
 
   set(slot: number, s: SlotState): void {
@@ -55,6 +56,7 @@ class NodeSlots {
     if (prev !== undefined && prev.rev > s.rev && s.rev !== -1) return;
     if (prev?.live === true) this.liveCount--;
     if (s.live) this.liveCount++;
+    if (slot > this.maxSlot) this.maxSlot = slot;
     this.slots.set(slot, s);
   }
 }
@@ -209,8 +211,12 @@ export class IpamTable {
       const n = Number(x);
       return s.slots.get(n)?.live === true || s.pending.has(n);
     };
-    let takenCount = s.pending.size;
-    for (const [n, st] of s.slots) if (st.live && n < capacity && !s.pending.has(n)) takenCount++;
+    // Live slots plus those being claimed here that the watch has not shown live yet; slots past
+    // the capacity only exist after a block shrank, and then they are counted out.
+    let takenCount = 0;
+    for (const n of s.pending) if (s.slots.get(n)?.live !== true) takenCount++;
+    if (s.maxSlot < capacity) takenCount += s.liveCount;
+    else for (const [n, st] of s.slots) if (st.live && n < capacity) takenCount++;
     const found = nextFree(taken, takenCount, 0n, BigInt(capacity - 1), BigInt(s.cursor));
     if (found === undefined) return undefined;
     const slot = Number(found);
