@@ -130,6 +130,8 @@ async function main(): Promise<void> {
   await bus.ensureStreams([AgentStream, NodeDesiredStream, RouterStream, IpamNodesStream]);
   const rec = await reporter.reconcile(agent.endpoints().filter((e) => e.phase === 'ready'));
   await desired.start(bus);
+  // releases owed since before the restart (IPAM was out of reach until now)
+  void agent.retryReleases();
   logger.info({ reports: rec }, 'connected to NATS; desired state followed');
   // the restore report stays visible in status until the next start
   restore = { ...restore };
