@@ -39,8 +39,10 @@ const Env = z.object({
   DYAD_INIT_IDENTITY: z.coerce.number().int().min(1).max(0xffffffff).default(3),
   /** Turn on IPv4/IPv6 forwarding in the agent's netns (the datapath's FIB lookups need it). */
   DYAD_ENABLE_FORWARDING: Bool.default(true),
-  /** How long desired-state changes are gathered before one batch write. */
-  DYAD_COALESCE_MS: z.coerce.number().int().min(0).max(1000).default(5),
+  /** Desired-state changes are written once they have been quiet this long... */
+  DYAD_COALESCE_MS: z.coerce.number().int().min(0).max(1000).default(10),
+  /** ...but at most this long after the first of them. */
+  DYAD_COALESCE_MAX_MS: z.coerce.number().int().min(0).max(10_000).default(200),
   DYAD_IPAM_TIMEOUT_MS: z.coerce.number().int().min(100).default(5000),
   DYAD_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(9876),
   DYAD_HEALTH_HOST: z.string().default('127.0.0.1'),
@@ -67,6 +69,7 @@ export interface AgentConfig {
   readonly initIdentity: number;
   readonly enableForwarding: boolean;
   readonly coalesceMs: number;
+  readonly coalesceMaxMs: number;
   readonly ipamTimeoutMs: number;
   readonly health: { readonly host: string; readonly port: number };
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
@@ -101,6 +104,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
     initIdentity: e.DYAD_INIT_IDENTITY,
     enableForwarding: e.DYAD_ENABLE_FORWARDING,
     coalesceMs: e.DYAD_COALESCE_MS,
+    coalesceMaxMs: e.DYAD_COALESCE_MAX_MS,
     ipamTimeoutMs: e.DYAD_IPAM_TIMEOUT_MS,
     health: { host: e.DYAD_HEALTH_HOST, port: e.DYAD_HEALTH_PORT },
     logLevel: e.LOG_LEVEL,

@@ -120,6 +120,8 @@ export class DesiredState {
         {
           stream: ROUTER_STREAM,
           filterSubjects: [`${routerNodeFilter(this.#node).slice(0, -1)}ipcache.>`],
+          // big pulls: a flood of router updates arrives in few chunks, so few batch writes
+          maxMessages: 1024,
           ...from(router),
         },
         (d) => {

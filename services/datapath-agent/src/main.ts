@@ -15,6 +15,7 @@ import { handleCni } from './cni/handler.ts';
 import { startCniServer } from './cni/server.ts';
 import { loadConfig } from './config.ts';
 import { NodeDatapath } from './datapath/node.ts';
+import { debounce } from './datapath/schedule.ts';
 import { DesiredState } from './desired.ts';
 import { createAgentMetrics } from './metrics.ts';
 import { openLibc } from './netlink/libc.ts';
@@ -47,7 +48,8 @@ async function main(): Promise<void> {
   const datapath = new NodeDatapath(lib, {
     pinDir: cfg.pinDir,
     ...(cfg.bpfObject ? { objectPath: cfg.bpfObject } : {}),
-    schedule: (fn) => setTimeout(fn, cfg.coalesceMs),
+    // desired-state writes; CNI operations flush their own writes at once
+    schedule: debounce(cfg.coalesceMs, cfg.coalesceMaxMs),
   });
   const host = netns.socketHere();
   try {

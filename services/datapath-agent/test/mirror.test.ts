@@ -59,7 +59,7 @@ const addr = (i: number) => `198.18.${i >> 8}.${i & 255}`;
 describe('coalesced map writes', () => {
   it('a burst of 1,000 updates is one batch syscall', async () => {
     const { map, calls } = fakeMap();
-    const m = new MirroredMap(map, (fn) => setImmediate(fn));
+    const m = new MirroredMap(map);
     await Promise.all(Array.from({ length: 1000 }, (_, i) => m.set({ address: addr(i) }, info(i))));
     expect(calls.updateBatch).toBe(1);
     expect(calls.entriesWritten).toBe(1000);
@@ -68,7 +68,7 @@ describe('coalesced map writes', () => {
 
   it('writes that change nothing reach no syscall; last write per key wins', async () => {
     const { map, calls } = fakeMap();
-    const m = new MirroredMap(map, (fn) => setImmediate(fn));
+    const m = new MirroredMap(map);
     await m.set({ address: addr(1) }, info(1));
     await m.set({ address: addr(1) }, info(1));
     expect(calls.updateBatch).toBe(1);
@@ -84,9 +84,9 @@ describe('coalesced map writes', () => {
 
   it('load() learns what the kernel holds, so a restart rewrites nothing healthy', async () => {
     const { map, calls } = fakeMap();
-    const first = new MirroredMap(map, (fn) => setImmediate(fn));
+    const first = new MirroredMap(map);
     await Promise.all([0, 1, 2].map((i) => first.set({ address: addr(i) }, info(i))));
-    const restarted = new MirroredMap(map, (fn) => setImmediate(fn));
+    const restarted = new MirroredMap(map);
     restarted.load();
     expect(restarted.size).toBe(3);
     await Promise.all([0, 1, 2].map((i) => restarted.set({ address: addr(i) }, info(i))));

@@ -1,4 +1,6 @@
 import type { BpfMap } from '@dyad/libbpf-ts';
+import { nextTick } from './schedule.ts';
+import type { Schedule } from './schedule.ts';
 
 /** Counters of what actually reached the kernel for one map. */
 export interface MapWriteStats {
@@ -29,12 +31,12 @@ export class MirroredMap<K, V> {
   readonly stats: MapWriteStats = { syscalls: 0, written: 0, deleted: 0, unchanged: 0 };
   readonly #known = new Map<string, { key: K; bytes: Buffer; value: V }>();
   #pending = new Map<string, Pending<K, V>>();
-  #scheduled = false;
-  readonly #schedule: (fn: () => void) => void;
+  readonly #schedule: Schedule;
+  readonly #flush = () => this.flush();
   readonly #keyBuf: Buffer;
   readonly #valBuf: Buffer;
 
-  constructor(map: BpfMap<K, V>, schedule: (fn: () => void) => void = (fn) => setImmediate(fn)) {
+  constructor(map: BpfMap<K, V>, schedule: Schedule = nextTick()) {
     this.map = map;
     this.#schedule = schedule;
     this.#keyBuf = Buffer.alloc(map.codec.key.size);
@@ -107,16 +109,12 @@ export class MirroredMap<K, V> {
       } else {
         this.#pending.set(id, { key, value, waiters: [{ resolve, reject }] });
       }
-      if (!this.#scheduled) {
-        this.#scheduled = true;
-        this.#schedule(() => this.flush());
-      }
+      this.#schedule(this.#flush);
     });
   }
 
   /** Applies everything queued now. */
   flush(): void {
-    this.#scheduled = false;
     const pending = this.#pending;
     this.#pending = new Map();
     if (pending.size === 0) return;

@@ -13,6 +13,7 @@ import type {
   TcDirection,
 } from '@dyad/libbpf-ts';
 import { MirroredMap } from './mirror.ts';
+import type { Schedule } from './schedule.ts';
 import type { MapWriteStats } from './mirror.ts';
 
 /** Handle and priority of Dyad's tc filters (libbpf's defaults; one filter per hook). */
@@ -38,10 +39,7 @@ export class NodeDatapath {
   readonly objectHash: string;
   readonly pinDir: string;
 
-  constructor(
-    lib: Libbpf,
-    opts: { pinDir: string; objectPath?: string; schedule: (fn: () => void) => void },
-  ) {
+  constructor(lib: Libbpf, opts: { pinDir: string; objectPath?: string; schedule: Schedule }) {
     const objectPath = opts.objectPath ?? DEFAULT_DATAPATH_OBJECT;
     this.lib = lib;
     this.pinDir = opts.pinDir;
