@@ -238,9 +238,6 @@ async function main(): Promise<void> {
     console.log(
       JSON.stringify({
         bench: 'ipam',
-        pairs: PAIRS,
-        nodes: NODES,
-        concurrency: CONCURRENCY,
         pairs_per_s_1r: round(one.pairsPerS),
         pairs_per_s_2r: round(two.pairsPerS),
         p50_ms: round(percentile(two.latenciesMs, 50), 2),
