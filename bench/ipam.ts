@@ -223,13 +223,16 @@ async function main(): Promise<void> {
     log(`${PAIRS} dual-stack pairs over ${NODES} nodes, ${CONCURRENCY} requests in flight`);
     for (let i = 0; i < NODES; i++) await publishNode(bus, `bench-node-${i}`);
 
-    const kvCreate = await kvCreateRate(nc, PAIRS);
-    log(`raw kv.create: ${kvCreate.toFixed(0)}/s`);
+    // The baseline is taken right before each run, and the ratio uses the one next to the
+    // 2-replica run: on a shared machine the rate drifts within minutes.
+    log(`raw kv.create before 1 replica: ${(await kvCreateRate(nc, PAIRS)).toFixed(0)}/s`);
     const one = await measure(nats, bus, nc, 1);
     const cpu = (r: Run) => r.cpuPerReplica.map((c) => c.toFixed(2)).join(' + ');
     log(
       `1 replica: ${one.pairsPerS.toFixed(0)} pairs/s, ${one.batches} new, ${one.conflicts} write conflicts, cores ${cpu(one)}`,
     );
+    const kvCreate = await kvCreateRate(nc, PAIRS);
+    log(`raw kv.create before 2 replicas: ${kvCreate.toFixed(0)}/s`);
     const two = await measure(nats, bus, nc, 2);
     log(
       `2 replicas: ${two.pairsPerS.toFixed(0)} pairs/s, ${two.batches} new, ${two.conflicts} write conflicts, cores ${cpu(two)}`,
