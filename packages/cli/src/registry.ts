@@ -1,8 +1,13 @@
 import type { Command } from './command.ts';
+import { bpfCtListCommand } from './commands/bpf-ct-list.ts';
+import { bpfEndpointListCommand } from './commands/bpf-endpoint-list.ts';
+import { bpfIpcacheListCommand } from './commands/bpf-ipcache-list.ts';
+import { endpointListCommand } from './commands/endpoint-list.ts';
 import { ipamListCommand } from './commands/ipam-list.ts';
 import { labAdminCommands } from './commands/lab-admin.ts';
 import { labExecCommand } from './commands/lab-exec.ts';
 import { labProbeCommand } from './commands/lab-probe.ts';
+import { statusCommand } from './commands/status.ts';
 
 /**
  * Every `dyad` command. Each lives in src/commands/<words>.ts; add it to this list.
@@ -13,4 +18,9 @@ export const COMMANDS: readonly Command[] = [
   labExecCommand,
   labProbeCommand(),
   ipamListCommand,
+  statusCommand,
+  endpointListCommand,
+  bpfEndpointListCommand,
+  bpfIpcacheListCommand,
+  bpfCtListCommand,
 ];

@@ -1,7 +1,10 @@
 // cnitool drives dyad-cni against a real agent (in a node netns), real IPAM and nats-server:
 // ADD gives a pod one address per family and its datapath, pods reach each other over both,
 // CHECK passes, DEL and GC leave nothing behind.
+import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+// Relative: the CLI is not a dependency of the agent, only its client.
+import { run as dyad } from '../../../packages/cli/src/index.ts';
 import { ensureBpfBuilt, ensureCniBuilt } from './helpers/build.ts';
 import { kernelRequired, kernelSkipReason } from './helpers/kernel.ts';
 import { AgentLab, apiGet, run } from './helpers/lab.ts';
@@ -112,6 +115,27 @@ describe.skipIf(skip !== undefined)('dyad-cni with cnitool, one node', () => {
       expect(ipc.map((e) => e.prefix)).toContain(`${p.v4}/32`);
       expect(ipc.map((e) => e.prefix)).toContain(`${p.v6}/128`);
     }
+  });
+
+  test('dyad status / endpoint list / bpf endpoint list show the dual-stack endpoints', async () => {
+    const out = new PassThrough();
+    const err = new PassThrough();
+    const io = { stdout: out, stderr: err, env: {} };
+    const read = () => (out.read() as Buffer | null)?.toString() ?? '';
+    expect(await dyad(['status', '--socket', agent.apiSocket], io)).toBe(0);
+    expect(read()).toMatch(/Agent:\s+Ready/);
+    expect(await dyad(['endpoint', 'list', '--socket', agent.apiSocket], io)).toBe(0);
+    const table = read();
+    for (const [name, p] of pods) {
+      const row = table.split('\n').find((l) => l.includes(`default/${name}`)) ?? '';
+      expect(row).toContain(p.v4);
+      expect(row).toContain(p.v6);
+      expect(row).toContain('ready');
+    }
+    expect(
+      await dyad(['bpf', 'endpoint', 'list', '-o', 'json', '--socket', agent.apiSocket], io),
+    ).toBe(0);
+    expect((JSON.parse(read()) as unknown[]).length).toBe(4);
   });
 
   test('CHECK passes for both pods', async () => {
