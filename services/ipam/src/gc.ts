@@ -4,7 +4,7 @@ import type { NodeRecord, SlotRecord } from './record.ts';
 /**
  * Garbage-collection planning, pure. The rule that keeps it safe: an address is released only if
  * its pod has been gone (deleted, finished, or absent from kube-bridge's stream) for the whole
- * grace period and was allocated longer ago than the grace period; a live pod is never touched.
+ * grace period and was allocated longer ago than that; a pod in the stream is never touched.
  * "Gone since" is the tombstone's time when kube-bridge published one, else the first pass of
  * this process that missed the pod: a restarted replica starts counting again, which only delays.
  */
@@ -32,13 +32,19 @@ export interface SlotView {
 /** First-missed times carried from one pass to the next, per process; one map per planner. */
 export type MissSince = Map<string, number>;
 
-/** Slots whose pod has been gone for the grace period, and allocated longer ago than that. */
+/**
+ * Slots whose pod has been gone for the grace period, and allocated longer ago than that. A pod
+ * kube-bridge says is deleted or finished counts from that time with `graceMs`; a pod merely
+ * absent from the stream (never seen, or its tombstone expired) needs `absentGraceMs`, longer,
+ * because absence is also what a kube-bridge lagging behind new pods looks like.
+ */
 export function planPodGc(
   slots: readonly SlotView[],
   pods: PodsView,
   missed: MissSince,
   now: number,
   graceMs: number,
+  absentGraceMs: number = graceMs,
 ): SlotView[] {
   const out: SlotView[] = [];
   const seen = new Set<string>();
@@ -52,8 +58,10 @@ export function planPodGc(
       since = now;
       missed.set(key, now);
     }
-    const gone = Math.min(since, pods.goneAt.get(p.podUid) ?? Number.POSITIVE_INFINITY);
-    if (now - gone >= graceMs && now - p.at >= graceMs) out.push(s);
+    const goneAt = pods.goneAt.get(p.podUid);
+    const wait = goneAt === undefined ? absentGraceMs : graceMs;
+    const gone = Math.min(since, goneAt ?? Number.POSITIVE_INFINITY);
+    if (now - gone >= wait && now - p.at >= wait) out.push(s);
   }
   for (const k of missed.keys()) if (!seen.has(k)) missed.delete(k);
   return out;

@@ -29,6 +29,7 @@ async function main(): Promise<void> {
     logger,
     metrics: createIpamMetrics(registry),
     podGraceMs: cfg.podGraceMs,
+    absentPodGraceMs: cfg.absentPodGraceMs,
     nodeGraceMs: cfg.nodeGraceMs,
     orphanGraceMs: cfg.orphanGraceMs,
     gcIntervalMs: cfg.gcIntervalMs,

@@ -55,8 +55,10 @@ export interface IpamServiceOptions {
   readonly config: IpamConfig;
   readonly logger: BusLogger;
   readonly metrics: IpamMetrics;
-  /** A pod gone this long (and allocated longer ago) has its addresses released by GC. */
+  /** A pod deleted or finished this long (and allocated longer ago) has its addresses released. */
   readonly podGraceMs: number;
+  /** The same for a pod kube-bridge never showed (or whose tombstone expired). */
+  readonly absentPodGraceMs: number;
   /** A node deleted this long has its record removed and its blocks returned to the pool. */
   readonly nodeGraceMs: number;
   /** A block claim no node record uses is removed after this long. */
@@ -604,7 +606,14 @@ export class IpamService {
     let releasedOrphanBlocks = 0;
     const allocator = this.requireAllocator();
 
-    for (const s of planPodGc(slots, pods, this.missedPods, now, this.opts.podGraceMs)) {
+    for (const s of planPodGc(
+      slots,
+      pods,
+      this.missedPods,
+      now,
+      this.opts.podGraceMs,
+      this.opts.absentPodGraceMs,
+    )) {
       if (!(await allocator.releaseGone(s.node, s.slot, s.rev, s.record))) continue;
       releasedOwners++;
       this.opts.metrics.releases.inc({ reason: 'pod-deleted' });

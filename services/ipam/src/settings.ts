@@ -24,6 +24,8 @@ const Env = z.object({
   DYAD_IPAM_CONFIG_DIR: z.string().min(1).optional(),
   DYAD_IPAM_GC_INTERVAL_S: seconds(60, 0.05),
   DYAD_IPAM_POD_GRACE_S: seconds(120),
+  /** For pods absent from DYAD_K8S rather than deleted: longer, as a lagging kube-bridge looks the same. */
+  DYAD_IPAM_ABSENT_POD_GRACE_S: seconds(900),
   DYAD_IPAM_NODE_GRACE_S: seconds(600),
   /** At least 30 s: an assigner gives up a claim older than half of it, and a write may take 5 s. */
   DYAD_IPAM_ORPHAN_GRACE_S: seconds(600, 30),
@@ -43,6 +45,7 @@ export interface IpamSettings {
   readonly ipam: IpamConfig;
   readonly gcIntervalMs: number;
   readonly podGraceMs: number;
+  readonly absentPodGraceMs: number;
   readonly nodeGraceMs: number;
   readonly orphanGraceMs: number;
   readonly concurrency: number;
@@ -83,6 +86,7 @@ export function loadSettings(env: Readonly<Record<string, string | undefined>>):
     ipam: parseIpamConfig(mergeConfigSources(env, dirFiles)),
     gcIntervalMs: e.DYAD_IPAM_GC_INTERVAL_S * 1000,
     podGraceMs: e.DYAD_IPAM_POD_GRACE_S * 1000,
+    absentPodGraceMs: Math.max(e.DYAD_IPAM_ABSENT_POD_GRACE_S, e.DYAD_IPAM_POD_GRACE_S) * 1000,
     nodeGraceMs: e.DYAD_IPAM_NODE_GRACE_S * 1000,
     orphanGraceMs: e.DYAD_IPAM_ORPHAN_GRACE_S * 1000,
     concurrency: e.DYAD_IPAM_CONCURRENCY,

@@ -65,6 +65,17 @@ describe('pod GC plan', () => {
     expect(planPodGc([slot(0, 'p2', 0, 200)], view([]), missed, T0 + GRACE, GRACE)).toEqual([]);
   });
 
+  it('a pod merely absent (no tombstone) waits the longer absent grace period', () => {
+    const missed: MissSince = new Map();
+    const s = [slot(0, 'p1', 0)];
+    expect(planPodGc(s, view([]), missed, T0, GRACE, 10 * GRACE)).toEqual([]);
+    expect(planPodGc(s, view([]), missed, T0 + GRACE, GRACE, 10 * GRACE)).toEqual([]);
+    expect(planPodGc(s, view([]), missed, T0 + 10 * GRACE, GRACE, 10 * GRACE)).toEqual(s);
+    // with a tombstone the short grace applies
+    const m2: MissSince = new Map();
+    expect(planPodGc(s, view([], [['p1', T0 - GRACE]]), m2, T0, GRACE, 10 * GRACE)).toEqual(s);
+  });
+
   it('a tombstone older than the grace period releases at once; a recent allocation waits', () => {
     const missed: MissSince = new Map();
     const s = [slot(0, 'p1', 0), slot(1, 'p2', T0 - 10)];
