@@ -113,7 +113,7 @@ export async function createSandbox(
   ports: readonly number[],
 ): Promise<StartedSandbox> {
   const containerId = randomBytes(32).toString('hex');
-  const file: SandboxFileValue = {
+  const file: { -readonly [K in keyof SandboxFileValue]: SandboxFileValue[K] } = {
     containerId,
     uid: pod.uid,
     namespace: pod.namespace,
@@ -125,11 +125,15 @@ export async function createSandbox(
   try {
     ip('netns', 'add', file.netns);
     ip('-n', file.netns, 'link', 'set', 'lo', 'up');
-    const result = await cniAdd(env.conflist, runtimeConf(file), cniExec(env));
-    const withResult = { ...file, result };
-    save(env.dir, withResult);
-    const standinPid = await startStandin(env, withResult, ports);
-    const done = { ...withResult, standinPid };
+    // The stand-in binds wildcard addresses, so it can start while the plugins wire the netns:
+    // its start-up (a Node process) overlaps the ADD instead of following it.
+    file.standinPid = spawnStandin(env, file, ports);
+    save(env.dir, file);
+    const [result] = await Promise.all([
+      cniAdd(env.conflist, runtimeConf(file), cniExec(env)),
+      waitStandinReady(file, file.standinPid),
+    ]);
+    const done = { ...file, result };
     save(env.dir, done);
     return { file: done, podIPs: podIpsFromResult(result, env.families) };
   } catch (err) {
@@ -138,11 +142,7 @@ export async function createSandbox(
   }
 }
 
-async function startStandin(
-  env: SandboxEnv,
-  s: SandboxFileValue,
-  ports: readonly number[],
-): Promise<number> {
+function spawnStandin(env: SandboxEnv, s: SandboxFileValue, ports: readonly number[]): number {
   mkdirSync(env.logDir, { recursive: true });
   const log = openSync(join(env.logDir, `${s.namespace}_${s.name}.log`), 'a');
   const child = spawn(
@@ -152,16 +152,19 @@ async function startStandin(
   );
   closeSync(log);
   child.unref();
-  const pid = child.pid;
-  if (pid === undefined) throw new Error('stand-in did not start');
-  // Ready when its control socket answers.
-  for (let i = 0; i < 400; i++) {
+  if (child.pid === undefined) throw new Error('stand-in did not start');
+  return child.pid;
+}
+
+/** Ready when its control socket answers. */
+async function waitStandinReady(s: SandboxFileValue, pid: number): Promise<void> {
+  for (let i = 0; i < 800; i++) {
     if (!alive(pid)) throw new Error(`stand-in of ${s.namespace}/${s.name} exited at start`);
     const c = new ControlClient(s.control);
     const r = await c.request({ op: 'hello' }, 1000);
     c.close();
-    if (r.ok === true) return pid;
-    await sleep(25);
+    if (r.ok === true) return;
+    await sleep(10);
   }
   kill(pid, 'SIGKILL');
   throw new Error(`stand-in of ${s.namespace}/${s.name} did not become ready`);

@@ -34,15 +34,16 @@ export function nodePodCidrs(blocks: readonly NodeBlockValue[]): Partial<Record<
 }
 
 /**
- * An endpoint report as the core's input. The identity is the one the agent reports; until a
- * policy service assigns identities, an agent may report 0, and the router then uses the
- * placeholder identity of the pod (see identity.ts).
+ * An endpoint report as the core's input. The router is the identity authority until a policy
+ * service exists: a pod's identity is its placeholder (identity.ts), whatever the report says.
+ * Agents take a pod's identity from the router's entry for its address and report that back,
+ * so using the reported value would feed the agent's initial guess back to it for good.
  */
 export function endpointInput(ep: EndpointStateValue): EndpointInput {
   const since = Date.parse(ep.createdAt);
   return {
     node: ep.node,
-    identity: ep.identity > 0 ? ep.identity : placeholderIdentity(ep.pod.namespace, ep.pod.name),
+    identity: placeholderIdentity(ep.pod.namespace, ep.pod.name),
     ips: [ep.ipv4, ep.ipv6].filter((ip): ip is string => ip !== undefined),
     since: Number.isFinite(since) ? since : 0,
     pod: { namespace: ep.pod.namespace, name: ep.pod.name },
