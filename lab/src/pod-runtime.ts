@@ -189,7 +189,7 @@ async function ensureRunning(t: Tracked): Promise<void> {
         const started = await createSandbox(env, pod.metadata, ports(pod));
         t.sandbox = started.file;
         t.podIPs = started.podIPs;
-        logger.info({ pod: id, podIPs: started.podIPs }, 'sandbox ready');
+        logger.info({ pod: id, podIPs: started.podIPs, ...started.timings }, 'sandbox ready');
         break;
       } catch (err) {
         logger.warn({ err, pod: id, attempt }, 'sandbox creation failed; retrying');

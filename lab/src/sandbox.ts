@@ -58,6 +58,12 @@ export interface PodIdentity {
 export interface StartedSandbox {
   readonly file: SandboxFileValue;
   readonly podIPs: string[];
+  /** Where the time went, in ms: netns, CNI ADD, stand-in ready (the last two overlap). */
+  readonly timings: {
+    readonly netnsMs: number;
+    readonly cniMs: number;
+    readonly standinMs: number;
+  };
 }
 
 export function listSandboxes(dir: string): SandboxFileValue[] {
@@ -123,19 +129,33 @@ export async function createSandbox(
   };
   save(env.dir, file);
   try {
+    const t0 = performance.now();
     ip('netns', 'add', file.netns);
     ip('-n', file.netns, 'link', 'set', 'lo', 'up');
+    const t1 = performance.now();
+    const since = (t: number) => Math.round(performance.now() - t);
+    let cniMs = 0;
+    let standinMs = 0;
     // The stand-in binds wildcard addresses, so it can start while the plugins wire the netns:
     // its start-up (a Node process) overlaps the ADD instead of following it.
     file.standinPid = spawnStandin(env, file, ports);
     save(env.dir, file);
     const [result] = await Promise.all([
-      cniAdd(env.conflist, runtimeConf(file), cniExec(env)),
-      waitStandinReady(file, file.standinPid),
+      cniAdd(env.conflist, runtimeConf(file), cniExec(env)).then((r) => {
+        cniMs = since(t1);
+        return r;
+      }),
+      waitStandinReady(file, file.standinPid).then(() => {
+        standinMs = since(t1);
+      }),
     ]);
     const done = { ...file, result };
     save(env.dir, done);
-    return { file: done, podIPs: podIpsFromResult(result, env.families) };
+    return {
+      file: done,
+      podIPs: podIpsFromResult(result, env.families),
+      timings: { netnsMs: Math.round(t1 - t0), cniMs, standinMs },
+    };
   } catch (err) {
     await destroySandbox(env, file, 3).catch(() => undefined);
     throw err;
