@@ -111,6 +111,18 @@ function addressesOf(ep: Endpoint): string[] {
   return out;
 }
 
+/** Milliseconds spent per phase of an operation, for the debug log (where ADD time goes). */
+function phaseClock(): ((phase: string) => void) & { all(): Record<string, number> } {
+  let last = process.hrtime.bigint();
+  const out: Record<string, number> = {};
+  const mark = (phase: string) => {
+    const now = process.hrtime.bigint();
+    out[phase] = Number(now - last) / 1e6;
+    last = now;
+  };
+  return Object.assign(mark, { all: () => out });
+}
+
 function cniFailure(e: unknown, what: string): CniError {
   if (e instanceof CniError) return e;
   if (e instanceof NetlinkError)
@@ -314,9 +326,11 @@ export class Agent implements CniBackend {
         flags: 0,
         createdAt: (this.#o.now?.() ?? new Date()).toISOString(),
       };
+      const mark = phaseClock();
       // on disk before IPAM hears of it: an agent killed from here on undoes this on restart
       this.#endpoints.set(key, intent);
       this.#persist();
+      mark('intent');
 
       let allocated: Allocated;
       try {
@@ -334,6 +348,7 @@ export class Agent implements CniBackend {
         throw allocatorCniError(e);
       }
 
+      mark('ipam');
       let created = false;
       try {
         const wanted = req.conf.ipFamilies;
@@ -378,6 +393,7 @@ export class Agent implements CniBackend {
               ...(allocated.ipv6 ? { ipv6: allocated.ipv6 } : {}),
             }),
           );
+          mark('netlink');
           const ep: StoredEndpoint = {
             ...intent,
             ...allocated,
@@ -386,10 +402,17 @@ export class Agent implements CniBackend {
           };
           const withIdentity = { ...ep, ...this.#desiredOf(ep) };
           await this.#writeEndpoint(withIdentity);
+          mark('maps');
           this.#o.datapath.attachEndpoint(hostLink.index);
+          mark('tc');
           this.#endpoints.set(key, withIdentity);
           this.#persist();
+          mark('state');
           this.#o.reporter.upsert(withIdentity);
+          this.#o.logger.debug(
+            { containerId: req.containerId, ifName: req.ifName, ms: mark.all() },
+            'ADD done',
+          );
           return withIdentity;
         } finally {
           host.close();

@@ -79,7 +79,7 @@ async function main(): Promise<void> {
     allocatorReady: () => conn.bus?.isConnected() ?? false,
   });
   const metrics = createAgentMetrics(registry, agent, datapath);
-  let restore: RestoreReport | undefined = await agent.restore();
+  const restore: RestoreReport = await agent.restore();
   const desired = new DesiredState(agent, cfg.nodeName, logger);
 
   const cni = await startCniServer(
@@ -128,19 +128,34 @@ async function main(): Promise<void> {
     waitOnFirstConnect: true,
   });
   conn.bus = bus;
-  // the same declarations their writers use: creating one first is harmless
-  await bus.ensureStreams([AgentStream, NodeDesiredStream, RouterStream, IpamNodesStream]);
-  const rec = await reporter.reconcile(agent.endpoints().filter((e) => e.phase === 'ready'));
-  await desired.start(bus);
-  // releases owed since before the restart (IPAM was out of reach until now)
-  void agent.retryReleases();
-  logger.info({ reports: rec }, 'connected to NATS; desired state followed');
-  // the restore report stays visible in status until the next start
-  restore = { ...restore };
+  let stopping = false;
+  // a JetStream call that fails (server busy, stream being created) must not end the agent:
+  // it retries until the desired state is followed
+  const follow = async (): Promise<void> => {
+    for (let attempt = 1; !stopping; attempt++) {
+      try {
+        // the same declarations their writers use: creating one first is harmless
+        await bus.ensureStreams([AgentStream, NodeDesiredStream, RouterStream, IpamNodesStream]);
+        const rec = await reporter.reconcile(agent.endpoints().filter((e) => e.phase === 'ready'));
+        await desired.start(bus);
+        // releases owed since before the restart (IPAM was out of reach until now)
+        void agent.retryReleases();
+        logger.info({ reports: rec, attempt }, 'connected to NATS; desired state followed');
+        return;
+      } catch (err) {
+        await desired.stop().catch(() => undefined);
+        const wait = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
+        logger.error({ err, attempt, retryInMs: wait }, 'desired state not followed yet; retrying');
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
+  };
+  void follow();
 
   installSignalHandlers(bus, {
     logger,
     beforeDrain: async () => {
+      stopping = true;
       await cni.close();
       await api.close();
       await health.close();

@@ -6,8 +6,6 @@ import { execFile, execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { connect as netConnect, createServer as netServer } from 'node:net';
-import type { Server } from 'node:net';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -113,7 +111,6 @@ export class AgentLab {
   readonly #procs = new Set<ManagedProcess>();
   readonly #children = new Set<ChildProcess>();
   readonly #networks = new Set<string>();
-  readonly #servers = new Set<Server>();
   readonly #onExit = () => this.cleanupSync();
 
   constructor() {
@@ -175,22 +172,21 @@ export class AgentLab {
    */
   async #natsRelay(netns: string): Promise<string> {
     const path = join(this.dir, `${netns}-nats.sock`);
-    const server = netServer((c) => {
-      const t = netConnect(this.nats.port, '127.0.0.1');
-      c.pipe(t).pipe(c);
-      const close = () => {
-        c.destroy();
-        t.destroy();
-      };
-      c.on('error', close);
-      t.on('error', close);
-      c.on('close', close);
-      t.on('close', close);
-    });
-    await new Promise<void>((resolve) => server.listen(path, resolve));
-    this.#servers.add(server);
+    await this.#relay(
+      spawn(process.execPath, [RELAY, 'unix-to-tcp', path, String(this.nats.port)], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      }),
+      netns,
+    );
     const port = await freePort();
-    const child = spawnIn(`/run/netns/${netns}`, [process.execPath, RELAY, String(port), path]);
+    await this.#relay(
+      spawnIn(`/run/netns/${netns}`, [process.execPath, RELAY, 'tcp-to-unix', String(port), path]),
+      netns,
+    );
+    return `nats://127.0.0.1:${port}`;
+  }
+
+  async #relay(child: ChildProcess, netns: string): Promise<void> {
     this.spawnChild(child);
     await new Promise<void>((resolve, reject) => {
       let out = '';
@@ -198,9 +194,8 @@ export class AgentLab {
         out += d.toString();
         if (out.includes('ready')) resolve();
       });
-      child.once('exit', (code) => reject(new Error(`nats relay in ${netns} exited ${code}`)));
+      child.once('exit', (code) => reject(new Error(`nats relay for ${netns} exited ${code}`)));
     });
-    return `nats://127.0.0.1:${port}`;
   }
 
   /** NATS URL per node netns. */
@@ -481,7 +476,6 @@ export class AgentLab {
 
   async cleanup(): Promise<void> {
     for (const p of this.#procs) await p.stop(3000).catch(() => undefined);
-    for (const s of this.#servers) s.close();
     await this.bus?.close().catch(() => undefined);
     await this.nats?.stop().catch(() => undefined);
     this.cleanupSync();

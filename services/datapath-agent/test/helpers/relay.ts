@@ -1,20 +1,29 @@
-// Run inside a node netns: accepts TCP on 127.0.0.1:PORT and pipes each connection to a unix
-// socket. The test process serves that unix socket and pipes it on to nats-server on the host's
-// loopback, so an agent inside its node namespace reaches NATS without any route or interface
-// being added to the host. Prints "ready" once listening.
+// A byte pipe between TCP and a unix socket, so an agent inside its node namespace reaches
+// nats-server on the host's loopback without any route or interface added to the host:
+//   relay.ts tcp-to-unix PORT PATH   (inside the node netns: 127.0.0.1:PORT -> PATH)
+//   relay.ts unix-to-tcp PATH PORT   (in the host netns: PATH -> 127.0.0.1:PORT)
+// Prints "ready" once listening. A process of its own, so whoever started it may block.
 import { connect, createServer } from 'node:net';
+import type { Socket } from 'node:net';
 
-const [portText = '', unixPath = ''] = process.argv.slice(2);
-const server = createServer((c) => {
-  const u = connect(unixPath);
+const [mode = '', a = '', b = ''] = process.argv.slice(2);
+
+function pipe(c: Socket, u: Socket): void {
   c.pipe(u).pipe(c);
   const close = () => {
     c.destroy();
     u.destroy();
   };
-  c.on('error', close);
-  u.on('error', close);
-  c.on('close', close);
-  u.on('close', close);
-});
-server.listen(Number(portText), '127.0.0.1', () => process.stdout.write('ready\n'));
+  for (const s of [c, u]) {
+    s.on('error', close);
+    s.on('close', close);
+  }
+}
+
+const server =
+  mode === 'tcp-to-unix'
+    ? createServer((c) => pipe(c, connect(b)))
+    : createServer((c) => pipe(c, connect(Number(b), '127.0.0.1')));
+const ready = () => process.stdout.write('ready\n');
+if (mode === 'tcp-to-unix') server.listen(Number(a), '127.0.0.1', ready);
+else server.listen(a, ready);

@@ -1,0 +1,214 @@
+// `npm run bench -- cni [--pods 100] [--ref-dual-pods 100]`
+// CNI ADD and DEL latency, exec to exit as a container runtime sees it, for --pods sequential
+// dual-stack pods through dyad-cni (a real agent in its node netns, real IPAM and nats-server),
+// and in the same run Debian's reference plugins (/usr/lib/cni: ptp with host-local) doing the
+// same, once IPv4-only and once dual-stack. Every plugin is exec'd the same way (nsenter into its
+// node netns, so ptp's host side never touches the machine's own namespace). Needs root.
+// Detail lines go to stderr; the last stdout line is the summary JSON.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import {
+  CNI_BIN_DIR,
+  DATAPATH_OBJECT,
+  ensureBpfBuilt,
+  ensureCniBuilt,
+} from '../services/datapath-agent/test/helpers/build.ts';
+import { AgentLab, run } from '../services/datapath-agent/test/helpers/lab.ts';
+
+const { values: opts } = parseArgs({
+  args: process.argv.slice(2).filter((a) => a !== 'cni'),
+  options: {
+    pods: { type: 'string', default: '100' },
+    'ref-dual-pods': { type: 'string', default: '100' },
+  },
+});
+const PODS = Number(opts.pods);
+const REF_DUAL_PODS = Number(opts['ref-dual-pods']);
+const REF_CNI_PATH = '/usr/lib/cni';
+
+if (process.getuid?.() !== 0) {
+  console.error('bench cni needs root (network namespaces, veths, bpf)');
+  process.exit(2);
+}
+
+const log = (s: string) => process.stderr.write(`${s}\n`);
+
+function quantile(xs: readonly number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? NaN;
+}
+const ms = (x: number) => Number(x.toFixed(2));
+
+/** Execs a CNI plugin inside `netns` as a runtime would; wall time from exec to exit. */
+function execPlugin(
+  netns: string,
+  plugin: string,
+  env: Record<string, string>,
+  stdin: string,
+): { ms: number; code: number; stdout: string } {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync('nsenter', [`--net=/run/netns/${netns}`, plugin], {
+    env: { PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...env },
+    input: stdin,
+    encoding: 'utf8',
+  });
+  const t = Number(process.hrtime.bigint() - t0) / 1e6;
+  return { ms: t, code: r.status ?? -1, stdout: r.stdout };
+}
+
+interface Series {
+  add: number[];
+  del: number[];
+}
+
+/** ADD every pod one after another, then DEL them one after another. */
+function cycle(
+  lab: AgentLab,
+  label: string,
+  count: number,
+  nodeNetns: string,
+  plugin: string,
+  cniPath: string,
+  conf: string,
+  args: (i: number) => string,
+): Series {
+  const out: Series = { add: [], del: [] };
+  const pods: string[] = [];
+  for (let i = 0; i < count; i++) pods.push(lab.addPodNetns(`${label}${i}`));
+  const env = (cmd: string, i: number) => ({
+    CNI_COMMAND: cmd,
+    CNI_CONTAINERID: `${label}${i}`,
+    CNI_NETNS: pods[i] ?? '',
+    CNI_IFNAME: 'eth0',
+    CNI_PATH: cniPath,
+    CNI_ARGS: args(i),
+  });
+  for (let i = 0; i < count; i++) {
+    const r = execPlugin(nodeNetns, plugin, env('ADD', i), conf);
+    if (r.code !== 0) throw new Error(`${label} ADD ${i} failed (${r.code}): ${r.stdout}`);
+    out.add.push(r.ms);
+  }
+  for (let i = 0; i < count; i++) {
+    const r = execPlugin(nodeNetns, plugin, env('DEL', i), conf);
+    if (r.code !== 0) throw new Error(`${label} DEL ${i} failed (${r.code}): ${r.stdout}`);
+    out.del.push(r.ms);
+  }
+  for (const p of pods) run('ip', ['netns', 'del', p.replace('/run/netns/', '')]);
+  log(
+    `${label}: ${count} pods, ADD p50 ${ms(quantile(out.add, 0.5))} ms p99 ${ms(quantile(out.add, 0.99))} ms, DEL p50 ${ms(quantile(out.del, 0.5))} ms`,
+  );
+  return out;
+}
+
+ensureBpfBuilt();
+ensureCniBuilt();
+const lab = new AgentLab();
+try {
+  // where the time of a CNI call can go, measured before anything else runs
+  const nodeStart: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    const t0 = process.hrtime.bigint();
+    spawnSync(process.execPath, ['-e', '0']);
+    nodeStart.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  log(`node ${process.version} start-up (node -e 0): p50 ${ms(quantile(nodeStart, 0.5))} ms`);
+
+  await lab.start();
+  await lab.addNode('dyad');
+  const agent = await lab.startAgent('dyad', undefined, {
+    LOG_LEVEL: process.env['DYAD_BENCH_AGENT_LOG'] ?? 'warn',
+    DYAD_BPF_OBJECT: DATAPATH_OBJECT,
+  });
+  const dyadConf = JSON.stringify({
+    cniVersion: '1.1.0',
+    name: agent.network,
+    type: 'dyad-cni',
+    agentSocket: agent.cniSocket,
+    mtu: 1500,
+  });
+  const dyadCni = join(CNI_BIN_DIR, 'dyad-cni');
+
+  const version: number[] = [];
+  for (let i = 0; i < 50; i++)
+    version.push(
+      execPlugin(agent.netns, dyadCni, { CNI_COMMAND: 'VERSION' }, '{"cniVersion":"1.1.0"}').ms,
+    );
+  log(
+    `dyad-cni VERSION through the agent (exec + socket + agent): p50 ${ms(quantile(version, 0.5))} ms`,
+  );
+  const nsenterOnly: number[] = [];
+  for (let i = 0; i < 50; i++) {
+    const t0 = process.hrtime.bigint();
+    spawnSync('nsenter', [`--net=/run/netns/${agent.netns}`, '/bin/true']);
+    nsenterOnly.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  log(`exec overhead (nsenter + /bin/true): p50 ${ms(quantile(nsenterOnly, 0.5))} ms`);
+
+  for (let i = 0; i < PODS; i++) await lab.publishPod('dyad', 'default', `bench-${i}`);
+  const dyad = cycle(
+    lab,
+    'dy',
+    PODS,
+    agent.netns,
+    dyadCni,
+    CNI_BIN_DIR,
+    dyadConf,
+    (i) =>
+      `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=bench-${i};K8S_POD_UID=uid-bench-${i}`,
+  );
+  const status = await lab.status(agent);
+  log(`agent after the run: ${JSON.stringify(status['writes'])}`);
+
+  // the reference plugins, on a node netns of their own
+  const refNode = await lab.addNode('ref');
+  const dataDir = join(lab.dir, 'host-local');
+  mkdirSync(dataDir, { recursive: true });
+  const refConf = (dual: boolean) =>
+    JSON.stringify({
+      cniVersion: '1.0.0',
+      name: `${lab.prefix}-ref`,
+      type: 'ptp',
+      ipMasq: false,
+      mtu: 1500,
+      ipam: {
+        type: 'host-local',
+        dataDir,
+        ranges: dual
+          ? [[{ subnet: '198.19.128.0/20' }], [{ subnet: 'fd00:ee::/64' }]]
+          : [[{ subnet: '198.19.128.0/20' }]],
+        routes: dual ? [{ dst: '0.0.0.0/0' }, { dst: '::/0' }] : [{ dst: '0.0.0.0/0' }],
+      },
+    });
+  const ptp = join(REF_CNI_PATH, 'ptp');
+  const refV4 = cycle(lab, 'r4', PODS, refNode, ptp, REF_CNI_PATH, refConf(false), () => '');
+  const refDual = cycle(
+    lab,
+    'r6',
+    REF_DUAL_PODS,
+    refNode,
+    ptp,
+    REF_CNI_PATH,
+    refConf(true),
+    () => '',
+  );
+  rmSync(dataDir, { recursive: true, force: true });
+
+  const add50 = quantile(dyad.add, 0.5);
+  const ref4 = quantile(refV4.add, 0.5);
+  process.stdout.write(
+    `${JSON.stringify({
+      bench: 'cni',
+      add_p50_ms: ms(add50),
+      add_p99_ms: ms(quantile(dyad.add, 0.99)),
+      del_p50_ms: ms(quantile(dyad.del, 0.5)),
+      ref_v4_add_p50_ms: ms(ref4),
+      ref_dual_add_p50_ms: ms(quantile(refDual.add, 0.5)),
+      ref_del_p50_ms: ms(quantile(refDual.del, 0.5)),
+      add_p50_ratio: Number((add50 / ref4).toFixed(3)),
+    })}\n`,
+  );
+} finally {
+  await lab.cleanup();
+}
