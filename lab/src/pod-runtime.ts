@@ -2,7 +2,7 @@
 // part: registers the Node and keeps it Ready, and for each Pod bound to the node creates a
 // sandbox netns, calls the real dyad-cni through the conflist as a container runtime would,
 // runs the stand-in process, and writes status.podIPs and phase back. Deletion calls CNI DEL.
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
@@ -16,6 +16,7 @@ import { labPaths } from './paths.ts';
 import { removePodRecord, writePodRecord } from './records.ts';
 import type { SandboxEnv, SandboxFileValue } from './sandbox.ts';
 import {
+  StandinPool,
   createSandbox,
   destroySandbox,
   listSandboxes,
@@ -91,7 +92,10 @@ const env: SandboxEnv = {
   logDir: join(paths.logs, 'pods'),
   families: state.families,
   env: {},
+  pool: new StandinPool({ env: {}, log: join(paths.logs, 'pods', `pool-${nodeName}.log`) }),
 };
+mkdirSync(join(paths.logs, 'pods'), { recursive: true });
+env.pool?.fill();
 const hostIPs = state.families
   .map((f) => node.addresses[f])
   .filter((a): a is string => a !== undefined);
@@ -398,6 +402,7 @@ for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     // Pods keep running (their stand-ins and netns outlive the runtime, as containers outlive
     // a kubelet restart); the next runtime adopts them.
     heartbeat.stop();
+    env.pool?.close();
     abort.abort();
     kube.close();
     process.exit(0);

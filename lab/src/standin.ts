@@ -1,5 +1,8 @@
 // A lab pod's stand-in process, run inside the pod's netns by its node's pod runtime:
-//   standin.ts CONTROL_SOCKET PORTS_JSON
+//   standin.ts CONTROL_SOCKET PORTS_JSON      (started in the netns, e.g. by nsenter --net)
+//   standin.ts --pool                         (started ahead of need; its first stdin line
+//                                              {"netns","control","ports"} moves it into the
+//                                              pod's netns with setns(2), see netns-enter.ts)
 // Answers TCP and UDP (echo) on every port it is given, on all addresses of both families, and
 // serves probe requests from the lab CLI on a unix socket (JSON lines), so a probe is made from
 // this pod's netns without starting a process per probe.
@@ -10,7 +13,28 @@ import type { Socket } from 'node:net';
 import { probeOnce } from './probe-once.ts';
 import type { ProbeProtocol } from './probe-once.ts';
 
-const [control = '', portsJson = '[]'] = process.argv.slice(2);
+async function assignment(): Promise<[string, string]> {
+  if (process.argv[2] !== '--pool') return [process.argv[2] ?? '', process.argv[3] ?? '[]'];
+  const { enterNetns } = await import('./netns-enter.ts');
+  const line = await new Promise<string>((resolve) => {
+    let buffered = '';
+    process.stdin.setEncoding('utf8');
+    process.stdin.on('data', (c: string) => {
+      buffered += c;
+      const nl = buffered.indexOf('\n');
+      if (nl >= 0) resolve(buffered.slice(0, nl));
+    });
+    // An idle stand-in whose runtime went away has nothing to do.
+    process.stdin.on('end', () => process.exit(0));
+  });
+  process.stdin.removeAllListeners('end');
+  process.stdin.on('end', () => undefined);
+  const a = JSON.parse(line) as { netns: string; control: string; ports: unknown };
+  enterNetns(a.netns);
+  return [a.control, JSON.stringify(a.ports)];
+}
+
+const [control, portsJson] = await assignment();
 // No zod here: it would add ~100 ms to every pod's start, and the input is two small shapes.
 const isPort = (v: unknown): v is number =>
   typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 65535;
