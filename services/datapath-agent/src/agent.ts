@@ -883,6 +883,9 @@ export class Agent implements CniBackend {
     } finally {
       host.close();
     }
+    // what the dead ones had in the maps goes now, not at the next router snapshot
+    for (const ep of this.endpoints())
+      if (ep.phase === 'releasing') await this.#removeMapEntries(ep);
     await this.reconcile();
     this.#persist();
     this.#restored = true;
