@@ -15,16 +15,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { repoRoot } from '@dyad/testbed';
-import {
-  KubeClient,
-  Prober,
-  labDown,
-  labPaths,
-  labUp,
-  readPodRecord,
-  readState,
-} from '../lab/src/index.ts';
-import type { PodRecordValue } from '../lab/src/index.ts';
+import { KubeClient, Prober, labDown, labPaths, labUp, readPodRecord, readState } from '@dyad/lab';
+import type { PodRecordValue } from '@dyad/lab';
 
 const { values: opts } = parseArgs({
   args: process.argv.slice(2).filter((a) => a !== 'lab'),

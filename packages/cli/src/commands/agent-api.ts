@@ -2,8 +2,7 @@
 // socket. Shared by `dyad status`, `dyad endpoint list` and the `dyad bpf ...` commands.
 import { existsSync } from 'node:fs';
 import { request } from 'node:http';
-// Relative until `lab` is a workspace (as lab-exec.ts does).
-import { labPaths, readState } from '../../../../lab/src/index.ts';
+import { labPaths, readState } from '@dyad/lab';
 import type { CommandContext } from '../command.ts';
 import { Exit } from '../command.ts';
 import { outputFormat } from '../table.ts';

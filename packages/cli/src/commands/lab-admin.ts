@@ -1,5 +1,4 @@
-// Relative until `lab` is a workspace (then: '@dyad/lab').
-import { labDown, labStatus, labUp } from '../../../../lab/src/index.ts';
+import { labDown, labStatus, labUp } from '@dyad/lab';
 import type { Command } from '../command.ts';
 
 /** `dyad lab up|down|status`: the same as `npm run lab -- up|down|status`. */

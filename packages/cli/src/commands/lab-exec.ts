@@ -1,6 +1,5 @@
-// Relative until `lab` is a workspace (then: '@dyad/lab').
 import { spawn } from 'node:child_process';
-import { Prober, labPaths } from '../../../../lab/src/index.ts';
+import { Prober, labPaths } from '@dyad/lab';
 import type { Command } from '../command.ts';
 import { Exit } from '../command.ts';
 

@@ -1,7 +1,6 @@
-// Relative until `lab` is a workspace (then: '@dyad/lab').
 import { createInterface } from 'node:readline';
-import { ProbeSpec, Prober, labPaths } from '../../../../lab/src/index.ts';
-import type { ProbeSpecValue } from '../../../../lab/src/index.ts';
+import { ProbeSpec, Prober, labPaths } from '@dyad/lab';
+import type { ProbeSpecValue } from '@dyad/lab';
 import type { Command, CommandContext } from '../command.ts';
 import { Exit } from '../command.ts';
 
