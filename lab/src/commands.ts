@@ -52,6 +52,13 @@ export async function labUp(
 ): Promise<number> {
   const options = parseUpArgs(args);
   requireRoot();
+  // Unix socket paths hold at most 107 bytes; the longest the lab makes is a pod's control socket.
+  const longest = join(paths.run, 'pods', `${'0'.repeat(16)}.sock`);
+  if (Buffer.byteLength(longest) > 107) {
+    throw new LabUsageError(
+      `the lab directory's path is too long for unix sockets (${longest}); set DYAD_LAB_DIR to a shorter directory`,
+    );
+  }
   for (const t of [
     'kube-apiserver',
     'etcd',
