@@ -2,6 +2,12 @@
 // ADD gives a pod one address per family and its datapath, pods reach each other over both,
 // CHECK passes, DEL and GC leave nothing behind.
 import { PassThrough } from 'node:stream';
+import {
+  AGENT_STREAM,
+  EndpointReport,
+  agentEndpointFilter,
+  agentEndpointSubject,
+} from '@dyad/contracts';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 // Relative: the CLI is not a dependency of the agent, only its client.
 import { run as dyad } from '../../../packages/cli/src/index.ts';
@@ -138,6 +144,29 @@ describe.skipIf(skip !== undefined)('dyad-cni with cnitool, one node', () => {
     expect((JSON.parse(read()) as unknown[]).length).toBe(4);
   });
 
+  test('each endpoint is reported on NATS (DYAD_AGENT, last value per endpoint)', async () => {
+    const want = [...pods.values()].map((p) => p.containerId).sort();
+    let reports = new Map<
+      string,
+      { value: { op: string; endpoint: { containerId: string; ipv4?: string; ipv6?: string } } }
+    >();
+    for (let i = 0; i < 50; i++) {
+      reports = await lab.bus.snapshot([EndpointReport], {
+        stream: AGENT_STREAM,
+        filterSubjects: [agentEndpointFilter('n1')],
+      });
+      if (reports.size >= want.length) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const got = [...reports.values()].map((d) => d.value);
+    expect(got.map((v) => v.endpoint.containerId).sort()).toEqual(want);
+    for (const v of got) {
+      expect(v.op).toBe('upsert');
+      const p = [...pods.values()].find((x) => x.containerId === v.endpoint.containerId);
+      expect(v.endpoint).toMatchObject({ ipv4: p?.v4, ipv6: p?.v6 });
+    }
+  });
+
   test('CHECK passes for both pods', async () => {
     for (const [name, p] of pods) {
       const r = await lab.cnitool(agent, 'check', p.netns, { namespace: 'default', name });
@@ -167,6 +196,19 @@ describe.skipIf(skip !== undefined)('dyad-cni with cnitool, one node', () => {
       'eth0',
     );
     expect(await lab.ipamHeld('n1', a.containerId)).toBe(false);
+    // the report is published after the reply: wait for the tombstone
+    const ops = async () =>
+      [
+        ...(
+          await lab.bus.snapshot([EndpointReport], {
+            stream: AGENT_STREAM,
+            filterSubjects: [agentEndpointSubject('n1', a.containerId, 'eth0')],
+          })
+        ).values(),
+      ].map((d) => d.value.op);
+    for (let i = 0; i < 50 && (await ops())[0] !== 'delete'; i++)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(await ops()).toEqual(['delete']);
     const again = await lab.cnitool(agent, 'del', a.netns, { namespace: 'default', name: 'pa' });
     expect(again, again.stderr).toMatchObject({ code: 0 });
     // and the other pod is untouched
