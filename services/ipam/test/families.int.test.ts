@@ -176,11 +176,14 @@ describe('exhaustion', () => {
     expect((err as RemoteError).message).toMatch(
       new RegExp(`node ${full} .*IPv4 block 198\\.18\\.0\\.[04]/30 is full`),
     );
-    await vi.waitFor(() => {
-      expect(
-        events.some((e) => e.node === full && e.family === 'IPv4' && e.scope === 'node-block'),
-      ).toBe(true);
-      expect(events.some((e) => e.family === 'IPv4' && e.scope === 'cluster-pool')).toBe(true);
-    });
+    await vi.waitFor(
+      () => {
+        expect(
+          events.some((e) => e.node === full && e.family === 'IPv4' && e.scope === 'node-block'),
+        ).toBe(true);
+        expect(events.some((e) => e.family === 'IPv4' && e.scope === 'cluster-pool')).toBe(true);
+      },
+      { timeout: 30_000, interval: 100 },
+    );
   });
 });
