@@ -221,7 +221,20 @@ export class IpamService {
       record = await this.guard(
         this.ensureNode(req.node, this.nodeView.nodes.get(req.node)?.uid ?? record?.uid ?? ''),
       );
-      const lacking = families.find((f) => record?.blocks[f] === undefined);
+      let lacking = families.find((f) => record?.blocks[f] === undefined);
+      if (lacking !== undefined) {
+        // Before answering that no block is left, read the record itself: another replica may
+        // have given the node its block while this one found the pool empty.
+        const cur = await this.guard(this.requireStore().node(req.node));
+        if (cur.present) {
+          this.table.noteNode(req.node, cur.value, cur.revision);
+          record = cur.value;
+          lacking = families.find((f) => cur.value.blocks[f] === undefined);
+          if (lacking === undefined) {
+            this.opts.logger.warn({ node: req.node }, 'node blocks found on a second read');
+          }
+        }
+      }
       if (lacking !== undefined) {
         const message = `no ${lacking} block left for node ${req.node} in ${this.cidrKey(lacking)}`;
         this.opts.metrics.allocations.inc({ outcome: IpamErrorCode.exhausted });

@@ -168,7 +168,7 @@ describe('exhaustion', () => {
     const got = await Promise.all(
       ['n1', 'n2', 'n3'].map((n) => code(allocate(c.bus, podRef(1, n)))),
     );
-    expect(got.sort()).toEqual(['exhausted', 'ok', 'ok']);
+    expect([...got].sort()).toEqual(['exhausted', 'ok', 'ok']);
     const full = ['n1', 'n2', 'n3'].filter((_, i) => got[i] === 'ok')[0] as string;
     const err = await allocate(c.bus, podRef(2, full)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RemoteError);
