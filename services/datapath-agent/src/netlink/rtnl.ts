@@ -153,7 +153,7 @@ export function podSideRequests(p: PodSidePlan): NetlinkRequest[] {
       what: 'set the pod interface up',
     },
   ];
-  for (const [fam, len, any] of [
+  for (const [fam, len, unspecified] of [
     [p.ipv4, 32, '0.0.0.0'],
     [p.ipv6, 128, '::'],
   ] as const) {
@@ -175,7 +175,7 @@ export function podSideRequests(p: PodSidePlan): NetlinkRequest[] {
       type: RTM.NEWROUTE,
       flags: UPSERT,
       body: routeBody({
-        dst: any,
+        dst: unspecified,
         dstLen: 0,
         oif: p.podIfindex,
         gateway: fam.gateway,
