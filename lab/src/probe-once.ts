@@ -86,7 +86,7 @@ async function icmpEcho(
   timeoutMs: number,
   took: () => number,
 ): Promise<ProbeOutcome> {
-  icmpFactory ??= (await import('./icmp.ts')).openIcmp;
+  icmpFactory ??= (await import('@dyad/testbed')).openIcmp;
   const sock = await icmpFactory(address);
   try {
     const deadline = Date.now() + timeoutMs;

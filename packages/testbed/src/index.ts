@@ -8,6 +8,7 @@ export { httpGet, probe200 } from './http.ts';
 export { TOOL_NAMES, defaultToolsBinDir, repoRoot, toolPath } from './tools.ts';
 export { startNats } from './nats.ts';
 export { DEFAULT_SERVICE_CLUSTER_IP_RANGE, startKube } from './kube.ts';
+export { openIcmp, ping } from './ping.ts';
 
 export type { ExitInfo, SpawnSpec, WaitOptions } from './process.ts';
 export type { CertRequest, KeyPair, ServiceAccountKeys } from './certs.ts';
@@ -16,3 +17,4 @@ export type { HttpResponse, TlsMaterial } from './http.ts';
 export type { ToolName } from './tools.ts';
 export type { NatsOptions, NatsServer } from './nats.ts';
 export type { KubeCluster, KubeComponent, KubeOptions } from './kube.ts';
+export type { IcmpSocket, PingOptions, PingResult } from './ping.ts';
