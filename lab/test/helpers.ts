@@ -1,8 +1,8 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { repoRoot } from '@dyad/testbed';
+import { kernelRequired, kernelSkipReason, repoRoot } from '@dyad/testbed';
 import { labDown, labUp } from '../src/commands.ts';
 import { labPaths } from '../src/paths.ts';
 import type { LabPaths } from '../src/paths.ts';
@@ -13,22 +13,15 @@ import type { LabStateValue } from '../src/state.ts';
 
 /** Why the lab tier cannot run here, or undefined when it can. */
 export function labSkipReason(): string | undefined {
-  if (process.getuid?.() !== 0) return 'lab tests need root (netns, eBPF, tc)';
-  if (!existsSync('/sys/fs/bpf')) return 'bpffs is not mounted at /sys/fs/bpf';
-  for (const tool of ['ip', 'nsenter', 'make', 'clang', 'gcc']) {
-    if (spawnSync('which', [tool]).status !== 0) return `${tool} is not installed`;
-  }
-  for (const bin of ['kube-apiserver', 'etcd', 'nats-server', 'kube-scheduler']) {
-    if (!existsSync(join(repoRoot(), 'tools', 'bin', bin)))
-      return `tools/bin/${bin} is missing (npm run tools)`;
-  }
-  return undefined;
+  return kernelSkipReason({
+    notRoot: 'lab tests need root (netns, eBPF, tc)',
+    tools: ['ip', 'nsenter', 'make', 'clang', 'gcc'],
+    pinned: ['kube-apiserver', 'etcd', 'nats-server', 'kube-scheduler'],
+  });
 }
 
 /** With DYAD_REQUIRE_KERNEL=1 a skip is a failure. */
-export function labRequired(): boolean {
-  return process.env.DYAD_REQUIRE_KERNEL === '1';
-}
+export const labRequired = kernelRequired;
 
 const quiet = { write: () => true } as unknown as NodeJS.WritableStream;
 

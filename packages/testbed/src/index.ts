@@ -9,6 +9,7 @@ export { TOOL_NAMES, defaultToolsBinDir, repoRoot, toolPath } from './tools.ts';
 export { startNats } from './nats.ts';
 export { DEFAULT_SERVICE_CLUSTER_IP_RANGE, startKube } from './kube.ts';
 export { openIcmp, ping } from './ping.ts';
+export { kernelRequired, kernelSkipReason } from './kernel-gate.ts';
 
 export type { ExitInfo, SpawnSpec, WaitOptions } from './process.ts';
 export type { CertRequest, KeyPair, ServiceAccountKeys } from './certs.ts';
@@ -18,3 +19,4 @@ export type { ToolName } from './tools.ts';
 export type { NatsOptions, NatsServer } from './nats.ts';
 export type { KubeCluster, KubeComponent, KubeOptions } from './kube.ts';
 export type { IcmpSocket, PingOptions, PingResult } from './ping.ts';
+export type { KernelGateOptions } from './kernel-gate.ts';

@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { kernelRequired } from '@dyad/testbed';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handleCni } from '../src/cni/handler.ts';
 import type { CniBackend } from '../src/cni/handler.ts';
@@ -15,7 +16,7 @@ import type { Endpoint } from '../src/endpoint.ts';
 import { DYAD_CNI, buildSkipReason, ensureCniBuilt } from './helpers/build.ts';
 
 const skip = buildSkipReason();
-if (skip && process.env.DYAD_REQUIRE_KERNEL === '1')
+if (skip && kernelRequired())
   it('dyad-cni must be buildable', () => expect.fail(skip));
 
 const seen: AddRequest[] = [];
