@@ -1,5 +1,6 @@
 import { createSocket } from 'node:dgram';
 import { connect, isIPv6 } from 'node:net';
+import type { IcmpSocket } from '@dyad/testbed';
 
 export type ProbeProtocol = 'TCP' | 'UDP' | 'ICMP';
 
@@ -73,12 +74,7 @@ function reasonOf(e: NodeJS.ErrnoException): string {
   }
 }
 
-type IcmpSocket = {
-  fd: number;
-  send(seq: number): boolean;
-  recv(seq: number, timeoutMs: number): boolean;
-  close(): void;
-};
+// Loaded on first use: most probes are TCP/UDP and need no libc binding.
 let icmpFactory: ((address: string) => Promise<IcmpSocket>) | undefined;
 
 async function icmpEcho(
