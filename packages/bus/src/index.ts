@@ -1,4 +1,6 @@
 export { connectBus } from './connect.ts';
+export { NatsEnv, natsSettings } from './env.ts';
+export type { NatsSettings } from './env.ts';
 export type { Bus, BusOptions, ReconnectOptions } from './connect.ts';
 
 export type { BusLogger, BusWorker } from './context.ts';

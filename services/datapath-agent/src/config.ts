@@ -1,5 +1,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
+import { NatsEnv, natsSettings } from '@dyad/bus';
+import type { NatsSettings } from '@dyad/bus';
 import { ConfigError } from './errors.ts';
 
 const Bool = z.enum(['0', '1', 'true', 'false']).transform((v) => v === '1' || v === 'true');
@@ -13,11 +15,7 @@ const Env = z.object({
   DYAD_NODE_NAME: z.string().min(1),
   /** Numeric node id written into local ipcache entries. */
   DYAD_NODE_ID: z.coerce.number().int().min(0).max(0xffffffff).default(0),
-  NATS_URL: z.string().min(1).default('nats://127.0.0.1:4222'),
-  NATS_CREDS: z.string().min(1).optional(),
-  NATS_USER: z.string().min(1).optional(),
-  NATS_PASSWORD: z.string().min(1).optional(),
-  NATS_TOKEN: z.string().min(1).optional(),
+  ...NatsEnv,
   /** Where dyad-cni connects (the conflist's `agentSocket` must say the same). */
   DYAD_CNI_SOCKET: z.string().min(1).default('/run/dyad/cni.sock'),
   /** The read-only API for the `dyad` CLI. */
@@ -52,13 +50,7 @@ const Env = z.object({
 export interface AgentConfig {
   readonly nodeName: string;
   readonly nodeId: number;
-  readonly nats: {
-    readonly servers: readonly string[];
-    readonly credsFile?: string;
-    readonly user?: string;
-    readonly pass?: string;
-    readonly token?: string;
-  };
+  readonly nats: NatsSettings;
   readonly cniSocket: string;
   readonly apiSocket: string;
   readonly pinDir: string;
@@ -85,13 +77,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
   return {
     nodeName: e.DYAD_NODE_NAME,
     nodeId: e.DYAD_NODE_ID,
-    nats: {
-      servers: e.NATS_URL.split(',').map((s) => s.trim()),
-      ...(e.NATS_CREDS ? { credsFile: e.NATS_CREDS } : {}),
-      ...(e.NATS_USER ? { user: e.NATS_USER } : {}),
-      ...(e.NATS_PASSWORD ? { pass: e.NATS_PASSWORD } : {}),
-      ...(e.NATS_TOKEN ? { token: e.NATS_TOKEN } : {}),
-    },
+    nats: natsSettings(e),
     cniSocket: e.DYAD_CNI_SOCKET,
     apiSocket: e.DYAD_API_SOCKET,
     pinDir: e.DYAD_PIN_DIR ?? `/sys/fs/bpf/dyad/${e.DYAD_NODE_NAME}`,

@@ -1,6 +1,8 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { NatsEnv, natsSettings } from '@dyad/bus';
+import type { NatsSettings } from '@dyad/bus';
 import type { IpamConfig } from './config.ts';
 import { ALL_CONFIG_KEYS, mergeConfigSources, parseIpamConfig } from './config.ts';
 import { SettingsError } from './errors.ts';
@@ -12,11 +14,7 @@ import { SettingsError } from './errors.ts';
 const seconds = (def: number, min = 0) => z.coerce.number().min(min).default(def);
 
 const Env = z.object({
-  NATS_URL: z.string().min(1).default('nats://127.0.0.1:4222'),
-  NATS_CREDS: z.string().min(1).optional(),
-  NATS_USER: z.string().min(1).optional(),
-  NATS_PASSWORD: z.string().min(1).optional(),
-  NATS_TOKEN: z.string().min(1).optional(),
+  ...NatsEnv,
   DYAD_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(9872),
   DYAD_HEALTH_HOST: z.string().default('0.0.0.0'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
@@ -33,13 +31,7 @@ const Env = z.object({
 });
 
 export interface IpamSettings {
-  readonly nats: {
-    readonly servers: readonly string[];
-    readonly credsFile?: string;
-    readonly user?: string;
-    readonly pass?: string;
-    readonly token?: string;
-  };
+  readonly nats: NatsSettings;
   readonly health: { readonly host: string; readonly port: number };
   readonly logLevel: z.output<typeof Env>['LOG_LEVEL'];
   readonly ipam: IpamConfig;
@@ -74,13 +66,7 @@ export function loadSettings(env: Readonly<Record<string, string | undefined>>):
   const dirFiles =
     e.DYAD_IPAM_CONFIG_DIR === undefined ? {} : readConfigDir(e.DYAD_IPAM_CONFIG_DIR);
   return {
-    nats: {
-      servers: e.NATS_URL.split(',').map((s) => s.trim()),
-      ...(e.NATS_CREDS ? { credsFile: e.NATS_CREDS } : {}),
-      ...(e.NATS_USER ? { user: e.NATS_USER } : {}),
-      ...(e.NATS_PASSWORD ? { pass: e.NATS_PASSWORD } : {}),
-      ...(e.NATS_TOKEN ? { token: e.NATS_TOKEN } : {}),
-    },
+    nats: natsSettings(e),
     health: { host: e.DYAD_HEALTH_HOST, port: e.DYAD_HEALTH_PORT },
     logLevel: e.LOG_LEVEL,
     ipam: parseIpamConfig(mergeConfigSources(env, dirFiles)),

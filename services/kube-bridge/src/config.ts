@@ -1,13 +1,11 @@
 import { z } from 'zod';
+import { NatsEnv, natsSettings } from '@dyad/bus';
+import type { NatsSettings } from '@dyad/bus';
 
 /** kube-bridge's settings, from the environment (the Deployment sets them from the ConfigMap). */
 const Env = z.object({
   KUBECONFIG: z.string().min(1).optional(),
-  NATS_URL: z.string().min(1).default('nats://127.0.0.1:4222'),
-  NATS_CREDS: z.string().min(1).optional(),
-  NATS_USER: z.string().min(1).optional(),
-  NATS_PASSWORD: z.string().min(1).optional(),
-  NATS_TOKEN: z.string().min(1).optional(),
+  ...NatsEnv,
   DYAD_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(9871),
   DYAD_HEALTH_HOST: z.string().default('0.0.0.0'),
   DYAD_RESYNC_INTERVAL_S: z.coerce.number().positive().default(300),
@@ -17,13 +15,7 @@ const Env = z.object({
 
 export interface BridgeConfig {
   readonly kubeconfig: string | undefined;
-  readonly nats: {
-    readonly servers: readonly string[];
-    readonly credsFile?: string;
-    readonly user?: string;
-    readonly pass?: string;
-    readonly token?: string;
-  };
+  readonly nats: NatsSettings;
   readonly health: { readonly host: string; readonly port: number };
   readonly resyncIntervalMs: number;
   readonly tombstoneTtlMs: number;
@@ -42,13 +34,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): B
   const e = r.data;
   return {
     kubeconfig: e.KUBECONFIG,
-    nats: {
-      servers: e.NATS_URL.split(',').map((s) => s.trim()),
-      ...(e.NATS_CREDS ? { credsFile: e.NATS_CREDS } : {}),
-      ...(e.NATS_USER ? { user: e.NATS_USER } : {}),
-      ...(e.NATS_PASSWORD ? { pass: e.NATS_PASSWORD } : {}),
-      ...(e.NATS_TOKEN ? { token: e.NATS_TOKEN } : {}),
-    },
+    nats: natsSettings(e),
     health: { host: e.DYAD_HEALTH_HOST, port: e.DYAD_HEALTH_PORT },
     resyncIntervalMs: e.DYAD_RESYNC_INTERVAL_S * 1000,
     tombstoneTtlMs: e.DYAD_TOMBSTONE_TTL_S * 1000,

@@ -1,13 +1,11 @@
 import { z } from 'zod';
+import { NatsEnv, natsSettings } from '@dyad/bus';
+import type { NatsSettings } from '@dyad/bus';
 import { RouterConfigError } from './errors.ts';
 
 /** The router's settings, from the environment. */
 const Env = z.object({
-  NATS_URL: z.string().min(1).default('nats://127.0.0.1:4222'),
-  NATS_CREDS: z.string().min(1).optional(),
-  NATS_USER: z.string().min(1).optional(),
-  NATS_PASSWORD: z.string().min(1).optional(),
-  NATS_TOKEN: z.string().min(1).optional(),
+  ...NatsEnv,
   DYAD_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(9873),
   DYAD_HEALTH_HOST: z.string().default('127.0.0.1'),
   /** Input changes within this window are published together. */
@@ -20,13 +18,7 @@ const Env = z.object({
 });
 
 export interface RouterConfig {
-  readonly nats: {
-    readonly servers: readonly string[];
-    readonly credsFile?: string;
-    readonly user?: string;
-    readonly pass?: string;
-    readonly token?: string;
-  };
+  readonly nats: NatsSettings;
   readonly health: { readonly host: string; readonly port: number };
   readonly flushDelayMs: number;
   readonly resyncIntervalMs: number;
@@ -44,13 +36,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): R
   }
   const e = r.data;
   return {
-    nats: {
-      servers: e.NATS_URL.split(',').map((s) => s.trim()),
-      ...(e.NATS_CREDS ? { credsFile: e.NATS_CREDS } : {}),
-      ...(e.NATS_USER ? { user: e.NATS_USER } : {}),
-      ...(e.NATS_PASSWORD ? { pass: e.NATS_PASSWORD } : {}),
-      ...(e.NATS_TOKEN ? { token: e.NATS_TOKEN } : {}),
-    },
+    nats: natsSettings(e),
     health: { host: e.DYAD_HEALTH_HOST, port: e.DYAD_HEALTH_PORT },
     flushDelayMs: e.DYAD_ROUTER_FLUSH_MS,
     resyncIntervalMs: e.DYAD_ROUTER_RESYNC_INTERVAL_S * 1000,
