@@ -3,9 +3,9 @@
 import { existsSync } from 'node:fs';
 import { request } from 'node:http';
 import { labPaths, readState } from '@dyad/lab';
-import type { CommandContext } from '../command.ts';
+import type { Command, CommandContext } from '../command.ts';
 import { Exit } from '../command.ts';
-import { outputFormat } from '../table.ts';
+import { formatTable, outputFormat } from '../table.ts';
 
 export const DEFAULT_AGENT_SOCKET = '/run/dyad/agent.sock';
 
@@ -166,4 +166,47 @@ export async function runAgentCommand(
 
 export function writeJson(ctx: CommandContext, v: unknown): void {
   ctx.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
+}
+
+/** Names of the set bits of a flags word, '-' when none; a non-number is shown as it is. */
+export function flagNames(v: unknown, names: Readonly<Record<number, string>>): string {
+  if (typeof v !== 'number') return cell(v);
+  const out = Object.entries(names)
+    .filter(([bit]) => (v & Number(bit)) !== 0)
+    .map(([, name]) => name);
+  return out.length ? out.join(',') : '-';
+}
+
+export interface MapListSpec {
+  /** Command words after `dyad`, e.g. ['bpf', 'ct', 'list']. */
+  readonly words: readonly string[];
+  readonly summary: string;
+  /** Agent API path that returns the map's entries as a JSON array. */
+  readonly path: string;
+  /** How an error names what was asked for, e.g. `bpf ct`. */
+  readonly what: string;
+  readonly header: readonly string[];
+  /** Entries to table rows, sorted as a person wants to read them. */
+  readonly rows: (entries: ReadonlyArray<Record<string, unknown>>) => string[][];
+}
+
+/**
+ * A `dyad bpf … list` command: reads one map through the agent's API and prints it as an
+ * aligned table, or as the API's JSON with `-o json`.
+ */
+export function mapListCommand(spec: MapListSpec): Command {
+  const name = spec.words.join(' ');
+  const usage = `usage: dyad ${name} ${AGENT_FLAGS}\n`;
+  return {
+    words: spec.words,
+    summary: spec.summary,
+    run: (ctx) =>
+      runAgentCommand(ctx, name, async () => {
+        const args = agentArgs(ctx, usage);
+        const list = records(await agentGet(args.socket, spec.path), spec.what);
+        if (args.format === 'json') writeJson(ctx, list);
+        else ctx.stdout.write(formatTable(spec.header, spec.rows(list)));
+        return Exit.ok;
+      }),
+  };
 }

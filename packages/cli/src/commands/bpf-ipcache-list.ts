@@ -1,17 +1,4 @@
-import type { Command } from '../command.ts';
-import { Exit } from '../command.ts';
-import { formatTable } from '../table.ts';
-import {
-  AGENT_FLAGS,
-  agentArgs,
-  agentGet,
-  cell,
-  records,
-  runAgentCommand,
-  writeJson,
-} from './agent-api.ts';
-
-const USAGE = `usage: dyad bpf ipcache list ${AGENT_FLAGS}\n`;
+import { cell, mapListCommand } from './agent-api.ts';
 
 /** IPv4 prefixes first, then IPv6, each by address bytes then length. */
 function prefixOrder(a: string, b: string): number {
@@ -20,29 +7,20 @@ function prefixOrder(a: string, b: string): number {
 }
 
 /** `dyad bpf ipcache list`: the dy_ipcache LPM map. */
-export const bpfIpcacheListCommand: Command = {
+export const bpfIpcacheListCommand = mapListCommand({
   words: ['bpf', 'ipcache', 'list'],
   summary: 'the dy_ipcache map (prefix -> identity and hosting node), both families',
-  run: (ctx) =>
-    runAgentCommand(ctx, 'bpf ipcache list', async () => {
-      const args = agentArgs(ctx, USAGE);
-      const list = records(await agentGet(args.socket, '/v1/bpf/ipcache'), 'bpf ipcache');
-      if (args.format === 'json') {
-        writeJson(ctx, list);
-        return Exit.ok;
-      }
-      const rows = [...list]
-        .sort((a, b) => prefixOrder(cell(a.prefix), cell(b.prefix)))
-        .map((e) => [
-          cell(e.prefix),
-          cell(e.identity),
-          cell(e.nodeId),
-          cell(e.nodeAddress),
-          typeof e.flags === 'number' && e.flags & 1 ? 'local' : '-',
-        ]);
-      ctx.stdout.write(
-        formatTable(['PREFIX', 'IDENTITY', 'NODE ID', 'NODE ADDRESS', 'FLAGS'], rows),
-      );
-      return Exit.ok;
-    }),
-};
+  path: '/v1/bpf/ipcache',
+  what: 'bpf ipcache',
+  header: ['PREFIX', 'IDENTITY', 'NODE ID', 'NODE ADDRESS', 'FLAGS'],
+  rows: (list) =>
+    [...list]
+      .sort((a, b) => prefixOrder(cell(a.prefix), cell(b.prefix)))
+      .map((e) => [
+        cell(e.prefix),
+        cell(e.identity),
+        cell(e.nodeId),
+        cell(e.nodeAddress),
+        typeof e.flags === 'number' && e.flags & 1 ? 'local' : '-',
+      ]),
+});
