@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { Bus } from '@dyad/bus';
+import { coalesceWrites } from '@dyad/bus';
 import {
   AllocateRequest,
   Allocation,
@@ -217,7 +218,10 @@ async function measure(
 
 async function main(): Promise<void> {
   const nats = await startNats();
-  const nc = await connect({ servers: nats.url, name: 'bench-raw' });
+  // The same client settings as the services (no async stack traces), so the baseline is not slowed
+  // by a cost the services do not pay.
+  const nc = await connect({ servers: nats.url, name: 'bench-raw', noAsyncTraces: true });
+  if (process.env['BENCH_COALESCE'] === '1') coalesceWrites(nc);
   const bus = await clientBus(nats.url, 'bench-ipam');
   try {
     log(`${PAIRS} dual-stack pairs over ${NODES} nodes, ${CONCURRENCY} requests in flight`);

@@ -1,4 +1,5 @@
 export { connectBus } from './connect.ts';
+export { coalesceWrites } from './coalesce.ts';
 export { NatsEnv, natsSettings } from './env.ts';
 export type { NatsSettings } from './env.ts';
 export type { Bus, BusOptions, ReconnectOptions } from './connect.ts';

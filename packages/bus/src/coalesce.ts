@@ -1,0 +1,36 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+
+/** The one member of nats.js's protocol handler this module touches (private in its types). */
+interface FlushingProtocol {
+  flushPending(): void;
+}
+
+function protocolOf(nc: NatsConnection): FlushingProtocol | undefined {
+  const p = (nc as unknown as { protocol?: unknown }).protocol;
+  if (typeof p !== 'object' || p === null) return undefined;
+  const f = (p as { flushPending?: unknown }).flushPending;
+  return typeof f === 'function' ? (p as FlushingProtocol) : undefined;
+}
+
+/**
+ * nats.js writes its outbound buffer to the socket in a microtask queued by the first message
+ * after a write, so a service whose handlers each await a reply writes one message per syscall.
+ * This defers that write to the end of the event-loop turn, so every message produced in one turn
+ * leaves in one write. Nothing is reordered or dropped: the same buffer is written, later. Returns
+ * false, and changes nothing, if the client's internals are not what this expects.
+ */
+export function coalesceWrites(nc: NatsConnection): boolean {
+  const proto = protocolOf(nc);
+  if (proto === undefined) return false;
+  const write = proto.flushPending.bind(proto);
+  let scheduled = false;
+  proto.flushPending = () => {
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(() => {
+      scheduled = false;
+      write();
+    });
+  };
+  return true;
+}
