@@ -6,7 +6,7 @@
 // CloudEvents, encoded before the clock starts, over a plain connection, and reads the reply's
 // type header and JSON: so the figure is ipam's, not the generator's. Detail lines go to
 // stderr; the last stdout line is the summary JSON.
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { Bus } from '@dyad/bus';
 import { coalesceWrites } from '@dyad/bus';
@@ -134,8 +134,24 @@ function cpuSeconds(pid: number | undefined): number {
   }
 }
 
+/** The pid of the process whose command line mentions `needle` (the nats-server of this run). */
+function pidOf(needle: string): number | undefined {
+  for (const d of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(needle)) return Number(d);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
+}
+
 interface Run {
   readonly cpuPerReplica: number[];
+  /** Cores used by nats-server and by this process (the load generator) during the run. */
+  readonly cpuServer: number;
+  readonly cpuGenerator: number;
   readonly pairsPerS: number;
   readonly latenciesMs: number[];
   readonly conflicts: number;
@@ -174,6 +190,9 @@ async function measure(
     const seen4 = new Set<string>();
     const seen6 = new Set<string>();
     const cpu0 = procs.map((p) => cpuSeconds(p.proc.pid));
+    const serverPid = pidOf(nats.dir);
+    const server0 = cpuSeconds(serverPid);
+    const gen0 = cpuSeconds(process.pid);
     const t0 = performance.now();
     await pool(requests, CONCURRENCY, async (r, i) => {
       const s = performance.now();
@@ -192,6 +211,8 @@ async function measure(
     });
     const elapsed = seconds(t0);
     const cpuPerReplica = procs.map((p, i) => (cpuSeconds(p.proc.pid) - (cpu0[i] ?? 0)) / elapsed);
+    const cpuServer = (cpuSeconds(serverPid) - server0) / elapsed;
+    const cpuGenerator = (cpuSeconds(process.pid) - gen0) / elapsed;
     if (seen4.size !== PAIRS || seen6.size !== PAIRS) {
       throw new Error(
         `duplicate addresses: ${seen4.size} IPv4 and ${seen6.size} IPv6 for ${PAIRS} pairs`,
@@ -206,6 +227,8 @@ async function measure(
     }
     return {
       cpuPerReplica,
+      cpuServer,
+      cpuGenerator,
       pairsPerS: PAIRS / elapsed,
       latenciesMs: latencies.sort((a, b) => a - b),
       conflicts,
@@ -231,7 +254,8 @@ async function main(): Promise<void> {
     // 2-replica run: on a shared machine the rate drifts within minutes.
     log(`raw kv.create before 1 replica: ${(await kvCreateRate(nc, PAIRS)).toFixed(0)}/s`);
     const one = await measure(nats, bus, nc, 1);
-    const cpu = (r: Run) => r.cpuPerReplica.map((c) => c.toFixed(2)).join(' + ');
+    const cpu = (r: Run) =>
+      `${r.cpuPerReplica.map((c) => c.toFixed(2)).join(' + ')} (nats-server ${r.cpuServer.toFixed(2)}, load generator ${r.cpuGenerator.toFixed(2)})`;
     log(
       `1 replica: ${one.pairsPerS.toFixed(0)} pairs/s, ${one.batches} new, ${one.conflicts} write conflicts, cores ${cpu(one)}`,
     );

@@ -1,4 +1,5 @@
 import { coalesceWrites } from './coalesce.ts';
+import { KvWriter } from './kv-writer.ts';
 import { readFile } from 'node:fs/promises';
 import type { KvBucketSpec, MessageContract, PayloadOf, StreamSpec } from '@dyad/contracts';
 import { trace } from '@opentelemetry/api';
@@ -113,6 +114,8 @@ export interface Bus {
   ensureKv(specs: readonly KvBucketSpec[]): Promise<EnsureResult[]>;
   /** The bucket's @nats-io/kv handle; the bucket must exist (see ensureKv). */
   kv(bucket: string): Promise<KV>;
+  /** Pipelined puts and deletes on a bucket, for services that write on every request. */
+  kvWriter(bucket: string, timeoutMs?: number): KvWriter;
 
   /** Round trip to the server: everything published before it has reached the server. */
   flush(): Promise<void>;
@@ -212,6 +215,8 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     ensureStreams: async (specs) => ensureStreams(await jsm(), specs, opts.logger),
     ensureKv: async (specs) => ensureKv(js, await jsm(), specs, opts.logger),
     kv: (bucket) => new Kvm(js).open(bucket),
+    // Not a worker: drain stops workers first, and in-flight handlers still need their writes.
+    kvWriter: (bucket, timeoutMs) => new KvWriter(nc, bucket, timeoutMs),
     flush: () => nc.flush(),
     drain,
     close: async () => {

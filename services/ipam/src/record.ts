@@ -16,8 +16,20 @@ export type NodeBlocks = NodeRecord['blocks'];
 /** At most this many slots per node: far above any pod count, and slot numbers stay small. */
 export const MAX_SLOTS = 2 ** 32;
 
+const capacities = new WeakMap<NodeBlocks, number>();
+
 /** Slots in a node: the usable addresses of its smallest block (0 without blocks). */
 export function slotCapacity(blocks: NodeBlocks): number {
+  // Every request asks, with the same few records: parsing their CIDRs each time showed in profiles.
+  let c = capacities.get(blocks);
+  if (c === undefined) {
+    c = computeCapacity(blocks);
+    capacities.set(blocks, c);
+  }
+  return c;
+}
+
+function computeCapacity(blocks: NodeBlocks): number {
   let cap: bigint | undefined;
   for (const f of ['IPv4', 'IPv6'] as const) {
     const b = blocks[f];

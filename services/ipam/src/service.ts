@@ -123,7 +123,7 @@ export class IpamService {
     await bus.ensureStreams([K8sStream, DeadLetterStream, IpamNodesStream]);
     await bus.ensureKv([IpamKvBucket]);
     const kv = await bus.kv(IPAM_KV_BUCKET);
-    const store = new IpamStore(kv);
+    const store = new IpamStore(kv, bus.kvWriter(IPAM_KV_BUCKET));
     this.store = store;
 
     const keys = await store.keys(`${IpamKey.blockPrefix}>`);

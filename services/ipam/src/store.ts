@@ -11,7 +11,8 @@ import {
   IpamOwnerRecord,
   IpamSlotRecord,
 } from '@dyad/contracts';
-import type { KV } from '@dyad/bus';
+import type { KV, KvWriter } from '@dyad/bus';
+import { KvWriteError } from '@dyad/bus';
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import type { z } from 'zod';
 import { StoreError } from './errors.ts';
@@ -39,6 +40,7 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 export function isConflict(err: unknown): boolean {
+  if (err instanceof KvWriteError) return err.conflict;
   return (
     err instanceof JetStreamApiError &&
     (err.code === JetStreamApiCodes.StreamWrongLastSequence ||
@@ -74,9 +76,12 @@ export function decodeJson<S extends z.ZodType>(
 
 export class IpamStore {
   readonly kv: KV;
+  /** The hot path's writes (claims, owner records) go through here when given. */
+  private readonly writer: KvWriter | undefined;
 
-  constructor(kv: KV) {
+  constructor(kv: KV, writer?: KvWriter) {
     this.kv = kv;
+    this.writer = writer;
   }
 
   async read<S extends z.ZodType>(schema: S, key: string): Promise<Current<z.output<S>>> {
@@ -91,6 +96,9 @@ export class IpamStore {
   /** Writes `value` if the key's last revision is `expected` (0: never written). */
   async writeIf(key: string, value: unknown, expected: number): Promise<WriteOutcome> {
     try {
+      if (this.writer !== undefined) {
+        return await this.writer.put(key, encodeJson(value), { previousRevision: expected });
+      }
       return await this.kv.put(key, encodeJson(value), { previousSeq: expected });
     } catch (err) {
       if (isConflict(err)) return 'conflict';
@@ -101,6 +109,10 @@ export class IpamStore {
   /** Deletes the key if its last revision is `expected`; false if it changed meanwhile. */
   async deleteIf(key: string, expected: number): Promise<boolean> {
     try {
+      if (this.writer !== undefined) {
+        await this.writer.delete(key, { previousRevision: expected });
+        return true;
+      }
       await this.kv.delete(key, { previousSeq: expected });
       return true;
     } catch (err) {
