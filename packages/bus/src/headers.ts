@@ -6,12 +6,25 @@ export type HeaderGetter = (name: string) => string | undefined;
 
 export function headerGetter(h: MsgHdrs | undefined): HeaderGetter {
   if (h === undefined) return () => undefined;
-  return (name) => (h.has(name, Match.IgnoreCase) ? h.get(name, Match.IgnoreCase) : undefined);
+  // nats.js looks a name up case-insensitively by lower-casing every key on every call; a decoded
+  // CloudEvent asks for ten names, so the keys are lower-cased once, lazily, here.
+  let byLower: Map<string, string> | undefined;
+  return (name) => {
+    if (byLower === undefined) {
+      byLower = new Map();
+      for (const k of h.keys()) {
+        const lk = k.toLowerCase();
+        if (!byLower.has(lk)) byLower.set(lk, h.get(k, Match.Exact));
+      }
+    }
+    return byLower.get(name.toLowerCase());
+  };
 }
 
+/** Headers of a new message; a record's keys are distinct, so each is appended, not replaced. */
 export function headersFrom(record: Readonly<Record<string, string>>): MsgHdrs {
   const h = natsHeaders();
-  for (const [k, v] of Object.entries(record)) h.set(k, v);
+  for (const [k, v] of Object.entries(record)) h.append(k, v);
   return h;
 }
 

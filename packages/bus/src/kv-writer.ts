@@ -11,8 +11,8 @@ export class KvWriteError extends BusError {
   readonly key: string;
   /** JetStream's `err_code` (10071: the key was not at the expected revision); 0 for a timeout. */
   readonly code: number;
-  constructor(key: string, code: number, message: string) {
-    super(`KV write of ${key} failed: ${message}`);
+  constructor(subject: string, key: string, code: number, message: string) {
+    super(`KV write to ${subject} failed: ${message}`);
     this.key = key;
     this.code = code;
   }
@@ -95,7 +95,7 @@ export class KvWriter {
     this.sub.unsubscribe();
     for (const [id, p] of this.pending) {
       this.pending.delete(id);
-      p.reject(new KvWriteError(p.key, 0, 'the writer was closed before the ack'));
+      p.reject(this.error(p.key, 0, 'the writer was closed before the ack'));
     }
   }
 
@@ -107,7 +107,7 @@ export class KvWriter {
         this.nc.publish(this.prefix + key, value, { headers: h, reply: `${this.inbox}.${id}` });
       } catch (err) {
         this.pending.delete(id);
-        reject(new KvWriteError(key, 0, err instanceof Error ? err.message : String(err)));
+        reject(this.error(key, 0, err instanceof Error ? err.message : String(err)));
       }
     });
   }
@@ -120,24 +120,28 @@ export class KvWriter {
     this.pending.delete(id);
     if (m.headers?.hasError === true) {
       // A status reply: 503 when no stream listens on the subject.
-      p.reject(new KvWriteError(p.key, m.headers.code, m.headers.description || 'no JetStream'));
+      p.reject(this.error(p.key, m.headers.code, m.headers.description || 'no JetStream'));
       return;
     }
     let ack: PubAckJson;
     try {
       ack = JSON.parse(this.dec.decode(m.data)) as PubAckJson;
     } catch {
-      p.reject(new KvWriteError(p.key, 0, 'the ack was not JSON'));
+      p.reject(this.error(p.key, 0, 'the ack was not JSON'));
       return;
     }
     if (ack.error !== undefined) {
       const e = ack.error;
-      p.reject(new KvWriteError(p.key, e.err_code ?? e.code ?? 0, e.description ?? 'refused'));
+      p.reject(this.error(p.key, e.err_code ?? e.code ?? 0, e.description ?? 'refused'));
     } else if (typeof ack.seq === 'number') {
       p.resolve(ack.seq);
     } else {
-      p.reject(new KvWriteError(p.key, 0, 'the ack has no sequence'));
+      p.reject(this.error(p.key, 0, 'the ack has no sequence'));
     }
+  }
+
+  private error(key: string, code: number, message: string): KvWriteError {
+    return new KvWriteError(this.prefix + key, key, code, message);
   }
 
   private sweep(): void {
@@ -145,8 +149,7 @@ export class KvWriter {
     for (const [id, p] of this.pending) {
       if (p.deadline > now) continue;
       this.pending.delete(id);
-      p.reject(new KvWriteError(p.key, 0, `no ack within ${this.timeoutMs} ms`));
+      p.reject(this.error(p.key, 0, `no ack within ${this.timeoutMs} ms`));
     }
   }
-
 }

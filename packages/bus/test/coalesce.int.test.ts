@@ -1,0 +1,62 @@
+import { startNats } from '@dyad/testbed';
+import type { NatsServer } from '@dyad/testbed';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { coalesceWrites } from '../src/index.ts';
+import { rawConnection } from './helpers.ts';
+
+describe('coalesceWrites', () => {
+  let nats: NatsServer;
+  let pub: NatsConnection;
+  let sub: NatsConnection;
+
+  beforeAll(async () => {
+    nats = await startNats();
+    pub = await rawConnection(nats.url);
+    sub = await rawConnection(nats.url);
+  });
+  afterAll(async () => {
+    await pub?.close();
+    await sub?.close();
+    await nats?.stop();
+  });
+
+  it('changes nothing on an object that is not a nats.js connection', () => {
+    expect(coalesceWrites({} as NatsConnection)).toBe(false);
+  });
+
+  it('delivers everything, in order, whether sent in one turn or from awaited continuations', async () => {
+    expect(coalesceWrites(pub)).toBe(true);
+    const got: number[] = [];
+    const s = sub.subscribe('coalesce.test', { max: 3000 });
+    const done = (async () => {
+      for await (const m of s) got.push(Number(new TextDecoder().decode(m.data)));
+    })();
+    await sub.flush();
+    const enc = (n: number): Uint8Array => new TextEncoder().encode(String(n));
+    for (let i = 0; i < 1000; i++) pub.publish('coalesce.test', enc(i));
+    for (let i = 1000; i < 2000; i++) {
+      await Promise.resolve();
+      pub.publish('coalesce.test', enc(i));
+    }
+    // Requests still complete: their writes leave at the end of the turn.
+    const echo = sub.subscribe('coalesce.echo', {
+      callback: (_e, m) => {
+        m.respond(m.data);
+      },
+    });
+    const replies = await Promise.all(
+      Array.from({ length: 1000 }, (_, i) =>
+        pub.request('coalesce.echo', enc(i), { timeout: 5000 }),
+      ),
+    );
+    expect(replies.map((m) => Number(new TextDecoder().decode(m.data)))).toEqual(
+      Array.from({ length: 1000 }, (_, i) => i),
+    );
+    echo.unsubscribe();
+    for (let i = 2000; i < 3000; i++) pub.publish('coalesce.test', enc(i));
+    await pub.flush();
+    await done;
+    expect(got).toEqual(Array.from({ length: 3000 }, (_, i) => i));
+  });
+});
