@@ -1,4 +1,4 @@
-// `npm run bench -- ipam [--pairs N] [--concurrency C] [--per-node P]`
+// `npm run bench -- ipam [--pairs N] [--concurrency C] [--per-node P] [--trials T]`
 // Dual-stack pod address allocation through real ipam processes (1, then 2 replicas) against a
 // local nats-server, next to the raw JetStream KV `create` rate for the same number of keys,
 // measured in the same run. Each pair is acknowledged only after its node record write was
@@ -9,7 +9,6 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { Bus } from '@dyad/bus';
-import { coalesceWrites } from '@dyad/bus';
 import {
   AllocateRequest,
   Allocation,
@@ -45,11 +44,13 @@ const { values: opts } = parseArgs({
     pairs: { type: 'string', default: '20000' },
     concurrency: { type: 'string', default: '256' },
     'per-node': { type: 'string', default: '200' },
+    trials: { type: 'string', default: '3' },
   },
 });
 const PAIRS = Number(opts.pairs);
 const CONCURRENCY = Number(opts.concurrency);
 const PER_NODE = Number(opts['per-node']);
+const TRIALS = Math.max(1, Number(opts.trials));
 const NODES = Math.ceil(PAIRS / PER_NODE);
 const WARMUP_PER_NODE = 10;
 
@@ -239,42 +240,67 @@ async function measure(
   }
 }
 
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? 0;
+}
+
+function describe(label: string, r: Run): string {
+  const cores = r.cpuPerReplica.map((c) => c.toFixed(2)).join(' + ');
+  return (
+    `${label}: ${r.pairsPerS.toFixed(0)} pairs/s, ${r.batches} new, ${r.conflicts} write conflicts, ` +
+    `cores ${cores} (nats-server ${r.cpuServer.toFixed(2)}, load generator ${r.cpuGenerator.toFixed(2)})`
+  );
+}
+
 async function main(): Promise<void> {
   const nats = await startNats();
   // The same client settings as the services (no async stack traces), so the baseline is not slowed
   // by a cost the services do not pay.
   const nc = await connect({ servers: nats.url, name: 'bench-raw', noAsyncTraces: true });
-  if (process.env['BENCH_COALESCE'] === '1') coalesceWrites(nc);
   const bus = await clientBus(nats.url, 'bench-ipam');
   try {
-    log(`${PAIRS} dual-stack pairs over ${NODES} nodes, ${CONCURRENCY} requests in flight`);
+    log(
+      `${PAIRS} dual-stack pairs over ${NODES} nodes, ${CONCURRENCY} requests in flight, ${TRIALS} trials`,
+    );
     for (let i = 0; i < NODES; i++) await publishNode(bus, `bench-node-${i}`);
 
-    // The baseline is taken right before each run, and the ratio uses the one next to the
-    // 2-replica run: on a shared machine the rate drifts within minutes.
-    log(`raw kv.create before 1 replica: ${(await kvCreateRate(nc, PAIRS)).toFixed(0)}/s`);
-    const one = await measure(nats, bus, nc, 1);
-    const cpu = (r: Run) =>
-      `${r.cpuPerReplica.map((c) => c.toFixed(2)).join(' + ')} (nats-server ${r.cpuServer.toFixed(2)}, load generator ${r.cpuGenerator.toFixed(2)})`;
-    log(
-      `1 replica: ${one.pairsPerS.toFixed(0)} pairs/s, ${one.batches} new, ${one.conflicts} write conflicts, cores ${cpu(one)}`,
-    );
-    const kvCreate = await kvCreateRate(nc, PAIRS);
-    log(`raw kv.create before 2 replicas: ${kvCreate.toFixed(0)}/s`);
-    const two = await measure(nats, bus, nc, 2);
-    log(
-      `2 replicas: ${two.pairsPerS.toFixed(0)} pairs/s, ${two.batches} new, ${two.conflicts} write conflicts, cores ${cpu(two)}`,
-    );
+    // Trials interleave baseline, 1 replica and 2 replicas, so drift on a shared machine touches
+    // all three alike; each figure is the median over the trials, and the ratio pairs the 2-replica
+    // median with the median of the baselines taken right before the 2-replica runs.
+    const ones: Run[] = [];
+    const twos: Run[] = [];
+    const creates: number[] = [];
+    for (let t = 1; t <= TRIALS; t++) {
+      log(
+        `trial ${t}: raw kv.create before 1 replica: ${(await kvCreateRate(nc, PAIRS)).toFixed(0)}/s`,
+      );
+      const one = await measure(nats, bus, nc, 1);
+      ones.push(one);
+      log(describe(`trial ${t}: 1 replica`, one));
+      const kvCreate = await kvCreateRate(nc, PAIRS);
+      creates.push(kvCreate);
+      log(`trial ${t}: raw kv.create before 2 replicas: ${kvCreate.toFixed(0)}/s`);
+      const two = await measure(nats, bus, nc, 2);
+      twos.push(two);
+      log(describe(`trial ${t}: 2 replicas`, two));
+    }
+    const one = median(ones.map((r) => r.pairsPerS));
+    const two = median(twos.map((r) => r.pairsPerS));
+    const kvCreate = median(creates);
+    // Latencies of the 2-replica trial whose rate is the median.
+    const mid = twos.find((r) => r.pairsPerS === two) ?? twos[0];
+    const lat = mid?.latenciesMs ?? [];
     const round = (x: number, d = 0) => Number(x.toFixed(d));
     console.log(
       JSON.stringify({
         bench: 'ipam',
-        pairs_per_s_1r: round(one.pairsPerS),
-        pairs_per_s_2r: round(two.pairsPerS),
-        p50_ms: round(percentile(two.latenciesMs, 50), 2),
-        p99_ms: round(percentile(two.latenciesMs, 99), 2),
+        pairs_per_s_1r: round(one),
+        pairs_per_s_2r: round(two),
+        p50_ms: round(percentile(lat, 50), 2),
+        p99_ms: round(percentile(lat, 99), 2),
         kv_create_per_s: round(kvCreate),
-        kv_create_ratio: round(two.pairsPerS / kvCreate, 3),
+        kv_create_ratio: round(two / kvCreate, 3),
       }),
     );
   } finally {
