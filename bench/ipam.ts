@@ -6,7 +6,9 @@
 // CloudEvents, encoded before the clock starts, over a plain connection, and reads the reply's
 // type header and JSON: so the figure is ipam's, not the generator's. Detail lines go to
 // stderr; the last stdout line is the summary JSON.
+import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Bus } from '@dyad/bus';
 import {
@@ -240,6 +242,43 @@ async function measure(
   }
 }
 
+const ANSWER_ONLY = fileURLToPath(new URL('./support/answer-only-replica.ts', import.meta.url));
+
+/**
+ * The same load against two replicas that answer and publish the event but allocate and store
+ * nothing: what this machine allows any ipam built on @dyad/bus, for reading the figures above.
+ */
+async function answerOnlyRate(nats: NatsServer, nc: NatsConnection): Promise<number> {
+  const procs = [0, 1].map(() =>
+    spawn(process.execPath, [ANSWER_ONLY], {
+      env: { PATH: process.env['PATH'], NATS_URL: nats.url },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }),
+  );
+  try {
+    await Promise.all(
+      procs.map(
+        (p) =>
+          new Promise<void>((resolve, reject) => {
+            p.stdout.once('data', () => resolve());
+            p.once('exit', (code) => reject(new Error(`answer-only replica exited (${code})`)));
+          }),
+      ),
+    );
+    const requests = Array.from({ length: PAIRS }, (_, i) =>
+      encodeRequest(podRef(i, `bench-node-${i % NODES}`, 'a')),
+    );
+    const ask = (r: { body: Uint8Array; headers: MsgHdrs }) =>
+      nc.request(IpamSubject.allocate, r.body, { headers: r.headers, timeout: 30_000 });
+    await pool(requests.slice(0, 2000), CONCURRENCY, ask);
+    const t0 = performance.now();
+    await pool(requests, CONCURRENCY, ask);
+    return PAIRS / seconds(t0);
+  } finally {
+    for (const p of procs) p.kill();
+  }
+}
+
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] ?? 0;
@@ -285,6 +324,10 @@ async function main(): Promise<void> {
       twos.push(two);
       log(describe(`trial ${t}: 2 replicas`, two));
     }
+    log(
+      `ceiling: 2 replicas that only answer and publish the event (no allocation, no KV): ` +
+        `${(await answerOnlyRate(nats, nc)).toFixed(0)} requests/s`,
+    );
     const one = median(ones.map((r) => r.pairsPerS));
     const two = median(twos.map((r) => r.pairsPerS));
     const kvCreate = median(creates);

@@ -10,7 +10,9 @@ const available = readdirSync(here)
   .map((f) => f.slice(0, -3));
 const [name, ...rest] = process.argv.slice(2);
 if (name === undefined || !existsSync(join(here, `${name}.ts`))) {
-  console.error(`usage: npm run bench -- NAME [args]   (NAME: ${available.join(', ') || 'none yet'})`);
+  console.error(
+    `usage: npm run bench -- NAME [args]   (NAME: ${available.join(', ') || 'none yet'})`,
+  );
   process.exit(2);
 }
 const r = spawnSync(process.execPath, [join(here, `${name}.ts`), ...rest], { stdio: 'inherit' });
