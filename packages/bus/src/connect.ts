@@ -52,6 +52,8 @@ export interface BusOptions {
   /** Keep retrying the very first connect instead of failing. Default false. */
   readonly waitOnFirstConnect?: boolean;
   readonly connectTimeoutMs?: number;
+  /** Socket writes once per event-loop turn instead of once per message (default true). */
+  readonly coalesceWrites?: boolean;
   /** Defaults to the global tracer provider's `@dyad/bus` tracer. */
   readonly tracer?: Tracer;
 }
@@ -156,7 +158,7 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
       { cause: err },
     );
   }
-  if (process.env['DYAD_NATS_COALESCE'] !== '0' && !coalesceWrites(nc)) {
+  if ((opts.coalesceWrites ?? true) && !coalesceWrites(nc)) {
     opts.logger.warn({}, 'nats.js internals changed: socket writes are not coalesced');
   }
   const metrics = busMetrics(opts.registry);

@@ -13,6 +13,8 @@ export const NatsEnv = {
   NATS_USER: z.string().min(1).optional(),
   NATS_PASSWORD: z.string().min(1).optional(),
   NATS_TOKEN: z.string().min(1).optional(),
+  /** `0` turns off write coalescing (see the README): for comparing, or if it ever misbehaves. */
+  DYAD_NATS_COALESCE: z.enum(['0', '1']).default('1'),
 };
 
 export interface NatsSettings {
@@ -21,6 +23,7 @@ export interface NatsSettings {
   readonly user?: string;
   readonly pass?: string;
   readonly token?: string;
+  readonly coalesceWrites: boolean;
 }
 
 export function natsSettings(e: {
@@ -29,6 +32,7 @@ export function natsSettings(e: {
   readonly NATS_USER?: string | undefined;
   readonly NATS_PASSWORD?: string | undefined;
   readonly NATS_TOKEN?: string | undefined;
+  readonly DYAD_NATS_COALESCE?: '0' | '1' | undefined;
 }): NatsSettings {
   return {
     servers: e.NATS_URL.split(',').map((s) => s.trim()),
@@ -36,5 +40,6 @@ export function natsSettings(e: {
     ...(e.NATS_USER ? { user: e.NATS_USER } : {}),
     ...(e.NATS_PASSWORD ? { pass: e.NATS_PASSWORD } : {}),
     ...(e.NATS_TOKEN ? { token: e.NATS_TOKEN } : {}),
+    coalesceWrites: e.DYAD_NATS_COALESCE !== '0',
   };
 }
