@@ -1,5 +1,5 @@
 import { ReservedIdentity } from '@dyad/contracts';
-import type { Family } from './ip.ts';
+import type { Family } from '@dyad/contracts';
 import { canonicalAddress, canonicalPrefix, familyOf, hostPrefix } from './ip.ts';
 import type { EndpointInput, IpcacheEntry, NodeInput, RouteEntry } from './model.ts';
 

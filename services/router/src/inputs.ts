@@ -1,6 +1,5 @@
-import type { EndpointStateValue, NodeBlockValue, NodeObject } from '@dyad/contracts';
+import type { EndpointStateValue, Family, NodeBlockValue, NodeObject } from '@dyad/contracts';
 import { placeholderIdentity } from './identity.ts';
-import type { Family } from './ip.ts';
 import { canonicalAddress, canonicalPrefix, familyOf } from './ip.ts';
 import type { EndpointInput } from './model.ts';
 

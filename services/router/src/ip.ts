@@ -1,6 +1,5 @@
 import { isIPv4, isIPv6 } from 'node:net';
-
-export type Family = 'IPv4' | 'IPv6';
+import type { Family } from '@dyad/contracts';
 
 interface Parsed {
   readonly family: Family;

@@ -1,5 +1,4 @@
-import type { RouterIpcacheEntryValue, RouterRouteEntryValue } from '@dyad/contracts';
-import type { Family } from './ip.ts';
+import type { Family, RouterIpcacheEntryValue, RouterRouteEntryValue } from '@dyad/contracts';
 
 /** A node as the router knows it: pod CIDRs from IPAM, addresses from the Node object. */
 export interface NodeInput {

@@ -8,13 +8,12 @@ import {
   NodeEvent,
   k8sKindFilter,
 } from '@dyad/contracts';
-import type { PayloadOf } from '@dyad/contracts';
+import type { Family, PayloadOf } from '@dyad/contracts';
 import type { Bus, BusConsumer } from '@dyad/bus';
 import type { Logger } from '@dyad/telemetry';
 import { RouterCore } from './core.ts';
 import { diffState, isEmptyUpdate } from './diff.ts';
 import { endpointInput, nodeAddresses, nodePodCidrs } from './inputs.ts';
-import type { Family } from './ip.ts';
 import type { RouterMetrics } from './metrics.ts';
 import type { NodeUpdate } from './model.ts';
 import type { RouterStreamPort, StoredNode } from './sink.ts';
