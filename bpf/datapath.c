@@ -31,23 +31,42 @@ static __always_inline int dy_trace_on(void)
 	return c && (c->flags & DY_CFG_F_TRACE);
 }
 
+/*
+ * The start both pod programs share: parse, then let non-IP traffic (ARP) and control traffic
+ * (neighbour discovery, link-local, multicast) pass, and drop what does not parse. Returns 1 when
+ * the packet goes on to the endpoint and policy checks; otherwise *verdict is what to return.
+ */
+static __always_inline int dy_admit(struct __sk_buff *skb, struct dy_pkt *p, __u8 dir,
+				     int *verdict)
+{
+	int rc = dy_parse(skb, p);
+
+	if (rc == DY_PARSE_NOT_IP) {
+		dy_count(DY_REASON_PASSED, dir, 0, skb->len);
+		*verdict = TC_ACT_OK;
+		return 0;
+	}
+	if (rc < 0) {
+		*verdict = dy_drop(skb, p, DY_REASON_DROP_MALFORMED, dir, skb->ifindex, 0, 0);
+		return 0;
+	}
+	if (p->control) {
+		dy_count(DY_REASON_PASSED, dir, p->t.family, skb->len);
+		*verdict = TC_ACT_OK;
+		return 0;
+	}
+	return 1;
+}
+
 SEC("tc")
 int dy_from_container(struct __sk_buff *skb)
 {
 	const __u8 dir = DY_DIR_EGRESS;
 	struct dy_pkt p = {};
-	int rc = dy_parse(skb, &p);
+	int rc;
 
-	if (rc == DY_PARSE_NOT_IP) {
-		dy_count(DY_REASON_PASSED, dir, 0, skb->len);
-		return TC_ACT_OK;
-	}
-	if (rc < 0)
-		return dy_drop(skb, &p, DY_REASON_DROP_MALFORMED, dir, skb->ifindex, 0, 0);
-	if (p.control) {
-		dy_count(DY_REASON_PASSED, dir, p.t.family, skb->len);
-		return TC_ACT_OK;
-	}
+	if (!dy_admit(skb, &p, dir, &rc))
+		return rc;
 
 	struct dy_endpoint_info *src = dy_endpoint_lookup(p.t.family, p.t.saddr);
 	if (!src || src->ifindex != skb->ifindex)
@@ -96,18 +115,10 @@ int dy_to_container(struct __sk_buff *skb)
 {
 	const __u8 dir = DY_DIR_INGRESS;
 	struct dy_pkt p = {};
-	int rc = dy_parse(skb, &p);
+	int rc;
 
-	if (rc == DY_PARSE_NOT_IP) {
-		dy_count(DY_REASON_PASSED, dir, 0, skb->len);
-		return TC_ACT_OK;
-	}
-	if (rc < 0)
-		return dy_drop(skb, &p, DY_REASON_DROP_MALFORMED, dir, skb->ifindex, 0, 0);
-	if (p.control) {
-		dy_count(DY_REASON_PASSED, dir, p.t.family, skb->len);
-		return TC_ACT_OK;
-	}
+	if (!dy_admit(skb, &p, dir, &rc))
+		return rc;
 
 	struct dy_endpoint_info *ep = dy_endpoint_lookup(p.t.family, p.t.daddr);
 	if (!ep) {
