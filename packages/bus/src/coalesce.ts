@@ -12,25 +12,34 @@ function protocolOf(nc: NatsConnection): FlushingProtocol | undefined {
   return typeof f === 'function' ? (p as FlushingProtocol) : undefined;
 }
 
+export interface CoalescedWrites {
+  /** Writes what is buffered now; for close(), which (in nats.js) does not flush. */
+  flushNow(): void;
+}
+
 /**
  * nats.js writes its outbound buffer to the socket in a microtask queued by the first message
  * after a write, so a service whose handlers each await a reply writes one message per syscall.
  * This defers that write to the end of the event-loop turn, so every message produced in one turn
  * leaves in one write. Nothing is reordered or dropped: the same buffer is written, later. Returns
- * false, and changes nothing, if the client's internals are not what this expects.
+ * undefined, and changes nothing, if the client's internals are not what this expects.
  */
-export function coalesceWrites(nc: NatsConnection): boolean {
+export function coalesceWrites(nc: NatsConnection): CoalescedWrites | undefined {
   const proto = protocolOf(nc);
-  if (proto === undefined) return false;
+  if (proto === undefined) return undefined;
   const write = proto.flushPending.bind(proto);
-  let scheduled = false;
+  let scheduled: NodeJS.Immediate | undefined;
   proto.flushPending = () => {
-    if (scheduled) return;
-    scheduled = true;
-    setImmediate(() => {
-      scheduled = false;
+    scheduled ??= setImmediate(() => {
+      scheduled = undefined;
       write();
     });
   };
-  return true;
+  return {
+    flushNow: () => {
+      if (scheduled !== undefined) clearImmediate(scheduled);
+      scheduled = undefined;
+      write();
+    },
+  };
 }

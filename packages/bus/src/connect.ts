@@ -1,5 +1,3 @@
-import { coalesceWrites } from './coalesce.ts';
-import { KvWriter } from './kv-writer.ts';
 import { readFile } from 'node:fs/promises';
 import type { KvBucketSpec, MessageContract, PayloadOf, StreamSpec } from '@dyad/contracts';
 import { trace } from '@opentelemetry/api';
@@ -17,6 +15,9 @@ import type { BusConsumer, ConsumeOptions } from './consume.ts';
 import { consume } from './consume.ts';
 import type { BusContext, BusLogger } from './context.ts';
 import { ConnectError } from './errors.ts';
+import { coalesceWrites } from './coalesce.ts';
+import type { CoalescedWrites } from './coalesce.ts';
+import { KvWriter } from './kv-writer.ts';
 import type { Delivery, Handler, JsDelivery } from './inbound.ts';
 import { busMetrics } from './metrics.ts';
 import type { InputOf, JsPublishOptions, PublishOptions } from './publish.ts';
@@ -158,8 +159,12 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
       { cause: err },
     );
   }
-  if ((opts.coalesceWrites ?? true) && !coalesceWrites(nc)) {
-    opts.logger.warn({}, 'nats.js internals changed: socket writes are not coalesced');
+  let coalesced: CoalescedWrites | undefined;
+  if (opts.coalesceWrites ?? true) {
+    coalesced = coalesceWrites(nc);
+    if (coalesced === undefined) {
+      opts.logger.warn({}, 'nats.js internals changed: socket writes are not coalesced');
+    }
   }
   const metrics = busMetrics(opts.registry);
   const ctx: BusContext = {
@@ -222,6 +227,8 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     flush: () => nc.flush(),
     drain,
     close: async () => {
+      // What was published in this turn still leaves: nats.js's close() writes nothing more.
+      coalesced?.flushNow();
       await nc.close();
       await closed;
     },

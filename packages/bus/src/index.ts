@@ -1,6 +1,7 @@
 export { connectBus } from './connect.ts';
 export { coalesceWrites } from './coalesce.ts';
-export { KvWriteError, KvWriter, WRONG_LAST_SEQUENCE } from './kv-writer.ts';
+export type { CoalescedWrites } from './coalesce.ts';
+export { KvWriteError, KvWriter } from './kv-writer.ts';
 export type { KvWriteOptions } from './kv-writer.ts';
 export { NatsEnv, natsSettings } from './env.ts';
 export type { NatsSettings } from './env.ts';

@@ -1,15 +1,13 @@
+import { JetStreamApiCodes } from '@nats-io/jetstream';
 import { createInbox, headers as natsHeaders } from '@nats-io/transport-node';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { BusError } from './errors.ts';
-
-/** JetStream's error code for a failed `Nats-Expected-Last-Subject-Sequence` check. */
-export const WRONG_LAST_SEQUENCE = 10071;
 
 /** A KV write JetStream refused or did not acknowledge in time. */
 export class KvWriteError extends BusError {
   override name = 'KvWriteError';
   readonly key: string;
-  /** JetStream's `err_code` (10071: the key was not at the expected revision); 0 for a timeout. */
+  /** JetStream's `err_code` (e.g. 10071: not at the expected revision); 0 when there was no ack. */
   readonly code: number;
   constructor(subject: string, key: string, code: number, message: string) {
     super(`KV write to ${subject} failed: ${message}`);
@@ -18,7 +16,10 @@ export class KvWriteError extends BusError {
   }
   /** The key had moved on from the revision the write expected: a lost race, not a failure. */
   get conflict(): boolean {
-    return this.code === WRONG_LAST_SEQUENCE;
+    return (
+      this.code === JetStreamApiCodes.StreamWrongLastSequence ||
+      this.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown
+    );
   }
 }
 

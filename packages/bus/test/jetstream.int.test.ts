@@ -4,17 +4,11 @@ import { K8sStream, PodEvent, k8sObjectSubject } from '@dyad/contracts';
 import type { KvBucketSpec, StreamSpec } from '@dyad/contracts';
 import { startNats } from '@dyad/testbed';
 import type { NatsServer } from '@dyad/testbed';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { JetStreamApiCodes, jetstreamManager } from '@nats-io/jetstream';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ConfigConflictError,
-  KvWriteError,
-  PublishError,
-  WRONG_LAST_SEQUENCE,
-  kvStreamName,
-} from '../src/index.ts';
+import { ConfigConflictError, KvWriteError, PublishError, kvStreamName } from '../src/index.ts';
 import type { JsDelivery } from '../src/index.ts';
 import type { PayloadOf } from '@dyad/contracts';
 import {
@@ -155,7 +149,7 @@ describe('JetStream', () => {
       const lost = await w.put('a', enc('2'), { previousRevision: 0 }).catch((e: unknown) => e);
       expect(lost).toBeInstanceOf(KvWriteError);
       expect((lost as KvWriteError).conflict).toBe(true);
-      expect((lost as KvWriteError).code).toBe(WRONG_LAST_SEQUENCE);
+      expect((lost as KvWriteError).code).toBe(JetStreamApiCodes.StreamWrongLastSequence);
       expect((await kv.get('a'))?.string()).toBe('1');
       const r2 = await w.put('a', enc('2'), { previousRevision: r1 });
       expect(r2).toBeGreaterThan(r1);
