@@ -10,6 +10,7 @@ export { startNats } from './nats.ts';
 export { DEFAULT_SERVICE_CLUSTER_IP_RANGE, startKube } from './kube.ts';
 export { openIcmp, ping } from './ping.ts';
 export { kernelRequired, kernelSkipReason } from './kernel-gate.ts';
+export { childPassThroughEnv } from './bench-env.ts';
 
 export type { ExitInfo, SpawnSpec, WaitOptions } from './process.ts';
 export type { CertRequest, KeyPair, ServiceAccountKeys } from './certs.ts';

@@ -14,7 +14,14 @@ const MSG_DONTWAIT = 0x40;
 
 type Libc = {
   socket(d: number, t: number, p: number): number;
-  sendto(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrlen: number): number;
+  sendto(
+    fd: number,
+    buf: Buffer,
+    len: number,
+    flags: number,
+    addr: Buffer,
+    addrlen: number,
+  ): number;
   recv(fd: number, buf: Buffer, len: number, flags: number): number;
   poll(fds: Buffer, n: number, timeout: number): number;
   close(fd: number): number;

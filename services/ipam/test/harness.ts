@@ -20,6 +20,7 @@ import {
 } from '@dyad/contracts';
 import { createLogger, createMetrics } from '@dyad/telemetry';
 import {
+  childPassThroughEnv,
   freePort,
   httpGet,
   makeTempDir,
@@ -59,8 +60,7 @@ function childEnv(
     DYAD_HEALTH_HOST: '127.0.0.1',
     DYAD_HEALTH_PORT: String(port),
     LOG_LEVEL: 'info',
-    ...(process.env['DYAD_NATS_COALESCE'] ? { DYAD_NATS_COALESCE: process.env['DYAD_NATS_COALESCE'] } : {}),
-    ...(process.env['DYAD_CHILD_NODE_OPTIONS'] ? { NODE_OPTIONS: process.env['DYAD_CHILD_NODE_OPTIONS'] } : {}),
+    ...childPassThroughEnv(),
     ...env,
   };
 }

@@ -23,6 +23,7 @@ import {
 } from '@dyad/contracts';
 import { createLogger, createMetrics } from '@dyad/telemetry';
 import {
+  childPassThroughEnv,
   freePort,
   makeTempDir,
   probe200,
@@ -101,12 +102,6 @@ export function apiGet(
   });
 }
 
-/** Settings a test run hands on to the processes it starts (for A/B runs of the benches). */
-function passThrough(): Record<string, string> {
-  const v = process.env['DYAD_NATS_COALESCE'];
-  return v === undefined ? {} : { DYAD_NATS_COALESCE: v };
-}
-
 export class AgentLab {
   readonly prefix = `dy${randomBytes(2).toString('hex')}`;
   readonly dir: string;
@@ -160,7 +155,7 @@ export class AgentLab {
         DYAD_HEALTH_HOST: '127.0.0.1',
         DYAD_HEALTH_PORT: String(port),
         LOG_LEVEL: 'info',
-        ...passThrough(),
+        ...childPassThroughEnv(),
         ...IPAM_ENV,
       },
     });
@@ -288,7 +283,7 @@ export class AgentLab {
         DYAD_BPF_OBJECT: DATAPATH_OBJECT,
         DYAD_HEALTH_PORT: '0',
         LOG_LEVEL: 'debug',
-        ...passThrough(),
+        ...childPassThroughEnv(),
         ...env,
       },
     });
