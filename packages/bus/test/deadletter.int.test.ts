@@ -253,9 +253,13 @@ describe('dead-letter path', () => {
         await producer.bus.jsPublish(PodEvent, k8sObjectSubject('Pod', 'default', name), pod(name));
         await eventually(() => handled.includes(name));
         const jsm = await jetstreamManager(raw);
-        const info = await jsm.consumers.info(K8sStream.name, 'dl-js');
-        // terminated, so never redelivered nor pending
-        expect(info.num_ack_pending).toBe(0);
+        // Terminated, so never redelivered nor pending. The good message's ack travels on the
+        // consumer's connection and this query on another: wait for the server to have both (an
+        // unterminated bad message would stay pending past the wait and fail it).
+        const info = await eventually(async () => {
+          const i = await jsm.consumers.info(K8sStream.name, 'dl-js');
+          return i.num_ack_pending === 0 ? i : undefined;
+        });
         expect(info.num_redelivered).toBe(0);
         expect(info.ack_floor.stream_seq).toBeGreaterThan(ack.seq);
         expect(dead.length).toBe(before + 1);
