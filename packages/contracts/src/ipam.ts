@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineMessage } from './contract.ts';
-import { Cidr, FamilySchema, IpAddress } from './family.ts';
+import { Family, FamilyAddress, FamilySchema } from './family.ts';
 import type { KvBucketSpec, StreamSpec } from './streams.ts';
 import { encodeToken } from './subjects.ts';
 
@@ -75,14 +75,21 @@ export const ContainerId = z
 export const PodUid = z.string().min(1).max(128);
 
 /** One address of a pod, with the node block it came from and that block's gateway. */
-export const PodAddress = z.object({
-  family: FamilySchema,
-  address: IpAddress,
-  /** The node's block (pod CIDR) of this family. */
-  cidr: Cidr,
-  /** The node's router address in that block: the pod's default gateway. */
-  gateway: IpAddress,
-});
+/** `cidr` is the node's block (pod CIDR) of that family, `gateway` the node's router address in it. */
+export const PodAddress = z.discriminatedUnion('family', [
+  z.object({
+    family: z.literal(Family.IPv4),
+    address: z.ipv4(),
+    cidr: z.cidrv4(),
+    gateway: z.ipv4(),
+  }),
+  z.object({
+    family: z.literal(Family.IPv6),
+    address: z.ipv6(),
+    cidr: z.cidrv6(),
+    gateway: z.ipv6(),
+  }),
+]);
 
 const Owner = {
   node: K8sName,
@@ -139,7 +146,7 @@ export const ReleaseRequest = defineMessage({
 
 const ReleasedOwner = z.object({
   ...Owner,
-  addresses: z.array(z.object({ family: FamilySchema, address: IpAddress })),
+  addresses: z.array(FamilyAddress),
 });
 
 export const ReleaseResult = defineMessage({
@@ -156,7 +163,11 @@ export const ReleaseResult = defineMessage({
   subjectPattern: '(the requester reply inbox)',
 });
 
-export const NodeBlock = z.object({ family: FamilySchema, cidr: Cidr, gateway: IpAddress });
+/** A node's block of one family and its router address; both of that family. */
+export const NodeBlock = z.discriminatedUnion('family', [
+  z.object({ family: z.literal(Family.IPv4), cidr: z.cidrv4(), gateway: z.ipv4() }),
+  z.object({ family: z.literal(Family.IPv6), cidr: z.cidrv6(), gateway: z.ipv6() }),
+]);
 
 export const IpamNodeEvent = defineMessage({
   type: 'io.dyad.ipam.node.v1',
