@@ -294,8 +294,8 @@ function describe(label: string, r: Run): string {
 
 async function main(): Promise<void> {
   const nats = await startNats();
-  // The same client settings as the services (no async stack traces), so the baseline is not slowed
-  // by a cost the services do not pay.
+  // Without async stack traces, as the services run, so the baseline is not slowed by a cost the
+  // services do not pay. Write coalescing is not applied: for this one client it did not help.
   const nc = await connect({ servers: nats.url, name: 'bench-raw', noAsyncTraces: true });
   const bus = await clientBus(nats.url, 'bench-ipam');
   try {
