@@ -74,8 +74,10 @@ export const ContainerId = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'must be letters, digits, "_", "." or "-"');
 export const PodUid = z.string().min(1).max(128);
 
-/** One address of a pod, with the node block it came from and that block's gateway. */
-/** `cidr` is the node's block (pod CIDR) of that family, `gateway` the node's router address in it. */
+/**
+ * One address of a pod, with the node block (pod CIDR) it came from and that block's router
+ * address, the pod's gateway; all three of the family named.
+ */
 export const PodAddress = z.discriminatedUnion('family', [
   z.object({
     family: z.literal(Family.IPv4),

@@ -6,10 +6,15 @@ import type { Family } from '@dyad/contracts';
 import { formatIp, formatPrefix, parseIp, parsePrefix } from '@dyad/libbpf-ts/ip';
 import type { IpBytes } from '@dyad/libbpf-ts/ip';
 
+/** 4 or 6 for the address part of `addr` or `addr/len`, 0 when it is not an address. */
+function ipVersion(text: string): number {
+  const slash = text.indexOf('/');
+  return isIP(slash < 0 ? text : text.slice(0, slash));
+}
+
 /** The codec throws on what it cannot parse; here that is simply "not an address". */
 function attempt<T>(text: string, parse: () => T): T | undefined {
-  const slash = text.indexOf('/');
-  if (isIP(slash < 0 ? text : text.slice(0, slash)) === 0) return undefined;
+  if (ipVersion(text) === 0) return undefined;
   try {
     return parse();
   } catch {
@@ -22,8 +27,7 @@ function address(text: string): IpBytes | undefined {
 }
 
 export function familyOf(text: string): Family | undefined {
-  const slash = text.indexOf('/');
-  const v = isIP(slash < 0 ? text : text.slice(0, slash));
+  const v = ipVersion(text);
   return v === 4 ? 'IPv4' : v === 6 ? 'IPv6' : undefined;
 }
 
