@@ -39,6 +39,7 @@ import {
   startReplica,
 } from '../services/ipam/test/harness.ts';
 import type { PodRef, Replica } from '../services/ipam/test/harness.ts';
+import { Requester } from './support/requester.ts';
 
 const { values: opts } = parseArgs({
   args: process.argv.slice(2).filter((a) => a !== 'ipam'),
@@ -195,24 +196,24 @@ async function measure(
     const cpu0 = procs.map((p) => cpuSeconds(p.proc.pid));
     const serverPid = pidOf(nats.dir);
     const server0 = cpuSeconds(serverPid);
+    const requester = new Requester(nc);
+    const text = new TextDecoder();
     const gen0 = cpuSeconds(process.pid);
     const t0 = performance.now();
     await pool(requests, CONCURRENCY, async (r, i) => {
       const s = performance.now();
-      const m = await nc.request(IpamSubject.allocate, r.body, {
-        headers: r.headers,
-        timeout: 30_000,
-      });
+      const m = await requester.request(IpamSubject.allocate, r.body, r.headers);
       latencies[i] = performance.now() - s;
       if (m.headers?.get(Header.type) !== Allocation.type) {
-        throw new Error(`allocation ${i} refused: ${new TextDecoder().decode(m.data)}`);
+        throw new Error(`allocation ${i} refused: ${text.decode(m.data)}`);
       }
-      const a = JSON.parse(new TextDecoder().decode(m.data)) as {
+      const a = JSON.parse(text.decode(m.data)) as {
         addresses: { family: string; address: string }[];
       };
       for (const x of a.addresses) (x.family === 'IPv4' ? seen4 : seen6).add(x.address);
     });
     const elapsed = seconds(t0);
+    requester.close();
     const cpuPerReplica = procs.map((p, i) => (cpuSeconds(p.proc.pid) - (cpu0[i] ?? 0)) / elapsed);
     const cpuServer = (cpuSeconds(serverPid) - server0) / elapsed;
     const cpuGenerator = (cpuSeconds(process.pid) - gen0) / elapsed;
@@ -242,40 +243,65 @@ async function measure(
   }
 }
 
-const ANSWER_ONLY = fileURLToPath(new URL('./support/answer-only-replica.ts', import.meta.url));
+const SUPPORT = (f: string): string => fileURLToPath(new URL(`./support/${f}`, import.meta.url));
 
 /**
- * The same load against two replicas that answer and publish the event but allocate and store
- * nothing: what this machine allows any ipam built on @dyad/bus, for reading the figures above.
+ * The same load against two stand-in replicas: what this machine allows, for reading the figures
+ * above. `answer-only-replica.ts` goes through @dyad/bus like ipam but allocates and stores
+ * nothing; `raw-replica.ts` is plain nats.js, no Dyad code, with 1 or 2 KV creates per request.
  */
-async function answerOnlyRate(nats: NatsServer, nc: NatsConnection): Promise<number> {
+async function standInRate(
+  nats: NatsServer,
+  nc: NatsConnection,
+  script: string,
+  env: Readonly<Record<string, string>> = {},
+): Promise<number> {
   const procs = [0, 1].map(() =>
-    spawn(process.execPath, [ANSWER_ONLY], {
-      env: { PATH: process.env['PATH'], NATS_URL: nats.url },
+    spawn(process.execPath, [SUPPORT(script)], {
+      env: { PATH: process.env['PATH'], NATS_URL: nats.url, ...env },
       stdio: ['ignore', 'pipe', 'inherit'],
     }),
   );
+  const requester = new Requester(nc);
   try {
     await Promise.all(
       procs.map(
         (p) =>
           new Promise<void>((resolve, reject) => {
             p.stdout.once('data', () => resolve());
-            p.once('exit', (code) => reject(new Error(`answer-only replica exited (${code})`)));
+            p.once('exit', (code) => reject(new Error(`${script} exited (${code})`)));
           }),
       ),
     );
     const requests = Array.from({ length: PAIRS }, (_, i) =>
       encodeRequest(podRef(i, `bench-node-${i % NODES}`, 'a')),
     );
-    const ask = (r: { body: Uint8Array; headers: MsgHdrs }) =>
-      nc.request(IpamSubject.allocate, r.body, { headers: r.headers, timeout: 30_000 });
+    const ask = async (r: { body: Uint8Array; headers: MsgHdrs }, i: number) => {
+      const m = await requester.request(IpamSubject.allocate, r.body, r.headers);
+      if (m.headers?.get(Header.type) !== Allocation.type) {
+        throw new Error(`${script}: request ${i} failed: ${new TextDecoder().decode(m.data)}`);
+      }
+    };
     await pool(requests.slice(0, 2000), CONCURRENCY, ask);
     const t0 = performance.now();
     await pool(requests, CONCURRENCY, ask);
     return PAIRS / seconds(t0);
   } finally {
+    requester.close();
     for (const p of procs) p.kill();
+  }
+}
+
+/** Two plain nats.js replicas making `writes` KV creates per request, into a bucket of their own. */
+async function rawRate(nats: NatsServer, nc: NatsConnection, writes: number): Promise<number> {
+  const kv = await new Kvm(jetstream(nc)).create('BENCH_RAW_REPLICA', { history: 1 });
+  try {
+    return await standInRate(nats, nc, 'raw-replica.ts', {
+      BUCKET: 'BENCH_RAW_REPLICA',
+      WRITES: String(writes),
+    });
+  } finally {
+    await kv.destroy();
   }
 }
 
@@ -326,8 +352,17 @@ async function main(): Promise<void> {
     }
     log(
       `ceiling: 2 replicas that only answer and publish the event (no allocation, no KV): ` +
-        `${(await answerOnlyRate(nats, nc)).toFixed(0)} requests/s`,
+        `${(await standInRate(nats, nc, 'answer-only-replica.ts')).toFixed(0)} requests/s`,
     );
+    // Plain nats.js with no Dyad code, each next to a baseline taken right before it.
+    for (const writes of [2, 1]) {
+      const base = await kvCreateRate(nc, PAIRS);
+      const raw = await rawRate(nats, nc, writes);
+      log(
+        `floor: 2 plain nats.js replicas, ${writes} KV create${writes > 1 ? 's' : ''} per pair, ` +
+          `no Dyad code: ${raw.toFixed(0)} requests/s, ${(raw / base).toFixed(2)} of kv.create (${base.toFixed(0)}/s)`,
+      );
+    }
     const one = median(ones.map((r) => r.pairsPerS));
     const two = median(twos.map((r) => r.pairsPerS));
     const kvCreate = median(creates);
