@@ -54,6 +54,9 @@ export type ReleaseOutcome =
   | { readonly kind: 'not-allocated' };
 
 const MAX_ROUNDS = 16;
+/** Longest wait for one of this replica's claims to end before deciding a node is full; a claim
+ * ends within the KV write timeout (5 s), so this only bounds a claim that was lost track of. */
+const CLAIM_WAIT_MS = 10_000;
 
 interface Claim {
   readonly slot: number;
@@ -257,22 +260,30 @@ export class Allocator {
     req: { readonly node: string; readonly blocks: NodeBlocks },
     capacity: number,
   ): Promise<{ slot: number; expected: number }> {
-    let p = this.table.pick(req.node, capacity);
-    if (p === undefined) {
-      // Full as far as the watch has told: catch up with it before saying so.
+    // Full as far as this replica knows. Its own claims in flight count as taken, yet one may
+    // lose to another replica's claim of the same slot (not seen here yet) or be abandoned when
+    // the sandbox turns out to hold a slot already: wait for them to end and look again. Then
+    // catch up with the watch before saying the node is full.
+    let synced = false;
+    let waiting = true;
+    for (;;) {
+      const p = this.table.pick(req.node, capacity);
+      if (p !== undefined) return p;
+      if (waiting && this.table.claiming(req.node) > 0) {
+        waiting = await this.table.claimEnded(req.node, CLAIM_WAIT_MS);
+        if (waiting) continue;
+      }
+      if (synced) break;
       await this.sync();
-      p = this.table.pick(req.node, capacity);
+      synced = true;
     }
-    if (p === undefined) {
-      const limiting = limitingFamily(req.blocks);
-      const b = limiting === undefined ? undefined : req.blocks[limiting];
-      throw new AllocationError(
-        IpamErrorCode.exhausted,
-        `node ${req.node} has no free pod address: its ${limiting ?? ''} block ${b?.cidr ?? ''} is full (${capacity} pods)`,
-        limiting,
-      );
-    }
-    return p;
+    const limiting = limitingFamily(req.blocks);
+    const b = limiting === undefined ? undefined : req.blocks[limiting];
+    throw new AllocationError(
+      IpamErrorCode.exhausted,
+      `node ${req.node} has no free pod address: its ${limiting ?? ''} block ${b?.cidr ?? ''} is full (${capacity} pods)`,
+      limiting,
+    );
   }
 
   /** Claims slot n if its last revision is `expected`; undefined if someone else holds it. */

@@ -47,6 +47,8 @@ class NodeSlots {
   readonly slots = new Map<number, SlotState>();
   /** Slots this replica is claiming right now. */
   readonly pending = new Set<number>();
+  /** Told when a claim here ends (see IpamTable.claimEnded). */
+  readonly onSettle: (() => void)[] = [];
   liveCount = 0;
   maxSlot = -1;
   cursor: number | undefined;
@@ -228,7 +230,34 @@ export class IpamTable {
 
   /** Ends a pick: the claim is written, lost or abandoned. */
   settle(node: string, slot: number): void {
-    this.bySlotNode.get(node)?.pending.delete(slot);
+    const s = this.bySlotNode.get(node);
+    if (s === undefined || !s.pending.delete(slot)) return;
+    for (const wake of s.onSettle.splice(0)) wake();
+  }
+
+  /** How many slots of the node this replica is claiming right now. */
+  claiming(node: string): number {
+    return this.bySlotNode.get(node)?.pending.size ?? 0;
+  }
+
+  /**
+   * Resolves when one of this replica's claims on the node ends, or after `timeoutMs` (false):
+   * a claim in flight counts as taken, but it may yet lose to another replica's or be abandoned.
+   */
+  claimEnded(node: string, timeoutMs: number): Promise<boolean> {
+    const s = this.slotsOf(node);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        const i = s.onSettle.indexOf(wake);
+        if (i >= 0) s.onSettle.splice(i, 1);
+        resolve(false);
+      }, timeoutMs);
+      const wake = (): void => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      s.onSettle.push(wake);
+    });
   }
 
   /** Live slots of a node inside its capacity. */

@@ -141,6 +141,35 @@ describe('allocation protocol', () => {
     expect(kv.json(IpamKey.owner('n1', 'c99'))).toBeUndefined();
   });
 
+  it('does not call a node full while a claim of its own may yet come to nothing', async () => {
+    const kv = new FakeKv();
+    const a = await replica(kv, 'a');
+    const b = await replica(kv, 'b');
+    const blocks: NodeBlocks = {
+      IPv4: { cidr: '198.18.0.0/28', gateway: '198.18.0.1' }, // 13 pod addresses
+      IPv6: { cidr: 'fd00::/120', gateway: 'fd00::1' },
+    };
+    for (let i = 0; i < 11; i++) await a.allocator.allocate(req(i, { blocks }));
+    const held = await b.allocator.allocate(req(99, { blocks }));
+    // One slot is left. Replica a gets a repeat of c99's request: it picks the free slot as a
+    // hint and writes the owner record, which is held up; meanwhile it gets a new sandbox.
+    let release = (): void => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    kv.fault.holdWrite = (key) => (key === IpamKey.owner('n1', 'c99') ? gate : undefined);
+    const repeat = a.allocator.allocate(req(99, { blocks }));
+    await new Promise((r) => setTimeout(r, 20));
+    const fresh = a.allocator.allocate(req(100, { blocks })).catch((e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 20));
+    kv.fault.holdWrite = undefined;
+    release();
+    // The repeat finds c99's slot and gives up the one it picked, which the new sandbox gets.
+    expect(await repeat).toMatchObject({ slot: held.slot, created: false });
+    const got = await fresh;
+    expect(got).not.toBeInstanceOf(Error);
+    expect(got).toMatchObject({ created: true });
+    expect(kv.liveKeys('slot.>')).toHaveLength(13);
+  });
+
   it('a container id held by another pod UID is refused', async () => {
     const kv = new FakeKv();
     const r = await replica(kv, 'a');

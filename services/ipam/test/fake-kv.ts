@@ -16,6 +16,8 @@ export interface Fault {
   beforeWrite?: (key: string, op: 'PUT' | 'DEL') => void;
   /** Extra event-loop turns before a write is acknowledged: watches see it first. */
   ackDelayTicks?: number;
+  /** A put or delete of a key for which this returns a promise waits for it before writing. */
+  holdWrite?: (key: string) => Promise<void> | undefined;
 }
 
 function matches(filter: string, key: string): boolean {
@@ -91,6 +93,7 @@ export class FakeKv {
       },
       put: async (key: string, value: Uint8Array, opts?: { previousSeq?: number }) => {
         await tick();
+        await this.fault.holdWrite?.(key);
         const rev = this.write(key, 'PUT', value, opts?.previousSeq);
         for (let i = 0; i < (this.fault.ackDelayTicks ?? 0); i++) await tick();
         return rev;
@@ -106,6 +109,7 @@ export class FakeKv {
       },
       delete: async (key: string, opts?: { previousSeq?: number }) => {
         await tick();
+        await this.fault.holdWrite?.(key);
         this.write(key, 'DEL', new Uint8Array(), opts?.previousSeq);
       },
       keys: async (filter: string | string[] = '>') => {

@@ -1,7 +1,7 @@
 // Real ipam processes against a real nats-server, for the integration tests and bench/ipam.ts.
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connectBus } from '@dyad/bus';
+import { NoRespondersError, RemoteError, RequestTimeoutError, connectBus } from '@dyad/bus';
 import type { Bus, KV } from '@dyad/bus';
 import type { IpamNodeRecordValue, PayloadOf } from '@dyad/contracts';
 import {
@@ -218,6 +218,28 @@ export function allocate(
     Allocation,
     { timeoutMs: opts.timeoutMs ?? 10_000 },
   );
+}
+
+/**
+ * Allocates as an agent does: a request that timed out, found no ipam, or was answered
+ * `unavailable` is sent again (at most 30 times), so the sandbox ends with one pair.
+ */
+export async function allocateRetrying(
+  bus: Bus,
+  p: PodRef,
+): Promise<{ reply: AllocationReply; attempts: number }> {
+  for (let attempts = 1; ; attempts++) {
+    try {
+      return { reply: await allocate(bus, p, { timeoutMs: 2000 }), attempts };
+    } catch (err) {
+      const retriable =
+        err instanceof RequestTimeoutError ||
+        err instanceof NoRespondersError ||
+        (err instanceof RemoteError && err.code === 'unavailable');
+      if (!retriable || attempts > 30) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }
 
 export function release(

@@ -1,7 +1,7 @@
 // Two real ipam processes against a real nats-server: dual-stack allocation under concurrency,
 // repeated requests, bad input, a replica SIGKILLed mid-burst, GC, and node deletion.
 import type { Bus, KV } from '@dyad/bus';
-import { RemoteError, RequestTimeoutError, NoRespondersError } from '@dyad/bus';
+import { RemoteError } from '@dyad/bus';
 import type { IpamOwnerRecordValue, IpamSlotRecordValue, PayloadOf } from '@dyad/contracts';
 import {
   AddressesAllocated,
@@ -27,6 +27,7 @@ import type { AllocationReply, PodRef, Replica } from './harness.ts';
 import {
   DUAL_STACK,
   allocate,
+  allocateRetrying,
   clientBus,
   ipamKv,
   metricValue,
@@ -84,24 +85,6 @@ function inBlock(address: string, cidr: string): boolean {
   const c = parseCidr(cidr);
   const a = parseAddress(address);
   return c.ok && a !== undefined && cidrContains(c.cidr, a.family, a.value);
-}
-
-async function allocateRetrying(
-  bus: Bus,
-  p: PodRef,
-): Promise<{ reply: AllocationReply; attempts: number }> {
-  for (let attempts = 1; ; attempts++) {
-    try {
-      return { reply: await allocate(bus, p, { timeoutMs: 2000 }), attempts };
-    } catch (err) {
-      const retriable =
-        err instanceof RequestTimeoutError ||
-        err instanceof NoRespondersError ||
-        (err instanceof RemoteError && err.code === 'unavailable');
-      if (!retriable || attempts > 30) throw err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
 }
 
 describe('ipam: dual-stack, two replicas', () => {
