@@ -114,8 +114,9 @@ export class IpamService {
     opts.metrics.setAddressSource(() => this.usage());
   }
 
+  /** Serving, connected, and following the bucket (a replica whose watch is down is not ready). */
   get ready(): boolean {
-    return this.serving && this.opts.bus.isConnected();
+    return this.serving && this.opts.bus.isConnected() && this.table.following;
   }
 
   async start(): Promise<void> {
@@ -144,7 +145,9 @@ export class IpamService {
       this.claimers.set(layout.family, c);
     }
 
-    await this.table.start(kv, (err) => logger.error({ err }, 'the KV watch failed'));
+    await this.table.start(kv, (err) =>
+      logger.error({ err }, 'the KV watch failed; opening it again'),
+    );
     await this.sync();
     this.allocator = new Allocator(
       store,

@@ -2,7 +2,13 @@ import type { KV } from '@dyad/bus';
 import { IpamKey, IpamNodeRecord } from '@dyad/contracts';
 import { nextFree } from './carve.ts';
 import type { NodeRecord } from './record.ts';
+import { StoreError } from './errors.ts';
 import { decodeJson, parseSlotKey } from './store.ts';
+
+type Watch = Awaited<ReturnType<KV['watch']>>;
+
+/** How long `sync` waits for the watch to bring its marker back. */
+const SYNC_TIMEOUT_MS = 10_000;
 
 /**
  * Every slot claim with its value, as stored now: a watch read until a marker written after it
@@ -75,63 +81,103 @@ export class IpamTable {
   private readonly waiters: { key: string; rev: number; resolve: () => void }[] = [];
   private readonly syncSeen = new Map<string, number>();
   private readonly now: () => number;
-  private stopWatch: (() => void) | undefined;
+  private readonly watches: (Watch | undefined)[] = [undefined, undefined];
+  /** Watches (0: slots, 1: nodes) that failed and are being opened again. */
+  private readonly down = new Set<number>();
+  private kv: KV | undefined;
+  private onError: (err: unknown) => void = () => undefined;
   private closed = false;
 
   constructor(now: () => number = Date.now) {
     this.now = now;
   }
 
-  /** Follows the bucket's node, slot and sync keys from their current values on. */
+  /**
+   * Follows the bucket's node, slot and sync keys from their current values on. A watch that
+   * fails is opened again (it replays every key's last revision, so the table converges); until
+   * it is back the table is not `following`, and `sync` fails rather than wait for it.
+   */
   async start(kv: KV, onError: (err: unknown) => void): Promise<void> {
-    // Slots are followed by key and revision only: values are read by GC when it needs them.
-    const slots = await kv.watch({
-      key: [`${IpamKey.slotPrefix}>`, `${IpamKey.syncPrefix}>`],
-      headers_only: true,
-    });
-    const nodes = await kv.watch({ key: [`${IpamKey.nodePrefix}>`, `${IpamKey.syncPrefix}>`] });
-    this.stopWatch = () => {
-      slots.stop();
-      nodes.stop();
-    };
-    this.follow(0, slots, onError);
-    this.follow(1, nodes, onError);
+    this.kv = kv;
+    this.onError = onError;
+    for (const source of [0, 1] as const) this.follow(source, await this.open(source));
   }
 
-  private follow(
-    source: number,
-    w: AsyncIterable<{
-      key: string;
-      operation: 'PUT' | 'DEL' | 'PURGE';
-      revision: number;
-      value: Uint8Array;
-    }>,
-    onError: (err: unknown) => void,
-  ): void {
+  /** Both watches are running (a failed one is being opened again otherwise). */
+  get following(): boolean {
+    return this.down.size === 0;
+  }
+
+  private open(source: 0 | 1): Promise<Watch> {
+    const kv = this.requireKv();
+    return source === 0
+      ? // Slots are followed by key and revision only: GC reads values when it needs them.
+        kv.watch({ key: [`${IpamKey.slotPrefix}>`, `${IpamKey.syncPrefix}>`], headers_only: true })
+      : kv.watch({ key: [`${IpamKey.nodePrefix}>`, `${IpamKey.syncPrefix}>`] });
+  }
+
+  private follow(source: 0 | 1, first: Watch): void {
     void (async () => {
-      try {
-        for await (const e of w) this.apply(e.key, e.operation, e.revision, e.value, source);
-      } catch (err) {
-        if (!this.closed) onError(err);
+      let w: Watch | undefined = first;
+      for (let failures = 0; !this.closed;) {
+        if (w !== undefined) {
+          this.watches[source] = w;
+          this.down.delete(source);
+          try {
+            for await (const e of w) {
+              failures = 0;
+              this.apply(e.key, e.operation, e.revision, e.value, source);
+            }
+            if (this.closed) return;
+            throw new StoreError('the KV watch ended');
+          } catch (err) {
+            if (this.closed) return;
+            this.down.add(source);
+            this.onError(err);
+          }
+        }
+        await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** failures++)));
+        if (this.closed) return;
+        w = await this.open(source).catch((err: unknown) => {
+          this.onError(err);
+          return undefined;
+        });
+        if (this.closed) w?.stop();
       }
     })();
   }
 
   stop(): void {
     this.closed = true;
-    this.stopWatch?.();
+    for (const w of this.watches) w?.stop();
   }
 
   /**
    * Resolves once the watch has delivered everything written before this call: write a sync
-   * key, wait to see it come back.
+   * key, wait to see it come back. Fails with StoreError after `timeoutMs`: a caller waiting on
+   * a watch that is down gets an answer it can retry, not silence.
    */
-  async sync(kv: KV, replicaId: string): Promise<void> {
+  async sync(kv: KV, replicaId: string, timeoutMs = SYNC_TIMEOUT_MS): Promise<void> {
     const key = IpamKey.sync(replicaId);
     const rev = await kv.put(key, String(this.now()));
     // A watch may deliver the marker before the put's acknowledgement arrives.
     if (this.seenByAll(key, rev)) return;
-    await new Promise<void>((resolve) => this.waiters.push({ key, rev, resolve }));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const i = this.waiters.indexOf(waiter);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(new StoreError(`the KV watch did not catch up within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const waiter = {
+        key,
+        rev,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+      this.waiters.push(waiter);
+    });
   }
 
   private seenByAll(key: string, rev: number): boolean {
@@ -272,6 +318,11 @@ export class IpamTable {
 
   slotState(node: string, slot: number): SlotState | undefined {
     return this.bySlotNode.get(node)?.slots.get(slot);
+  }
+
+  private requireKv(): KV {
+    if (this.kv === undefined) throw new Error('the table is not started');
+    return this.kv;
   }
 
   nodeNames(): string[] {

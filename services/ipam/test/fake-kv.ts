@@ -18,6 +18,8 @@ export interface Fault {
   ackDelayTicks?: number;
   /** A put or delete of a key for which this returns a promise waits for it before writing. */
   holdWrite?: (key: string) => Promise<void> | undefined;
+  /** Called when a watch is opened; throw to refuse it. */
+  beforeWatch?: () => void;
 }
 
 function matches(filter: string, key: string): boolean {
@@ -44,7 +46,16 @@ export class FakeKv {
   seq = 0;
   writes = 0;
   fault: Fault = {};
-  private readonly watchers = new Set<{ filters: string[]; push: (m: Msg) => void }>();
+  private readonly watchers = new Set<{
+    filters: string[];
+    push: (m: Msg) => void;
+    fail: (err: Error) => void;
+  }>();
+
+  /** Every open watch throws `err` to its reader, as a watch whose consumer is lost would. */
+  failWatches(err: Error): void {
+    for (const w of [...this.watchers]) w.fail(err);
+  }
 
   private write(key: string, op: 'PUT' | 'DEL', value: Uint8Array, previousSeq?: number): number {
     this.fault.beforeWrite?.(key, op);
@@ -124,6 +135,7 @@ export class FakeKv {
       },
       watch: async (opts: { key?: string | string[] } = {}) => {
         await tick();
+        this.fault.beforeWatch?.();
         const filters =
           opts.key === undefined ? ['>'] : Array.isArray(opts.key) ? opts.key : [opts.key];
         const queue: Msg[] = [...this.last.values()]
@@ -131,10 +143,16 @@ export class FakeKv {
           .sort((a, b) => a.rev - b.rev);
         let wake: (() => void) | undefined;
         let stopped = false;
+        let failure: Error | undefined;
         const w = {
           filters,
           push: (m: Msg) => {
             queue.push(m);
+            wake?.();
+          },
+          fail: (err: Error) => {
+            failure = err;
+            this.watchers.delete(w);
             wake?.();
           },
         };
@@ -146,11 +164,12 @@ export class FakeKv {
         };
         const iter = (async function* () {
           for (;;) {
-            while (queue.length > 0) {
+            while (queue.length > 0 && failure === undefined) {
               await tick();
               const m = queue.shift() as Msg;
               yield { ...entry(m), isUpdate: true };
             }
+            if (failure !== undefined) throw failure;
             if (stopped) return;
             await new Promise<void>((r) => (wake = r));
             wake = undefined;

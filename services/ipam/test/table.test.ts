@@ -1,4 +1,5 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { StoreError } from '../src/errors.ts';
 import { IpamTable, snapshotSlots } from '../src/table.ts';
 import { FakeKv } from './fake-kv.ts';
 
@@ -30,6 +31,29 @@ describe('the watch-fed table', () => {
     expect(t.slotState('n1', 0)).toEqual({ rev: kv.last.get('slot.n1.0')?.rev, live: false });
     t.stop();
   });
+
+  it('a watch that fails is opened again and catches up; meanwhile sync fails instead of waiting', async () => {
+    const kv = new FakeKv();
+    const t = new IpamTable();
+    const errors: unknown[] = [];
+    await t.start(kv.asKv(), (err) => errors.push(err));
+    expect(t.following).toBe(true);
+    // The consumers are lost, and for a while the server refuses new ones.
+    kv.fault.beforeWatch = () => {
+      throw new Error('no JetStream');
+    };
+    kv.failWatches(new Error('consumer lost'));
+    await vi.waitFor(() => expect(errors.length).toBeGreaterThanOrEqual(3), { timeout: 5000 });
+    expect(t.following).toBe(false);
+    await kv.asKv().put('slot.n1.3', enc({}));
+    await expect(t.sync(kv.asKv(), 'r1', 200)).rejects.toBeInstanceOf(StoreError);
+    // Back: the table follows again, with what was written while it could not.
+    kv.fault.beforeWatch = undefined;
+    await vi.waitFor(() => expect(t.following).toBe(true), { timeout: 10_000 });
+    await t.sync(kv.asKv(), 'r1');
+    expect(t.slotState('n1', 3)).toMatchObject({ live: true });
+    t.stop();
+  }, 20_000);
 
   it('picks each free slot once until settled, wraps round, and says when the node is full', () => {
     const t = new IpamTable();
