@@ -147,6 +147,12 @@ export async function ensureKv(
   for (const spec of specs) {
     const name = kvStreamName(spec.bucket);
     const storage = spec.storage === 'memory' ? StorageType.Memory : StorageType.File;
+    const want: Partial<Comparable> = {
+      description: spec.description,
+      max_msgs_per_subject: spec.history,
+      max_age: nanos(spec.ttlMs ?? 0),
+      allow_msg_ttl: spec.allowMsgTtl ?? false,
+    };
     const have = await streamInfo(jsm, name);
     if (have === undefined) {
       await kvm.create(spec.bucket, {
@@ -155,15 +161,15 @@ export async function ensureKv(
         storage,
         ...(spec.ttlMs === undefined ? {} : { ttl: spec.ttlMs }),
       });
+      // The KV client sets per-message TTLs only together with a marker TTL for max-age
+      // expiry, which a bucket without max-age does not need: set the stream's flag itself.
+      const made = await streamInfo(jsm, name);
+      if (made !== undefined)
+        await reconcile(jsm, made, want, storage, `kv bucket ${spec.bucket}`, logger);
       logger.info({ bucket: spec.bucket }, 'kv bucket created');
       results.push({ name, action: 'created', changed: [] });
       continue;
     }
-    const want: Partial<Comparable> = {
-      description: spec.description,
-      max_msgs_per_subject: spec.history,
-      max_age: nanos(spec.ttlMs ?? 0),
-    };
     results.push(await reconcile(jsm, have, want, storage, `kv bucket ${spec.bucket}`, logger));
   }
   return results;

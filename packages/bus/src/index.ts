@@ -2,7 +2,7 @@ export { connectBus } from './connect.ts';
 export { coalesceWrites } from './coalesce.ts';
 export type { CoalescedWrites } from './coalesce.ts';
 export { KvWriteError, KvWriter } from './kv-writer.ts';
-export type { KvWriteOptions } from './kv-writer.ts';
+export type { KvPurgeOptions, KvWriteOptions } from './kv-writer.ts';
 export { NatsEnv, natsSettings } from './env.ts';
 export type { NatsSettings } from './env.ts';
 export type { Bus, BusOptions, ReconnectOptions } from './connect.ts';

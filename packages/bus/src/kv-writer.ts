@@ -28,6 +28,14 @@ export interface KvWriteOptions {
   readonly previousRevision?: number;
 }
 
+export interface KvPurgeOptions extends KvWriteOptions {
+  /**
+   * How long the purge marker itself stays (NATS duration, e.g. `10m`); after that the key is as
+   * if never written. The bucket must allow message TTLs.
+   */
+  readonly ttl?: string;
+}
+
 interface Pending {
   readonly key: string;
   readonly deadline: number;
@@ -84,6 +92,21 @@ export class KvWriter {
   delete(key: string, opts: KvWriteOptions = {}): Promise<number> {
     const h = natsHeaders();
     h.set('KV-Operation', 'DEL');
+    if (opts.previousRevision !== undefined) {
+      h.set(EXPECTED_LAST_SUBJECT_SEQUENCE, String(opts.previousRevision));
+    }
+    return this.send(key, new Uint8Array(0), h);
+  }
+
+  /**
+   * Removes the key's history, leaving one purge marker (expiring after `ttl` if given); resolves
+   * with the marker's revision.
+   */
+  purge(key: string, opts: KvPurgeOptions = {}): Promise<number> {
+    const h = natsHeaders();
+    h.set('KV-Operation', 'PURGE');
+    h.set('Nats-Rollup', 'sub');
+    if (opts.ttl !== undefined) h.set('Nats-TTL', opts.ttl);
     if (opts.previousRevision !== undefined) {
       h.set(EXPECTED_LAST_SUBJECT_SEQUENCE, String(opts.previousRevision));
     }

@@ -7,7 +7,7 @@ import type { NatsServer } from '@dyad/testbed';
 import { JetStreamApiCodes, jetstreamManager } from '@nats-io/jetstream';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ConfigConflictError, KvWriteError, PublishError, kvStreamName } from '../src/index.ts';
 import type { JsDelivery } from '../src/index.ts';
 import type { PayloadOf } from '@dyad/contracts';
@@ -168,6 +168,42 @@ describe('JetStream', () => {
       );
       expect(new Set(revs).size).toBe(500);
       expect((await kv.get('many.499'))?.string()).toBe('499');
+    });
+
+    it('purges a key with an expiring marker: its history goes, then the key is as if never written', async () => {
+      const ttlSpec: KvBucketSpec = { ...spec, bucket: 'test_purge', allowMsgTtl: true };
+      await t.bus.ensureKv([ttlSpec]);
+      const info = await jsm.streams.info('KV_test_purge');
+      expect(info.config.allow_msg_ttl).toBe(true);
+      const kv = await t.bus.kv('test_purge');
+      const w = t.bus.kvWriter('test_purge');
+      const r1 = await w.put('gone', enc('1'), { previousRevision: 0 });
+      const r2 = await w.put('gone', enc('2'), { previousRevision: r1 });
+      await w.put('kept', enc('k'));
+      const stale = await w
+        .purge('gone', { previousRevision: r1, ttl: '1s' })
+        .catch((e: unknown) => e);
+      expect((stale as KvWriteError).conflict).toBe(true);
+      const p = await w.purge('gone', { previousRevision: r2, ttl: '1s' });
+      expect((await kv.get('gone'))?.operation).toBe('PURGE');
+      expect((await kv.get('gone'))?.revision).toBe(p);
+      await vi.waitFor(
+        async () => {
+          expect(await kv.get('gone')).toBeNull();
+          expect((await jsm.streams.info('KV_test_purge'))?.state.messages).toBe(1);
+        },
+        { timeout: 10_000, interval: 250 },
+      );
+      // Nothing left: a claim expects revision 0 again.
+      await w.put('gone', enc('3'), { previousRevision: 0 });
+      expect((await kv.get('kept'))?.string()).toBe('k');
+    });
+
+    it('turns message TTLs on for a bucket made without them', async () => {
+      await t.bus.ensureKv([{ ...spec, bucket: 'test_upgrade' }]);
+      expect((await jsm.streams.info('KV_test_upgrade')).config.allow_msg_ttl ?? false).toBe(false);
+      await t.bus.ensureKv([{ ...spec, bucket: 'test_upgrade', allowMsgTtl: true }]);
+      expect((await jsm.streams.info('KV_test_upgrade')).config.allow_msg_ttl).toBe(true);
     });
 
     it('fails a write no stream takes with a KvWriteError, not a hang', async () => {

@@ -253,6 +253,9 @@ export const IpamKvBucket: KvBucketSpec = {
     'IPAM state: cluster config, block claims, node blocks, pod slot claims and their owners.',
   history: 1,
   storage: 'file',
+  // Owner records, sync markers and a deleted node's keys are purged with an expiring marker:
+  // with delete markers the bucket would grow by one message per container ever created.
+  allowMsgTtl: true,
 };
 
 /**

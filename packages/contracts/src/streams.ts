@@ -26,6 +26,11 @@ export interface KvBucketSpec {
   readonly history: number;
   readonly storage: 'file' | 'memory';
   readonly ttlMs?: number;
+  /**
+   * Lets writers give a purge marker a TTL (`Nats-TTL`), so a key removed for good leaves
+   * nothing behind once the marker expires (a delete marker stays for ever).
+   */
+  readonly allowMsgTtl?: boolean;
 }
 
 export const K8sStream: StreamSpec = {

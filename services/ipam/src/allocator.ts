@@ -116,7 +116,7 @@ export class Allocator {
       });
     } catch (err) {
       // The node filled up under us: take back the owner record this request wrote.
-      if (err instanceof AllocationError) await this.store.deleteIf(ownerKey, o).catch(() => false);
+      if (err instanceof AllocationError) await this.store.purgeIf(ownerKey, o).catch(() => false);
       throw err;
     }
   }

@@ -753,7 +753,7 @@ export class IpamService {
     for (const key of await store.keys(`${IpamKey.syncPrefix}>`)) {
       const e = await store.getJson(key);
       if (e !== undefined && now - Number(e.value) > SYNC_MARKER_TTL_MS) {
-        await store.deleteIf(key, e.revision);
+        await store.purgeIf(key, e.revision);
       }
     }
     const keys = await store.keys(`${IpamKey.ownerPrefix}>`);
@@ -762,7 +762,7 @@ export class IpamService {
       if (!ow.present) return;
       const o = ow.value;
       if (o.released !== undefined) {
-        if (now - o.released >= RELEASED_TTL_MS) await store.deleteIf(key, ow.revision);
+        if (now - o.released >= RELEASED_TTL_MS) await store.purgeIf(key, ow.revision);
         return;
       }
       if (now - o.at < this.opts.podGraceMs) return;
@@ -770,7 +770,7 @@ export class IpamService {
       const cid = containerIdOfOwnerKey(node, key);
       const sl = await store.slot(node, o.slot);
       if (sl.present && sl.value.containerId === cid) return;
-      await store.deleteIf(key, ow.revision);
+      await store.purgeIf(key, ow.revision);
     });
   }
 
@@ -783,7 +783,7 @@ export class IpamService {
     const sweepSlots = async (): Promise<void> => {
       for (const key of await store.keys(`${IpamKey.slotPrefix}${name}.*`)) {
         const sl = await store.read(IpamSlotRecord, key);
-        if (!sl.present || !(await store.deleteIf(key, sl.revision))) continue;
+        if (!sl.present || !(await store.purgeIf(key, sl.revision))) continue;
         this.opts.metrics.releases.inc({ reason: 'node-deleted' });
         const fields = this.heldFields({ node: name, slot: 0, record: sl.value });
         this.emit(IpamEventKind.released, (bus, s) =>
@@ -794,9 +794,9 @@ export class IpamService {
     await sweepSlots();
     for (const key of await store.keys(ownerFilter(name))) {
       const ow = await store.read(IpamOwnerRecord, key);
-      if (ow.present) await store.deleteIf(key, ow.revision);
+      if (ow.present) await store.purgeIf(key, ow.revision);
     }
-    if (!(await store.deleteIf(IpamKey.node(name), cur.revision))) return false;
+    if (!(await store.purgeIf(IpamKey.node(name), cur.revision))) return false;
     // A request that raced the deletion may have claimed a slot meanwhile.
     await sweepSlots();
     for (const f of ['IPv4', 'IPv6'] as const) {

@@ -36,6 +36,9 @@ export type Current<T> =
 
 export type WriteOutcome = number | 'conflict';
 
+/** How long a purge marker stays: long enough for every watch to see it go by. */
+export const PURGE_MARKER_TTL = '10m';
+
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -118,6 +121,26 @@ export class IpamStore {
     } catch (err) {
       if (isConflict(err)) return false;
       throw storeError(`deleting ${key}`, err);
+    }
+  }
+
+  /**
+   * Removes a key for good if its last revision is `expected`: its history goes and the purge
+   * marker left expires after `PURGE_MARKER_TTL`, so nothing of the key stays in the bucket (a
+   * delete marker would, for ever). For keys that are not reused by revision: owner records,
+   * sync markers, a deleted node's keys. False if the key changed meanwhile.
+   */
+  async purgeIf(key: string, expected: number): Promise<boolean> {
+    try {
+      if (this.writer !== undefined) {
+        await this.writer.purge(key, { previousRevision: expected, ttl: PURGE_MARKER_TTL });
+      } else {
+        await this.kv.purge(key, { previousSeq: expected, ttl: PURGE_MARKER_TTL });
+      }
+      return true;
+    } catch (err) {
+      if (isConflict(err)) return false;
+      throw storeError(`purging ${key}`, err);
     }
   }
 

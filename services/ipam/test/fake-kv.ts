@@ -13,7 +13,7 @@ interface Msg {
 
 export interface Fault {
   /** Called before each write; throw to fail it (the write does not happen). */
-  beforeWrite?: (key: string, op: 'PUT' | 'DEL') => void;
+  beforeWrite?: (key: string, op: 'PUT' | 'DEL' | 'PURGE') => void;
   /** Extra event-loop turns before a write is acknowledged: watches see it first. */
   ackDelayTicks?: number;
   /** A put or delete of a key for which this returns a promise waits for it before writing. */
@@ -57,7 +57,12 @@ export class FakeKv {
     for (const w of [...this.watchers]) w.fail(err);
   }
 
-  private write(key: string, op: 'PUT' | 'DEL', value: Uint8Array, previousSeq?: number): number {
+  private write(
+    key: string,
+    op: 'PUT' | 'DEL' | 'PURGE',
+    value: Uint8Array,
+    previousSeq?: number,
+  ): number {
     this.fault.beforeWrite?.(key, op);
     const cur = this.last.get(key);
     if (previousSeq !== undefined && (cur?.rev ?? 0) !== previousSeq) throw conflict();
@@ -122,6 +127,12 @@ export class FakeKv {
         await tick();
         await this.fault.holdWrite?.(key);
         this.write(key, 'DEL', new Uint8Array(), opts?.previousSeq);
+      },
+      // History 1: a purge leaves just its marker (the TTL it may carry is not modelled).
+      purge: async (key: string, opts?: { previousSeq?: number }) => {
+        await tick();
+        await this.fault.holdWrite?.(key);
+        this.write(key, 'PURGE', new Uint8Array(), opts?.previousSeq);
       },
       keys: async (filter: string | string[] = '>') => {
         await tick();

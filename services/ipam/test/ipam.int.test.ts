@@ -352,12 +352,25 @@ describe('ipam: dual-stack, two replicas', () => {
     await publishPod(bus, p);
     const r = await allocate(bus, p);
     const cidrs = r.addresses.map((a) => a.cidr);
+    const before = [...(await state(kv)).revs.keys()].filter((k) => k.includes('node-gone'));
+    expect(before).toEqual(
+      expect.arrayContaining([
+        IpamKey.node('node-gone'),
+        IpamKey.owner('node-gone', p.containerId),
+      ]),
+    );
     await publishNode(bus, 'node-gone', 'delete');
     await eventually(async () => {
       const s = await state(kv);
       const left = [...s.revs.keys()].filter((k) => k.includes('node-gone'));
       return left.length === 0;
     });
+    // Purged, not deleted: each key keeps at most an expiring purge marker, no delete marker
+    // that would stay in the bucket for ever.
+    for (const k of before) {
+      const e = await kv.get(k);
+      expect([k, e?.operation ?? 'gone']).toEqual([k, expect.stringMatching(/^(PURGE|gone)$/)]);
+    }
     const blockKeys: string[] = [];
     for await (const k of await kv.keys(`${IpamKey.blockPrefix}>`)) blockKeys.push(k);
     for (const c of cidrs)
