@@ -3,13 +3,20 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NoRespondersError, RemoteError, RequestTimeoutError, connectBus } from '@dyad/bus';
 import type { Bus, KV } from '@dyad/bus';
-import type { IpamNodeRecordValue, PayloadOf } from '@dyad/contracts';
+import type {
+  IpamNodeRecordValue,
+  IpamOwnerRecordValue,
+  IpamSlotRecordValue,
+  PayloadOf,
+} from '@dyad/contracts';
 import {
   AllocateRequest,
   Allocation,
   IPAM_KV_BUCKET,
   IpamKey,
   IpamNodeRecord,
+  IpamOwnerRecord,
+  IpamSlotRecord,
   K8sStream,
   NodeEvent,
   PodEvent,
@@ -267,6 +274,23 @@ export async function readRecords(kv: KV): Promise<Map<string, IpamNodeRecordVal
     out.set(r.name, r);
   }
   return out;
+}
+
+/** Live slot records, owner records, and the revision of every decision key (not sync markers). */
+export async function state(kv: KV) {
+  const slots = new Map<string, IpamSlotRecordValue>();
+  const owners = new Map<string, IpamOwnerRecordValue>();
+  const revs = new Map<string, number>();
+  const keys: string[] = [];
+  for await (const k of await kv.keys()) keys.push(k);
+  await pool(keys, 32, async (k) => {
+    const e = await kv.get(k);
+    if (e === null || e.operation !== 'PUT' || k.startsWith(IpamKey.syncPrefix)) return;
+    revs.set(k, e.revision);
+    if (k.startsWith(IpamKey.slotPrefix)) slots.set(k, IpamSlotRecord.parse(e.json()));
+    if (k.startsWith(IpamKey.ownerPrefix)) owners.set(k, IpamOwnerRecord.parse(e.json()));
+  });
+  return { slots, owners, revs };
 }
 
 /** Runs `fn` over `items` with at most `limit` in flight. */

@@ -2,7 +2,7 @@
 // repeated requests, bad input, a replica SIGKILLed mid-burst, GC, and node deletion.
 import type { Bus, KV } from '@dyad/bus';
 import { RemoteError } from '@dyad/bus';
-import type { IpamOwnerRecordValue, IpamSlotRecordValue, PayloadOf } from '@dyad/contracts';
+import type { PayloadOf } from '@dyad/contracts';
 import {
   AddressesAllocated,
   AddressesReleased,
@@ -11,8 +11,6 @@ import {
   IPAM_NODES_STREAM,
   IpamKey,
   IpamNodeEvent,
-  IpamOwnerRecord,
-  IpamSlotRecord,
   IpamSubject,
   deadLetterSubject,
   encodeEvent,
@@ -38,6 +36,7 @@ import {
   readRecords,
   release,
   startReplica,
+  state,
 } from './harness.ts';
 
 const ENV = {
@@ -62,23 +61,6 @@ async function eventually<T>(
     },
     { timeout: timeoutMs, interval: 200 },
   );
-}
-
-/** Live slot records, owner records, and the revision of every decision key (not sync markers). */
-async function state(kv: KV) {
-  const slots = new Map<string, IpamSlotRecordValue>();
-  const owners = new Map<string, IpamOwnerRecordValue>();
-  const revs = new Map<string, number>();
-  const keys: string[] = [];
-  for await (const k of await kv.keys()) keys.push(k);
-  await pool(keys, 32, async (k) => {
-    const e = await kv.get(k);
-    if (e === null || e.operation !== 'PUT' || k.startsWith(IpamKey.syncPrefix)) return;
-    revs.set(k, e.revision);
-    if (k.startsWith(IpamKey.slotPrefix)) slots.set(k, IpamSlotRecord.parse(e.json()));
-    if (k.startsWith(IpamKey.ownerPrefix)) owners.set(k, IpamOwnerRecord.parse(e.json()));
-  });
-  return { slots, owners, revs };
 }
 
 function inBlock(address: string, cidr: string): boolean {

@@ -1,0 +1,107 @@
+// A replica that stalls (SIGSTOP, as a long GC pause or a starved CPU would) in the middle of a
+// burst, while the agents' retries go to the other replica, then goes on (SIGCONT) and finishes
+// the requests it held, late. Nothing it writes then may give an address twice or a sandbox a
+// second pair; what it leaves behind GC removes, and nothing a live sandbox holds.
+import type { Bus, KV } from '@dyad/bus';
+import { IpamKey } from '@dyad/contracts';
+import { startNats } from '@dyad/testbed';
+import type { NatsServer } from '@dyad/testbed';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { PodRef, Replica } from './harness.ts';
+import {
+  DUAL_STACK,
+  allocate,
+  allocateRetrying,
+  clientBus,
+  ipamKv,
+  podRef,
+  pool,
+  publishNode,
+  publishPod,
+  startReplica,
+  state,
+} from './harness.ts';
+
+const ENV = {
+  ...DUAL_STACK,
+  DYAD_IPAM_GC_INTERVAL_S: '0.5',
+  DYAD_IPAM_POD_GRACE_S: '2',
+  DYAD_IPAM_ABSENT_POD_GRACE_S: '2',
+};
+const NODES = Array.from({ length: 6 }, (_, i) => `stall-node-${i}`);
+
+describe('a replica that stalls mid-burst', () => {
+  let nats: NatsServer;
+  let bus: Bus;
+  let kv: KV;
+  const replicas: Replica[] = [];
+
+  beforeAll(async () => {
+    nats = await startNats();
+    bus = await clientBus(nats.url);
+    for (const n of NODES) await publishNode(bus, n);
+    replicas.push(
+      await startReplica(nats.url, ENV, 'ipam-s1'),
+      await startReplica(nats.url, ENV, 'ipam-s2'),
+    );
+    kv = await ipamKv(bus);
+  });
+
+  afterAll(async () => {
+    const stalled = replicas[0];
+    stalled?.proc.signal('SIGCONT');
+    await Promise.all(replicas.map((r) => r.proc.stop()));
+    await bus?.close();
+    await nats?.stop();
+  });
+
+  it('finishes late without a duplicate or a second pair; GC removes what it left', async () => {
+    const burst: PodRef[] = Array.from({ length: 600 }, (_, i) =>
+      podRef(i, NODES[i % NODES.length] as string, 's'),
+    );
+    await pool(burst, 64, (p) => publishPod(bus, p));
+    const slow = replicas[0] as Replica;
+    let done = 0;
+    let stall: Promise<void> | undefined;
+    const results = await pool(burst, 64, async (p) => {
+      const r = await allocateRetrying(bus, p);
+      if (++done === 150) {
+        stall = (async () => {
+          slow.proc.signal('SIGSTOP');
+          // Longer than a request's timeout (2 s): what it held is asked of the other replica.
+          await new Promise((res) => setTimeout(res, 5000));
+          slow.proc.signal('SIGCONT');
+        })();
+      }
+      return r;
+    });
+    await stall;
+    expect(results.some((r) => r.attempts > 1)).toBe(true);
+
+    const v4 = new Set(results.map((r) => r.reply.addresses[0]?.address));
+    const v6 = new Set(results.map((r) => r.reply.addresses[1]?.address));
+    expect(v4.size).toBe(burst.length);
+    expect(v6.size).toBe(burst.length);
+
+    // Once the stalled replica's late writes are in and GC has had its grace period: one slot per
+    // sandbox, the one its owner points at and whose addresses it was given.
+    await vi.waitFor(
+      async () => {
+        const s = await state(kv);
+        expect(s.slots.size).toBe(burst.length);
+      },
+      { timeout: 60_000, interval: 500 },
+    );
+    const s = await state(kv);
+    for (const [i, p] of burst.entries()) {
+      const o = s.owners.get(IpamKey.owner(p.node, p.containerId));
+      const slot = s.slots.get(IpamKey.slot(p.node, o?.slot ?? -1));
+      expect(slot?.containerId).toBe(p.containerId);
+      expect([slot?.ips.IPv4, slot?.ips.IPv6]).toEqual(
+        results[i]?.reply.addresses.map((a) => a.address),
+      );
+    }
+    const again = await pool(burst, 64, (p) => allocate(bus, p));
+    again.forEach((r, i) => expect(r.addresses).toEqual(results[i]?.reply.addresses));
+  }, 180_000);
+});
