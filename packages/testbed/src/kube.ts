@@ -5,7 +5,7 @@ import type { KeyPair } from './certs.ts';
 import { firstAddress, parseCidr, splitCidrs } from './cidr.ts';
 import { probe200 } from './http.ts';
 import type { TlsMaterial } from './http.ts';
-import { freePorts } from './ports.ts';
+import { freePorts, retryOnPortClash } from './ports.ts';
 import { readLogTail, spawnLogged, waitUntilReady } from './process.ts';
 import type { ManagedProcess } from './process.ts';
 import { keepFromEnv, makeTempDir, removeTempDir } from './reaper.ts';
@@ -158,7 +158,11 @@ async function makeCerts(dir: string, serviceRanges: readonly string[]): Promise
  * temp dir. Resolves once each is healthy; on failure stops what started and throws a StartupError
  * naming the component, with its log tail.
  */
-export async function startKube(options: KubeOptions = {}): Promise<KubeCluster> {
+export function startKube(options: KubeOptions = {}): Promise<KubeCluster> {
+  return retryOnPortClash(() => startKubeOnce(options));
+}
+
+async function startKubeOnce(options: KubeOptions): Promise<KubeCluster> {
   const bin = (name: KubeComponent): string => toolPath(name, options.binDir);
   const binaries = {
     etcd: bin('etcd'),

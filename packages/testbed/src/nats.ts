@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { probe200 } from './http.ts';
-import { freePorts } from './ports.ts';
+import { freePorts, retryOnPortClash } from './ports.ts';
 import { spawnLogged, waitUntilReady } from './process.ts';
 import type { ManagedProcess } from './process.ts';
 import { keepFromEnv, makeTempDir, removeTempDir } from './reaper.ts';
@@ -37,7 +37,11 @@ export interface NatsServer {
 }
 
 /** Starts nats-server with JetStream on free 127.0.0.1 ports in a temp dir; resolves once healthy. */
-export async function startNats(options: NatsOptions = {}): Promise<NatsServer> {
+export function startNats(options: NatsOptions = {}): Promise<NatsServer> {
+  return retryOnPortClash(() => startNatsOnce(options));
+}
+
+async function startNatsOnce(options: NatsOptions): Promise<NatsServer> {
   const binary = toolPath('nats-server', options.binDir);
   const keep = options.keep ?? keepFromEnv();
   const dir = makeTempDir('dyad-nats-', keep);

@@ -41,3 +41,19 @@ export async function freePort(): Promise<number> {
   if (port === undefined) throw new Error('no free port');
   return port;
 }
+
+/**
+ * A port found free can be taken before the server that was given it binds it: by another test
+ * process, or as the local end of an outgoing connection (free ports and those come from the same
+ * range). Runs `start` again, on fresh ports, when it failed that way; other failures are thrown.
+ */
+export async function retryOnPortClash<T>(start: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (err) {
+      const clash = err instanceof Error && /address already in use/i.test(err.message);
+      if (!clash || attempt >= attempts) throw err;
+    }
+  }
+}
