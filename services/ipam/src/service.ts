@@ -96,6 +96,8 @@ export class IpamService {
   private readonly missedNodes: MissSince = new Map();
   /** Slot claims (key@revision) whose owner was seen pointing at them: not orphans. */
   private readonly verified = new Set<string>();
+  /** Slot claims (key@revision) seen orphaned, with when this replica first saw them so. */
+  private readonly orphanSince: MissSince = new Map();
   private readonly subs: BusSubscription[] = [];
   private store: IpamStore | undefined;
   private allocator: Allocator | undefined;
@@ -715,23 +717,32 @@ export class IpamService {
   }
 
   /**
-   * A slot whose owner does not point at it, once older than the pod grace period: a claim a
-   * lost race or a dead replica left behind. Each claim is checked once; a slot its owner points
-   * at stays its owner's until released.
+   * A slot whose owner does not point at it, seen so by this replica for the pod grace period: a
+   * claim a lost race or a dead replica left behind. The age is this replica's own observation,
+   * not the record's `at`, which is the writer's clock: one path claims a slot just before it
+   * points the owner at it, and a writer whose clock is behind would make that claim look old
+   * in that instant. Each claim is checked until its owner is seen pointing at it; from then on
+   * it stays its owner's until released.
    */
   private async collectOrphanSlots(slots: readonly SlotView[], now: number): Promise<void> {
     const store = this.requireStore();
+    const id = (s: SlotView): string => `${s.node}/${s.slot}@${s.rev}`;
+    // Claims young by their writer's clock are left for later: most are, and none is an orphan
+    // for long.
     const todo = slots.filter(
-      (s) =>
-        now - s.record.at >= this.opts.podGraceMs &&
-        !this.verified.has(`${s.node}/${s.slot}@${s.rev}`),
+      (s) => now - s.record.at >= this.opts.podGraceMs && !this.verified.has(id(s)),
     );
+    const suspects = new Set<string>();
     await forEachLimited(todo, READ_CONCURRENCY, async (s) => {
       const ow = await store.owner(s.node, s.record.containerId);
       if (ow.present && ow.value.released === undefined && ow.value.slot === s.slot) {
-        this.verified.add(`${s.node}/${s.slot}@${s.rev}`);
+        this.verified.add(id(s));
         return;
       }
+      suspects.add(id(s));
+      const since = this.orphanSince.get(id(s)) ?? now;
+      this.orphanSince.set(id(s), since);
+      if (now - since < this.opts.podGraceMs) return;
       if (await store.deleteIf(IpamKey.slot(s.node, s.slot), s.rev)) {
         this.table.noteSlot(s.node, s.slot, -1, false);
         this.opts.metrics.releases.inc({ reason: 'orphan' });
@@ -741,6 +752,7 @@ export class IpamService {
         );
       }
     });
+    for (const k of this.orphanSince.keys()) if (!suspects.has(k)) this.orphanSince.delete(k);
     if (this.verified.size > 4 * (slots.length + 1024)) this.verified.clear();
   }
 
