@@ -98,6 +98,8 @@ export class IpamService {
   private readonly verified = new Set<string>();
   /** Slot claims (key@revision) seen orphaned, with when this replica first saw them so. */
   private readonly orphanSince: MissSince = new Map();
+  /** Owner records (key@revision) seen pointing at a slot they do not hold, likewise. */
+  private readonly strayOwnerSince: MissSince = new Map();
   private readonly subs: BusSubscription[] = [];
   private store: IpamStore | undefined;
   private allocator: Allocator | undefined;
@@ -757,8 +759,10 @@ export class IpamService {
   }
 
   /**
-   * Owner records released long ago, or pointing at a slot they do not hold for the grace period;
-   * and the sync markers of replicas gone for a day.
+   * Owner records released long ago, or seen by this replica pointing at a slot they do not hold
+   * for the grace period (an owner is written just before its slot is claimed, so `at`, the
+   * writer's clock, cannot say how long it has pointed there); and the sync markers of replicas
+   * gone for a day.
    */
   private async collectOwners(now: number): Promise<void> {
     const store = this.requireStore();
@@ -769,6 +773,7 @@ export class IpamService {
       }
     }
     const keys = await store.keys(`${IpamKey.ownerPrefix}>`);
+    const suspects = new Set<string>();
     await forEachLimited(keys, READ_CONCURRENCY, async (key) => {
       const ow = await store.read(IpamOwnerRecord, key);
       if (!ow.present) return;
@@ -782,8 +787,15 @@ export class IpamService {
       const cid = containerIdOfOwnerKey(node, key);
       const sl = await store.slot(node, o.slot);
       if (sl.present && sl.value.containerId === cid) return;
-      await store.purgeIf(key, ow.revision);
+      const id = `${key}@${ow.revision}`;
+      suspects.add(id);
+      const since = this.strayOwnerSince.get(id) ?? now;
+      this.strayOwnerSince.set(id, since);
+      if (now - since >= this.opts.podGraceMs) await store.purgeIf(key, ow.revision);
     });
+    for (const k of this.strayOwnerSince.keys()) {
+      if (!suspects.has(k)) this.strayOwnerSince.delete(k);
+    }
   }
 
   /** Frees everything of a deleted node, its record last, so no slot outlives the record. */

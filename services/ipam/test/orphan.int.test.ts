@@ -1,8 +1,10 @@
-// GC removes an orphan slot claim (one its owner record does not point at) only after this replica
-// has seen it orphaned for the grace period: the record's `at` is the writer's clock, and a claim
-// is an orphan for an instant on one path of the allocation protocol.
+// GC removes an orphan slot claim (one its owner record does not point at), or an owner record
+// pointing at a slot it does not hold, only after this replica has seen it so for the grace
+// period: a record's `at` is the writer's clock, and on the allocation paths each state holds for
+// an instant (an owner is written just before its slot is claimed, and one path claims a slot just
+// before pointing the owner at it).
 import type { Bus, KV } from '@dyad/bus';
-import { IpamKey } from '@dyad/contracts';
+import { IpamKey, IpamKvBucket } from '@dyad/contracts';
 import { startNats } from '@dyad/testbed';
 import type { NatsServer } from '@dyad/testbed';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -12,6 +14,7 @@ import {
   allocate,
   clientBus,
   ipamKv,
+  metricValue,
   podRef,
   publishNode,
   publishPod,
@@ -27,6 +30,9 @@ const ENV = {
   DYAD_IPAM_ABSENT_POD_GRACE_S: '600',
 };
 const NODE = 'orphan-node';
+const enc = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v));
+/** An owner record pointing at a slot nobody holds, stamped by a clock far behind. */
+const STRAY_OWNER = IpamKey.owner(NODE, 'cstray');
 
 describe('orphan slot claims', () => {
   let nats: NatsServer;
@@ -38,8 +44,11 @@ describe('orphan slot claims', () => {
     nats = await startNats();
     bus = await clientBus(nats.url);
     await publishNode(bus, NODE);
-    replica = await startReplica(nats.url, ENV, 'ipam-o1');
+    // Written before the replica starts, so its first GC pass, which scans owners, sees it.
+    await bus.ensureKv([IpamKvBucket]);
     kv = await ipamKv(bus);
+    await kv.create(STRAY_OWNER, enc({ slot: 150, podUid: 'uid-stray', at: 1 }));
+    replica = await startReplica(nats.url, ENV, 'ipam-o1');
   });
 
   afterAll(async () => {
@@ -49,6 +58,17 @@ describe('orphan slot claims', () => {
   });
 
   it("are judged old by this replica's watch of them, not by their writer's clock", async () => {
+    // Two GC passes, owners scanned in the first: the stray owner, decades old by its `at`, stays.
+    await vi.waitFor(
+      async () =>
+        expect(
+          metricValue(await (replica as Replica).metrics(), 'dyad_ipam_gc_runs_total', {
+            outcome: 'ok',
+          }),
+        ).toBeGreaterThanOrEqual(2),
+      { timeout: 10_000, interval: 100 },
+    );
+    expect((await kv.get(STRAY_OWNER))?.operation).toBe('PUT');
     const p = podRef(1, NODE, 'o');
     await publishPod(bus, p);
     const got = await allocate(bus, p);
@@ -57,16 +77,14 @@ describe('orphan slot claims', () => {
     const orphan = IpamKey.slot(NODE, 200);
     await kv.create(
       orphan,
-      new TextEncoder().encode(
-        JSON.stringify({
-          containerId: p.containerId,
-          namespace: p.namespace,
-          pod: p.pod,
-          podUid: p.podUid,
-          ips: { IPv4: '198.18.0.202', IPv6: 'fd00:d1ad::ca' },
-          at: 1,
-        }),
-      ),
+      enc({
+        containerId: p.containerId,
+        namespace: p.namespace,
+        pod: p.pod,
+        podUid: p.podUid,
+        ips: { IPv4: '198.18.0.202', IPv6: 'fd00:d1ad::ca' },
+        at: 1,
+      }),
     );
     // GC passes every half second; for the grace period after it first sees the claim, it waits.
     await new Promise((r) => setTimeout(r, (GRACE_S / 2) * 1000));
@@ -75,6 +93,14 @@ describe('orphan slot claims', () => {
       timeout: 30_000,
       interval: 250,
     });
+    // The stray owner goes too, once scanned again after the grace period.
+    await vi.waitFor(
+      async () => expect((await kv.get(STRAY_OWNER))?.operation ?? 'gone').not.toBe('PUT'),
+      {
+        timeout: 30_000,
+        interval: 250,
+      },
+    );
     // The sandbox's own claim is untouched.
     const s = await state(kv);
     const owner = s.owners.get(IpamKey.owner(NODE, p.containerId));
