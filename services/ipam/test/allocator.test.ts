@@ -13,6 +13,11 @@ const DUAL: NodeBlocks = {
   IPv4: { cidr: '198.18.4.0/24', gateway: '198.18.4.1' },
   IPv6: { cidr: 'fd00:d1ad::400/120', gateway: 'fd00:d1ad::401' },
 };
+/** A node whose IPv4 block holds 13 pods: for filling it. */
+const SMALL: NodeBlocks = {
+  IPv4: { cidr: '198.18.0.0/28', gateway: '198.18.0.1' },
+  IPv6: { cidr: 'fd00::/120', gateway: 'fd00::1' },
+};
 
 interface Replica {
   readonly allocator: Allocator;
@@ -123,10 +128,7 @@ describe('allocation protocol', () => {
     const kv = new FakeKv();
     const a = await replica(kv, 'a');
     const b = await replica(kv, 'b');
-    const blocks: NodeBlocks = {
-      IPv4: { cidr: '198.18.0.0/28', gateway: '198.18.0.1' }, // 13 pod addresses
-      IPv6: { cidr: 'fd00::/120', gateway: 'fd00::1' },
-    };
+    const blocks = SMALL;
     const outs = await Promise.all(
       Array.from({ length: 13 }, (_, i) => (i % 2 ? a : b).allocator.allocate(req(i, { blocks }))),
     );
@@ -145,10 +147,7 @@ describe('allocation protocol', () => {
     const kv = new FakeKv();
     const a = await replica(kv, 'a');
     const b = await replica(kv, 'b');
-    const blocks: NodeBlocks = {
-      IPv4: { cidr: '198.18.0.0/28', gateway: '198.18.0.1' }, // 13 pod addresses
-      IPv6: { cidr: 'fd00::/120', gateway: 'fd00::1' },
-    };
+    const blocks = SMALL;
     for (let i = 0; i < 11; i++) await a.allocator.allocate(req(i, { blocks }));
     const held = await b.allocator.allocate(req(99, { blocks }));
     // One slot is left. Replica a gets a repeat of c99's request: it picks the free slot as a

@@ -1,35 +1,20 @@
 // Single-family clusters, configuration changes across restarts, refused configurations and
 // exhaustion, each against a fresh nats-server and one real ipam process.
-import type { Bus } from '@dyad/bus';
 import { RemoteError } from '@dyad/bus';
 import type { PayloadOf } from '@dyad/contracts';
 import { AddressesExhausted, IPAM_NODES_STREAM, IpamNodeEvent, IpamSubject } from '@dyad/contracts';
-import { startNats } from '@dyad/testbed';
-import type { NatsServer } from '@dyad/testbed';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { Replica } from './harness.ts';
-import { allocate, clientBus, podRef, publishNode, runUntilExit, startReplica } from './harness.ts';
+import type { Cluster, Replica } from './harness.ts';
+import { allocate, podRef, runUntilExit, startCluster, startReplica } from './harness.ts';
 
-interface Cluster {
-  nats: NatsServer;
-  bus: Bus;
-  replicas: Replica[];
-}
 const open: Cluster[] = [];
 
 afterEach(async () => {
-  for (const c of open.splice(0)) {
-    await Promise.all(c.replicas.map((r) => r.proc.stop()));
-    await c.bus.close();
-    await c.nats.stop();
-  }
+  for (const c of open.splice(0)) await c.stop();
 });
 
 async function cluster(nodes: string[]): Promise<Cluster> {
-  const nats = await startNats();
-  const bus = await clientBus(nats.url);
-  for (const n of nodes) await publishNode(bus, n);
-  const c = { nats, bus, replicas: [] };
+  const c = await startCluster(nodes);
   open.push(c);
   return c;
 }

@@ -33,9 +33,10 @@ import {
   makeTempDir,
   probe200,
   spawnLogged,
+  startNats,
   waitUntilReady,
 } from '@dyad/testbed';
-import type { ManagedProcess } from '@dyad/testbed';
+import type { ManagedProcess, NatsServer } from '@dyad/testbed';
 
 export const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 
@@ -136,6 +137,38 @@ export function metricValue(
     if (Object.entries(labels).every(([k, v]) => ls.includes(`${k}="${v}"`))) sum += Number(m[3]);
   }
   return sum;
+}
+
+/** A nats-server of its own, a client, announced nodes and ipam replicas; `stop` ends them all. */
+export interface Cluster {
+  readonly nats: NatsServer;
+  readonly bus: Bus;
+  readonly replicas: Replica[];
+  stop(): Promise<void>;
+}
+
+/** Starts a nats-server, announces `nodes`, then starts one replica per name in `replicas`. */
+export async function startCluster(
+  nodes: readonly string[],
+  env: Readonly<Record<string, string>> = {},
+  replicas: readonly string[] = [],
+): Promise<Cluster> {
+  const nats = await startNats();
+  const bus = await clientBus(nats.url);
+  for (const n of nodes) await publishNode(bus, n);
+  const started: Replica[] = [];
+  const cluster: Cluster = {
+    nats,
+    bus,
+    replicas: started,
+    stop: async () => {
+      await Promise.all(started.map((r) => r.proc.stop()));
+      await bus.close();
+      await nats.stop();
+    },
+  };
+  for (const name of replicas) started.push(await startReplica(nats.url, env, name));
+  return cluster;
 }
 
 export async function clientBus(natsUrl: string, name = 'ipam-test'): Promise<Bus> {

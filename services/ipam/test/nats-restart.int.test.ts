@@ -4,20 +4,17 @@
 // on one pair per sandbox, and nothing may be handed out twice.
 import type { Bus } from '@dyad/bus';
 import { RemoteError } from '@dyad/bus';
-import { startNats } from '@dyad/testbed';
 import type { NatsServer } from '@dyad/testbed';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PodRef, Replica } from './harness.ts';
+import type { Cluster, PodRef, Replica } from './harness.ts';
 import {
   DUAL_STACK,
   allocate,
   allocateRetrying,
-  clientBus,
   metricValue,
   podRef,
   pool,
-  publishNode,
-  startReplica,
+  startCluster,
 } from './harness.ts';
 
 // /26 and /122 blocks: 61 IPv4 pod addresses (network, gateway and broadcast reserved) and 62
@@ -31,24 +28,18 @@ const CAPACITY = 61;
 const NODES = Array.from({ length: 8 }, (_, i) => `restart-node-${i}`);
 
 describe('ipam across a nats-server crash', () => {
+  let c: Cluster;
   let nats: NatsServer;
   let bus: Bus;
-  const replicas: Replica[] = [];
+  let replicas: Replica[];
 
   beforeAll(async () => {
-    nats = await startNats();
-    bus = await clientBus(nats.url);
-    for (const n of NODES) await publishNode(bus, n);
-    replicas.push(
-      await startReplica(nats.url, ENV, 'ipam-r1'),
-      await startReplica(nats.url, ENV, 'ipam-r2'),
-    );
+    c = await startCluster(NODES, ENV, ['ipam-r1', 'ipam-r2']);
+    ({ nats, bus, replicas } = c);
   });
 
   afterAll(async () => {
-    await Promise.all(replicas.map((r) => r.proc.stop()));
-    await bus?.close();
-    await nats?.stop();
+    await c?.stop();
   });
 
   it('SIGKILL of nats-server mid-burst: one pair per sandbox, none twice, and full nodes are still refused', async () => {

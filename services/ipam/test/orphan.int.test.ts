@@ -5,19 +5,16 @@
 // before pointing the owner at it).
 import type { Bus, KV } from '@dyad/bus';
 import { IpamKey, IpamKvBucket } from '@dyad/contracts';
-import { startNats } from '@dyad/testbed';
-import type { NatsServer } from '@dyad/testbed';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { Replica } from './harness.ts';
+import type { Cluster, Replica } from './harness.ts';
 import {
   DUAL_STACK,
   allocate,
-  clientBus,
   ipamKv,
   metricValue,
   podRef,
-  publishNode,
   publishPod,
+  startCluster,
   startReplica,
   state,
 } from './harness.ts';
@@ -35,26 +32,24 @@ const enc = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(
 const STRAY_OWNER = IpamKey.owner(NODE, 'cstray');
 
 describe('orphan slot claims', () => {
-  let nats: NatsServer;
+  let c: Cluster;
   let bus: Bus;
   let kv: KV;
   let replica: Replica | undefined;
 
   beforeAll(async () => {
-    nats = await startNats();
-    bus = await clientBus(nats.url);
-    await publishNode(bus, NODE);
+    c = await startCluster([NODE]);
+    bus = c.bus;
     // Written before the replica starts, so its first GC pass, which scans owners, sees it.
     await bus.ensureKv([IpamKvBucket]);
     kv = await ipamKv(bus);
     await kv.create(STRAY_OWNER, enc({ slot: 150, podUid: 'uid-stray', at: 1 }));
-    replica = await startReplica(nats.url, ENV, 'ipam-o1');
+    replica = await startReplica(c.nats.url, ENV, 'ipam-o1');
+    c.replicas.push(replica);
   });
 
   afterAll(async () => {
-    await replica?.proc.stop();
-    await bus?.close();
-    await nats?.stop();
+    await c?.stop();
   });
 
   it("are judged old by this replica's watch of them, not by their writer's clock", async () => {

@@ -4,21 +4,17 @@
 // second pair; what it leaves behind GC removes, and nothing a live sandbox holds.
 import type { Bus, KV } from '@dyad/bus';
 import { IpamKey } from '@dyad/contracts';
-import { startNats } from '@dyad/testbed';
-import type { NatsServer } from '@dyad/testbed';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { PodRef, Replica } from './harness.ts';
+import type { Cluster, PodRef, Replica } from './harness.ts';
 import {
   DUAL_STACK,
   allocate,
   allocateRetrying,
-  clientBus,
   ipamKv,
   podRef,
   pool,
-  publishNode,
   publishPod,
-  startReplica,
+  startCluster,
   state,
 } from './harness.ts';
 
@@ -31,28 +27,20 @@ const ENV = {
 const NODES = Array.from({ length: 6 }, (_, i) => `stall-node-${i}`);
 
 describe('a replica that stalls mid-burst', () => {
-  let nats: NatsServer;
+  let c: Cluster;
   let bus: Bus;
   let kv: KV;
-  const replicas: Replica[] = [];
+  let replicas: Replica[];
 
   beforeAll(async () => {
-    nats = await startNats();
-    bus = await clientBus(nats.url);
-    for (const n of NODES) await publishNode(bus, n);
-    replicas.push(
-      await startReplica(nats.url, ENV, 'ipam-s1'),
-      await startReplica(nats.url, ENV, 'ipam-s2'),
-    );
+    c = await startCluster(NODES, ENV, ['ipam-s1', 'ipam-s2']);
+    ({ bus, replicas } = c);
     kv = await ipamKv(bus);
   });
 
   afterAll(async () => {
-    const stalled = replicas[0];
-    stalled?.proc.signal('SIGCONT');
-    await Promise.all(replicas.map((r) => r.proc.stop()));
-    await bus?.close();
-    await nats?.stop();
+    replicas[0]?.proc.signal('SIGCONT');
+    await c?.stop();
   });
 
   it('finishes late without a duplicate or a second pair; GC removes what it left', async () => {
