@@ -32,6 +32,18 @@ export interface SlotView {
 /** First-missed times carried from one pass to the next, per process; one map per planner. */
 export type MissSince = Map<string, number>;
 
+/** When this process first saw `key` in its state (now, if this pass is the first). */
+export function firstSeen(since: MissSince, key: string, now: number): number {
+  const t = since.get(key) ?? now;
+  since.set(key, t);
+  return t;
+}
+
+/** Forgets the keys a pass did not see in that state, so the map holds only current ones. */
+export function forgetUnseen(since: MissSince, seen: ReadonlySet<string>): void {
+  for (const k of since.keys()) if (!seen.has(k)) since.delete(k);
+}
+
 /**
  * Slots whose pod has been gone for the grace period, and allocated longer ago than that. A pod
  * kube-bridge says is deleted or finished counts from that time with `graceMs`; a pod merely
@@ -53,17 +65,13 @@ export function planPodGc(
     if (pods.live.has(p.podUid)) continue;
     const key = `${s.node}/${s.slot}/${s.rev}`;
     seen.add(key);
-    let since = missed.get(key);
-    if (since === undefined) {
-      since = now;
-      missed.set(key, now);
-    }
+    const since = firstSeen(missed, key, now);
     const goneAt = pods.goneAt.get(p.podUid);
     const wait = goneAt === undefined ? absentGraceMs : graceMs;
     const gone = Math.min(since, goneAt ?? Number.POSITIVE_INFINITY);
     if (now - gone >= wait && now - p.at >= wait) out.push(s);
   }
-  for (const k of missed.keys()) if (!seen.has(k)) missed.delete(k);
+  forgetUnseen(missed, seen);
   return out;
 }
 
@@ -86,17 +94,13 @@ export function planNodeGc(
     if (v?.live === true) continue;
     const key = `node:${r.name}:${r.createdAt}`;
     seen.add(key);
-    let since = missed.get(key);
-    if (since === undefined) {
-      since = now;
-      missed.set(key, now);
-    }
+    const since = firstSeen(missed, key, now);
     const gone = Math.min(since, v === undefined ? Number.POSITIVE_INFINITY : v.since);
     if (now - gone >= graceMs && now - r.createdAt >= graceMs) {
       out.push({ node: r.name, createdAt: r.createdAt });
     }
   }
-  for (const k of missed.keys()) if (!seen.has(k)) missed.delete(k);
+  forgetUnseen(missed, seen);
   return out;
 }
 

@@ -35,7 +35,7 @@ import type { IpamConfig } from './config.ts';
 import { ConfigKey } from './config.ts';
 import { IpamConfigConflictError, StoreError } from './errors.ts';
 import type { BlockClaim, MissSince, SlotView } from './gc.ts';
-import { planNodeGc, planOrphanBlocks, planPodGc } from './gc.ts';
+import { firstSeen, forgetUnseen, planNodeGc, planOrphanBlocks, planPodGc } from './gc.ts';
 import { NodeView, readPods } from './k8s-view.ts';
 import type { AddressUsage, IpamMetrics } from './metrics.ts';
 import type { NodeRecord } from './record.ts';
@@ -742,9 +742,7 @@ export class IpamService {
         return;
       }
       suspects.add(id(s));
-      const since = this.orphanSince.get(id(s)) ?? now;
-      this.orphanSince.set(id(s), since);
-      if (now - since < this.opts.podGraceMs) return;
+      if (now - firstSeen(this.orphanSince, id(s), now) < this.opts.podGraceMs) return;
       if (await store.deleteIf(IpamKey.slot(s.node, s.slot), s.rev)) {
         this.table.noteSlot(s.node, s.slot, -1, false);
         this.opts.metrics.releases.inc({ reason: 'orphan' });
@@ -754,7 +752,7 @@ export class IpamService {
         );
       }
     });
-    for (const k of this.orphanSince.keys()) if (!suspects.has(k)) this.orphanSince.delete(k);
+    forgetUnseen(this.orphanSince, suspects);
     if (this.verified.size > 4 * (slots.length + 1024)) this.verified.clear();
   }
 
@@ -789,13 +787,11 @@ export class IpamService {
       if (sl.present && sl.value.containerId === cid) return;
       const id = `${key}@${ow.revision}`;
       suspects.add(id);
-      const since = this.strayOwnerSince.get(id) ?? now;
-      this.strayOwnerSince.set(id, since);
-      if (now - since >= this.opts.podGraceMs) await store.purgeIf(key, ow.revision);
+      if (now - firstSeen(this.strayOwnerSince, id, now) >= this.opts.podGraceMs) {
+        await store.purgeIf(key, ow.revision);
+      }
     });
-    for (const k of this.strayOwnerSince.keys()) {
-      if (!suspects.has(k)) this.strayOwnerSince.delete(k);
-    }
+    forgetUnseen(this.strayOwnerSince, suspects);
   }
 
   /** Frees everything of a deleted node, its record last, so no slot outlives the record. */

@@ -48,6 +48,13 @@ export const DUAL_STACK: Readonly<Record<string, string>> = {
   DYAD_CLUSTER_POOL_IPV6_CIDR: 'fd00:d1ad::/104',
 };
 
+/** GC every half second with 2 s grace periods, so tests see it act. */
+export const FAST_GC: Readonly<Record<string, string>> = {
+  DYAD_IPAM_GC_INTERVAL_S: '0.5',
+  DYAD_IPAM_POD_GRACE_S: '2',
+  DYAD_IPAM_ABSENT_POD_GRACE_S: '2',
+};
+
 export interface Replica {
   readonly name: string;
   readonly proc: ManagedProcess;

@@ -24,6 +24,7 @@ import { parseCidr, parseAddress, cidrContains } from '../src/addr.ts';
 import type { AllocationReply, PodRef, Replica } from './harness.ts';
 import {
   DUAL_STACK,
+  FAST_GC,
   allocate,
   allocateRetrying,
   clientBus,
@@ -41,9 +42,7 @@ import {
 
 const ENV = {
   ...DUAL_STACK,
-  DYAD_IPAM_GC_INTERVAL_S: '0.5',
-  DYAD_IPAM_POD_GRACE_S: '2',
-  DYAD_IPAM_ABSENT_POD_GRACE_S: '2',
+  ...FAST_GC,
   DYAD_IPAM_NODE_GRACE_S: '2',
   DYAD_IPAM_ORPHAN_GRACE_S: '30',
 };

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Cluster, PodRef, Replica } from './harness.ts';
 import {
   DUAL_STACK,
+  FAST_GC,
   allocate,
   allocateRetrying,
   ipamKv,
@@ -18,12 +19,7 @@ import {
   state,
 } from './harness.ts';
 
-const ENV = {
-  ...DUAL_STACK,
-  DYAD_IPAM_GC_INTERVAL_S: '0.5',
-  DYAD_IPAM_POD_GRACE_S: '2',
-  DYAD_IPAM_ABSENT_POD_GRACE_S: '2',
-};
+const ENV = { ...DUAL_STACK, ...FAST_GC };
 const NODES = Array.from({ length: 6 }, (_, i) => `stall-node-${i}`);
 
 describe('a replica that stalls mid-burst', () => {
