@@ -18,15 +18,6 @@ export {
   encode,
 } from './codec.ts';
 export { defineLayout, validateLayout, fieldSize, fieldAt } from './layout.ts';
-export {
-  parseIp,
-  formatIp,
-  parsePrefix,
-  formatPrefix,
-  maskBytes,
-  parseMac,
-  formatMac,
-} from './ip.ts';
 
 export {
   Family,
@@ -108,7 +99,6 @@ export type { RingBufferOptions } from './ringbuf.ts';
 export type { BtfStruct, BtfMember } from './btf.ts';
 export type { Codec, MapCodec } from './codec.ts';
 export type { FieldKind, FieldSpec, StructLayout, StructValue } from './layout.ts';
-export type { IpFamily, IpBytes, IpPrefix } from './ip.ts';
 export type { DirectionName } from './datapath/constants.ts';
 export type { EndpointKey, EndpointInfo } from './datapath/endpoints.ts';
 export type { IpcacheKey, IpcacheInfo } from './datapath/ipcache.ts';

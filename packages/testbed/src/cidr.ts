@@ -1,64 +1,20 @@
 // Pure CIDR arithmetic: the apiserver serving cert must carry the first IP of each service range
 // (the `kubernetes` Service's ClusterIP), and the advertise address must match the primary family.
+import { formatIp, ipFromBigInt, ipToBigInt, tryParseIp } from '@dyad/netaddr';
 
 export type IpFamily = 'IPv4' | 'IPv6';
 
-function parseIpv4(text: string): bigint {
-  const parts = text.split('.');
-  if (parts.length !== 4) throw new Error(`bad IPv4 address ${text}`);
-  let value = 0n;
-  for (const part of parts) {
-    const n = Number(part);
-    if (!/^\d{1,3}$/.test(part) || n > 255) throw new Error(`bad IPv4 address ${text}`);
-    value = (value << 8n) | BigInt(n);
+function parseIp(text: string, family: IpFamily): bigint {
+  const ip = tryParseIp(text);
+  if (ip === undefined || ip.family !== (family === 'IPv4' ? 4 : 6)) {
+    throw new Error(`bad ${family} address ${text}`);
   }
-  return value;
+  return ipToBigInt(ip);
 }
 
-function parseIpv6(text: string): bigint {
-  const halves = text.split('::');
-  if (halves.length > 2) throw new Error(`bad IPv6 address ${text}`);
-  const head = halves[0] ? halves[0].split(':') : [];
-  const tail = halves.length === 2 && halves[1] ? halves[1].split(':') : [];
-  const missing = 8 - head.length - tail.length;
-  if ((halves.length === 2 && missing < 1) || (halves.length === 1 && missing !== 0)) {
-    throw new Error(`bad IPv6 address ${text}`);
-  }
-  const groups = [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill('0'), ...tail];
-  let value = 0n;
-  for (const group of groups) {
-    if (!/^[0-9a-fA-F]{1,4}$/.test(group)) throw new Error(`bad IPv6 address ${text}`);
-    value = (value << 16n) | BigInt(parseInt(group, 16));
-  }
-  return value;
-}
-
-function formatIpv4(value: bigint): string {
-  return [24n, 16n, 8n, 0n].map((shift) => String((value >> shift) & 0xffn)).join('.');
-}
-
-function formatIpv6(value: bigint): string {
-  const groups: string[] = [];
-  for (let shift = 112n; shift >= 0n; shift -= 16n)
-    groups.push(((value >> shift) & 0xffffn).toString(16));
-  // Compress the longest run of zero groups (RFC 5952), as Go and openssl print it.
-  let bestStart = -1;
-  let bestLength = 0;
-  for (let i = 0; i < groups.length;) {
-    if (groups[i] !== '0') {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < groups.length && groups[j] === '0') j++;
-    if (j - i > bestLength && j - i > 1) {
-      bestStart = i;
-      bestLength = j - i;
-    }
-    i = j;
-  }
-  if (bestStart < 0) return groups.join(':');
-  return `${groups.slice(0, bestStart).join(':')}::${groups.slice(bestStart + bestLength).join(':')}`;
+function formatIpValue(family: IpFamily, value: bigint): string {
+  const ip = ipFromBigInt(family === 'IPv4' ? 4 : 6, value);
+  return formatIp(ip.family, ip.bytes);
 }
 
 export interface Cidr {
@@ -75,7 +31,7 @@ export function parseCidr(text: string): Cidr {
   const prefix = Number(prefixText);
   if (!Number.isInteger(prefix) || prefix < 0 || prefix > bits)
     throw new Error(`bad CIDR prefix in ${text}`);
-  const value = family === 'IPv4' ? parseIpv4(address) : parseIpv6(address);
+  const value = parseIp(address, family);
   const hostBits = BigInt(bits - prefix);
   const network = (value >> hostBits) << hostBits;
   return { family, network, prefix };
@@ -85,7 +41,7 @@ export function parseCidr(text: string): Cidr {
 export function firstAddress(cidr: string): string {
   const parsed = parseCidr(cidr);
   const value = parsed.network + 1n;
-  return parsed.family === 'IPv4' ? formatIpv4(value) : formatIpv6(value);
+  return formatIpValue(parsed.family, value);
 }
 
 /** Splits a comma-separated dual-stack range flag value. */

@@ -2,7 +2,7 @@
 // no raw sockets. libc is bound on first use, so importing the package costs nothing for callers
 // that never ping.
 import koffi from 'koffi';
-import { isIPv4 } from 'node:net';
+import { parseIp } from '@dyad/netaddr';
 
 const AF_INET = 2;
 const AF_INET6 = 10;
@@ -52,19 +52,16 @@ function checksum(b: Buffer): number {
 }
 
 function sockaddr(address: string): Buffer {
-  if (isIPv4(address)) {
+  const ip = parseIp(address);
+  if (ip.family === 4) {
     const sa = Buffer.alloc(16);
     sa.writeUInt16LE(AF_INET, 0);
-    address.split('.').forEach((o, i) => sa.writeUInt8(Number(o), 4 + i));
+    sa.set(ip.bytes.subarray(0, 4), 4);
     return sa;
   }
   const sa = Buffer.alloc(28);
   sa.writeUInt16LE(AF_INET6, 0);
-  const [head = '', tail] = address.split('::') as [string, string | undefined];
-  const hi = head === '' ? [] : head.split(':');
-  const lo = tail === undefined || tail === '' ? [] : tail.split(':');
-  const groups = [...hi, ...new Array<string>(8 - hi.length - lo.length).fill('0'), ...lo];
-  groups.forEach((g, i) => sa.writeUInt16BE(parseInt(g, 16), 8 + 2 * i));
+  sa.set(ip.bytes, 8);
   return sa;
 }
 
@@ -84,7 +81,7 @@ export type IcmpSocket = {
 /** Opens a raw ICMP (v4) or ICMPv6 socket towards `address`; needs root or CAP_NET_RAW. */
 export async function openIcmp(address: string): Promise<IcmpSocket> {
   const c = libc();
-  const v4 = isIPv4(address);
+  const v4 = parseIp(address).family === 4;
   const fd = v4
     ? c.socket(AF_INET, SOCK_RAW, IPPROTO_ICMP)
     : c.socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6);

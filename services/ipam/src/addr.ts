@@ -1,8 +1,10 @@
 import type { Family } from '@dyad/contracts';
+import { formatIp, ipFromBigInt, ipToBigInt, tryParseIp } from '@dyad/netaddr';
 
 /**
- * Addresses as unsigned integers (bigint: IPv6 needs 128 bits), and CIDRs as base + prefix. Pure
- * and strict: a string either is one canonical thing or is refused with a reason.
+ * Addresses as unsigned integers (bigint: IPv6 needs 128 bits), and CIDRs as base + prefix, for
+ * carving blocks. Text is read and written by @dyad/netaddr, the parser the datapath codecs use;
+ * CIDRs are strict here: one with host bits set is refused with a reason, not masked.
  */
 
 export const BITS: Readonly<Record<Family, number>> = { IPv4: 32, IPv6: 128 };
@@ -13,96 +15,32 @@ export interface CidrValue {
   readonly prefix: number;
 }
 
+function parseFamily(s: string, family: 4 | 6): bigint | undefined {
+  const ip = tryParseIp(s);
+  return ip?.family === family ? ipToBigInt(ip) : undefined;
+}
+
 export function parseIPv4(s: string): bigint | undefined {
-  const parts = s.split('.');
-  if (parts.length !== 4) return undefined;
-  let v = 0n;
-  for (const p of parts) {
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return undefined;
-    const n = Number(p);
-    if (n > 255) return undefined;
-    v = (v << 8n) | BigInt(n);
-  }
-  return v;
+  return parseFamily(s, 4);
 }
 
 export function parseIPv6(s: string): bigint | undefined {
-  if (s.length === 0 || s.length > 45 || s.includes('%')) return undefined;
-  let head = s;
-  let tailV4: bigint | undefined;
-  const lastColon = s.lastIndexOf(':');
-  if (s.includes('.', lastColon)) {
-    tailV4 = parseIPv4(s.slice(lastColon + 1));
-    if (tailV4 === undefined) return undefined;
-    // '::1.2.3.4' keeps its '::'; 'a:b:...:1.2.3.4' drops the separator before the quad.
-    head = s.slice(0, lastColon + 1);
-    head = head.endsWith('::') ? head : head.slice(0, -1);
-  }
-  const groupsWanted = tailV4 === undefined ? 8 : 6;
-  const halves = head.split('::');
-  if (halves.length > 2) return undefined;
-  const parse = (part: string): number[] | undefined => {
-    if (part === '') return [];
-    const out: number[] = [];
-    for (const g of part.split(':')) {
-      if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return undefined;
-      out.push(parseInt(g, 16));
-    }
-    return out;
-  };
-  const left = parse(halves[0] ?? '');
-  const right = halves.length === 2 ? parse(halves[1] ?? '') : [];
-  if (left === undefined || right === undefined) return undefined;
-  let groups: number[];
-  if (halves.length === 2) {
-    const missing = groupsWanted - left.length - right.length;
-    if (missing < 1) return undefined;
-    groups = [...left, ...new Array<number>(missing).fill(0), ...right];
-  } else {
-    groups = left;
-  }
-  if (groups.length !== groupsWanted) return undefined;
-  let v = 0n;
-  for (const g of groups) v = (v << 16n) | BigInt(g);
-  if (tailV4 !== undefined) v = (v << 32n) | tailV4;
-  return v;
+  return parseFamily(s, 6);
 }
 
 export function parseAddress(s: string): { family: Family; value: bigint } | undefined {
-  const v4 = parseIPv4(s);
-  if (v4 !== undefined) return { family: 'IPv4', value: v4 };
-  const v6 = parseIPv6(s);
-  if (v6 !== undefined) return { family: 'IPv6', value: v6 };
-  return undefined;
+  const ip = tryParseIp(s);
+  if (ip === undefined) return undefined;
+  return { family: ip.family === 4 ? 'IPv4' : 'IPv6', value: ipToBigInt(ip) };
 }
 
 export function formatIPv4(v: bigint): string {
-  const n = Number(v);
-  return `${(n >>> 24) & 255}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+  return formatIp(4, ipFromBigInt(4, v).bytes);
 }
 
 /** RFC 5952: lowercase, no leading zeros, the longest run of two or more zero groups as '::'. */
 export function formatIPv6(v: bigint): string {
-  const groups: number[] = [];
-  for (let i = 7; i >= 0; i--) groups.push(Number((v >> BigInt(i * 16)) & 0xffffn));
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  return formatIp(6, ipFromBigInt(6, v).bytes);
 }
 
 export function formatAddress(family: Family, v: bigint): string {

@@ -1,10 +1,10 @@
-// Canonical address and prefix text, as the router keys its tables. Parsing and RFC 5952
-// formatting are the datapath codec's (one implementation, exported without the libbpf binding);
-// node:net decides what is an address, so the router accepts what Node does.
+// Canonical address and prefix text, as the router keys its tables: @dyad/netaddr's parser and
+// RFC 5952 formatter, the ones the datapath codecs use. node:net decides what is an address, so
+// the router accepts what Node does.
 import { isIP } from 'node:net';
 import type { Family } from '@dyad/contracts';
-import { formatIp, formatPrefix, parseIp, parsePrefix } from '@dyad/libbpf-ts/ip';
-import type { IpBytes } from '@dyad/libbpf-ts/ip';
+import { formatIp, formatPrefix, parseIp, parsePrefix } from '@dyad/netaddr';
+import type { IpBytes } from '@dyad/netaddr';
 
 /** 4 or 6 for the address part of `addr` or `addr/len`, 0 when it is not an address. */
 function ipVersion(text: string): number {

@@ -1,7 +1,7 @@
 import { mapCodec, mappedCodec, structCodec } from '../codec.ts';
 import type { MapCodec } from '../codec.ts';
 import { defineLayout } from '../layout.ts';
-import { formatIp, parseIp } from '../ip.ts';
+import { formatIp, parseIp } from '@dyad/netaddr';
 import { Direction } from './constants.ts';
 import { familyTag } from './endpoints.ts';
 import type { BpfMap } from '../map.ts';

@@ -3,8 +3,8 @@ import type { Codec, MapCodec } from '../codec.ts';
 import { defineLayout, fieldAt } from '../layout.ts';
 import type { StructValue } from '../layout.ts';
 import { CodecError } from '../errors.ts';
-import { formatIp, formatMac, parseIp, parseIpInto, parseMac, parseMacInto } from '../ip.ts';
-import type { IpFamily } from '../ip.ts';
+import { formatIp, formatMac, parseIp, parseIpInto, parseMac, parseMacInto } from '@dyad/netaddr';
+import type { IpFamily } from '@dyad/netaddr';
 import { u32At, zeroAt } from './write.ts';
 
 /** bpf/include/dyad/map_endpoints.h */

@@ -1,11 +1,11 @@
 import { structCodec } from '../codec.ts';
 import type { Codec } from '../codec.ts';
 import { defineLayout } from '../layout.ts';
-import { formatIp } from '../ip.ts';
+import { formatIp } from '@dyad/netaddr';
 import { directionName, reasonName } from './constants.ts';
 import type { DirectionName } from './constants.ts';
 import { familyTag } from './endpoints.ts';
-import type { IpFamily } from '../ip.ts';
+import type { IpFamily } from '@dyad/netaddr';
 
 /** bpf/include/dyad/map_events.h */
 export const eventLayout = defineLayout('dy_event', 64, [

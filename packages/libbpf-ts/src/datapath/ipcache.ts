@@ -10,7 +10,7 @@ import {
   parseIpInto,
   parsePrefix,
   parsePrefixInto,
-} from '../ip.ts';
+} from '@dyad/netaddr';
 import { familyTag } from './endpoints.ts';
 import { u32At, u8At, zeroAt } from './write.ts';
 

@@ -1,7 +1,7 @@
 // rtnetlink message encoding and decoding (pure: bytes in, bytes out). Layouts from
 // <linux/netlink.h>, <linux/rtnetlink.h>, <linux/if_link.h>, <linux/if_addr.h>,
 // <linux/neighbour.h>, <linux/veth.h>; all host byte order (little-endian here).
-import { formatIp, formatMac, parseIp, parseMac } from '@dyad/libbpf-ts';
+import { formatIp, formatMac, parseIp, parseMac } from '@dyad/netaddr';
 
 export const NLMSG_HDRLEN = 16;
 export const NLMSG_ERROR = 2;

@@ -1,4 +1,4 @@
-import { CodecError } from './errors.ts';
+import { AddressError } from './errors.ts';
 
 export type IpFamily = 4 | 6;
 
@@ -12,8 +12,10 @@ export interface IpPrefix extends IpBytes {
   readonly length: number;
 }
 
-// Hand-rolled char-code parsers: map updates encode tens of thousands of addresses per batch,
-// and regex/split based parsing cost more than the syscall itself.
+// The one parser of address text in Dyad: the datapath codecs, ipam, the router and the test bed
+// all read addresses here, so they agree on what is an address. Hand-rolled char-code parsers:
+// map updates encode tens of thousands of addresses per batch, and regex/split based parsing
+// cost more than the syscall itself.
 
 const HEX = new Int8Array(256).fill(-1);
 for (let c = 0; c < 10; c++) HEX[48 + c] = c;
@@ -124,17 +126,27 @@ export function parseIpInto(address: string, out: Uint8Array, at = 0): IpFamily 
   if (address.indexOf(':') < 0) {
     for (let i = 4; i < 16; i++) out[at + i] = 0;
     if (v4Into(address, 0, address.length, out, at)) return 4;
-  } else {
-    const zone = address.indexOf('%');
-    if (v6Into(address, zone >= 0 ? zone : address.length, out, at)) return 6;
+  } else if (v6Into(address, address.length, out, at)) {
+    // No zone index ('%eth0'): it names a link on one host, never a pod's or a node's address.
+    return 6;
   }
-  throw new CodecError(`not an IP address: ${address}`);
+  throw new AddressError(`not an IP address: ${address}`);
 }
 
 export function parseIp(address: string): IpBytes {
   const bytes = new Uint8Array(16);
   const family = parseIpInto(address, bytes);
   return { family, bytes };
+}
+
+/** `parseIp` for callers to whom malformed text is an answer, not an error. */
+export function tryParseIp(address: string): IpBytes | undefined {
+  try {
+    return parseIp(address);
+  } catch (err) {
+    if (err instanceof AddressError) return undefined;
+    throw err;
+  }
 }
 
 /** RFC 5952 text: lowercase, longest zero run (2+ groups) compressed. */
@@ -194,13 +206,13 @@ export function parsePrefixInto(prefix: string, out: Uint8Array, at = 0): number
   if (slash >= 0) {
     length = 0;
     const digits = prefix.length - slash - 1;
-    if (digits < 1 || digits > 3) throw new CodecError(`bad prefix length in ${prefix}`);
+    if (digits < 1 || digits > 3) throw new AddressError(`bad prefix length in ${prefix}`);
     for (let i = slash + 1; i < prefix.length; i++) {
       const c = prefix.charCodeAt(i);
-      if (c < 48 || c > 57) throw new CodecError(`bad prefix length in ${prefix}`);
+      if (c < 48 || c > 57) throw new AddressError(`bad prefix length in ${prefix}`);
       length = length * 10 + (c - 48);
     }
-    if (length > max) throw new CodecError(`bad prefix length in ${prefix}`);
+    if (length > max) throw new AddressError(`bad prefix length in ${prefix}`);
   }
   maskInPlace(out, length, at);
   return (family << 8) | length;
@@ -219,12 +231,12 @@ export function formatPrefix(p: IpPrefix): string {
 
 /** Writes a MAC into out[at..at+6); throws on anything but xx:xx:xx:xx:xx:xx. */
 export function parseMacInto(mac: string, out: Uint8Array, at: number): void {
-  if (mac.length !== 17) throw new CodecError(`not a MAC: ${mac}`);
+  if (mac.length !== 17) throw new AddressError(`not a MAC: ${mac}`);
   for (let i = 0; i < 6; i++) {
     const hi = hexVal(mac.charCodeAt(i * 3));
     const lo = hexVal(mac.charCodeAt(i * 3 + 1));
     if (hi < 0 || lo < 0 || (i < 5 && mac.charCodeAt(i * 3 + 2) !== 58))
-      throw new CodecError(`not a MAC: ${mac}`);
+      throw new AddressError(`not a MAC: ${mac}`);
     out[at + i] = (hi << 4) | lo;
   }
 }
