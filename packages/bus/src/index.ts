@@ -2,6 +2,8 @@ export { connectBus } from './connect.ts';
 export { coalesceWrites } from './coalesce.ts';
 export type { CoalescedWrites } from './coalesce.ts';
 export { KvWriteError, KvWriter } from './kv-writer.ts';
+export { kvValues } from './kv-read.ts';
+export type { KvValue } from './kv-read.ts';
 export type { KvPurgeOptions, KvWriteOptions } from './kv-writer.ts';
 export { NatsEnv, natsSettings } from './env.ts';
 export type { NatsSettings } from './env.ts';

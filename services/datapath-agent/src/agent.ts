@@ -177,7 +177,28 @@ export class Agent implements CniBackend {
     const s = this.status();
     if (!s.ready) throw new CniError(CniCode.tryAgainLater, 'dyad agent not ready', s.details);
     const key = attachmentKey(req.containerId, req.ifName);
-    return this.#withLock(key, () => this.#add(req, key));
+    // the container's lock too: the IPAM sweep releases a container's addresses under it
+    return this.#withLock(containerLockKey(req.containerId), () =>
+      this.#withLock(key, () => this.#add(req, key)),
+    );
+  }
+
+  /** Whether an endpoint (in any phase) belongs to the container. */
+  hasContainer(containerId: string): boolean {
+    for (const ep of this.#endpoints.values()) if (ep.containerId === containerId) return true;
+    return false;
+  }
+
+  /**
+   * Releases what IPAM holds for a container this node has no endpoint for (ipam-sweep.ts); true
+   * when IPAM freed something. Under the container's lock, which ADD takes as well: an ADD of that
+   * container waits and then allocates afresh, instead of being handed the addresses this frees.
+   */
+  async releaseUnknown(containerId: string): Promise<boolean> {
+    return this.#withLock(containerLockKey(containerId), async () => {
+      if (!this.#restored || this.hasContainer(containerId)) return false;
+      return (await this.#o.allocator.release(this.#o.node, containerId)) === 'released';
+    });
   }
 
   async del(req: DelRequest): Promise<void> {
@@ -978,4 +999,9 @@ export class Agent implements CniBackend {
     await Promise.all(writes);
     if (changed && this.#restored) this.#persist();
   }
+}
+
+/** The lock of a whole container (its IPAM allocation), apart from its attachments' locks. */
+function containerLockKey(containerId: string): string {
+  return `container:${containerId}`;
 }

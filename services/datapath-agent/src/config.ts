@@ -42,6 +42,10 @@ const Env = z.object({
   /** ...but at most this long after the first of them. */
   DYAD_COALESCE_MAX_MS: z.coerce.number().int().min(0).max(10_000).default(200),
   DYAD_IPAM_TIMEOUT_MS: z.coerce.number().int().min(100).default(5000),
+  /** How often to look for addresses IPAM holds for containers this node has no endpoint for; 0: never. */
+  DYAD_IPAM_SWEEP_INTERVAL_S: z.coerce.number().int().min(0).default(60),
+  /** How long such a container must stay unknown before its addresses are released. */
+  DYAD_IPAM_SWEEP_GRACE_S: z.coerce.number().int().min(1).default(300),
   DYAD_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(9876),
   DYAD_HEALTH_HOST: z.string().default('127.0.0.1'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
@@ -63,6 +67,7 @@ export interface AgentConfig {
   readonly coalesceMs: number;
   readonly coalesceMaxMs: number;
   readonly ipamTimeoutMs: number;
+  readonly ipamSweep: { readonly intervalMs: number; readonly graceMs: number };
   readonly health: { readonly host: string; readonly port: number };
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 }
@@ -92,6 +97,10 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
     coalesceMs: e.DYAD_COALESCE_MS,
     coalesceMaxMs: e.DYAD_COALESCE_MAX_MS,
     ipamTimeoutMs: e.DYAD_IPAM_TIMEOUT_MS,
+    ipamSweep: {
+      intervalMs: e.DYAD_IPAM_SWEEP_INTERVAL_S * 1000,
+      graceMs: e.DYAD_IPAM_SWEEP_GRACE_S * 1000,
+    },
     health: { host: e.DYAD_HEALTH_HOST, port: e.DYAD_HEALTH_PORT },
     logLevel: e.LOG_LEVEL,
   };

@@ -4,7 +4,13 @@
 import { writeFileSync } from 'node:fs';
 import { connectBus, installSignalHandlers } from '@dyad/bus';
 import type { Bus } from '@dyad/bus';
-import { AgentStream, IpamNodesStream, NodeDesiredStream, RouterStream } from '@dyad/contracts';
+import {
+  AgentStream,
+  IPAM_KV_BUCKET,
+  IpamNodesStream,
+  NodeDesiredStream,
+  RouterStream,
+} from '@dyad/contracts';
 import { Libbpf } from '@dyad/libbpf-ts';
 import { createLogger, createMetrics, startHealthServer, startTracing } from '@dyad/telemetry';
 import { Agent } from './agent.ts';
@@ -17,6 +23,7 @@ import { loadConfig } from './config.ts';
 import { NodeDatapath } from './datapath/node.ts';
 import { debounce } from './datapath/schedule.ts';
 import { DesiredState } from './desired.ts';
+import { IpamSweeper } from './ipam-sweep.ts';
 import { createAgentMetrics } from './metrics.ts';
 import { openLibc } from './netlink/libc.ts';
 import { Netns } from './netlink/netns.ts';
@@ -128,6 +135,18 @@ async function main(): Promise<void> {
     waitOnFirstConnect: true,
   });
   conn.bus = bus;
+  const sweeper = new IpamSweeper({
+    node: cfg.nodeName,
+    kv: () => bus.kv(IPAM_KV_BUCKET),
+    known: (c) => agent.hasContainer(c),
+    release: (c) => agent.releaseUnknown(c.containerId),
+    ready: () => agent.restored && bus.isConnected(),
+    intervalMs: cfg.ipamSweep.intervalMs,
+    graceMs: cfg.ipamSweep.graceMs,
+    logger,
+    onReleased: () => metrics.sweptContainers.inc(),
+  });
+  sweeper.start();
   let stopping = false;
   // a JetStream call that fails (server busy, stream being created) must not end the agent:
   // it retries until the desired state is followed
@@ -156,6 +175,7 @@ async function main(): Promise<void> {
     logger,
     beforeDrain: async () => {
       stopping = true;
+      await sweeper.stop();
       await cni.close();
       await api.close();
       await health.close();

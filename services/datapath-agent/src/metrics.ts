@@ -6,6 +6,8 @@ import type { NodeDatapath } from './datapath/node.ts';
 
 export interface AgentMetrics {
   observeCni(reply: CniReply, seconds: number): void;
+  /** Containers whose addresses the IPAM sweep released (ipam-sweep.ts). */
+  readonly sweptContainers: Counter;
 }
 
 /** Prometheus metrics of the agent; map write counters are read from the mirrors on scrape. */
@@ -72,7 +74,13 @@ export function createAgentMetrics(
     'Writes dropped because the map already held the value',
     (s) => s.unchanged,
   );
+  const sweptContainers = new Counter({
+    name: 'dyad_agent_ipam_swept_total',
+    help: 'Containers without an endpoint on this node whose IPAM addresses the agent released',
+    registers,
+  });
   return {
+    sweptContainers,
     observeCni(reply, seconds) {
       const command = reply.request?.command ?? 'unknown';
       calls.inc({ command, code: String(reply.errorCode ?? 0) });

@@ -1,4 +1,4 @@
-import { connectBus } from '@dyad/bus';
+import { connectBus, kvValues } from '@dyad/bus';
 import type { KV } from '@dyad/bus';
 import type { Family, IpamNodeRecordValue, IpamSlotRecordValue } from '@dyad/contracts';
 import {
@@ -14,7 +14,6 @@ import { Exit } from '../command.ts';
 import { formatTable, outputFormat } from '../table.ts';
 
 const USAGE = 'usage: dyad ipam list [-o json] [--nats URL] [--node NAME]\n';
-const READ_CONCURRENCY = 32;
 
 export interface IpamListing {
   readonly families: readonly Family[];
@@ -132,30 +131,13 @@ function flag(args: readonly string[], name: string): string | undefined {
   return undefined;
 }
 
-async function readAll(kv: KV, filter: string): Promise<{ key: string; value: unknown }[]> {
-  const keys: string[] = [];
-  for await (const k of await kv.keys(filter)) keys.push(k);
-  const out: { key: string; value: unknown }[] = [];
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(READ_CONCURRENCY, keys.length) }, async () => {
-      while (next < keys.length) {
-        const key = keys[next++] as string;
-        const e = await kv.get(key);
-        if (e !== null && e.operation === 'PUT') out.push({ key, value: e.json() });
-      }
-    }),
-  );
-  return out;
-}
-
 async function readBucket(kv: KV, node: string | undefined): Promise<IpamListing> {
   const cfg = IpamClusterConfig.safeParse((await kv.get(IpamKey.config))?.json());
   const families = cfg.success ? cfg.data.families.map((f) => f.family) : [];
   const nodeFilter = node === undefined ? `${IpamKey.nodePrefix}>` : IpamKey.node(node);
   const slotFilter =
     node === undefined ? `${IpamKey.slotPrefix}>` : `${IpamKey.slotPrefix}${node}.*`;
-  const [nodes, slots] = await Promise.all([readAll(kv, nodeFilter), readAll(kv, slotFilter)]);
+  const [nodes, slots] = await Promise.all([kvValues(kv, nodeFilter), kvValues(kv, slotFilter)]);
   const records = nodes.flatMap((n) => {
     const r = IpamNodeRecord.safeParse(n.value);
     return r.success ? [r.data] : [];
