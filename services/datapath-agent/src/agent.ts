@@ -495,7 +495,7 @@ export class Agent implements CniBackend {
       } catch (e) {
         this.#o.logger.warn(
           { err: e, containerId },
-          'DEL of an unknown container: IPAM release failed; its garbage collection will catch any leftover',
+          'DEL of an unknown container: IPAM release failed; the IPAM sweep will release any leftover',
         );
       }
       return;
