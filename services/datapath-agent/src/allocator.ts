@@ -32,8 +32,14 @@ export interface Allocated {
 export interface AddressAllocator {
   /** Same request, same answer: a repeated ADD gets the addresses it already has. */
   allocate(req: AllocationRequest): Promise<Allocated>;
-  /** `not-allocated` when the container held nothing (already released, or never allocated). */
-  release(node: string, containerId: string): Promise<'released' | 'not-allocated'>;
+  /**
+   * `released` when IPAM freed addresses now; `already-released` when an earlier release had;
+   * `not-allocated` when the container held nothing.
+   */
+  release(
+    node: string,
+    containerId: string,
+  ): Promise<'released' | 'already-released' | 'not-allocated'>;
 }
 
 /** Transport failures and IPAM's own "retry" answers. */
@@ -152,7 +158,10 @@ export class NatsAllocator implements AddressAllocator {
     }
   }
 
-  async release(node: string, containerId: string): Promise<'released' | 'not-allocated'> {
+  async release(
+    node: string,
+    containerId: string,
+  ): Promise<'released' | 'already-released' | 'not-allocated'> {
     const bus = this.#connected('release');
     try {
       const r = await bus.request(
@@ -162,7 +171,8 @@ export class NatsAllocator implements AddressAllocator {
         ReleaseResult,
         { timeoutMs: this.#timeoutMs },
       );
-      return r.released.length > 0 || r.alreadyReleased ? 'released' : 'not-allocated';
+      if (r.released.length > 0) return 'released';
+      return r.alreadyReleased ? 'already-released' : 'not-allocated';
     } catch (e) {
       const err = translate(e, 'release');
       if (err.code === IpamErrorCode.notAllocated) return 'not-allocated';
