@@ -310,6 +310,11 @@ export const IpamSlotRecord = z.object({
   ips: z.object({ IPv4: z.string().optional(), IPv6: z.string().optional() }),
   /** Epoch ms of the allocation. */
   at: z.number(),
+  /**
+   * Random, one per claim written: tells a claim whose write was not acknowledged from a claim of
+   * the same sandbox another attempt made.
+   */
+  claim: z.string().max(64).optional(),
 });
 
 /** The value under `owner.<node>.<containerId>`. */

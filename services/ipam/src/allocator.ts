@@ -1,9 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import type { Family, IpamOwnerRecordValue } from '@dyad/contracts';
 import { IpamErrorCode, IpamKey } from '@dyad/contracts';
 import { StoreError } from './errors.ts';
 import type { NodeBlocks, SlotRecord } from './record.ts';
 import { slotCapacity, slotIps } from './record.ts';
-import type { Current, IpamStore, WriteOutcome } from './store.ts';
+import type { IpamStore, WriteOutcome } from './store.ts';
 import { containerIdOfOwnerKey, ownerFilter } from './store.ts';
 import type { IpamTable } from './table.ts';
 
@@ -12,11 +13,14 @@ import type { IpamTable } from './table.ts';
  * what the writer read:
  * - `slot.<node>.<n>`: exactly one sandbox holds slot n (its addresses) of a node;
  * - `owner.<node>.<containerId>`: which slot that sandbox holds.
- * A slot is the sandbox's only if its owner record points to it. A new allocation writes the owner
- * record, then claims the slot it names; when either write loses, `settle` reads the owner again
- * and makes the two agree, so a retried or duplicated request, or a replica that died between
- * the two writes, ends with one slot per sandbox. A slot left holding a sandbox whose owner points elsewhere is an orphan that
- * GC removes once older than its grace period.
+ * A request first claims a free slot, then points the owner record at it. So an owner record only
+ * ever names a slot its sandbox held when it was written, and nothing moves an owner away from a
+ * slot the sandbox still holds: the first owner write of a sandbox decides, and every other
+ * attempt for it (a retry racing the original on another replica, a repeat after a lost reply)
+ * reads that owner, finds its slot holding the sandbox, gives up its own claim and answers with
+ * that slot. An owner whose slot no longer holds the sandbox (freed by a release or GC) is pointed
+ * at the new claim by a revision-checked write. A claim left behind by a replica that died before
+ * its owner write is an orphan that GC removes after its grace period.
  */
 export interface AllocateInput {
   readonly node: string;
@@ -57,12 +61,37 @@ const MAX_ROUNDS = 16;
 /** Longest wait for one of this replica's claims to end before deciding a node is full; a claim
  * ends within the KV write timeout (5 s), so this only bounds a claim that was lost track of. */
 const CLAIM_WAIT_MS = 10_000;
+/** How long, and how often, a replica tries to tidy up after a write whose ack it did not get
+ * (see `tidy`); what is left after that is GC's. */
+const TIDY_FOR_MS = 10 * 60_000;
+const TIDY_STEP_MS = 1_000;
 
 interface Claim {
   readonly slot: number;
   readonly rev: number;
   readonly value: SlotRecord;
 }
+
+/**
+ * A write whose ack did not come: it may have happened, or may yet (a late write). `tidy` learns
+ * which and undoes what nothing uses, first fencing the write off so it cannot land later.
+ */
+type UnackedWrite =
+  | {
+      readonly kind: 'claim';
+      readonly node: string;
+      readonly slot: number;
+      readonly expected: number;
+      readonly value: SlotRecord;
+    }
+  | {
+      readonly kind: 'owner';
+      readonly node: string;
+      readonly claim: Claim;
+      readonly expected: number;
+      readonly podUid: string;
+    }
+  | { readonly kind: 'drop'; readonly node: string; readonly claim: Claim };
 
 export class Allocator {
   private readonly store: IpamStore;
@@ -88,135 +117,101 @@ export class Allocator {
 
   async allocate(req: AllocateInput): Promise<AllocateOutcome> {
     const capacity = slotCapacity(req.blocks);
-    const at = this.now();
-    const pick = await this.pickOrExhausted(req, capacity);
-    const value = this.slotValue(req, pick.slot, at);
-    const ownerKey = IpamKey.owner(req.node, req.containerId);
-    const owner: IpamOwnerRecordValue = { slot: pick.slot, podUid: req.podUid, at };
-    // The owner record first: a repeated request stops here, before claiming anything.
-    let o: WriteOutcome;
+    let claim: Claim;
     try {
-      o = await this.store.writeIf(ownerKey, owner, 0);
+      claim = await this.claimNew(req, capacity);
     } catch (err) {
-      this.table.settle(req.node, pick.slot);
-      throw err;
+      // No free slot: a repeat of an allocation the sandbox already has still gets it.
+      if (!(err instanceof AllocationError)) throw err;
+      const held = await this.existing(req);
+      if (held === undefined) throw err;
+      return held;
     }
-    if (o === 'conflict') {
-      this.onConflict('owner');
-      this.table.settle(req.node, pick.slot);
-      return this.settle(req, capacity, undefined, undefined);
-    }
-    const c = await this.claimAt(req.node, pick.slot, value, pick.expected);
-    if (c !== undefined) return { node: req.node, slot: pick.slot, record: value, created: true };
     try {
-      return await this.settle(req, capacity, undefined, {
-        present: true,
-        value: owner,
-        revision: o,
-      });
-    } catch (err) {
-      // The node filled up under us: take back the owner record this request wrote.
-      if (err instanceof AllocationError) await this.store.purgeIf(ownerKey, o).catch(() => false);
-      throw err;
+      return await this.pointOwner(req, claim);
+    } finally {
+      this.table.settle(req.node, claim.slot);
     }
   }
 
-  private async settle(
-    req: AllocateInput,
-    capacity: number,
-    claimedFirst: Claim | undefined,
-    ownerFirst: Current<IpamOwnerRecordValue> | undefined,
-  ): Promise<AllocateOutcome> {
-    // Whether this request made the allocation (its owner record): only then is it announced.
-    let mine = ownerFirst !== undefined;
-    const out = await this.settleRounds(req, capacity, claimedFirst, ownerFirst, () => {
-      mine = true;
-    });
-    return { ...out, created: mine && out.created };
-  }
-
-  /** Makes the owner record and the slots agree after a lost write; see the class comment. */
-  private async settleRounds(
-    req: AllocateInput,
-    capacity: number,
-    claimedFirst: Claim | undefined,
-    ownerFirst: Current<IpamOwnerRecordValue> | undefined,
-    madeOwner: () => void,
-  ): Promise<AllocateOutcome> {
+  /**
+   * Points the sandbox's owner record at `claim`, or answers with the slot an earlier write of
+   * the owner names if the sandbox still holds it (giving `claim` up). See the class comment.
+   */
+  private async pointOwner(req: AllocateInput, claim: Claim): Promise<AllocateOutcome> {
     const ownerKey = IpamKey.owner(req.node, req.containerId);
-    let claimed = claimedFirst;
-    let known = ownerFirst;
+    const owner: IpamOwnerRecordValue = {
+      slot: claim.slot,
+      podUid: req.podUid,
+      at: claim.value.at,
+    };
+    let mine: Claim | undefined = claim;
     try {
+      let expected = 0;
       for (let round = 0; round < MAX_ROUNDS; round++) {
-        const ow = known ?? (await this.store.owner(req.node, req.containerId));
-        known = undefined;
-        if (!ow.present || ow.value.released !== undefined) {
-          // No allocation (or a released one): this request makes one.
-          claimed ??= await this.claimNew(req, capacity);
-          const w = await this.store.writeIf(
-            ownerKey,
-            { slot: claimed.slot, podUid: req.podUid, at: claimed.value.at },
-            ow.revision,
-          );
-          if (w === 'conflict') continue;
-          madeOwner();
-          const c = claimed;
-          claimed = undefined;
-          return { node: req.node, slot: c.slot, record: c.value, created: true };
-        }
-        const o = ow.value;
-        if (o.podUid !== req.podUid) {
-          throw new AllocationError(
-            IpamErrorCode.ownerMismatch,
-            `container ${req.containerId} holds addresses on node ${req.node} for pod UID ${o.podUid}, not ${req.podUid}`,
-          );
-        }
-        if (claimed !== undefined && claimed.slot === o.slot) {
-          const c = claimed;
-          claimed = undefined;
-          return { node: req.node, slot: c.slot, record: c.value, created: true };
-        }
-        const sl = await this.store.slot(req.node, o.slot);
-        if (sl.present && sl.value.containerId === req.containerId) {
-          return {
+        let w: WriteOutcome;
+        try {
+          w = await this.store.writeIf(ownerKey, owner, expected);
+        } catch (err) {
+          // It may have happened, and another attempt may already have answered with it: the
+          // claim is tidy's to keep or give back now.
+          mine = undefined;
+          await this.tidyAfter({
+            kind: 'owner',
             node: req.node,
-            slot: o.slot,
-            record: await this.withFamilies(req, o.slot, sl.value, sl.revision),
-            created: false,
-          };
+            claim,
+            expected,
+            podUid: req.podUid,
+          });
+          throw err;
         }
-        if (!sl.present) {
-          // The owner points at a free slot: its claim is in flight elsewhere, or its writer
-          // died before making it. Either way it is this sandbox's to take.
-          const c = await this.claimAt(
-            req.node,
-            o.slot,
-            this.slotValue(req, o.slot, o.at),
-            sl.revision,
-          );
-          if (c !== undefined) {
-            return { node: req.node, slot: c.slot, record: c.value, created: true };
-          }
-          continue;
+        if (w !== 'conflict') {
+          mine = undefined;
+          return { node: req.node, slot: claim.slot, record: claim.value, created: true };
         }
-        // The owner's slot went to another sandbox: point the owner at a slot of its own.
-        claimed ??= await this.claimNew(req, capacity);
-        const w = await this.store.writeIf(
-          ownerKey,
-          { slot: claimed.slot, podUid: req.podUid, at: o.at },
-          ow.revision,
-        );
-        if (w === 'conflict') continue;
-        const c = claimed;
-        claimed = undefined;
-        return { node: req.node, slot: c.slot, record: c.value, created: true };
+        this.onConflict('owner');
+        const ow = await this.store.owner(req.node, req.containerId);
+        expected = ow.revision;
+        // No allocation, or a released one: ours becomes it.
+        if (!ow.present || ow.value.released !== undefined) continue;
+        const held = await this.heldByOwner(req, ow.value);
+        if (held !== undefined) return held;
+        // The owner names a slot the sandbox no longer holds: point it at ours.
       }
       throw new StoreError(
         `container ${req.containerId} on node ${req.node}: the allocation did not settle in ${MAX_ROUNDS} rounds`,
       );
     } finally {
-      if (claimed !== undefined) await this.drop(req.node, claimed);
+      if (mine !== undefined) await this.drop(req.node, mine);
     }
+  }
+
+  /** The allocation the sandbox holds now, if any (read from the store). */
+  private async existing(req: AllocateInput): Promise<AllocateOutcome | undefined> {
+    const ow = await this.store.owner(req.node, req.containerId);
+    if (!ow.present || ow.value.released !== undefined) return undefined;
+    return this.heldByOwner(req, ow.value);
+  }
+
+  /** The owner's slot if it holds the sandbox; refuses a container id another pod holds. */
+  private async heldByOwner(
+    req: AllocateInput,
+    o: IpamOwnerRecordValue,
+  ): Promise<AllocateOutcome | undefined> {
+    if (o.podUid !== req.podUid) {
+      throw new AllocationError(
+        IpamErrorCode.ownerMismatch,
+        `container ${req.containerId} holds addresses on node ${req.node} for pod UID ${o.podUid}, not ${req.podUid}`,
+      );
+    }
+    const sl = await this.store.slot(req.node, o.slot);
+    if (!sl.present || sl.value.containerId !== req.containerId) return undefined;
+    return {
+      node: req.node,
+      slot: o.slot,
+      record: await this.withFamilies(req, o.slot, sl.value, sl.revision),
+      created: false,
+    };
   }
 
   /** A repeated request may ask for a family the first did not (or that was enabled since). */
@@ -253,6 +248,7 @@ export class Allocator {
       podUid: req.podUid,
       ips: slotIps(req.blocks, slot, req.families),
       at,
+      claim: randomUUID(),
     };
   }
 
@@ -286,18 +282,24 @@ export class Allocator {
     );
   }
 
-  /** Claims slot n if its last revision is `expected`; undefined if someone else holds it. */
+  /**
+   * Claims slot n if its last revision is `expected`; undefined if someone else holds it. A claim
+   * made stays in flight in the table (it may yet be given up) until the caller settles it.
+   */
   private async claimAt(
     node: string,
     slot: number,
     value: SlotRecord,
     expected: number,
   ): Promise<Claim | undefined> {
+    let made = false;
+    const write = (rev: number): Promise<WriteOutcome> =>
+      this.store.writeIf(IpamKey.slot(node, slot), value, rev).catch(async (err: unknown) => {
+        await this.tidyAfter({ kind: 'claim', node, slot, expected: rev, value });
+        throw err;
+      });
     try {
-      let w: WriteOutcome =
-        expected < 0
-          ? 'conflict'
-          : await this.store.writeIf(IpamKey.slot(node, slot), value, expected);
+      let w: WriteOutcome = expected < 0 ? 'conflict' : await write(expected);
       if (w === 'conflict') {
         this.onConflict('slot');
         // The hint was stale. A slot released since (a newer delete marker) is still free.
@@ -307,16 +309,17 @@ export class Allocator {
           this.table.noteSlot(node, slot, cur.revision, true);
           return undefined;
         }
-        w = await this.store.writeIf(IpamKey.slot(node, slot), value, cur.revision);
+        w = await write(cur.revision);
         if (w === 'conflict') {
           this.table.noteTaken(node, slot);
           return undefined;
         }
       }
       this.table.noteSlot(node, slot, w, true);
+      made = true;
       return { slot, rev: w, value };
     } finally {
-      this.table.settle(node, slot);
+      if (!made) this.table.settle(node, slot);
     }
   }
 
@@ -334,9 +337,96 @@ export class Allocator {
     throw new StoreError(`node ${req.node}: every slot tried was taken by another replica first`);
   }
 
+  /** Gives a claim back; a delete whose ack is lost is tidied like any other write. */
   private async drop(node: string, c: Claim): Promise<void> {
-    if (await this.store.deleteIf(IpamKey.slot(node, c.slot), c.rev)) {
-      this.table.noteSlot(node, c.slot, -1, false);
+    try {
+      if (await this.store.deleteIf(IpamKey.slot(node, c.slot), c.rev)) {
+        this.table.noteSlot(node, c.slot, -1, false);
+      }
+    } catch (err) {
+      if (!(err instanceof StoreError)) throw err;
+      await this.tidyAfter({ kind: 'drop', node, claim: c });
+    }
+  }
+
+  /**
+   * Tidies after an unacknowledged write once now and, while the store does not answer, again in
+   * the background every TIDY_STEP_MS for up to TIDY_FOR_MS (then it is GC's).
+   */
+  private async tidyAfter(u: UnackedWrite): Promise<void> {
+    const once = (): Promise<boolean> =>
+      this.tidy(u).then(
+        () => true,
+        (err: unknown) => {
+          if (err instanceof StoreError) return false;
+          throw err;
+        },
+      );
+    if (await once()) return;
+    const until = Date.now() + TIDY_FOR_MS;
+    const again = (): void => {
+      const t = setTimeout(() => {
+        void once().then((done) => {
+          if (!done && Date.now() < until) again();
+        });
+      }, TIDY_STEP_MS);
+      t.unref();
+    };
+    again();
+  }
+
+  /** One pass of tidying; throws StoreError while the store does not answer. */
+  private async tidy(u: UnackedWrite): Promise<void> {
+    const slotKey = (n: number): string => IpamKey.slot(u.node, n);
+    switch (u.kind) {
+      case 'drop':
+        // Revision-checked: once anything else was written there, it no longer applies.
+        if (await this.store.deleteIf(slotKey(u.claim.slot), u.claim.rev)) {
+          this.table.noteSlot(u.node, u.claim.slot, -1, false);
+        }
+        return;
+      case 'claim': {
+        const cur = await this.store.slot(u.node, u.slot);
+        if (cur.present && cur.value.claim === u.value.claim) {
+          // It happened, and no owner names it (the attempt stopped before its owner write).
+          return this.tidy({
+            kind: 'drop',
+            node: u.node,
+            claim: { slot: u.slot, rev: cur.revision, value: u.value },
+          });
+        }
+        // Not yet: a delete marker at the revision it expects fences it off for good.
+        if (cur.revision === u.expected) await this.store.deleteIf(slotKey(u.slot), u.expected);
+        return;
+      }
+      case 'owner': {
+        const containerId = u.claim.value.containerId;
+        for (let round = 0; round < MAX_ROUNDS; round++) {
+          const ow = await this.store.owner(u.node, containerId);
+          if (ow.present && ow.value.released === undefined && ow.value.slot === u.claim.slot) {
+            return; // it happened: the claim is the sandbox's allocation
+          }
+          if (ow.revision === u.expected) {
+            // Not yet: a released owner record at the revision it expects fences it off.
+            const fence: IpamOwnerRecordValue = {
+              slot: u.claim.slot,
+              podUid: u.podUid,
+              at: u.claim.value.at,
+              released: this.now(),
+            };
+            const w = await this.store.writeIf(
+              IpamKey.owner(u.node, containerId),
+              fence,
+              u.expected,
+            );
+            if (w === 'conflict') continue; // written meanwhile (perhaps by the late write): look again
+          }
+          return this.tidy({ kind: 'drop', node: u.node, claim: u.claim });
+        }
+        throw new StoreError(
+          `container ${containerId} on node ${u.node}: the owner did not settle`,
+        );
+      }
     }
   }
 

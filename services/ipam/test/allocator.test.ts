@@ -80,15 +80,27 @@ describe('allocation protocol', () => {
     expect(ownerSlot(kv, 'n1', 'c1')).toBe(out.slot);
   });
 
-  it('a repeated request returns the same pair and writes nothing', async () => {
+  it('a repeated request returns the same pair and gives back the slot it claimed meanwhile', async () => {
     const kv = new FakeKv();
     const r = await replica(kv, 'a');
     const first = await r.allocator.allocate(req(1));
-    const writes = kv.writes;
     const again = await r.allocator.allocate(req(1));
     expect(again).toMatchObject({ slot: first.slot, created: false, record: first.record });
-    expect(kv.writes).toBe(writes);
-    expect(slotsOf(kv, 'c1')).toHaveLength(1);
+    expect(slotsOf(kv, 'c1')).toEqual([IpamKey.slot('n1', first.slot)]);
+    expect(kv.liveKeys('slot.>')).toHaveLength(1);
+    expect(ownerSlot(kv, 'n1', 'c1')).toBe(first.slot);
+  });
+
+  it('a repeated request on a full node still gets its pair', async () => {
+    const kv = new FakeKv();
+    const r = await replica(kv, 'a');
+    const outs = [];
+    for (let i = 0; i < 13; i++) outs.push(await r.allocator.allocate(req(i, { blocks: SMALL })));
+    const again = await r.allocator.allocate(req(5, { blocks: SMALL }));
+    expect(again).toMatchObject({ slot: outs[5]?.slot, created: false });
+    await expect(r.allocator.allocate(req(13, { blocks: SMALL }))).rejects.toMatchObject({
+      code: 'exhausted',
+    });
   });
 
   it('the same request sent to two replicas at once yields one pair and one slot', async () => {
@@ -169,6 +181,64 @@ describe('allocation protocol', () => {
     expect(kv.liveKeys('slot.>')).toHaveLength(13);
   });
 
+  it('an owner write whose ack is lost keeps its claim: the retry answers with it', async () => {
+    const kv = new FakeKv();
+    const r = await replica(kv, 'a');
+    kv.fault.afterWrite = (key) => {
+      if (key === IpamKey.owner('n1', 'c1')) {
+        kv.fault.afterWrite = undefined;
+        throw new Error('injected: ack lost');
+      }
+    };
+    await expect(r.allocator.allocate(req(1))).rejects.toBeInstanceOf(StoreError);
+    // The owner names the claim: a retry racing this one may already have answered with it, so
+    // giving the claim back would hand the address to the next sandbox while this one uses it.
+    const slot = ownerSlot(kv, 'n1', 'c1');
+    expect(slot).toBeDefined();
+    expect(slotsOf(kv, 'c1')).toEqual([IpamKey.slot('n1', slot ?? -1)]);
+    expect(await r.allocator.allocate(req(1))).toMatchObject({ slot, created: false });
+  });
+
+  it('an owner write that did not happen is fenced off before its claim is given back', async () => {
+    const kv = new FakeKv();
+    const r = await replica(kv, 'a');
+    kv.fault.beforeWrite = (key) => {
+      if (key === IpamKey.owner('n1', 'c1')) {
+        kv.fault.beforeWrite = undefined;
+        throw new Error('injected: no ack, not written (yet)');
+      }
+    };
+    await expect(r.allocator.allocate(req(1))).rejects.toBeInstanceOf(StoreError);
+    // A late copy of the write (it expected revision 0) can no longer land, so the claim is gone.
+    expect(kv.json(IpamKey.owner('n1', 'c1'))).toMatchObject({ released: expect.any(Number) });
+    expect(slotsOf(kv, 'c1')).toEqual([]);
+    const again = await r.allocator.allocate(req(1));
+    expect(again.created).toBe(true);
+    expect(ownerSlot(kv, 'n1', 'c1')).toBe(again.slot);
+  });
+
+  it('a claim whose ack is lost, or that was not written, leaves no slot taken', async () => {
+    const kv = new FakeKv();
+    const r = await replica(kv, 'a');
+    const fail = (when: 'before' | 'after') => {
+      const hook = (key: string, op: string) => {
+        if (key.startsWith('slot.') && op === 'PUT') {
+          kv.fault = {};
+          throw new Error(`injected: ${when}`);
+        }
+      };
+      kv.fault = when === 'before' ? { beforeWrite: hook } : { afterWrite: hook };
+    };
+    fail('after');
+    await expect(r.allocator.allocate(req(1))).rejects.toBeInstanceOf(StoreError);
+    expect(kv.liveKeys('slot.>')).toEqual([]);
+    fail('before');
+    await expect(r.allocator.allocate(req(2))).rejects.toBeInstanceOf(StoreError);
+    expect(kv.liveKeys('slot.>')).toEqual([]);
+    expect(kv.json(IpamKey.owner('n1', 'c1'))).toBeUndefined();
+    expect((await r.allocator.allocate(req(1))).created).toBe(true);
+  });
+
   it('a container id held by another pod UID is refused', async () => {
     const kv = new FakeKv();
     const r = await replica(kv, 'a');
@@ -179,9 +249,10 @@ describe('allocation protocol', () => {
     expect(slotsOf(kv, 'c1')).toHaveLength(1);
   });
 
-  it('an owner left pointing at a free slot (writer died between the writes) is completed', async () => {
+  it('an owner naming a slot its sandbox no longer holds is pointed at the new claim', async () => {
     const kv = new FakeKv();
     const r = await replica(kv, 'a');
+    // slot 9 was freed under the owner (a release or GC midway)
     await kv
       .asKv()
       .put(
@@ -189,8 +260,9 @@ describe('allocation protocol', () => {
         new TextEncoder().encode(JSON.stringify({ slot: 9, podUid: 'uid-7', at: 1 })),
       );
     const out = await r.allocator.allocate(req(7));
-    expect(out.slot).toBe(9);
-    expect(slotsOf(kv, 'c7')).toEqual([IpamKey.slot('n1', 9)]);
+    expect(out.created).toBe(true);
+    expect(slotsOf(kv, 'c7')).toEqual([IpamKey.slot('n1', out.slot)]);
+    expect(ownerSlot(kv, 'n1', 'c7')).toBe(out.slot);
   });
 
   it('an owner pointing at a slot another sandbox holds is moved to a slot of its own', async () => {

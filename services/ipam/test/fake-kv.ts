@@ -14,6 +14,8 @@ interface Msg {
 export interface Fault {
   /** Called before each write; throw to fail it (the write does not happen). */
   beforeWrite?: (key: string, op: 'PUT' | 'DEL' | 'PURGE') => void;
+  /** Called after each write; throw to lose its ack (the write happened, the writer is told it failed). */
+  afterWrite?: (key: string, op: 'PUT' | 'DEL' | 'PURGE') => void;
   /** Extra event-loop turns before a write is acknowledged: watches see it first. */
   ackDelayTicks?: number;
   /** A put or delete of a key for which this returns a promise waits for it before writing. */
@@ -70,6 +72,7 @@ export class FakeKv {
     this.last.set(key, m);
     this.writes++;
     for (const w of this.watchers) if (w.filters.some((f) => matches(f, key))) w.push(m);
+    this.fault.afterWrite?.(key, op);
     return m.rev;
   }
 

@@ -5,6 +5,7 @@
 import type { Bus } from '@dyad/bus';
 import { RemoteError } from '@dyad/bus';
 import type { NatsServer } from '@dyad/testbed';
+import { IPAM_KV_BUCKET } from '@dyad/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Cluster, PodRef, Replica } from './harness.ts';
 import {
@@ -15,6 +16,7 @@ import {
   podRef,
   pool,
   startCluster,
+  state,
 } from './harness.ts';
 
 // /26 and /122 blocks: 61 IPv4 pod addresses (network, gateway and broadcast reserved) and 62
@@ -70,12 +72,22 @@ describe('ipam across a nats-server crash', () => {
     const again = await pool(burst, 64, (p) => allocate(bus, p));
     again.forEach((r, i) => expect(r.addresses).toEqual(results[i]?.reply.addresses));
 
-    // Fill one node, eight requests at a time over both replicas: every address left is given
+    // Claims whose acks the crash swallowed are learned about and given back by their replicas
+    // once the server is back: the bucket comes to hold exactly one slot per sandbox, with no GC.
+    const node = NODES[0] as string;
+    const held = burst.filter((p) => p.node === node).length;
+    const kv = await bus.kv(IPAM_KV_BUCKET);
+    const slotsOn = async () =>
+      [...(await state(kv)).slots.keys()].filter((k) => k.startsWith(`slot.${node}.`)).length;
+    // a hang guard, not a speed limit: unacknowledged writes time out after 5 s
+    for (let i = 0; i < 600 && (await slotsOn()) !== held; i++)
+      await new Promise((res) => setTimeout(res, 100));
+    expect(await slotsOn()).toBe(held);
+
+    // Fill that node, eight requests at a time over both replicas: every address left is given
     // out (none refused while one is free), then every request is refused as exhausted, by both
     // replicas. A replica that thinks a node full reads its watch up to now first; had its watch
     // not come back after the crash, it would never answer.
-    const node = NODES[0] as string;
-    const held = burst.filter((p) => p.node === node).length;
     const more = Array.from({ length: CAPACITY - held }, (_, i) => podRef(1000 + i, node, 'f'));
     const filled = await pool(more, 8, (p) => allocate(bus, p));
     const addrs = new Set([
