@@ -11,6 +11,7 @@ export { DEFAULT_SERVICE_CLUSTER_IP_RANGE, startKube } from './kube.ts';
 export { openIcmp, ping } from './ping.ts';
 export { kernelRequired, kernelSkipReason } from './kernel-gate.ts';
 export { childPassThroughEnv } from './bench-env.ts';
+export { prng } from './prng.ts';
 
 export type { ExitInfo, SpawnSpec, WaitOptions } from './process.ts';
 export type { CertRequest, KeyPair, ServiceAccountKeys } from './certs.ts';

@@ -2,27 +2,13 @@ import { IpamKey } from '@dyad/contracts';
 import type { Family } from '@dyad/contracts';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AllocateInput } from '../src/allocator.ts';
-import { AllocationError, Allocator } from '../src/allocator.ts';
+import { AllocationError } from '../src/allocator.ts';
 import { StoreError } from '../src/errors.ts';
 import type { NodeBlocks } from '../src/record.ts';
-import { IpamStore } from '../src/store.ts';
-import { IpamTable } from '../src/table.ts';
+import type { IpamTable } from '../src/table.ts';
 import { FakeKv } from './fake-kv.ts';
-
-const DUAL: NodeBlocks = {
-  IPv4: { cidr: '198.18.4.0/24', gateway: '198.18.4.1' },
-  IPv6: { cidr: 'fd00:d1ad::400/120', gateway: 'fd00:d1ad::401' },
-};
-/** A node whose IPv4 block holds 13 pods: for filling it. */
-const SMALL: NodeBlocks = {
-  IPv4: { cidr: '198.18.0.0/28', gateway: '198.18.0.1' },
-  IPv6: { cidr: 'fd00::/120', gateway: 'fd00::1' },
-};
-
-interface Replica {
-  readonly allocator: Allocator;
-  readonly table: IpamTable;
-}
+import { DUAL, SMALL, fakeReplica, sandboxRequest } from './fake-replica.ts';
+import type { FakeReplica } from './fake-replica.ts';
 
 const started: IpamTable[] = [];
 afterEach(() => {
@@ -30,30 +16,12 @@ afterEach(() => {
 });
 
 /** One replica: its own table (watching the bucket unless told not to) and allocator. */
-async function replica(kv: FakeKv, name: string, watch = true): Promise<Replica> {
-  const store = new IpamStore(kv.asKv());
-  const table = new IpamTable();
-  if (watch) {
-    await table.start(store.kv, (err) => {
-      throw err;
-    });
-    started.push(table);
-  }
-  const sync = watch ? () => table.sync(store.kv, name) : async () => undefined;
-  return { allocator: new Allocator(store, table, sync, Date.now), table };
+function replica(kv: FakeKv, name: string, watch = true): Promise<FakeReplica> {
+  return fakeReplica(kv, name, watch, started);
 }
 
 function req(i: number, over: Partial<AllocateInput> = {}): AllocateInput {
-  return {
-    node: 'n1',
-    namespace: 'default',
-    pod: `p-${i}`,
-    podUid: `uid-${i}`,
-    containerId: `c${i}`,
-    families: ['IPv4', 'IPv6'],
-    blocks: DUAL,
-    ...over,
-  };
+  return sandboxRequest(i, DUAL, over);
 }
 
 /** The slot keys holding a container id, from the bucket itself. */
@@ -184,12 +152,7 @@ describe('allocation protocol', () => {
   it('an owner write whose ack is lost keeps its claim: the retry answers with it', async () => {
     const kv = new FakeKv();
     const r = await replica(kv, 'a');
-    kv.fault.afterWrite = (key) => {
-      if (key === IpamKey.owner('n1', 'c1')) {
-        kv.fault.afterWrite = undefined;
-        throw new Error('injected: ack lost');
-      }
-    };
+    kv.failNext('after', (key) => key === IpamKey.owner('n1', 'c1'));
     await expect(r.allocator.allocate(req(1))).rejects.toBeInstanceOf(StoreError);
     // The owner names the claim: a retry racing this one may already have answered with it, so
     // giving the claim back would hand the address to the next sandbox while this one uses it.
@@ -202,12 +165,7 @@ describe('allocation protocol', () => {
   it('an owner write that did not happen is fenced off before its claim is given back', async () => {
     const kv = new FakeKv();
     const r = await replica(kv, 'a');
-    kv.fault.beforeWrite = (key) => {
-      if (key === IpamKey.owner('n1', 'c1')) {
-        kv.fault.beforeWrite = undefined;
-        throw new Error('injected: no ack, not written (yet)');
-      }
-    };
+    kv.failNext('before', (key) => key === IpamKey.owner('n1', 'c1'));
     await expect(r.allocator.allocate(req(1))).rejects.toBeInstanceOf(StoreError);
     // A late copy of the write (it expected revision 0) can no longer land, so the claim is gone.
     expect(kv.json(IpamKey.owner('n1', 'c1'))).toMatchObject({ released: expect.any(Number) });
@@ -220,15 +178,8 @@ describe('allocation protocol', () => {
   it('a claim whose ack is lost, or that was not written, leaves no slot taken', async () => {
     const kv = new FakeKv();
     const r = await replica(kv, 'a');
-    const fail = (when: 'before' | 'after') => {
-      const hook = (key: string, op: string) => {
-        if (key.startsWith('slot.') && op === 'PUT') {
-          kv.fault = {};
-          throw new Error(`injected: ${when}`);
-        }
-      };
-      kv.fault = when === 'before' ? { beforeWrite: hook } : { afterWrite: hook };
-    };
+    const fail = (when: 'before' | 'after') =>
+      kv.failNext(when, (key, op) => key.startsWith('slot.') && op === 'PUT');
     fail('after');
     await expect(r.allocator.allocate(req(1))).rejects.toBeInstanceOf(StoreError);
     expect(kv.liveKeys('slot.>')).toEqual([]);

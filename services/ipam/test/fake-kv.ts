@@ -54,6 +54,24 @@ export class FakeKv {
     fail: (err: Error) => void;
   }>();
 
+  /**
+   * The next write matching `match` fails once: `before` it happens (refused, or not yet done), or
+   * `after` it (done, but its ack lost).
+   */
+  failNext(
+    when: 'before' | 'after',
+    match: (key: string, op: 'PUT' | 'DEL' | 'PURGE') => boolean,
+  ): void {
+    const hook = (key: string, op: 'PUT' | 'DEL' | 'PURGE'): void => {
+      if (!match(key, op)) return;
+      if (when === 'before') this.fault.beforeWrite = undefined;
+      else this.fault.afterWrite = undefined;
+      throw new Error(`injected: write failed ${when} it happened`);
+    };
+    if (when === 'before') this.fault.beforeWrite = hook;
+    else this.fault.afterWrite = hook;
+  }
+
   /** Every open watch throws `err` to its reader, as a watch whose consumer is lost would. */
   failWatches(err: Error): void {
     for (const w of [...this.watchers]) w.fail(err);

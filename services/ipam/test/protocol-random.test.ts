@@ -6,31 +6,15 @@
 import { IpamKey } from '@dyad/contracts';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AllocateInput } from '../src/allocator.ts';
-import { Allocator } from '../src/allocator.ts';
-import type { NodeBlocks } from '../src/record.ts';
-import { IpamStore } from '../src/store.ts';
-import { IpamTable } from '../src/table.ts';
+import type { Allocator } from '../src/allocator.ts';
+import type { IpamTable } from '../src/table.ts';
+import { prng } from '@dyad/testbed';
 import { FakeKv } from './fake-kv.ts';
+import { SMALL, fakeReplica, sandboxRequest } from './fake-replica.ts';
 
-/** 13 pod slots (an IPv4 /28 less network, gateway and broadcast). */
-const SMALL: NodeBlocks = {
-  IPv4: { cidr: '198.18.0.0/28', gateway: '198.18.0.1' },
-  IPv6: { cidr: 'fd00::/120', gateway: 'fd00::1' },
-};
 const SANDBOXES = 20;
 const ROUNDS = 3;
 const SEEDS = Number(process.env['DYAD_PROTOCOL_SEEDS'] ?? '300');
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const turns = async (n: number): Promise<void> => {
   for (let i = 0; i < n; i++) await new Promise<void>((r) => setImmediate(r));
@@ -42,28 +26,12 @@ afterEach(() => {
 });
 
 async function replica(kv: FakeKv, name: string, watch: boolean): Promise<Allocator> {
-  const store = new IpamStore(kv.asKv());
-  const table = new IpamTable();
-  if (watch) {
-    await table.start(store.kv, (err) => {
-      throw err;
-    });
-    started.push(table);
-  }
-  const sync = watch ? () => table.sync(store.kv, name) : async () => undefined;
-  return new Allocator(store, table, sync, Date.now);
+  return (await fakeReplica(kv, name, watch, started)).allocator;
 }
 
+/** On a node with 13 pod slots: fewer than the sandboxes, so it fills. */
 function req(i: number): AllocateInput {
-  return {
-    node: 'n1',
-    namespace: 'default',
-    pod: `p-${i}`,
-    podUid: `uid-${i}`,
-    containerId: `c${i}`,
-    families: ['IPv4', 'IPv6'],
-    blocks: SMALL,
-  };
+  return sandboxRequest(i, SMALL);
 }
 
 interface Run {

@@ -1,3 +1,4 @@
+import { prng } from '@dyad/testbed';
 import { describe, expect, it } from 'vitest';
 import { computeState } from '../src/compute.ts';
 import { RouterCore } from '../src/core.ts';
@@ -9,18 +10,6 @@ import type {
   NodeState,
   RouteEntry,
 } from '../src/model.ts';
-
-/** mulberry32: tiny, seedable, good enough to drive random event sequences reproducibly. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Rand = () => number;
 const pick = <T>(r: Rand, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)] as T;
