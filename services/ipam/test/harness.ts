@@ -316,6 +316,30 @@ export async function readRecords(kv: KV): Promise<Map<string, IpamNodeRecordVal
   return out;
 }
 
+/**
+ * Where the bucket disagrees with the replies: each sandbox's owner must name a slot that holds
+ * it, with the addresses its reply gave. Empty when all agree.
+ */
+export function heldAsReplied(
+  s: Awaited<ReturnType<typeof state>>,
+  pods: readonly PodRef[],
+  replies: readonly (AllocationReply | undefined)[],
+): string[] {
+  const out: string[] = [];
+  for (const [i, p] of pods.entries()) {
+    const o = s.owners.get(IpamKey.owner(p.node, p.containerId));
+    const slot = s.slots.get(IpamKey.slot(p.node, o?.slot ?? -1));
+    const replied = replies[i]?.addresses.map((a) => a.address) ?? [];
+    const held = [slot?.ips.IPv4, slot?.ips.IPv6];
+    if (slot?.containerId !== p.containerId || held.join() !== replied.join()) {
+      out.push(
+        `${p.containerId}: owner ${JSON.stringify(o)}, slot ${JSON.stringify(slot)}, reply ${replied.join()}`,
+      );
+    }
+  }
+  return out;
+}
+
 /** Live slot records, owner records, and the revision of every decision key (not sync markers). */
 export async function state(kv: KV) {
   const slots = new Map<string, IpamSlotRecordValue>();
