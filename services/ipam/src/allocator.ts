@@ -59,7 +59,8 @@ export type ReleaseOutcome =
 
 const MAX_ROUNDS = 16;
 /** Longest wait for one of this replica's claims to end before deciding a node is full; a claim
- * ends within the KV write timeout (5 s), so this only bounds a claim that was lost track of. */
+ * ends once its owner write settles, within a couple of KV timeouts (5 s each) even when the
+ * store is away, so this only bounds a claim that was lost track of. */
 const CLAIM_WAIT_MS = 10_000;
 /** How long, and how often, a replica tries to tidy up after a write whose ack it did not get
  * (see `tidy`); what is left after that is GC's. */
