@@ -96,31 +96,27 @@ export class IpamSweeper {
     await this.#running;
   }
 
-  /** One pass; returns the containers released. */
-  async pass(): Promise<HeldContainer[]> {
-    if (!this.#o.ready()) return [];
+  /** One pass: reads what IPAM holds for the node and releases what has been unknown long enough. */
+  async pass(): Promise<void> {
+    if (!this.#o.ready()) return;
     const held = await heldContainers(await this.#o.kv(), this.#o.node);
     const now = (this.#o.now ?? Date.now)();
     const plan = planSweep(held, this.#o.known, this.#unknownSince, now, this.#o.graceMs);
     this.#unknownSince = plan.unknownSince;
-    const done: HeldContainer[] = [];
     for (const c of plan.release) {
       if (!(await this.#o.release(c))) continue;
-      done.push(c);
       this.#o.onReleased?.(c);
       this.#o.logger.warn(
         { containerId: c.containerId, pod: `${c.namespace}/${c.pod}` },
         'released addresses IPAM held for a container this node has no endpoint for',
       );
     }
-    return done;
   }
 
   #schedule(): void {
     if (this.#stopped) return;
     this.#timer = setTimeout(() => {
       this.#running = this.pass()
-        .then(() => undefined)
         .catch((err: unknown) => this.#o.logger.warn({ err }, 'IPAM sweep pass failed'))
         .finally(() => {
           this.#running = undefined;

@@ -338,16 +338,12 @@ export class Allocator {
     throw new StoreError(`node ${req.node}: every slot tried was taken by another replica first`);
   }
 
-  /** Gives a claim back; a delete whose ack is lost is tidied like any other write. */
-  private async drop(node: string, c: Claim): Promise<void> {
-    try {
-      if (await this.store.deleteIf(IpamKey.slot(node, c.slot), c.rev)) {
-        this.table.noteSlot(node, c.slot, -1, false);
-      }
-    } catch (err) {
-      if (!(err instanceof StoreError)) throw err;
-      await this.tidyAfter({ kind: 'drop', node, claim: c });
-    }
+  /**
+   * Gives a claim back: tidy's revision-checked delete, tried again in the background while the
+   * store does not answer.
+   */
+  private drop(node: string, c: Claim): Promise<void> {
+    return this.tidyAfter({ kind: 'drop', node, claim: c });
   }
 
   /**

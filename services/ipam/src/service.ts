@@ -758,9 +758,9 @@ export class IpamService {
 
   /**
    * Owner records released long ago, or seen by this replica pointing at a slot they do not hold
-   * for the grace period (an owner is written just before its slot is claimed, so `at`, the
-   * writer's clock, cannot say how long it has pointed there); and the sync markers of replicas
-   * gone for a day.
+   * for the grace period (a release or GC frees the slot just before it marks the owner, and
+   * `at`, the writer's clock, cannot say how long the owner has pointed there); and the sync
+   * markers of replicas gone for a day.
    */
   private async collectOwners(now: number): Promise<void> {
     const store = this.requireStore();
