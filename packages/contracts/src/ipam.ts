@@ -14,11 +14,19 @@ export const IPAM_SUBJECT_ROOT = 'dyad.ipam.v1';
 export const IPAM_NODES_STREAM = 'DYAD_IPAM_NODES';
 export const IPAM_KV_BUCKET = 'DYAD_IPAM';
 
+export const IPAM_ALLOCATIONS_STREAM = 'DYAD_IPAM_ALLOCATIONS';
+
 export const IpamSubject = {
   allocate: `${IPAM_SUBJECT_ROOT}.allocate`,
   release: `${IPAM_SUBJECT_ROOT}.release`,
-  /** Prefix of the per-node assignment subjects; see ipamNodeSubject. */
+  /** Prefix of the per-node assignment subjects (ipam writes); see ipamNodeSubject. */
   node: `${IPAM_SUBJECT_ROOT}.node`,
+  /** Prefix of a node agent's requests for another block set; see ipamGrowSubject. */
+  grow: `${IPAM_SUBJECT_ROOT}.grow`,
+  /** Prefix of a node agent's allocation records (the agent writes); see ipamAllocSubject. */
+  alloc: `${IPAM_SUBJECT_ROOT}.alloc`,
+  /** Prefix of a node agent's report of the blocks it holds; see ipamHeldSubject. */
+  held: `${IPAM_SUBJECT_ROOT}.held`,
   events: `${IPAM_SUBJECT_ROOT}.events`,
 } as const;
 
@@ -37,6 +45,29 @@ export function ipamNodeSubject(node: string): string {
 
 export function ipamEventSubject(kind: IpamEventKind): string {
   return `${IpamSubject.events}.${kind}`;
+}
+
+/** `dyad.ipam.v1.grow.<node>`: the node's agent asks ipam for another block set (request/reply). */
+export function ipamGrowSubject(node: string): string {
+  return `${IpamSubject.grow}.${encodeToken(node)}`;
+}
+
+/**
+ * `dyad.ipam.v1.alloc.<node>.<containerId>`: the last allocation event of one pod sandbox, written
+ * only by that node's agent (one writer per node: the node is in the subject).
+ */
+export function ipamAllocSubject(node: string, containerId: string): string {
+  return `${IpamSubject.alloc}.${encodeToken(node)}.${encodeToken(containerId)}`;
+}
+
+/** Every allocation record of one node: `dyad.ipam.v1.alloc.<node>.>`. */
+export function ipamAllocFilter(node: string): string {
+  return `${IpamSubject.alloc}.${encodeToken(node)}.>`;
+}
+
+/** `dyad.ipam.v1.held.<node>`: the blocks a node's agent holds and allocates from. */
+export function ipamHeldSubject(node: string): string {
+  return `${IpamSubject.held}.${encodeToken(node)}`;
 }
 
 /** Codes of the typed error replies (`io.dyad.bus.error.v1`) ipam answers with. */
@@ -177,21 +208,33 @@ export const IpamNodeEvent = defineMessage({
   schema: z.object({
     op: z.enum(['upsert', 'delete']),
     node: K8sName,
-    /** The node's pod CIDRs in the cluster's family order; on delete, the blocks returned to the pool. */
+    /**
+     * The node's pod CIDRs: one set of one block per enabled family, then more sets as the node's
+     * agent asks for them; set by set, and in the cluster's family order within a set (the k-th
+     * block of a family belongs to set k). On delete, the blocks returned to the pool.
+     */
     blocks: z.array(NodeBlock),
   }),
   description:
-    "A node's pod CIDR per family (with its gateway address), assigned for the node's life; a delete returns them to the pool.",
+    "A node's pod CIDRs per family (each with its gateway address), assigned for the node's life, more sets as its agent asks; a delete returns them to the pool.",
   subjectPattern: `${IpamSubject.node}.{name}`,
   stream: IPAM_NODES_STREAM,
 });
 
+const ALLOC_RETENTION =
+  'Stored in stream DYAD_IPAM_ALLOCATIONS, last message per sandbox: an allocation stays while the sandbox holds it, a release is kept 24 h (a Nats-TTL tombstone).';
+
 export const AddressesAllocated = defineMessage({
   type: 'io.dyad.ipam.allocated.v1',
   version: 1,
-  schema: ReleasedOwner.extend({ allocatedAt: z.iso.datetime() }),
-  description: 'Addresses were newly given to a pod sandbox (not sent for a repeated request).',
-  subjectPattern: ipamEventSubject(IpamEventKind.allocated),
+  schema: ReleasedOwner.extend({
+    allocatedAt: z.iso.datetime(),
+    /** The node slot the addresses come from (offset 2 + slot within the node's block sets). */
+    slot: z.number().int().min(0).optional(),
+  }),
+  description: `A node agent gave addresses to a pod sandbox from its node's blocks (not sent again for a repeated ADD). ${ALLOC_RETENTION}`,
+  subjectPattern: `${IpamSubject.alloc}.{node}.{containerId}`,
+  stream: IPAM_ALLOCATIONS_STREAM,
 });
 
 export const ReleaseReason = z.enum(['request', 'pod-deleted', 'node-deleted']);
@@ -200,10 +243,15 @@ export const AddressesReleased = defineMessage({
   type: 'io.dyad.ipam.released.v1',
   version: 1,
   schema: ReleasedOwner.extend({ reason: ReleaseReason }),
-  description:
-    "A pod sandbox's addresses returned to its node's block, on request or by garbage collection.",
-  subjectPattern: ipamEventSubject(IpamEventKind.released),
+  description: `A pod sandbox's addresses returned to its node's blocks: \`request\` for a CNI DEL or GC, \`node-deleted\` when the node's blocks returned to the pool. ${ALLOC_RETENTION}`,
+  subjectPattern: `${IpamSubject.alloc}.{node}.{containerId}`,
+  stream: IPAM_ALLOCATIONS_STREAM,
 });
+
+/** `dyad.ipam.v1.events.exhausted.<node>`. */
+export function ipamExhaustedSubject(node: string): string {
+  return `${ipamEventSubject(IpamEventKind.exhausted)}.${encodeToken(node)}`;
+}
 
 export const AddressesExhausted = defineMessage({
   type: 'io.dyad.ipam.exhausted.v1',
@@ -211,12 +259,57 @@ export const AddressesExhausted = defineMessage({
   schema: z.object({
     node: K8sName,
     family: FamilySchema,
-    /** `node-block`: the node's block is full; `cluster-pool`: no block left for the node. */
+    /** `node-block`: the node's blocks are full; `cluster-pool`: no block left for the node. */
     scope: z.enum(['node-block', 'cluster-pool']),
     message: z.string(),
   }),
-  description: 'An allocation failed because a node block or the cluster pool of a family is full.',
-  subjectPattern: ipamEventSubject(IpamEventKind.exhausted),
+  description:
+    'An allocation failed because a node\'s blocks (published by its agent) or the cluster pool of a family (published by ipam) is full.',
+  subjectPattern: `${IpamSubject.events}.exhausted.{node}`,
+});
+
+export const GrowRequest = defineMessage({
+  type: 'io.dyad.ipam.grow.v1',
+  version: 1,
+  schema: z.object({
+    node: K8sName,
+    /**
+     * How many block sets the agent holds now. ipam adds a set only when the node has no more
+     * than this many, so a repeated request (a lost reply, a restart) never adds two.
+     */
+    sets: z.number().int().min(1),
+  }),
+  description:
+    "A node agent whose blocks are nearly full asks for one more block per enabled family (a block set); the reply lists all of the node's blocks.",
+  subjectPattern: `${IpamSubject.grow}.{node}`,
+});
+
+export const GrowReply = defineMessage({
+  type: 'io.dyad.ipam.grown.v1',
+  version: 1,
+  schema: z.object({
+    node: K8sName,
+    /** Every block of the node: set by set, and in the cluster's family order within a set. */
+    blocks: z.array(NodeBlock).min(1),
+  }),
+  description:
+    "The reply to a grow request: the node's blocks, with the new set (also published on the node's assignment subject).",
+  subjectPattern: '(the requester reply inbox)',
+});
+
+export const NodeBlocksHeld = defineMessage({
+  type: 'io.dyad.ipam.held.v1',
+  version: 1,
+  schema: z.object({
+    node: K8sName,
+    /** The blocks the agent allocates from, as in IpamNodeEvent: set by set, family order. */
+    blocks: z.array(NodeBlock),
+    at: z.iso.datetime(),
+  }),
+  description:
+    "A node agent's own word on the blocks it holds and allocates from, last value per node in stream DYAD_IPAM_ALLOCATIONS: ipam rebuilds its assignments from it after losing its bucket, and never gives a block held here to another node.",
+  subjectPattern: `${IpamSubject.held}.{node}`,
+  stream: IPAM_ALLOCATIONS_STREAM,
 });
 
 export const GcCompleted = defineMessage({
@@ -241,6 +334,17 @@ export const IpamNodesStream: StreamSpec = {
   description:
     "Each node's pod CIDRs as ipam assigned them: last value per node, deletes as tombstones.",
   subjects: [`${IpamSubject.node}.>`],
+  storage: 'file',
+  maxMsgsPerSubject: 1,
+  allowMsgTtl: true,
+  duplicateWindowMs: 120_000,
+};
+
+export const IpamAllocationsStream: StreamSpec = {
+  name: IPAM_ALLOCATIONS_STREAM,
+  description:
+    "Node agents' allocation records: the last allocated or released event per pod sandbox (releases expire after 24 h) and each node's held blocks.",
+  subjects: [`${IpamSubject.alloc}.>`, `${IpamSubject.held}.>`],
   storage: 'file',
   maxMsgsPerSubject: 1,
   allowMsgTtl: true,

@@ -8,7 +8,10 @@ import {
   EndpointReport,
   EndpointSliceEvent,
   GcCompleted,
+  GrowReply,
+  GrowRequest,
   IpamNodeEvent,
+  NodeBlocksHeld,
   ReleaseRequest,
   ReleaseResult,
   RouterIpcacheEvent,
@@ -87,6 +90,27 @@ const IPAM_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> = [
   ],
   [AddressesReleased, { ...ipamOwner, addresses: ipamAddresses, reason: 'pod-deleted' }],
   [AddressesExhausted, { node: 'node-a', family: 'IPv6', scope: 'node-block', message: 'full' }],
+  [GrowRequest, { node: 'node-a', sets: 1 }],
+  [
+    GrowReply,
+    {
+      node: 'node-a',
+      blocks: [
+        { family: 'IPv4', cidr: '198.18.1.0/24', gateway: '198.18.1.1' },
+        { family: 'IPv6', cidr: 'fd00:d1ad::/120', gateway: 'fd00:d1ad::1' },
+        { family: 'IPv4', cidr: '198.18.7.0/24', gateway: '198.18.7.1' },
+        { family: 'IPv6', cidr: 'fd00:d1ad::700/120', gateway: 'fd00:d1ad::701' },
+      ],
+    },
+  ],
+  [
+    NodeBlocksHeld,
+    {
+      node: 'node-a',
+      blocks: [{ family: 'IPv4', cidr: '198.18.1.0/24', gateway: '198.18.1.1' }],
+      at: '2025-01-01T00:00:00.000Z',
+    },
+  ],
   [
     GcCompleted,
     {
