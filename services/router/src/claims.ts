@@ -47,19 +47,23 @@ export const claimKey = {
 
 const FAMILIES: readonly Family[] = ['IPv4', 'IPv6'];
 
-/** A node's canonical input: unparseable values dropped, each value of the family it claims. */
+/**
+ * A node's canonical input: unparseable values dropped, each address of the family it claims, pod
+ * CIDRs canonical, each once and sorted (so two spellings or orders of one assignment are equal).
+ */
 export function normalizeNode(input: NodeInput): NodeInput {
-  const podCidrs: Partial<Record<Family, string>> = {};
+  const podCidrs = new Set<string>();
+  for (const cidr of input.podCidrs) {
+    const c = canonicalPrefix(cidr);
+    if (c !== undefined) podCidrs.add(c);
+  }
   const addresses: Partial<Record<Family, string>> = {};
   for (const f of FAMILIES) {
-    const cidr = input.podCidrs[f];
-    const c = cidr === undefined ? undefined : canonicalPrefix(cidr);
-    if (c !== undefined && familyOf(c) === f) podCidrs[f] = c;
     const addr = input.addresses[f];
     const a = addr === undefined ? undefined : canonicalAddress(addr);
     if (a !== undefined && familyOf(a) === f) addresses[f] = a;
   }
-  return { podCidrs, addresses };
+  return { podCidrs: [...podCidrs].sort(), addresses };
 }
 
 export function nodeClaims(name: string, node: NodeInput): Array<[string, Claim]> {
@@ -83,24 +87,18 @@ export function nodeClaims(name: string, node: NodeInput): Array<[string, Claim]
   return out;
 }
 
+/** One claim per pod CIDR of the node, every set of both families. */
 export function cidrClaims(name: string, node: NodeInput): Array<[string, Claim]> {
-  const out: Array<[string, Claim]> = [];
-  for (const f of FAMILIES) {
-    const cidr = node.podCidrs[f];
-    if (cidr !== undefined) {
-      out.push([
-        cidr,
-        {
-          key: claimKey.cidr(name),
-          kind: 'pod-cidr',
-          hostNode: name,
-          identity: ReservedIdentity.cluster,
-          since: 0,
-        },
-      ]);
-    }
-  }
-  return out;
+  return node.podCidrs.map((cidr) => [
+    cidr,
+    {
+      key: claimKey.cidr(name),
+      kind: 'pod-cidr',
+      hostNode: name,
+      identity: ReservedIdentity.cluster,
+      since: 0,
+    },
+  ]);
 }
 
 export function endpointClaims(id: string, ep: EndpointInput): Array<[string, Claim]> {
@@ -127,13 +125,13 @@ export function endpointClaims(id: string, ep: EndpointInput): Array<[string, Cl
   return out;
 }
 
-/** Forwarding towards a node: one route per family it has both a pod CIDR and an address of. */
+/** Forwarding towards a node: one route per pod CIDR of a family the node has an address of. */
 export function nodeRoutes(name: string, node: NodeInput): RouteEntry[] {
   const out: RouteEntry[] = [];
-  for (const f of FAMILIES) {
-    const cidr = node.podCidrs[f];
-    const via = node.addresses[f];
-    if (cidr !== undefined && via !== undefined) {
+  for (const cidr of node.podCidrs) {
+    const f = familyOf(cidr);
+    const via = f === undefined ? undefined : node.addresses[f];
+    if (f !== undefined && via !== undefined) {
       out.push({ family: f, cidr, viaNode: name, via, mode: 'native' });
     }
   }

@@ -20,14 +20,16 @@ export function nodeAddresses(node: NodeObject): Partial<Record<Family, string>>
   return out;
 }
 
-/** A node's pod CIDR per family from its IPAM assignment. */
-export function nodePodCidrs(blocks: readonly NodeBlockValue[]): Partial<Record<Family, string>> {
-  const out: Partial<Record<Family, string>> = {};
+/**
+ * A node's pod CIDRs from its IPAM assignment: every block of every set (a node's agent asks for
+ * more sets as its blocks fill), canonical, each once, in the assignment's order. A block whose
+ * CIDR is not of the family it names is left out.
+ */
+export function nodePodCidrs(blocks: readonly NodeBlockValue[]): string[] {
+  const out: string[] = [];
   for (const b of blocks) {
     const cidr = canonicalPrefix(b.cidr);
-    if (cidr !== undefined && familyOf(cidr) === b.family && out[b.family] === undefined) {
-      out[b.family] = cidr;
-    }
+    if (cidr !== undefined && familyOf(cidr) === b.family && !out.includes(cidr)) out.push(cidr);
   }
   return out;
 }

@@ -1,8 +1,11 @@
 import type { Family, RouterIpcacheEntryValue, RouterRouteEntryValue } from '@dyad/contracts';
 
-/** A node as the router knows it: pod CIDRs from IPAM, addresses from the Node object. */
+/**
+ * A node as the router knows it: pod CIDRs from IPAM (every block of every set the node holds, of
+ * either family), addresses from the Node object.
+ */
 export interface NodeInput {
-  readonly podCidrs: Partial<Record<Family, string>>;
+  readonly podCidrs: readonly string[];
   readonly addresses: Partial<Record<Family, string>>;
 }
 

@@ -51,7 +51,7 @@ export class RouterService {
   #core = new RouterCore();
   /** Node name → addresses, for nodes the Kubernetes API has: membership follows the Node object. */
   readonly #kubeNodes = new Map<string, Partial<Record<Family, string>>>();
-  readonly #ipamNodes = new Map<string, Partial<Record<Family, string>>>();
+  readonly #ipamNodes = new Map<string, readonly string[]>();
   readonly #consumers: BusConsumer[] = [];
   #queue: Promise<void> = Promise.resolve();
   #flushTimer: NodeJS.Timeout | undefined;
@@ -164,7 +164,7 @@ export class RouterService {
   #applyNode(name: string): void {
     const addresses = this.#kubeNodes.get(name);
     if (addresses === undefined) this.#core.removeNode(name);
-    else this.#core.setNode(name, { addresses, podCidrs: this.#ipamNodes.get(name) ?? {} });
+    else this.#core.setNode(name, { addresses, podCidrs: this.#ipamNodes.get(name) ?? [] });
   }
 
   #changed(apply: () => void): void {

@@ -19,19 +19,44 @@ const NODES = ['n0', 'n1', 'n2', 'n3', 'node-4.lab'];
 const ENDPOINTS = ['e0', 'e1', 'e2', 'e3', 'e4', 'e5', 'e6', 'e7', 'e8', 'e9'];
 // Small pools so claims collide: two nodes on one CIDR or address, pods on a node's address,
 // one pod address on two endpoints. Some spellings are not canonical on purpose.
-const CIDR4 = ['198.18.0.0/24', '198.18.1.0/24', '198.18.2.7/24', '198.18.3.0/24'];
-const CIDR6 = ['fd00:18::/64', 'fd00:18:1::/64', 'fd00:18:2:0::/64', 'fd00:18:3::/64'];
+const CIDR4 = [
+  '198.18.0.0/24',
+  '198.18.1.0/24',
+  '198.18.2.7/24',
+  '198.18.3.0/24',
+  '198.18.4.0/24',
+  '198.18.5.0/24',
+];
+const CIDR6 = [
+  'fd00:18::/64',
+  'fd00:18:1::/64',
+  'fd00:18:2:0::/64',
+  'fd00:18:3::/64',
+  'fd00:18:4::/64',
+  'fd00:18:5::/64',
+];
 const ADDR4 = ['198.19.0.1', '198.19.0.2', '198.19.0.3', '198.18.1.1'];
 const ADDR6 = ['fd00:19::1', 'fd00:19::2', 'fd00:0019:0::3', 'fd00:18:1::1'];
 const POD4 = ['198.18.0.1', '198.18.1.1', '198.18.1.2', '198.18.2.3', '198.18.3.9'];
 const POD6 = ['fd00:18::1', 'fd00:18:1::1', 'FD00:18:1::2', 'fd00:18:2::3', 'fd00:18:3::9'];
 
+/**
+ * A node's IPAM assignment: 0 to 3 block sets, a set one block per family (a family sometimes
+ * missing, a set sometimes repeating a block, as a conflict or a stale event might).
+ */
+function randomPodCidrs(r: Rand): string[] {
+  const out: string[] = [];
+  const sets = Math.floor(r() * 4);
+  for (let k = 0; k < sets; k++) {
+    if (maybe(r, 0.85)) out.push(pick(r, CIDR4));
+    if (maybe(r, 0.85)) out.push(pick(r, CIDR6));
+  }
+  return out;
+}
+
 function randomNode(r: Rand): NodeInput {
   return {
-    podCidrs: {
-      ...(maybe(r, 0.8) ? { IPv4: pick(r, CIDR4) } : {}),
-      ...(maybe(r, 0.8) ? { IPv6: pick(r, CIDR6) } : {}),
-    },
+    podCidrs: randomPodCidrs(r),
     addresses: {
       ...(maybe(r, 0.8) ? { IPv4: pick(r, ADDR4) } : {}),
       ...(maybe(r, 0.8) ? { IPv6: pick(r, ADDR6) } : {}),
@@ -99,9 +124,17 @@ function runSequence(seed: number, steps: number) {
 
   for (let i = 0; i < steps; i++) {
     const x = r();
-    if (x < 0.2) {
+    if (x < 0.12) {
       const name = pick(r, NODES);
       const n = randomNode(r);
+      nodes.set(name, n);
+      core.setNode(name, n);
+    } else if (x < 0.2) {
+      // A node's agent got one more block set: the assignment grows by a set.
+      const name = pick(r, NODES);
+      const prev = nodes.get(name);
+      if (prev === undefined) continue;
+      const n = { ...prev, podCidrs: [...prev.podCidrs, pick(r, CIDR4), pick(r, CIDR6)] };
       nodes.set(name, n);
       core.setNode(name, n);
     } else if (x < 0.3) {

@@ -4,11 +4,11 @@ import { placeholderIdentity } from '../src/identity.ts';
 import { canonicalAddress, canonicalPrefix, hostPrefix } from '../src/ip.ts';
 
 const nodeA = {
-  podCidrs: { IPv4: '198.18.1.0/24', IPv6: 'fd00:18:1::/64' },
+  podCidrs: ['198.18.1.0/24', 'fd00:18:1::/64'],
   addresses: { IPv4: '198.19.0.1', IPv6: 'fd00:19::1' },
 };
 const nodeB = {
-  podCidrs: { IPv4: '198.18.2.0/24', IPv6: 'fd00:18:2::/64' },
+  podCidrs: ['198.18.2.0/24', 'fd00:18:2::/64'],
   addresses: { IPv4: '198.19.0.2', IPv6: 'fd00:19::2' },
 };
 const web = {
@@ -110,6 +110,36 @@ describe('router core scenarios', () => {
     ]);
   });
 
+  it('a node that grows a second block set gets both sets routed and in every ipcache', () => {
+    const core = new RouterCore();
+    core.setNode('a', nodeA);
+    core.setNode('b', nodeB);
+    core.drain();
+    const grown = [...nodeB.podCidrs, '198.18.9.0/24', 'fd00:18:9::/64'];
+    core.setNode('b', { ...nodeB, podCidrs: grown });
+    const forA = core.drain().find((u) => u.node === 'a');
+    expect(forA?.routeUpserts).toEqual([
+      { family: 'IPv4', cidr: '198.18.9.0/24', viaNode: 'b', via: '198.19.0.2', mode: 'native' },
+      { family: 'IPv6', cidr: 'fd00:18:9::/64', viaNode: 'b', via: 'fd00:19::2', mode: 'native' },
+    ]);
+    expect(forA?.ipcacheUpserts.map((e) => [e.prefix, e.kind, e.hostNode])).toEqual([
+      ['198.18.9.0/24', 'pod-cidr', 'b'],
+      ['fd00:18:9::/64', 'pod-cidr', 'b'],
+    ]);
+    expect([...core.state('a').routes.keys()].sort()).toEqual(
+      ['198.18.2.0/24', '198.18.9.0/24', 'fd00:18:2::/64', 'fd00:18:9::/64'].sort(),
+    );
+    // The same assignment in another order or spelling changes nothing.
+    core.setNode('b', { ...nodeB, podCidrs: [...grown].reverse().concat('198.18.9.7/24') });
+    expect(core.drain()).toEqual([]);
+    // The node's removal takes every set's routes away.
+    core.removeNode('b');
+    const gone = core.drain().find((u) => u.node === 'a');
+    expect([...(gone?.routeDeletes ?? [])].sort()).toEqual(
+      ['198.18.2.0/24', '198.18.9.0/24', 'fd00:18:2::/64', 'fd00:18:9::/64'].sort(),
+    );
+  });
+
   it('of two endpoints on one address the newer wins, and the older returns when the newer goes', () => {
     const core = new RouterCore();
     core.setNode('b', nodeB);
@@ -133,7 +163,7 @@ describe('router core scenarios', () => {
 
   it('a new node with an empty world still gets an update, so its agent knows it is complete', () => {
     const core = new RouterCore();
-    core.setNode('a', { podCidrs: {}, addresses: {} });
+    core.setNode('a', { podCidrs: [], addresses: {} });
     expect(core.drain()).toMatchObject([{ node: 'a', ipcacheEntries: 0, routes: 0, gone: false }]);
   });
 });

@@ -50,12 +50,15 @@ describe('router inputs', () => {
     expect(nodeAddresses(node)).toEqual({ IPv6: 'fd00:19::1', IPv4: '198.19.9.9' });
   });
 
-  it('takes one pod CIDR per family from an IPAM assignment', () => {
+  it('takes every block of every set of an IPAM assignment, canonical, each once', () => {
     expect(
       nodePodCidrs([
         { family: 'IPv4', cidr: '198.18.1.0/24', gateway: '198.18.1.1' },
         { family: 'IPv6', cidr: 'fd00:18:1:0::/120', gateway: 'fd00:18:1::1' },
+        { family: 'IPv4', cidr: '198.18.7.0/24', gateway: '198.18.7.1' },
+        { family: 'IPv6', cidr: 'fd00:18:7::/120', gateway: 'fd00:18:7::1' },
+        { family: 'IPv4', cidr: '198.18.1.0/24', gateway: '198.18.1.1' },
       ]),
-    ).toEqual({ IPv4: '198.18.1.0/24', IPv6: 'fd00:18:1::/120' });
+    ).toEqual(['198.18.1.0/24', 'fd00:18:1::/120', '198.18.7.0/24', 'fd00:18:7::/120']);
   });
 });
