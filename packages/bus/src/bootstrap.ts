@@ -174,3 +174,17 @@ export async function ensureKv(
   }
   return results;
 }
+
+/** Removes a stream's messages on the subjects matching `filter`; 0 when there is no stream. */
+export async function purgeSubjects(
+  jsm: JetStreamManager,
+  stream: string,
+  filter: string,
+): Promise<number> {
+  try {
+    return (await jsm.streams.purge(stream, { filter })).purged;
+  } catch (err) {
+    if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) return 0;
+    throw err;
+  }
+}

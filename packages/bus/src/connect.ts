@@ -10,7 +10,7 @@ import { connect, credsAuthenticator } from '@nats-io/transport-node';
 import type { NatsConnection, NodeConnectionOptions, Status } from '@nats-io/transport-node';
 import type { Registry } from 'prom-client';
 import type { EnsureResult } from './bootstrap.ts';
-import { ensureKv, ensureStreams } from './bootstrap.ts';
+import { ensureKv, ensureStreams, purgeSubjects } from './bootstrap.ts';
 import type { BusConsumer, ConsumeOptions } from './consume.ts';
 import { consume } from './consume.ts';
 import type { BusContext, BusLogger } from './context.ts';
@@ -110,8 +110,15 @@ export interface Bus {
     subject: string,
     handler: ServeHandler<PayloadOf<Req>, InputOf<Rep>>,
     replyContract: Rep,
-    opts?: ServeOptions,
+    opts?: ServeOptions<PayloadOf<Req>>,
   ): BusSubscription;
+
+  /**
+   * Removes every message of `stream` on subjects matching `filter` (one wildcard filter), e.g. a
+   * deleted node's records; resolves with how many went. A stream that does not exist holds
+   * nothing: 0.
+   */
+  purgeSubjects(stream: string, filter: string): Promise<number>;
 
   ensureStreams(specs: readonly StreamSpec[]): Promise<EnsureResult[]>;
   ensureKv(specs: readonly KvBucketSpec[]): Promise<EnsureResult[]>;
@@ -219,6 +226,7 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     snapshot: async (accepted, o) => snapshot(ctx, js, await jsm(), accepted, o),
     request: (req, subject, payload, rep, o) => request(ctx, req, subject, payload, rep, o),
     serve: (req, subject, handler, rep, o) => serve(ctx, req, subject, handler, rep, o),
+    purgeSubjects: async (stream, filter) => purgeSubjects(await jsm(), stream, filter),
     ensureStreams: async (specs) => ensureStreams(await jsm(), specs, opts.logger),
     ensureKv: async (specs) => ensureKv(js, await jsm(), specs, opts.logger),
     kv: (bucket) => new Kvm(js).open(bucket),

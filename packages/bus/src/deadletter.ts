@@ -11,10 +11,15 @@ import { headerValue } from './headers.ts';
 import { subjectRoot } from './metrics.ts';
 
 /**
- * Why a message was dead-lettered: a decode refusal from contracts, or `handler-failed` when a
- * valid message kept failing its handler (JetStream) or was never acknowledged.
+ * Why a message was dead-lettered: a decode refusal from contracts, `handler-failed` when a
+ * valid message kept failing its handler (JetStream) or was never acknowledged, or
+ * `subject-mismatch` when a request's payload disagreed with its subject (ServeOptions.subjectCheck).
  */
-export const DeadLetterReason = { ...RejectReason, handlerFailed: 'handler-failed' } as const;
+export const DeadLetterReason = {
+  ...RejectReason,
+  handlerFailed: 'handler-failed',
+  subjectMismatch: 'subject-mismatch',
+} as const;
 export type DeadLetterReason = (typeof DeadLetterReason)[keyof typeof DeadLetterReason];
 
 /**

@@ -5,7 +5,7 @@ import type { Msg } from '@nats-io/transport-node';
 import { TimeoutError, NoRespondersError as NatsNoRespondersError } from '@nats-io/transport-node';
 import type { BusContext } from './context.ts';
 import { track } from './context.ts';
-import { deadLetter } from './deadletter.ts';
+import { DeadLetterReason, deadLetter } from './deadletter.ts';
 import {
   InvalidReplyError,
   NoRespondersError,
@@ -34,11 +34,18 @@ export interface RequestOptions extends PublishOptions {
   readonly timeoutMs?: number;
 }
 
-export interface ServeOptions {
+export interface ServeOptions<Req = unknown> {
   /** Queue group, so replicas of a service share the requests. Defaults to the service name. */
   readonly queue?: string;
   /** Requests handled at once. Default 1. */
   readonly concurrency?: number;
+  /**
+   * For requests on a wildcard subject whose tokens repeat what the payload says (a node name):
+   * returns why the decoded request disagrees with the subject it came on, or undefined. A
+   * disagreeing request is refused as one that does not decode: answered `bad-request` and
+   * dead-lettered (reason `subject-mismatch`), without running the handler.
+   */
+  readonly subjectCheck?: (request: Req, subject: string) => string | undefined;
 }
 
 export type ServeHandler<Req, RepIn> = (request: Delivery<Req>) => RepIn | Promise<RepIn>;
@@ -120,15 +127,16 @@ export function serve<Req extends MessageContract, Rep extends MessageContract>(
   subject: string,
   handler: ServeHandler<PayloadOf<Req>, InputOf<Rep>>,
   replyContract: Rep,
-  opts: ServeOptions = {},
+  opts: ServeOptions<PayloadOf<Req>> = {},
 ): BusSubscription {
   const sub = ctx.nc.subscribe(subject, { queue: opts.queue ?? ctx.service });
   const limit = limiter(opts.concurrency ?? 1, (err) =>
     ctx.logger.error({ err }, 'message handling failed'),
   );
+  const check = opts.subjectCheck;
   const loop = (async () => {
     for await (const msg of sub) {
-      await limit.run(() => answer(ctx, reqContract, subject, msg, handler, replyContract));
+      await limit.run(() => answer(ctx, reqContract, subject, msg, handler, replyContract, check));
     }
     await limit.idle();
   })();
@@ -145,6 +153,7 @@ async function answer<Req extends MessageContract, Rep extends MessageContract>(
   msg: Msg,
   handler: ServeHandler<PayloadOf<Req>, InputOf<Rep>>,
   replyContract: Rep,
+  subjectCheck: ((request: PayloadOf<Req>, subject: string) => string | undefined) | undefined,
 ): Promise<void> {
   await inSpan(
     ctx.tracer,
@@ -162,6 +171,21 @@ async function answer<Req extends MessageContract, Rep extends MessageContract>(
         return;
       }
       span.setAttribute('messaging.message.id', decoded.meta.id);
+      const mismatch = subjectCheck?.(decoded.value, msg.subject);
+      if (mismatch !== undefined) {
+        failSpan(span, new Error(`${DeadLetterReason.subjectMismatch}: ${mismatch}`));
+        ctx.metrics.handled.inc({ op: 'serve', outcome: 'dead-letter' });
+        await deadLetter(ctx, msg, DeadLetterReason.subjectMismatch, mismatch, {
+          type: decoded.meta.type,
+        });
+        respondError(
+          ctx,
+          msg,
+          ErrorCode.badRequest,
+          `${DeadLetterReason.subjectMismatch}: ${mismatch}`,
+        );
+        return;
+      }
       let body: Uint8Array;
       let replyHeaders;
       try {

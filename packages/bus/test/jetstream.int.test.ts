@@ -295,6 +295,23 @@ describe('JetStream', () => {
     });
   });
 
+  describe('purgeSubjects', () => {
+    it("removes the matching subjects' messages and nothing else; no stream is nothing to purge", async () => {
+      const spec: StreamSpec = { ...NOTES, name: 'TEST_PURGE', subjects: ['dyad.test.v1.purge.>'] };
+      await t.bus.ensureStreams([spec]);
+      for (const s of ['n1.a', 'n1.b', 'n1.b', 'n2.a', 'n10.a'])
+        await t.bus.jsPublish(Note, `dyad.test.v1.purge.${s}`, { n: 1 });
+      expect(await t.bus.purgeSubjects('TEST_PURGE', 'dyad.test.v1.purge.n1.>')).toBe(3);
+      const left = await t.bus.snapshot([Note], { stream: 'TEST_PURGE' });
+      expect([...left.keys()].sort()).toEqual([
+        'dyad.test.v1.purge.n10.a',
+        'dyad.test.v1.purge.n2.a',
+      ]);
+      expect(await t.bus.purgeSubjects('TEST_PURGE', 'dyad.test.v1.purge.n1.>')).toBe(0);
+      expect(await t.bus.purgeSubjects('TEST_NO_SUCH_STREAM', '>')).toBe(0);
+    });
+  });
+
   describe('consume', () => {
     it('delivers a durable consumer its messages in order and acks them', async () => {
       const spec: StreamSpec = { ...NOTES, name: 'TEST_ORDER', subjects: ['dyad.test.v1.order.>'] };

@@ -15,6 +15,7 @@ import {
   AddReply,
   AddRequest,
   Note,
+  collectDeadLetters,
   counterValue,
   eventually,
   pod,
@@ -192,6 +193,43 @@ describe('core publish/subscribe and request/reply', () => {
     expect(
       await counterValue(b.registry, 'dyad_bus_dead_letters_total', { reason: 'schema' }),
     ).toBeGreaterThanOrEqual(1);
+    await raw.close();
+    await srv.stop();
+  });
+
+  it('refuses a request whose payload disagrees with its subject: bad-request, dead-lettered, handler not run', async () => {
+    let handled = 0;
+    // The subject's last token repeats the payload's `a`, as a node name would.
+    const srv = b.bus.serve(
+      AddRequest,
+      'dyad.test.v1.addto.*',
+      (req) => {
+        handled++;
+        return { sum: req.value.a + req.value.b };
+      },
+      AddReply,
+      {
+        subjectCheck: (req, subject) =>
+          subject.endsWith(`.${req.a}`) ? undefined : `a is ${req.a}, the subject says otherwise`,
+      },
+    );
+    await b.bus.flush();
+    const raw = await rawConnection(nats.url);
+    const dead = collectDeadLetters(raw, 'svc-b');
+    await raw.flush();
+    await expect(
+      a.bus.request(AddRequest, 'dyad.test.v1.addto.2', { a: 2, b: 3 }, AddReply),
+    ).resolves.toEqual({ sum: 5 });
+    const err = await a.bus
+      .request(AddRequest, 'dyad.test.v1.addto.7', { a: 2, b: 3 }, AddReply)
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RemoteError);
+    expect((err as RemoteError).code).toBe(ErrorCode.badRequest);
+    expect((err as RemoteError).message).toContain('subject-mismatch: a is 2');
+    await eventually(() => dead.length === 1);
+    expect(dead[0]?.headers?.get('dyad-dlq-reason')).toBe('subject-mismatch');
+    expect(dead[0]?.headers?.get('dyad-dlq-subject')).toBe('dyad.test.v1.addto.7');
+    expect(handled).toBe(1);
     await raw.close();
     await srv.stop();
   });
