@@ -54,3 +54,29 @@ export class AllocatorError extends Error {
 export class StateError extends Error {
   override name = 'StateError';
 }
+
+/** A node's block list is not one ipam could have sent: `problems` names each fault. */
+export class NodeBlocksError extends Error {
+  override name = 'NodeBlocksError';
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[], options?: { cause?: unknown }) {
+    super(`node blocks refused: ${problems.join('; ')}`, options);
+    this.problems = problems;
+  }
+}
+
+/**
+ * New node blocks would move or drop addresses pods hold; refused, nothing changed. `conflicts`
+ * names each container whose addresses the change would take away.
+ */
+export class BlocksChangeError extends Error {
+  override name = 'BlocksChangeError';
+  readonly conflicts: readonly { readonly containerId: string; readonly slot: number }[];
+  constructor(
+    message: string,
+    conflicts: readonly { readonly containerId: string; readonly slot: number }[],
+  ) {
+    super(message);
+    this.conflicts = conflicts;
+  }
+}
