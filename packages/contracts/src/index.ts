@@ -161,3 +161,13 @@ export {
   parseK8sObjectSubject,
 } from './subjects.ts';
 export type { ParsedK8sSubject } from './subjects.ts';
+
+export {
+  ALL_DYAD_CONFIG_KEYS,
+  DYAD_CONFIG_DIR,
+  DYAD_CONFIG_MAP,
+  DyadConfig,
+  DyadConfigKey,
+  dyadConfigProblems,
+} from './config.ts';
+export type { DyadConfigValue } from './config.ts';
