@@ -33,7 +33,7 @@ function deferred<T>(): Deferred<T> {
 
 interface Hold {
   /** Resolves when the held operation is reached (before it runs). */
-  readonly reached: Promise<void>;
+  readonly reached: Promise<undefined>;
   /** Lets it run, or fail with `error` instead. */
   release(error?: Error): void;
 }
@@ -44,10 +44,11 @@ interface Hold {
  */
 class ScriptedFs {
   readonly ops: OpName[] = [];
-  readonly #rules: { op: OpName; reached: Deferred<void>; go: Deferred<Error | undefined> }[] = [];
+  readonly #rules: { op: OpName; reached: Deferred<undefined>; go: Deferred<Error | undefined> }[] =
+    [];
 
   hold(op: OpName): Hold {
-    const rule = { op, reached: deferred<void>(), go: deferred<Error | undefined>() };
+    const rule = { op, reached: deferred<undefined>(), go: deferred<Error | undefined>() };
     this.#rules.push(rule);
     return { reached: rule.reached.promise, release: (e) => rule.go.resolve(e) };
   }
@@ -66,7 +67,7 @@ class ScriptedFs {
     if (i < 0) return;
     const [rule] = this.#rules.splice(i, 1);
     if (rule === undefined) return;
-    rule.reached.resolve();
+    rule.reached.resolve(undefined);
     const error = await rule.go.promise;
     if (error !== undefined) throw error;
   }
