@@ -15,7 +15,7 @@ CACHE="${DYAD_TOOLS_CACHE:-$HOME/.cache/dyad/tools}"
 # shellcheck source=versions.env
 source "$TOOLS_DIR/versions.env"
 
-ALL=(nats-server cnitool etcd kubectl kube-apiserver kube-controller-manager kube-scheduler)
+ALL=(nats-server cnitool helm etcd kubectl kube-apiserver kube-controller-manager kube-scheduler)
 
 # Bump when the build recipe (flags, layout) changes so cached binaries get rebuilt.
 RECIPE=1
@@ -31,6 +31,7 @@ version_of() {
     kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "$KUBERNETES_VERSION" ;;
     nats-server) echo "$NATS_SERVER_VERSION" ;;
     cnitool) echo "$CNI_VERSION" ;;
+    helm) echo "$HELM_VERSION" ;;
     *) die "unknown binary '$1' (known: ${ALL[*]})" ;;
   esac
 }
@@ -146,12 +147,39 @@ build_go_install() {
   run_logged "$name" "$log" bash -c "cd '$outdir' && $(declare -f go_env); GOBIN='$outdir' go_env go install -trimpath -ldflags '-s -w' '$pkg@$version'"
 }
 
+# helm has no replace directives, so `go install pkg@version` works as for nats-server; what it
+# needs beyond that are the ldflags its Makefile sets: the version (else `helm version` says
+# "v3.21"), and the Kubernetes version that `helm template` and `helm lint` assume when no cluster
+# is asked (`.Capabilities.KubeVersion`, default v1.20 otherwise): that of the client-go it is
+# built with, read from helm's own go.mod (v0.36.x -> 1.36), as its Makefile does.
+build_helm() {
+  local name=$1 version=$2 outdir=$3 log=$4
+  local gomod minor
+  gomod=$( (cd "$outdir" && go_env go mod download -json "helm.sh/helm/v3@$version") 2>>"$log" |
+    sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+  [[ -n "$gomod" && -f "$gomod" ]] || {
+    echo "tools/build.sh: FAILED building $name: cannot download helm.sh/helm/v3@$version; last lines of $log:" >&2
+    tail -n 40 "$log" >&2
+    exit 1
+  }
+  minor=$(awk '$1 == "k8s.io/client-go" { split($2, v, "."); print v[2]; exit }' "$gomod")
+  [[ -n "$minor" ]] || die "cannot read the client-go version from $gomod"
+  local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$version"
+  ld+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  local pkg
+  for pkg in chartutil lint/rules; do
+    ld+=" -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMinor=$minor"
+  done
+  run_logged "$name" "$log" bash -c "cd '$outdir' && $(declare -f go_env); GOBIN='$outdir' go_env go install -trimpath -ldflags '$ld' 'helm.sh/helm/v3/cmd/helm@$version'"
+}
+
 # Best-effort version line of a freshly built binary, for the summary.
 reported_version() {
   local bin=$1
   case "$(basename "$bin")" in
     kubectl) "$bin" version --client 2>/dev/null | head -n 1 ;;
     cnitool) echo "(no --version flag)" ;;
+    helm) "$bin" version --template '{{.Version}} {{.GoVersion}}' 2>/dev/null ;;
     *) "$bin" --version 2>/dev/null | head -n 1 ;;
   esac
 }
@@ -186,6 +214,9 @@ build_one() {
       ;;
     cnitool)
       build_go_install "$name" github.com/containernetworking/cni/cnitool "$version" "$dir" "$log"
+      ;;
+    helm)
+      build_helm "$name" "$version" "$dir" "$log"
       ;;
   esac
   [[ -x "$dir/$name" ]] || die "building $name produced no binary at $dir/$name (see $log)"
