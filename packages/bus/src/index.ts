@@ -3,6 +3,7 @@ export { coalesceWrites } from './coalesce.ts';
 export type { CoalescedWrites } from './coalesce.ts';
 export { KvWriteError, KvWriter } from './kv-writer.ts';
 export { kvValues } from './kv-read.ts';
+export { LatestPublisher } from './latest.ts';
 export type { KvValue } from './kv-read.ts';
 export type { KvPurgeOptions, KvWriteOptions } from './kv-writer.ts';
 export { NatsEnv, natsSettings } from './env.ts';

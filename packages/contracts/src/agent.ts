@@ -59,6 +59,10 @@ export const EndpointState = z.object({
   /** Host-side MAC: the pod's gateway neighbour. */
   hostMac: z.string(),
   identity: Identity,
+  /** The pod's network namespace path (CNI_NETNS): lets the agent rebuild after losing its state. */
+  netns: z.string().min(1).optional(),
+  /** The pod interface's MTU. */
+  mtu: z.number().int().min(68).max(65535).optional(),
   policy: z.object({
     ingress: z.enum(['enforcing', 'disabled']),
     egress: z.enum(['enforcing', 'disabled']),

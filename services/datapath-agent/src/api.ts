@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
 import { directionName, monotonicNs } from '@dyad/libbpf-ts';
 import type { DatapathMapSet } from '@dyad/libbpf-ts';
-import type { Agent, RestoreReport } from './agent.ts';
+import type { EndpointManager, RestoreReport } from './endpoint-manager.ts';
 import type { NodeDatapath } from './datapath/node.ts';
 import { endpointState } from './reporter.ts';
 
@@ -36,7 +36,7 @@ export interface AgentStatus {
 
 export interface ApiSources {
   readonly node: string;
-  readonly agent: Agent;
+  readonly agent: EndpointManager;
   readonly datapath: NodeDatapath;
   readonly startedAt: number;
   readonly natsConnected: () => boolean;

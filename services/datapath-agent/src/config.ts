@@ -22,7 +22,7 @@ const Env = z.object({
   DYAD_API_SOCKET: z.string().min(1).default('/run/dyad/agent.sock'),
   /** bpffs directory of this node's pinned maps; defaults to /sys/fs/bpf/dyad/<node>. */
   DYAD_PIN_DIR: z.string().min(1).optional(),
-  /** Directory of the state file (endpoints and the last desired state). */
+  /** Directory of the state file (endpoints and the node's pod address allocations). */
   DYAD_STATE_DIR: z.string().min(1).default('/var/lib/dyad/agent'),
   /** The datapath object; defaults to bpf/build/datapath.o of this repository. */
   DYAD_BPF_OBJECT: z.string().min(1).optional(),
@@ -41,11 +41,12 @@ const Env = z.object({
   DYAD_COALESCE_MS: z.coerce.number().int().min(0).max(1000).default(10),
   /** ...but at most this long after the first of them. */
   DYAD_COALESCE_MAX_MS: z.coerce.number().int().min(0).max(10_000).default(200),
+  /** Ask ipam for another block set when fewer pod addresses than this are free on the node. */
+  DYAD_IPAM_PRE_ALLOCATE: z.coerce.number().int().min(1).default(16),
+  /** How long an ADD on a full node waits for ipam to grant another block set. */
+  DYAD_IPAM_GROW_WAIT_MS: z.coerce.number().int().min(0).default(5000),
+  /** How long a grow request waits for ipam's answer. */
   DYAD_IPAM_TIMEOUT_MS: z.coerce.number().int().min(100).default(5000),
-  /** How often to look for addresses IPAM holds for containers this node has no endpoint for; 0: never. */
-  DYAD_IPAM_SWEEP_INTERVAL_S: z.coerce.number().int().min(0).default(60),
-  /** How long such a container must stay unknown before its addresses are released. */
-  DYAD_IPAM_SWEEP_GRACE_S: z.coerce.number().int().min(1).default(300),
   DYAD_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(9876),
   DYAD_HEALTH_HOST: z.string().default('127.0.0.1'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
@@ -66,8 +67,11 @@ export interface AgentConfig {
   readonly enableForwarding: boolean;
   readonly coalesceMs: number;
   readonly coalesceMaxMs: number;
-  readonly ipamTimeoutMs: number;
-  readonly ipamSweep: { readonly intervalMs: number; readonly graceMs: number };
+  readonly ipam: {
+    readonly preAllocate: number;
+    readonly growWaitMs: number;
+    readonly timeoutMs: number;
+  };
   readonly health: { readonly host: string; readonly port: number };
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 }
@@ -96,10 +100,10 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
     enableForwarding: e.DYAD_ENABLE_FORWARDING,
     coalesceMs: e.DYAD_COALESCE_MS,
     coalesceMaxMs: e.DYAD_COALESCE_MAX_MS,
-    ipamTimeoutMs: e.DYAD_IPAM_TIMEOUT_MS,
-    ipamSweep: {
-      intervalMs: e.DYAD_IPAM_SWEEP_INTERVAL_S * 1000,
-      graceMs: e.DYAD_IPAM_SWEEP_GRACE_S * 1000,
+    ipam: {
+      preAllocate: e.DYAD_IPAM_PRE_ALLOCATE,
+      growWaitMs: e.DYAD_IPAM_GROW_WAIT_MS,
+      timeoutMs: e.DYAD_IPAM_TIMEOUT_MS,
     },
     health: { host: e.DYAD_HEALTH_HOST, port: e.DYAD_HEALTH_PORT },
     logLevel: e.LOG_LEVEL,

@@ -1,18 +1,15 @@
-export { Agent } from './agent.ts';
-export { NatsAllocator, allocatorCniError, isTransient } from './allocator.ts';
 export { agentStatus, startApiServer } from './api.ts';
 export { loadConfig } from './config.ts';
 export { NodeDatapath } from './datapath/node.ts';
 export { MirroredMap } from './datapath/mirror.ts';
-export { DesiredState, routerEntryInfo } from './desired.ts';
-export {
-  AllocatorError,
-  CniError,
-  ConfigError,
-  NetlinkError,
-  NetnsError,
-  StateError,
-} from './errors.ts';
+export { desiredMaps, endpointView } from './datapath/desired-maps.ts';
+export { DatapathReconciler } from './datapath/reconciler.ts';
+export { GroupCommitFile } from './durable.ts';
+export { EndpointManager } from './endpoint-manager.ts';
+export { DesiredStateFollower, routerEntryInfo } from './follower.ts';
+export { NodeAllocator } from './ipam/allocator.ts';
+export { NodeIpam } from './ipam/node-ipam.ts';
+export { CniError, ConfigError, NetlinkError, NetnsError, StateError } from './errors.ts';
 export { handleCni } from './cni/handler.ts';
 export { parseRequest, parseCniArgs, Envelope, NetConf, PrevResult } from './cni/request.ts';
 export { buildResult, errorResult, versionResult } from './cni/result.ts';
@@ -23,21 +20,30 @@ export { createAgentMetrics } from './metrics.ts';
 export { openLibc } from './netlink/libc.ts';
 export { Netns } from './netlink/netns.ts';
 export { NetlinkSocket } from './netlink/socket.ts';
+export { NodeRoutes, routeChanges } from './node-routes.ts';
+export { PodPlumber } from './plumber.ts';
 export { NatsEndpointReporter, endpointState } from './reporter.ts';
-export { StateStore } from './state.ts';
+export { loadState, renderState } from './state.ts';
 
-export type {
-  AgentLogger,
-  AgentOptions,
-  EndpointReporter,
-  PodPolicy,
-  RestoreReport,
-} from './agent.ts';
-export type { AddressAllocator, Allocated, AllocationRequest } from './allocator.ts';
 export type { AgentStatus, ApiServer, ApiSources } from './api.ts';
 export type { AgentConfig } from './config.ts';
 export type { AttachState } from './datapath/node.ts';
 export type { MapWriteStats } from './datapath/mirror.ts';
+export type {
+  DesiredInputs,
+  DesiredMaps,
+  EndpointView,
+  PodPolicy,
+  PolicyState,
+  RouterState,
+} from './datapath/desired-maps.ts';
+export type {
+  AgentLogger,
+  Allocated,
+  EndpointReporter,
+  PodAddressing,
+  RestoreReport,
+} from './endpoint-manager.ts';
 export type { CniBackend, CniReply } from './cni/handler.ts';
 export type {
   AddRequest,

@@ -1,35 +1,42 @@
 // datapath-agent: one per node, run in the node's network namespace. Settings from the
 // environment (config.ts). Serves dyad-cni on DYAD_CNI_SOCKET, the read-only API on
-// DYAD_API_SOCKET, /metrics /healthz /readyz on DYAD_HEALTH_PORT.
+// DYAD_API_SOCKET, /metrics /healthz /readyz on DYAD_HEALTH_PORT. Wiring only: each part has
+// its own module.
 import { writeFileSync } from 'node:fs';
-import { connectBus, installSignalHandlers } from '@dyad/bus';
+import { LatestPublisher, connectBus, installSignalHandlers } from '@dyad/bus';
 import type { Bus } from '@dyad/bus';
 import {
   AgentStream,
-  IPAM_KV_BUCKET,
+  IpamAllocationsStream,
   IpamNodesStream,
   NodeDesiredStream,
   RouterStream,
 } from '@dyad/contracts';
 import { Libbpf } from '@dyad/libbpf-ts';
 import { createLogger, createMetrics, startHealthServer, startTracing } from '@dyad/telemetry';
-import { Agent } from './agent.ts';
-import type { RestoreReport } from './agent.ts';
-import { NatsAllocator } from './allocator.ts';
 import { startApiServer } from './api.ts';
 import { handleCni } from './cni/handler.ts';
 import { startCniServer } from './cni/server.ts';
 import { loadConfig } from './config.ts';
 import { NodeDatapath } from './datapath/node.ts';
+import { DatapathReconciler } from './datapath/reconciler.ts';
+import type { PolicyState, RouterState } from './datapath/desired-maps.ts';
 import { debounce } from './datapath/schedule.ts';
-import { DesiredState } from './desired.ts';
-import { IpamSweeper } from './ipam-sweep.ts';
+import { GroupCommitFile } from './durable.ts';
+import { EndpointManager } from './endpoint-manager.ts';
+import { DesiredStateFollower } from './follower.ts';
+import { nodeBlockList } from './ipam/blocks.ts';
+import { NodeIpam } from './ipam/node-ipam.ts';
 import { createAgentMetrics } from './metrics.ts';
 import { openLibc } from './netlink/libc.ts';
 import { Netns } from './netlink/netns.ts';
 import { linkByName } from './netlink/rtnl.ts';
+import { NodeRoutes } from './node-routes.ts';
+import { PodPlumber } from './plumber.ts';
 import { NatsEndpointReporter } from './reporter.ts';
-import { StateStore } from './state.ts';
+import { legacySlots, prepareRestore, readRebuildSource } from './restore.ts';
+import type { RestoreReport } from './endpoint-manager.ts';
+import { renderState } from './state.ts';
 
 const SERVICE = 'datapath-agent';
 
@@ -55,7 +62,6 @@ async function main(): Promise<void> {
   const datapath = new NodeDatapath(lib, {
     pinDir: cfg.pinDir,
     ...(cfg.bpfObject ? { objectPath: cfg.bpfObject } : {}),
-    // desired-state writes; CNI operations flush their own writes at once
     schedule: debounce(cfg.coalesceMs, cfg.coalesceMaxMs),
   });
   const host = netns.socketHere();
@@ -71,23 +77,86 @@ async function main(): Promise<void> {
 
   // set once NATS is up; everything that needs it asks through this holder
   const conn: { bus?: Bus } = {};
-  const reporter = new NatsEndpointReporter(() => conn.bus, cfg.nodeName, logger);
-  const agent = new Agent({
+  const records = new LatestPublisher(() => conn.bus, logger);
+  const reporter = new NatsEndpointReporter(() => conn.bus, cfg.nodeName, records);
+  datapath.load();
+  const start = prepareRestore({
+    stateFile: cfg.stateFile,
     node: cfg.nodeName,
-    nodeId: cfg.nodeId,
+    datapath,
+    logger,
+  });
+  const allocator = start.allocator;
+  // one file, written whole: the endpoints and the allocations they hold commit together
+  const holder: { manager?: EndpointManager } = {};
+  const stateFile = new GroupCommitFile(cfg.stateFile, () =>
+    renderState({
+      v: 2,
+      node: cfg.nodeName,
+      objectHash: datapath.objectHash,
+      ipam: allocator.toJSON(),
+      endpoints: holder.manager?.endpoints() ?? [],
+    }),
+  );
+  const commit = () => stateFile.commit();
+  const ipam = new NodeIpam({
+    node: cfg.nodeName,
+    allocator,
+    records,
+    bus: () => conn.bus,
+    preAllocate: cfg.ipam.preAllocate,
+    growWaitMs: cfg.ipam.growWaitMs,
+    growTimeoutMs: cfg.ipam.timeoutMs,
+    onBlocks: () => {
+      commit().catch((err: unknown) => logger.error({ err }, 'state file not written'));
+    },
+    logger,
+  });
+  const routes = new NodeRoutes(netns);
+  const inputs: { router: () => RouterState; policy: () => PolicyState } = {
+    router: () => follower.router(),
+    policy: () => follower.policy(),
+  };
+  const reconciler: DatapathReconciler = new DatapathReconciler({
+    datapath,
+    inputs: () => ({
+      endpoints: holder.manager?.ready() ?? [],
+      router: inputs.router(),
+      policy: inputs.policy(),
+      nodeId: cfg.nodeId,
+      initIdentity: cfg.initIdentity,
+    }),
+    onView: (ep, view) => holder.manager?.applyView(ep, view),
+    schedule: debounce(cfg.coalesceMs, cfg.coalesceMaxMs),
+    onError: (err) => logger.error({ err }, 'datapath maps not written'),
+  });
+  const follower: DesiredStateFollower = new DesiredStateFollower({
+    node: cfg.nodeName,
+    reconciler,
+    routes,
+    onBlocks: (blocks) => ipam.setBlocks(blocks),
+    logger,
+  });
+  const agent = new EndpointManager({
+    node: cfg.nodeName,
     vethPrefix: cfg.vethPrefix,
     initIdentity: cfg.initIdentity,
-    netns,
     datapath,
-    allocator: new NatsAllocator(() => conn.bus, cfg.ipamTimeoutMs),
-    state: new StateStore(cfg.stateFile, cfg.nodeName),
+    plumber: new PodPlumber(netns, datapath),
+    reconciler,
+    addressing: ipam,
+    commit,
     reporter,
     logger,
-    allocatorReady: () => conn.bus?.isConnected() ?? false,
   });
+  holder.manager = agent;
   const metrics = createAgentMetrics(registry, agent, datapath);
-  const restore: RestoreReport = await agent.restore();
-  const desired = new DesiredState(agent, cfg.nodeName, logger);
+  const objectChanged = start.objectHash !== undefined && start.objectHash !== datapath.objectHash;
+  let restore: RestoreReport | undefined;
+  // after losing its state file the agent serves nothing until NATS has told it what it had
+  if (start.mode !== 'rebuild') restore = await agent.restore(start.endpoints, objectChanged);
+  ipam.adoptOnBlocks(start.adopt);
+  logger.info({ mode: start.mode, endpoints: start.endpoints.length }, 'state loaded');
 
   const cni = await startCniServer(
     cfg.cniSocket,
@@ -111,7 +180,7 @@ async function main(): Promise<void> {
     startedAt,
     natsConnected: () => conn.bus?.isConnected() ?? false,
     natsServers: cfg.nats.servers,
-    blocks: () => desired.blocks(),
+    blocks: () => nodeBlockList(allocator.blocks()),
     restore: () => restore,
     cniSocket: cfg.cniSocket,
   });
@@ -126,7 +195,7 @@ async function main(): Promise<void> {
     'datapath-agent serving',
   );
 
-  // NATS last: pods on this node keep working, and DEL/CHECK keep being served, while it is away
+  // NATS last: pods on this node are added, deleted and keep working while it is away
   const bus = await connectBus({
     ...cfg.nats,
     name: SERVICE,
@@ -135,18 +204,6 @@ async function main(): Promise<void> {
     waitOnFirstConnect: true,
   });
   conn.bus = bus;
-  const sweeper = new IpamSweeper({
-    node: cfg.nodeName,
-    kv: () => bus.kv(IPAM_KV_BUCKET),
-    known: (c) => agent.hasContainer(c),
-    release: (c) => agent.releaseUnknown(c.containerId),
-    ready: () => agent.restored && bus.isConnected(),
-    intervalMs: cfg.ipamSweep.intervalMs,
-    graceMs: cfg.ipamSweep.graceMs,
-    logger,
-    onReleased: () => metrics.sweptContainers.inc(),
-  });
-  sweeper.start();
   let stopping = false;
   // a JetStream call that fails (server busy, stream being created) must not end the agent:
   // it retries until the desired state is followed
@@ -154,15 +211,32 @@ async function main(): Promise<void> {
     for (let attempt = 1; !stopping; attempt++) {
       try {
         // the same declarations their writers use: creating one first is harmless
-        await bus.ensureStreams([AgentStream, NodeDesiredStream, RouterStream, IpamNodesStream]);
-        const rec = await reporter.reconcile(agent.endpoints().filter((e) => e.phase === 'ready'));
-        await desired.start(bus);
-        // releases owed since before the restart (IPAM was out of reach until now)
-        void agent.retryReleases();
-        logger.info({ reports: rec, attempt }, 'connected to NATS; desired state followed');
+        await bus.ensureStreams([
+          AgentStream,
+          NodeDesiredStream,
+          RouterStream,
+          IpamNodesStream,
+          IpamAllocationsStream,
+        ]);
+        if (start.mode === 'legacy' && attempt === 1)
+          ipam.adoptOnBlocks(await legacySlots(bus, cfg.nodeName));
+        if (restore === undefined) {
+          const src = await readRebuildSource(bus, cfg.nodeName, datapath);
+          ipam.adoptOnBlocks(src.holders);
+          ipam.setBlocks(src.blocks);
+          restore = await agent.restore(src.endpoints, objectChanged);
+          logger.warn(
+            { restore, holders: src.holders.length },
+            'rebuilt after the state file was lost',
+          );
+        }
+        await follower.start(bus);
+        const reports = await reporter.reconcile(agent.ready());
+        const allocations = await ipam.reconcile(bus);
+        logger.info({ reports, allocations, attempt }, 'connected to NATS; desired state followed');
         return;
       } catch (err) {
-        await desired.stop().catch(() => undefined);
+        await follower.stop().catch(() => undefined);
         const wait = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
         logger.error({ err, attempt, retryInMs: wait }, 'desired state not followed yet; retrying');
         await new Promise((r) => setTimeout(r, wait));
@@ -170,18 +244,18 @@ async function main(): Promise<void> {
     }
   };
   void follow();
+  records.kick();
 
   installSignalHandlers(bus, {
     logger,
     beforeDrain: async () => {
       stopping = true;
-      await sweeper.stop();
       await cni.close();
       await api.close();
       await health.close();
-      await desired.stop();
-      await reporter.idle();
-      reporter.close();
+      await follower.stop();
+      await records.idle();
+      records.close();
     },
     afterDrain: async () => {
       // maps stay pinned and programs attached: pods keep their traffic while the agent is away

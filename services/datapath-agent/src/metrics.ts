@@ -1,19 +1,17 @@
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
-import type { Agent } from './agent.ts';
+import type { EndpointManager } from './endpoint-manager.ts';
 import type { CniReply } from './cni/handler.ts';
 import type { NodeDatapath } from './datapath/node.ts';
 
 export interface AgentMetrics {
   observeCni(reply: CniReply, seconds: number): void;
-  /** Containers whose addresses the IPAM sweep released (ipam-sweep.ts). */
-  readonly sweptContainers: Counter;
 }
 
 /** Prometheus metrics of the agent; map write counters are read from the mirrors on scrape. */
 export function createAgentMetrics(
   registry: Registry,
-  agent: Agent,
+  agent: EndpointManager,
   datapath: NodeDatapath,
 ): AgentMetrics {
   const registers = [registry];
@@ -32,7 +30,7 @@ export function createAgentMetrics(
   });
   new Gauge({
     name: 'dyad_agent_endpoints',
-    help: 'Endpoints by phase (ready, adding, releasing)',
+    help: 'Endpoints by phase (ready, adding)',
     labelNames: ['phase'],
     registers,
     collect() {
@@ -74,13 +72,7 @@ export function createAgentMetrics(
     'Writes dropped because the map already held the value',
     (s) => s.unchanged,
   );
-  const sweptContainers = new Counter({
-    name: 'dyad_agent_ipam_swept_total',
-    help: 'Containers without an endpoint on this node whose IPAM addresses the agent released',
-    registers,
-  });
   return {
-    sweptContainers,
     observeCni(reply, seconds) {
       const command = reply.request?.command ?? 'unknown';
       calls.inc({ command, code: String(reply.errorCode ?? 0) });

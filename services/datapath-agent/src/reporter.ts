@@ -1,4 +1,4 @@
-import type { Bus } from '@dyad/bus';
+import type { Bus, LatestPublisher } from '@dyad/bus';
 import {
   AGENT_STREAM,
   EndpointReport,
@@ -7,7 +7,7 @@ import {
 } from '@dyad/contracts';
 import type { EndpointStateValue, PayloadOf } from '@dyad/contracts';
 import { EndpointFlags } from '@dyad/libbpf-ts';
-import type { AgentLogger, EndpointReporter } from './agent.ts';
+import type { EndpointReporter } from './endpoint-manager.ts';
 import type { Endpoint } from './endpoint.ts';
 
 type Report = PayloadOf<typeof EndpointReport>;
@@ -32,6 +32,8 @@ export function endpointState(ep: Endpoint, node: string): EndpointStateValue {
     hostIfindex: ep.hostIfindex,
     hostMac: ep.hostMac,
     identity: ep.identity,
+    netns: ep.netns,
+    mtu: ep.mtu,
     policy: {
       ingress: ep.flags & EndpointFlags.ENFORCE_INGRESS ? 'enforcing' : 'disabled',
       egress: ep.flags & EndpointFlags.ENFORCE_EGRESS ? 'enforcing' : 'disabled',
@@ -43,98 +45,45 @@ export function endpointState(ep: Endpoint, node: string): EndpointStateValue {
 const TOMBSTONE_TTL = '24h';
 
 /**
- * Publishes endpoint reports to the DYAD_AGENT stream (last value per endpoint). Publishes are
- * coalesced per subject and retried with backoff while NATS is away, so the newest state of each
- * endpoint gets there once it is back; CNI calls never wait for it.
+ * Endpoint reports on the DYAD_AGENT stream (last value per endpoint), through a publisher that
+ * keeps each endpoint's newest report and retries while NATS is away: CNI calls never wait.
  */
 export class NatsEndpointReporter implements EndpointReporter {
   readonly #bus: () => Bus | undefined;
   readonly #node: string;
-  readonly #logger: AgentLogger;
-  readonly #queue = new Map<string, Report>();
-  #running: Promise<void> | undefined;
-  #closed = false;
-  #wake: (() => void) | undefined;
+  readonly #out: LatestPublisher;
 
-  constructor(bus: () => Bus | undefined, node: string, logger: AgentLogger) {
+  constructor(bus: () => Bus | undefined, node: string, out: LatestPublisher) {
     this.#bus = bus;
     this.#node = node;
-    this.#logger = logger;
+    this.#out = out;
   }
 
   upsert(ep: Endpoint): void {
-    this.#enqueue(ep, { op: 'upsert', endpoint: endpointState(ep, this.#node) });
+    this.#send(ep.containerId, ep.ifName, {
+      op: 'upsert',
+      endpoint: endpointState(ep, this.#node),
+    });
   }
 
   remove(ep: Endpoint): void {
-    this.#enqueue(ep, { op: 'delete', endpoint: endpointState(ep, this.#node) });
-  }
-
-  #enqueue(ep: Endpoint, report: Report): void {
-    const subject = agentEndpointSubject(this.#node, ep.containerId, ep.ifName);
-    this.#queue.delete(subject); // re-insert: newest last
-    this.#queue.set(subject, report);
-    this.#kick();
-  }
-
-  /** Wakes the sender (after a reconnect, or for new work). */
-  #kick(): void {
-    if (this.#wake) {
-      const w = this.#wake;
-      this.#wake = undefined;
-      w();
-    }
-    this.#running ??= this.#drain().finally(() => {
-      this.#running = undefined;
-      if (this.#queue.size > 0 && !this.#closed) this.#kick();
+    this.#send(ep.containerId, ep.ifName, {
+      op: 'delete',
+      endpoint: endpointState(ep, this.#node),
     });
   }
 
-  async #drain(): Promise<void> {
-    let backoff = 250;
-    while (this.#queue.size > 0 && !this.#closed) {
-      const bus = this.#bus();
-      const next = this.#queue.entries().next();
-      if (next.done) return;
-      const [subject, report] = next.value;
-      if (bus === undefined || !bus.isConnected()) {
-        await this.#sleep(backoff);
-        backoff = Math.min(backoff * 2, 10_000);
-        continue;
-      }
-      try {
-        await bus.jsPublish(EndpointReport, subject, report, {
-          ...(report.op === 'delete' ? { ttl: TOMBSTONE_TTL } : {}),
-        });
-        // only drop it if nothing newer was queued meanwhile
-        if (this.#queue.get(subject) === report) this.#queue.delete(subject);
-        backoff = 250;
-      } catch (err) {
-        this.#logger.warn({ err, subject }, 'endpoint report not published; retrying');
-        await this.#sleep(backoff);
-        backoff = Math.min(backoff * 2, 10_000);
-      }
-    }
-  }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(resolve, ms);
-      this.#wake = () => {
-        clearTimeout(t);
-        resolve();
-      };
+  #send(containerId: string, ifName: string, report: Report): void {
+    const subject = agentEndpointSubject(this.#node, containerId, ifName);
+    this.#out.publish(EndpointReport, subject, report, {
+      ...(report.op === 'delete' ? { ttl: TOMBSTONE_TTL } : {}),
     });
-  }
-
-  /** Resolves once everything queued is published. */
-  async idle(): Promise<void> {
-    while (this.#running) await this.#running;
   }
 
   /**
-   * Makes the stream match the local endpoints after a start: reports that are missing or
-   * differ are published, reports of endpoints this node no longer has get a tombstone.
+   * Makes the stream match the local endpoints (after a start, after NATS lost its data):
+   * reports that are missing or differ are published, reports of endpoints this node no longer
+   * has get a tombstone.
    */
   async reconcile(local: readonly Endpoint[]): Promise<{ published: number; tombstoned: number }> {
     const bus = this.#bus();
@@ -157,15 +106,16 @@ export class NatsEndpointReporter implements EndpointReporter {
     }
     for (const [subject, d] of stored) {
       if (seen.has(subject) || d.value.op === 'delete') continue;
-      this.#queue.set(subject, { op: 'delete', endpoint: d.value.endpoint });
+      this.#out.publish(
+        EndpointReport,
+        subject,
+        { op: 'delete', endpoint: d.value.endpoint },
+        {
+          ttl: TOMBSTONE_TTL,
+        },
+      );
       tombstoned++;
     }
-    this.#kick();
     return { published, tombstoned };
-  }
-
-  close(): void {
-    this.#closed = true;
-    this.#wake?.();
   }
 }

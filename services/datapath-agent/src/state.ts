@@ -1,21 +1,19 @@
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync, renameSync } from 'node:fs';
 import { z } from 'zod';
 import type { Endpoint } from './endpoint.ts';
 import { StateError } from './errors.ts';
 
 /**
- * Where an endpoint is in its life. `adding`: written before anything is created, so an agent
- * that dies mid-ADD finds and undoes the half-made endpoint; `ready`: complete; `releasing`:
- * kernel state gone, the IPAM release still owed (IPAM was away during DEL).
+ * Where an endpoint is in its life. `adding`: written (with its addresses) before anything is
+ * created in the kernel, so an agent that dies mid-ADD finds and undoes the half-made endpoint;
+ * `ready`: complete, and its CNI result may have been returned.
  */
-export const Phase = z.enum(['adding', 'ready', 'releasing']);
+export const Phase = z.enum(['adding', 'ready']);
 export type Phase = z.output<typeof Phase>;
 
 const Address = z.object({ address: z.string(), cidr: z.string(), gateway: z.string() });
 
-export const StoredEndpoint = z.object({
-  phase: Phase,
+const EndpointFields = {
   containerId: z.string(),
   ifName: z.string(),
   network: z.string(),
@@ -32,74 +30,78 @@ export const StoredEndpoint = z.object({
   identity: z.number().int(),
   flags: z.number().int(),
   createdAt: z.string(),
-});
+};
+
+export const StoredEndpoint = z.object({ phase: Phase, ...EndpointFields });
 export type StoredEndpoint = Endpoint & { readonly phase: Phase };
 
 export const StateFile = z.object({
-  v: z.literal(1),
+  v: z.literal(2),
   node: z.string(),
   /** sha256 of the datapath object the endpoints' programs were attached from. */
   objectHash: z.string().optional(),
+  /** The node allocator's state (its blocks and who holds which slot); see ipam/. */
+  ipam: z.unknown(),
   endpoints: z.array(StoredEndpoint),
 });
 export type StateFile = z.output<typeof StateFile>;
 
 /**
- * The agent's local memory across restarts: its endpoints (the kernel has no place for pod
- * names, container ids or IPAM gateways). Written whole, atomically (temp file + rename), after
- * every change; small (a few hundred bytes per endpoint).
+ * The state file of the agent before node-local allocation (IPAM's replicas held the addresses):
+ * read once, on the first start after an upgrade, to adopt its endpoints and their addresses.
  */
-export class StateStore {
-  readonly path: string;
-  readonly #node: string;
+const LegacyStateFile = z.object({
+  v: z.literal(1),
+  node: z.string(),
+  objectHash: z.string().optional(),
+  endpoints: z.array(
+    z.object({ phase: z.enum(['adding', 'ready', 'releasing']), ...EndpointFields }),
+  ),
+});
+export type LegacyStateFile = z.output<typeof LegacyStateFile>;
 
-  constructor(path: string, node: string) {
-    this.path = path;
-    this.#node = node;
-  }
+/** What a start finds on disk. */
+export type Loaded =
+  | { readonly kind: 'state'; readonly state: StateFile }
+  | { readonly kind: 'legacy'; readonly state: LegacyStateFile }
+  /** No file, or one that was unreadable (moved aside): the kernel and NATS must tell. */
+  | { readonly kind: 'none'; readonly lost: boolean };
 
-  /** The saved state; empty when there is none. A file that does not parse is moved aside. */
-  load(onCorrupt: (reason: string, movedTo: string) => void): StateFile {
-    let text: string;
-    try {
-      text = readFileSync(this.path, 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT')
-        return { v: 1, node: this.#node, endpoints: [] };
-      throw new StateError(`cannot read ${this.path}`, { cause: e });
-    }
-    let reason: string;
-    try {
-      const r = StateFile.safeParse(JSON.parse(text));
-      if (r.success) {
-        if (r.data.node === this.#node) return r.data;
-        reason = `state is for node ${r.data.node}, this agent is ${this.#node}`;
-      } else {
-        reason = r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
-      }
-    } catch (e) {
-      reason = `not JSON: ${e instanceof Error ? e.message : String(e)}`;
-    }
-    const aside = `${this.path}.unreadable-${Date.now()}`;
-    renameSync(this.path, aside);
-    onCorrupt(reason, aside);
-    return { v: 1, node: this.#node, endpoints: [] };
+/**
+ * Reads the agent's state file: its endpoints and its node allocator (the kernel has no place
+ * for pod names, container ids or gateways). Writing is the group commit's (durable.ts).
+ */
+export function loadState(
+  path: string,
+  node: string,
+  onCorrupt: (reason: string, movedTo: string) => void,
+): Loaded {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'none', lost: false };
+    throw new StateError(`cannot read ${path}`, { cause: e });
   }
+  let reason: string;
+  try {
+    const json: unknown = JSON.parse(text);
+    const r = StateFile.safeParse(json);
+    const legacy = r.success ? undefined : LegacyStateFile.safeParse(json);
+    const got = r.success ? r.data : legacy?.success ? legacy.data : undefined;
+    if (got && got.node !== node) reason = `state is for node ${got.node}, this agent is ${node}`;
+    else if (r.success) return { kind: 'state', state: r.data };
+    else if (legacy?.success) return { kind: 'legacy', state: legacy.data };
+    else reason = r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+  } catch (e) {
+    reason = `not JSON: ${e instanceof Error ? e.message : String(e)}`;
+  }
+  const aside = `${path}.unreadable-${Date.now()}`;
+  renameSync(path, aside);
+  onCorrupt(reason, aside);
+  return { kind: 'none', lost: true };
+}
 
-  /**
-   * Write-then-rename, so a reader sees the old file or the new one. No fsync, on purpose: the
-   * file serves agent restarts, which keep the page cache; only a power loss could tear it, and
-   * after that the node's endpoints are gone anyway and `load` moves an unreadable file aside.
-   * An fsync per CNI call would cost a few milliseconds of every ADD and DEL.
-   */
-  save(state: StateFile): void {
-    mkdirSync(dirname(this.path), { recursive: true });
-    const tmp = `${this.path}.tmp`;
-    try {
-      writeFileSync(tmp, `${JSON.stringify(state)}\n`);
-      renameSync(tmp, this.path);
-    } catch (e) {
-      throw new StateError(`cannot write ${this.path}`, { cause: e });
-    }
-  }
+export function renderState(state: StateFile): string {
+  return `${JSON.stringify(state)}\n`;
 }

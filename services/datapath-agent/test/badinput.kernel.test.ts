@@ -1,7 +1,7 @@
 // Single-family networks, and every bad input of the issue: the documented CNI code comes back
 // and a leak check proves nothing was left (no veth, no map entry, no address held in IPAM).
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { ensureBpfBuilt, ensureCniBuilt } from './helpers/build.ts';
 import { kernelRequired, kernelSkipReason } from './helpers/kernel.ts';
 import { AgentLab, apiGet, run } from './helpers/lab.ts';
@@ -145,7 +145,7 @@ describe.skipIf(skip !== undefined)('single-family networks and bad input', () =
     expect(run('ip', ['-n', netns.replace('/run/netns/', ''), '-br', 'link'])).not.toContain(
       'eth0',
     );
-    expect(await lab.ipamHeld('n1', env.CNI_CONTAINERID)).toBe(false);
+    expect(lab.ipamHeld('n1', env.CNI_CONTAINERID)).toBe(false);
   });
 
   test('a container id reused for another pod is code 4; the first pod keeps its endpoint and addresses', async () => {
@@ -173,7 +173,7 @@ describe.skipIf(skip !== undefined)('single-family networks and bad input', () =
     );
     expect(del.code, del.stdout).toBe(0);
     await assertNoLeak(0);
-    expect(await lab.ipamHeld('n1', 'shared-id')).toBe(false);
+    expect(lab.ipamHeld('n1', 'shared-id')).toBe(false);
   });
 
   test('an interface name already in the netns is code 101 and allocates nothing', async () => {
@@ -193,7 +193,7 @@ describe.skipIf(skip !== undefined)('single-family networks and bad input', () =
     const r = await lab.dyadCni(baseEnv(netns, 'taken1', 'taken'), conf());
     expect((JSON.parse(r.stdout) as CniError).code).toBe(101);
     await assertNoLeak(0);
-    expect(await lab.ipamHeld('n1', 'taken1')).toBe(false);
+    expect(lab.ipamHeld('n1', 'taken1')).toBe(false);
   });
 
   test('CHECK of an unknown container is code 3; DEL of one it never saw succeeds', async () => {
@@ -210,22 +210,48 @@ describe.skipIf(skip !== undefined)('single-family networks and bad input', () =
     expect(del).toMatchObject({ code: 0, stdout: '' });
   });
 
-  test('with IPAM gone, ADD is code 11 and leaves nothing', async () => {
+  test('with ipam gone, ADD and DEL still work: the node allocates from its own blocks', async () => {
     const netns = lab.addPodNetns('noipam');
     await lab.stopIpam();
     try {
       const r = await lab.dyadCni(baseEnv(netns, 'noipam1', 'noipam'), conf());
-      const err = JSON.parse(r.stdout) as CniError;
-      expect(err.code).toBe(11);
-      expect(err.details).toMatch(/IPAM|ipam/);
-      await assertNoLeak(0);
-      expect(run('ip', ['-n', netns.replace('/run/netns/', ''), '-br', 'link'])).not.toContain(
-        'eth0',
+      expect(r.code, r.stdout).toBe(0);
+      expect(lab.ipamHeld('n1', 'noipam1')).toBe(true);
+      const del = await lab.dyadCni(
+        { ...baseEnv(netns, 'noipam1', 'noipam'), CNI_COMMAND: 'DEL' },
+        conf(),
       );
+      expect(del.code, del.stdout).toBe(0);
+      await assertNoLeak(0);
     } finally {
       await lab.startIpam('ipam-again');
     }
-    expect(await lab.ipamHeld('n1', 'noipam1')).toBe(false);
+    expect(lab.ipamHeld('n1', 'noipam1')).toBe(false);
+  });
+
+  test('ADD on a node ipam has given no block yet is code 11 naming why; STATUS is 50', async () => {
+    await lab.addNode('n9', false);
+    const bare = await lab.startAgent('n9', undefined, {}, false);
+    const netns = lab.addPodNetns('noblock');
+    const c = conf({ agentSocket: bare.cniSocket });
+    const r = await lab.dyadCni(baseEnv(netns, 'noblock1', 'noblock'), c);
+    const err = JSON.parse(r.stdout) as CniError;
+    expect(err.code).toBe(11);
+    expect(err.details).toMatch(/no pod CIDR/);
+    expect(run('ip', ['-n', netns.replace('/run/netns/', ''), '-br', 'link'])).not.toContain('eth0');
+    const st = await lab.dyadCni({ ...baseEnv(netns, 'noblock1', 'noblock'), CNI_COMMAND: 'STATUS' }, c);
+    expect((JSON.parse(st.stdout) as CniError).code).toBe(50);
+    // once ipam assigns the node its blocks, the same ADD succeeds
+    await lab.announceNode('n9');
+    await vi.waitFor(
+      async () => {
+        const s = (await apiGet(bare.apiSocket, '/v1/status')).body as { ready: boolean };
+        expect(s.ready).toBe(true);
+      },
+      { timeout: 60_000, interval: 100 },
+    );
+    const ok = await lab.dyadCni(baseEnv(netns, 'noblock1', 'noblock'), c);
+    expect(ok.code, ok.stdout).toBe(0);
   });
 
   test('an agent that is not there is code 11 from dyad-cni itself', async () => {

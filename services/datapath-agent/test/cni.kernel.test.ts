@@ -195,7 +195,7 @@ describe.skipIf(skip !== undefined)('dyad-cni with cnitool, one node', () => {
     expect(run('ip', ['-n', a.netns.replace('/run/netns/', ''), '-br', 'link'])).not.toContain(
       'eth0',
     );
-    expect(await lab.ipamHeld('n1', a.containerId)).toBe(false);
+    expect(lab.ipamHeld('n1', a.containerId)).toBe(false);
     // the report is published after the reply: wait for the tombstone
     const ops = async () =>
       [
@@ -224,6 +224,6 @@ describe.skipIf(skip !== undefined)('dyad-cni with cnitool, one node', () => {
     expect(lab.vethsOf(agent.netns)).toEqual([]);
     expect((await apiGet(agent.apiSocket, '/v1/endpoints')).body).toEqual([]);
     expect((await apiGet(agent.apiSocket, '/v1/bpf/endpoints')).body).toEqual([]);
-    expect(await lab.ipamHeld('n1', b.containerId)).toBe(false);
+    expect(lab.ipamHeld('n1', b.containerId)).toBe(false);
   });
 });

@@ -1,49 +1,11 @@
 import { endpointsCodec } from '@dyad/libbpf-ts';
-import type { BpfMap, EndpointInfo, EndpointKey } from '@dyad/libbpf-ts';
+import type { EndpointInfo } from '@dyad/libbpf-ts';
 import { describe, expect, it } from 'vitest';
 import { MirroredMap } from '../src/datapath/mirror.ts';
+import { fakeMap } from './helpers/fake-map.ts';
 
-/** An in-memory stand-in for a BPF hash map, counting the calls that change it. */
-function fakeMap() {
-  const store = new Map<string, Buffer>();
-  const calls = { updateBatch: 0, deleteBatch: 0, entriesWritten: 0 };
-  const kb = Buffer.alloc(endpointsCodec.key.size);
-  const vb = Buffer.alloc(endpointsCodec.value.size);
-  const id = (k: EndpointKey) => {
-    endpointsCodec.key.encodeInto(k, kb, 0);
-    return kb.toString('hex');
-  };
-  const map = {
-    codec: endpointsCodec,
-    updateBatch(entries: ReadonlyArray<readonly [EndpointKey, EndpointInfo]>) {
-      calls.updateBatch++;
-      for (const [k, v] of entries) {
-        endpointsCodec.value.encodeInto(v, vb, 0);
-        store.set(id(k), Buffer.from(vb));
-        calls.entriesWritten++;
-      }
-    },
-    deleteBatch(keys: readonly EndpointKey[]) {
-      calls.deleteBatch++;
-      for (const k of keys) store.delete(id(k));
-      return keys.length;
-    },
-    delete(k: EndpointKey) {
-      return store.delete(id(k));
-    },
-    lookup(k: EndpointKey) {
-      const v = store.get(id(k));
-      return v ? endpointsCodec.value.decode(v, 0) : undefined;
-    },
-    *entries(): Generator<[EndpointKey, EndpointInfo]> {
-      for (const [k, v] of store)
-        yield [
-          endpointsCodec.key.decode(Buffer.from(k, 'hex'), 0),
-          endpointsCodec.value.decode(v, 0),
-        ];
-    },
-  };
-  return { map: map as unknown as BpfMap<EndpointKey, EndpointInfo>, calls, store };
+function fakeEndpointsMap() {
+  return fakeMap(endpointsCodec);
 }
 
 const info = (i: number): EndpointInfo => ({
@@ -58,7 +20,7 @@ const addr = (i: number) => `198.18.${i >> 8}.${i & 255}`;
 
 describe('coalesced map writes', () => {
   it('a burst of 1,000 updates is one batch syscall', async () => {
-    const { map, calls } = fakeMap();
+    const { map, calls } = fakeEndpointsMap();
     const m = new MirroredMap(map);
     await Promise.all(Array.from({ length: 1000 }, (_, i) => m.set({ address: addr(i) }, info(i))));
     expect(calls.updateBatch).toBe(1);
@@ -67,7 +29,7 @@ describe('coalesced map writes', () => {
   });
 
   it('writes that change nothing reach no syscall; last write per key wins', async () => {
-    const { map, calls } = fakeMap();
+    const { map, calls } = fakeEndpointsMap();
     const m = new MirroredMap(map);
     await m.set({ address: addr(1) }, info(1));
     await m.set({ address: addr(1) }, info(1));
@@ -83,7 +45,7 @@ describe('coalesced map writes', () => {
   });
 
   it('load() learns what the kernel holds, so a restart rewrites nothing healthy', async () => {
-    const { map, calls } = fakeMap();
+    const { map, calls } = fakeEndpointsMap();
     const first = new MirroredMap(map);
     await Promise.all([0, 1, 2].map((i) => first.set({ address: addr(i) }, info(i))));
     const restarted = new MirroredMap(map);
@@ -95,7 +57,7 @@ describe('coalesced map writes', () => {
   });
 
   it('two spellings of one address are one key', () => {
-    const { map } = fakeMap();
+    const { map } = fakeEndpointsMap();
     const m = new MirroredMap(map);
     expect(m.keyId({ address: 'fd00:d1ad:0::5' })).toBe(m.keyId({ address: 'fd00:d1ad::5' }));
   });

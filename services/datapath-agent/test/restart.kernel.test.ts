@@ -137,7 +137,7 @@ describe.skipIf(skip !== undefined)('agent restart', () => {
     for (let i = 0; i < 100 && (await current()).length > 1; i++)
       await new Promise((r) => setTimeout(r, 100));
     expect(await current()).toEqual(['pc']);
-    expect(await lab.ipamHeld('n1', pdContainer)).toBe(false);
+    expect(lab.ipamHeld('n1', pdContainer)).toBe(false);
     const check = await lab.cnitool(agent, 'check', pc.netns, { namespace: 'default', name: 'pc' });
     expect(check, check.stderr).toMatchObject({ code: 0 });
     expect(await lab.ping(pc.netns, pc.gw4 ?? '', 1)).toEqual({ sent: 1, received: 1 });

@@ -69,6 +69,8 @@ export const RT_SCOPE_HOST = 254;
 export const RTNH_F_ONLINK = 0x4;
 /** rtm_protocol of the routes Dyad adds, so they can be told from anyone else's. */
 export const RTPROT_DYAD = 201;
+/** rtm_protocol of the routes to other nodes' pod blocks (node-routes.ts). */
+export const RTPROT_DYAD_NODE = 202;
 
 export const NDA = { DST: 1, LLADDR: 2 } as const;
 export const NUD_PERMANENT = 0x80;
@@ -338,20 +340,23 @@ export function addrBody(a: {
 export function routeBody(r: {
   dst: string;
   dstLen: number;
-  oif: number;
+  /** Undefined: the kernel picks the device that reaches the gateway. */
+  oif?: number;
   gateway?: string;
   onlink?: boolean;
   scope?: number;
+  protocol?: number;
 }): Buffer {
   const dst = ipBytes(r.dst);
   const attrs: Attr[] = [];
   if (r.dstLen > 0) attrs.push({ type: RTA.DST, value: dst.bytes });
-  attrs.push({ type: RTA.OIF, value: u32(r.oif) });
+  if (r.oif !== undefined) attrs.push({ type: RTA.OIF, value: u32(r.oif) });
   if (r.gateway !== undefined) attrs.push({ type: RTA.GATEWAY, value: ipBytes(r.gateway).bytes });
   return Buffer.concat([
     rtmsg({
       family: dst.family,
       dstLen: r.dstLen,
+      ...(r.protocol !== undefined ? { protocol: r.protocol } : {}),
       scope: r.scope ?? (r.gateway === undefined ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE),
       flags: r.onlink ? RTNH_F_ONLINK : 0,
     }),

@@ -5,20 +5,21 @@
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { Bus } from '@dyad/bus';
-import { RemoteError, connectBus } from '@dyad/bus';
+import { connectBus } from '@dyad/bus';
 import {
-  IpamSubject,
+  AddressesAllocated,
+  AddressesReleased,
+  IPAM_ALLOCATIONS_STREAM,
   K8sStream,
   NodeEvent,
   PodEvent,
-  ReleaseRequest,
-  ReleaseResult,
+  ipamAllocSubject,
   k8sObjectSubject,
 } from '@dyad/contracts';
 import { createLogger, createMetrics } from '@dyad/telemetry';
@@ -203,13 +204,21 @@ export class AgentLab {
   /** NATS URL per node netns. */
   readonly natsUrlIn = new Map<string, string>();
 
-  /** A node namespace (lo up, a NATS relay), announced to IPAM as kube-bridge would. */
-  async addNode(name: string): Promise<string> {
+  /**
+   * A node namespace (lo up, a NATS relay), announced to IPAM as kube-bridge would (unless
+   * `announce` is false: ipam then gives it no block).
+   */
+  async addNode(name: string, announce = true): Promise<string> {
     const netns = `${this.prefix}-${name}`;
     run('ip', ['netns', 'add', netns]);
     this.#netns.push(netns);
     run('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
     this.natsUrlIn.set(netns, await this.#natsRelay(netns));
+    if (announce) await this.announceNode(name);
+    return netns;
+  }
+
+  async announceNode(name: string): Promise<void> {
     await this.bus.jsPublish(NodeEvent, k8sObjectSubject('Node', undefined, name), {
       op: 'upsert',
       object: {
@@ -218,7 +227,6 @@ export class AgentLab {
         status: { addresses: [], ready: true },
       },
     });
-    return netns;
   }
 
   /** The .conflist Dyad installs, in a NETCONFPATH directory of its own. */
@@ -245,11 +253,17 @@ export class AgentLab {
     this.#networks.add(network);
   }
 
-  /** Starts (or restarts) an agent inside the node's netns. */
+  readonly #agents = new Map<string, AgentHandle>();
+
+  /**
+   * Starts (or restarts) an agent inside the node's netns; by default waits until it is ready
+   * (restored, with its blocks, connected to NATS), else only until its API answers.
+   */
   async startAgent(
     node: string,
     existing?: AgentHandle,
     env: Record<string, string> = {},
+    waitReady = true,
   ): Promise<AgentHandle> {
     const netns = `${this.prefix}-${node}`;
     const dir = join(this.dir, node);
@@ -289,11 +303,13 @@ export class AgentLab {
     });
     this.#procs.add(proc);
     const handle = { ...h, proc } as AgentHandle;
+    this.#agents.set(node, handle);
     await waitUntilReady(
       proc,
       async () => {
         if (!existsSync(h.apiSocket)) return 'no API socket yet';
         const r = await apiGet(h.apiSocket, '/v1/status');
+        if (!waitReady) return true;
         const s = r.body as { ready?: boolean; details?: string; nats?: { connected?: boolean } };
         return s.ready === true && s.nats?.connected === true ? true : (s.details ?? 'not ready');
       },
@@ -427,23 +443,30 @@ export class AgentLab {
   }
 
   /**
-   * Whether IPAM still held addresses for a container: a release now frees nothing when the
-   * agent released them (IPAM answers `not-allocated`, or an empty `released`).
+   * Whether the node's agent holds addresses for a container, as its state file says (it is
+   * written before any CNI answer that depends on it).
    */
-  async ipamHeld(node: string, containerId: string): Promise<boolean> {
-    try {
-      const r = await this.bus.request(
-        ReleaseRequest,
-        IpamSubject.release,
-        { node, containerId },
-        ReleaseResult,
-        { timeoutMs: 10_000 },
-      );
-      return r.released.length > 0;
-    } catch (e) {
-      if (e instanceof RemoteError && e.code === 'not-allocated') return false;
-      throw e;
-    }
+  ipamHeld(node: string, containerId: string): boolean {
+    const a = this.#agents.get(node);
+    if (!a) throw new Error(`no agent for node ${node}`);
+    const state = JSON.parse(readFileSync(a.stateFile, 'utf8')) as {
+      ipam: { holders: Array<{ containerId: string }> };
+    };
+    return state.ipam.holders.some((h) => h.containerId === containerId);
+  }
+
+  /** The last allocation record the node's agent published for a container, if any. */
+  async allocationRecord(
+    node: string,
+    containerId: string,
+  ): Promise<'allocated' | 'released' | undefined> {
+    const m = await this.bus.snapshot([AddressesAllocated, AddressesReleased], {
+      stream: IPAM_ALLOCATIONS_STREAM,
+      filterSubjects: [ipamAllocSubject(node, containerId)],
+    });
+    const v = [...m.values()][0]?.value;
+    if (v === undefined) return undefined;
+    return 'allocatedAt' in v ? 'allocated' : 'released';
   }
 
   spawnChild(child: ChildProcess): void {

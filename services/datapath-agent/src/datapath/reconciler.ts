@@ -1,0 +1,193 @@
+import type { Endpoint } from '../endpoint.ts';
+import { endpointKey } from '../endpoint.ts';
+import {
+  addressesOf,
+  canonicalPrefix,
+  desiredMaps,
+  endpointEntries,
+  endpointView,
+  localIpcacheEntries,
+  podKey,
+  policyEntries,
+  prefixesOf,
+} from './desired-maps.ts';
+import type { DesiredInputs, EndpointView } from './desired-maps.ts';
+import type { NodeDatapath } from './node.ts';
+import type { Schedule } from './schedule.ts';
+
+export interface ReconcilerOptions {
+  readonly datapath: NodeDatapath;
+  /** The inputs as they are now; read at every pass. */
+  readonly inputs: () => DesiredInputs;
+  /** An endpoint's identity or policy flags changed (the caller stores and reports it). */
+  readonly onView: (ep: Endpoint, view: EndpointView) => void;
+  /** When a marked change is written if nobody flushes first (coalescing). */
+  readonly schedule: Schedule;
+  readonly onError: (err: unknown) => void;
+}
+
+/**
+ * The one place that writes the datapath maps. Everything else only marks what changed (an
+ * endpoint, a prefix, a pod's policy, or everything); a pass computes the desired entries of
+ * what is marked (desired-maps.ts) and queues them on the maps' mirrors, which drop what the
+ * kernel already holds and send the rest as batches. CNI operations call flush() and wait for the
+ * kernel; other changes are written after the schedule's quiet period.
+ */
+export class DatapathReconciler {
+  readonly #o: ReconcilerOptions;
+  #all = false;
+  /** Endpoints as they were when marked: a removed one still names what it had. */
+  #endpoints = new Map<string, Endpoint>();
+  #prefixes = new Set<string>();
+  #pods = new Set<string>();
+  readonly #pass = (): void => {
+    this.flush().catch(this.#o.onError);
+  };
+
+  constructor(opts: ReconcilerOptions) {
+    this.#o = opts;
+  }
+
+  markAll(): void {
+    this.#all = true;
+    this.#o.schedule(this.#pass);
+  }
+
+  /** An endpoint was added, changed or removed; pass it as it was if it is gone. */
+  markEndpoint(ep: Endpoint): void {
+    this.#endpoints.set(endpointKey(ep), ep);
+    this.#o.schedule(this.#pass);
+  }
+
+  markPrefix(prefix: string): void {
+    this.#prefixes.add(canonicalPrefix(prefix));
+    this.#o.schedule(this.#pass);
+  }
+
+  markPod(namespace: string, name: string): void {
+    this.#pods.add(podKey({ namespace, name }));
+    this.#o.schedule(this.#pass);
+  }
+
+  /** Writes what is marked now; resolves once the kernel holds it. */
+  async flush(): Promise<void> {
+    const all = this.#all;
+    const endpoints = this.#endpoints;
+    const prefixes = this.#prefixes;
+    const pods = this.#pods;
+    this.#all = false;
+    this.#endpoints = new Map();
+    this.#prefixes = new Set();
+    this.#pods = new Set();
+    const inputs = this.#o.inputs();
+    const writes: Array<Promise<void>> = [];
+    if (all) this.#full(inputs, writes);
+    else this.#partial(inputs, endpoints, prefixes, pods, writes);
+    this.#o.datapath.flush();
+    await Promise.all(writes);
+  }
+
+  #view(ep: Endpoint, inputs: DesiredInputs): EndpointView {
+    const view = endpointView(ep, inputs);
+    if (view.identity !== ep.identity || view.flags !== ep.flags) this.#o.onView(ep, view);
+    return view;
+  }
+
+  #full(inputs: DesiredInputs, writes: Array<Promise<void>>): void {
+    const dp = this.#o.datapath;
+    const want = desiredMaps(inputs);
+    for (const ep of inputs.endpoints) this.#view(ep, inputs);
+    const wantEndpoints = new Set<string>();
+    for (const [k, v] of want.endpoints) {
+      wantEndpoints.add(dp.endpoints.keyId(k));
+      writes.push(dp.endpoints.set(k, v));
+    }
+    for (const [k] of dp.endpoints.entries())
+      if (!wantEndpoints.has(dp.endpoints.keyId(k))) writes.push(dp.endpoints.delete(k));
+
+    const wantIpcache = new Set<string>();
+    for (const [k, v] of want.ipcache) {
+      wantIpcache.add(dp.ipcache.keyId(k));
+      writes.push(dp.ipcache.set(k, v));
+    }
+    if (want.ipcacheComplete)
+      for (const [k] of dp.ipcache.entries())
+        if (!wantIpcache.has(dp.ipcache.keyId(k))) writes.push(dp.ipcache.delete(k));
+
+    // before the first policy snapshot a live endpoint keeps the entries it had (fail closed)
+    const live = new Set(inputs.endpoints.map((e) => e.endpointId));
+    const wantPolicy = new Set<string>();
+    for (const [k, v] of want.policy) {
+      wantPolicy.add(dp.policy.keyId(k));
+      writes.push(dp.policy.set(k, v));
+    }
+    for (const [k] of dp.policy.entries()) {
+      const stale = !live.has(k.endpointId) || inputs.policy.synced;
+      if (stale && !wantPolicy.has(dp.policy.keyId(k))) writes.push(dp.policy.delete(k));
+    }
+  }
+
+  #partial(
+    inputs: DesiredInputs,
+    marked: ReadonlyMap<string, Endpoint>,
+    prefixes: Set<string>,
+    pods: ReadonlySet<string>,
+    writes: Array<Promise<void>>,
+  ): void {
+    const dp = this.#o.datapath;
+    const byKey = new Map(inputs.endpoints.map((e) => [endpointKey(e), e]));
+    const byPrefix = new Map<string, Endpoint>();
+    const addresses = new Set<string>();
+    const ids = new Set<number>();
+    for (const ep of inputs.endpoints) {
+      for (const p of prefixesOf(ep)) byPrefix.set(p, ep);
+      for (const a of addressesOf(ep)) addresses.add(dp.endpoints.keyId({ address: a }));
+      ids.add(ep.endpointId);
+    }
+
+    const targets = new Map<string, Endpoint>();
+    const goneAddresses: string[] = [];
+    const goneIds = new Set<number>();
+    for (const [key, old] of marked) {
+      const cur = byKey.get(key);
+      if (cur) targets.set(key, cur);
+      for (const a of addressesOf(old))
+        if (!addresses.has(dp.endpoints.keyId({ address: a }))) goneAddresses.push(a);
+      for (const p of prefixesOf(old)) prefixes.add(p);
+      if (!ids.has(old.endpointId)) goneIds.add(old.endpointId);
+    }
+    for (const ep of inputs.endpoints)
+      if (pods.has(podKey(ep.pod))) targets.set(endpointKey(ep), ep);
+    for (const p of prefixes) {
+      const local = byPrefix.get(p);
+      if (local) targets.set(endpointKey(local), local);
+    }
+
+    for (const ep of targets.values()) {
+      const view = this.#view(ep, inputs);
+      for (const [k, v] of endpointEntries(ep, view)) writes.push(dp.endpoints.set(k, v));
+      for (const [k, v] of localIpcacheEntries(ep, view, inputs.nodeId))
+        writes.push(dp.ipcache.set(k, v));
+      if (inputs.policy.synced) {
+        const wanted = policyEntries(ep, inputs.policy);
+        const keep = new Set(wanted.map(([k]) => dp.policy.keyId(k)));
+        for (const [k, v] of wanted) writes.push(dp.policy.set(k, v));
+        for (const [k] of dp.policy.entries())
+          if (k.endpointId === ep.endpointId && !keep.has(dp.policy.keyId(k)))
+            writes.push(dp.policy.delete(k));
+      }
+    }
+    for (const a of goneAddresses)
+      if (dp.endpoints.has({ address: a })) writes.push(dp.endpoints.delete({ address: a }));
+    // a prefix no local endpoint has: the router's word, else nothing
+    for (const p of prefixes) {
+      if (byPrefix.has(p)) continue;
+      const router = inputs.router.entries.get(p);
+      if (router) writes.push(dp.ipcache.set({ prefix: p }, router));
+      else if (dp.ipcache.has({ prefix: p })) writes.push(dp.ipcache.delete({ prefix: p }));
+    }
+    if (goneIds.size > 0)
+      for (const [k] of dp.policy.entries())
+        if (goneIds.has(k.endpointId)) writes.push(dp.policy.delete(k));
+  }
+}
