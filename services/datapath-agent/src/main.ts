@@ -2,7 +2,8 @@
 // environment (config.ts). Serves dyad-cni on DYAD_CNI_SOCKET, the read-only API on
 // DYAD_API_SOCKET, /metrics /healthz /readyz on DYAD_HEALTH_PORT. Wiring only: each part has
 // its own module.
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { LatestPublisher, connectBus, installSignalHandlers } from '@dyad/bus';
 import type { Bus } from '@dyad/bus';
 import {
@@ -98,6 +99,7 @@ async function main(): Promise<void> {
       endpoints: holder.manager?.endpoints() ?? [],
     }),
   );
+  mkdirSync(dirname(cfg.stateFile), { recursive: true });
   const commit = () => stateFile.commit();
   const ipam = new NodeIpam({
     node: cfg.nodeName,
