@@ -257,7 +257,7 @@ describe('the agent DaemonSet', () => {
     });
   });
 
-  it('has exactly NET_ADMIN, BPF and SYS_ADMIN, and no container in the chart is privileged', () => {
+  it('has exactly NET_ADMIN, BPF and SYS_ADMIN; no container is privileged or may escalate', () => {
     expect(main().securityContext?.capabilities).toEqual({
       drop: ['ALL'],
       add: ['NET_ADMIN', 'BPF', 'SYS_ADMIN'],
@@ -266,6 +266,9 @@ describe('the agent DaemonSet', () => {
       const pod = w.spec.template.spec;
       for (const c of [...(pod.initContainers ?? []), ...pod.containers]) {
         expect(c.securityContext?.privileged, `${w.metadata.name}/${c.name}`).toBeUndefined();
+        expect(c.securityContext?.allowPrivilegeEscalation, `${w.metadata.name}/${c.name}`).toBe(
+          false,
+        );
         expect(c.securityContext?.capabilities?.drop, `${w.metadata.name}/${c.name}`).toEqual([
           'ALL',
         ]);
