@@ -1,0 +1,134 @@
+// The chart's NATS as rendered, run for real: three nats-server processes (the pinned binary)
+// with the rendered nats.conf, each on its own loopback address as the three NATS nodes' host
+// networks would be, form one JetStream cluster; a client with the NATS_URL and token the chart
+// gives every Dyad process creates a stream with dyad-config's jetstream-replicas, and it keeps
+// taking messages when one server is gone.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
+import {
+  freePorts,
+  keepFromEnv,
+  makeTempDir,
+  probe200,
+  removeTempDir,
+  spawnLogged,
+  toolPath,
+  waitUntilReady,
+} from '@dyad/testbed';
+import type { ManagedProcess } from '@dyad/testbed';
+import { envOf, find, render, workload } from './chart.ts';
+
+// 127.0.0.0/8 is all loopback on Linux: three addresses stand in for three nodes.
+const NODES = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
+
+let dir: string;
+const servers: ManagedProcess[] = [];
+let natsUrl: string;
+let token: string;
+let replicas: number;
+let monitorPort: number;
+
+beforeAll(async () => {
+  const [client, cluster, monitor] = await freePorts(3);
+  if (client === undefined || cluster === undefined || monitor === undefined) {
+    throw new Error('no free ports');
+  }
+  monitorPort = monitor;
+  const ms = await render('ipv4', {
+    set: {
+      'nats.nodeAddresses': NODES,
+      'nats.ports': { client, cluster, monitor },
+      'nats.jetstream': { maxMemoryStore: '64MB', maxFileStore: '256MB' },
+    },
+  });
+  const secret = find(ms, 'Secret', 'dyad-nats').stringData as Record<string, string>;
+  const agent = workload(ms, 'DaemonSet', 'dyad-agent').spec.template.spec.containers[0];
+  if (agent === undefined) throw new Error('no agent container');
+  natsUrl = envOf(agent, 'NATS_URL')?.value ?? '';
+  token = secret.token ?? '';
+  replicas = Number(
+    (find(ms, 'ConfigMap', 'dyad-config').data as Record<string, string>)['jetstream-replicas'],
+  );
+  dir = makeTempDir('dyad-chart-nats-', keepFromEnv());
+  NODES.forEach((address, i) => {
+    const store = join(dir, `store-${i}`);
+    mkdirSync(store);
+    const confPath = join(dir, `nats-${i}.conf`);
+    // the pod's volume is /data; here each server gets its own directory
+    const conf = (secret['nats.conf'] ?? '').replace('store_dir: /data', `store_dir: "${store}"`);
+    writeFileSync(confPath, conf);
+    servers.push(
+      spawnLogged({
+        name: `nats-${i}`,
+        command: toolPath('nats-server'),
+        args: ['-c', confPath],
+        logPath: join(dir, `nats-${i}.log`),
+        env: { ...process.env, POD_NAME: `dyad-nats-${i}`, POD_IP: address },
+      }),
+    );
+  });
+  // ready as the readiness probe sees it: JetStream current, the meta leader known
+  await Promise.all(
+    servers.map((s, i) =>
+      waitUntilReady(s, () => probe200(`http://${NODES[i]}:${monitor}/healthz`), {
+        timeoutMs: 60_000,
+        what: 'JetStream-ready',
+      }),
+    ),
+  );
+});
+
+afterAll(async () => {
+  await Promise.all(servers.map((s) => s.stop()));
+  if (dir !== undefined) removeTempDir(dir, keepFromEnv());
+});
+
+describe('the rendered NATS', () => {
+  it('forms one cluster of three JetStream servers', async () => {
+    const res = await fetch(`http://${NODES[0]}:${monitorPort}/jsz`);
+    const jsz = (await res.json()) as { meta_cluster?: { cluster_size?: number } };
+    expect(jsz.meta_cluster?.cluster_size).toBe(3);
+  });
+
+  it('refuses a client without the token', async () => {
+    await expect(
+      connect({ servers: natsUrl.split(','), reconnect: false, timeout: 5000 }),
+    ).rejects.toThrow(/Authorization Violation/i);
+  });
+
+  it('keeps a stream of jetstream-replicas replicas writable with one server gone', async () => {
+    expect(replicas).toBe(3);
+    const nc: NatsConnection = await connect({ servers: natsUrl.split(','), token });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const info = await jsm.streams.add({
+        name: 'DYAD_CHART_TEST',
+        subjects: ['dyad.chart.test.>'],
+        num_replicas: replicas,
+      });
+      expect(info.config.num_replicas).toBe(3);
+      const js = jetstream(nc);
+      await js.publish('dyad.chart.test.a', 'one');
+
+      await servers[2]?.stop();
+      let acked = false;
+      for (let i = 0; i < 100 && !acked; i++) {
+        try {
+          await js.publish('dyad.chart.test.a', 'two', { timeout: 2000 });
+          acked = true;
+        } catch {
+          // a new stream leader is being elected
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+      expect(acked).toBe(true);
+      expect((await jsm.streams.info('DYAD_CHART_TEST')).state.messages).toBe(2);
+    } finally {
+      await nc.close();
+    }
+  });
+});
