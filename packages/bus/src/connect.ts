@@ -66,6 +66,11 @@ export interface Bus {
   readonly source: string;
   /** False while disconnected (reconnecting) or after close; use it for readiness. */
   isConnected(): boolean;
+  /**
+   * Calls `listener` after every reconnect (not the first connect); returns the unsubscribe.
+   * A server that came back may have lost its data: last-value state is worth checking again.
+   */
+  onReconnect(listener: () => void): () => void;
 
   publish<C extends MessageContract>(
     contract: C,
@@ -184,12 +189,14 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     workers: new Set(),
   };
   let connected = true;
+  const reconnectListeners = new Set<() => void>();
   opts.logger.info({ server: nc.getServer() }, 'connected to NATS');
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect') connected = false;
       if (s.type === 'reconnect') connected = true;
       logStatus(ctx, s);
+      if (s.type === 'reconnect') for (const l of reconnectListeners) l();
     }
   })();
   const closed = nc.closed().then((err) => {
@@ -219,6 +226,10 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     service: ctx.service,
     source: ctx.source,
     isConnected: () => connected && !nc.isClosed(),
+    onReconnect: (listener) => {
+      reconnectListeners.add(listener);
+      return () => reconnectListeners.delete(listener);
+    },
     publish: (contract, subject, payload, o) => publish(ctx, contract, subject, payload, o),
     jsPublish: (contract, subject, payload, o) => jsPublish(ctx, js, contract, subject, payload, o),
     subscribe: (accepted, subject, handler, o) => subscribe(ctx, accepted, subject, handler, o),

@@ -207,11 +207,13 @@ async function main(): Promise<void> {
   });
   conn.bus = bus;
   let stopping = false;
+  let legacyRead = start.mode !== 'legacy';
   // a JetStream call that fails (server busy, stream being created) must not end the agent:
   // it retries until the desired state is followed
   const follow = async (): Promise<void> => {
     for (let attempt = 1; !stopping; attempt++) {
       try {
+        await follower.stop();
         // the same declarations their writers use: creating one first is harmless
         await bus.ensureStreams([
           AgentStream,
@@ -220,8 +222,10 @@ async function main(): Promise<void> {
           IpamNodesStream,
           IpamAllocationsStream,
         ]);
-        if (start.mode === 'legacy' && attempt === 1)
+        if (!legacyRead) {
           ipam.adoptOnBlocks(await legacySlots(bus, cfg.nodeName));
+          legacyRead = true;
+        }
         if (restore === undefined) {
           const src = await readRebuildSource(bus, cfg.nodeName, datapath);
           ipam.adoptOnBlocks(src.holders);
@@ -233,6 +237,7 @@ async function main(): Promise<void> {
           );
         }
         await follower.start(bus);
+        // a server that lost its data gets the node's records again from here
         const reports = await reporter.reconcile(agent.ready());
         const allocations = await ipam.reconcile(bus);
         logger.info({ reports, allocations, attempt }, 'connected to NATS; desired state followed');
@@ -245,7 +250,28 @@ async function main(): Promise<void> {
       }
     }
   };
-  void follow();
+  // one follow at a time; a reconnect meanwhile runs it once more afterwards (the server may
+  // have come back empty, and ordered consumers would skip a recreated stream's first messages)
+  let following: Promise<void> | undefined;
+  let again = false;
+  const refollow = (): void => {
+    if (following) {
+      again = true;
+      return;
+    }
+    following = follow().finally(() => {
+      following = undefined;
+      if (again && !stopping) {
+        again = false;
+        refollow();
+      }
+    });
+  };
+  refollow();
+  bus.onReconnect(() => {
+    records.kick();
+    refollow();
+  });
   records.kick();
 
   installSignalHandlers(bus, {
@@ -255,6 +281,7 @@ async function main(): Promise<void> {
       await cni.close();
       await api.close();
       await health.close();
+      await following;
       await follower.stop();
       await records.idle();
       records.close();

@@ -55,8 +55,6 @@ export const IPAM_ENV: Readonly<Record<string, string>> = {
   DYAD_ENABLE_IPV6: 'true',
   DYAD_CLUSTER_POOL_IPV4_CIDR: '198.18.0.0/15',
   DYAD_CLUSTER_POOL_IPV6_CIDR: 'fd00:d1ad::/104',
-  // pods are published as kube-bridge would, but a slow test must not race ipam's GC
-  DYAD_IPAM_POD_GRACE_S: '3600',
 };
 
 export interface AgentHandle {
@@ -114,8 +112,11 @@ export class AgentLab {
   readonly #children = new Set<ChildProcess>();
   readonly #networks = new Set<string>();
   readonly #onExit = () => this.cleanupSync();
+  /** ipam's settings: the dual-stack pools above unless a test needs others (small blocks). */
+  readonly ipamEnv: Readonly<Record<string, string>>;
 
-  constructor() {
+  constructor(opts: { ipamEnv?: Readonly<Record<string, string>> } = {}) {
+    this.ipamEnv = { ...IPAM_ENV, ...opts.ipamEnv };
     this.dir = makeTempDir(`dyad-agent-${this.prefix}-`, process.env['DYAD_KEEP_TESTBED'] === '1');
     this.pinRoot = `/sys/fs/bpf/${this.prefix}`;
     process.once('exit', this.#onExit);
@@ -157,7 +158,7 @@ export class AgentLab {
         DYAD_HEALTH_PORT: String(port),
         LOG_LEVEL: 'info',
         ...childPassThroughEnv(),
-        ...IPAM_ENV,
+        ...this.ipamEnv,
       },
     });
     this.#procs.add(proc);
