@@ -9,13 +9,16 @@ import { ALL_DYAD_CONFIG_KEYS, DYAD_CONFIG_DIR, dyadConfigProblems } from '@dyad
 import { ALL_CONFIG_KEYS as IPAM_CONFIG_KEYS } from '@dyad/ipam';
 import { repoRoot } from '@dyad/testbed';
 import {
+  CHART_DIR,
   TEST_NATS_ADDRESSES,
   VARIANTS,
   envOf,
   find,
+  helmPath,
   helmTemplate,
   parseManifests,
   render,
+  run,
   workload,
   workloads,
 } from './chart.ts';
@@ -66,6 +69,20 @@ describe.each(VARIANTS)('%s', (variant) => {
         'StatefulSet/dyad-nats',
       ].sort(),
     );
+  });
+
+  it('passes helm lint --strict', async () => {
+    const r = await run(helmPath(), [
+      'lint',
+      CHART_DIR,
+      '--strict',
+      '-f',
+      join(CHART_DIR, 'values', `${variant}.yaml`),
+      '--set-json',
+      `nats.nodeAddresses=${JSON.stringify(TEST_NATS_ADDRESSES[variant])}`,
+    ]);
+    expect(r.stdout + r.stderr).toContain('0 chart(s) failed');
+    expect(r.code).toBe(0);
   });
 
   it('dyad-config has exactly the keys of the schema in @dyad/contracts, for its families', () => {
