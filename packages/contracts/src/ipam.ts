@@ -5,9 +5,9 @@ import type { KvBucketSpec, StreamSpec } from './streams.ts';
 import { encodeToken } from './subjects.ts';
 
 /**
- * IPAM: node pod CIDRs and pod addresses, served by `services/ipam` over request/reply. Its state
- * lives in the KV bucket `DYAD_IPAM`; node assignments are also published as a last-value stream
- * so a node agent reads its blocks without touching the bucket.
+ * IPAM: the cluster pool is `services/ipam`'s (node blocks, block sets on request, state in the KV
+ * bucket `DYAD_IPAM`, assignments published as a last-value stream); pod addresses are each node
+ * agent's, allocated from its node's blocks and recorded in stream DYAD_IPAM_ALLOCATIONS.
  */
 
 export const IPAM_SUBJECT_ROOT = 'dyad.ipam.v1';
@@ -17,8 +17,6 @@ export const IPAM_KV_BUCKET = 'DYAD_IPAM';
 export const IPAM_ALLOCATIONS_STREAM = 'DYAD_IPAM_ALLOCATIONS';
 
 export const IpamSubject = {
-  allocate: `${IPAM_SUBJECT_ROOT}.allocate`,
-  release: `${IPAM_SUBJECT_ROOT}.release`,
   /** Prefix of the per-node assignment subjects (ipam writes); see ipamNodeSubject. */
   node: `${IPAM_SUBJECT_ROOT}.node`,
   /** Prefix of a node agent's requests for another block set; see ipamGrowSubject. */
@@ -30,9 +28,8 @@ export const IpamSubject = {
   events: `${IPAM_SUBJECT_ROOT}.events`,
 } as const;
 
+/** Core NATS events under `dyad.ipam.v1.events.` (allocations are stored records, not events). */
 export const IpamEventKind = {
-  allocated: 'allocated',
-  released: 'released',
   exhausted: 'exhausted',
   gc: 'gc',
 } as const;
@@ -70,19 +67,20 @@ export function ipamHeldSubject(node: string): string {
   return `${IpamSubject.held}.${encodeToken(node)}`;
 }
 
-/** Codes of the typed error replies (`io.dyad.bus.error.v1`) ipam answers with. */
+/**
+ * Codes of the typed error replies (`io.dyad.bus.error.v1`) ipam answers a grow request with;
+ * besides these the bus's own `bad-request` (the request did not decode, or its node is not the
+ * subject's) and `internal`.
+ */
 export const IpamErrorCode = {
-  /** No such node: never announced by kube-bridge, or deleted. */
+  /** No such node: never announced by kube-bridge and no blocks held, or deleted. */
   unknownNode: 'unknown-node',
-  /** The request names a family the cluster has switched off. */
-  familyDisabled: 'family-disabled',
-  /** The node's block (or the cluster pool, for a new block) has no free address. */
+  /** The cluster pool of a family has no block left for another set; nothing was claimed. */
   exhausted: 'exhausted',
-  /** A release for a container or pod that holds no address on that node. */
-  notAllocated: 'not-allocated',
-  /** The container id is allocated to another pod UID. */
-  ownerMismatch: 'owner-mismatch',
-  /** The state store did not answer; the request changed nothing it cannot repeat. Retry. */
+  /**
+   * The state store did not answer, or ipam is waiting for agents' held reports after finding its
+   * bucket empty; the request changed nothing a repeat cannot settle. Retry.
+   */
   unavailable: 'unavailable',
 } as const;
 export type IpamErrorCode = (typeof IpamErrorCode)[keyof typeof IpamErrorCode];
@@ -105,25 +103,6 @@ export const ContainerId = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'must be letters, digits, "_", "." or "-"');
 export const PodUid = z.string().min(1).max(128);
 
-/**
- * One address of a pod, with the node block (pod CIDR) it came from and that block's router
- * address, the pod's gateway; all three of the family named.
- */
-export const PodAddress = z.discriminatedUnion('family', [
-  z.object({
-    family: z.literal(Family.IPv4),
-    address: z.ipv4(),
-    cidr: z.cidrv4(),
-    gateway: z.ipv4(),
-  }),
-  z.object({
-    family: z.literal(Family.IPv6),
-    address: z.ipv6(),
-    cidr: z.cidrv6(),
-    gateway: z.ipv6(),
-  }),
-]);
-
 const Owner = {
   node: K8sName,
   namespace: K8sNamespace,
@@ -132,68 +111,9 @@ const Owner = {
   containerId: ContainerId,
 };
 
-export const AllocateRequest = defineMessage({
-  type: 'io.dyad.ipam.allocate.v1',
-  version: 1,
-  schema: z.object({
-    ...Owner,
-    /** Families wanted; default every family the cluster enables. */
-    families: z.array(FamilySchema).min(1).max(2).optional(),
-  }),
-  description:
-    'A node agent asks for one address per family for a pod sandbox; repeating it returns the same addresses.',
-  subjectPattern: IpamSubject.allocate,
-});
-
-export const Allocation = defineMessage({
-  type: 'io.dyad.ipam.allocation.v1',
-  version: 1,
-  schema: z.object({
-    ...Owner,
-    /** In the cluster's family order: the primary family first. */
-    addresses: z.array(PodAddress).min(1).max(2),
-    allocatedAt: z.iso.datetime(),
-  }),
-  description: 'The reply to an allocate request: the addresses the pod sandbox holds.',
-  subjectPattern: '(the requester reply inbox)',
-});
-
-export const ReleaseRequest = defineMessage({
-  type: 'io.dyad.ipam.release.v1',
-  version: 1,
-  schema: z
-    .object({
-      node: K8sName,
-      /** Release what this sandbox holds. */
-      containerId: ContainerId.optional(),
-      /** Release what every sandbox of this pod holds. */
-      podUid: PodUid.optional(),
-    })
-    .refine((r) => r.containerId !== undefined || r.podUid !== undefined, {
-      message: 'name a containerId or a podUid',
-    }),
-  description:
-    'A node agent gives back the addresses of a sandbox (by container id) or of a pod (by UID); repeating it is harmless.',
-  subjectPattern: IpamSubject.release,
-});
-
 const ReleasedOwner = z.object({
   ...Owner,
   addresses: z.array(FamilyAddress),
-});
-
-export const ReleaseResult = defineMessage({
-  type: 'io.dyad.ipam.release-result.v1',
-  version: 1,
-  schema: z.object({
-    node: K8sName,
-    /** What this request freed; empty when a previous request already had. */
-    released: z.array(ReleasedOwner),
-    /** True when the addresses had been released before (a retried release). */
-    alreadyReleased: z.boolean(),
-  }),
-  description: 'The reply to a release request: what was given back.',
-  subjectPattern: '(the requester reply inbox)',
 });
 
 /** A node's block of one family and its router address; both of that family. */
@@ -264,7 +184,7 @@ export const AddressesExhausted = defineMessage({
     message: z.string(),
   }),
   description:
-    'An allocation failed because a node\'s blocks (published by its agent) or the cluster pool of a family (published by ipam) is full.',
+    "An allocation failed because a node's blocks (published by its agent) or the cluster pool of a family (published by ipam) is full.",
   subjectPattern: `${IpamSubject.events}.exhausted.{node}`,
 });
 
@@ -313,14 +233,13 @@ export const NodeBlocksHeld = defineMessage({
 });
 
 export const GcCompleted = defineMessage({
-  type: 'io.dyad.ipam.gc.v1',
-  version: 1,
+  // v2: ipam no longer holds pod addresses, so v1's releasedOwners is gone.
+  type: 'io.dyad.ipam.gc.v2',
+  version: 2,
   schema: z.object({
-    /** Sandboxes whose pod is gone, released in this pass. */
-    releasedOwners: z.number().int().min(0),
     /** Node records of deleted nodes removed, their blocks returned to the pool. */
     releasedNodes: z.number().int().min(0),
-    /** Block claims no node record used (a replica died between the two writes), removed. */
+    /** Block claims no node record used (a replica died between its writes), removed. */
     releasedOrphanBlocks: z.number().int().min(0),
     scannedNodes: z.number().int().min(0),
     durationMs: z.number().min(0),
@@ -354,11 +273,11 @@ export const IpamAllocationsStream: StreamSpec = {
 export const IpamKvBucket: KvBucketSpec = {
   bucket: IPAM_KV_BUCKET,
   description:
-    'IPAM state: cluster config, block claims, node blocks, pod slot claims and their owners.',
+    "IPAM state: cluster config, block claims, each node's block sets (and, until each node's agent adopts them, the legacy pod slot and owner records).",
   history: 1,
   storage: 'file',
-  // Owner records, sync markers and a deleted node's keys are purged with an expiring marker:
-  // with delete markers the bucket would grow by one message per container ever created.
+  // A deleted node's keys and the legacy keys are purged with an expiring marker: with delete
+  // markers the bucket would keep one message per key ever written.
   allowMsgTtl: true,
 };
 
@@ -367,12 +286,14 @@ export const IpamKvBucket: KvBucketSpec = {
  *
  * - `config`: the cluster IPAM configuration the replicas run with.
  * - `block.<family>.<cidr>`: a node block's claim (`create`: exactly one node gets a block).
- * - `node.<name>`: the node's blocks (revision-checked update).
- * - `slot.<node>.<n>`: pod slot n of a node (`create`): the pod holds offset 2+n of every block of
- *   the node, so one claim covers both families and a pair's addresses share their low bits.
- * - `owner.<node>.<containerId>` ('.' written '='): which slot a sandbox holds (`create`): a repeated request finds
- *   its pair here; a release marks it released rather than deleting it.
- * - `sync.<id>`: written and watched by a replica to know its watch has caught up.
+ * - `node.<name>`: the node's block sets (revision-checked update).
+ *
+ * Legacy, from when ipam allocated pod addresses itself; nothing writes them any more:
+ * - `slot.<node>.<n>`: pod slot n of a node (IpamSlotRecord). A node agent upgraded in place reads
+ *   its node's slots once to adopt the addresses in use; ipam purges them, and the node's
+ *   `owner.<node>.*` records, once it has seen that node's NodeBlocksHeld report, and not before.
+ * - `owner.<node>.<containerId>`: which slot a sandbox held; purged with the slots.
+ * - `sync.<id>`: a replica's watch marker; purged once stale.
  */
 export const IpamKey = {
   config: 'config',
@@ -381,30 +302,61 @@ export const IpamKey = {
   block: (family: 'IPv4' | 'IPv6', cidr: string): string =>
     `block.${family}.${cidr.replace(/:/g, '-').replace('/', '_')}`,
   blockPrefix: 'block.',
+  /** Legacy (see above). */
   slot: (node: string, slot: number): string => `slot.${node}.${slot}`,
+  /** Legacy (see above). */
   slotPrefix: 'slot.',
-  /** A container id may hold '.', which would split the key: it is written as '='. */
-  owner: (node: string, containerId: string): string =>
-    `owner.${node}.${containerId.replace(/\./g, '=')}`,
+  /** Legacy (see above). */
   ownerPrefix: 'owner.',
-  sync: (id: string): string => `sync.${id}`,
+  /** Legacy (see above). */
   syncPrefix: 'sync.',
 } as const;
 
-/** The value under `node.<name>`: the node's blocks, one per enabled family. */
-export const IpamNodeRecord = z.object({
+const BlockRef = z.object({ cidr: z.string(), gateway: z.string() });
+/** One block set: one block per enabled family. */
+const BlockSet = z.object({ IPv4: BlockRef.optional(), IPv6: BlockRef.optional() });
+
+/** A node record as ipam wrote it before block sets: one block per family. Read, never written. */
+const IpamNodeRecordV1 = z.object({
   v: z.literal(1),
   name: z.string(),
   uid: z.string(),
-  blocks: z.object({
-    IPv4: z.object({ cidr: z.string(), gateway: z.string() }).optional(),
-    IPv6: z.object({ cidr: z.string(), gateway: z.string() }).optional(),
-  }),
+  blocks: BlockSet,
+  createdAt: z.number(),
+});
+
+const IpamNodeRecordV2 = z.object({
+  v: z.literal(2),
+  name: z.string(),
+  uid: z.string(),
+  /**
+   * The node's block sets in the order they were given, set 0 first; each has one block per
+   * enabled family (a family enabled later is added to every set at once, or to none).
+   */
+  sets: z.array(BlockSet),
   /** Epoch ms; tells one incarnation of a node name from the next. */
   createdAt: z.number(),
 });
 
-/** The value under `slot.<node>.<n>`: the sandbox holding the slot, and its addresses. */
+/**
+ * The value under `node.<name>`: the node's block sets. A v1 record (one block per family, written
+ * before block sets) reads as a v2 record with that one set; ipam writes v2 only.
+ */
+export const IpamNodeRecord = z.union([
+  IpamNodeRecordV2,
+  IpamNodeRecordV1.transform((r) => ({
+    v: 2 as const,
+    name: r.name,
+    uid: r.uid,
+    sets: r.blocks.IPv4 === undefined && r.blocks.IPv6 === undefined ? [] : [r.blocks],
+    createdAt: r.createdAt,
+  })),
+]);
+
+/**
+ * Legacy: the value under `slot.<node>.<n>`, the sandbox that held the slot and its addresses,
+ * for a node agent upgraded in place to adopt (see IpamKey).
+ */
 export const IpamSlotRecord = z.object({
   containerId: z.string(),
   namespace: z.string(),
@@ -414,20 +366,8 @@ export const IpamSlotRecord = z.object({
   ips: z.object({ IPv4: z.string().optional(), IPv6: z.string().optional() }),
   /** Epoch ms of the allocation. */
   at: z.number(),
-  /**
-   * Random, one per claim written: tells a claim whose write was not acknowledged from a claim of
-   * the same sandbox another attempt made.
-   */
+  /** Random, one per claim written. */
   claim: z.string().max(64).optional(),
-});
-
-/** The value under `owner.<node>.<containerId>`. */
-export const IpamOwnerRecord = z.object({
-  slot: z.number().int().min(0),
-  podUid: z.string(),
-  at: z.number(),
-  /** Epoch ms of the release; the record is kept a while so a repeated release is not an error. */
-  released: z.number().optional(),
 });
 
 /** The value under `block.<family>.<cidr>`: which node claimed the block, and when. */
@@ -443,9 +383,7 @@ export const IpamClusterConfig = z.object({
 });
 
 export type IpamSlotRecordValue = z.output<typeof IpamSlotRecord>;
-export type IpamOwnerRecordValue = z.output<typeof IpamOwnerRecord>;
 export type IpamNodeRecordValue = z.output<typeof IpamNodeRecord>;
 export type IpamBlockClaimValue = z.output<typeof IpamBlockClaim>;
 export type IpamClusterConfigValue = z.output<typeof IpamClusterConfig>;
-export type PodAddressValue = z.output<typeof PodAddress>;
 export type NodeBlockValue = z.output<typeof NodeBlock>;

@@ -11,8 +11,6 @@ import {
   AddressesAllocated,
   AddressesExhausted,
   AddressesReleased,
-  AllocateRequest,
-  Allocation,
   GcCompleted,
   GrowReply,
   GrowRequest,
@@ -20,8 +18,6 @@ import {
   IpamNodeEvent,
   IpamNodesStream,
   NodeBlocksHeld,
-  ReleaseRequest,
-  ReleaseResult,
 } from './ipam.ts';
 import { RouterIpcacheEvent, RouterRouteEvent, RouterStream, RouterSyncEvent } from './router.ts';
 import { AgentStream, EndpointReport, NodeDesiredStream, PodPolicyDesired } from './agent.ts';
@@ -36,10 +32,6 @@ export const ALL_CONTRACTS: readonly MessageContract[] = [
   ServiceEvent,
   EndpointSliceEvent,
   NetworkPolicyEvent,
-  AllocateRequest,
-  Allocation,
-  ReleaseRequest,
-  ReleaseResult,
   IpamNodeEvent,
   AddressesAllocated,
   AddressesReleased,

@@ -3,8 +3,6 @@ import {
   AddressesAllocated,
   AddressesExhausted,
   AddressesReleased,
-  AllocateRequest,
-  Allocation,
   EndpointReport,
   EndpointSliceEvent,
   GcCompleted,
@@ -12,8 +10,6 @@ import {
   GrowRequest,
   IpamNodeEvent,
   NodeBlocksHeld,
-  ReleaseRequest,
-  ReleaseResult,
   RouterIpcacheEvent,
   RouterRouteEvent,
   RouterSyncEvent,
@@ -45,34 +41,8 @@ const ipamAddresses = [
   { family: 'IPv6', address: 'fd00:d1ad::5' },
 ];
 
-/** IPAM requests, replies and events, as services/ipam and node agents send them. */
+/** IPAM requests, replies, records and events, as services/ipam and node agents send them. */
 const IPAM_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> = [
-  [AllocateRequest, { ...ipamOwner, families: ['IPv4', 'IPv6'] }],
-  [
-    Allocation,
-    {
-      ...ipamOwner,
-      addresses: [
-        { family: 'IPv4', address: '198.18.1.5', cidr: '198.18.1.0/24', gateway: '198.18.1.1' },
-        {
-          family: 'IPv6',
-          address: 'fd00:d1ad::5',
-          cidr: 'fd00:d1ad::/120',
-          gateway: 'fd00:d1ad::1',
-        },
-      ],
-      allocatedAt: '2025-01-01T00:00:00.000Z',
-    },
-  ],
-  [ReleaseRequest, { node: 'node-a', containerId: '3f2a9c' }],
-  [
-    ReleaseResult,
-    {
-      node: 'node-a',
-      released: [{ ...ipamOwner, addresses: ipamAddresses }],
-      alreadyReleased: false,
-    },
-  ],
   [
     IpamNodeEvent,
     {
@@ -114,8 +84,7 @@ const IPAM_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> = [
   [
     GcCompleted,
     {
-      releasedOwners: 2,
-      releasedNodes: 0,
+      releasedNodes: 1,
       releasedOrphanBlocks: 0,
       scannedNodes: 10,
       durationMs: 12.5,

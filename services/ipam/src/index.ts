@@ -1,6 +1,16 @@
 export { IpamService } from './service.ts';
 export type { IpamServiceOptions } from './service.ts';
 
+export { AssignError, Assigner } from './assigner.ts';
+export type {
+  AssignerEffects,
+  AssignerOptions,
+  GcSummary,
+  NodeInfo,
+  NodeStatus,
+} from './assigner.ts';
+export { HeldView } from './held.ts';
+
 export {
   ALL_CONFIG_KEYS,
   ConfigKey,
@@ -15,10 +25,7 @@ export { loadSettings, readConfigDir } from './settings.ts';
 export type { IpamSettings } from './settings.ts';
 
 export { createIpamMetrics } from './metrics.ts';
-export type { AddressUsage, IpamMetrics } from './metrics.ts';
-
-export { AllocationError, Allocator, limitingFamily } from './allocator.ts';
-export type { AllocateInput, AllocateOutcome, Held, ReleaseOutcome } from './allocator.ts';
+export type { IpamMetrics, PoolUsage } from './metrics.ts';
 
 export {
   RESERVED_LOW,
@@ -41,14 +48,16 @@ export {
 } from './addr.ts';
 export type { CidrParse, CidrValue } from './addr.ts';
 export {
-  addBlocks,
-  orderedAddresses,
-  slotAddress,
-  slotCapacity,
-  slotIps,
-  slotOf,
+  blockList,
+  canonicalBlock,
+  missingBlocks,
+  placeBlocks,
+  sameSets,
+  setCount,
+  setsFromBlocks,
 } from './record.ts';
-export type { BlockRef, NodeBlocks, NodeRecord, SlotRecord } from './record.ts';
+export type { BlockRef, BlockSet, BlockSlot, NodeRecord } from './record.ts';
+export { IpamStore } from './store.ts';
 
 export {
   IpamConfigConflictError,

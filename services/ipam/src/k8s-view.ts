@@ -1,11 +1,11 @@
 import type { Bus, BusConsumer, JsDelivery } from '@dyad/bus';
-import type { NodeObject, PayloadOf, PodObject } from '@dyad/contracts';
-import { K8S_STREAM, NodeEvent, PodEvent, k8sKindFilter } from '@dyad/contracts';
-import type { PodsView } from './gc.ts';
+import type { NodeObject, PayloadOf } from '@dyad/contracts';
+import { K8S_STREAM, NodeEvent, k8sKindFilter } from '@dyad/contracts';
+import type { NodeInfo, NodeStatus } from './assigner.ts';
 
 /**
- * What ipam knows of Kubernetes, from kube-bridge's DYAD_K8S stream only: the nodes (kept
- * current by a consumer) and, once per GC pass, the pods (a snapshot).
+ * What ipam knows of Kubernetes: the nodes, from kube-bridge's DYAD_K8S stream only (a snapshot,
+ * then a consumer that keeps it current).
  */
 export interface NodeState {
   readonly live: boolean;
@@ -13,8 +13,6 @@ export interface NodeState {
   readonly since: number;
   readonly uid: string;
 }
-
-export type NodeStatus = 'live' | 'deleted' | 'unknown';
 
 function eventTime(d: { meta: { time: string } }, fallback: number): number {
   const t = Date.parse(d.meta.time);
@@ -34,6 +32,10 @@ export class NodeView {
     const n = this.nodes.get(name);
     if (n === undefined) return 'unknown';
     return n.live ? 'live' : 'deleted';
+  }
+
+  info(name: string): NodeInfo {
+    return { status: this.status(name), uid: this.nodes.get(name)?.uid ?? '' };
   }
 
   /** Reads the current nodes, then follows changes from just after what it read. */
@@ -76,30 +78,4 @@ export class NodeView {
     }
     this.onLive(name, object);
   }
-}
-
-const FINISHED = new Set(['Succeeded', 'Failed']);
-
-/** Pods that hold addresses (not deleted, not finished) and when the others went away. */
-export function podsViewOf(events: Iterable<JsDelivery<PayloadOf<typeof PodEvent>>>): PodsView {
-  const live = new Set<string>();
-  const goneAt = new Map<string, number>();
-  const now = Date.now();
-  for (const d of events) {
-    const pod: PodObject = d.value.object;
-    const uid = pod.metadata.uid;
-    if (d.value.op === 'upsert' && !FINISHED.has(pod.status.phase ?? '')) live.add(uid);
-    else goneAt.set(uid, eventTime(d, now));
-  }
-  // A UID is live if any subject says so (a pod recreated under another name keeps no UID).
-  for (const uid of live) goneAt.delete(uid);
-  return { live, goneAt };
-}
-
-export async function readPods(bus: Bus): Promise<PodsView> {
-  const snap = await bus.snapshot([PodEvent], {
-    stream: K8S_STREAM,
-    filterSubjects: [k8sKindFilter('Pod')],
-  });
-  return podsViewOf(snap.values());
 }

@@ -1,4 +1,4 @@
-// ipam: node pod CIDRs and pod addresses over NATS. Settings from the environment (settings.ts),
+// ipam: the cluster pool - node block sets over NATS. Settings from the environment (settings.ts),
 // IPAM keys from DYAD_<KEY> variables or a ConfigMap directory; serves /metrics /healthz /readyz.
 import { connectBus, installSignalHandlers } from '@dyad/bus';
 import { createLogger, createMetrics, startHealthServer, startTracing } from '@dyad/telemetry';
@@ -28,11 +28,10 @@ async function main(): Promise<void> {
     config: cfg.ipam,
     logger,
     metrics: createIpamMetrics(registry),
-    podGraceMs: cfg.podGraceMs,
-    absentPodGraceMs: cfg.absentPodGraceMs,
     nodeGraceMs: cfg.nodeGraceMs,
     orphanGraceMs: cfg.orphanGraceMs,
     gcIntervalMs: cfg.gcIntervalMs,
+    rebuildWaitMs: cfg.rebuildWaitMs,
     concurrency: cfg.concurrency,
   });
   try {

@@ -1,74 +1,85 @@
 import { Counter, Gauge } from 'prom-client';
 import type { Registry } from 'prom-client';
 
-export interface AddressUsage {
-  readonly node: string;
+export interface PoolUsage {
   readonly family: string;
-  readonly used: number;
+  readonly claimed: number;
   readonly free: number;
 }
 
 export interface IpamMetrics {
-  /** Pod addresses per node and family, computed at scrape time from what this replica knows. */
-  readonly addresses: Gauge<'node' | 'family' | 'state'>;
-  /** Where the address gauge reads from when scraped. */
-  setAddressSource(source: () => Iterable<AddressUsage>): void;
-  readonly allocations: Counter<'outcome'>;
-  readonly releases: Counter<'reason'>;
-  readonly exhausted: Counter<'family' | 'scope'>;
+  /** Blocks of each family's pools, claimed or free, as this replica knows them at scrape time. */
+  readonly poolBlocks: Gauge<'family' | 'state'>;
+  /** Where the pool gauge reads from when scraped. */
+  setPoolSource(source: () => Iterable<PoolUsage>): void;
+  readonly grows: Counter<'outcome'>;
+  readonly exhausted: Counter<'family'>;
   readonly conflicts: Counter<'key'>;
   readonly nodeBlocks: Counter<'family' | 'outcome'>;
+  readonly rebuilds: Counter;
+  readonly rebuildConflicts: Counter<'family'>;
+  readonly legacyKeysPurged: Counter;
   readonly gcRuns: Counter<'outcome'>;
 }
 
 export function createIpamMetrics(registry: Registry): IpamMetrics {
   const registers = [registry];
-  let source: () => Iterable<AddressUsage> = () => [];
+  let source: () => Iterable<PoolUsage> = () => [];
   return {
-    addresses: new Gauge({
-      name: 'dyad_ipam_addresses',
-      help: 'Pod addresses of a node block: state=used or free',
-      labelNames: ['node', 'family', 'state'],
+    poolBlocks: new Gauge({
+      name: 'dyad_ipam_pool_blocks',
+      help: "Node blocks of a family's pools: state=claimed or free (this replica's view)",
+      labelNames: ['family', 'state'],
       registers,
       collect() {
         this.reset();
         for (const u of source()) {
-          this.set({ node: u.node, family: u.family, state: 'used' }, u.used);
-          this.set({ node: u.node, family: u.family, state: 'free' }, u.free);
+          this.set({ family: u.family, state: 'claimed' }, u.claimed);
+          this.set({ family: u.family, state: 'free' }, u.free);
         }
       },
     }),
-    setAddressSource(s) {
+    setPoolSource(s) {
       source = s;
     },
-    allocations: new Counter({
-      name: 'dyad_ipam_allocations_total',
-      help: 'Allocate requests answered: outcome=new, repeat, or the error code',
+    grows: new Counter({
+      name: 'dyad_ipam_grows_total',
+      help: 'Grow requests answered: outcome=added (a set was added), current (repeat), or the error code',
       labelNames: ['outcome'],
-      registers,
-    }),
-    releases: new Counter({
-      name: 'dyad_ipam_releases_total',
-      help: 'Sandboxes whose addresses were released, by reason',
-      labelNames: ['reason'],
       registers,
     }),
     exhausted: new Counter({
       name: 'dyad_ipam_exhausted_total',
-      help: 'Allocations refused because a node block (node-block) or the pool (cluster-pool) was full',
-      labelNames: ['family', 'scope'],
+      help: 'Block sets refused because a family had no block left in its pools',
+      labelNames: ['family'],
       registers,
     }),
     conflicts: new Counter({
       name: 'dyad_ipam_write_conflicts_total',
-      help: 'Conditional writes that found the key changed (key=slot, owner): lost races, stale hints',
+      help: 'Conditional writes that found the key changed (key=node): replicas racing',
       labelNames: ['key'],
       registers,
     }),
     nodeBlocks: new Counter({
       name: 'dyad_ipam_node_blocks_total',
-      help: 'Node block claims: outcome=claimed, lost (another replica was first), exhausted, released',
+      help: 'Node block claims: outcome=claimed, lost (withdrawn: another replica was first, or the set failed), exhausted, released',
       labelNames: ['family', 'outcome'],
+      registers,
+    }),
+    rebuilds: new Counter({
+      name: 'dyad_ipam_node_rebuilds_total',
+      help: "Node records re-created from the node agent's held-blocks report (the bucket had none)",
+      registers,
+    }),
+    rebuildConflicts: new Counter({
+      name: 'dyad_ipam_rebuild_conflicts_total',
+      help: 'Blocks an agent reports holding that another node has claimed: left with that node, never taken',
+      labelNames: ['family'],
+      registers,
+    }),
+    legacyKeysPurged: new Counter({
+      name: 'dyad_ipam_legacy_keys_purged_total',
+      help: 'Legacy slot and owner keys purged once their node agent reported its blocks (or the node was deleted)',
       registers,
     }),
     gcRuns: new Counter({

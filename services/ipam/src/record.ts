@@ -1,128 +1,123 @@
-import type { Family, IpamNodeRecordValue, IpamSlotRecordValue } from '@dyad/contracts';
-import { formatAddress, parseAddress, parseCidr } from './addr.ts';
-import { RESERVED_LOW, blockAddresses } from './carve.ts';
+import type { Family, IpamNodeRecordValue, NodeBlockValue } from '@dyad/contracts';
+import { formatAddress, formatCidr, parseCidr } from './addr.ts';
 
 /**
- * Node records and pod slots, pure. A node has one block per family; slot n of the node is the
- * address at offset 2+n (past the reserved network/anycast and gateway) of every one of its
- * blocks. A sandbox holds one slot, so one claim gives it one address per family, and the
- * addresses of a pair share their offset: 198.18.4.19 goes with fd00:d1ad::413.
+ * Node records and block sets, pure. A node holds block sets: set 0 when kube-bridge announces
+ * it, one more each time its agent asks (grow). A set has one block per enabled family. Outside
+ * ipam (IpamNodeEvent, GrowReply, NodeBlocksHeld) the sets travel as one flat list: set by set,
+ * in the cluster's family order within a set, so the k-th block of each family belongs to set k.
  */
 export type NodeRecord = IpamNodeRecordValue;
-export type SlotRecord = IpamSlotRecordValue;
+export type BlockSet = NodeRecord['sets'][number];
 export type BlockRef = { readonly cidr: string; readonly gateway: string };
-export type NodeBlocks = NodeRecord['blocks'];
 
-/** At most this many slots per node: far above any pod count, and slot numbers stay small. */
-export const MAX_SLOTS = 2 ** 32;
+const ALL_FAMILIES: readonly Family[] = ['IPv4', 'IPv6'];
 
-const capacities = new WeakMap<NodeBlocks, number>();
-
-/** Slots in a node: the usable addresses of its smallest block (0 without blocks). */
-export function slotCapacity(blocks: NodeBlocks): number {
-  // Every request asks, with the same few records: parsing their CIDRs each time showed in profiles.
-  let c = capacities.get(blocks);
-  if (c === undefined) {
-    c = computeCapacity(blocks);
-    capacities.set(blocks, c);
-  }
-  return c;
+/** The cluster's families first (primary first), then any other, so every block is listed. */
+function familyOrder(families: readonly Family[]): Family[] {
+  return [...families, ...ALL_FAMILIES.filter((f) => !families.includes(f))];
 }
 
-function computeCapacity(blocks: NodeBlocks): number {
-  let cap: bigint | undefined;
-  for (const f of ['IPv4', 'IPv6'] as const) {
-    const b = blocks[f];
-    if (b === undefined) continue;
-    const p = parseCidr(b.cidr);
-    if (!p.ok) return 0;
-    const u = blockAddresses(p.cidr).usable;
-    cap = cap === undefined || u < cap ? u : cap;
-  }
-  if (cap === undefined) return 0;
-  return cap > BigInt(MAX_SLOTS) ? MAX_SLOTS : Number(cap);
+export function setCount(record: NodeRecord | undefined): number {
+  return record?.sets.length ?? 0;
 }
 
-/** The address of slot n in a block. */
-const bases = new Map<string, bigint>();
-
-/** A block's base address; blocks are few and every allocation asks, so the parse is kept. */
-function baseOf(cidr: string): bigint {
-  let b = bases.get(cidr);
-  if (b === undefined) {
-    const p = parseCidr(cidr);
-    if (!p.ok) throw new Error(`invalid block ${cidr}: ${p.reason}`);
-    b = p.cidr.base;
-    if (bases.size > 65_536) bases.clear();
-    bases.set(cidr, b);
-  }
-  return b;
-}
-
-export function slotAddress(block: BlockRef, family: Family, slot: number): string {
-  return formatAddress(family, baseOf(block.cidr) + RESERVED_LOW + BigInt(slot));
-}
-
-/** The slot an address of a block is, or undefined if it is reserved or outside. */
-export function slotOf(block: BlockRef, address: string): number | undefined {
-  const p = parseCidr(block.cidr);
-  const a = parseAddress(address);
-  if (!p.ok || a === undefined || a.family !== p.cidr.family) return undefined;
-  const b = blockAddresses(p.cidr);
-  const off = a.value - p.cidr.base;
-  if (off < b.first || off > b.last) return undefined;
-  return Number(off - RESERVED_LOW);
-}
-
-/** The slot's addresses for the families asked, in the order asked. */
-export function slotIps(
-  blocks: NodeBlocks,
-  slot: number,
-  families: readonly Family[],
-): { IPv4?: string; IPv6?: string } {
-  const ips: { IPv4?: string; IPv6?: string } = {};
-  for (const f of families) {
-    const b = blocks[f];
-    if (b !== undefined) ips[f] = slotAddress(b, f, slot);
-  }
-  return ips;
+/** One place a node lacks a block: set `set`, family `family`. */
+export interface BlockSlot {
+  readonly set: number;
+  readonly family: Family;
 }
 
 /**
- * Adds the offered blocks of families the record lacks; creates the record if there is none.
- * Returns the families added (an offer for a family already held is refused: the caller
- * withdraws its claim).
+ * What a node lacks to hold `target` complete sets of `families`: for each set up to the target,
+ * each family it has no block of (a family enabled after the node got its sets lacks in all).
  */
-export function addBlocks(
+export function missingBlocks(
+  record: NodeRecord | undefined,
+  target: number,
+  families: readonly Family[],
+): BlockSlot[] {
+  const out: BlockSlot[] = [];
+  for (let set = 0; set < target; set++) {
+    const have = record?.sets[set];
+    for (const family of families) if (have?.[family] === undefined) out.push({ set, family });
+  }
+  return out;
+}
+
+/**
+ * The record with the blocks placed in their slots (the record made when there is none). A slot
+ * already filled keeps its block: the caller only places what `missingBlocks` named.
+ */
+export function placeBlocks(
   current: NodeRecord | undefined,
   name: string,
   uid: string,
-  offer: Readonly<Partial<Record<Family, BlockRef>>>,
+  placed: readonly (BlockSlot & { readonly block: BlockRef })[],
   now: number,
-): { record: NodeRecord; added: Family[] } {
-  const record: NodeRecord = current
-    ? { ...current, blocks: { ...current.blocks } }
-    : { v: 1, name, uid, blocks: {}, createdAt: now };
-  const added: Family[] = [];
-  for (const f of ['IPv4', 'IPv6'] as const) {
-    const b = offer[f];
-    if (b === undefined || record.blocks[f] !== undefined) continue;
-    record.blocks[f] = { cidr: b.cidr, gateway: b.gateway };
-    added.push(f);
+): NodeRecord {
+  const sets: BlockSet[] = (current?.sets ?? []).map((s) => ({ ...s }));
+  for (const p of placed) {
+    while (sets.length <= p.set) sets.push({});
+    const set = sets[p.set] as BlockSet;
+    if (set[p.family] === undefined) {
+      set[p.family] = { cidr: p.block.cidr, gateway: p.block.gateway };
+    }
   }
-  return { record, added };
+  return current === undefined ? { v: 2, name, uid, sets, createdAt: now } : { ...current, sets };
 }
 
-/** The pod's addresses in the cluster's family order, as replies and events carry them. */
-export function orderedAddresses(
-  ips: SlotRecord['ips'],
-  families: readonly Family[],
-): { family: Family; address: string }[] {
-  const out: { family: Family; address: string }[] = [];
-  const order = [...families, ...(['IPv4', 'IPv6'] as const).filter((f) => !families.includes(f))];
-  for (const f of order) {
-    const ip = ips[f];
-    if (ip !== undefined) out.push({ family: f, address: ip });
+/** The node's blocks as IpamNodeEvent and GrowReply carry them: set by set, family order. */
+export function blockList(record: NodeRecord, families: readonly Family[]): NodeBlockValue[] {
+  const order = familyOrder(families);
+  return record.sets.flatMap((set) =>
+    order.flatMap((family) => {
+      const b = set[family];
+      return b === undefined ? [] : [{ family, cidr: b.cidr, gateway: b.gateway }];
+    }),
+  );
+}
+
+/** Every block of the record with its family. */
+export function recordBlocks(record: NodeRecord): { family: Family; cidr: string }[] {
+  return record.sets.flatMap((set) =>
+    ALL_FAMILIES.flatMap((family) => {
+      const b = set[family];
+      return b === undefined ? [] : [{ family, cidr: b.cidr }];
+    }),
+  );
+}
+
+/** Whether the record holds this block (CIDR text as ipam writes it: canonical). */
+export function holdsBlock(record: NodeRecord | undefined, family: Family, cidr: string): boolean {
+  return record?.sets.some((s) => s[family]?.cidr === cidr) ?? false;
+}
+
+/** A CIDR and its gateway in the text ipam writes (RFC 5952, host bits clear); undefined if invalid. */
+export function canonicalBlock(family: Family, cidr: string): BlockRef | undefined {
+  const p = parseCidr(cidr);
+  if (!p.ok || p.cidr.family !== family) return undefined;
+  return { cidr: formatCidr(p.cidr), gateway: formatAddress(family, p.cidr.base + 1n) };
+}
+
+/**
+ * Block sets from a flat list (a node agent's NodeBlocksHeld report): the k-th block of each
+ * family forms set k, as the list's order says. Blocks that do not parse are left out.
+ */
+export function setsFromBlocks(blocks: readonly NodeBlockValue[]): BlockSet[] {
+  const sets: BlockSet[] = [];
+  const seen: Record<Family, number> = { IPv4: 0, IPv6: 0 };
+  for (const b of blocks) {
+    const ref = canonicalBlock(b.family, b.cidr);
+    if (ref === undefined) continue;
+    const k = seen[b.family]++;
+    while (sets.length <= k) sets.push({});
+    (sets[k] as BlockSet)[b.family] = ref;
   }
-  return out;
+  return sets;
+}
+
+/** Two records hold the same sets, in the same order. */
+export function sameSets(a: NodeRecord, b: NodeRecord): boolean {
+  return JSON.stringify(blockList(a, ALL_FAMILIES)) === JSON.stringify(blockList(b, ALL_FAMILIES));
 }

@@ -8,7 +8,7 @@ import { ALL_CONFIG_KEYS, mergeConfigSources, parseIpamConfig } from './config.t
 import { SettingsError } from './errors.ts';
 
 /**
- * The process settings, from the environment: NATS, health endpoint, GC timing. The IPAM keys
+ * The process settings, from the environment: NATS, health endpoint, GC and rebuild timing. The IPAM keys
  * themselves come from `DYAD_<KEY>` variables or a mounted ConfigMap directory (config.ts).
  */
 const seconds = (def: number, min = 0) => z.coerce.number().min(min).default(def);
@@ -21,13 +21,12 @@ const Env = z.object({
   /** A directory with one file per IPAM key, as Kubernetes mounts a ConfigMap. */
   DYAD_IPAM_CONFIG_DIR: z.string().min(1).optional(),
   DYAD_IPAM_GC_INTERVAL_S: seconds(60, 0.05),
-  DYAD_IPAM_POD_GRACE_S: seconds(120),
-  /** For pods absent from DYAD_K8S rather than deleted: longer, as a lagging kube-bridge looks the same. */
-  DYAD_IPAM_ABSENT_POD_GRACE_S: seconds(900),
   DYAD_IPAM_NODE_GRACE_S: seconds(600),
   /** At least 30 s: an assigner gives up a claim older than half of it, and a write may take 5 s. */
   DYAD_IPAM_ORPHAN_GRACE_S: seconds(600, 30),
-  DYAD_IPAM_CONCURRENCY: z.coerce.number().int().min(1).max(65536).default(1024),
+  /** After finding no node record: how long node agents have to report their blocks first. */
+  DYAD_IPAM_REBUILD_WAIT_S: seconds(5),
+  DYAD_IPAM_CONCURRENCY: z.coerce.number().int().min(1).max(65536).default(64),
 });
 
 export interface IpamSettings {
@@ -36,10 +35,9 @@ export interface IpamSettings {
   readonly logLevel: z.output<typeof Env>['LOG_LEVEL'];
   readonly ipam: IpamConfig;
   readonly gcIntervalMs: number;
-  readonly podGraceMs: number;
-  readonly absentPodGraceMs: number;
   readonly nodeGraceMs: number;
   readonly orphanGraceMs: number;
+  readonly rebuildWaitMs: number;
   readonly concurrency: number;
 }
 
@@ -71,10 +69,9 @@ export function loadSettings(env: Readonly<Record<string, string | undefined>>):
     logLevel: e.LOG_LEVEL,
     ipam: parseIpamConfig(mergeConfigSources(env, dirFiles)),
     gcIntervalMs: e.DYAD_IPAM_GC_INTERVAL_S * 1000,
-    podGraceMs: e.DYAD_IPAM_POD_GRACE_S * 1000,
-    absentPodGraceMs: Math.max(e.DYAD_IPAM_ABSENT_POD_GRACE_S, e.DYAD_IPAM_POD_GRACE_S) * 1000,
     nodeGraceMs: e.DYAD_IPAM_NODE_GRACE_S * 1000,
     orphanGraceMs: e.DYAD_IPAM_ORPHAN_GRACE_S * 1000,
+    rebuildWaitMs: e.DYAD_IPAM_REBUILD_WAIT_S * 1000,
     concurrency: e.DYAD_IPAM_CONCURRENCY,
   };
 }

@@ -1,18 +1,6 @@
-import type {
-  Family,
-  IpamBlockClaimValue,
-  IpamOwnerRecordValue,
-  IpamSlotRecordValue,
-} from '@dyad/contracts';
-import {
-  IpamBlockClaim,
-  IpamKey,
-  IpamNodeRecord,
-  IpamOwnerRecord,
-  IpamSlotRecord,
-} from '@dyad/contracts';
-import type { KV, KvWriter } from '@dyad/bus';
-import { KvWriteError } from '@dyad/bus';
+import type { Family, IpamBlockClaimValue } from '@dyad/contracts';
+import { IpamBlockClaim, IpamKey, IpamNodeRecord } from '@dyad/contracts';
+import type { KV } from '@dyad/bus';
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import type { z } from 'zod';
 import { StoreError } from './errors.ts';
@@ -43,7 +31,6 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 export function isConflict(err: unknown): boolean {
-  if (err instanceof KvWriteError) return err.conflict;
   return (
     err instanceof JetStreamApiError &&
     (err.code === JetStreamApiCodes.StreamWrongLastSequence ||
@@ -79,12 +66,9 @@ export function decodeJson<S extends z.ZodType>(
 
 export class IpamStore {
   readonly kv: KV;
-  /** The hot path's writes (claims, owner records) go through here when given. */
-  private readonly writer: KvWriter | undefined;
 
-  constructor(kv: KV, writer?: KvWriter) {
+  constructor(kv: KV) {
     this.kv = kv;
-    this.writer = writer;
   }
 
   async read<S extends z.ZodType>(schema: S, key: string): Promise<Current<z.output<S>>> {
@@ -99,9 +83,6 @@ export class IpamStore {
   /** Writes `value` if the key's last revision is `expected` (0: never written). */
   async writeIf(key: string, value: unknown, expected: number): Promise<WriteOutcome> {
     try {
-      if (this.writer !== undefined) {
-        return await this.writer.put(key, encodeJson(value), { previousRevision: expected });
-      }
       return await this.kv.put(key, encodeJson(value), { previousSeq: expected });
     } catch (err) {
       if (isConflict(err)) return 'conflict';
@@ -111,11 +92,9 @@ export class IpamStore {
 
   /** Deletes the key if its last revision is `expected`; false if it changed meanwhile. */
   async deleteIf(key: string, expected: number): Promise<boolean> {
+    // The KV client sends no expectation for 0, which would delete whatever is there.
+    if (expected <= 0) throw new StoreError(`deleting ${key}: no revision to expect`);
     try {
-      if (this.writer !== undefined) {
-        await this.writer.delete(key, { previousRevision: expected });
-        return true;
-      }
       await this.kv.delete(key, { previousSeq: expected });
       return true;
     } catch (err) {
@@ -127,16 +106,13 @@ export class IpamStore {
   /**
    * Removes a key for good if its last revision is `expected`: its history goes and the purge
    * marker left expires after `PURGE_MARKER_TTL`, so nothing of the key stays in the bucket (a
-   * delete marker would, for ever). For keys that are not reused by revision: owner records,
-   * sync markers, a deleted node's keys. False if the key changed meanwhile.
+   * delete marker would, for ever). For keys that are not reused by revision: a deleted node's
+   * record, the legacy keys. False if the key changed meanwhile.
    */
   async purgeIf(key: string, expected: number): Promise<boolean> {
+    if (expected <= 0) throw new StoreError(`purging ${key}: no revision to expect`);
     try {
-      if (this.writer !== undefined) {
-        await this.writer.purge(key, { previousRevision: expected, ttl: PURGE_MARKER_TTL });
-      } else {
-        await this.kv.purge(key, { previousSeq: expected, ttl: PURGE_MARKER_TTL });
-      }
+      await this.kv.purge(key, { previousSeq: expected, ttl: PURGE_MARKER_TTL });
       return true;
     } catch (err) {
       if (isConflict(err)) return false;
@@ -152,6 +128,14 @@ export class IpamStore {
       if (isConflict(err)) return 'conflict';
       throw storeError(`creating ${key}`, err);
     }
+  }
+
+  /** The revision of the key's live value; undefined when it has none. */
+  async revisionOf(key: string): Promise<number | undefined> {
+    const e = await this.kv.get(key).catch((err: unknown) => {
+      throw storeError(`reading ${key}`, err);
+    });
+    return e === null || e.operation !== 'PUT' ? undefined : e.revision;
   }
 
   async keys(filter: string): Promise<string[]> {
@@ -170,20 +154,14 @@ export class IpamStore {
     return this.read(IpamNodeRecord, IpamKey.node(name));
   }
 
-  slot(node: string, slot: number): Promise<Current<IpamSlotRecordValue>> {
-    return this.read(IpamSlotRecord, IpamKey.slot(node, slot));
-  }
-
-  owner(node: string, containerId: string): Promise<Current<IpamOwnerRecordValue>> {
-    return this.read(IpamOwnerRecord, IpamKey.owner(node, containerId));
-  }
-
   blockClaim(key: string): Promise<Current<IpamBlockClaimValue>> {
     return this.read(IpamBlockClaim, key);
   }
 
   async getJson(key: string): Promise<Stored<unknown> | undefined> {
-    const e = await this.kv.get(key);
+    const e = await this.kv.get(key).catch((err: unknown) => {
+      throw storeError(`reading ${key}`, err);
+    });
     if (e === null || e.operation !== 'PUT') return undefined;
     return { value: JSON.parse(dec.decode(e.value)) as unknown, revision: e.revision };
   }
@@ -203,19 +181,15 @@ export function parseBlockKey(key: string): { family: Family; cidr: string } | u
   };
 }
 
-/** `slot.<node>.<n>` → node and slot; undefined for other keys. */
-export function parseSlotKey(key: string): { node: string; slot: number } | undefined {
-  const m = /^slot\.(.+)\.([0-9]+)$/.exec(key);
-  if (m === null) return undefined;
-  return { node: m[1] as string, slot: Number(m[2]) };
-}
-
-/** Every owner key of one node (the container id is one token: its dots are written '='). */
-export function ownerFilter(node: string): string {
-  return `${IpamKey.ownerPrefix}${node}.*`;
-}
-
-/** The container id of an owner key of `node`. */
-export function containerIdOfOwnerKey(node: string, key: string): string {
-  return key.slice(`${IpamKey.ownerPrefix}${node}.`.length).replace(/=/g, '.');
+/**
+ * The node of a legacy `slot.<node>.<n>` or `owner.<node>.<containerId>` key (a container id's
+ * dots are written '=', so the node is everything up to the last dot); undefined for other keys.
+ */
+export function legacyKeyNode(key: string): string | undefined {
+  for (const prefix of [IpamKey.slotPrefix, IpamKey.ownerPrefix]) {
+    if (!key.startsWith(prefix)) continue;
+    const last = key.lastIndexOf('.');
+    return last > prefix.length ? key.slice(prefix.length, last) : undefined;
+  }
+  return undefined;
 }

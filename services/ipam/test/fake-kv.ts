@@ -1,6 +1,6 @@
-// An in-memory stand-in for a JetStream KV bucket with history 1: the same revision checks, delete
-// markers and watch order, so the allocation protocol can be driven through races and failures
-// without a server. Only what ipam uses is implemented.
+// An in-memory stand-in for a JetStream KV bucket with history 1: the same revision checks and
+// delete markers, so block assignment can be driven through races and failures without a server.
+// Only what ipam uses is implemented.
 import type { KV } from '@dyad/bus';
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 
@@ -16,12 +16,10 @@ export interface Fault {
   beforeWrite?: (key: string, op: 'PUT' | 'DEL' | 'PURGE') => void;
   /** Called after each write; throw to lose its ack (the write happened, the writer is told it failed). */
   afterWrite?: (key: string, op: 'PUT' | 'DEL' | 'PURGE') => void;
-  /** Extra event-loop turns before a write is acknowledged: watches see it first. */
-  ackDelayTicks?: number;
-  /** A put or delete of a key for which this returns a promise waits for it before writing. */
+  /** A write of a key for which this returns a promise waits for it before writing. */
   holdWrite?: (key: string) => Promise<void> | undefined;
-  /** Called when a watch is opened; throw to refuse it. */
-  beforeWatch?: () => void;
+  /** Called before each read; throw to fail it. */
+  beforeRead?: (key: string) => void;
 }
 
 function matches(filter: string, key: string): boolean {
@@ -48,11 +46,6 @@ export class FakeKv {
   seq = 0;
   writes = 0;
   fault: Fault = {};
-  private readonly watchers = new Set<{
-    filters: string[];
-    push: (m: Msg) => void;
-    fail: (err: Error) => void;
-  }>();
 
   /**
    * The next write matching `match` fails once: `before` it happens (refused, or not yet done), or
@@ -72,11 +65,6 @@ export class FakeKv {
     else this.fault.afterWrite = hook;
   }
 
-  /** Every open watch throws `err` to its reader, as a watch whose consumer is lost would. */
-  failWatches(err: Error): void {
-    for (const w of [...this.watchers]) w.fail(err);
-  }
-
   private write(
     key: string,
     op: 'PUT' | 'DEL' | 'PURGE',
@@ -89,7 +77,6 @@ export class FakeKv {
     const m: Msg = { key, rev: ++this.seq, op, value };
     this.last.set(key, m);
     this.writes++;
-    for (const w of this.watchers) if (w.filters.some((f) => matches(f, key))) w.push(m);
     this.fault.afterWrite?.(key, op);
     return m.rev;
   }
@@ -125,35 +112,33 @@ export class FakeKv {
     const kv = {
       get: async (key: string) => {
         await tick();
+        this.fault.beforeRead?.(key);
         const m = this.last.get(key);
         return m === undefined ? null : entry(m);
       },
       put: async (key: string, value: Uint8Array, opts?: { previousSeq?: number }) => {
         await tick();
         await this.fault.holdWrite?.(key);
-        const rev = this.write(key, 'PUT', value, opts?.previousSeq);
-        for (let i = 0; i < (this.fault.ackDelayTicks ?? 0); i++) await tick();
-        return rev;
+        return this.write(key, 'PUT', value, opts?.previousSeq);
       },
+      // As the KV client: create expects nothing there, or a delete or purge marker.
       create: async (key: string, value: Uint8Array) => {
         await tick();
+        await this.fault.holdWrite?.(key);
         const cur = this.last.get(key);
         return this.write(key, 'PUT', value, cur === undefined || cur.op === 'PUT' ? 0 : cur.rev);
       },
-      update: async (key: string, value: Uint8Array, version: number) => {
-        await tick();
-        return this.write(key, 'PUT', value, version);
-      },
+      // As the KV client, a previousSeq of 0 expects nothing: the delete is unconditional.
       delete: async (key: string, opts?: { previousSeq?: number }) => {
         await tick();
         await this.fault.holdWrite?.(key);
-        this.write(key, 'DEL', new Uint8Array(), opts?.previousSeq);
+        this.write(key, 'DEL', new Uint8Array(), opts?.previousSeq || undefined);
       },
       // History 1: a purge leaves just its marker (the TTL it may carry is not modelled).
       purge: async (key: string, opts?: { previousSeq?: number }) => {
         await tick();
         await this.fault.holdWrite?.(key);
-        this.write(key, 'PURGE', new Uint8Array(), opts?.previousSeq);
+        this.write(key, 'PURGE', new Uint8Array(), opts?.previousSeq || undefined);
       },
       keys: async (filter: string | string[] = '>') => {
         await tick();
@@ -164,50 +149,6 @@ export class FakeKv {
         return (async function* () {
           yield* ks;
         })();
-      },
-      watch: async (opts: { key?: string | string[] } = {}) => {
-        await tick();
-        this.fault.beforeWatch?.();
-        const filters =
-          opts.key === undefined ? ['>'] : Array.isArray(opts.key) ? opts.key : [opts.key];
-        const queue: Msg[] = [...this.last.values()]
-          .filter((m) => filters.some((f) => matches(f, m.key)))
-          .sort((a, b) => a.rev - b.rev);
-        let wake: (() => void) | undefined;
-        let stopped = false;
-        let failure: Error | undefined;
-        const w = {
-          filters,
-          push: (m: Msg) => {
-            queue.push(m);
-            wake?.();
-          },
-          fail: (err: Error) => {
-            failure = err;
-            this.watchers.delete(w);
-            wake?.();
-          },
-        };
-        this.watchers.add(w);
-        const stop = () => {
-          stopped = true;
-          this.watchers.delete(w);
-          wake?.();
-        };
-        const iter = (async function* () {
-          for (;;) {
-            while (queue.length > 0 && failure === undefined) {
-              await tick();
-              const m = queue.shift() as Msg;
-              yield { ...entry(m), isUpdate: true };
-            }
-            if (failure !== undefined) throw failure;
-            if (stopped) return;
-            await new Promise<void>((r) => (wake = r));
-            wake = undefined;
-          }
-        })();
-        return Object.assign(iter, { stop });
       },
     };
     return kv as unknown as KV;

@@ -2,10 +2,19 @@
 // exhaustion, each against a fresh nats-server and one real ipam process.
 import { RemoteError } from '@dyad/bus';
 import type { PayloadOf } from '@dyad/contracts';
-import { AddressesExhausted, IPAM_NODES_STREAM, IpamNodeEvent, IpamSubject } from '@dyad/contracts';
+import { AddressesExhausted, IpamEventKind, ipamEventSubject } from '@dyad/contracts';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { Cluster, Replica } from './harness.ts';
-import { allocate, podRef, runUntilExit, startCluster, startReplica } from './harness.ts';
+import type { Blocks, Cluster, Replica } from './harness.ts';
+import {
+  FAST_GC,
+  assignments,
+  grow,
+  ipamKv,
+  readRecords,
+  runUntilExit,
+  startCluster,
+  startReplica,
+} from './harness.ts';
 
 const open: Cluster[] = [];
 
@@ -19,71 +28,63 @@ async function cluster(nodes: string[]): Promise<Cluster> {
   return c;
 }
 
-const code = (p: Promise<unknown>): Promise<string> =>
-  p.then(
-    () => 'ok',
-    (e: unknown) => (e instanceof RemoteError ? e.code : String(e)),
+/** The node's blocks once its assignment has `count` of them. */
+async function blocksOf(c: Cluster, node: string, count: number): Promise<Blocks> {
+  return vi.waitFor(
+    async () => {
+      const b = (await assignments(c.bus)).get(node)?.blocks ?? [];
+      if (b.length !== count) throw new Error(`${node} has ${b.length} blocks`);
+      return b;
+    },
+    { timeout: 30_000, interval: 100 },
   );
+}
 
 describe('single-family clusters', () => {
-  it('IPv4 only (enable-ipv6 left at its default, false): one IPv4 address per pod', async () => {
+  it('IPv4 only (enable-ipv6 left at its default, false): sets of one IPv4 block', async () => {
     const c = await cluster(['n1']);
     c.replicas.push(
-      await startReplica(c.nats.url, { DYAD_CLUSTER_POOL_IPV4_CIDR: '198.18.0.0/16' }),
+      await startReplica(c.nats.url, { ...FAST_GC, DYAD_CLUSTER_POOL_IPV4_CIDR: '198.18.0.0/16' }),
     );
-    const r = await allocate(c.bus, podRef(1, 'n1'));
-    expect(r.addresses).toEqual([
-      {
-        family: 'IPv4',
-        address: '198.18.0.' + r.addresses[0]?.address.split('.')[3],
-        cidr: '198.18.0.0/24',
-        gateway: '198.18.0.1',
-      },
+    expect(await blocksOf(c, 'n1', 1)).toEqual([
+      { family: 'IPv4', cidr: '198.18.0.0/24', gateway: '198.18.0.1' },
     ]);
-    expect(await code(allocate(c.bus, podRef(2, 'n1'), { families: ['IPv6'] }))).toBe(
-      'family-disabled',
-    );
-    expect(await code(allocate(c.bus, podRef(2, 'n1'), { families: ['IPv4', 'IPv6'] }))).toBe(
-      'family-disabled',
-    );
-    const snap = await c.bus.snapshot([IpamNodeEvent], { stream: IPAM_NODES_STREAM });
-    expect([...snap.values()][0]?.value.blocks.map((b) => b.family)).toEqual(['IPv4']);
+    expect(await grow(c.bus, 'n1', 1)).toEqual([
+      { family: 'IPv4', cidr: '198.18.0.0/24', gateway: '198.18.0.1' },
+      { family: 'IPv4', cidr: '198.18.1.0/24', gateway: '198.18.1.1' },
+    ]);
   });
 
   it('IPv6 only, with /112 blocks carved from a /104 pool', async () => {
     const c = await cluster(['n1']);
     c.replicas.push(
       await startReplica(c.nats.url, {
+        ...FAST_GC,
         DYAD_ENABLE_IPV4: 'false',
         DYAD_ENABLE_IPV6: 'true',
         DYAD_CLUSTER_POOL_IPV6_CIDR: 'fd00:6::/104',
         DYAD_CLUSTER_POOL_IPV6_MASK_SIZE: '112',
       }),
     );
-    const r = await allocate(c.bus, podRef(1, 'n1'));
-    expect(r.addresses).toHaveLength(1);
-    expect(r.addresses[0]).toMatchObject({
-      family: 'IPv6',
-      cidr: 'fd00:6::/112',
-      gateway: 'fd00:6::1',
-    });
-    expect(await code(allocate(c.bus, podRef(2, 'n1'), { families: ['IPv4'] }))).toBe(
-      'family-disabled',
-    );
+    expect(await blocksOf(c, 'n1', 1)).toEqual([
+      { family: 'IPv6', cidr: 'fd00:6::/112', gateway: 'fd00:6::1' },
+    ]);
   });
 });
 
 describe('configuration across restarts', () => {
-  it('switching IPv4 on is taken up; switching IPv6 off while nodes hold IPv6 blocks is refused', async () => {
+  it('switching IPv4 on gives every set of every node its IPv4 block; switching IPv6 off while nodes hold IPv6 blocks is refused', async () => {
     const c = await cluster(['n1']);
     const v6only = {
+      ...FAST_GC,
       DYAD_ENABLE_IPV4: 'false',
       DYAD_ENABLE_IPV6: 'true',
       DYAD_CLUSTER_POOL_IPV6_CIDR: 'fd00:d1ad::/104',
     };
     const first = await startReplica(c.nats.url, v6only);
-    const p1 = await allocate(c.bus, podRef(1, 'n1'));
-    expect(p1.addresses.map((a) => a.family)).toEqual(['IPv6']);
+    await blocksOf(c, 'n1', 1);
+    const two = await grow(c.bus, 'n1', 1);
+    expect(two.map((b) => b.family)).toEqual(['IPv6', 'IPv6']);
     await first.proc.stop();
 
     const dual = {
@@ -93,14 +94,10 @@ describe('configuration across restarts', () => {
       DYAD_IPAM_PRIMARY_FAMILY: 'IPv6',
     };
     c.replicas.push(await startReplica(c.nats.url, dual));
-    const p2 = await allocate(c.bus, podRef(2, 'n1'));
-    expect(p2.addresses.map((a) => a.family)).toEqual(['IPv6', 'IPv4']);
-    // The sandbox allocated before gets its IPv4 address on the same slot (same low bits).
-    const p1again = await allocate(c.bus, podRef(1, 'n1'));
-    expect(p1again.addresses[0]).toEqual(p1.addresses[0]);
-    const low6 = parseInt(p1.addresses[0]?.address.split(':').at(-1) ?? '', 16);
-    // (slot 253, fd00:d1ad::ff, has no IPv4 twin: .255 is the broadcast address)
-    expect(p1again.addresses[1]?.address).toBe(low6 < 255 ? `198.18.0.${low6}` : undefined);
+    // Taken up at the node's announcement (at start): both sets get an IPv4 block at once.
+    const four = await blocksOf(c, 'n1', 4);
+    expect(four.map((b) => b.family)).toEqual(['IPv6', 'IPv4', 'IPv6', 'IPv4']);
+    expect([four[0]?.cidr, four[2]?.cidr]).toEqual(two.map((b) => b.cidr));
     await (c.replicas.pop() as Replica).proc.stop();
 
     const off = await runUntilExit(c.nats.url, {
@@ -137,38 +134,63 @@ describe('configuration across restarts', () => {
 });
 
 describe('exhaustion', () => {
-  it('a full node block and an empty pool are errors naming node and family, with events', async () => {
+  it('an empty pool refuses a set with an error naming family and pool, an event, and no claim left', async () => {
     const c = await cluster(['n1', 'n2', 'n3']);
     const events: PayloadOf<typeof AddressesExhausted>[] = [];
-    c.bus.subscribe([AddressesExhausted], `${IpamSubject.events}.exhausted`, (d) => {
+    c.bus.subscribe([AddressesExhausted], `${ipamEventSubject(IpamEventKind.exhausted)}.*`, (d) => {
       events.push(d.value);
     });
-    // Two /30 blocks: two nodes get one, each holding one pod; the third node gets none.
+    // Two IPv4 /30 blocks and plenty of IPv6 ones: two nodes get set 0, the third none.
     c.replicas.push(
       await startReplica(c.nats.url, {
+        ...FAST_GC,
+        DYAD_ENABLE_IPV6: 'true',
         DYAD_CLUSTER_POOL_IPV4_CIDR: '198.18.0.0/29',
         DYAD_CLUSTER_POOL_IPV4_MASK_SIZE: '30',
+        DYAD_CLUSTER_POOL_IPV6_CIDR: 'fd00:d1ad::/104',
       }),
     );
-    const got = await Promise.all(
-      ['n1', 'n2', 'n3'].map((n) => code(allocate(c.bus, podRef(1, n)))),
-    );
-    expect([...got].sort()).toEqual(['exhausted', 'ok', 'ok']);
-    const full = ['n1', 'n2', 'n3'].filter((_, i) => got[i] === 'ok')[0] as string;
-    const err = await allocate(c.bus, podRef(2, full)).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(RemoteError);
-    expect((err as RemoteError).code).toBe('exhausted');
-    expect((err as RemoteError).message).toMatch(
-      new RegExp(`node ${full} .*IPv4 block 198\\.18\\.0\\.[04]/30 is full`),
-    );
-    await vi.waitFor(
+    const pool = 'cluster-pool-ipv4-cidr (198.18.0.0/29)';
+    const left = await vi.waitFor(
       () => {
-        expect(
-          events.some((e) => e.node === full && e.family === 'IPv4' && e.scope === 'node-block'),
-        ).toBe(true);
-        expect(events.some((e) => e.family === 'IPv4' && e.scope === 'cluster-pool')).toBe(true);
+        const e = events.find((x) => x.scope === 'cluster-pool');
+        if (e === undefined) throw new Error('no exhausted event yet');
+        return e;
       },
       { timeout: 30_000, interval: 100 },
     );
+    expect(left).toMatchObject({
+      family: 'IPv4',
+      message: `no free IPv4 block for node ${left.node} in ${pool}`,
+    });
+    const [full] = ['n1', 'n2', 'n3'].filter((n) => n !== left.node);
+    await blocksOf(c, full as string, 2);
+    const kv = await ipamKv(c.bus);
+    const claims = async () => {
+      const out: string[] = [];
+      for await (const k of await kv.keys('block.>')) out.push(k);
+      return out.sort();
+    };
+    const before = await claims();
+    const err = await grow(c.bus, full as string, 1).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RemoteError);
+    expect((err as RemoteError).code).toBe('exhausted');
+    expect((err as RemoteError).message).toContain(
+      `no free IPv4 block for node ${full as string} in ${pool}`,
+    );
+    await vi.waitFor(
+      () =>
+        expect(events).toContainEqual({
+          node: full,
+          family: 'IPv4',
+          scope: 'cluster-pool',
+          message: `no free IPv4 block for node ${full as string} in ${pool}`,
+        }),
+      { timeout: 10_000, interval: 100 },
+    );
+    // Its IPv6 block was claimed, then withdrawn with the set.
+    expect(await claims()).toEqual(before);
+    expect((await readRecords(kv)).get(full as string)?.sets).toHaveLength(1);
+    expect((await readRecords(kv)).has(left.node)).toBe(false);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { BlockClaim, MissSince, PodsView, SlotView } from '../src/gc.ts';
-import { planNodeGc, planOrphanBlocks, planPodGc } from '../src/gc.ts';
+import type { BlockClaim, MissSince } from '../src/gc.ts';
+import { planNodeGc, planOrphanBlocks } from '../src/gc.ts';
 import type { NodeRecord } from '../src/record.ts';
 
 const GRACE = 60_000;
@@ -8,93 +8,16 @@ const T0 = 1_000_000;
 
 function rec(name: string, createdAt = 0): NodeRecord {
   return {
-    v: 1,
+    v: 2,
     name,
     uid: `uid-${name}`,
-    blocks: { IPv4: { cidr: '198.18.0.0/24', gateway: '198.18.0.1' } },
+    sets: [
+      { IPv4: { cidr: '198.18.0.0/24', gateway: '198.18.0.1' } },
+      { IPv4: { cidr: '198.18.5.0/24', gateway: '198.18.5.1' } },
+    ],
     createdAt,
   };
 }
-function slot(n: number, podUid: string, at: number, rev = n + 100): SlotView {
-  return {
-    node: 'n1',
-    slot: n,
-    rev,
-    record: {
-      containerId: `c${n}`,
-      namespace: 'd',
-      pod: `p${n}`,
-      podUid,
-      ips: { IPv4: `198.18.0.${n + 2}` },
-      at,
-    },
-  };
-}
-const view = (live: string[], gone: [string, number][] = []): PodsView => ({
-  live: new Set(live),
-  goneAt: new Map(gone),
-});
-
-describe('pod GC plan', () => {
-  it('never releases a live pod, however old', () => {
-    const missed: MissSince = new Map();
-    const s = [slot(0, 'p1', 0)];
-    expect(planPodGc(s, view(['p1']), missed, T0, GRACE)).toEqual([]);
-    expect(planPodGc(s, view(['p1']), missed, T0 + 10 * GRACE, GRACE)).toEqual([]);
-  });
-
-  it('a pod missing from the stream is released after it has been missed for the grace period', () => {
-    const missed: MissSince = new Map();
-    const s = [slot(0, 'p1', 0)];
-    expect(planPodGc(s, view([]), missed, T0, GRACE)).toEqual([]);
-    expect(planPodGc(s, view([]), missed, T0 + GRACE - 1, GRACE)).toEqual([]);
-    expect(planPodGc(s, view([]), missed, T0 + GRACE, GRACE)).toEqual(s);
-  });
-
-  it('a pod that comes back is forgotten: its clock starts again', () => {
-    const missed: MissSince = new Map();
-    const s = [slot(0, 'p1', 0)];
-    planPodGc(s, view([]), missed, T0, GRACE);
-    planPodGc(s, view(['p1']), missed, T0 + 1, GRACE);
-    expect(planPodGc(s, view([]), missed, T0 + GRACE, GRACE)).toEqual([]);
-  });
-
-  it('a new claim of the same slot starts its own clock', () => {
-    const missed: MissSince = new Map();
-    planPodGc([slot(0, 'p1', 0, 100)], view([]), missed, T0, GRACE);
-    expect(planPodGc([slot(0, 'p2', 0, 200)], view([]), missed, T0 + GRACE, GRACE)).toEqual([]);
-  });
-
-  it('a pod merely absent (no tombstone) waits the longer absent grace period', () => {
-    const missed: MissSince = new Map();
-    const s = [slot(0, 'p1', 0)];
-    expect(planPodGc(s, view([]), missed, T0, GRACE, 10 * GRACE)).toEqual([]);
-    expect(planPodGc(s, view([]), missed, T0 + GRACE, GRACE, 10 * GRACE)).toEqual([]);
-    expect(planPodGc(s, view([]), missed, T0 + 10 * GRACE, GRACE, 10 * GRACE)).toEqual(s);
-    // with a tombstone the short grace applies
-    const m2: MissSince = new Map();
-    expect(planPodGc(s, view([], [['p1', T0 - GRACE]]), m2, T0, GRACE, 10 * GRACE)).toEqual(s);
-  });
-
-  it('a tombstone older than the grace period releases at once; a recent allocation waits', () => {
-    const missed: MissSince = new Map();
-    const s = [slot(0, 'p1', 0), slot(1, 'p2', T0 - 10)];
-    const plan = planPodGc(
-      s,
-      view(
-        [],
-        [
-          ['p1', T0 - GRACE],
-          ['p2', T0 - GRACE],
-        ],
-      ),
-      missed,
-      T0,
-      GRACE,
-    );
-    expect(plan.map((c) => c.record.containerId)).toEqual(['c0']);
-  });
-});
 
 describe('node GC plan', () => {
   const nodes = (entries: [string, boolean, number][]) => ({
@@ -129,17 +52,23 @@ describe('orphan block claims', () => {
     at,
     revision: 1,
   });
-  it('a claim no record uses is an orphan once older than the grace period', () => {
+  it("a claim no record uses is an orphan once older than the grace period, unless its node's agent holds it", () => {
     const records = new Map([['n1', rec('n1')]]);
     const claims = [
-      claim('n1', '198.18.0.0/24', 0), // used by n1's record
+      claim('n1', '198.18.0.0/24', 0), // used by n1's record, set 0
+      claim('n1', '198.18.5.0/24', 0), // used by n1's record, set 1
       claim('n1', '198.18.9.0/24', 0), // n1 uses another block: lost race, never withdrawn
       claim('n2', '198.18.8.0/24', 0), // no record for n2
       claim('n3', '198.18.7.0/24', T0 - 1), // too young: its record may be being written
+      claim('n4', '198.18.6.0/24', 0), // no record, but n4's agent holds it: rebuilt, not freed
+      claim('n5', '198.18.4.0/24', 0), // no record; n4 (another node) holds it: still n5's orphan
     ];
-    expect(planOrphanBlocks(claims, records, T0, GRACE).map((c) => c.cidr)).toEqual([
+    const heldBy = (node: string, _f: string, cidr: string) =>
+      (node === 'n4' && cidr === '198.18.6.0/24') || (node === 'n4' && cidr === '198.18.4.0/24');
+    expect(planOrphanBlocks(claims, records, heldBy, T0, GRACE).map((c) => c.cidr)).toEqual([
       '198.18.9.0/24',
       '198.18.8.0/24',
+      '198.18.4.0/24',
     ]);
   });
 });

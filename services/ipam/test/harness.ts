@@ -1,28 +1,23 @@
 // Real ipam processes against a real nats-server, for the integration tests and bench/ipam.ts.
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { NoRespondersError, RemoteError, RequestTimeoutError, connectBus } from '@dyad/bus';
+import { connectBus } from '@dyad/bus';
 import type { Bus, KV } from '@dyad/bus';
-import type {
-  IpamNodeRecordValue,
-  IpamOwnerRecordValue,
-  IpamSlotRecordValue,
-  PayloadOf,
-} from '@dyad/contracts';
+import type { IpamNodeRecordValue, NodeBlockValue, PayloadOf } from '@dyad/contracts';
 import {
-  AllocateRequest,
-  Allocation,
+  GrowReply,
+  GrowRequest,
   IPAM_KV_BUCKET,
+  IPAM_NODES_STREAM,
+  IpamAllocationsStream,
   IpamKey,
+  IpamNodeEvent,
   IpamNodeRecord,
-  IpamOwnerRecord,
-  IpamSlotRecord,
   K8sStream,
+  NodeBlocksHeld,
   NodeEvent,
-  PodEvent,
-  ReleaseRequest,
-  ReleaseResult,
-  IpamSubject,
+  ipamGrowSubject,
+  ipamHeldSubject,
   k8sObjectSubject,
 } from '@dyad/contracts';
 import { createLogger, createMetrics } from '@dyad/telemetry';
@@ -48,11 +43,11 @@ export const DUAL_STACK: Readonly<Record<string, string>> = {
   DYAD_CLUSTER_POOL_IPV6_CIDR: 'fd00:d1ad::/104',
 };
 
-/** GC every half second with 2 s grace periods, so tests see it act. */
+/** GC every half second with a 2 s node grace period, so tests see it act; no rebuild wait. */
 export const FAST_GC: Readonly<Record<string, string>> = {
   DYAD_IPAM_GC_INTERVAL_S: '0.5',
-  DYAD_IPAM_POD_GRACE_S: '2',
-  DYAD_IPAM_ABSENT_POD_GRACE_S: '2',
+  DYAD_IPAM_NODE_GRACE_S: '2',
+  DYAD_IPAM_REBUILD_WAIT_S: '0',
 };
 
 export interface Replica {
@@ -205,97 +200,33 @@ export async function publishNode(
   });
 }
 
-export interface PodRef {
-  readonly namespace: string;
-  readonly pod: string;
-  readonly podUid: string;
-  readonly node: string;
-  readonly containerId: string;
+export type Blocks = PayloadOf<typeof GrowReply>['blocks'];
+
+/** A grow request as a node agent sends it. */
+export function grow(bus: Bus, node: string, sets: number, timeoutMs = 10_000): Promise<Blocks> {
+  return bus
+    .request(GrowRequest, ipamGrowSubject(node), { node, sets }, GrowReply, { timeoutMs })
+    .then((r) => r.blocks);
 }
 
-export function podRef(i: number, node: string, prefix = 'p'): PodRef {
-  return {
-    namespace: 'default',
-    pod: `${prefix}-${i}`,
-    podUid: `uid-${prefix}-${i}`,
-    node,
-    containerId: `c${prefix}${i.toString(16).padStart(8, '0')}`,
-  };
-}
-
-export async function publishPod(
+/** A node agent's report of the blocks it holds. */
+export async function publishHeld(
   bus: Bus,
-  p: PodRef,
-  op: 'upsert' | 'delete' = 'upsert',
+  node: string,
+  blocks: readonly NodeBlockValue[],
 ): Promise<void> {
-  await bus.jsPublish(PodEvent, k8sObjectSubject('Pod', p.namespace, p.pod), {
-    op,
-    object: {
-      metadata: {
-        uid: p.podUid,
-        name: p.pod,
-        namespace: p.namespace,
-        resourceVersion: '1',
-        labels: {},
-      },
-      spec: { nodeName: p.node, hostNetwork: false, containers: [] },
-      status: { phase: 'Running', podIPs: [], hostIPs: [] },
-    },
+  await bus.ensureStreams([IpamAllocationsStream]);
+  await bus.jsPublish(NodeBlocksHeld, ipamHeldSubject(node), {
+    node,
+    blocks: [...blocks],
+    at: new Date().toISOString(),
   });
 }
 
-export type AllocationReply = PayloadOf<typeof Allocation>;
-
-export function allocate(
-  bus: Bus,
-  p: PodRef,
-  opts: { families?: ('IPv4' | 'IPv6')[]; timeoutMs?: number } = {},
-): Promise<AllocationReply> {
-  return bus.request(
-    AllocateRequest,
-    IpamSubject.allocate,
-    {
-      node: p.node,
-      namespace: p.namespace,
-      pod: p.pod,
-      podUid: p.podUid,
-      containerId: p.containerId,
-      ...(opts.families === undefined ? {} : { families: opts.families }),
-    },
-    Allocation,
-    { timeoutMs: opts.timeoutMs ?? 10_000 },
-  );
-}
-
-/**
- * Allocates as an agent does: a request that timed out, found no ipam, or was answered
- * `unavailable` is sent again (at most 30 times), so the sandbox ends with one pair.
- */
-export async function allocateRetrying(
-  bus: Bus,
-  p: PodRef,
-): Promise<{ reply: AllocationReply; attempts: number }> {
-  for (let attempts = 1; ; attempts++) {
-    try {
-      return { reply: await allocate(bus, p, { timeoutMs: 2000 }), attempts };
-    } catch (err) {
-      const retriable =
-        err instanceof RequestTimeoutError ||
-        err instanceof NoRespondersError ||
-        (err instanceof RemoteError && err.code === 'unavailable');
-      if (!retriable || attempts > 30) throw err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-}
-
-export function release(
-  bus: Bus,
-  req: PayloadOf<typeof ReleaseRequest>,
-): Promise<PayloadOf<typeof ReleaseResult>> {
-  return bus.request(ReleaseRequest, IpamSubject.release, req, ReleaseResult, {
-    timeoutMs: 10_000,
-  });
+/** The last assignment event of every node (upserts and tombstones) in DYAD_IPAM_NODES. */
+export async function assignments(bus: Bus): Promise<Map<string, PayloadOf<typeof IpamNodeEvent>>> {
+  const snap = await bus.snapshot([IpamNodeEvent], { stream: IPAM_NODES_STREAM });
+  return new Map([...snap.values()].map((d) => [d.value.node, d.value]));
 }
 
 export async function ipamKv(bus: Bus): Promise<KV> {
@@ -314,47 +245,6 @@ export async function readRecords(kv: KV): Promise<Map<string, IpamNodeRecordVal
     out.set(r.name, r);
   }
   return out;
-}
-
-/**
- * Where the bucket disagrees with the replies: each sandbox's owner must name a slot that holds
- * it, with the addresses its reply gave. Empty when all agree.
- */
-export function heldAsReplied(
-  s: Awaited<ReturnType<typeof state>>,
-  pods: readonly PodRef[],
-  replies: readonly (AllocationReply | undefined)[],
-): string[] {
-  const out: string[] = [];
-  for (const [i, p] of pods.entries()) {
-    const o = s.owners.get(IpamKey.owner(p.node, p.containerId));
-    const slot = s.slots.get(IpamKey.slot(p.node, o?.slot ?? -1));
-    const replied = replies[i]?.addresses.map((a) => a.address) ?? [];
-    const held = [slot?.ips.IPv4, slot?.ips.IPv6];
-    if (slot?.containerId !== p.containerId || held.join() !== replied.join()) {
-      out.push(
-        `${p.containerId}: owner ${JSON.stringify(o)}, slot ${JSON.stringify(slot)}, reply ${replied.join()}`,
-      );
-    }
-  }
-  return out;
-}
-
-/** Live slot records, owner records, and the revision of every decision key (not sync markers). */
-export async function state(kv: KV) {
-  const slots = new Map<string, IpamSlotRecordValue>();
-  const owners = new Map<string, IpamOwnerRecordValue>();
-  const revs = new Map<string, number>();
-  const keys: string[] = [];
-  for await (const k of await kv.keys()) keys.push(k);
-  await pool(keys, 32, async (k) => {
-    const e = await kv.get(k);
-    if (e === null || e.operation !== 'PUT' || k.startsWith(IpamKey.syncPrefix)) return;
-    revs.set(k, e.revision);
-    if (k.startsWith(IpamKey.slotPrefix)) slots.set(k, IpamSlotRecord.parse(e.json()));
-    if (k.startsWith(IpamKey.ownerPrefix)) owners.set(k, IpamOwnerRecord.parse(e.json()));
-  });
-  return { slots, owners, revs };
 }
 
 /** Runs `fn` over `items` with at most `limit` in flight. */

@@ -1,70 +1,119 @@
+import { IpamNodeRecord } from '@dyad/contracts';
 import { describe, expect, it } from 'vitest';
-import { limitingFamily } from '../src/allocator.ts';
 import {
-  addBlocks,
-  orderedAddresses,
-  slotAddress,
-  slotCapacity,
-  slotIps,
-  slotOf,
+  blockList,
+  canonicalBlock,
+  missingBlocks,
+  placeBlocks,
+  sameSets,
+  setsFromBlocks,
 } from '../src/record.ts';
+import type { NodeRecord } from '../src/record.ts';
 
-const v4 = { cidr: '198.18.4.0/24', gateway: '198.18.4.1' };
-const v6 = { cidr: 'fd00:d1ad::400/120', gateway: 'fd00:d1ad::401' };
+const v4 = (n: number) => ({ cidr: `198.18.${n}.0/24`, gateway: `198.18.${n}.1` });
+const v6 = (n: number) => ({
+  cidr: `fd00:d1ad::${(n * 256).toString(16)}/120`,
+  gateway: `fd00:d1ad::${(n * 256 + 1).toString(16)}`,
+});
 
-describe('pod slots', () => {
-  it('slot n is offset 2+n of every block: both addresses of a pair share their low bits', () => {
-    expect(slotIps({ IPv4: v4, IPv6: v6 }, 0, ['IPv4', 'IPv6'])).toEqual({
-      IPv4: '198.18.4.2',
-      IPv6: 'fd00:d1ad::402',
-    });
-    expect(slotIps({ IPv4: v4, IPv6: v6 }, 17, ['IPv6'])).toEqual({ IPv6: 'fd00:d1ad::413' });
-    expect(slotAddress(v4, 'IPv4', 252)).toBe('198.18.4.254');
+function rec(sets: NodeRecord['sets']): NodeRecord {
+  return { v: 2, name: 'n1', uid: 'u1', sets, createdAt: 5 };
+}
+
+describe('block sets', () => {
+  it('a missing node lacks every family of every set up to the target', () => {
+    expect(missingBlocks(undefined, 1, ['IPv4', 'IPv6'])).toEqual([
+      { set: 0, family: 'IPv4' },
+      { set: 0, family: 'IPv6' },
+    ]);
+    const one = rec([{ IPv4: v4(1), IPv6: v6(1) }]);
+    expect(missingBlocks(one, 1, ['IPv4', 'IPv6'])).toEqual([]);
+    expect(missingBlocks(one, 2, ['IPv6', 'IPv4'])).toEqual([
+      { set: 1, family: 'IPv6' },
+      { set: 1, family: 'IPv4' },
+    ]);
   });
 
-  it('reads a slot back from an address, and refuses reserved and foreign ones', () => {
-    expect(slotOf(v4, '198.18.4.2')).toBe(0);
-    expect(slotOf(v4, '198.18.4.254')).toBe(252);
-    expect(slotOf(v4, '198.18.4.255')).toBeUndefined(); // broadcast
-    expect(slotOf(v4, '198.18.4.1')).toBeUndefined(); // gateway
-    expect(slotOf(v6, 'fd00:d1ad::4ff')).toBe(253); // IPv6 has no broadcast
-    expect(slotOf(v6, '198.18.4.7')).toBeUndefined();
+  it('a family enabled later is missing from every set the node holds', () => {
+    const v6only = rec([{ IPv6: v6(1) }, { IPv6: v6(2) }]);
+    expect(missingBlocks(v6only, 2, ['IPv6', 'IPv4'])).toEqual([
+      { set: 0, family: 'IPv4' },
+      { set: 1, family: 'IPv4' },
+    ]);
   });
 
-  it('a node has as many slots as its smallest block has pod addresses', () => {
-    expect(slotCapacity({ IPv4: v4, IPv6: v6 })).toBe(253);
-    expect(slotCapacity({ IPv6: v6 })).toBe(254);
-    expect(slotCapacity({ IPv4: { cidr: '198.18.0.4/30', gateway: '198.18.0.5' } })).toBe(1);
-    expect(slotCapacity({ IPv6: { cidr: 'fd00::/64', gateway: 'fd00::1' } })).toBe(2 ** 32);
-    expect(slotCapacity({})).toBe(0);
-    expect(limitingFamily({ IPv4: v4, IPv6: v6 })).toBe('IPv4');
+  it('places claimed blocks without touching what the record holds', () => {
+    const made = placeBlocks(
+      undefined,
+      'n1',
+      'u1',
+      [
+        { set: 0, family: 'IPv6', block: v6(1) },
+        { set: 0, family: 'IPv4', block: v4(1) },
+      ],
+      9,
+    );
+    expect(made).toEqual({ ...rec([{ IPv4: v4(1), IPv6: v6(1) }]), createdAt: 9 });
+    const grown = placeBlocks(
+      made,
+      'n1',
+      'other',
+      [
+        { set: 1, family: 'IPv4', block: v4(2) },
+        { set: 1, family: 'IPv6', block: v6(2) },
+        { set: 0, family: 'IPv4', block: v4(7) }, // already filled: kept as it was
+      ],
+      99,
+    );
+    expect(grown.sets).toEqual([
+      { IPv4: v4(1), IPv6: v6(1) },
+      { IPv4: v4(2), IPv6: v6(2) },
+    ]);
+    expect([grown.uid, grown.createdAt]).toEqual(['u1', 9]);
+    expect(made.sets).toHaveLength(1);
+  });
+
+  it('lists blocks set by set, in the cluster family order within a set', () => {
+    const r = rec([
+      { IPv4: v4(1), IPv6: v6(1) },
+      { IPv4: v4(2), IPv6: v6(2) },
+    ]);
+    expect(blockList(r, ['IPv6', 'IPv4']).map((b) => b.cidr)).toEqual([
+      v6(1).cidr,
+      v4(1).cidr,
+      v6(2).cidr,
+      v4(2).cidr,
+    ]);
+    expect(blockList(r, ['IPv4']).map((b) => b.family)).toEqual(['IPv4', 'IPv6', 'IPv4', 'IPv6']);
+  });
+
+  it('reads sets back from a flat list: the k-th block of each family forms set k', () => {
+    const r = rec([
+      { IPv4: v4(1), IPv6: v6(1) },
+      { IPv4: v4(2), IPv6: v6(2) },
+    ]);
+    expect(setsFromBlocks(blockList(r, ['IPv6', 'IPv4']))).toEqual(r.sets);
+    // Written otherwise (host bits, long forms) they come back canonical; garbage is left out.
     expect(
-      limitingFamily({ IPv4: { cidr: '198.18.0.0/16', gateway: '198.18.0.1' }, IPv6: v6 }),
-    ).toBe('IPv6');
+      setsFromBlocks([
+        { family: 'IPv4', cidr: '198.18.1.0/24', gateway: '198.18.1.1' },
+        { family: 'IPv6', cidr: 'fd00:d1ad:0:0::100/120', gateway: 'fd00:d1ad::101' },
+        { family: 'IPv4', cidr: '198.18.2.0/24', gateway: '198.18.2.1' },
+      ]),
+    ).toEqual([{ IPv4: v4(1), IPv6: v6(1) }, { IPv4: v4(2) }]);
+    expect(canonicalBlock('IPv4', 'fd00::/120')).toBeUndefined();
+    expect(sameSets(r, { ...r, createdAt: 1, uid: 'x' })).toBe(true);
+    expect(sameSets(r, rec([r.sets[1] ?? {}, r.sets[0] ?? {}]))).toBe(false);
   });
 });
 
-describe('node record', () => {
-  it('is created with the offered blocks, and later only gains families it lacks', () => {
-    const a = addBlocks(undefined, 'n1', 'u1', { IPv4: v4 }, 5);
-    expect(a).toEqual({
-      record: { v: 1, name: 'n1', uid: 'u1', blocks: { IPv4: v4 }, createdAt: 5 },
-      added: ['IPv4'],
-    });
-    const other = { cidr: '198.18.9.0/24', gateway: '198.18.9.1' };
-    const b = addBlocks(a.record, 'n1', 'u1', { IPv4: other, IPv6: v6 }, 9);
-    expect(b.added).toEqual(['IPv6']);
-    expect(b.record.blocks).toEqual({ IPv4: v4, IPv6: v6 });
-    expect(b.record.createdAt).toBe(5);
-    expect(a.record.blocks.IPv6).toBeUndefined();
-  });
-
-  it('addresses come in the cluster family order', () => {
-    const ips = { IPv4: '198.18.0.2', IPv6: 'fd00::2' };
-    expect(orderedAddresses(ips, ['IPv6', 'IPv4']).map((a) => a.family)).toEqual(['IPv6', 'IPv4']);
-    expect(orderedAddresses(ips, ['IPv4', 'IPv6']).map((a) => a.family)).toEqual(['IPv4', 'IPv6']);
-    expect(orderedAddresses({ IPv6: 'fd00::2' }, ['IPv4', 'IPv6'])).toEqual([
-      { family: 'IPv6', address: 'fd00::2' },
-    ]);
+describe('node record in the bucket', () => {
+  it('reads a v1 record (one block per family) as one set, and v2 as it is', () => {
+    const v1 = { v: 1, name: 'n1', uid: 'u1', blocks: { IPv4: v4(1), IPv6: v6(1) }, createdAt: 5 };
+    expect(IpamNodeRecord.parse(v1)).toEqual(rec([{ IPv4: v4(1), IPv6: v6(1) }]));
+    expect(IpamNodeRecord.parse({ ...v1, blocks: {} }).sets).toEqual([]);
+    const v2 = rec([{ IPv4: v4(1) }, { IPv4: v4(2) }]);
+    expect(IpamNodeRecord.parse(v2)).toEqual(v2);
+    expect(IpamNodeRecord.safeParse({ ...v2, v: 3 }).success).toBe(false);
   });
 });
