@@ -1,11 +1,24 @@
 // The rendered chart against a real kube-apiserver (the test bed's, on loopback): every variant
 // is accepted by `kubectl apply --dry-run=server` (validation, defaulting, admission: the
-// priority classes must exist, ...), and the RBAC, applied for real, lets the API's own
-// authorizer say who may do what.
+// priority classes must exist, ...); then `helm install` for real (objects only: the test bed
+// has no nodes), so that the API's own authorizer says who may do what, an upgrade keeps the
+// NATS credentials, and an uninstall leaves nothing.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startKube, toolPath } from '@dyad/testbed';
 import type { KubeCluster } from '@dyad/testbed';
-import { NAMESPACE, VARIANTS, parseManifests, renderYaml, run } from './chart.ts';
+import {
+  CHART_DIR,
+  NAMESPACE,
+  TEST_NATS_ADDRESSES,
+  VARIANTS,
+  helmPath,
+  parseManifests,
+  renderYaml,
+  run,
+} from './chart.ts';
 import type { Manifest, RenderOptions, Variant, Workload } from './chart.ts';
 
 let kube: KubeCluster;
@@ -76,18 +89,45 @@ describe('kubectl apply --dry-run=server', () => {
   });
 });
 
-describe('the RBAC, applied, as the API server authorizes it', () => {
+describe('helm install into the test bed, and the RBAC as its authorizer sees it', () => {
+  let helmHome: string;
+  const helm = (args: readonly string[]) =>
+    run(helmPath(), [...args, '--kubeconfig', kube.kubeconfigPath, '--namespace', NAMESPACE], '', {
+      ...process.env,
+      HELM_CACHE_HOME: join(helmHome, 'cache'),
+      HELM_CONFIG_HOME: join(helmHome, 'config'),
+      HELM_DATA_HOME: join(helmHome, 'data'),
+    });
+  const values = [
+    '-f',
+    join(CHART_DIR, 'values', 'dual.yaml'),
+    '--set-json',
+    `nats.nodeAddresses=${JSON.stringify(TEST_NATS_ADDRESSES.dual)}`,
+  ];
+  const natsSecret = async (): Promise<Record<string, string>> => {
+    const r = await kubectl(['get', 'secret', 'dyad-nats', '-n', NAMESPACE, '-o', 'json']);
+    const data = (JSON.parse(r.stdout) as { data: Record<string, string> }).data;
+    return Object.fromEntries(
+      Object.entries(data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]),
+    );
+  };
+  let installed: { code: number; stdout: string; stderr: string };
+
   beforeAll(async () => {
-    const rbac = parseManifests(await renderYaml('dual')).filter((m) =>
-      ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'].includes(
-        m.kind,
-      ),
-    );
-    const r = await kubectl(
-      ['apply', '--namespace', NAMESPACE, '-f', '-'],
-      rbac.map((m) => JSON.stringify(m)).join('\n'),
-    );
-    expect(r.stderr).toBe('');
+    helmHome = mkdtempSync(join(tmpdir(), 'dyad-helm-home-'));
+    installed = await helm(['install', 'dyad', CHART_DIR, ...values]);
+  });
+
+  afterAll(() => {
+    if (helmHome !== undefined) rmSync(helmHome, { recursive: true, force: true });
+  });
+
+  it('installs, and its notes say how to wait for it', () => {
+    expect(installed.stderr).toBe('');
+    expect(installed.code).toBe(0);
+    expect(installed.stdout).toContain('STATUS: deployed');
+    expect(installed.stdout).toContain('rollout status daemonset/dyad-agent');
+    expect(installed.stdout).toContain('agent.uplinks is empty');
   });
 
   const can = async (sa: string, verb: string, resource: string): Promise<boolean> => {
@@ -127,5 +167,35 @@ describe('the RBAC, applied, as the API server authorizes it', () => {
         expect(await can(sa, 'watch', resource), `${sa} watch ${resource}`).toBe(false);
       }
     }
+  });
+
+  it('an upgrade keeps the NATS token and route password', async () => {
+    const before = await natsSecret();
+    expect(before.token).toMatch(/^[A-Za-z0-9]{48}$/);
+    const up = await helm(['upgrade', 'dyad', CHART_DIR, ...values, '--set', 'logLevel=debug']);
+    expect(up.stderr).toBe('');
+    expect(up.code).toBe(0);
+    const after = await natsSecret();
+    expect(after.token).toBe(before.token);
+    expect(after['route-password']).toBe(before['route-password']);
+    expect(after['nats.conf']).toBe(before['nats.conf']);
+  });
+
+  it('uninstall removes every object it made', async () => {
+    const r = await helm(['uninstall', 'dyad']);
+    expect(r.code).toBe(0);
+    const left = await kubectl([
+      'get',
+      'daemonsets,deployments,statefulsets,configmaps,secrets,serviceaccounts,services,poddisruptionbudgets',
+      '-n',
+      NAMESPACE,
+      '-l',
+      'app.kubernetes.io/part-of=dyad',
+      '-o',
+      'name',
+    ]);
+    expect(left.stdout).toBe('');
+    const cluster = await kubectl(['get', 'clusterroles,clusterrolebindings', '-o', 'name']);
+    expect(cluster.stdout).not.toContain('dyad-');
   });
 });
