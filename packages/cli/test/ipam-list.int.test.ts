@@ -1,7 +1,18 @@
 import { PassThrough } from 'node:stream';
 import { connectBus } from '@dyad/bus';
 import type { Bus } from '@dyad/bus';
-import { IPAM_KV_BUCKET, IpamKey, IpamKvBucket } from '@dyad/contracts';
+import {
+  AddressesAllocated,
+  AddressesReleased,
+  IPAM_NODES_STREAM,
+  IpamAllocationsStream,
+  IpamNodeEvent,
+  IpamNodesStream,
+  NodeBlocksHeld,
+  ipamAllocSubject,
+  ipamHeldSubject,
+  ipamNodeSubject,
+} from '@dyad/contracts';
 import { createLogger, createMetrics } from '@dyad/telemetry';
 import { startNats } from '@dyad/testbed';
 import type { NatsServer } from '@dyad/testbed';
@@ -9,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Exit, run } from '../src/index.ts';
 import { ipamListCommand } from '../src/commands/ipam-list.ts';
 import type { listing } from '../src/commands/ipam-list.ts';
-import { node, slot } from './ipam-fixtures.ts';
+import { allocated, assignment } from './ipam-fixtures.ts';
 
 describe('dyad ipam list (against NATS)', () => {
   let nats: NatsServer;
@@ -43,36 +54,62 @@ describe('dyad ipam list (against NATS)', () => {
   it('says so when there is no IPAM state', async () => {
     const t = io();
     expect(await run(['ipam', 'list'], t.io, [ipamListCommand])).toBe(Exit.unavailable);
-    expect(t.err()).toContain(`no KV bucket ${IPAM_KV_BUCKET}`);
+    expect(t.err()).toContain(`no stream ${IPAM_NODES_STREAM}`);
   });
 
-  it('reads node blocks and pod slots from the DYAD_IPAM bucket', async () => {
-    await bus.ensureKv([IpamKvBucket]);
-    const kv = await bus.kv(IPAM_KV_BUCKET);
-    const put = (k: string, v: unknown) => kv.put(k, JSON.stringify(v));
-    await put(IpamKey.config, {
-      v: 1,
-      families: [
-        { family: 'IPv4', cidrs: ['198.18.0.0/15'], maskSize: 24 },
-        { family: 'IPv6', cidrs: ['fd00:d1ad::/104'], maskSize: 120 },
-      ],
+  it('reads every block set from DYAD_IPAM_NODES and the allocated sandboxes from DYAD_IPAM_ALLOCATIONS', async () => {
+    await bus.ensureStreams([IpamNodesStream]);
+    const assign = (n: string, v4: string, v6: string, sets: number) =>
+      bus.jsPublish(IpamNodeEvent, ipamNodeSubject(n), assignment(n, v4, v6, sets));
+    await assign('n1', '198.18', 'fd00:d1ad::1:', 2);
+    await assign('n2.lab', '198.19', 'fd00:d1ad::2:', 1);
+
+    // Without any agent record yet, the blocks alone.
+    const empty = io();
+    expect(await run(['ipam', 'list', '-o', 'json'], empty.io, [ipamListCommand])).toBe(Exit.ok);
+    expect((JSON.parse(empty.out()) as ReturnType<typeof listing>).pods).toEqual([]);
+
+    await bus.ensureStreams([IpamAllocationsStream]);
+    const alloc = (p: ReturnType<typeof allocated>) =>
+      bus.jsPublish(AddressesAllocated, ipamAllocSubject(p.node, p.containerId), p);
+    await alloc(allocated('n1', 0, 'web-0', '198.18', 'fd00:d1ad::1:'));
+    await alloc(allocated('n1', 3, 'web-1', '198.18', 'fd00:d1ad::1:', 1));
+    await alloc(allocated('n2.lab', 7, 'db-0', '198.19', 'fd00:d1ad::2:'));
+    // A sandbox whose addresses were released: its last record is the release, not listed.
+    const gone = allocated('n1', 5, 'old-0', '198.18', 'fd00:d1ad::1:');
+    await alloc(gone);
+    await bus.jsPublish(AddressesReleased, ipamAllocSubject('n1', gone.containerId), {
+      ...gone,
+      reason: 'request',
     });
-    await put(IpamKey.node('n1'), node('n1', '198.18.1', 'fd00:d1ad::1'));
-    await put(IpamKey.node('n2.lab'), node('n2.lab', '198.18.2', 'fd00:d1ad::2'));
-    await put(IpamKey.slot('n1', 0), slot(0, 'web-0', '198.18.1', 'fd00:d1ad::1'));
-    await put(IpamKey.slot('n2.lab', 7), slot(7, 'db-0', '198.18.2', 'fd00:d1ad::2'));
+    // The agent's held report shares the stream: not a pod.
+    await bus.jsPublish(NodeBlocksHeld, ipamHeldSubject('n1'), {
+      node: 'n1',
+      blocks: assignment('n1', '198.18', 'fd00:d1ad::1:', 2).blocks,
+      at: new Date().toISOString(),
+    });
 
     const t = io();
     expect(await run(['ipam', 'list', '-o', 'json'], t.io, [ipamListCommand])).toBe(Exit.ok);
     const l = JSON.parse(t.out()) as ReturnType<typeof listing>;
+    expect(l.families).toEqual(['IPv4', 'IPv6']);
     expect(
-      l.nodes.map((n) => [n.name, n.blocks.map((b) => `${b.cidr} ${b.used}/${b.free}`)]),
+      l.nodes.map((n) => [n.name, n.blocks.map((b) => `${b.set} ${b.cidr} ${b.used}/${b.free}`)]),
     ).toEqual([
-      ['n1', ['198.18.1.0/24 1/252', 'fd00:d1ad::100/120 1/252']],
-      ['n2.lab', ['198.18.2.0/24 1/252', 'fd00:d1ad::200/120 1/252']],
+      [
+        'n1',
+        [
+          '0 198.18.0.0/24 1/252',
+          '0 fd00:d1ad::1:100/120 1/253',
+          '1 198.18.1.0/24 1/252',
+          '1 fd00:d1ad::1:200/120 1/253',
+        ],
+      ],
+      ['n2.lab', ['0 198.19.0.0/24 1/252', '0 fd00:d1ad::2:100/120 1/253']],
     ]);
     expect(l.pods.map((p) => [p.node, p.slot, p.pod])).toEqual([
       ['n1', 0, 'web-0'],
+      ['n1', 3, 'web-1'],
       ['n2.lab', 7, 'db-0'],
     ]);
 
@@ -83,7 +120,8 @@ describe('dyad ipam list (against NATS)', () => {
       ]),
     ).toBe(Exit.ok);
     const text = one.out();
-    expect(text).toContain('n2.lab');
+    expect(text).toMatch(/^n2\.lab\s+IPv4\s+198\.19\.0\.0\/24/m);
+    expect(text).toMatch(/^n2\.lab\s+default\s+db-0\s+198\.19\.0\.9\s+fd00:d1ad::2:109/m);
     expect(text).not.toMatch(/^n1 /m);
   });
 });

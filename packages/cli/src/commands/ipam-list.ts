@@ -1,13 +1,17 @@
-import { connectBus, kvValues } from '@dyad/bus';
-import type { KV } from '@dyad/bus';
-import type { Family, IpamNodeRecordValue, IpamSlotRecordValue } from '@dyad/contracts';
+import { connectBus } from '@dyad/bus';
+import type { Bus } from '@dyad/bus';
+import type { Family, PayloadOf } from '@dyad/contracts';
 import {
-  IPAM_KV_BUCKET,
-  IpamClusterConfig,
-  IpamKey,
-  IpamNodeRecord,
-  IpamSlotRecord,
+  AddressesAllocated,
+  AddressesReleased,
+  IPAM_ALLOCATIONS_STREAM,
+  IPAM_NODES_STREAM,
+  IpamNodeEvent,
+  IpamSubject,
+  ipamAllocFilter,
+  ipamNodeSubject,
 } from '@dyad/contracts';
+import { formatPrefix, maskBytes, parsePrefix, tryParseIp } from '@dyad/netaddr';
 import { createLogger, createMetrics } from '@dyad/telemetry';
 import type { Command, CommandContext } from '../command.ts';
 import { Exit } from '../command.ts';
@@ -15,12 +19,17 @@ import { formatTable, outputFormat } from '../table.ts';
 
 const USAGE = 'usage: dyad ipam list [-o json] [--nats URL] [--node NAME]\n';
 
+type NodeEventValue = PayloadOf<typeof IpamNodeEvent>;
+type AllocatedValue = PayloadOf<typeof AddressesAllocated>;
+
 export interface IpamListing {
+  /** The cluster's families, primary first (as the node assignments list them). */
   readonly families: readonly Family[];
   readonly nodes: readonly {
     readonly name: string;
-    readonly uid: string;
     readonly blocks: readonly {
+      /** The block set (0 from the node's announcement, more as its agent asked). */
+      readonly set: number;
       readonly family: Family;
       readonly cidr: string;
       readonly gateway: string;
@@ -30,7 +39,7 @@ export interface IpamListing {
   }[];
   readonly pods: readonly {
     readonly node: string;
-    readonly slot: number;
+    readonly slot?: number;
     readonly namespace: string;
     readonly pod: string;
     readonly podUid: string;
@@ -51,53 +60,104 @@ function podAddresses(family: Family, cidr: string): number {
   return usable > 0n ? Number(usable > 2n ** 32n ? 2n ** 32n : usable) : 0;
 }
 
-/** What the bucket holds, arranged for people: pure, so it is tested without a server. */
+/** The block (canonical CIDR) of `length` bits holding an address, as text. */
+function blockOf(address: string, length: number): string | undefined {
+  const ip = tryParseIp(address);
+  return ip === undefined
+    ? undefined
+    : formatPrefix({ family: ip.family, bytes: maskBytes(ip.bytes, length), length });
+}
+
+function canonical(cidr: string): string {
+  try {
+    return formatPrefix(parsePrefix(cidr));
+  } catch {
+    return cidr;
+  }
+}
+
+/** The cluster's family order, read off the assignments: within a set, primary first. */
+function familyOrder(nodes: readonly NodeEventValue[]): Family[] {
+  let best: Family[] = [];
+  for (const n of nodes) {
+    const first: Family[] = [];
+    for (const b of n.blocks) {
+      if (first.includes(b.family)) break;
+      first.push(b.family);
+    }
+    if (first.length > best.length) best = first;
+  }
+  return best;
+}
+
+/**
+ * What the node assignments (DYAD_IPAM_NODES) and the agents' allocation records (the last value
+ * per sandbox in DYAD_IPAM_ALLOCATIONS; released sandboxes are not listed) say, arranged for
+ * people: pure, so it is tested without a server.
+ */
 export function listing(
-  families: readonly Family[],
-  records: readonly IpamNodeRecordValue[],
-  slots: readonly { node: string; slot: number; value: IpamSlotRecordValue }[],
+  assignments: readonly NodeEventValue[],
+  allocations: readonly AllocatedValue[],
 ): IpamListing {
+  const live = assignments.filter((a) => a.op === 'upsert');
+  const families = familyOrder(live);
   const order: Family[] = [
     ...families,
     ...(['IPv4', 'IPv6'] as const).filter((f) => !families.includes(f)),
   ];
+  // Pod addresses per node and block, found by masking each address to its family's block size.
   const used = new Map<string, number>();
-  for (const s of slots) used.set(s.node, (used.get(s.node) ?? 0) + 1);
-  const nodes = [...records]
-    .sort((a, b) => a.name.localeCompare(b.name))
-    .map((r) => {
-      const present = order.filter((f) => r.blocks[f] !== undefined);
-      // Slot n is offset 2+n of every block: the smallest block bounds the node's pods.
-      const capacity = Math.min(...present.map((f) => podAddresses(f, r.blocks[f]?.cidr ?? '/0')));
-      const u = used.get(r.name) ?? 0;
+  const lengths = new Map<string, number>();
+  for (const a of live) {
+    for (const b of a.blocks) lengths.set(`${a.node} ${b.family}`, Number(b.cidr.split('/')[1]));
+  }
+  for (const p of allocations) {
+    for (const { family, address } of p.addresses) {
+      const len = lengths.get(`${p.node} ${family}`);
+      const block = len === undefined ? undefined : blockOf(address, len);
+      if (block === undefined) continue;
+      const key = `${p.node} ${block}`;
+      used.set(key, (used.get(key) ?? 0) + 1);
+    }
+  }
+  const nodes = [...live]
+    .sort((a, b) => a.node.localeCompare(b.node))
+    .map((a) => {
+      const seen: Record<Family, number> = { IPv4: 0, IPv6: 0 };
       return {
-        name: r.name,
-        uid: r.uid,
-        blocks: present.map((f) => ({
-          family: f,
-          cidr: r.blocks[f]?.cidr ?? '',
-          gateway: r.blocks[f]?.gateway ?? '',
-          used: u,
-          free: Math.max(0, capacity - u),
-        })),
+        name: a.node,
+        blocks: a.blocks.map((b) => {
+          const u = used.get(`${a.node} ${canonical(b.cidr)}`) ?? 0;
+          return {
+            // The k-th block of a family is in set k.
+            set: seen[b.family]++,
+            family: b.family,
+            cidr: b.cidr,
+            gateway: b.gateway,
+            used: u,
+            free: Math.max(0, podAddresses(b.family, b.cidr) - u),
+          };
+        }),
       };
     });
-  const pods = [...slots]
-    .sort((a, b) => a.node.localeCompare(b.node) || a.slot - b.slot)
-    .map((s) => ({
-      node: s.node,
-      slot: s.slot,
-      namespace: s.value.namespace,
-      pod: s.value.pod,
-      podUid: s.value.podUid,
-      containerId: s.value.containerId,
-      addresses: order.flatMap((f) => {
-        const a = s.value.ips[f];
-        return a === undefined ? [] : [{ family: f, address: a }];
-      }),
-      allocatedAt: new Date(s.value.at).toISOString(),
+  const pods = [...allocations]
+    .sort(
+      (a, b) =>
+        a.node.localeCompare(b.node) ||
+        (a.slot ?? 0) - (b.slot ?? 0) ||
+        a.containerId.localeCompare(b.containerId),
+    )
+    .map((p) => ({
+      node: p.node,
+      ...(p.slot === undefined ? {} : { slot: p.slot }),
+      namespace: p.namespace,
+      pod: p.pod,
+      podUid: p.podUid,
+      containerId: p.containerId,
+      addresses: order.flatMap((f) => p.addresses.filter((x) => x.family === f)),
+      allocatedAt: p.allocatedAt,
     }));
-  return { families: order.filter((f) => families.includes(f)), nodes, pods };
+  return { families, nodes, pods };
 }
 
 export function renderListing(l: IpamListing): string {
@@ -131,28 +191,42 @@ function flag(args: readonly string[], name: string): string | undefined {
   return undefined;
 }
 
-async function readBucket(kv: KV, node: string | undefined): Promise<IpamListing> {
-  const cfg = IpamClusterConfig.safeParse((await kv.get(IpamKey.config))?.json());
-  const families = cfg.success ? cfg.data.families.map((f) => f.family) : [];
-  const nodeFilter = node === undefined ? `${IpamKey.nodePrefix}>` : IpamKey.node(node);
-  const slotFilter =
-    node === undefined ? `${IpamKey.slotPrefix}>` : `${IpamKey.slotPrefix}${node}.*`;
-  const [nodes, slots] = await Promise.all([kvValues(kv, nodeFilter), kvValues(kv, slotFilter)]);
-  const records = nodes.flatMap((n) => {
-    const r = IpamNodeRecord.safeParse(n.value);
-    return r.success ? [r.data] : [];
-  });
-  const held = slots.flatMap((s) => {
-    const m = /^slot\.(.+)\.([0-9]+)$/.exec(s.key);
-    const r = IpamSlotRecord.safeParse(s.value);
-    return m === null || !r.success
-      ? []
-      : [{ node: m[1] as string, slot: Number(m[2]), value: r.data }];
-  });
-  return listing(families, records, held);
+function noStream(err: unknown): boolean {
+  return err instanceof Error && /stream not found/i.test(err.message);
 }
 
-/** `dyad ipam list`: node blocks and pod addresses, read from the DYAD_IPAM bucket. */
+/** The streams' last values; undefined when DYAD_IPAM_NODES does not exist (no ipam ever ran). */
+async function readStreams(bus: Bus, node: string | undefined): Promise<IpamListing | undefined> {
+  let assigned;
+  try {
+    assigned = await bus.snapshot([IpamNodeEvent], {
+      stream: IPAM_NODES_STREAM,
+      filterSubjects: [node === undefined ? `${IpamSubject.node}.>` : ipamNodeSubject(node)],
+    });
+  } catch (err) {
+    if (noStream(err)) return undefined;
+    throw err;
+  }
+  let records;
+  try {
+    records = await bus.snapshot([AddressesAllocated, AddressesReleased], {
+      stream: IPAM_ALLOCATIONS_STREAM,
+      filterSubjects: [node === undefined ? `${IpamSubject.alloc}.>` : ipamAllocFilter(node)],
+    });
+  } catch (err) {
+    // No agent has recorded anything yet.
+    if (!noStream(err)) throw err;
+  }
+  const allocated = [...(records?.values() ?? [])].flatMap((d) =>
+    d.contract === AddressesAllocated ? [d.value as AllocatedValue] : [],
+  );
+  return listing(
+    [...assigned.values()].map((d) => d.value),
+    allocated,
+  );
+}
+
+/** `dyad ipam list`: node blocks and pod addresses, read from ipam's and the agents' streams. */
 export const ipamListCommand: Command = {
   words: ['ipam', 'list'],
   summary: 'node blocks and pod addresses from NATS [-o json] [--nats URL] [--node NAME]',
@@ -179,17 +253,13 @@ export const ipamListCommand: Command = {
       return Exit.unavailable;
     }
     try {
-      let kv: KV;
-      try {
-        kv = await bus.kv(IPAM_KV_BUCKET);
-        await kv.status();
-      } catch {
+      const l = await readStreams(bus, node);
+      if (l === undefined) {
         ctx.stderr.write(
-          `dyad ipam list: no KV bucket ${IPAM_KV_BUCKET} on ${servers}: is ipam running?\n`,
+          `dyad ipam list: no stream ${IPAM_NODES_STREAM} on ${servers}: is ipam running?\n`,
         );
         return Exit.unavailable;
       }
-      const l = await readBucket(kv, node);
       ctx.stdout.write(format === 'json' ? `${JSON.stringify(l, null, 2)}\n` : renderListing(l));
       return Exit.ok;
     } finally {
