@@ -1,11 +1,14 @@
-// `npm run bench -- cni [--pods 100] [--ref-dual-pods 100]`
+// `npm run bench -- cni [--pods 100] [--ref-dual-pods 100] [--burst 100]`
 // CNI ADD and DEL latency, exec to exit as a container runtime sees it, for --pods sequential
-// dual-stack pods through dyad-cni (a real agent in its node netns, real IPAM and nats-server),
+// dual-stack pods through dyad-cni (a real agent in its node netns, real ipam and nats-server),
 // and in the same run Debian's reference plugins (/usr/lib/cni: ptp with host-local) doing the
 // same, once IPv4-only and once dual-stack. Every plugin is exec'd the same way (nsenter into its
-// node netns, so ptp's host side never touches the machine's own namespace). Needs root.
-// Detail lines go to stderr; the last stdout line is the summary JSON.
-import { spawnSync } from 'node:child_process';
+// node netns, so ptp's host side never touches the machine's own namespace). Then a burst: --burst
+// pods created at once on one node, through dyad-cni dual-stack and through ptp + host-local
+// IPv4-only; and the DEL floor: bare veth pairs carrying one address per family deleted through
+// the agent's own netlink code. Needs root. Detail lines go to stderr; the last stdout line is the
+// summary JSON.
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -16,16 +19,26 @@ import {
   ensureCniBuilt,
 } from '../services/datapath-agent/test/helpers/build.ts';
 import { AgentLab, run } from '../services/datapath-agent/test/helpers/lab.ts';
+import {
+  Netns,
+  createVeth,
+  deleteLink,
+  linkByName,
+  openLibc,
+  podSideRequests,
+} from '@dyad/datapath-agent';
 
 const { values: opts } = parseArgs({
   args: process.argv.slice(2).filter((a) => a !== 'cni'),
   options: {
     pods: { type: 'string', default: '100' },
     'ref-dual-pods': { type: 'string', default: '100' },
+    burst: { type: 'string', default: '100' },
   },
 });
 const PODS = Number(opts.pods);
 const REF_DUAL_PODS = Number(opts['ref-dual-pods']);
+const BURST = Number(opts.burst);
 const REF_CNI_PATH = '/usr/lib/cni';
 
 if (process.getuid?.() !== 0) {
@@ -56,6 +69,117 @@ function execPlugin(
   });
   const t = Number(process.hrtime.bigint() - t0) / 1e6;
   return { ms: t, code: r.status ?? -1, stdout: r.stdout };
+}
+
+/** The same, without waiting: resolves with the exit code when the plugin exits. */
+function execPluginAsync(
+  netns: string,
+  plugin: string,
+  env: Record<string, string>,
+  stdin: string,
+): Promise<{ code: number; stdout: string }> {
+  return new Promise((resolve) => {
+    const child = spawn('nsenter', [`--net=/run/netns/${netns}`, plugin], {
+      env: { PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...env },
+    });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
+    child.once('close', (code) => resolve({ code: code ?? -1, stdout }));
+    child.stdin.end(stdin);
+  });
+}
+
+/** `count` pods created at once (every ADD started together); pods per second, then DELs. */
+async function burst(
+  lab: AgentLab,
+  label: string,
+  count: number,
+  nodeNetns: string,
+  plugin: string,
+  cniPath: string,
+  conf: string,
+  args: (i: number) => string,
+): Promise<number> {
+  const pods = Array.from({ length: count }, (_, i) => lab.addPodNetns(`${label}${i}`));
+  const env = (cmd: string, i: number) => ({
+    CNI_COMMAND: cmd,
+    CNI_CONTAINERID: `${label}${i}`,
+    CNI_NETNS: pods[i] ?? '',
+    CNI_IFNAME: 'eth0',
+    CNI_PATH: cniPath,
+    CNI_ARGS: args(i),
+  });
+  const t0 = process.hrtime.bigint();
+  const adds = await Promise.all(
+    pods.map((_, i) => execPluginAsync(nodeNetns, plugin, env('ADD', i), conf)),
+  );
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const failed = adds.findIndex((r) => r.code !== 0);
+  if (failed >= 0) throw new Error(`${label} burst ADD ${failed} failed: ${adds[failed]?.stdout}`);
+  for (let i = 0; i < count; i++) execPlugin(nodeNetns, plugin, env('DEL', i), conf);
+  for (const p of pods) run('ip', ['netns', 'del', p.replace('/run/netns/', '')]);
+  const rate = count / seconds;
+  log(
+    `${label} burst: ${count} pods at once in ${ms(seconds * 1000)} ms, ${rate.toFixed(1)} pods/s`,
+  );
+  return rate;
+}
+
+/**
+ * The kernel's part of a DEL: veth pairs with one address per family on the pod side, made
+ * and deleted (the host end, which takes the peer along) with the agent's own netlink code from
+ * inside the node netns. Exec and the agent's bookkeeping are what a DEL adds on top.
+ */
+function delFloor(lab: AgentLab, nodeNetns: string, count: number): number[] {
+  const libc = openLibc();
+  const netns = new Netns(libc, (err) => {
+    throw err;
+  });
+  const node = netns.open(`/run/netns/${nodeNetns}`);
+  if (!('fd' in node)) throw new Error(`cannot open ${nodeNetns}`);
+  const host = netns.socketIn(node.fd);
+  const out: number[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const podPath = lab.addPodNetns(`fl${i}`);
+      const pod = netns.open(podPath);
+      if (!('fd' in pod)) throw new Error(`cannot open ${podPath}`);
+      const podSock = netns.socketIn(pod.fd);
+      try {
+        const name = `dyfl${i}`;
+        createVeth(host, {
+          name,
+          mac: '0e:00:00:00:00:01',
+          mtu: 1500,
+          peer: { name: 'eth0', mac: '0a:00:00:00:00:01', netnsFd: pod.fd },
+        });
+        const podLink = linkByName(podSock, 'eth0');
+        if (!podLink) throw new Error('floor veth has no pod end');
+        podSock.apply(
+          podSideRequests({
+            podIfindex: podLink.index,
+            hostMac: '0e:00:00:00:00:01',
+            ipv4: { address: `198.19.250.${10 + (i % 200)}`, gateway: '198.19.250.1' },
+            ipv6: { address: `fd00:f100::${(10 + i).toString(16)}`, gateway: 'fd00:f100::1' },
+          }),
+        );
+        const t0 = process.hrtime.bigint();
+        deleteLink(host, name);
+        out.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      } finally {
+        podSock.close();
+        netns.close(pod.fd);
+      }
+      run('ip', ['netns', 'del', podPath.replace('/run/netns/', '')]);
+    }
+  } finally {
+    host.close();
+    netns.close(node.fd);
+  }
+  log(
+    `DEL floor (bare dual-stack veth pair, agent netlink code): p50 ${ms(quantile(out, 0.5))} ms`,
+  );
+  return out;
 }
 
 interface Series {
@@ -193,7 +317,29 @@ try {
     refConf(true),
     () => '',
   );
+  const dyadBurst = await burst(
+    lab,
+    'db',
+    BURST,
+    agent.netns,
+    dyadCni,
+    CNI_BIN_DIR,
+    dyadConf,
+    (i) =>
+      `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=burst-${i};K8S_POD_UID=uid-burst-${i}`,
+  );
+  const refBurst = await burst(
+    lab,
+    'rb',
+    BURST,
+    refNode,
+    ptp,
+    REF_CNI_PATH,
+    refConf(false),
+    () => '',
+  );
   rmSync(dataDir, { recursive: true, force: true });
+  const floor = delFloor(lab, await lab.addNode('floor'), PODS);
 
   const add50 = quantile(dyad.add, 0.5);
   const ref4 = quantile(refV4.add, 0.5);
@@ -207,6 +353,11 @@ try {
       ref_dual_add_p50_ms: ms(quantile(refDual.add, 0.5)),
       ref_del_p50_ms: ms(quantile(refDual.del, 0.5)),
       add_p50_ratio: Number((add50 / ref4).toFixed(3)),
+      burst_pods_per_s: Number(dyadBurst.toFixed(1)),
+      ref_burst_pods_per_s: Number(refBurst.toFixed(1)),
+      burst_ratio: Number((dyadBurst / refBurst).toFixed(3)),
+      del_floor_p50_ms: ms(quantile(floor, 0.5)),
+      del_floor_ratio: Number((quantile(dyad.del, 0.5) / quantile(floor, 0.5)).toFixed(3)),
     })}\n`,
   );
 } finally {

@@ -332,13 +332,17 @@ export class EndpointManager implements CniBackend {
         mark('netlink');
         const ep: StoredEndpoint = { ...intent, hostIfindex, phase: 'ready' };
         this.#endpoints.set(key, ep);
+        // the result is returned only once a restart would keep the endpoint. The write runs
+        // while the maps and programs are set up: a restart that finds the endpoint ready with
+        // its veth re-attaches what is missing and writes the maps anyway
+        const durable = this.#o.commit();
+        durable.catch(() => undefined); // awaited below; a failure there rolls back
         this.#o.reconciler.markEndpoint(ep);
         await this.#o.reconciler.flush();
         mark('maps');
         this.#o.plumber.attach(hostIfindex);
         mark('tc');
-        // the result is returned only once a restart would keep the endpoint
-        await this.#o.commit();
+        await durable;
         mark('state');
         const done = this.#endpoints.get(key) ?? ep;
         this.#o.reporter.upsert(done);
@@ -384,18 +388,22 @@ export class EndpointManager implements CniBackend {
   async #del(containerId: string, ifName: string): Promise<void> {
     const key = attachmentKey(containerId, ifName);
     const ep = this.#endpoints.get(key);
-    if (!ep) {
-      // unknown here: a leftover veth by its derived name, and whatever the container holds
-      this.#o.plumber.removeHostLink(hostIfName(this.#o.vethPrefix, containerId, ifName));
-      await this.#forget(containerId);
-      return;
+    if (ep) {
+      this.#endpoints.delete(key);
+      this.#o.reconciler.markEndpoint(ep);
     }
-    this.#endpoints.delete(key);
-    this.#o.reconciler.markEndpoint(ep);
-    await this.#o.reconciler.flush();
-    this.#o.plumber.removeHostLink(ep.hostIfName);
-    await this.#forget(containerId);
-    this.#o.reporter.remove(ep);
+    // The state without the endpoint is written while the kernel tears the veth down (most of a
+    // DEL's time): a restart that finds the veth but no endpoint removes it as stale, and the
+    // addresses are not handed out before that.
+    const forgotten = this.#forget(containerId);
+    forgotten.catch(() => undefined); // awaited below
+    if (ep) await this.#o.reconciler.flush();
+    // an unknown container: a leftover veth by its derived name
+    this.#o.plumber.removeHostLink(
+      ep?.hostIfName ?? hostIfName(this.#o.vethPrefix, containerId, ifName),
+    );
+    await forgotten;
+    if (ep) this.#o.reporter.remove(ep);
   }
 
   #check(req: CheckRequest): void {

@@ -20,6 +20,13 @@ export { createAgentMetrics } from './metrics.ts';
 export { openLibc } from './netlink/libc.ts';
 export { Netns } from './netlink/netns.ts';
 export { NetlinkSocket } from './netlink/socket.ts';
+export {
+  createVeth,
+  deleteLink,
+  hostSideRequests,
+  linkByName,
+  podSideRequests,
+} from './netlink/rtnl.ts';
 export { NodeRoutes, routeChanges } from './node-routes.ts';
 export { PodPlumber } from './plumber.ts';
 export { NatsEndpointReporter, endpointState } from './reporter.ts';
