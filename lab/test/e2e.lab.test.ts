@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it, test } from 'vitest';
 import { Prober } from '../src/probe.ts';
@@ -10,6 +12,7 @@ const skip = labSkipReason();
 if (skip && labRequired()) test('lab tier is required', () => expect.fail(skip));
 
 const PORT = 8080;
+const NODE_REACH = join(import.meta.dirname, 'node-reach.ts');
 const NODES = ['node-1', 'node-2', 'node-3'];
 
 function spread(count: number, namespaces: readonly string[]) {
@@ -69,6 +72,26 @@ describe.skipIf(skip !== undefined)('lab: 3 nodes, dual-stack', () => {
     const { failures } = await fullMatrix(lab, lines);
     expect(failures).toEqual([]);
   }, 300_000);
+
+  it("each node's own stack reaches pods on the other nodes over TCP and ICMP in both families", () => {
+    const state = lab.state();
+    const records = lab.pods();
+    for (const node of state.nodes) {
+      const remote = records.find((p) => p.node !== node.name);
+      if (!remote) throw new Error(`no pod off ${node.name}`);
+      for (const address of remote.podIPs) {
+        const r = spawnSync(
+          'nsenter',
+          [`--net=/run/netns/${node.netns}`, process.execPath, NODE_REACH, address, String(PORT)],
+          { encoding: 'utf8' },
+        );
+        expect(JSON.parse(r.stdout || '{}'), `${node.name} -> ${remote.name} ${address}`).toEqual({
+          tcp: true,
+          icmp: true,
+        });
+      }
+    }
+  });
 
   it('a deleted pod’s old addresses stop answering from every node; its replacement answers in both families', async () => {
     const victim = pods[0];
