@@ -107,6 +107,12 @@ class ScriptedFs {
   };
 }
 
+/**
+ * A broken GroupCommitFile would leave a test waiting for an operation that never comes: fail
+ * then, instead of waiting for the runner's 10-minute guard. Not a speed limit (these take ms).
+ */
+const HANG_GUARD_MS = 20_000;
+
 let dir: string;
 let path: string;
 beforeEach(async () => {
@@ -136,7 +142,7 @@ async function rejection(p: Promise<void>): Promise<unknown> {
   throw new Error('resolved');
 }
 
-describe('GroupCommitFile: one write', () => {
+describe('GroupCommitFile: one write', { timeout: HANG_GUARD_MS }, () => {
   test('temp file written and fsynced, renamed over the path, directory fsynced', async () => {
     const s = new ScriptedFs();
     const c = counter();
@@ -196,7 +202,7 @@ describe('GroupCommitFile: one write', () => {
   });
 });
 
-describe('GroupCommitFile: group commit', () => {
+describe('GroupCommitFile: group commit', { timeout: HANG_GUARD_MS }, () => {
   test('50 commits made while a write is under way share the one next write', async () => {
     const s = new ScriptedFs();
     const c = counter();
@@ -246,7 +252,7 @@ describe('GroupCommitFile: group commit', () => {
   });
 });
 
-describe('GroupCommitFile: failures', () => {
+describe('GroupCommitFile: failures', { timeout: HANG_GUARD_MS }, () => {
   test.each(['open:w', 'write', 'sync:file', 'rename'] as const)(
     'a failed %s rejects every waiter of that write with the cause; the old file stays; the next commit writes',
     async (op) => {
@@ -308,7 +314,7 @@ describe('GroupCommitFile: failures', () => {
   });
 });
 
-describe('GroupCommitFile.load', () => {
+describe('GroupCommitFile.load', { timeout: HANG_GUARD_MS }, () => {
   test('undefined when there is no file', async () => {
     expect(await new GroupCommitFile(path, () => '').load()).toBeUndefined();
   });
