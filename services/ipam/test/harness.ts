@@ -190,6 +190,15 @@ export async function publishNode(
   op: 'upsert' | 'delete' = 'upsert',
 ): Promise<void> {
   await bus.ensureStreams([K8sStream]);
+  await announceNode(bus, name, op);
+}
+
+/** The same, on a stream known to exist (for many nodes at once). */
+export async function announceNode(
+  bus: Bus,
+  name: string,
+  op: 'upsert' | 'delete' = 'upsert',
+): Promise<void> {
   await bus.jsPublish(NodeEvent, k8sObjectSubject('Node', undefined, name), {
     op,
     object: {
