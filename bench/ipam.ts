@@ -53,8 +53,11 @@ const NODES = Number(opts.nodes);
 const CONCURRENCY = Number(opts.concurrency);
 const TRIALS = Math.max(1, Number(opts.trials));
 
-/** IPv4 blocks small enough that the /15 pool holds two sets per node (at least /24). */
-const V4_MASK = Math.max(24, 15 + Math.ceil(Math.log2(2 * NODES)));
+/**
+ * IPv4 blocks small enough that the /15 pool is at most a quarter full with two sets per node (at
+ * least /24): a nearly full pool is another measurement (every search finds taken blocks).
+ */
+const V4_MASK = Math.max(24, 17 + Math.ceil(Math.log2(2 * NODES)));
 if (V4_MASK > 30) throw new Error(`--nodes ${NODES}: more than the /15 pool has /30 blocks for`);
 const ENV: Readonly<Record<string, string>> = {
   DYAD_ENABLE_IPV4: 'true',
@@ -140,7 +143,10 @@ interface Run {
   readonly nodesPerS: number;
   readonly growsPerS: number;
   readonly growLatenciesMs: number[];
+  /** Record writes that lost a race (two replicas on one node's set 0). */
   readonly conflicts: number;
+  /** Block claims that found the block taken (two replicas searching one part of the pool). */
+  readonly blockConflicts: number;
   /** Cores per replica, then nats-server, during set 0 and during grows. */
   readonly coresSet0: number[];
   readonly coresGrow: number[];
@@ -214,14 +220,18 @@ async function measure(
       throw new Error(`${blocks.size} distinct blocks for ${NODES} nodes of two sets`);
     }
     let conflicts = 0;
+    let blockConflicts = 0;
     for (const p of procs) {
-      conflicts += metricValue(await p.metrics(), 'dyad_ipam_write_conflicts_total');
+      const m = await p.metrics();
+      conflicts += metricValue(m, 'dyad_ipam_write_conflicts_total', { key: 'node' });
+      blockConflicts += metricValue(m, 'dyad_ipam_write_conflicts_total', { key: 'block' });
     }
     return {
       nodesPerS,
       growsPerS,
       growLatenciesMs: latencies.sort((a, b) => a - b),
       conflicts,
+      blockConflicts,
       coresSet0,
       coresGrow,
     };
@@ -239,7 +249,7 @@ function describe(label: string, r: Run): string {
   return (
     `${label}: set 0 ${r.nodesPerS.toFixed(0)} nodes/s, ${c(r.coresSet0)}; ` +
     `grow ${r.growsPerS.toFixed(0)}/s, p50 ${percentile(r.growLatenciesMs, 50).toFixed(1)} ms, ` +
-    `${c(r.coresGrow)}; ${r.conflicts} write conflicts`
+    `${c(r.coresGrow)}; write conflicts: ${r.conflicts} node, ${r.blockConflicts} block`
   );
 }
 

@@ -112,7 +112,12 @@ export class Assigner {
     this.store = opts.store;
     this.families = opts.config.families.map((l) => l.family);
     for (const layout of opts.config.families) {
-      this.claimers.set(layout.family, new BlockClaimer(layout, opts.store, opts.now));
+      this.claimers.set(
+        layout.family,
+        new BlockClaimer(layout, opts.store, opts.now, () =>
+          opts.metrics.conflicts.inc({ key: 'block' }),
+        ),
+      );
     }
     this.repin();
   }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Family } from '@dyad/contracts';
 import { IpamKey } from '@dyad/contracts';
 import { parseCidr } from './addr.ts';
@@ -25,14 +26,21 @@ export class BlockClaimer {
   readonly layout: BlockLayout;
   private readonly store: IpamStore;
   private readonly now: () => number;
+  private readonly onConflict: () => void;
   private readonly claimed = new Set<bigint>();
   private pinned = new Set<bigint>();
   private hint = 0n;
 
-  constructor(layout: BlockLayout, store: IpamStore, now: () => number = Date.now) {
+  constructor(
+    layout: BlockLayout,
+    store: IpamStore,
+    now: () => number = Date.now,
+    onConflict: () => void = () => undefined,
+  ) {
     this.layout = layout;
     this.store = store;
     this.now = now;
+    this.onConflict = onConflict;
   }
 
   /** Blocks of this family known to be claimed (a hint, for the pool gauge). */
@@ -100,7 +108,13 @@ export class BlockClaimer {
         this.claimed.add(i);
         this.hint = i + 1n;
         const rev = await this.store.create(key, { node, at });
-        if (rev === 'conflict') continue;
+        if (rev === 'conflict') {
+          this.onConflict();
+          // Another replica is claiming in this part of the pool: searching on from here, both
+          // would keep colliding on the next block. Carry on from a random place instead.
+          this.hint = randomBelow(total);
+          continue;
+        }
         return {
           family: this.layout.family,
           cidr: a.cidr,
@@ -120,4 +134,11 @@ export class BlockClaimer {
     const p = parseCidr(cidr);
     return p.ok ? blockIndexOf(this.layout, p.cidr) : undefined;
   }
+}
+
+/** A uniform random bigint in [0, n). */
+function randomBelow(n: bigint): bigint {
+  if (n <= 1n) return 0n;
+  const bytes = Math.ceil(n.toString(16).length / 2) + 8;
+  return BigInt(`0x${randomBytes(bytes).toString('hex')}`) % n;
 }

@@ -56,7 +56,7 @@ export function createIpamMetrics(registry: Registry): IpamMetrics {
     }),
     conflicts: new Counter({
       name: 'dyad_ipam_write_conflicts_total',
-      help: 'Conditional writes that found the key changed (key=node): replicas racing',
+      help: 'Conditional writes that found the key changed (key=block, node): replicas racing',
       labelNames: ['key'],
       registers,
     }),
