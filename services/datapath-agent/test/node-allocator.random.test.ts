@@ -391,7 +391,9 @@ async function run(seed: number, tally: Tally): Promise<string[]> {
     if (ipam.sets.length < 2) return;
     const before = JSON.stringify(p.alloc.toJSON());
     try {
-      p.alloc.setBlocks(list.slice(0, families.length * Math.floor(rnd() * ipam.sets.length)));
+      // ipam's events for an assigned node hold at least its first set
+      const sets = 1 + Math.floor(rnd() * (ipam.sets.length - 1));
+      p.alloc.setBlocks(list.slice(0, families.length * sets));
     } catch (e) {
       if (!(e instanceof BlocksChangeError)) throw e;
       tally.staleRefused++;
