@@ -270,7 +270,6 @@ try {
   }
   log(`exec overhead (nsenter + /bin/true): p50 ${ms(quantile(nsenterOnly, 0.5))} ms`);
 
-  for (let i = 0; i < PODS; i++) await lab.publishPod('dyad', 'default', `bench-${i}`);
   const dyad = cycle(
     lab,
     'dy',

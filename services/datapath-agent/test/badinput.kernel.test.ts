@@ -55,7 +55,6 @@ describe.skipIf(skip !== undefined)('single-family networks and bad input', () =
   ] as const)('an %s-only network gives a single-family result and pod', async (which, fam, re) => {
     const netns = lab.addPodNetns(`s${which}`);
     const pod = { namespace: 'default', name: `s${which}` };
-    await lab.publishPod('n1', pod.namespace, pod.name);
     const r = await lab.cnitool(nets[which], 'add', netns, pod);
     expect(r.code, r.stderr).toBe(0);
     const res = JSON.parse(r.stdout) as {
@@ -151,8 +150,6 @@ describe.skipIf(skip !== undefined)('single-family networks and bad input', () =
   test('a container id reused for another pod is code 4; the first pod keeps its endpoint and addresses', async () => {
     const first = lab.addPodNetns('reuse1');
     const second = lab.addPodNetns('reuse2');
-    await lab.publishPod('n1', 'default', 'reuse1');
-    await lab.publishPod('n1', 'default', 'reuse2');
     const ok = await lab.dyadCni(baseEnv(first, 'shared-id', 'reuse1'), conf());
     expect(ok.code, ok.stdout).toBe(0);
     const r = await lab.dyadCni(baseEnv(second, 'shared-id', 'reuse2'), conf());
@@ -238,8 +235,13 @@ describe.skipIf(skip !== undefined)('single-family networks and bad input', () =
     const err = JSON.parse(r.stdout) as CniError;
     expect(err.code).toBe(11);
     expect(err.details).toMatch(/no pod CIDR/);
-    expect(run('ip', ['-n', netns.replace('/run/netns/', ''), '-br', 'link'])).not.toContain('eth0');
-    const st = await lab.dyadCni({ ...baseEnv(netns, 'noblock1', 'noblock'), CNI_COMMAND: 'STATUS' }, c);
+    expect(run('ip', ['-n', netns.replace('/run/netns/', ''), '-br', 'link'])).not.toContain(
+      'eth0',
+    );
+    const st = await lab.dyadCni(
+      { ...baseEnv(netns, 'noblock1', 'noblock'), CNI_COMMAND: 'STATUS' },
+      c,
+    );
     expect((JSON.parse(st.stdout) as CniError).code).toBe(50);
     // once ipam assigns the node its blocks, the same ADD succeeds
     await lab.announceNode('n9');

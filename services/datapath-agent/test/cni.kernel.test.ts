@@ -68,7 +68,6 @@ describe.skipIf(skip !== undefined)('dyad-cni with cnitool, one node', () => {
     'ADD %s gives one IPv4 and one IPv6 address with gateways and default routes',
     async (name) => {
       const netns = lab.addPodNetns(name);
-      await lab.publishPod('n1', 'default', name);
       const r = await lab.cnitool(agent, 'add', netns, { namespace: 'default', name });
       expect(r.code, r.stderr).toBe(0);
       const res = JSON.parse(r.stdout) as CniResultJson;

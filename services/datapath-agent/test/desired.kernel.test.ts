@@ -64,10 +64,12 @@ describe.skipIf(skip !== undefined)('desired state from NATS', () => {
     // A wide coalescing window, so that how many flushes a burst takes does not depend on how
     // fast a loaded machine delivers it: what is measured is that a flush is a few batch
     // syscalls, not one per entry.
-    agent = await lab.startAgent('n1', undefined, { DYAD_COALESCE_MS: '1000', DYAD_COALESCE_MAX_MS: '10000' });
+    agent = await lab.startAgent('n1', undefined, {
+      DYAD_COALESCE_MS: '1000',
+      DYAD_COALESCE_MAX_MS: '10000',
+    });
     for (const name of ['pa', 'pb']) {
       const netns = lab.addPodNetns(name);
-      await lab.publishPod('n1', 'default', name);
       const r = await lab.cnitool(agent, 'add', netns, { namespace: 'default', name });
       if (r.code !== 0) throw new Error(`ADD ${name}: ${r.stdout}${r.stderr}`);
       const ips = (JSON.parse(r.stdout) as { ips: Array<{ address: string }> }).ips.map(
@@ -192,10 +194,15 @@ describe.skipIf(skip !== undefined)('desired state from NATS', () => {
     // the enforcement flag in the endpoint map itself before probing.
     await until(
       async () =>
-        (await apiGet(agent.apiSocket, '/v1/bpf/endpoints')).body as Array<{ address: string; flags: number }>,
+        (await apiGet(agent.apiSocket, '/v1/bpf/endpoints')).body as Array<{
+          address: string;
+          flags: number;
+        }>,
       (x) => {
         const mine = x.filter((e) => e.address === b.v4 || e.address === b.v6);
-        return mine.length === 2 && mine.every((e) => (e.flags & EndpointFlags.ENFORCE_INGRESS) !== 0);
+        return (
+          mine.length === 2 && mine.every((e) => (e.flags & EndpointFlags.ENFORCE_INGRESS) !== 0)
+        );
       },
     );
     // new flows only: conntrack still admits the earlier echo id, the pinger uses a fresh one

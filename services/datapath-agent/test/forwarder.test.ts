@@ -16,8 +16,7 @@ import type { Endpoint } from '../src/endpoint.ts';
 import { DYAD_CNI, buildSkipReason, ensureCniBuilt } from './helpers/build.ts';
 
 const skip = buildSkipReason();
-if (skip && kernelRequired())
-  it('dyad-cni must be buildable', () => expect.fail(skip));
+if (skip && kernelRequired()) it('dyad-cni must be buildable', () => expect.fail(skip));
 
 const seen: AddRequest[] = [];
 const backend: CniBackend = {

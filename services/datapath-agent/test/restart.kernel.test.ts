@@ -36,7 +36,6 @@ describe.skipIf(skip !== undefined)('agent restart', () => {
     agent = await lab.startAgent('n1');
     for (const name of ['pa', 'pb']) {
       const netns = lab.addPodNetns(name);
-      await lab.publishPod('n1', 'default', name);
       const r = await lab.cnitool(agent, 'add', netns, { namespace: 'default', name });
       if (r.code !== 0) throw new Error(`ADD ${name}: ${r.stdout}${r.stderr}`);
       const ips = (JSON.parse(r.stdout) as { ips: Array<{ address: string }> }).ips.map(
@@ -107,7 +106,6 @@ describe.skipIf(skip !== undefined)('agent restart', () => {
     const made: Pod[] = [];
     for (const name of names) {
       const netns = lab.addPodNetns(name);
-      await lab.publishPod('n1', 'default', name);
       const r = await lab.cnitool(agent, 'add', netns, { namespace: 'default', name });
       expect(r.code, r.stderr).toBe(0);
       const res = JSON.parse(r.stdout) as { ips: Array<{ address: string; gateway: string }> };

@@ -16,12 +16,15 @@ import {
   AddressesAllocated,
   AddressesReleased,
   IPAM_ALLOCATIONS_STREAM,
+  IPAM_NODES_STREAM,
+  IpamNodeEvent,
   K8sStream,
   NodeEvent,
-  PodEvent,
   ipamAllocSubject,
+  ipamNodeSubject,
   k8sObjectSubject,
 } from '@dyad/contracts';
+import type { NodeBlockValue } from '@dyad/contracts';
 import { createLogger, createMetrics } from '@dyad/telemetry';
 import {
   childPassThroughEnv,
@@ -332,18 +335,6 @@ export class AgentLab {
     return `/run/netns/${netns}`;
   }
 
-  /** Publishes a Pod as kube-bridge would (ipam's GC keeps addresses of live pods). */
-  async publishPod(node: string, namespace: string, name: string): Promise<void> {
-    await this.bus.jsPublish(PodEvent, k8sObjectSubject('Pod', namespace, name), {
-      op: 'upsert',
-      object: {
-        metadata: { uid: `uid-${name}`, name, namespace, resourceVersion: '1', labels: {} },
-        spec: { nodeName: node, hostNetwork: false, containers: [] },
-        status: { phase: 'Running', podIPs: [], hostIPs: [] },
-      },
-    });
-  }
-
   /** Runs the real cnitool: `cnitool <cmd> <network> <netns>` with dyad-cni on CNI_PATH. */
   async cnitool(
     a: Pick<AgentHandle, 'confDir' | 'network'>,
@@ -454,6 +445,16 @@ export class AgentLab {
       ipam: { holders: Array<{ containerId: string }> };
     };
     return state.ipam.holders.some((h) => h.containerId === containerId);
+  }
+
+  /** The node's blocks as ipam last published them (empty when none). */
+  async nodeBlocks(node: string): Promise<NodeBlockValue[]> {
+    const m = await this.bus.snapshot([IpamNodeEvent], {
+      stream: IPAM_NODES_STREAM,
+      filterSubjects: [ipamNodeSubject(node)],
+    });
+    const v = [...m.values()][0]?.value;
+    return v?.op === 'upsert' ? v.blocks : [];
   }
 
   /** The last allocation record the node's agent published for a container, if any. */
