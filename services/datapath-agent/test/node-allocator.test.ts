@@ -217,6 +217,14 @@ describe('setBlocks', () => {
     expect(a.setBlocks([...set(0), ...set(1)])).toEqual({ changed: false, sets: 2 });
   });
 
+  test('after a full node grows, a just-released slot waits behind the new set', () => {
+    const a = allocator();
+    for (let i = 0; i < 5; i++) ok(a.allocate(req(`c${i}`)));
+    a.release('c3');
+    a.setBlocks([...set(0), ...set(1)]);
+    expect(ok(a.allocate(req('c5'))).slot).toBe(5);
+  });
+
   test('refuses to drop a set that holds allocations, and changes nothing', () => {
     const a = allocator(2);
     a.reserve({ ...req('c7'), slot: 7 });

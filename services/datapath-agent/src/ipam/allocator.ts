@@ -168,7 +168,7 @@ export class NodeAllocator {
   /**
    * Where the next search starts: just after the last slot allocate gave, so a released address
    * is handed out again only after every other free one (peers and conntrack entries that still
-   * know the old pod's address have time to forget it).
+   * know the old pod's address have time to forget it). May equal the capacity.
    */
   #cursor = 0;
   /**
@@ -250,7 +250,9 @@ export class NodeAllocator {
         message: `all ${nb.capacity} pod slots of the node's ${nb.sets.length} block set(s) are taken`,
       };
     }
-    this.#cursor = slot + 1 === nb.capacity ? 0 : slot + 1;
+    // Not wrapped here (the search wraps): past the last slot of a full node, the cursor is
+    // where a set appended later begins, so the new set is used before a just-released slot.
+    this.#cursor = slot + 1;
     return this.#take(req, slot, families, this.#now().toISOString());
   }
 
