@@ -173,6 +173,28 @@ describe.skipIf(skip !== undefined)('single-family networks and bad input', () =
     expect(lab.ipamHeld('n1', 'shared-id')).toBe(false);
   });
 
+  test('a container id reused with another netns is code 4; the first attachment is untouched', async () => {
+    const first = lab.addPodNetns('netns1');
+    const second = lab.addPodNetns('netns2');
+    const ok = await lab.dyadCni(baseEnv(first, 'same-id', 'samepod'), conf());
+    expect(ok.code, ok.stdout).toBe(0);
+    const r = await lab.dyadCni(baseEnv(second, 'same-id', 'samepod'), conf());
+    const err = JSON.parse(r.stdout) as CniError;
+    expect(err.code).toBe(4);
+    expect(err.details).toContain(first);
+    expect(run('ip', ['-n', second.replace('/run/netns/', ''), '-br', 'link'])).not.toContain(
+      'eth0',
+    );
+    await assertNoLeak(1);
+    const del = await lab.dyadCni(
+      { ...baseEnv(first, 'same-id', 'samepod'), CNI_COMMAND: 'DEL' },
+      conf(),
+    );
+    expect(del.code, del.stdout).toBe(0);
+    await assertNoLeak(0);
+    expect(lab.ipamHeld('n1', 'same-id')).toBe(false);
+  });
+
   test('an interface name already in the netns is code 101 and allocates nothing', async () => {
     const netns = lab.addPodNetns('taken');
     run('ip', [
