@@ -195,10 +195,10 @@ export function parseNodeBlocks(list: readonly NodeBlockValue[]): NodeBlocks {
   return { families, sets, capacity: firstSlot };
 }
 
-/** The list again, canonical: what toJSON stores and a GrowRequest counts. */
+/** The list again, in canonical text: what the allocator stores and reports as held. */
 export function nodeBlockList(nb: NodeBlocks): NodeBlockValue[] {
   return nb.sets.flatMap((s) =>
-    s.blocks.map((b) => ({ family: b.family, cidr: b.cidr, gateway: b.gateway }) as NodeBlockValue),
+    s.blocks.map((b): NodeBlockValue => ({ family: b.family, cidr: b.cidr, gateway: b.gateway })),
   );
 }
 
