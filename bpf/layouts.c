@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Never loaded: one global per layout struct, so this object's BTF describes every struct the
- * user-space codecs mirror (the ring-buffer event and config have no other BTF anchor). The
- * codec drift test reads sizes and member offsets from here. */
+/* Never loaded: one global per layout struct and per contract enum, so this object's BTF
+ * describes every struct and constant user space mirrors (the ring-buffer event and config have
+ * no other BTF anchor). The drift test reads sizes, member offsets and enum values from here. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
+#include "dyad/common.h"
 #include "dyad/map_config.h"
 #include "dyad/map_conntrack.h"
 #include "dyad/map_endpoints.h"
@@ -25,5 +26,19 @@ struct dy_metrics_key dy_layout_metrics_key;
 struct dy_metrics_value dy_layout_metrics_value;
 struct dy_event dy_layout_event;
 struct dy_config dy_layout_config;
+
+/* One global per enum of the user-space contract, so BTF keeps its names and values. */
+enum dy_family dy_enum_family;
+enum dy_direction dy_enum_direction;
+enum dy_identity dy_enum_identity;
+enum dy_endpoint_flags dy_enum_endpoint_flags;
+enum dy_reason dy_enum_reason;
+enum dy_event_type dy_enum_event_type;
+enum dy_ipcache_prefix dy_enum_ipcache_prefix;
+enum dy_ipcache_flags dy_enum_ipcache_flags;
+enum dy_policy_prefix dy_enum_policy_prefix;
+enum dy_policy_action dy_enum_policy_action;
+enum dy_ct_flags dy_enum_ct_flags;
+enum dy_config_flags dy_enum_config_flags;
 
 char LICENSE[] SEC("license") = "GPL";

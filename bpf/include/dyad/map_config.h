@@ -4,7 +4,9 @@
 
 #include <linux/types.h>
 
-#define DY_CFG_F_TRACE (1U << 0) /* emit a trace event for every new allowed flow */
+enum dy_config_flags {
+	DY_CFG_F_TRACE = 1 << 0, /* emit a trace event for every new allowed flow */
+};
 
 struct dy_config {
 	__u32 flags;          /* DY_CFG_F_* */

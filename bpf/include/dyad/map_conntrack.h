@@ -19,8 +19,10 @@ struct dy_ct_key {
 	__u8 pad;
 };
 
-#define DY_CT_F_SEEN_REPLY (1U << 0)
-#define DY_CT_F_CLOSING (1U << 1) /* TCP FIN or RST seen */
+enum dy_ct_flags {
+	DY_CT_F_SEEN_REPLY = 1 << 0,
+	DY_CT_F_CLOSING = 1 << 1, /* TCP FIN or RST seen */
+};
 
 struct dy_ct_entry {
 	__u64 expires_ns;  /* bpf_ktime_get_ns() deadline; past it the entry counts as gone */

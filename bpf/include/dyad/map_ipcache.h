@@ -8,7 +8,9 @@
 
 /* prefixlen counts the family byte and padding too: an IP prefix of length p is stored with
  * prefixlen = DY_IPCACHE_PREFIX_BASE + p, so v4 and v6 prefixes never match each other. */
-#define DY_IPCACHE_PREFIX_BASE 32
+enum dy_ipcache_prefix {
+	DY_IPCACHE_PREFIX_BASE = 32,
+};
 
 struct dy_ipcache_key {
 	__u32 prefixlen;
@@ -17,7 +19,9 @@ struct dy_ipcache_key {
 	__u8 addr[16]; /* network order */
 };
 
-#define DY_IPCACHE_F_LOCAL_NODE (1U << 0) /* prefix lives on this node */
+enum dy_ipcache_flags {
+	DY_IPCACHE_F_LOCAL_NODE = 1 << 0, /* prefix lives on this node */
+};
 
 struct dy_ipcache_info {
 	__u32 identity;

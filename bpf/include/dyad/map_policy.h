@@ -10,8 +10,10 @@
 #define DY_POLICY_MAX 65536
 
 /* Bits before the port: endpoint_id 32 + identity 32 + dir 8 + proto 8. */
-#define DY_POLICY_PREFIX_PROTO 72 /* covers endpoint, identity, dir; proto wildcard */
-#define DY_POLICY_PREFIX_PORT 80  /* + proto; add port prefix length 0..16 */
+enum dy_policy_prefix {
+	DY_POLICY_PREFIX_PROTO = 72, /* covers endpoint, identity, dir; proto wildcard */
+	DY_POLICY_PREFIX_PORT = 80,  /* + proto; add port prefix length 0..16 */
+};
 
 struct dy_policy_key {
 	__u32 prefixlen;
@@ -22,8 +24,10 @@ struct dy_policy_key {
 	__be16 dport; /* network order so prefixes cover port ranges */
 };
 
-#define DY_POLICY_ALLOW 1
-#define DY_POLICY_DENY 2
+enum dy_policy_action {
+	DY_POLICY_ALLOW = 1,
+	DY_POLICY_DENY = 2,
+};
 
 struct dy_policy_value {
 	__u32 action;  /* DY_POLICY_* */

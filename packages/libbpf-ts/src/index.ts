@@ -5,7 +5,7 @@ export { BpfMap } from './map.ts';
 export { MapType, UpdateFlags, isPerCpu } from './map-types.ts';
 export { Tc } from './tc.ts';
 export { RingBufferReader } from './ringbuf.ts';
-export { readBtfStruct } from './btf.ts';
+export { readBtfEnum, readBtfStruct } from './btf.ts';
 export { LibbpfError, CodecError, ClosedError, LibbpfLoadError } from './errors.ts';
 export { errnoName } from './errno.ts';
 export {
@@ -20,7 +20,9 @@ export {
 export { defineLayout, validateLayout, fieldSize, fieldAt } from './layout.ts';
 
 export {
-  Family,
+  FamilyTag,
+  IpcachePrefix,
+  PolicyPrefix,
   Direction,
   Identity,
   EndpointFlags,

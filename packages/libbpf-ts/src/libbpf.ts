@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import { LibbpfError } from './errors.ts';
 import { rawMapCodec } from './codec.ts';
 import type { MapCodec } from './codec.ts';
-import { readBtfStruct } from './btf.ts';
+import { readBtfEnum, readBtfStruct } from './btf.ts';
 import type { BtfStruct } from './btf.ts';
 import { bindLibbpf } from './ffi.ts';
 import type { LibbpfBindings } from './ffi.ts';
@@ -129,6 +129,11 @@ export class Libbpf {
 
   readBtfStruct(objectPath: string, structName: string): BtfStruct {
     return readBtfStruct(this.native, objectPath, structName);
+  }
+
+  /** An enum's names and values from an object's BTF. */
+  readBtfEnum(objectPath: string, enumName: string): ReadonlyMap<string, number> {
+    return readBtfEnum(this.native, objectPath, enumName);
   }
 
   numPossibleCpus(): number {

@@ -1,5 +1,22 @@
 import { beforeAll, describe, expect, test } from 'vitest';
-import { datapathLayouts, datapathMapLayouts, fieldSize, Libbpf } from '../src/index.ts';
+import {
+  ConfigFlags,
+  CtFlags,
+  Direction,
+  EndpointFlags,
+  EventType,
+  FamilyTag,
+  Identity,
+  IpcacheFlags,
+  IpcachePrefix,
+  PolicyAction,
+  PolicyPrefix,
+  Reason,
+  datapathLayouts,
+  datapathMapLayouts,
+  fieldSize,
+  Libbpf,
+} from '../src/index.ts';
 import { DATAPATH_OBJECT, ensureBpfBuilt, LAYOUTS_OBJECT } from './helpers/build.ts';
 
 // Needs clang and libbpf (both part of the machine), not root: BTF is read from the ELF files.
@@ -34,5 +51,41 @@ describe('TypeScript layouts match the compiled C structs (BTF)', () => {
       if (m.value)
         expect({ map: m.map, value: info.valueSize }).toEqual({ map: m.map, value: m.value.size });
     }
+  });
+});
+
+/** Each C enum of the contract, the prefix of its names, and the TypeScript object mirroring it. */
+const ENUMS: ReadonlyArray<readonly [string, string, Readonly<Record<string, number>>]> = [
+  ['dy_family', 'DY_FAMILY_', FamilyTag],
+  ['dy_direction', 'DY_DIR_', Direction],
+  ['dy_identity', 'DY_IDENTITY_', Identity],
+  ['dy_endpoint_flags', 'DY_EP_F_', EndpointFlags],
+  ['dy_reason', 'DY_REASON_', Reason],
+  ['dy_event_type', 'DY_EVENT_', EventType],
+  ['dy_ipcache_prefix', 'DY_IPCACHE_PREFIX_', IpcachePrefix],
+  ['dy_ipcache_flags', 'DY_IPCACHE_F_', IpcacheFlags],
+  ['dy_policy_prefix', 'DY_POLICY_PREFIX_', PolicyPrefix],
+  ['dy_policy_action', 'DY_POLICY_', PolicyAction],
+  ['dy_ct_flags', 'DY_CT_F_', CtFlags],
+  ['dy_config_flags', 'DY_CFG_F_', ConfigFlags],
+];
+
+describe('TypeScript constants match the C enums (BTF)', () => {
+  let lib: Libbpf;
+
+  beforeAll(() => {
+    ensureBpfBuilt();
+    lib = Libbpf.open();
+  });
+
+  test.each(ENUMS)('enum %s: every name and value, both ways', (cName, prefix, ts) => {
+    const btf = lib.readBtfEnum(LAYOUTS_OBJECT, cName);
+    const fromC = Object.fromEntries(
+      [...btf].map(([name, value]) => {
+        expect(name.startsWith(prefix), `${name} has prefix ${prefix}`).toBe(true);
+        return [name.slice(prefix.length), value];
+      }),
+    );
+    expect(fromC).toEqual({ ...ts });
   });
 });

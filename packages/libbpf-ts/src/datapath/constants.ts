@@ -1,5 +1,29 @@
-/** Mirrors bpf/include/dyad/common.h; numbers are part of the datapath contract. */
-export const Family = { V4: 4, V6: 6 } as const;
+import type { IpFamily } from '@dyad/netaddr';
+import { CodecError } from '../errors.ts';
+/**
+ * Mirrors the C enums of bpf/include/dyad/*.h; numbers are part of the datapath contract, and
+ * the drift test compares every one of them with the objects' BTF.
+ */
+
+/** The family tag in keys and events (`enum dy_family`). */
+export const FamilyTag = { V4: 4, V6: 6 } as const;
+export type FamilyTag = (typeof FamilyTag)[keyof typeof FamilyTag];
+
+/**
+ * The datapath's tag of netaddr's family. The numbers are equal by design (4 and 6), so the fast
+ * encoders write netaddr's family as it is; this is the one place that says so, and the drift
+ * test fails if `enum dy_family` ever changes.
+ */
+export function familyTagOf(family: IpFamily): FamilyTag {
+  return family === 4 ? FamilyTag.V4 : FamilyTag.V6;
+}
+
+/** netaddr's family of a datapath tag; a byte that is no tag is a codec error. */
+export function ipFamilyOfTag(tag: number): IpFamily {
+  if (tag === FamilyTag.V4) return 4;
+  if (tag === FamilyTag.V6) return 6;
+  throw new CodecError(`bad family tag ${tag}`);
+}
 
 export const Direction = { EGRESS: 1, INGRESS: 2, NODE: 3 } as const;
 export type DirectionName = 'egress' | 'ingress' | 'node';
@@ -9,6 +33,12 @@ export const Identity = { ANY: 0, HOST: 1, WORLD: 2 } as const;
 export const EndpointFlags = { ENFORCE_INGRESS: 1 << 0, ENFORCE_EGRESS: 1 << 1 } as const;
 
 export const IpcacheFlags = { LOCAL_NODE: 1 << 0 } as const;
+
+/** LPM bits before the address in an ipcache key: the family byte and its padding. */
+export const IpcachePrefix = { BASE: 32 } as const;
+
+/** LPM bits of a policy key up to the protocol, and up to the port. */
+export const PolicyPrefix = { PROTO: 72, PORT: 80 } as const;
 
 export const Reason = {
   FORWARDED: 1,

@@ -2,9 +2,8 @@ import { mapCodec, structCodec } from '../codec.ts';
 import type { Codec, MapCodec } from '../codec.ts';
 import { defineLayout, fieldAt } from '../layout.ts';
 import type { StructValue } from '../layout.ts';
-import { CodecError } from '../errors.ts';
 import { formatIp, formatMac, parseIp, parseIpInto, parseMac, parseMacInto } from '@dyad/netaddr';
-import type { IpFamily } from '@dyad/netaddr';
+import { familyTagOf, ipFamilyOfTag } from './constants.ts';
 import { u32At, zeroAt } from './write.ts';
 
 /** bpf/include/dyad/map_endpoints.h */
@@ -39,15 +38,10 @@ export interface EndpointInfo {
   readonly nodeMac: string;
 }
 
-function family(n: number): IpFamily {
-  if (n !== 4 && n !== 6) throw new CodecError(`bad family tag ${n}`);
-  return n;
-}
-
 /** Reference mapping to the plain struct; the fast encoders below must agree with it (tested). */
 export function endpointKeyToStruct(k: EndpointKey): StructValue<typeof endpointKeyLayout.fields> {
   const ip = parseIp(k.address);
-  return { addr: ip.bytes, family: ip.family };
+  return { addr: ip.bytes, family: familyTagOf(ip.family) };
 }
 
 export function endpointInfoToStruct(
@@ -79,12 +73,12 @@ export const endpointKeyCodec: Codec<EndpointKey> = {
   size: endpointKeyLayout.size,
   layout: endpointKeyLayout,
   encodeInto(k, buf, off) {
-    buf[off + K_FAMILY] = parseIpInto(k.address, buf, off + K_ADDR);
+    buf[off + K_FAMILY] = familyTagOf(parseIpInto(k.address, buf, off + K_ADDR));
     zeroAt(buf, off + K_PAD, 3);
   },
   decode(buf, off) {
     const s = keyStruct.decode(buf, off);
-    return { address: formatIp(family(s.family), s.addr) };
+    return { address: formatIp(ipFamilyOfTag(s.family), s.addr) };
   },
 };
 
@@ -117,4 +111,4 @@ export const endpointsCodec: MapCodec<EndpointKey, EndpointInfo> = mapCodec(
   endpointInfoCodec,
 );
 
-export { family as familyTag };
+export { ipFamilyOfTag as familyTag };

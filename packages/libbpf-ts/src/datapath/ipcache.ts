@@ -11,7 +11,9 @@ import {
   parsePrefix,
   parsePrefixInto,
 } from '@dyad/netaddr';
+import { IpcachePrefix, familyTagOf } from './constants.ts';
 import { familyTag } from './endpoints.ts';
+import type { IpFamily } from '@dyad/netaddr';
 import { u32At, u8At, zeroAt } from './write.ts';
 
 /** bpf/include/dyad/map_ipcache.h */
@@ -32,7 +34,7 @@ export const ipcacheInfoLayout = defineLayout('dy_ipcache_info', 28, [
 ] as const);
 
 /** LPM bits before the address: the family byte and its padding (DY_IPCACHE_PREFIX_BASE). */
-export const IPCACHE_PREFIX_BASE = 32;
+export const IPCACHE_PREFIX_BASE = IpcachePrefix.BASE;
 
 export interface IpcacheKey {
   /** "198.18.1.0/24", "fd00:18:1::/64"; a bare address means /32 or /128. */
@@ -55,7 +57,11 @@ export function encodeIpcachePrefix(prefix: string): {
   addr: Uint8Array;
 } {
   const p = parsePrefix(prefix);
-  return { prefixlen: IPCACHE_PREFIX_BASE + p.length, family: p.family, addr: p.bytes };
+  return {
+    prefixlen: IPCACHE_PREFIX_BASE + p.length,
+    family: familyTagOf(p.family),
+    addr: p.bytes,
+  };
 }
 
 /** Reference mapping to the plain struct; the fast encoders below must agree with it (tested). */
@@ -68,7 +74,7 @@ export function ipcacheInfoToStruct(v: IpcacheInfo): StructValue<typeof ipcacheI
   return {
     identity: v.identity,
     node_id: v.nodeId,
-    node_family: node?.family ?? 0,
+    node_family: node ? familyTagOf(node.family) : 0,
     flags: v.flags,
     node_addr: node?.bytes ?? new Uint8Array(16),
   };
@@ -93,7 +99,7 @@ export const ipcacheKeyCodec: Codec<IpcacheKey> = {
   encodeInto(k, buf, off) {
     const p = parsePrefixInto(k.prefix, buf, off + K_ADDR);
     u32At(buf, off + K_PREFIXLEN, IPCACHE_PREFIX_BASE + (p & 0xff), 'prefixlen');
-    buf[off + K_FAMILY] = p >> 8;
+    buf[off + K_FAMILY] = familyTagOf((p >> 8) as IpFamily);
     zeroAt(buf, off + K_PAD, 3);
   },
   decode(buf, off) {
@@ -119,7 +125,7 @@ export const ipcacheInfoCodec: Codec<IpcacheInfo> = {
       buf[off + I_NODE_FAMILY] = 0;
       zeroAt(buf, off + I_NODE_ADDR, 16);
     } else {
-      buf[off + I_NODE_FAMILY] = parseIpInto(v.nodeAddress, buf, off + I_NODE_ADDR);
+      buf[off + I_NODE_FAMILY] = familyTagOf(parseIpInto(v.nodeAddress, buf, off + I_NODE_ADDR));
     }
     u8At(buf, off + I_FLAGS, v.flags, 'flags');
     zeroAt(buf, off + I_PAD, 2);

@@ -2,7 +2,7 @@ import { mapCodec, mappedCodec, structCodec } from '../codec.ts';
 import type { MapCodec } from '../codec.ts';
 import { defineLayout } from '../layout.ts';
 import { CodecError } from '../errors.ts';
-import { Direction } from './constants.ts';
+import { Direction, PolicyPrefix } from './constants.ts';
 
 /** bpf/include/dyad/map_policy.h */
 export const policyKeyLayout = defineLayout('dy_policy_key', 16, [
@@ -20,8 +20,8 @@ export const policyValueLayout = defineLayout('dy_policy_value', 8, [
 ] as const);
 
 /** LPM bits up to and excluding proto / port (DY_POLICY_PREFIX_PROTO / _PORT). */
-export const POLICY_PREFIX_PROTO = 72;
-export const POLICY_PREFIX_PORT = 80;
+export const POLICY_PREFIX_PROTO = PolicyPrefix.PROTO;
+export const POLICY_PREFIX_PORT = PolicyPrefix.PORT;
 
 export type PolicyDirection = 'ingress' | 'egress';
 
