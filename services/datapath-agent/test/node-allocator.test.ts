@@ -1,7 +1,7 @@
 import type { NodeBlockValue } from '@dyad/contracts';
 import { describe, expect, test } from 'vitest';
 import { BlocksChangeError, NodeBlocksError, StateError } from '../src/errors.ts';
-import type { Allocation, AllocateRequest, PodOwner } from '../src/ipam/allocator.ts';
+import type { Allocation, AllocateRequest, Holder, PodOwner } from '../src/ipam/allocator.ts';
 import { NodeAllocator, nextFreeSlot } from '../src/ipam/allocator.ts';
 
 const v4 = (cidr: string, gateway: string): NodeBlockValue => ({ family: 'IPv4', cidr, gateway });
@@ -208,13 +208,13 @@ describe('setBlocks', () => {
   test('an appended set adds its slots; the search goes on into it', () => {
     const a = allocator();
     for (let i = 0; i < 5; i++) ok(a.allocate(req(`c${i}`)));
-    expect(a.setBlocks([...set(0), ...set(1)])).toEqual({ changed: true, sets: 2 });
+    expect(a.setBlocks([...set(0), ...set(1)])).toEqual({ changed: true, sets: 2, renumbered: 0 });
     expect(a.capacity()).toBe(10);
     expect(ok(a.allocate(req('c5'))).addresses.map((x) => x.address)).toEqual([
       '198.18.0.10',
       'fd00:d1ad::a',
     ]);
-    expect(a.setBlocks([...set(0), ...set(1)])).toEqual({ changed: false, sets: 2 });
+    expect(a.setBlocks([...set(0), ...set(1)])).toEqual({ changed: false, sets: 2, renumbered: 0 });
   });
 
   test('after a full node grows, a just-released slot waits behind the new set', () => {
@@ -239,18 +239,22 @@ describe('setBlocks', () => {
     blocksRefused(a, moved);
   });
 
-  test('refuses a change to an earlier, empty set that would renumber a held one', () => {
+  test('an earlier, empty set that shrinks renumbers the holders after it, addresses unchanged', () => {
     const a = allocator(2);
     a.reserve({ ...req('c7'), slot: 7 });
-    // set 0 as a /30 (one pod address) would make slot 7 point into the wrong place
-    blocksRefused(a, [v4('198.18.0.0/30', '198.18.0.1'), ...set(0).slice(1), ...set(1)]);
+    const before = a.addressesOf(a.holder('c7') as Holder);
+    // set 0's IPv4 block as a /30 (one pod address): set 1 now starts at slot 1
+    const change = a.setBlocks([v4('198.18.0.0/30', '198.18.0.1'), ...set(0).slice(1), ...set(1)]);
+    expect(change).toEqual({ changed: true, sets: 2, renumbered: 1 });
+    expect(a.holder('c7')?.slot).toBe(3);
+    expect(a.addressesOf(a.holder('c7') as Holder)).toEqual(before);
   });
 
   test('a set nobody holds an address in may change or go', () => {
     const a = allocator(2);
     ok(a.allocate(req('c0')));
-    expect(a.setBlocks(set(0))).toEqual({ changed: true, sets: 1 });
-    expect(a.setBlocks([...set(0), ...set(3)])).toEqual({ changed: true, sets: 2 });
+    expect(a.setBlocks(set(0))).toEqual({ changed: true, sets: 1, renumbered: 0 });
+    expect(a.setBlocks([...set(0), ...set(3)])).toEqual({ changed: true, sets: 2, renumbered: 0 });
   });
 
   test('a new primary family reorders the addresses, which stay the same', () => {
@@ -260,6 +264,50 @@ describe('setBlocks', () => {
     a.setBlocks([b6, b4]);
     expect(ok(a.allocate(req('c0'))).addresses.map((x) => x.family)).toEqual(['IPv6', 'IPv4']);
     expect(a.toJSON().holders[0]?.families).toEqual(['IPv6', 'IPv4']);
+  });
+
+  test('a family added to every set keeps the addresses; holders whose slot number moves are renumbered', () => {
+    const a = new NodeAllocator();
+    const v6sets = [
+      v6('fd00:d1ad::/120', 'fd00:d1ad::1'), // 254 pod addresses
+      v6('fd00:d1ad::100/120', 'fd00:d1ad::101'),
+    ];
+    a.setBlocks(v6sets);
+    a.reserve({ ...req('in-set-1'), slot: 300 }); // set 1, offset 48
+    const before = a.addressesOf(a.holder('in-set-1') as Holder);
+    expect(before.map((x) => x.address)).toEqual(['fd00:d1ad::130']);
+    // IPv4 enabled: a /24 (253) joins each set, so set 1 now starts at slot 253, not 254
+    const dual = [
+      v6sets[0] as NodeBlockValue,
+      v4('198.18.0.0/24', '198.18.0.1'),
+      v6sets[1] as NodeBlockValue,
+      v4('198.18.1.0/24', '198.18.1.1'),
+    ];
+    expect(a.setBlocks(dual)).toEqual({ changed: true, sets: 2, renumbered: 1 });
+    const h = a.holder('in-set-1') as Holder;
+    expect(h.slot).toBe(299);
+    expect(a.addressesOf(h)).toEqual(before);
+    expect(a.holderOfSlot(299)?.containerId).toBe('in-set-1');
+    expect(a.holderOfSlot(300)).toBeUndefined();
+    // the next pod gets both families
+    expect(ok(a.allocate(req('new'))).addresses.map((x) => x.family)).toEqual(['IPv6', 'IPv4']);
+  });
+
+  test('a family added is refused when a holder has no slot in the smaller set', () => {
+    const a = new NodeAllocator();
+    a.setBlocks([v6('fd00:d1ad::/120', 'fd00:d1ad::1')]);
+    a.reserve({ ...req('last'), slot: 253 }); // offset 255: the IPv4 /24's broadcast
+    blocksRefused(a, [v6('fd00:d1ad::/120', 'fd00:d1ad::1'), v4('198.18.0.0/24', '198.18.0.1')]);
+  });
+
+  test('blocks re-paired across sets that would put two single-family holders on one slot: refused', () => {
+    const a = allocator(2);
+    a.reserve({ ...req('v4only'), slot: 0, families: ['IPv4'] }); // 198.18.0.2
+    a.reserve({ ...req('v6only'), slot: 5, families: ['IPv6'] }); // fd00:d1ad::a, set 1
+    const [x4, y6] = set(0) as [NodeBlockValue, NodeBlockValue];
+    const [w4, z6] = set(1) as [NodeBlockValue, NodeBlockValue];
+    const e = blocksRefused(a, [x4, z6, w4, y6]);
+    expect(e.conflicts.map((c) => c.containerId).sort()).toEqual(['v4only', 'v6only']);
   });
 
   test('a holder loses no family: switching one off is refused', () => {

@@ -3,7 +3,13 @@ import { FamilySchema, NodeBlock } from '@dyad/contracts';
 import { z } from 'zod';
 import { BlocksChangeError, NodeBlocksError, StateError } from '../errors.ts';
 import type { NodeBlocks, SlotAddress } from './blocks.ts';
-import { NO_BLOCKS, nodeBlockList, parseNodeBlocks, slotAddresses } from './blocks.ts';
+import {
+  NO_BLOCKS,
+  nodeBlockList,
+  parseNodeBlocks,
+  slotAddresses,
+  slotOfAddress,
+} from './blocks.ts';
 
 /**
  * The node's pod addresses, allocated by the agent itself from the block sets ipam gave the node.
@@ -88,6 +94,8 @@ export interface BlocksChange {
   /** False when the list is the one in use. */
   readonly changed: boolean;
   readonly sets: number;
+  /** Holders whose slot number changed (their addresses did not): see setBlocks. */
+  readonly renumbered: number;
 }
 
 const Pod = z.object({
@@ -189,19 +197,34 @@ export class NodeAllocator {
   }
 
   /**
-   * Takes the node's block list (IpamNodeEvent, GrowReply). ipam only appends sets; any list is
-   * taken as long as every holder keeps exactly its addresses, so a list that drops, alters or
-   * renumbers (by changing an earlier set's capacity) a set that holds allocations is refused with
-   * BlocksChangeError and nothing changes. A malformed list throws NodeBlocksError, likewise
-   * changing nothing. Sets nobody holds an address in may change: a node ipam forgot and
-   * recreated while the agent held nothing gets its new blocks.
+   * Takes the node's block list (IpamNodeEvent, GrowReply). ipam only appends sets, and adds a
+   * newly enabled family to every set at once; any list is taken as long as every holder keeps
+   * exactly its addresses. A list that drops or alters a block an allocation uses is refused with
+   * BlocksChangeError, and a malformed one with NodeBlocksError; either way nothing changes. Sets
+   * nobody holds an address in may change: a node ipam forgot and recreated while the agent held
+   * nothing gets its new blocks.
+   *
+   * Slot numbers are an index, not an identity: a change of an earlier set's capacity (IPv4 /24s,
+   * 253 pods, joining IPv6 /120s, 254) moves the numbers of later slots, so a holder whose
+   * addresses are the same at another number is renumbered (`renumbered` counts them).
    */
   setBlocks(list: readonly NodeBlockValue[]): BlocksChange {
     const next = parseNodeBlocks(list);
     const conflicts: { containerId: string; slot: number }[] = [];
+    const moved = new Map<number, Holder>();
     for (const h of this.#byContainer.values()) {
-      if (!sameAddresses(this.addressesOf(h), slotAddresses(next, h.slot, h.families))) {
+      const slot = slotInBlocks(next, this.addressesOf(h), h.families);
+      const other = slot === undefined ? undefined : moved.get(slot);
+      if (slot === undefined) {
         conflicts.push({ containerId: h.containerId, slot: h.slot });
+      } else if (other !== undefined) {
+        // Holders of one family each, from two sets whose blocks the list pairs differently:
+        // both would be one slot. ipam never re-pairs sets; refused all the same.
+        conflicts.push({ containerId: other.containerId, slot: other.slot });
+        conflicts.push({ containerId: h.containerId, slot: h.slot });
+      } else {
+        const families = next.families.filter((f) => h.families.includes(f));
+        moved.set(slot, { ...h, slot, families });
       }
     }
     if (conflicts.length > 0) {
@@ -212,15 +235,17 @@ export class NodeAllocator {
       );
     }
     const changed = !sameBlockList(nodeBlockList(this.#blocks), nodeBlockList(next));
-    this.#blocks = next;
-    // Holders list their families in the cluster's order, which a new primary family changes.
-    for (const h of this.#byContainer.values()) {
-      this.#hold({ ...h, families: next.families.filter((f) => h.families.includes(f)) });
+    let renumbered = 0;
+    for (const h of moved.values()) {
+      if (h.slot !== this.#byContainer.get(h.containerId)?.slot) renumbered++;
     }
+    this.#blocks = next;
+    this.#bySlot.clear();
+    for (const h of moved.values()) this.#hold(h);
     if (this.#growAskedAt !== undefined && next.sets.length > this.#growAskedAt) {
       this.#growAskedAt = undefined;
     }
-    return { changed, sets: next.sets.length };
+    return { changed, sets: next.sets.length, renumbered };
   }
 
   /**
@@ -475,6 +500,22 @@ function familyDisabled(nb: NodeBlocks, missing: readonly Family[]): AllocationF
     reason: 'family-disabled',
     message: `the node's blocks have no ${missing.join(', ')} (they have ${nb.families.join(', ')})`,
   };
+}
+
+/**
+ * The slot of `blocks` whose addresses for `families` are exactly `addresses` (any order), or
+ * undefined when there is none: the address of one family names the slot, the rest must agree.
+ */
+function slotInBlocks(
+  blocks: NodeBlocks,
+  addresses: readonly SlotAddress[],
+  families: readonly Family[],
+): number | undefined {
+  const first = addresses[0];
+  if (first === undefined) return undefined;
+  const slot = slotOfAddress(blocks, first.address);
+  if (slot === undefined) return undefined;
+  return sameAddresses(addresses, slotAddresses(blocks, slot, families)) ? slot : undefined;
 }
 
 /** Same address, block and gateway per family; the order may differ (a new primary family). */
