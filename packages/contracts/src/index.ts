@@ -135,6 +135,43 @@ export {
 } from './agent.ts';
 export type { EndpointStateValue, PolicyRuleDesiredValue } from './agent.ts';
 
+export {
+  ALL_NODES_POLICY_FILTER,
+  DirectionPolicy,
+  IDENTITY_NAMESPACE_KEY,
+  IdentityAllow,
+  IdentityEvent,
+  IdentityLabelSource,
+  IdentityLabelsRecord,
+  IdentityRecord,
+  MAX_POD_IDENTITY,
+  POLICY_IDENTITY_BUCKET,
+  POLICY_STREAM,
+  POLICY_SUBJECT_ROOT,
+  PodIdentityEvent,
+  PodPolicyDesiredV2,
+  PolicyFilter,
+  PolicyIdentityBucket,
+  PolicyIdentityKey,
+  PolicyPorts,
+  PolicyProblem,
+  PolicyProblemCode,
+  PolicyStatusEvent,
+  PolicyStream,
+  nodePolicyFilter,
+  policyIdentitySubject,
+  policyPodSubject,
+  policyStatusSubject,
+} from './policy.ts';
+export type {
+  DirectionPolicyValue,
+  IdentityAllowValue,
+  IdentityLabelsRecordValue,
+  IdentityRecordValue,
+  PolicyPortsValue,
+  PolicyProblemValue,
+} from './policy.ts';
+
 export { generateEventDocs } from './docs.ts';
 export { ALL_CONTRACTS, ALL_STREAMS, CONTRACTS_BY_TYPE } from './registry.ts';
 

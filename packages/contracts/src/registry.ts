@@ -21,6 +21,13 @@ import {
 } from './ipam.ts';
 import { RouterIpcacheEvent, RouterRouteEvent, RouterStream, RouterSyncEvent } from './router.ts';
 import { AgentStream, EndpointReport, NodeDesiredStream, PodPolicyDesired } from './agent.ts';
+import {
+  IdentityEvent,
+  PodIdentityEvent,
+  PodPolicyDesiredV2,
+  PolicyStatusEvent,
+  PolicyStream,
+} from './policy.ts';
 import type { StreamSpec } from './streams.ts';
 import { DeadLetterStream, K8sStream } from './streams.ts';
 
@@ -45,6 +52,10 @@ export const ALL_CONTRACTS: readonly MessageContract[] = [
   RouterSyncEvent,
   EndpointReport,
   PodPolicyDesired,
+  PodPolicyDesiredV2,
+  IdentityEvent,
+  PodIdentityEvent,
+  PolicyStatusEvent,
 ];
 
 export const ALL_STREAMS: readonly StreamSpec[] = [
@@ -55,6 +66,7 @@ export const ALL_STREAMS: readonly StreamSpec[] = [
   RouterStream,
   AgentStream,
   NodeDesiredStream,
+  PolicyStream,
 ];
 
 /** Lets a decoder tell "a type meant for someone else" from "a type nobody defined". */

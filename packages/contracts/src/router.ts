@@ -19,15 +19,27 @@ export const ROUTER_SUBJECT_ROOT = 'dyad.router.v1';
 export const ROUTER_STREAM = 'DYAD_ROUTER';
 
 /**
- * Reserved security identities the router hands out (0 = any, 1 = host, 2 = world are the
- * datapath's own, bpf/include/dyad/common.h). Pod identities are at or above `firstPod`.
+ * Reserved security identities (0 = any, 1 = host, 2 = world are the datapath's own,
+ * bpf/include/dyad/common.h). Pod identities are at or above `firstPod`; the policy service
+ * allocates them (policy.ts). Never renumbered: agents and the datapath hold these numbers.
  */
 export const ReservedIdentity = {
   /** A node's own addresses. */
   host: 1,
+  /** Anything outside the cluster: an address no ipcache entry covers. */
   world: 2,
   /** An address in a node's pod CIDR that no known endpoint holds (yet). */
   cluster: 3,
+  /**
+   * Another node's addresses, as opposed to the local node's (`host`). Reserved: the router
+   * still gives every node's addresses `host`.
+   */
+  remoteNode: 4,
+  /**
+   * A pod whose identity the policy service has not published yet. No policy names it, so a pod
+   * that enforces a direction admits it only through a rule that allows any peer.
+   */
+  unknown: 5,
   /** Pod identities start here. */
   firstPod: 0x10000,
 } as const;

@@ -19,6 +19,10 @@ import {
   PodEvent,
   PodPolicyDesired,
   ServiceEvent,
+  IdentityEvent,
+  PodIdentityEvent,
+  PodPolicyDesiredV2,
+  PolicyStatusEvent,
 } from '../src/index.ts';
 
 const meta = (name: string, namespace?: string) => ({
@@ -172,6 +176,82 @@ const AGENT_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> = [
   ],
 ];
 
+/** What the policy service publishes. */
+const POLICY_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> = [
+  [
+    IdentityEvent,
+    {
+      op: 'upsert',
+      identity: 65538,
+      labels: ['dyad:namespace=prod', 'k8s-ns:kubernetes.io/metadata.name=prod', 'k8s:app=web'],
+    },
+  ],
+  [
+    PodIdentityEvent,
+    {
+      op: 'upsert',
+      namespace: 'prod',
+      name: 'web-0',
+      uid: 'uid-web-0',
+      identity: 65538,
+      node: 'node-a',
+    },
+  ],
+  [
+    PolicyStatusEvent,
+    {
+      op: 'upsert',
+      namespace: 'prod',
+      name: 'allow-web',
+      uid: 'uid-allow-web',
+      resourceVersion: '42',
+      problems: [
+        {
+          code: 'datapath-unsupported',
+          path: 'spec.ingress[0].ports[1]',
+          message: 'SCTP ports are not matched by the datapath yet; that traffic is dropped',
+        },
+      ],
+    },
+  ],
+  [
+    PodPolicyDesiredV2,
+    {
+      op: 'upsert',
+      namespace: 'prod',
+      name: 'web-0',
+      uid: 'uid-web-0',
+      identity: 65538,
+      policies: ['allow-web'],
+      ingress: {
+        enforce: true,
+        peers: [
+          { identities: [1], allow: [{}] },
+          {
+            identities: [65537, 65539],
+            allow: [
+              { protocol: 'TCP', ports: { from: 8080, to: 8080 } },
+              { protocol: 'UDP', ports: { from: 5000, to: 5010 } },
+            ],
+          },
+        ],
+        cidrs: {
+          IPv4: [],
+          IPv6: [
+            { prefix: 'fd00:beef::/64', allow: [{ protocol: 'TCP' }] },
+            { prefix: 'fd00:beef::/80', allow: [] },
+          ],
+        },
+      },
+      egress: {
+        enforce: false,
+        peers: [],
+        cidrs: { IPv4: [], IPv6: [] },
+      },
+    },
+  ],
+];
+
 /** One valid payload per contract, as kube-bridge would publish it. */
 export const VALID_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> = [
   [
@@ -277,4 +357,5 @@ export const VALID_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> =
   ...IPAM_SAMPLES,
   ...ROUTER_SAMPLES,
   ...AGENT_SAMPLES,
+  ...POLICY_SAMPLES,
 ];
