@@ -2,10 +2,10 @@
 // with no network round trip. NATS away, a kill -9 in a burst of ADDs, a lost state file, a full
 // block and an exhausted pool: every pod that got a result keeps its addresses, no two share one,
 // and nothing leaks.
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BusSubscription } from '@dyad/bus';
-import { AddressesExhausted } from '@dyad/contracts';
+import { AddressesExhausted, K8sStream } from '@dyad/contracts';
 import type { PayloadOf } from '@dyad/contracts';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { ensureBpfBuilt, ensureCniBuilt } from './helpers/build.ts';
@@ -204,6 +204,53 @@ describe.skipIf(skip !== undefined)('node-local IPAM', () => {
       expect((await sb.call('DEL', netns.get(id) as string, id)).code, id).toBe(0);
     expect(lab.vethsOf(agent.netns)).toEqual([]);
     for (const id of all.keys()) expect(lab.ipamHeld('n1', id), id).toBe(false);
+  });
+  test('nats-server restarted on an empty data directory: ipam and the agent converge, every pod keeps its addresses', async () => {
+    const ids = ['empty0', 'empty1'];
+    const netns = new Map([...ids, 'empty2'].map((id) => [id, lab.addPodNetns(id)]));
+    const before = new Map<string, string[]>();
+    for (const id of ids) {
+      const r = await sb.call('ADD', netns.get(id) as string, id);
+      expect(r.code, r.stdout).toBe(0);
+      before.set(id, addressesOf(r));
+    }
+    const blocksBefore = await lab.nodeBlocks('n1');
+    expect(blocksBefore.length).toBeGreaterThan(0);
+
+    await lab.nats.kill();
+    rmSync(lab.nats.storeDir, { recursive: true, force: true });
+    mkdirSync(lab.nats.storeDir);
+    await lab.nats.restart();
+    await vi.waitFor(() => expect(lab.bus.isConnected()).toBe(true), { timeout: 30_000 });
+    // kube-bridge's convergence publishes every Node again into the empty stream
+    await lab.bus.ensureStreams([K8sStream]);
+    await lab.announceNode('n1');
+
+    // the agent publishes its held blocks and allocations again; ipam rebuilds n1 from them
+    await vi.waitFor(
+      async () => {
+        for (const id of ids) expect(await lab.allocationRecord('n1', id)).toBe('allocated');
+        expect(await lab.nodeBlocks('n1')).toEqual(blocksBefore);
+      },
+      { timeout: 120_000, interval: 500 },
+    );
+    // a new node gets other blocks, and a new pod on n1 other addresses
+    await lab.announceNode('n2');
+    await vi.waitFor(async () => expect((await lab.nodeBlocks('n2')).length).toBeGreaterThan(0), {
+      timeout: 60_000,
+      interval: 200,
+    });
+    const n2 = await lab.nodeBlocks('n2');
+    for (const b of n2) expect(blocksBefore.map((x) => x.cidr)).not.toContain(b.cidr);
+    const fresh = await sb.call('ADD', netns.get('empty2') as string, 'empty2');
+    expect(fresh.code, fresh.stdout).toBe(0);
+    expectDistinct(new Map([...before, ['empty2', addressesOf(fresh)]]));
+    for (const id of ids) {
+      const check = await sb.call('CHECK', netns.get(id) as string, id);
+      expect(check.code, check.stdout).toBe(0);
+    }
+    for (const id of [...ids, 'empty2'])
+      expect((await sb.call('DEL', netns.get(id) as string, id)).code).toBe(0);
   });
 });
 

@@ -23,23 +23,61 @@ async function main(): Promise<void> {
     registry,
     waitOnFirstConnect: true,
   });
-  const ipam = new IpamService({
-    bus,
-    config: cfg.ipam,
-    logger,
-    metrics: createIpamMetrics(registry),
-    nodeGraceMs: cfg.nodeGraceMs,
-    orphanGraceMs: cfg.orphanGraceMs,
-    gcIntervalMs: cfg.gcIntervalMs,
-    rebuildWaitMs: cfg.rebuildWaitMs,
-    concurrency: cfg.concurrency,
-  });
+  const metrics = createIpamMetrics(registry);
+  const service = () =>
+    new IpamService({
+      bus,
+      config: cfg.ipam,
+      logger,
+      metrics,
+      nodeGraceMs: cfg.nodeGraceMs,
+      orphanGraceMs: cfg.orphanGraceMs,
+      gcIntervalMs: cfg.gcIntervalMs,
+      rebuildWaitMs: cfg.rebuildWaitMs,
+      concurrency: cfg.concurrency,
+    });
+  let ipam = service();
   try {
     await ipam.start();
   } catch (err) {
     await bus.close();
     throw err;
   }
+  // A server that comes back may have lost its data (streams, the bucket): after every reconnect
+  // ipam starts over, as at start-up: declares what it needs, reads the agents' held reports and
+  // the nodes again, and rebuilds what its bucket lost. One restart at a time.
+  let restarting: Promise<void> | undefined;
+  let again = false;
+  const restart = (): void => {
+    if (restarting) {
+      again = true;
+      return;
+    }
+    restarting = (async () => {
+      await ipam.stop();
+      for (let attempt = 1; ; attempt++) {
+        const next = service();
+        try {
+          await next.start();
+          ipam = next;
+          logger.info({ attempt }, 'ipam started over after a reconnect');
+          return;
+        } catch (err) {
+          await next.stop().catch(() => undefined);
+          const wait = Math.min(10_000, 250 * 2 ** Math.min(attempt, 6));
+          logger.error({ err, attempt, retryInMs: wait }, 'ipam not started over yet; retrying');
+          await new Promise((r) => setTimeout(r, wait));
+        }
+      }
+    })().finally(() => {
+      restarting = undefined;
+      if (again) {
+        again = false;
+        restart();
+      }
+    });
+  };
+  bus.onReconnect(restart);
 
   const health = await startHealthServer({
     port: cfg.health.port,
@@ -53,6 +91,7 @@ async function main(): Promise<void> {
     logger,
     beforeDrain: async () => {
       await health.close();
+      await restarting;
       await ipam.stop();
     },
     afterDrain: () => tracing.shutdown(),
