@@ -39,6 +39,7 @@ import {
   startReplica,
 } from '../services/ipam/test/harness.ts';
 import type { Replica } from '../services/ipam/test/harness.ts';
+import { measureNodeAllocator } from './support/node-allocator.ts';
 import { Requester } from './support/requester.ts';
 
 const { values: opts } = parseArgs({
@@ -293,8 +294,7 @@ async function main(): Promise<void> {
 
     // ---- the node agent's allocator ----
     // Pod addresses are allocated by each node's agent from its blocks (services/datapath-agent).
-    // Its figures go here: measure, log detail lines with `log`, and add its keys to `summary`
-    // (e.g. `pods_per_s`), so they share this run's nats-server and the one summary line.
+    Object.assign(summary, await measureNodeAllocator(log));
   } finally {
     await bus.close();
     await nc.close();
