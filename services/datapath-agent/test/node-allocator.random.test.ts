@@ -1,12 +1,13 @@
 // The node allocator and its durable state file under random interleavings, as the agent drives
 // them: concurrent ADDs (some raced by a retry with the same container id), DELs, grow requests
-// answered by a fake ipam, stale block lists, and crashes that lose every write the disk had not
-// made durable, each followed by a restart from what survived. An ADD or DEL is answered only once
+// answered by a fake ipam, stale block lists, a family enabled later (a block added to every set,
+// which renumbers slots), and crashes that lose every write the disk had not made durable, each
+// followed by a restart from what survived. An ADD or DEL is answered only once
 // its commit is durable, as the agent answers CNI. After every step:
 //   1. no slot is held by two containers (in memory, and in the file on disk);
-//   2. a container whose ADD was answered holds the same slot and addresses, across any crash,
+//   2. a container whose ADD was answered holds the addresses it was given, across any crash,
 //      until its DEL is answered (while a DEL is under way or was cut short by a crash: those same
-//      addresses or none, never others);
+//      addresses or none, never others); a repeated ADD may add a family enabled since, no more;
 //   3. a container whose DEL was answered holds nothing, across any crash;
 //   4. every allocation is inside the blocks ipam gave: a pod offset of one block of its family.
 // And at the end, once every sandbox is deleted, nothing is held (no leak), across a crash too.
@@ -181,16 +182,24 @@ class CrashFs {
   }
 }
 
-/** ipam's side: the node's block sets, one more per grow request that counts the sets it has. */
+/**
+ * ipam's side: the node's block sets, one more per grow request that counts the sets it has, and
+ * a family enabled later added to every set at once.
+ */
 class FakeIpam {
-  readonly families: readonly Family[];
+  readonly families: Family[];
   readonly sets: NodeBlockValue[][] = [];
   readonly #rnd: Rnd;
 
   constructor(rnd: Rnd, families: readonly Family[]) {
     this.#rnd = rnd;
-    this.families = families;
+    this.families = [...families];
     this.#addSet();
+  }
+
+  enable(family: Family): void {
+    this.families.push(family);
+    this.sets.forEach((set, k) => set.push(this.#block(family, k)));
   }
 
   list(): NodeBlockValue[] {
@@ -203,21 +212,22 @@ class FakeIpam {
     return this.list();
   }
 
-  /** Set k sits in the k-th /28 (IPv4) and /124 (IPv6), its blocks of random sizes within. */
   #addSet(): void {
-    const at = 16 * this.sets.length;
-    this.sets.push(
-      this.families.map((family) => {
-        const shorten = Math.floor(this.#rnd() * 3);
-        return family === 'IPv4'
-          ? { family, cidr: `198.18.0.${at}/${28 + shorten}`, gateway: `198.18.0.${at + 1}` }
-          : {
-              family,
-              cidr: `fd00:d1ad::${at.toString(16)}/${124 + shorten}`,
-              gateway: `fd00:d1ad::${(at + 1).toString(16)}`,
-            };
-      }),
-    );
+    const k = this.sets.length;
+    this.sets.push(this.families.map((family) => this.#block(family, k)));
+  }
+
+  /** Set k sits in the k-th /28 (IPv4) and /124 (IPv6), its blocks of random sizes within. */
+  #block(family: Family, k: number): NodeBlockValue {
+    const at = 16 * k;
+    const shorten = Math.floor(this.#rnd() * 3);
+    return family === 'IPv4'
+      ? { family, cidr: `198.18.0.${at}/${28 + shorten}`, gateway: `198.18.0.${at + 1}` }
+      : {
+          family,
+          cidr: `fd00:d1ad::${at.toString(16)}/${124 + shorten}`,
+          gateway: `fd00:d1ad::${(at + 1).toString(16)}`,
+        };
   }
 }
 
@@ -229,8 +239,8 @@ interface Sandbox {
   delInFlight: boolean;
   /** A DEL began at some point (it may have been cut short by a crash or a failed write). */
   delStarted: boolean;
-  /** What its answered ADD said. */
-  confirmed?: { readonly slot: number; readonly addresses: string };
+  /** The addresses its answered ADD gave (each as JSON: family, address, cidr, gateway). */
+  confirmed?: readonly string[];
   /** Its DEL was answered. */
   released: boolean;
 }
@@ -248,6 +258,8 @@ interface Tally {
   crashes: number;
   grown: number;
   staleRefused: number;
+  familiesEnabled: number;
+  renumbered: number;
 }
 
 const FAMILY_MODES: readonly (readonly Family[])[] = [
@@ -278,8 +290,7 @@ async function run(seed: number, tally: Tally): Promise<string[]> {
     if (problems.length < 10) problems.push(`seed ${seed}: ${s}`);
   };
   const fs = new CrashFs(rnd, seed % 2 === 0 ? 0.03 : 0);
-  const families = FAMILY_MODES[seed % FAMILY_MODES.length] as readonly Family[];
-  const ipam = new FakeIpam(rnd, families);
+  const ipam = new FakeIpam(rnd, FAMILY_MODES[seed % FAMILY_MODES.length] as readonly Family[]);
   const sandboxes: Sandbox[] = [];
   const running = new Set<Promise<void>>();
   let proc: Proc | undefined;
@@ -299,14 +310,39 @@ async function run(seed: number, tally: Tally): Promise<string[]> {
     return e.cause instanceof Crashed || (e.cause as NodeJS.ErrnoException).code === 'EIO';
   };
 
+  /**
+   * A block list from ipam, as the agent takes it: a list that would take addresses from holders
+   * is refused (the agent keeps its blocks and takes a later event), anything else is taken.
+   */
+  const takeBlocks = (a: NodeAllocator, list: readonly NodeBlockValue[]): void => {
+    const before = JSON.stringify(a.toJSON());
+    try {
+      tally.renumbered += a.setBlocks(list).renumbered;
+    } catch (e) {
+      if (!(e instanceof BlocksChangeError)) throw e;
+      tally.staleRefused++;
+      if (JSON.stringify(a.toJSON()) !== before) problem('a refused block list changed state');
+    }
+  };
+
   /** Start or restart the agent: the file that survived, then ipam's node event again. */
   const start = async (): Promise<void> => {
     const box: { alloc: NodeAllocator } = { alloc: new NodeAllocator() };
     const file = new GroupCommitFile(PATH, () => JSON.stringify(box.alloc.toJSON()), fs.process());
     const text = await file.load();
     if (text !== undefined) box.alloc = NodeAllocator.fromJSON(JSON.parse(text));
-    box.alloc.setBlocks(ipam.list());
+    takeBlocks(box.alloc, ipam.list());
     proc = { alloc: box.alloc, file };
+  };
+
+  /** ipam's node event with its current list, arriving a little later. */
+  const nodeEvent = async (p: Proc): Promise<void> => {
+    await turns(rnd, 4);
+    if (p !== proc) return;
+    takeBlocks(p.alloc, ipam.list());
+    await p.file.commit().catch((e: unknown) => {
+      if (!expectedFailure(e)) throw e;
+    });
   };
 
   const grow = async (p: Proc): Promise<void> => {
@@ -316,7 +352,7 @@ async function run(seed: number, tally: Tally): Promise<string[]> {
     await turns(rnd, 4);
     if (p !== proc) return;
     // An answer older than the list in use is stale: the agent keeps the longer list.
-    if (list.length >= p.alloc.toJSON().blocks.length) p.alloc.setBlocks(list);
+    if (list.length >= p.alloc.toJSON().blocks.length) takeBlocks(p.alloc, list);
     if (p.alloc.blocks().sets.length > sets) tally.grown++;
     else p.alloc.growAbandoned(); // no new set: the pool is out of blocks
     await p.file.commit().catch((e: unknown) => {
@@ -337,8 +373,13 @@ async function run(seed: number, tally: Tally): Promise<string[]> {
       });
       if (p.alloc.needsGrow(PRE_ALLOCATE)) spawn(() => grow(p));
       if (!r.ok) {
-        if (r.reason !== 'exhausted') problem(`${sb.id}: ADD refused: ${r.reason} ${r.message}`);
-        tally.exhausted++;
+        // family-disabled is right for a family ipam enabled that the agent has not taken yet
+        const known = p.alloc.blocks().families;
+        const fair =
+          r.reason === 'exhausted' ||
+          (r.reason === 'family-disabled' && sb.families?.some((f) => !known.includes(f)));
+        if (!fair) problem(`${sb.id}: ADD refused: ${r.reason} ${r.message}`);
+        if (r.reason === 'exhausted') tally.exhausted++;
         return;
       }
       for (const a of r.addresses) {
@@ -351,9 +392,9 @@ async function run(seed: number, tally: Tally): Promise<string[]> {
         throw e;
       }
       if (p !== proc) return; // answered by a dead process: the runtime never heard it
-      const got = { slot: r.slot, addresses: JSON.stringify(r.addresses) };
-      if (sb.confirmed !== undefined && JSON.stringify(sb.confirmed) !== JSON.stringify(got)) {
-        problem(`${sb.id}: ADD answered ${got.addresses}, earlier ${sb.confirmed.addresses}`);
+      const got = r.addresses.map((x) => JSON.stringify(x));
+      if (sb.confirmed?.some((x) => !got.includes(x))) {
+        problem(`${sb.id}: ADD answered ${got.join(' ')}, earlier ${sb.confirmed.join(' ')}`);
       }
       sb.confirmed = got;
       tally.answeredAdds++;
@@ -387,23 +428,13 @@ async function run(seed: number, tally: Tally): Promise<string[]> {
 
   /** A node event older than the list in use: refused if it drops a held set, else taken. */
   const staleBlocks = async (p: Proc): Promise<void> => {
-    const list = ipam.list();
     if (ipam.sets.length < 2) return;
-    const before = JSON.stringify(p.alloc.toJSON());
-    try {
-      // ipam's events for an assigned node hold at least its first set
-      const sets = 1 + Math.floor(rnd() * (ipam.sets.length - 1));
-      p.alloc.setBlocks(list.slice(0, families.length * sets));
-    } catch (e) {
-      if (!(e instanceof BlocksChangeError)) throw e;
-      tally.staleRefused++;
-      if (JSON.stringify(p.alloc.toJSON()) !== before)
-        problem('a refused block list changed state');
-      return;
-    }
+    // ipam's events for an assigned node hold at least its first set
+    const sets = 1 + Math.floor(rnd() * (ipam.sets.length - 1));
+    takeBlocks(p.alloc, ipam.list().slice(0, ipam.families.length * sets));
     await turns(rnd, 3);
     // The newer event comes in.
-    if (p === proc) p.alloc.setBlocks(ipam.list());
+    if (p === proc) takeBlocks(p.alloc, ipam.list());
   };
 
   const check = (where: string): void => {
@@ -445,12 +476,14 @@ async function run(seed: number, tally: Tally): Promise<string[]> {
       // 2. an ADD answered: the same slot and addresses until the DEL is answered
       if (sb.confirmed === undefined) continue;
       if (h === undefined) {
-        if (!sb.delStarted) problem(`${where}: ${sb.id} lost slot ${sb.confirmed.slot}`);
-      } else if (
-        h.slot !== sb.confirmed.slot ||
-        JSON.stringify(a.addressesOf(h)) !== sb.confirmed.addresses
-      ) {
-        problem(`${where}: ${sb.id} holds slot ${h.slot}, its ADD said ${sb.confirmed.slot}`);
+        if (!sb.delStarted) problem(`${where}: ${sb.id} lost ${sb.confirmed.join(' ')}`);
+        continue;
+      }
+      const held = a.addressesOf(h).map((x) => JSON.stringify(x));
+      if (sb.confirmed.some((x) => !held.includes(x))) {
+        problem(
+          `${where}: ${sb.id} holds ${held.join(' ')}, its ADD said ${sb.confirmed.join(' ')}`,
+        );
       }
     }
   };
@@ -466,7 +499,9 @@ async function run(seed: number, tally: Tally): Promise<string[]> {
       const sb: Sandbox = {
         id: `c${i}`,
         pod: { namespace: 'default', name: `pod-${i}`, uid: `uid-${i}` },
-        ...(families.length > 1 && rnd() < 0.2 ? { families: [families[1] as Family] } : {}),
+        ...(ipam.families.length > 1 && rnd() < 0.2
+          ? { families: [ipam.families[1] as Family] }
+          : {}),
         addsInFlight: 0,
         delInFlight: false,
         delStarted: false,
@@ -483,8 +518,16 @@ async function run(seed: number, tally: Tally): Promise<string[]> {
       if (sb) spawn(() => del(sb));
     } else if (x < 0.75) {
       spawn(() => grow(p));
-    } else if (x < 0.8) {
+    } else if (x < 0.78) {
       spawn(() => staleBlocks(p));
+    } else if (x < 0.8) {
+      // a family enabled later, in a single-family cluster; or the node event repeated
+      const other = FAMILY_MODES[0]?.find((f) => !ipam.families.includes(f));
+      if (other !== undefined && step > STEPS / 3 && rnd() < 0.5) {
+        ipam.enable(other);
+        tally.familiesEnabled++;
+      }
+      spawn(() => nodeEvent(p));
     } else if (x < 0.84) {
       fs.crash();
       tally.crashes++;
@@ -536,6 +579,8 @@ describe('node allocator + group commit under random ADD, DEL, grow and crashes'
       crashes: 0,
       grown: 0,
       staleRefused: 0,
+      familiesEnabled: 0,
+      renumbered: 0,
     };
     const failures: string[] = [];
     for (let seed = FIRST_SEED; seed < FIRST_SEED + SEEDS; seed++) {
