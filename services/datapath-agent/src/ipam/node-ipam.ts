@@ -22,6 +22,7 @@ import type { Allocated, AgentLogger, PodAddressing } from '../endpoint-manager.
 import { CniError } from '../errors.ts';
 import type { Holder, NodeAllocator } from './allocator.ts';
 import type { SlotAddress } from './blocks.ts';
+import type { EndpointAddress } from '../endpoint.ts';
 import { adoptHolders } from '../restore.ts';
 import type { AdoptedHolder } from '../restore.ts';
 
@@ -47,20 +48,9 @@ export interface NodeIpamOptions {
 }
 
 function toAllocated(addresses: readonly SlotAddress[]): Allocated {
-  const out: { ipv4?: SlotAddress; ipv6?: SlotAddress } = {};
-  for (const a of addresses) {
-    const e = { address: a.address, cidr: a.cidr, gateway: a.gateway, family: a.family };
-    if (a.family === 'IPv4') out.ipv4 = e;
-    else out.ipv6 = e;
-  }
-  return {
-    ...(out.ipv4 ? { ipv4: strip(out.ipv4) } : {}),
-    ...(out.ipv6 ? { ipv6: strip(out.ipv6) } : {}),
-  };
-}
-
-function strip(a: SlotAddress): { address: string; cidr: string; gateway: string } {
-  return { address: a.address, cidr: a.cidr, gateway: a.gateway };
+  const out: { ipv4?: EndpointAddress; ipv6?: EndpointAddress } = {};
+  for (const { family, ...a } of addresses) out[family === 'IPv4' ? 'ipv4' : 'ipv6'] = a;
+  return out;
 }
 
 function familyAddresses(addresses: readonly SlotAddress[]) {
@@ -108,14 +98,13 @@ export class NodeIpam implements PodAddressing {
     this.#o.onBlocks();
   }
 
-  #runAdoption(): string[] {
+  #runAdoption(): void {
     const adopt = this.#adopt;
     this.#adopt = [];
-    if (adopt.length === 0) return [];
+    if (adopt.length === 0) return;
     const { adopted, conflicts } = adoptHolders(this.#o.allocator, adopt, this.#o.logger);
     this.#o.logger.info({ adopted: adopted.length, conflicts }, 'allocations adopted');
     for (const c of adopted) this.announce(c);
-    return adopted;
   }
 
   /** The node's blocks from ipam (its assignment subject or a grow reply). */
@@ -129,9 +118,7 @@ export class NodeIpam implements PodAddressing {
       this.#runAdoption();
       this.#o.onBlocks();
       this.publishHeld();
-      const w = this.#waiters;
-      this.#waiters = [];
-      for (const f of w) f();
+      this.#wakeWaiters();
     } catch (err) {
       // ipam must only ever add sets; anything else is refused and reported, nothing changes
       this.#o.logger.error({ err, blocks: list }, 'node blocks refused');
@@ -145,7 +132,10 @@ export class NodeIpam implements PodAddressing {
   }): Promise<Allocated> {
     const a = this.#o.allocator;
     let r = a.allocate(req);
-    if (!r.ok && r.reason === 'exhausted' && (await this.#grown())) r = a.allocate(req);
+    if (!r.ok && r.reason === 'exhausted') {
+      await this.#growSettled();
+      r = a.allocate(req);
+    }
     if (r.ok) {
       this.#maybeGrow();
       return toAllocated(r.addresses);
@@ -168,13 +158,7 @@ export class NodeIpam implements PodAddressing {
       case 'exhausted': {
         const pool = this.#poolExhaustedAt !== undefined;
         const message = `${r.message}${pool ? '; the cluster pool has no block left' : '; ipam did not grant another block in time'}`;
-        for (const family of a.blocks().families)
-          this.#o.bus()?.publish(AddressesExhausted, ipamExhaustedSubject(this.#o.node), {
-            node: this.#o.node,
-            family,
-            scope: 'node-block',
-            message,
-          });
+        this.#publishExhausted(message);
         if (pool) throw new CniError(CniCode.addressesExhausted, 'no free address', message);
         throw new CniError(CniCode.tryAgainLater, 'no free address yet', message);
       }
@@ -212,6 +196,19 @@ export class NodeIpam implements PodAddressing {
       { ...this.#owner(r.holder), addresses: familyAddresses(r.addresses), reason: 'request' },
       { ttl: RELEASE_TTL },
     );
+  }
+
+  /** Core NATS, fire and forget: while NATS is away the CNI error is the report. */
+  #publishExhausted(message: string): void {
+    const bus = this.#o.bus();
+    if (bus === undefined || !bus.isConnected()) return;
+    for (const family of this.#o.allocator.blocks().families)
+      bus.publish(AddressesExhausted, ipamExhaustedSubject(this.#o.node), {
+        node: this.#o.node,
+        family,
+        scope: 'node-block',
+        message,
+      });
   }
 
   publishHeld(): void {
@@ -287,21 +284,30 @@ export class NodeIpam implements PodAddressing {
     };
   }
 
-  /** Waits (bounded) for another set when one may come; true when the blocks grew. */
-  async #grown(): Promise<boolean> {
+  /**
+   * Asks for another set if none is asked for, then waits (bounded) until ipam has answered:
+   * with more blocks, or with a refusal.
+   */
+  async #growSettled(): Promise<void> {
     this.#maybeGrow(true);
-    if (!this.#o.allocator.growPending()) return false;
-    return new Promise((resolve) => {
+    if (!this.#o.allocator.growPending()) return;
+    await new Promise<void>((resolve) => {
       const t = setTimeout(() => {
         this.#waiters = this.#waiters.filter((w) => w !== done);
-        resolve(false);
+        resolve();
       }, this.#o.growWaitMs);
       const done = () => {
         clearTimeout(t);
-        resolve(true);
+        resolve();
       };
       this.#waiters.push(done);
     });
+  }
+
+  #wakeWaiters(): void {
+    const w = this.#waiters;
+    this.#waiters = [];
+    for (const f of w) f();
   }
 
   /** Asks ipam for another block set when the free slots run low (once at a time). */
@@ -322,7 +328,9 @@ export class NodeIpam implements PodAddressing {
         (reply) => {
           const before = a.blocks().sets.length;
           this.setBlocks(reply.blocks);
+          // no new set in the reply: it came through the assignment stream already, or none will
           if (a.blocks().sets.length <= before) a.growAbandoned();
+          this.#wakeWaiters();
         },
         (err: unknown) => {
           a.growAbandoned();
@@ -330,9 +338,7 @@ export class NodeIpam implements PodAddressing {
             this.#poolExhaustedAt = this.#now();
             this.#o.logger.warn({ err, sets }, 'ipam has no block left for this node');
           } else this.#o.logger.warn({ err, sets }, 'grow request failed; asking again later');
-          const w = this.#waiters;
-          this.#waiters = [];
-          for (const f of w) f();
+          this.#wakeWaiters();
         },
       );
   }
