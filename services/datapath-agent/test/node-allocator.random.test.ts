@@ -394,7 +394,7 @@ async function run(seed: number, tally: Tally): Promise<string[]> {
       if (p !== proc) return; // answered by a dead process: the runtime never heard it
       const got = r.addresses.map((x) => JSON.stringify(x));
       if (sb.confirmed?.some((x) => !got.includes(x))) {
-        problem(`${sb.id}: ADD answered ${got.join(' ')}, earlier ${sb.confirmed.join(' ')}`);
+        problem(`${sb.id}: ADD answered ${shown(got)}, earlier ${shown(sb.confirmed)}`);
       }
       sb.confirmed = got;
       tally.answeredAdds++;
@@ -473,17 +473,15 @@ async function run(seed: number, tally: Tally): Promise<string[]> {
       // 3. a DEL answered: nothing held
       if (sb.released && h !== undefined)
         problem(`${where}: ${sb.id} holds slot ${h.slot} after DEL`);
-      // 2. an ADD answered: the same slot and addresses until the DEL is answered
+      // 2. an ADD answered: the addresses it gave, until the DEL is answered
       if (sb.confirmed === undefined) continue;
       if (h === undefined) {
-        if (!sb.delStarted) problem(`${where}: ${sb.id} lost ${sb.confirmed.join(' ')}`);
+        if (!sb.delStarted) problem(`${where}: ${sb.id} lost ${shown(sb.confirmed)}`);
         continue;
       }
       const held = a.addressesOf(h).map((x) => JSON.stringify(x));
       if (sb.confirmed.some((x) => !held.includes(x))) {
-        problem(
-          `${where}: ${sb.id} holds ${held.join(' ')}, its ADD said ${sb.confirmed.join(' ')}`,
-        );
+        problem(`${where}: ${sb.id} holds ${shown(held)}, its ADD said ${shown(sb.confirmed)}`);
       }
     }
   };
@@ -561,6 +559,11 @@ async function run(seed: number, tally: Tally): Promise<string[]> {
     problem(`held after every DEL: ${leaked.map((h) => h.containerId).join(', ')}`);
   }
   return problems;
+}
+
+/** Addresses kept as JSON, shown as their address text. */
+function shown(addresses: readonly string[]): string {
+  return addresses.map((x) => (JSON.parse(x) as SlotAddress).address).join(' ');
 }
 
 function diskState(text: string | undefined): NodeAllocatorState | undefined {
