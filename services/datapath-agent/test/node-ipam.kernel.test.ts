@@ -2,10 +2,18 @@
 // with no network round trip. NATS away, a kill -9 in a burst of ADDs, a lost state file, a full
 // block and an exhausted pool: every pod that got a result keeps its addresses, no two share one,
 // and nothing leaks.
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BusSubscription } from '@dyad/bus';
-import { AddressesExhausted, K8sStream } from '@dyad/contracts';
+import {
+  AddressesExhausted,
+  IPAM_ALLOCATIONS_STREAM,
+  IPAM_KV_BUCKET,
+  IpamKey,
+  K8sStream,
+  ipamAllocFilter,
+  ipamHeldSubject,
+} from '@dyad/contracts';
 import type { PayloadOf } from '@dyad/contracts';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { ensureBpfBuilt, ensureCniBuilt } from './helpers/build.ts';
@@ -205,6 +213,80 @@ describe.skipIf(skip !== undefined)('node-local IPAM', () => {
     expect(lab.vethsOf(agent.netns)).toEqual([]);
     for (const id of all.keys()) expect(lab.ipamHeld('n1', id), id).toBe(false);
   });
+  test("upgrade in place: an agent finding the previous design's state adopts its endpoints and the slots ipam held, readdressing nothing", async () => {
+    const netns = new Map(['up0', 'up1', 'up2'].map((id) => [id, lab.addPodNetns(id)]));
+    const before = new Map<string, string[]>();
+    for (const id of ['up0', 'up1']) {
+      const r = await sb.call('ADD', netns.get(id) as string, id);
+      expect(r.code, r.stdout).toBe(0);
+      before.set(id, addressesOf(r));
+    }
+    await agent.proc.kill();
+    // what the previous agent left: its state file (v1, no allocations in it) ...
+    const v2 = JSON.parse(readFileSync(agent.stateFile, 'utf8')) as {
+      node: string;
+      objectHash?: string;
+      endpoints: unknown[];
+      ipam: { blocks: Array<{ family: string; cidr: string }> };
+    };
+    writeFileSync(
+      agent.stateFile,
+      JSON.stringify({ v: 1, node: v2.node, objectHash: v2.objectHash, endpoints: v2.endpoints }),
+    );
+    // ... and a slot ipam's replicas held for a container with no endpoint (an ADD in flight)
+    const v4Block = v2.ipam.blocks.find((b) => b.family === 'IPv4')?.cidr ?? '';
+    const v6Block = v2.ipam.blocks.find((b) => b.family === 'IPv6')?.cidr ?? '';
+    const base4 = v4Block.split('/')[0]?.split('.').slice(0, 3).join('.') ?? '';
+    const base6 = v6Block.split('/')[0] ?? '';
+    const legacy = {
+      slot: 200,
+      ips: { IPv4: `${base4}.202`, IPv6: `${base6.replace(/::$/, '')}::ca` },
+    };
+    const kv = await lab.bus.kv(IPAM_KV_BUCKET);
+    await kv.put(
+      IpamKey.slot('n1', legacy.slot),
+      JSON.stringify({
+        containerId: 'inflight0',
+        namespace: 'default',
+        pod: 'inflight0',
+        podUid: 'uid-inflight0',
+        ips: legacy.ips,
+        at: Date.now(),
+      }),
+    );
+    // the previous design's agent published no records of its own, and ipam is upgraded too
+    await lab.bus.purgeSubjects(IPAM_ALLOCATIONS_STREAM, `${ipamHeldSubject('n1')}`);
+    await lab.bus.purgeSubjects(IPAM_ALLOCATIONS_STREAM, ipamAllocFilter('n1'));
+    await lab.stopIpam();
+    await lab.startIpam('ipam-upgraded');
+    agent = await lab.startAgent('n1', agent);
+
+    // adopted the moment the blocks arrived; on disk with the next write
+    await vi.waitFor(() => {
+      expect(lab.ipamHeld('n1', 'up0')).toBe(true);
+      expect(lab.ipamHeld('n1', 'inflight0')).toBe(true);
+    });
+    for (const id of ['up0', 'up1']) {
+      const check = await sb.call('CHECK', netns.get(id) as string, id);
+      expect(check.code, check.stdout).toBe(0);
+    }
+    const fresh = await sb.call('ADD', netns.get('up2') as string, 'up2');
+    expect(fresh.code, fresh.stdout).toBe(0);
+    expectDistinct(
+      new Map([...before, ['up2', addressesOf(fresh)], ['inflight0', Object.values(legacy.ips)]]),
+    );
+    // once the agent has reported its blocks, ipam drops the legacy keys
+    await vi.waitFor(
+      async () => {
+        const e = await kv.get(IpamKey.slot('n1', legacy.slot));
+        expect(e === null || e.operation !== 'PUT').toBe(true);
+      },
+      { timeout: 30_000, interval: 200 },
+    );
+    for (const id of ['up0', 'up1', 'up2'])
+      expect((await sb.call('DEL', netns.get(id) as string, id)).code).toBe(0);
+  });
+
   test('nats-server restarted on an empty data directory: ipam and the agent converge, every pod keeps its addresses', async () => {
     const ids = ['empty0', 'empty1'];
     const netns = new Map([...ids, 'empty2'].map((id) => [id, lab.addPodNetns(id)]));
