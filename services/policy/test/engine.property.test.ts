@@ -192,10 +192,9 @@ function runSequence(seed: number, steps: number) {
       // One label of a pod changes: the benchmark's case.
       const old = pick(r, [...pods.values()]);
       if (old === undefined) continue;
-      const labels = { ...old.labels };
       const k = pick(r, Object.keys(LABELS));
-      if (maybe(r)) delete labels[k];
-      else labels[k] = pick(r, LABELS[k] as readonly string[]);
+      const labels = Object.fromEntries(Object.entries(old.labels).filter(([key]) => key !== k));
+      if (maybe(r)) labels[k] = pick(r, LABELS[k] as readonly string[]);
       const pod = reshape(old, labels);
       pods.set(podKey(pod.namespace, pod.name), pod);
       engine.upsertPod(pod);
