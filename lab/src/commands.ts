@@ -12,6 +12,7 @@ import { parseUpArgs } from './plan.ts';
 import { listPodRecords } from './records.ts';
 import { readState } from './state.ts';
 import type { LabStateValue } from './state.ts';
+import type { PodRecordValue } from './records.ts';
 import { alive, listNetns, pidsWithEnv, run } from './sys.ts';
 
 export interface LabIo {
@@ -173,6 +174,31 @@ export async function labDown(
   return 0;
 }
 
+/** What `lab status -o json` prints: whether the supervisor runs, the state, the pods. */
+export interface LabStatusReport {
+  readonly running: boolean;
+  readonly state?: Omit<LabStateValue, 'processes'> & {
+    readonly processes: ReadonlyArray<LabStateValue['processes'][number] & { alive: boolean }>;
+  };
+  readonly pods: readonly PodRecordValue[];
+}
+
+export function labStatusReport(paths: LabPaths = labPaths()): LabStatusReport {
+  const s = readState(paths.state);
+  return {
+    running: s !== undefined && alive(s.supervisorPid),
+    ...(s === undefined
+      ? {}
+      : { state: { ...s, processes: s.processes.map((p) => ({ ...p, alive: alive(p.pid) })) } }),
+    pods: listPodRecords(paths.pods),
+  };
+}
+
+/** Exit 0 when the lab is ready: its supervisor runs and its phase is `ready`. */
+export function labReady(r: LabStatusReport): boolean {
+  return r.running && r.state?.phase === 'ready';
+}
+
 /** `lab status [-o json]`: the lab's state, its processes and pods. Exit 0 when ready. */
 export async function labStatus(
   args: readonly string[],
@@ -182,34 +208,28 @@ export async function labStatus(
   const json = args.includes('-o')
     ? args[args.indexOf('-o') + 1] === 'json'
     : args.includes('--output=json') || args.includes('-ojson');
-  const s = readState(paths.state);
-  const up = s !== undefined && alive(s.supervisorPid);
-  const pods = listPodRecords(paths.pods);
+  const report = labStatusReport(paths);
   if (json) {
-    io.stdout.write(
-      JSON.stringify({
-        running: up,
-        ...(s === undefined
-          ? {}
-          : {
-              state: { ...s, processes: s.processes.map((p) => ({ ...p, alive: alive(p.pid) })) },
-            }),
-        pods,
-      }) + '\n',
-    );
-    return up && s?.phase === 'ready' ? 0 : 1;
+    io.stdout.write(JSON.stringify(report) + '\n');
+    return labReady(report) ? 0 : 1;
   }
-  if (s === undefined) {
-    io.stdout.write('no lab (start one with: npm run lab -- up)\n');
-    return 1;
-  }
+  io.stdout.write(formatLabStatus(report, paths));
+  return labReady(report) ? 0 : 1;
+}
+
+/** The human form of `lab status`. */
+export function formatLabStatus(report: LabStatusReport, paths: LabPaths): string {
+  const s = report.state;
+  const up = report.running;
+  const pods = report.pods;
+  if (s === undefined) return 'no lab (start one with: npm run lab -- up)\n';
   const lines = [
     `lab ${s.prefix}: ${up ? s.phase : `${s.phase}, but its supervisor (pid ${s.supervisorPid}) is gone: run npm run lab -- down`}${s.error ? ` (${s.error})` : ''}`,
     `  since ${s.startedAt}; ${s.nodes.length} nodes, ${s.families.join('+')}; KUBECONFIG ${relative(process.cwd(), paths.kubeconfig)}`,
     '  processes:',
     ...s.processes.map(
       (p) =>
-        `    ${p.name.padEnd(22)} pid ${String(p.pid).padEnd(8)} ${alive(p.pid) ? 'running' : 'DEAD   '} restarts ${p.restarts}${p.netns ? `  netns ${p.netns}` : ''}`,
+        `    ${p.name.padEnd(22)} pid ${String(p.pid).padEnd(8)} ${p.alive ? 'running' : 'DEAD   '} restarts ${p.restarts}${p.netns ? `  netns ${p.netns}` : ''}`,
     ),
     `  pods: ${pods.length}`,
     ...pods.map(
@@ -218,8 +238,7 @@ export async function labStatus(
     ),
     '',
   ];
-  io.stdout.write(lines.join('\n'));
-  return up && s.phase === 'ready' ? 0 : 1;
+  return lines.join('\n');
 }
 
 export const LAB_USAGE = [

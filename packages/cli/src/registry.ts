@@ -4,23 +4,19 @@ import { bpfEndpointListCommand } from './commands/bpf-endpoint-list.ts';
 import { bpfIpcacheListCommand } from './commands/bpf-ipcache-list.ts';
 import { endpointListCommand } from './commands/endpoint-list.ts';
 import { ipamListCommand } from './commands/ipam-list.ts';
-import { labAdminCommands } from './commands/lab-admin.ts';
-import { labExecCommand } from './commands/lab-exec.ts';
-import { labProbeCommand } from './commands/lab-probe.ts';
 import { statusCommand } from './commands/status.ts';
+import { versionCommand } from './commands/version.ts';
 
 /**
- * Every `dyad` command. Each lives in src/commands/<words>.ts; add it to this list.
- * Longest word sequences are matched first, so `bpf endpoint list` wins over `bpf`.
+ * The built-in `dyad` commands (`completion` is added by the dispatcher, which knows the whole
+ * tree). Each lives in src/commands/<words>.ts. Plugins (the lab) add theirs at run time.
  */
 export const COMMANDS: readonly Command[] = [
-  ...labAdminCommands,
-  labExecCommand,
-  labProbeCommand(),
-  ipamListCommand,
   statusCommand,
   endpointListCommand,
   bpfEndpointListCommand,
   bpfIpcacheListCommand,
   bpfCtListCommand,
+  ipamListCommand,
+  versionCommand,
 ];

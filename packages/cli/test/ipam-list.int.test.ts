@@ -17,6 +17,7 @@ import { createLogger, createMetrics } from '@dyad/telemetry';
 import { startNats } from '@dyad/testbed';
 import type { NatsServer } from '@dyad/testbed';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { Exit, run } from '../src/index.ts';
 import { ipamListCommand } from '../src/commands/ipam-list.ts';
 import type { listing } from '../src/commands/ipam-list.ts';
@@ -53,7 +54,9 @@ describe('dyad ipam list (against NATS)', () => {
 
   it('says so when there is no IPAM state', async () => {
     const t = io();
-    expect(await run(['ipam', 'list'], t.io, [ipamListCommand])).toBe(Exit.unavailable);
+    expect(await run(['ipam', 'list'], t.io, { commands: [ipamListCommand] })).toBe(
+      Exit.unavailable,
+    );
     expect(t.err()).toContain(`no stream ${IPAM_NODES_STREAM}`);
   });
 
@@ -66,7 +69,9 @@ describe('dyad ipam list (against NATS)', () => {
 
     // Without any agent record yet, the blocks alone.
     const empty = io();
-    expect(await run(['ipam', 'list', '-o', 'json'], empty.io, [ipamListCommand])).toBe(Exit.ok);
+    expect(
+      await run(['ipam', 'list', '-o', 'json'], empty.io, { commands: [ipamListCommand] }),
+    ).toBe(Exit.ok);
     expect((JSON.parse(empty.out()) as ReturnType<typeof listing>).pods).toEqual([]);
 
     await bus.ensureStreams([IpamAllocationsStream]);
@@ -90,7 +95,9 @@ describe('dyad ipam list (against NATS)', () => {
     });
 
     const t = io();
-    expect(await run(['ipam', 'list', '-o', 'json'], t.io, [ipamListCommand])).toBe(Exit.ok);
+    expect(await run(['ipam', 'list', '-o', 'json'], t.io, { commands: [ipamListCommand] })).toBe(
+      Exit.ok,
+    );
     const l = JSON.parse(t.out()) as ReturnType<typeof listing>;
     expect(l.families).toEqual(['IPv4', 'IPv6']);
     expect(
@@ -115,13 +122,74 @@ describe('dyad ipam list (against NATS)', () => {
 
     const one = io();
     expect(
-      await run(['ipam', 'list', '--node', 'n2.lab', '--nats', nats.url], one.io, [
-        ipamListCommand,
-      ]),
+      await run(['ipam', 'list', '--node', 'n2.lab', '--nats', nats.url], one.io, {
+        commands: [ipamListCommand],
+      }),
     ).toBe(Exit.ok);
     const text = one.out();
     expect(text).toMatch(/^n2\.lab\s+IPv4\s+198\.19\.0\.0\/24/m);
     expect(text).toMatch(/^n2\.lab\s+default\s+db-0\s+198\.19\.0\.9\s+fd00:d1ad::2:109/m);
     expect(text).not.toMatch(/^n1 /m);
+
+    const wide = io();
+    expect(
+      await run(['ipam', 'list', '-o', 'wide', '--node', 'n1'], wide.io, {
+        commands: [ipamListCommand],
+      }),
+    ).toBe(Exit.ok);
+    const wideText = wide.out();
+    expect(wideText).toMatch(/^NODE\s+SET\s+FAMILY\s+BLOCK/m);
+    expect(wideText).toMatch(/^n1\s+3\s+default\s+web-1\s+uid-web-1\s+198\.18\.1\.5/m);
+    const y = io();
+    expect(await run(['ipam', 'list', '-o', 'yaml'], y.io, { commands: [ipamListCommand] })).toBe(
+      Exit.ok,
+    );
+    expect(parseYaml(y.out())).toEqual(l);
+  });
+});
+
+// The credentials every service reads reach NATS the same way from the CLI: a server that wants
+// a token refuses `dyad ipam list` without NATS_TOKEN and serves it with it (the IPAM stream is
+// absent there, which the CLI reports only once it got in).
+describe('dyad ipam list (NATS credentials)', () => {
+  let nats: NatsServer;
+
+  beforeAll(async () => {
+    nats = await startNats({ extraArgs: ['--auth', 's3cret-token'] });
+  });
+  afterAll(async () => {
+    await nats?.stop();
+  });
+
+  function io(env: Record<string, string>) {
+    const err = new PassThrough();
+    return {
+      io: { stdout: new PassThrough(), stderr: err, env: { NATS_URL: nats.url, ...env } },
+      err: () => (err.read() as Buffer | null)?.toString() ?? '',
+    };
+  }
+
+  it('NATS_TOKEN', async () => {
+    const without = io({});
+    expect(await run(['ipam', 'list'], without.io, { commands: [ipamListCommand] })).toBe(
+      Exit.unavailable,
+    );
+    expect(without.err()).toMatch(/cannot reach NATS.*authori[sz]ation/i);
+    const wrong = io({ NATS_TOKEN: 'nope' });
+    expect(await run(['ipam', 'list'], wrong.io, { commands: [ipamListCommand] })).toBe(
+      Exit.unavailable,
+    );
+    expect(wrong.err()).toMatch(/cannot reach NATS/);
+    const right = io({ NATS_TOKEN: 's3cret-token' });
+    expect(await run(['ipam', 'list'], right.io, { commands: [ipamListCommand] })).toBe(
+      Exit.unavailable,
+    );
+    expect(right.err()).toContain(`no stream ${IPAM_NODES_STREAM}`);
+  });
+
+  it('a setting its schema refuses is a usage error', async () => {
+    const t = io({ NATS_USER: '' });
+    expect(await run(['ipam', 'list'], t.io, { commands: [ipamListCommand] })).toBe(Exit.usage);
+    expect(t.err()).toContain('NATS_USER');
   });
 });

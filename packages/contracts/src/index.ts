@@ -172,6 +172,38 @@ export type {
   PolicyProblemValue,
 } from './policy.ts';
 
+export {
+  AGENT_API_SOCKET,
+  AgentApi,
+  AgentApiError,
+  AgentEndpoint,
+  AgentStatus,
+  AgentVersion,
+  BpfCtEntry,
+  BpfEndpointEntry,
+  BpfIpcacheEntry,
+  BpfMetricsEntry,
+  BpfPolicyEntry,
+  MapWriteStats,
+  RestoreReport,
+} from './agent-api.ts';
+export type {
+  AgentApiBody,
+  AgentApiErrorValue,
+  AgentApiName,
+  AgentApiRoute,
+  AgentEndpointValue,
+  AgentStatusValue,
+  AgentVersionValue,
+  BpfCtEntryValue,
+  BpfEndpointEntryValue,
+  BpfIpcacheEntryValue,
+  BpfMetricsEntryValue,
+  BpfPolicyEntryValue,
+  MapWriteStatsValue,
+  RestoreReportValue,
+} from './agent-api.ts';
+
 export { generateEventDocs } from './docs.ts';
 export { ALL_CONTRACTS, ALL_STREAMS, CONTRACTS_BY_TYPE } from './registry.ts';
 

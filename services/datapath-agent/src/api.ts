@@ -1,38 +1,23 @@
-import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
+import { AgentApi, formatIssues } from '@dyad/contracts';
+import type {
+  AgentApiBody,
+  AgentApiErrorValue,
+  AgentApiName,
+  AgentStatusValue,
+} from '@dyad/contracts';
 import { directionName, monotonicNs } from '@dyad/libbpf-ts';
 import type { DatapathMapSet } from '@dyad/libbpf-ts';
+import { z } from 'zod';
 import type { EndpointManager, RestoreReport } from './endpoint-manager.ts';
 import type { NodeDatapath } from './datapath/node.ts';
 import { endpointState } from './reporter.ts';
 
-/** What `dyad status` reads. */
-export interface AgentStatus {
-  readonly node: string;
-  readonly ready: boolean;
-  readonly details: string;
-  readonly uptimeS: number;
-  readonly nats: { readonly connected: boolean; readonly servers: readonly string[] };
-  /** Per family: whether this node has an IPAM block, its CIDR and gateway. */
-  readonly families: ReadonlyArray<{
-    readonly family: 'IPv4' | 'IPv6';
-    readonly enabled: boolean;
-    readonly cidr?: string;
-    readonly gateway?: string;
-  }>;
-  readonly endpoints: { readonly ready: number; readonly pending: number };
-  readonly maps: ReadonlyArray<{
-    readonly name: string;
-    readonly entries: number;
-    readonly maxEntries: number;
-  }>;
-  readonly writes: Record<string, unknown>;
-  readonly restore?: RestoreReport;
-  readonly cniSocket: string;
-  readonly pinDir: string;
-}
+/** What `dyad status` reads: the `/v1/status` schema in @dyad/contracts (agent-api.ts). */
+export type AgentStatus = AgentStatusValue;
 
 export interface ApiSources {
   readonly node: string;
@@ -78,7 +63,7 @@ export function agentStatus(s: ApiSources): AgentStatus {
     ready: st.ready,
     details: st.details,
     uptimeS: Math.round((Date.now() - s.startedAt) / 1000),
-    nats: { connected: s.natsConnected(), servers: s.natsServers },
+    nats: { connected: s.natsConnected(), servers: [...s.natsServers] },
     families: (['IPv4', 'IPv6'] as const).map((family) => {
       const b = blocks.find((x) => x.family === family);
       return b
@@ -97,28 +82,38 @@ export function agentStatus(s: ApiSources): AgentStatus {
   };
 }
 
-function routes(s: ApiSources): Record<string, (url: URL) => unknown> {
+/** This agent's release: the version in its package.json, read once. */
+function agentVersion(): string {
+  const pkg = z
+    .object({ version: z.string().min(1) })
+    .parse(JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')));
+  return pkg.version;
+}
+
+/** What each path of the contract answers, typed by the contract's schema for that path. */
+type Handlers = { readonly [K in AgentApiName]: (url: URL) => AgentApiBody<K> };
+
+function handlers(s: ApiSources, version: string): Handlers {
   const maps = s.datapath.loaded.maps;
   return {
-    '/v1/status': () => agentStatus(s),
-    '/v1/endpoints': () =>
+    version: () => ({ version, api: 'v1', node: s.node, runtime: process.version }),
+    status: () => agentStatus(s),
+    endpoints: () =>
       s.agent.endpoints().map((ep) => ({
         ...endpointState(ep, s.node),
         phase: ep.phase,
-        netns: ep.netns,
         ...(ep.ipv4 ? { gateway4: ep.ipv4.gateway } : {}),
         ...(ep.ipv6 ? { gateway6: ep.ipv6.gateway } : {}),
       })),
     // straight from the kernel, not the agent's mirror: what the datapath really holds
-    '/v1/bpf/endpoints': () =>
+    bpfEndpoints: () =>
       [...maps.endpoints.entries()].map(([k, v]) => ({ address: k.address, ...v })),
-    '/v1/bpf/ipcache': () =>
-      [...maps.ipcache.entries()].map(([k, v]) => ({ prefix: k.prefix, ...v })),
-    '/v1/bpf/policy': () => [...maps.policy.entries()].map(([k, v]) => ({ ...k, ...v })),
-    '/v1/bpf/ct': (url) => {
+    bpfIpcache: () => [...maps.ipcache.entries()].map(([k, v]) => ({ prefix: k.prefix, ...v })),
+    bpfPolicy: () => [...maps.policy.entries()].map(([k, v]) => ({ ...k, ...v })),
+    bpfCt: (url) => {
       const limit = Number(url.searchParams.get('limit') ?? '10000');
       const now = monotonicNs();
-      const out: unknown[] = [];
+      const out: AgentApiBody<'bpfCt'> = [];
       for (const [k, v] of maps.conntrack.entries()) {
         if (out.length >= limit) break;
         out.push({
@@ -132,7 +127,7 @@ function routes(s: ApiSources): Record<string, (url: URL) => unknown> {
       }
       return out;
     },
-    '/v1/bpf/metrics': () =>
+    bpfMetrics: () =>
       [...maps.metrics.entriesPerCpu()].map(([k, vs]) => ({
         reason: k.reason,
         direction: directionName(k.direction) ?? k.direction,
@@ -141,6 +136,19 @@ function routes(s: ApiSources): Record<string, (url: URL) => unknown> {
         bytes: vs.reduce((a, v) => a + Number(v.bytes), 0),
       })),
   };
+}
+
+/**
+ * The answer to one GET: the handler's value checked against the contract before it leaves (a
+ * few microseconds per entry), so a wrong shape is the agent's 500, never a client's puzzle.
+ */
+function answer(name: AgentApiName, table: Handlers, url: URL): { code: number; body: unknown } {
+  const checked = AgentApi[name].schema.safeParse(table[name](url));
+  if (checked.success) return { code: 200, body: checked.data };
+  const error: AgentApiErrorValue = {
+    error: `the answer to ${url.pathname} does not satisfy its contract: ${formatIssues(checked.error.issues).join('; ')}`,
+  };
+  return { code: 500, body: error };
 }
 
 /**
@@ -154,21 +162,26 @@ export async function startApiServer(path: string, sources: ApiSources): Promise
   } catch {
     // none left over
   }
-  const table = routes(sources);
+  const table = handlers(sources, agentVersion());
+  const byPath = new Map(
+    (Object.keys(AgentApi) as AgentApiName[]).map((name) => [AgentApi[name].path, name]),
+  );
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://agent');
     const send = (code: number, body: unknown) => {
       res.writeHead(code, { 'content-type': 'application/json' });
       res.end(`${JSON.stringify(body)}\n`);
     };
-    if (req.method !== 'GET') return send(405, { error: 'read-only API: GET only' });
-    const handler = table[url.pathname];
-    if (!handler)
-      return send(404, { error: `no such path ${url.pathname}`, paths: Object.keys(table) });
+    const fail = (code: number, body: AgentApiErrorValue) => send(code, body);
+    if (req.method !== 'GET') return fail(405, { error: 'read-only API: GET only' });
+    const name = byPath.get(url.pathname);
+    if (name === undefined)
+      return fail(404, { error: `no such path ${url.pathname}`, paths: [...byPath.keys()] });
     try {
-      send(200, handler(url));
+      const a = answer(name, table, url);
+      send(a.code, a.body);
     } catch (e) {
-      send(500, { error: e instanceof Error ? e.message : String(e) });
+      fail(500, { error: e instanceof Error ? e.message : String(e) });
     }
   });
   server.keepAliveTimeout = 1000;

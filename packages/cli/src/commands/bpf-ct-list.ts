@@ -1,23 +1,21 @@
-import { cell, flagNames, mapListCommand } from './agent-api.ts';
+import { flagNames } from '../output.ts';
+import { mapListCommand } from './bpf-list.ts';
 
 const PROTOS: Record<number, string> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 58: 'ICMPv6' };
 
-function endpoint(addr: unknown, port: unknown): string {
-  const a = cell(addr);
-  return `${a.includes(':') ? `[${a}]` : a}:${cell(port)}`;
+function endpoint(addr: string, port: number): string {
+  return `${addr.includes(':') ? `[${addr}]` : addr}:${port}`;
 }
 
-function expires(v: unknown): string {
-  if (typeof v !== 'number') return '-';
-  return v <= 0 ? 'expired' : `${Math.round(v)}s`;
+function expires(s: number): string {
+  return s <= 0 ? 'expired' : `${Math.round(s)}s`;
 }
 
 /** `dyad bpf ct list`: the dy_conntrack map, idle deadlines in seconds from now. */
 export const bpfCtListCommand = mapListCommand({
   words: ['bpf', 'ct', 'list'],
   summary: 'the dy_conntrack map (flows of both families, direction, expiry, counters)',
-  path: '/v1/bpf/ct',
-  what: 'bpf ct',
+  api: 'bpfCt',
   header: [
     'PROTO',
     'SOURCE',
@@ -31,14 +29,14 @@ export const bpfCtListCommand = mapListCommand({
   ],
   rows: (list) =>
     list.map((e) => [
-      typeof e.proto === 'number' ? (PROTOS[e.proto] ?? String(e.proto)) : cell(e.proto),
+      PROTOS[e.proto] ?? String(e.proto),
       endpoint(e.src, e.sport),
       endpoint(e.dst, e.dport),
-      cell(e.direction),
+      e.direction,
       expires(e.expiresInS),
-      cell(e.packets),
-      cell(e.bytes),
-      cell(e.srcIdentity),
+      String(e.packets),
+      String(e.bytes),
+      String(e.srcIdentity),
       flagNames(e.flags, { 1: 'seen-reply', 2: 'closing' }),
     ]),
 });

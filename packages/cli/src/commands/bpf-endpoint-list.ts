@@ -1,7 +1,8 @@
-import { cell, flagNames, mapListCommand } from './agent-api.ts';
+import { flagNames } from '../output.ts';
+import { mapListCommand } from './bpf-list.ts';
 
 /** Endpoint flag bits (bpf/include/dyad/common.h). */
-export function endpointFlags(v: unknown): string {
+export function endpointFlags(v: number): string {
   return flagNames(v, { 1: 'enforce-ingress', 2: 'enforce-egress' });
 }
 
@@ -9,23 +10,18 @@ export function endpointFlags(v: unknown): string {
 export const bpfEndpointListCommand = mapListCommand({
   words: ['bpf', 'endpoint', 'list'],
   summary: 'the dy_endpoints map (pod address -> veth, endpoint, identity, MACs)',
-  path: '/v1/bpf/endpoints',
-  what: 'bpf endpoints',
+  api: 'bpfEndpoints',
   header: ['ADDRESS', 'ENDPOINT', 'IDENTITY', 'IFINDEX', 'FLAGS', 'MAC', 'NODE MAC'],
   rows: (list) =>
     [...list]
-      .sort(
-        (a, b) =>
-          Number(a.endpointId) - Number(b.endpointId) ||
-          cell(a.address).localeCompare(cell(b.address)),
-      )
+      .sort((a, b) => a.endpointId - b.endpointId || a.address.localeCompare(b.address))
       .map((e) => [
-        cell(e.address),
-        cell(e.endpointId),
-        cell(e.identity),
-        cell(e.ifindex),
+        e.address,
+        String(e.endpointId),
+        String(e.identity),
+        String(e.ifindex),
         endpointFlags(e.flags),
-        cell(e.mac),
-        cell(e.nodeMac),
+        e.mac,
+        e.nodeMac,
       ]),
 });

@@ -1,6 +1,7 @@
-import { cell, mapListCommand } from './agent-api.ts';
+import { cell } from '../output.ts';
+import { mapListCommand } from './bpf-list.ts';
 
-/** IPv4 prefixes first, then IPv6, each by address bytes then length. */
+/** IPv4 prefixes first, then IPv6, each by address then length. */
 function prefixOrder(a: string, b: string): number {
   const v6 = (p: string) => (p.includes(':') ? 1 : 0);
   return v6(a) - v6(b) || a.localeCompare(b, 'en', { numeric: true });
@@ -10,17 +11,16 @@ function prefixOrder(a: string, b: string): number {
 export const bpfIpcacheListCommand = mapListCommand({
   words: ['bpf', 'ipcache', 'list'],
   summary: 'the dy_ipcache map (prefix -> identity and hosting node), both families',
-  path: '/v1/bpf/ipcache',
-  what: 'bpf ipcache',
+  api: 'bpfIpcache',
   header: ['PREFIX', 'IDENTITY', 'NODE ID', 'NODE ADDRESS', 'FLAGS'],
   rows: (list) =>
     [...list]
-      .sort((a, b) => prefixOrder(cell(a.prefix), cell(b.prefix)))
+      .sort((a, b) => prefixOrder(a.prefix, b.prefix))
       .map((e) => [
-        cell(e.prefix),
-        cell(e.identity),
-        cell(e.nodeId),
+        e.prefix,
+        String(e.identity),
+        String(e.nodeId),
         cell(e.nodeAddress),
-        typeof e.flags === 'number' && e.flags & 1 ? 'local' : '-',
+        e.flags & 1 ? 'local' : '-',
       ]),
 });

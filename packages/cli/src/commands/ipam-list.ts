@@ -1,4 +1,4 @@
-import { connectBus } from '@dyad/bus';
+import { NatsEnv, connectBus, natsSettings } from '@dyad/bus';
 import type { Bus } from '@dyad/bus';
 import type { Family, PayloadOf } from '@dyad/contracts';
 import {
@@ -13,11 +13,16 @@ import {
 } from '@dyad/contracts';
 import { formatPrefix, maskBytes, parsePrefix, tryParseIp } from '@dyad/netaddr';
 import { createLogger, createMetrics } from '@dyad/telemetry';
-import type { Command, CommandContext } from '../command.ts';
-import { Exit } from '../command.ts';
-import { formatTable, outputFormat } from '../table.ts';
-
-const USAGE = 'usage: dyad ipam list [-o json] [--nats URL] [--node NAME]\n';
+import { Exit, defineCommand } from '../command.ts';
+import { CliError, UsageError } from '../errors.ts';
+import {
+  formatStructured,
+  formatTable,
+  isStructured,
+  outputFlag,
+  outputFormat,
+} from '../output.ts';
+import { NODE_FLAG_MEANING } from '../agent/target.ts';
 
 type NodeEventValue = PayloadOf<typeof IpamNodeEvent>;
 type AllocatedValue = PayloadOf<typeof AddressesAllocated>;
@@ -160,35 +165,46 @@ export function listing(
   return { families, nodes, pods };
 }
 
-export function renderListing(l: IpamListing): string {
+/** The two tables; `wide` adds the block set, the pod's slot and UID and the whole container id. */
+export function renderListing(l: IpamListing, wide = false): string {
   const blocks = formatTable(
-    ['NODE', 'FAMILY', 'BLOCK', 'GATEWAY', 'USED', 'FREE'],
+    ['NODE', ...(wide ? ['SET'] : []), 'FAMILY', 'BLOCK', 'GATEWAY', 'USED', 'FREE'],
     l.nodes.flatMap((n) =>
-      n.blocks.map((b) => [n.name, b.family, b.cidr, b.gateway, String(b.used), String(b.free)]),
+      n.blocks.map((b) => [
+        n.name,
+        ...(wide ? [String(b.set)] : []),
+        b.family,
+        b.cidr,
+        b.gateway,
+        String(b.used),
+        String(b.free),
+      ]),
     ),
   );
   const fams: Family[] = l.families.length > 0 ? [...l.families] : ['IPv4', 'IPv6'];
   const pods = formatTable(
-    ['NODE', 'NAMESPACE', 'POD', ...fams.map((f) => f.toUpperCase()), 'CONTAINER', 'ALLOCATED'],
+    [
+      'NODE',
+      ...(wide ? ['SLOT'] : []),
+      'NAMESPACE',
+      'POD',
+      ...(wide ? ['POD UID'] : []),
+      ...fams.map((f) => f.toUpperCase()),
+      'CONTAINER',
+      'ALLOCATED',
+    ],
     l.pods.map((p) => [
       p.node,
+      ...(wide ? [p.slot === undefined ? '-' : String(p.slot)] : []),
       p.namespace,
       p.pod,
+      ...(wide ? [p.podUid] : []),
       ...fams.map((f) => p.addresses.find((a) => a.family === f)?.address ?? '-'),
-      p.containerId.slice(0, 12),
+      wide ? p.containerId : p.containerId.slice(0, 12),
       p.allocatedAt,
     ]),
   );
   return `${blocks}\n${pods}`;
-}
-
-function flag(args: readonly string[], name: string): string | undefined {
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i] ?? '';
-    if (a === name) return args[i + 1];
-    if (a.startsWith(`${name}=`)) return a.slice(name.length + 1);
-  }
-  return undefined;
 }
 
 function noStream(err: unknown): boolean {
@@ -226,22 +242,67 @@ async function readStreams(bus: Bus, node: string | undefined): Promise<IpamList
   );
 }
 
+type Checked<T> =
+  | { readonly success: true; readonly data: T }
+  | {
+      readonly success: false;
+      readonly error: { readonly issues: readonly { message: string }[] };
+    };
+
+/** One environment variable through its schema in NatsEnv; a bad value is a usage error. */
+function setting<T>(name: string, r: Checked<T>): T {
+  if (r.success) return r.data;
+  throw new UsageError(`${name}: ${r.error.issues.map((i) => i.message).join('; ')}`);
+}
+
+/**
+ * How `dyad ipam list` reaches NATS: the settings every service reads (NATS_URL, NATS_CREDS,
+ * NATS_USER/NATS_PASSWORD, NATS_TOKEN; see @dyad/bus env.ts), `--nats` before NATS_URL. Each
+ * goes through bus's own schema, so the CLI and the services cannot read them differently.
+ */
+function natsOptions(env: Readonly<Record<string, string | undefined>>, url: string | undefined) {
+  const s = natsSettings({
+    NATS_URL: setting('NATS_URL', NatsEnv.NATS_URL.safeParse(url ?? env['NATS_URL'])),
+    NATS_CREDS: setting('NATS_CREDS', NatsEnv.NATS_CREDS.safeParse(env['NATS_CREDS'])),
+    NATS_USER: setting('NATS_USER', NatsEnv.NATS_USER.safeParse(env['NATS_USER'])),
+    NATS_PASSWORD: setting('NATS_PASSWORD', NatsEnv.NATS_PASSWORD.safeParse(env['NATS_PASSWORD'])),
+    NATS_TOKEN: setting('NATS_TOKEN', NatsEnv.NATS_TOKEN.safeParse(env['NATS_TOKEN'])),
+    DYAD_NATS_COALESCE: setting(
+      'DYAD_NATS_COALESCE',
+      NatsEnv.DYAD_NATS_COALESCE.safeParse(env['DYAD_NATS_COALESCE']),
+    ),
+  });
+  return s;
+}
+
 /** `dyad ipam list`: node blocks and pod addresses, read from ipam's and the agents' streams. */
-export const ipamListCommand: Command = {
+export const ipamListCommand = defineCommand({
   words: ['ipam', 'list'],
-  summary: 'node blocks and pod addresses from NATS [-o json] [--nats URL] [--node NAME]',
-  run: async (ctx: CommandContext) => {
-    const format = outputFormat(ctx.args);
-    if (typeof format === 'object') {
-      ctx.stderr.write(`${format.error}\n${USAGE}`);
-      return Exit.usage;
-    }
-    const servers = flag(ctx.args, '--nats') ?? ctx.env['NATS_URL'] ?? 'nats://127.0.0.1:4222';
-    const node = flag(ctx.args, '--node');
+  summary: 'node blocks and pod addresses (as each node agent published them), from NATS',
+  description:
+    'Reads DYAD_IPAM_NODES and DYAD_IPAM_ALLOCATIONS, so it works while ipam is down. NATS as every service reaches it: NATS_URL, NATS_CREDS, NATS_USER/NATS_PASSWORD, NATS_TOKEN. Exit 3 when NATS or the IPAM stream is not there.',
+  flags: {
+    output: outputFlag(),
+    nats: {
+      type: 'string',
+      value: 'URL',
+      description:
+        'NATS server URL(s), comma-separated (default $NATS_URL, else nats://127.0.0.1:4222)',
+    },
+    node: {
+      type: 'string',
+      value: 'NAME',
+      description: `${NODE_FLAG_MEANING}: only its blocks and pods`,
+    },
+  },
+  run: async (ctx) => {
+    const format = outputFormat(ctx.flags.output);
+    const nats = natsOptions(ctx.env, ctx.flags.nats);
+    const where = nats.servers.join(',');
     let bus;
     try {
       bus = await connectBus({
-        servers,
+        ...nats,
         name: 'dyad-cli',
         logger: createLogger({ service: 'dyad-cli', level: 'silent' }),
         registry: createMetrics({ processMetrics: false }),
@@ -249,21 +310,25 @@ export const ipamListCommand: Command = {
         connectTimeoutMs: 5000,
       });
     } catch (err) {
-      ctx.stderr.write(`dyad ipam list: ${err instanceof Error ? err.message : String(err)}\n`);
-      return Exit.unavailable;
+      throw new CliError(
+        Exit.unavailable,
+        `cannot reach NATS at ${where}: ${err instanceof Error ? err.message : String(err)}`,
+        { cause: err },
+      );
     }
     try {
-      const l = await readStreams(bus, node);
-      if (l === undefined) {
-        ctx.stderr.write(
-          `dyad ipam list: no stream ${IPAM_NODES_STREAM} on ${servers}: is ipam running?\n`,
+      const l = await readStreams(bus, ctx.flags.node);
+      if (l === undefined)
+        throw new CliError(
+          Exit.unavailable,
+          `no stream ${IPAM_NODES_STREAM} on ${where}: is ipam running?`,
         );
-        return Exit.unavailable;
-      }
-      ctx.stdout.write(format === 'json' ? `${JSON.stringify(l, null, 2)}\n` : renderListing(l));
+      ctx.stdout.write(
+        isStructured(format) ? formatStructured(format, l) : renderListing(l, format === 'wide'),
+      );
       return Exit.ok;
     } finally {
       await bus.close();
     }
   },
-};
+});

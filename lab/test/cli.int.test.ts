@@ -5,14 +5,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { run } from '@dyad/cli';
 import { freePorts, repoRoot } from '@dyad/testbed';
-import { run } from '../src/index.ts';
-import { labExecCommand } from '../src/commands/lab-exec.ts';
-import { labProbeCommand } from '../src/commands/lab-probe.ts';
+import { plugin } from '../src/dyad-plugin.ts';
 
-// The probe commands against a real stand-in process (the one lab pods run), here in this
-// machine's own netns on loopback: pod records point a/src at its control socket and b/dst at
-// 127.0.0.1 / ::1, so no root and no namespaces are needed.
+// `dyad lab probe` and `dyad lab exec` (the lab's plugin commands, through dyad's dispatcher and
+// parser) against a real stand-in process (the one lab pods run), here in this machine's own
+// netns on loopback: pod records point a/src at its control socket and b/dst at 127.0.0.1 /
+// ::1, so no root and no namespaces are needed.
 describe('dyad lab probe', () => {
   const dir = mkdtempSync(join(tmpdir(), 'dyad-cli-lab-'));
   let standin: ChildProcess;
@@ -24,8 +24,8 @@ describe('dyad lab probe', () => {
     const err = new PassThrough();
     const text = (s: PassThrough) => (s.read() as Buffer | null)?.toString() ?? '';
     return {
-      io: { stdout: out, stderr: err, env: { DYAD_LAB_DIR: dir } },
-      commands: [labProbeCommand(Readable.from([stdin])), labExecCommand],
+      io: { stdout: out, stderr: err, env: { DYAD_LAB_DIR: dir }, stdin: Readable.from([stdin]) },
+      commands: { commands: [], plugins: async () => [plugin] },
       out: () => text(out),
       err: () => text(err),
     };
