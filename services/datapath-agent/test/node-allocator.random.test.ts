@@ -258,6 +258,7 @@ interface Tally {
   crashes: number;
   grown: number;
   staleRefused: number;
+  staleIgnored: number;
   familiesEnabled: number;
   renumbered: number;
 }
@@ -312,12 +313,18 @@ async function run(seed: number, tally: Tally): Promise<string[]> {
 
   /**
    * A block list from ipam, as the agent takes it: a list that would take addresses from holders
-   * is refused (the agent keeps its blocks and takes a later event), anything else is taken.
+   * is refused (the agent keeps its blocks and takes a later event), an older one is ignored,
+   * anything else is taken.
    */
   const takeBlocks = (a: NodeAllocator, list: readonly NodeBlockValue[]): void => {
     const before = JSON.stringify(a.toJSON());
     try {
-      tally.renumbered += a.setBlocks(list).renumbered;
+      const change = a.setBlocks(list);
+      tally.renumbered += change.renumbered;
+      if (change.stale) {
+        tally.staleIgnored++;
+        if (JSON.stringify(a.toJSON()) !== before) problem('an ignored block list changed state');
+      }
     } catch (e) {
       if (!(e instanceof BlocksChangeError)) throw e;
       tally.staleRefused++;
@@ -426,7 +433,7 @@ async function run(seed: number, tally: Tally): Promise<string[]> {
     }
   };
 
-  /** A node event older than the list in use: refused if it drops a held set, else taken. */
+  /** A node event older than the list in use: refused if it drops a held set, else ignored. */
   const staleBlocks = async (p: Proc): Promise<void> => {
     if (ipam.sets.length < 2) return;
     // ipam's events for an assigned node hold at least its first set
@@ -582,6 +589,7 @@ describe('node allocator + group commit under random ADD, DEL, grow and crashes'
       crashes: 0,
       grown: 0,
       staleRefused: 0,
+      staleIgnored: 0,
       familiesEnabled: 0,
       renumbered: 0,
     };

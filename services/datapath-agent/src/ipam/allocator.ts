@@ -91,8 +91,10 @@ export type ReserveFailure =
     };
 
 export interface BlocksChange {
-  /** False when the list is the one in use. */
+  /** False when the list is the one in use, or older news (`stale`). */
   readonly changed: boolean;
+  /** The list's blocks are some of the ones in use: an older event, ignored (see setBlocks). */
+  readonly stale: boolean;
   readonly sets: number;
   /** Holders whose slot number changed (their addresses did not): see setBlocks. */
   readonly renumbered: number;
@@ -202,7 +204,10 @@ export class NodeAllocator {
    * exactly its addresses. A list that drops or alters a block an allocation uses is refused with
    * BlocksChangeError, and a malformed one with NodeBlocksError; either way nothing changes. Sets
    * nobody holds an address in may change: a node ipam forgot and recreated while the agent held
-   * nothing gets its new blocks.
+   * nothing gets its new blocks. A list made only of blocks in use, fewer of them, is older news
+   * (a node event delivered after the grow reply that added a set): ipam never takes a block from
+   * a node, so it is ignored (`stale`) rather than taken, which would drop a set the agent reports
+   * as held and ipam could give to another node.
    *
    * Slot numbers are an index, not an identity: a change of an earlier set's capacity (IPv4 /24s,
    * 253 pods, joining IPv6 /120s, 254) moves the numbers of later slots, so a holder whose
@@ -234,7 +239,15 @@ export class NodeAllocator {
         conflicts,
       );
     }
-    const changed = !sameBlockList(nodeBlockList(this.#blocks), nodeBlockList(next));
+    const current = nodeBlockList(this.#blocks);
+    const listed = nodeBlockList(next);
+    if (
+      listed.length < current.length &&
+      listed.every((b) => current.some((c) => sameBlock(b, c)))
+    ) {
+      return { changed: false, stale: true, sets: this.#blocks.sets.length, renumbered: 0 };
+    }
+    const changed = !sameBlockList(current, listed);
     let renumbered = 0;
     for (const h of moved.values()) {
       if (h.slot !== this.#byContainer.get(h.containerId)?.slot) renumbered++;
@@ -245,7 +258,7 @@ export class NodeAllocator {
     if (this.#growAskedAt !== undefined && next.sets.length > this.#growAskedAt) {
       this.#growAskedAt = undefined;
     }
-    return { changed, sets: next.sets.length, renumbered };
+    return { changed, stale: false, sets: next.sets.length, renumbered };
   }
 
   /**
@@ -532,12 +545,11 @@ function sameAddresses(
   });
 }
 
+/** Blocks in canonical text (nodeBlockList): equal text is the same block. */
+function sameBlock(a: NodeBlockValue, b: NodeBlockValue): boolean {
+  return a.family === b.family && a.cidr === b.cidr && a.gateway === b.gateway;
+}
+
 function sameBlockList(a: readonly NodeBlockValue[], b: readonly NodeBlockValue[]): boolean {
-  return (
-    a.length === b.length &&
-    a.every((x, i) => {
-      const y = b[i];
-      return y !== undefined && x.family === y.family && x.cidr === y.cidr;
-    })
-  );
+  return a.length === b.length && a.every((x, i) => b[i] !== undefined && sameBlock(x, b[i]));
 }
