@@ -63,12 +63,17 @@ export function prepareRestore(o: {
     ),
   );
   if (loaded.kind === 'state') {
+    const allocator = NodeAllocator.fromJSON(loaded.state.ipam);
     return {
       mode: 'state',
-      allocator: NodeAllocator.fromJSON(loaded.state.ipam),
+      allocator,
       endpoints: loaded.state.endpoints,
       ...(loaded.state.objectHash ? { objectHash: loaded.state.objectHash } : {}),
-      adopt: [],
+      // an endpoint whose addresses the allocator does not hold (the file was written between
+      // a legacy start and its adoption): taken as soon as the blocks are known
+      adopt: loaded.state.endpoints
+        .filter((e) => e.phase === 'ready' && allocator.holder(e.containerId) === undefined)
+        .map(heldBy),
     };
   }
   if (loaded.kind === 'legacy') {
@@ -81,12 +86,8 @@ export function prepareRestore(o: {
       allocator: new NodeAllocator(),
       endpoints,
       ...(loaded.state.objectHash ? { objectHash: loaded.state.objectHash } : {}),
-      adopt: endpoints.map((e) => ({
-        containerId: e.containerId,
-        pod: e.pod,
-        addresses: [e.ipv4?.address, e.ipv6?.address].filter((a): a is string => a !== undefined),
-        allocatedAt: e.createdAt,
-      })),
+      // an `adding` one is rolled back by the restore: nothing of it to keep
+      adopt: endpoints.filter((e) => e.phase === 'ready').map(heldBy),
     };
   }
   const kernelHasEndpoints = o.datapath.endpoints.size > 0;
@@ -95,6 +96,16 @@ export function prepareRestore(o: {
     allocator: new NodeAllocator(),
     endpoints: [],
     adopt: [],
+  };
+}
+
+/** What an endpoint holds, as a holder to adopt. */
+function heldBy(e: StoredEndpoint): AdoptedHolder {
+  return {
+    containerId: e.containerId,
+    pod: e.pod,
+    addresses: [e.ipv4?.address, e.ipv6?.address].filter((a): a is string => a !== undefined),
+    allocatedAt: e.createdAt,
   };
 }
 
