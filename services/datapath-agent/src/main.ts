@@ -100,6 +100,7 @@ async function main(): Promise<void> {
     }),
   );
   mkdirSync(dirname(cfg.stateFile), { recursive: true });
+  await stateFile.load(); // removes what a write cut short by a crash left beside the file
   const commit = () => stateFile.commit();
   const ipam = new NodeIpam({
     node: cfg.nodeName,

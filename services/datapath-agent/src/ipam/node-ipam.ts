@@ -118,6 +118,9 @@ export class NodeIpam implements PodAddressing {
       this.#runAdoption();
       this.#o.onBlocks();
       this.publishHeld();
+      // a family added to every set can renumber slots: the records carry the slot
+      if (change.renumbered > 0)
+        for (const h of this.#o.allocator.holders()) this.announce(h.containerId);
       this.#wakeWaiters();
     } catch (err) {
       // ipam must only ever add sets; anything else is refused and reported, nothing changes
