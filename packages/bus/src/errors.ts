@@ -8,6 +8,11 @@ export class ConnectError extends BusError {
   override name = 'ConnectError';
 }
 
+/** NATS is not connected now (before the first connect, or while reconnecting). */
+export class NotConnectedError extends BusError {
+  override name = 'NotConnectedError';
+}
+
 /** A JetStream publish was not acknowledged (no stream, timeout, expectation failed). */
 export class PublishError extends BusError {
   override name = 'PublishError';

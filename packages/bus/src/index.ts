@@ -3,7 +3,10 @@ export { coalesceWrites } from './coalesce.ts';
 export type { CoalescedWrites } from './coalesce.ts';
 export { KvWriteError, KvWriter } from './kv-writer.ts';
 export { kvValues } from './kv-read.ts';
-export { LatestPublisher } from './latest.ts';
+export { KeyedPublisher, jsPublishJob } from './keyed-publisher.ts';
+export type { PublishJob, PublisherOptions } from './keyed-publisher.ts';
+export { backoffDelay, oneAtATime, retryWithBackoff } from './backoff.ts';
+export type { BackoffPolicy, RetryOptions } from './backoff.ts';
 export type { KvValue } from './kv-read.ts';
 export type { KvPurgeOptions, KvWriteOptions } from './kv-writer.ts';
 export { NatsEnv, natsSettings } from './env.ts';
@@ -41,6 +44,7 @@ export {
   ConnectError,
   InvalidReplyError,
   NoRespondersError,
+  NotConnectedError,
   PublishError,
   RemoteError,
   ReplyError,

@@ -1,3 +1,5 @@
+import type { InputOf, JsPublishOptions } from '@dyad/bus';
+import type { MessageContract } from '@dyad/contracts';
 import type { CniBackend } from './cni/handler.ts';
 import type { AddRequest, CheckRequest, DelRequest, GcRequest, PodRef } from './cni/request.ts';
 import { CniCode } from './cni/spec.ts';
@@ -23,6 +25,17 @@ export interface AgentLogger {
   warn(obj: object, msg: string): void;
   error(obj: object, msg: string): void;
 }
+
+/**
+ * Publishes the newest message of a subject of a last-value stream, retried while NATS is away,
+ * never waited for (the agent's records: endpoints, allocations, held blocks).
+ */
+export type PublishLatest = <C extends MessageContract>(
+  contract: C,
+  subject: string,
+  payload: InputOf<C>,
+  opts?: JsPublishOptions,
+) => void;
 
 /** Where endpoint changes are announced (NATS in the service; a list in tests). */
 export interface EndpointReporter {

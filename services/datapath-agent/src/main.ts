@@ -4,7 +4,14 @@
 // its own module.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { LatestPublisher, connectBus, installSignalHandlers } from '@dyad/bus';
+import {
+  KeyedPublisher,
+  connectBus,
+  installSignalHandlers,
+  jsPublishJob,
+  oneAtATime,
+  retryWithBackoff,
+} from '@dyad/bus';
 import type { Bus } from '@dyad/bus';
 import {
   AgentStream,
@@ -36,7 +43,7 @@ import { NodeRoutes } from './node-routes.ts';
 import { PodPlumber } from './plumber.ts';
 import { NatsEndpointReporter } from './reporter.ts';
 import { legacySlots, prepareRestore, readRebuildSource } from './restore.ts';
-import type { RestoreReport } from './endpoint-manager.ts';
+import type { PublishLatest, RestoreReport } from './endpoint-manager.ts';
 import { renderState } from './state.ts';
 
 const SERVICE = 'datapath-agent';
@@ -78,8 +85,15 @@ async function main(): Promise<void> {
 
   // set once NATS is up; everything that needs it asks through this holder
   const conn: { bus?: Bus } = {};
-  const records = new LatestPublisher(() => conn.bus, logger);
-  const reporter = new NatsEndpointReporter(() => conn.bus, cfg.nodeName, records);
+  const records = new KeyedPublisher({
+    concurrency: 16,
+    backoff: { initialMs: 250, maxMs: 10_000 },
+    onError: (subject, err, attempt) =>
+      logger.warn({ err, subject, attempt }, 'record not published yet; retrying'),
+  });
+  const publish: PublishLatest = (contract, subject, payload, opts) =>
+    records.enqueue(jsPublishJob(() => conn.bus, contract, subject, payload, opts));
+  const reporter = new NatsEndpointReporter(() => conn.bus, cfg.nodeName, publish);
   datapath.load();
   const start = prepareRestore({
     stateFile: cfg.stateFile,
@@ -105,7 +119,7 @@ async function main(): Promise<void> {
   const ipam = new NodeIpam({
     node: cfg.nodeName,
     allocator,
-    records,
+    publish,
     bus: () => conn.bus,
     preAllocate: cfg.ipam.preAllocate,
     growWaitMs: cfg.ipam.growWaitMs,
@@ -211,9 +225,13 @@ async function main(): Promise<void> {
   let legacyRead = start.mode !== 'legacy';
   // a JetStream call that fails (server busy, stream being created) must not end the agent:
   // it retries until the desired state is followed
-  const follow = async (): Promise<void> => {
-    for (let attempt = 1; !stopping; attempt++) {
-      try {
+  // A JetStream call that fails (server busy, stream being created) must not end the agent: it
+  // retries until the desired state is followed. One follow at a time; a reconnect meanwhile runs
+  // it once more afterwards (the server may have come back empty, and ordered consumers would
+  // skip a recreated stream's first messages).
+  const follow = oneAtATime(async () => {
+    await retryWithBackoff(
+      async (attempt) => {
         await follower.stop();
         // the same declarations their writers use: creating one first is harmless
         await bus.ensureStreams([
@@ -242,36 +260,21 @@ async function main(): Promise<void> {
         const reports = await reporter.reconcile(agent.ready());
         const allocations = await ipam.reconcile(bus);
         logger.info({ reports, allocations, attempt }, 'connected to NATS; desired state followed');
-        return;
-      } catch (err) {
-        await follower.stop().catch(() => undefined);
-        const wait = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
-        logger.error({ err, attempt, retryInMs: wait }, 'desired state not followed yet; retrying');
-        await new Promise((r) => setTimeout(r, wait));
-      }
-    }
-  };
-  // one follow at a time; a reconnect meanwhile runs it once more afterwards (the server may
-  // have come back empty, and ordered consumers would skip a recreated stream's first messages)
-  let following: Promise<void> | undefined;
-  let again = false;
-  const refollow = (): void => {
-    if (following) {
-      again = true;
-      return;
-    }
-    following = follow().finally(() => {
-      following = undefined;
-      if (again && !stopping) {
-        again = false;
-        refollow();
-      }
-    });
-  };
-  refollow();
+      },
+      {
+        policy: { initialMs: 500, maxMs: 30_000 },
+        stopped: () => stopping,
+        onError: (err, attempt, retryInMs) => {
+          void follower.stop().catch(() => undefined);
+          logger.error({ err, attempt, retryInMs }, 'desired state not followed yet; retrying');
+        },
+      },
+    );
+  });
+  follow.trigger();
   bus.onReconnect(() => {
     records.kick();
-    refollow();
+    follow.trigger();
   });
   records.kick();
 
@@ -282,9 +285,10 @@ async function main(): Promise<void> {
       await cni.close();
       await api.close();
       await health.close();
-      await following;
+      await follow.running();
       await follower.stop();
-      await records.idle();
+      // what is queued goes out if NATS is there; a shutdown never waits for it to come back
+      await Promise.race([records.idle(), new Promise((r) => setTimeout(r, 2000).unref())]);
       records.close();
     },
     afterDrain: async () => {

@@ -1,4 +1,4 @@
-import type { Bus, LatestPublisher } from '@dyad/bus';
+import type { Bus } from '@dyad/bus';
 import {
   AGENT_STREAM,
   EndpointReport,
@@ -7,7 +7,7 @@ import {
 } from '@dyad/contracts';
 import type { EndpointStateValue, PayloadOf } from '@dyad/contracts';
 import { EndpointFlags } from '@dyad/libbpf-ts';
-import type { EndpointReporter } from './endpoint-manager.ts';
+import type { EndpointReporter, PublishLatest } from './endpoint-manager.ts';
 import type { Endpoint } from './endpoint.ts';
 
 type Report = PayloadOf<typeof EndpointReport>;
@@ -51,9 +51,9 @@ const TOMBSTONE_TTL = '24h';
 export class NatsEndpointReporter implements EndpointReporter {
   readonly #bus: () => Bus | undefined;
   readonly #node: string;
-  readonly #out: LatestPublisher;
+  readonly #out: PublishLatest;
 
-  constructor(bus: () => Bus | undefined, node: string, out: LatestPublisher) {
+  constructor(bus: () => Bus | undefined, node: string, out: PublishLatest) {
     this.#bus = bus;
     this.#node = node;
     this.#out = out;
@@ -75,7 +75,7 @@ export class NatsEndpointReporter implements EndpointReporter {
 
   #send(containerId: string, ifName: string, report: Report): void {
     const subject = agentEndpointSubject(this.#node, containerId, ifName);
-    this.#out.publish(EndpointReport, subject, report, {
+    this.#out(EndpointReport, subject, report, {
       ...(report.op === 'delete' ? { ttl: TOMBSTONE_TTL } : {}),
     });
   }
@@ -106,7 +106,7 @@ export class NatsEndpointReporter implements EndpointReporter {
     }
     for (const [subject, d] of stored) {
       if (seen.has(subject) || d.value.op === 'delete') continue;
-      this.#out.publish(
+      this.#out(
         EndpointReport,
         subject,
         { op: 'delete', endpoint: d.value.endpoint },

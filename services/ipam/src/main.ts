@@ -1,6 +1,6 @@
 // ipam: the cluster pool - node block sets over NATS. Settings from the environment (settings.ts),
 // IPAM keys from DYAD_<KEY> variables or a ConfigMap directory; serves /metrics /healthz /readyz.
-import { connectBus, installSignalHandlers } from '@dyad/bus';
+import { connectBus, installSignalHandlers, oneAtATime, retryWithBackoff } from '@dyad/bus';
 import { createLogger, createMetrics, startHealthServer, startTracing } from '@dyad/telemetry';
 import { IpamConfigConflictError, IpamConfigError } from './errors.ts';
 import { createIpamMetrics } from './metrics.ts';
@@ -46,38 +46,28 @@ async function main(): Promise<void> {
   // A server that comes back may have lost its data (streams, the bucket): after every reconnect
   // ipam starts over, as at start-up: declares what it needs, reads the agents' held reports and
   // the nodes again, and rebuilds what its bucket lost. One restart at a time.
-  let restarting: Promise<void> | undefined;
-  let again = false;
-  const restart = (): void => {
-    if (restarting) {
-      again = true;
-      return;
-    }
-    restarting = (async () => {
-      await ipam.stop();
-      for (let attempt = 1; ; attempt++) {
+  const restart = oneAtATime(async () => {
+    await ipam.stop();
+    await retryWithBackoff(
+      async (attempt) => {
         const next = service();
         try {
           await next.start();
-          ipam = next;
-          logger.info({ attempt }, 'ipam started over after a reconnect');
-          return;
         } catch (err) {
           await next.stop().catch(() => undefined);
-          const wait = Math.min(10_000, 250 * 2 ** Math.min(attempt, 6));
-          logger.error({ err, attempt, retryInMs: wait }, 'ipam not started over yet; retrying');
-          await new Promise((r) => setTimeout(r, wait));
+          throw err;
         }
-      }
-    })().finally(() => {
-      restarting = undefined;
-      if (again) {
-        again = false;
-        restart();
-      }
-    });
-  };
-  bus.onReconnect(restart);
+        ipam = next;
+        logger.info({ attempt }, 'ipam started over after a reconnect');
+      },
+      {
+        policy: { initialMs: 250, maxMs: 10_000 },
+        onError: (err, attempt, retryInMs) =>
+          logger.error({ err, attempt, retryInMs }, 'ipam not started over yet; retrying'),
+      },
+    );
+  });
+  bus.onReconnect(restart.trigger);
 
   const health = await startHealthServer({
     port: cfg.health.port,
@@ -91,7 +81,7 @@ async function main(): Promise<void> {
     logger,
     beforeDrain: async () => {
       await health.close();
-      await restarting;
+      await restart.running();
       await ipam.stop();
     },
     afterDrain: () => tracing.shutdown(),

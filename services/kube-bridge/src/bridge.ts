@@ -1,12 +1,12 @@
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import { SpanKind, context, trace } from '@opentelemetry/api';
 import type { Context } from '@opentelemetry/api';
+import { KeyedPublisher } from '@dyad/bus';
 import type { MessageContract } from '@dyad/contracts';
 import { formatIssues, k8sKindFilter, k8sObjectSubject } from '@dyad/contracts';
 import type { Logger } from 'pino';
 import type { WatchedKind } from './kinds.ts';
 import type { BridgeMetrics } from './metrics.ts';
-import { CoalescingPublisher } from './publisher.ts';
 import type { StreamEntry, Version } from './reconcile.ts';
 import { planReconcile } from './reconcile.ts';
 import type { ObjectOp } from './watcher.ts';
@@ -15,7 +15,9 @@ import { KindWatcher } from './watcher.ts';
 /** An object event as it sits in the stream. */
 export interface ObjectEvent {
   readonly op: ObjectOp;
-  readonly object: { readonly metadata: { readonly uid: string; readonly resourceVersion: string } };
+  readonly object: {
+    readonly metadata: { readonly uid: string; readonly resourceVersion: string };
+  };
 }
 
 /** What kube-bridge needs from JetStream; the bus adapter implements it, tests may too. */
@@ -49,17 +51,16 @@ export interface BridgeOptions {
  */
 export class KubeBridge {
   readonly #o: BridgeOptions;
-  readonly #publisher: CoalescingPublisher;
+  readonly #publisher: KeyedPublisher;
   readonly #watchers: KindWatcher[];
   readonly #reconciling = new Map<string, Promise<void>>();
   #resync: NodeJS.Timeout | undefined;
 
   constructor(o: BridgeOptions) {
     this.#o = o;
-    this.#publisher = new CoalescingPublisher({
+    this.#publisher = new KeyedPublisher({
       concurrency: o.publishConcurrency ?? 64,
-      minBackoffMs: 200,
-      maxBackoffMs: 5_000,
+      backoff: { initialMs: 200, maxMs: 5_000 },
       onError: (subject, err, attempt) => {
         o.metrics.publishErrors.inc();
         if (attempt === 1 || attempt % 20 === 0) {
@@ -79,7 +80,10 @@ export class KubeBridge {
           },
           onError: (err, retryInMs) => {
             o.metrics.watchErrors.inc({ kind: kind.kind });
-            o.logger.warn({ err, kind: kind.kind, retryInMs }, 'watch failed; relisting after backoff');
+            o.logger.warn(
+              { err, kind: kind.kind, retryInMs },
+              'watch failed; relisting after backoff',
+            );
           },
         }),
     );
@@ -142,7 +146,10 @@ export class KubeBridge {
     try {
       stream = await this.#o.stream.lastValues(contract, k8sKindFilter(kind));
     } catch (err) {
-      this.#o.logger.warn({ err, kind }, 'reconcile could not read the stream; the next resync retries');
+      this.#o.logger.warn(
+        { err, kind },
+        'reconcile could not read the stream; the next resync retries',
+      );
       return;
     }
     if (!w.synced) return;
@@ -161,12 +168,19 @@ export class KubeBridge {
     this.#o.metrics.reconciled.inc({ kind, action: 'upsert' }, plan.upserts.length);
     this.#o.metrics.reconciled.inc({ kind, action: 'tombstone' }, plan.tombstones.length);
     if (plan.upserts.length + plan.tombstones.length > 0) {
-      this.#o.logger.info({ kind, upserts: plan.upserts.length, tombstones: plan.tombstones.length }, 'reconciled');
+      this.#o.logger.info(
+        { kind, upserts: plan.upserts.length, tombstones: plan.tombstones.length },
+        'reconciled',
+      );
     }
   }
 
   #subjectOf(kind: WatchedKind, obj: KubernetesObject): string {
-    return k8sObjectSubject(kind.kind, kind.namespaced ? obj.metadata?.namespace : undefined, obj.metadata?.name ?? '');
+    return k8sObjectSubject(
+      kind.kind,
+      kind.namespaced ? obj.metadata?.namespace : undefined,
+      obj.metadata?.name ?? '',
+    );
   }
 
   #onObject(kind: WatchedKind, op: ObjectOp, obj: KubernetesObject): void {
@@ -176,7 +190,12 @@ export class KubeBridge {
     if (!parsed.success) {
       this.#o.metrics.invalidObjects.inc({ kind: kind.kind });
       this.#o.logger.error(
-        { kind: kind.kind, namespace: obj.metadata?.namespace, name: obj.metadata?.name, issues: formatIssues(parsed.error.issues) },
+        {
+          kind: kind.kind,
+          namespace: obj.metadata?.namespace,
+          name: obj.metadata?.name,
+          issues: formatIssues(parsed.error.issues),
+        },
         'object does not fit its contract; not published',
       );
       return;
@@ -194,17 +213,29 @@ export class KubeBridge {
       },
     });
     span.end();
-    this.#enqueue(kind, this.#subjectOf(kind, obj), parsed.data as ObjectEvent, trace.setSpan(context.active(), span));
+    this.#enqueue(
+      kind,
+      this.#subjectOf(kind, obj),
+      parsed.data as ObjectEvent,
+      trace.setSpan(context.active(), span),
+    );
   }
 
-  #enqueue(kind: WatchedKind, subject: string, event: ObjectEvent, ctx: Context = context.active()): void {
+  #enqueue(
+    kind: WatchedKind,
+    subject: string,
+    event: ObjectEvent,
+    ctx: Context = context.active(),
+  ): void {
     const meta = event.object.metadata;
     const msgId = `${meta.uid}:${meta.resourceVersion}:${event.op}`;
     const ttl = event.op === 'delete' ? { ttlMs: this.#o.tombstoneTtlMs } : {};
     this.#publisher.enqueue({
       subject,
       send: async () => {
-        await context.with(ctx, () => this.#o.stream.publish(kind.contract, subject, event, { msgId, ...ttl }));
+        await context.with(ctx, () =>
+          this.#o.stream.publish(kind.contract, subject, event, { msgId, ...ttl }),
+        );
         this.#o.metrics.published.inc({ kind: kind.kind, op: event.op });
       },
     });
@@ -215,13 +246,18 @@ export class KubeBridge {
 function toEntries(stream: ReadonlyMap<string, ObjectEvent>): Map<string, StreamEntry> {
   const out = new Map<string, StreamEntry>();
   for (const [s, e] of stream) {
-    out.set(s, { op: e.op, uid: e.object.metadata.uid, resourceVersion: e.object.metadata.resourceVersion });
+    out.set(s, {
+      op: e.op,
+      uid: e.object.metadata.uid,
+      resourceVersion: e.object.metadata.resourceVersion,
+    });
   }
   return out;
 }
 
 function toVersions(current: ReadonlyMap<string, KubernetesObject>): Map<string, Version> {
   const out = new Map<string, Version>();
-  for (const [s, o] of current) out.set(s, { uid: o.metadata?.uid ?? '', resourceVersion: o.metadata?.resourceVersion ?? '' });
+  for (const [s, o] of current)
+    out.set(s, { uid: o.metadata?.uid ?? '', resourceVersion: o.metadata?.resourceVersion ?? '' });
   return out;
 }

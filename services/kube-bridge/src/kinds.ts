@@ -46,7 +46,13 @@ export function watchedKinds(kc: KubeConfig): readonly WatchedKind[] {
     kind('Node', false, '/api/v1/nodes', () => core.listNode(), normalizeNode),
     kind('Namespace', false, '/api/v1/namespaces', () => core.listNamespace(), normalizeNamespace),
     kind('Pod', true, '/api/v1/pods', () => core.listPodForAllNamespaces(), normalizePod),
-    kind('Service', true, '/api/v1/services', () => core.listServiceForAllNamespaces(), normalizeService),
+    kind(
+      'Service',
+      true,
+      '/api/v1/services',
+      () => core.listServiceForAllNamespaces(),
+      normalizeService,
+    ),
     kind(
       'EndpointSlice',
       true,

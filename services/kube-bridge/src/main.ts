@@ -22,7 +22,13 @@ async function main(): Promise<void> {
   if (cfg.kubeconfig === undefined) kc.loadFromCluster();
   else kc.loadFromFile(cfg.kubeconfig);
 
-  const bus = await connectBus({ ...cfg.nats, name: SERVICE, logger, registry, waitOnFirstConnect: true });
+  const bus = await connectBus({
+    ...cfg.nats,
+    name: SERVICE,
+    logger,
+    registry,
+    waitOnFirstConnect: true,
+  });
   await bus.ensureStreams(ALL_STREAMS);
 
   const bridge = new KubeBridge({
@@ -42,7 +48,10 @@ async function main(): Promise<void> {
     registry,
     isReady: () => bus.isConnected() && bridge.synced,
   });
-  logger.info({ health: health.url, server: kc.getCurrentCluster()?.server }, 'kube-bridge started');
+  logger.info(
+    { health: health.url, server: kc.getCurrentCluster()?.server },
+    'kube-bridge started',
+  );
 
   installSignalHandlers(bus, {
     logger,
@@ -55,6 +64,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(JSON.stringify({ level: 'fatal', service: SERVICE, msg: 'start-up failed', err: String(err) }));
+  console.error(
+    JSON.stringify({ level: 'fatal', service: SERVICE, msg: 'start-up failed', err: String(err) }),
+  );
   process.exit(1);
 });

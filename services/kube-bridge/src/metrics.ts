@@ -49,6 +49,10 @@ export function createBridgeMetrics(registry: Registry): BridgeMetrics {
       labelNames: ['kind'],
       registers,
     }),
-    backlog: new Gauge({ name: 'dyad_kube_bridge_backlog', help: 'Subjects queued or in flight', registers }),
+    backlog: new Gauge({
+      name: 'dyad_kube_bridge_backlog',
+      help: 'Subjects queued or in flight',
+      registers,
+    }),
   };
 }

@@ -55,7 +55,10 @@ export function normalizeNode(n: V1Node): In<typeof Node> {
   const ready = (n.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
   return {
     metadata: normalizeMeta(n.metadata),
-    spec: { podCIDRs: [...(n.spec?.podCIDRs ?? [])], unschedulable: n.spec?.unschedulable ?? false },
+    spec: {
+      podCIDRs: [...(n.spec?.podCIDRs ?? [])],
+      unschedulable: n.spec?.unschedulable ?? false,
+    },
     status: {
       addresses: (n.status?.addresses ?? []).map((a) => ({ type: a.type, address: a.address })),
       ready,
@@ -64,7 +67,10 @@ export function normalizeNode(n: V1Node): In<typeof Node> {
 }
 
 export function normalizeNamespace(ns: V1Namespace): In<typeof Namespace> {
-  return { metadata: normalizeMeta(ns.metadata), status: { ...(ns.status?.phase ? { phase: ns.status.phase } : {}) } };
+  return {
+    metadata: normalizeMeta(ns.metadata),
+    status: { ...(ns.status?.phase ? { phase: ns.status.phase } : {}) },
+  };
 }
 
 export function normalizePod(p: V1Pod): In<typeof Pod> {
@@ -102,7 +108,11 @@ export function normalizeService(s: V1Service): In<typeof Service> {
       clusterIPs: [...(spec?.clusterIPs ?? (spec?.clusterIP ? [spec.clusterIP] : []))],
       ipFamilies: [...(spec?.ipFamilies ?? [])] as In<typeof Service>['spec']['ipFamilies'],
       ...(spec?.ipFamilyPolicy
-        ? { ipFamilyPolicy: spec.ipFamilyPolicy as NonNullable<In<typeof Service>['spec']['ipFamilyPolicy']> }
+        ? {
+            ipFamilyPolicy: spec.ipFamilyPolicy as NonNullable<
+              In<typeof Service>['spec']['ipFamilyPolicy']
+            >,
+          }
         : {}),
       ...(spec?.selector ? { selector: { ...spec.selector } } : {}),
       ports: (spec?.ports ?? []).map((p) => ({
@@ -134,7 +144,9 @@ export function normalizeEndpointSlice(e: V1EndpointSlice): In<typeof EndpointSl
       conditions: {
         ...(ep.conditions?.ready !== undefined ? { ready: ep.conditions.ready } : {}),
         ...(ep.conditions?.serving !== undefined ? { serving: ep.conditions.serving } : {}),
-        ...(ep.conditions?.terminating !== undefined ? { terminating: ep.conditions.terminating } : {}),
+        ...(ep.conditions?.terminating !== undefined
+          ? { terminating: ep.conditions.terminating }
+          : {}),
       },
       ...(ep.nodeName ? { nodeName: ep.nodeName } : {}),
       ...(ep.zone ? { zone: ep.zone } : {}),
@@ -164,14 +176,19 @@ export function normalizeNetworkPolicy(np: V1NetworkPolicy): In<typeof NetworkPo
     metadata: normalizeMeta(np.metadata),
     spec: {
       podSelector: selector(spec?.podSelector),
-      policyTypes: [...(spec?.policyTypes ?? [])] as In<typeof NetworkPolicy>['spec']['policyTypes'],
+      policyTypes: [...(spec?.policyTypes ?? [])] as In<
+        typeof NetworkPolicy
+      >['spec']['policyTypes'],
       // The generated client names the field `_from` in listed objects; watch events carry the
       // API's own JSON, where it is `from`.
       ingress: (spec?.ingress ?? []).map((r) => ({
         ports: (r.ports ?? []).map(policyPort),
         from: (r._from ?? (r as { from?: V1NetworkPolicyPeer[] }).from ?? []).map(peer),
       })),
-      egress: (spec?.egress ?? []).map((r) => ({ ports: (r.ports ?? []).map(policyPort), to: (r.to ?? []).map(peer) })),
+      egress: (spec?.egress ?? []).map((r) => ({
+        ports: (r.ports ?? []).map(policyPort),
+        to: (r.to ?? []).map(peer),
+      })),
     },
   };
 }
@@ -191,7 +208,9 @@ function peer(p: V1NetworkPolicyPeer) {
   return {
     ...(p.podSelector ? { podSelector: selector(p.podSelector) } : {}),
     ...(p.namespaceSelector ? { namespaceSelector: selector(p.namespaceSelector) } : {}),
-    ...(p.ipBlock ? { ipBlock: { cidr: p.ipBlock.cidr, except: [...(p.ipBlock.except ?? [])] } } : {}),
+    ...(p.ipBlock
+      ? { ipBlock: { cidr: p.ipBlock.cidr, except: [...(p.ipBlock.except ?? [])] } }
+      : {}),
   };
 }
 

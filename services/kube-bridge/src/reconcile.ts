@@ -27,7 +27,12 @@ export function planReconcile(
   const tombstones: string[] = [];
   for (const [subject, v] of current) {
     const s = stream.get(subject);
-    if (s === undefined || s.op === 'delete' || s.uid !== v.uid || s.resourceVersion !== v.resourceVersion) {
+    if (
+      s === undefined ||
+      s.op === 'delete' ||
+      s.uid !== v.uid ||
+      s.resourceVersion !== v.resourceVersion
+    ) {
       upserts.push(subject);
     }
   }

@@ -1,3 +1,4 @@
+import { backoffDelay } from '@dyad/bus';
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import { makeInformer } from '@kubernetes/client-node';
 import type { WatchedKind } from './kinds.ts';
@@ -23,6 +24,8 @@ export class KindWatcher {
   readonly #hooks: KindWatcherHooks;
   #informer: ReturnType<typeof makeInformer<KubernetesObject>> | undefined;
   #generation = 0;
+  /** Failures since the last list that worked: the next relist waits longer each time. */
+  #failures = 0;
   #backoffMs = 0;
   #retry: NodeJS.Timeout | undefined;
   #stopped = true;
@@ -83,6 +86,7 @@ export class KindWatcher {
       setImmediate(() => {
         if (!current()) return;
         this.#listed = true;
+        this.#failures = 0;
         this.#backoffMs = 0;
         this.#hooks.onListed(result.items);
       });
@@ -98,7 +102,7 @@ export class KindWatcher {
     inf.on('delete', emit('delete'));
     inf.on('error', (err: unknown) => {
       if (!current()) return;
-      this.#backoffMs = Math.min(30_000, this.#backoffMs === 0 ? 500 : this.#backoffMs * 2);
+      this.#backoffMs = backoffDelay(++this.#failures, { initialMs: 500, maxMs: 30_000 });
       this.#hooks.onError(err, this.#backoffMs);
       this.#retry = setTimeout(() => this.#spawn(), this.#backoffMs);
     });

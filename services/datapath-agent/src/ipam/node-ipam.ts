@@ -1,4 +1,4 @@
-import type { Bus, LatestPublisher } from '@dyad/bus';
+import type { Bus } from '@dyad/bus';
 import { RemoteError } from '@dyad/bus';
 import {
   AddressesAllocated,
@@ -18,7 +18,7 @@ import {
 import type { Family, NodeBlockValue } from '@dyad/contracts';
 import type { PodRef } from '../cni/request.ts';
 import { CniCode } from '../cni/spec.ts';
-import type { Allocated, AgentLogger, PodAddressing } from '../endpoint-manager.ts';
+import type { Allocated, AgentLogger, PodAddressing, PublishLatest } from '../endpoint-manager.ts';
 import { CniError } from '../errors.ts';
 import type { Holder, NodeAllocator } from './allocator.ts';
 import type { SlotAddress } from './blocks.ts';
@@ -32,8 +32,8 @@ const RELEASE_TTL = '24h';
 export interface NodeIpamOptions {
   readonly node: string;
   readonly allocator: NodeAllocator;
-  /** The agent's publisher of last-value records (allocations, held blocks). */
-  readonly records: LatestPublisher;
+  /** Publishes the node's last-value records (allocations, held blocks). */
+  readonly publish: PublishLatest;
   /** Undefined until NATS is first connected. */
   readonly bus: () => Bus | undefined;
   /** Ask for another block set when fewer slots than this are free. */
@@ -187,13 +187,13 @@ export class NodeIpam implements PodAddressing {
     const subject = ipamAllocSubject(this.#o.node, containerId);
     if (h) {
       this.#released.delete(containerId);
-      this.#o.records.publish(AddressesAllocated, subject, this.#allocatedRecord(h));
+      this.#o.publish(AddressesAllocated, subject, this.#allocatedRecord(h));
       return;
     }
     const r = this.#released.get(containerId);
     if (!r) return;
     this.#released.delete(containerId);
-    this.#o.records.publish(
+    this.#o.publish(
       AddressesReleased,
       subject,
       { ...this.#owner(r.holder), addresses: familyAddresses(r.addresses), reason: 'request' },
@@ -215,7 +215,7 @@ export class NodeIpam implements PodAddressing {
   }
 
   publishHeld(): void {
-    this.#o.records.publish(NodeBlocksHeld, ipamHeldSubject(this.#o.node), {
+    this.#o.publish(NodeBlocksHeld, ipamHeldSubject(this.#o.node), {
       node: this.#o.node,
       blocks: this.#o.allocator.toJSON().blocks,
       at: new Date(this.#now()).toISOString(),
@@ -241,13 +241,13 @@ export class NodeIpam implements PodAddressing {
       const want = this.#allocatedRecord(h);
       const have = stored.get(subject);
       if (have && JSON.stringify(have.value) === JSON.stringify(want)) continue;
-      this.#o.records.publish(AddressesAllocated, subject, want);
+      this.#o.publish(AddressesAllocated, subject, want);
       published++;
     }
     for (const [subject, d] of stored) {
       if (seen.has(subject) || !('allocatedAt' in d.value)) continue;
       const v = d.value;
-      this.#o.records.publish(
+      this.#o.publish(
         AddressesReleased,
         subject,
         {

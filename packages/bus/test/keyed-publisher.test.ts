@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CoalescingPublisher } from '../src/publisher.ts';
+import { KeyedPublisher } from '../src/index.ts';
 
 function deferred() {
   let resolve!: () => void;
@@ -11,11 +11,11 @@ function deferred() {
   return { promise, resolve, reject };
 }
 
-const opts = { concurrency: 4, minBackoffMs: 1, maxBackoffMs: 5, onError: () => {} };
+const opts = { concurrency: 4, backoff: { initialMs: 1, maxMs: 5 }, onError: () => {} };
 
-describe('CoalescingPublisher', () => {
+describe('KeyedPublisher', () => {
   it('sends only the newest state of a subject that changed while its publish was in flight', async () => {
-    const p = new CoalescingPublisher(opts);
+    const p = new KeyedPublisher(opts);
     const sent: string[] = [];
     const first = deferred();
     p.enqueue({ subject: 'a', send: () => (sent.push('v1'), first.promise) });
@@ -28,7 +28,7 @@ describe('CoalescingPublisher', () => {
 
   it('retries a failed publish until it succeeds, and keeps a newer state queued meanwhile', async () => {
     const errors: number[] = [];
-    const p = new CoalescingPublisher({ ...opts, onError: (_s, _e, n) => errors.push(n) });
+    const p = new KeyedPublisher({ ...opts, onError: (_s, _e, n) => errors.push(n) });
     let failures = 3;
     const sent: string[] = [];
     p.enqueue({
@@ -45,7 +45,7 @@ describe('CoalescingPublisher', () => {
   });
 
   it('a newer state enqueued during a failing publish wins over the failed one', async () => {
-    const p = new CoalescingPublisher(opts);
+    const p = new KeyedPublisher(opts);
     const sent: string[] = [];
     const first = deferred();
     p.enqueue({ subject: 'a', send: () => first.promise });
@@ -56,7 +56,7 @@ describe('CoalescingPublisher', () => {
   });
 
   it('never runs more than `concurrency` sends at once', async () => {
-    const p = new CoalescingPublisher({ ...opts, concurrency: 2 });
+    const p = new KeyedPublisher({ ...opts, concurrency: 2 });
     let running = 0;
     let peak = 0;
     for (let i = 0; i < 10; i++) {

@@ -1,24 +1,54 @@
+import type { MessageContract } from '@dyad/contracts';
+import { backoffDelay } from './backoff.ts';
+import type { BackoffPolicy } from './backoff.ts';
+import type { Bus } from './connect.ts';
+import { NotConnectedError } from './errors.ts';
+import type { InputOf, JsPublishOptions } from './publish.ts';
+
 /**
- * A coalescing, retrying publish queue keyed by subject. The stream keeps only the last value
- * per subject, so when an object changes faster than NATS acknowledges, only its newest state
- * needs to go out; and when NATS is away, every subject waits for it and goes out when it is back.
- * Per subject at most one publish is in flight, so a newer state never loses to an older one.
+ * A coalescing, retrying publish queue keyed by subject, for last-value streams. The stream keeps
+ * only the last value per subject, so when a thing changes faster than NATS acknowledges, only its
+ * newest state needs to go out; and when NATS is away, every subject waits for it and goes out
+ * when it is back. Per subject at most one publish is in flight, so a newer state never loses to
+ * an older one. The one such queue of Dyad: kube-bridge's objects, an agent's records.
  */
 export interface PublishJob {
   readonly subject: string;
   /** Sends the job; resolves when JetStream acknowledged it. */
-  readonly send: () => Promise<void>;
+  readonly send: () => Promise<unknown>;
 }
 
 export interface PublisherOptions {
   readonly concurrency: number;
-  readonly minBackoffMs: number;
-  readonly maxBackoffMs: number;
+  /** The wait after failures (a failure is almost always NATS being away). */
+  readonly backoff: BackoffPolicy;
   readonly onError: (subject: string, err: unknown, attempt: number) => void;
   readonly onPublished?: (subject: string) => void;
 }
 
-export class CoalescingPublisher {
+/**
+ * A job that publishes one message through whatever connection `bus` returns now (undefined
+ * before the first connect): for a publisher created before NATS is up.
+ */
+export function jsPublishJob<C extends MessageContract>(
+  bus: () => Bus | undefined,
+  contract: C,
+  subject: string,
+  payload: InputOf<C>,
+  opts: JsPublishOptions = {},
+): PublishJob {
+  return {
+    subject,
+    send: () => {
+      const b = bus();
+      if (b === undefined || !b.isConnected())
+        return Promise.reject(new NotConnectedError(`not connected to NATS: ${subject} waits`));
+      return b.jsPublish(contract, subject, payload, opts);
+    },
+  };
+}
+
+export class KeyedPublisher {
   readonly #opts: PublisherOptions;
   readonly #pending = new Map<string, PublishJob>();
   readonly #inFlight = new Set<string>();
@@ -47,6 +77,14 @@ export class CoalescingPublisher {
   idle(): Promise<void> {
     if (this.backlog === 0) return Promise.resolve();
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** Retries now instead of after the backoff (NATS is back). */
+  kick(): void {
+    this.#backoffUntil = 0;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#pump();
   }
 
   close(): void {
@@ -85,8 +123,7 @@ export class CoalescingPublisher {
       this.#attempt++;
       this.#opts.onError(job.subject, err, this.#attempt);
       if (!this.#pending.has(job.subject)) this.#pending.set(job.subject, job);
-      const delay = Math.min(this.#opts.maxBackoffMs, this.#opts.minBackoffMs * 2 ** Math.min(this.#attempt - 1, 16));
-      this.#backoffUntil = Date.now() + delay * (0.5 + Math.random() / 2);
+      this.#backoffUntil = Date.now() + backoffDelay(this.#attempt, this.#opts.backoff);
     } finally {
       this.#inFlight.delete(job.subject);
       this.#pump();
