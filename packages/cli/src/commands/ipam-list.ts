@@ -1,4 +1,3 @@
-import { NatsEnv, connectBus, natsSettings } from '@dyad/bus';
 import type { Bus } from '@dyad/bus';
 import type { Family, PayloadOf } from '@dyad/contracts';
 import {
@@ -12,9 +11,8 @@ import {
   ipamNodeSubject,
 } from '@dyad/contracts';
 import { formatPrefix, maskBytes, parsePrefix, tryParseIp } from '@dyad/netaddr';
-import { createLogger, createMetrics } from '@dyad/telemetry';
 import { Exit, defineCommand } from '../command.ts';
-import { CliError, UsageError } from '../errors.ts';
+import { CliError } from '../errors.ts';
 import {
   formatStructured,
   formatTable,
@@ -242,39 +240,6 @@ async function readStreams(bus: Bus, node: string | undefined): Promise<IpamList
   );
 }
 
-type Checked<T> =
-  | { readonly success: true; readonly data: T }
-  | {
-      readonly success: false;
-      readonly error: { readonly issues: readonly { message: string }[] };
-    };
-
-/** One environment variable through its schema in NatsEnv; a bad value is a usage error. */
-function setting<T>(name: string, r: Checked<T>): T {
-  if (r.success) return r.data;
-  throw new UsageError(`${name}: ${r.error.issues.map((i) => i.message).join('; ')}`);
-}
-
-/**
- * How `dyad ipam list` reaches NATS: the settings every service reads (NATS_URL, NATS_CREDS,
- * NATS_USER/NATS_PASSWORD, NATS_TOKEN; see @dyad/bus env.ts), `--nats` before NATS_URL. Each
- * goes through bus's own schema, so the CLI and the services cannot read them differently.
- */
-function natsOptions(env: Readonly<Record<string, string | undefined>>, url: string | undefined) {
-  const s = natsSettings({
-    NATS_URL: setting('NATS_URL', NatsEnv.NATS_URL.safeParse(url ?? env['NATS_URL'])),
-    NATS_CREDS: setting('NATS_CREDS', NatsEnv.NATS_CREDS.safeParse(env['NATS_CREDS'])),
-    NATS_USER: setting('NATS_USER', NatsEnv.NATS_USER.safeParse(env['NATS_USER'])),
-    NATS_PASSWORD: setting('NATS_PASSWORD', NatsEnv.NATS_PASSWORD.safeParse(env['NATS_PASSWORD'])),
-    NATS_TOKEN: setting('NATS_TOKEN', NatsEnv.NATS_TOKEN.safeParse(env['NATS_TOKEN'])),
-    DYAD_NATS_COALESCE: setting(
-      'DYAD_NATS_COALESCE',
-      NatsEnv.DYAD_NATS_COALESCE.safeParse(env['DYAD_NATS_COALESCE']),
-    ),
-  });
-  return s;
-}
-
 /** `dyad ipam list`: node blocks and pod addresses, read from ipam's and the agents' streams. */
 export const ipamListCommand = defineCommand({
   words: ['ipam', 'list'],
@@ -297,25 +262,10 @@ export const ipamListCommand = defineCommand({
   },
   run: async (ctx) => {
     const format = outputFormat(ctx.flags.output);
-    const nats = natsOptions(ctx.env, ctx.flags.nats);
-    const where = nats.servers.join(',');
-    let bus;
-    try {
-      bus = await connectBus({
-        ...nats,
-        name: 'dyad-cli',
-        logger: createLogger({ service: 'dyad-cli', level: 'silent' }),
-        registry: createMetrics({ processMetrics: false }),
-        reconnect: { maxAttempts: 0 },
-        connectTimeoutMs: 5000,
-      });
-    } catch (err) {
-      throw new CliError(
-        Exit.unavailable,
-        `cannot reach NATS at ${where}: ${err instanceof Error ? err.message : String(err)}`,
-        { cause: err },
-      );
-    }
+    // Loaded here, not at the top: NATS and telemetry take most of a second to import, which
+    // `dyad status` and the other agent commands should not pay.
+    const { connectNats } = await import('./ipam-nats.ts');
+    const { bus, where } = await connectNats(ctx.env, ctx.flags.nats);
     try {
       const l = await readStreams(bus, ctx.flags.node);
       if (l === undefined)
