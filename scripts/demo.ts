@@ -13,14 +13,22 @@ import { repoRoot, startKube, startNats, toolPath } from '@dyad/testbed';
 const keep = process.argv.includes('--keep');
 const say = (s: string) => process.stdout.write(s + '\n');
 
-say('▶ starting nats-server (JetStream) and etcd + kube-apiserver + kube-controller-manager (dual-stack)…');
+say(
+  '▶ starting nats-server (JetStream) and etcd + kube-apiserver + kube-controller-manager (dual-stack)…',
+);
 const [nats, kube] = await Promise.all([startNats(), startKube()]);
 say(`  NATS        ${nats.url}`);
 say(`  apiserver   ${kube.server}`);
 say(`  KUBECONFIG  ${kube.kubeconfigPath}`);
 
 const bridge = spawn(process.execPath, [join(repoRoot(), 'services/kube-bridge/src/main.ts')], {
-  env: { ...process.env, KUBECONFIG: kube.kubeconfigPath, NATS_URL: nats.url, DYAD_HEALTH_PORT: '0', LOG_LEVEL: 'warn' },
+  env: {
+    ...process.env,
+    KUBECONFIG: kube.kubeconfigPath,
+    NATS_URL: nats.url,
+    DYAD_HEALTH_PORT: '0',
+    LOG_LEVEL: 'warn',
+  },
   stdio: ['ignore', 'inherit', 'inherit'],
 });
 say(`▶ kube-bridge started (pid ${bridge.pid})`);
@@ -52,7 +60,8 @@ await bus.ensureStreams(ALL_STREAMS);
 
 // Print every event from the start of the stream as it arrives.
 const seen = new Map<string, number>();
-const interesting = (subject: string) => !subject.includes('.kube-') && !subject.includes('.default.kubernetes');
+const interesting = (subject: string) =>
+  !subject.includes('.kube-') && !subject.includes('.default.kubernetes');
 await bus.consume(ALL_CONTRACTS, { stream: K8S_STREAM, deliverPolicy: 'all' }, (d) => {
   const v = d.value as { op: string; object: { metadata: { name: string; namespace?: string } } };
   const kind = d.meta.type.split('.')[3] ?? '?';
@@ -116,7 +125,18 @@ await pause(1000);
 for (let i = 0; ; i++) {
   const r = spawnSync(
     toolPath('kubectl'),
-    ['--kubeconfig', kube.kubeconfigPath, '-n', 'demo', 'run', 'web-0', '--image=none', '--labels=app=web', '--port=8080', '--overrides={"spec":{"nodeName":"demo-node-1"}}'],
+    [
+      '--kubeconfig',
+      kube.kubeconfigPath,
+      '-n',
+      'demo',
+      'run',
+      'web-0',
+      '--image=none',
+      '--labels=app=web',
+      '--port=8080',
+      '--overrides={"spec":{"nodeName":"demo-node-1"}}',
+    ],
     { encoding: 'utf8' },
   );
   if (r.status === 0) break;
@@ -126,8 +146,21 @@ for (let i = 0; ; i++) {
 say('▶ kubectl -n demo run web-0 --image=none --labels=app=web --port=8080 (bound to demo-node-1)');
 await pause(1000);
 kubectl([
-  '-n', 'demo', 'patch', 'pod', 'web-0', '--subresource=status', '--type=merge', '-p',
-  JSON.stringify({ status: { phase: 'Running', podIP: '198.18.4.5', podIPs: [{ ip: '198.18.4.5' }, { ip: 'fd00:d1ad:4::5' }] } }),
+  '-n',
+  'demo',
+  'patch',
+  'pod',
+  'web-0',
+  '--subresource=status',
+  '--type=merge',
+  '-p',
+  JSON.stringify({
+    status: {
+      phase: 'Running',
+      podIP: '198.18.4.5',
+      podIPs: [{ ip: '198.18.4.5' }, { ip: 'fd00:d1ad:4::5' }],
+    },
+  }),
 ]);
 await pause(1500);
 kubectl(['-n', 'demo', 'delete', 'pod', 'web-0', '--grace-period=0', '--force']);
@@ -136,7 +169,9 @@ await pause(2000);
 say('\n▶ events per kind in DYAD_K8S so far:');
 for (const [kind, n] of [...seen].sort()) say(`  ${kind.padEnd(14)} ${n}`);
 if (keep) {
-  say(`\nEverything keeps running. Try: tools/bin/kubectl --kubeconfig ${kube.kubeconfigPath} get pods -A`);
+  say(
+    `\nEverything keeps running. Try: tools/bin/kubectl --kubeconfig ${kube.kubeconfigPath} get pods -A`,
+  );
   say('Ctrl-C stops it all.');
 } else {
   await shutdown(0);

@@ -9,6 +9,8 @@ echo '[test] typecheck' >&2
 tsc -p tsconfig.json
 echo '[test] lint' >&2
 eslint .
+echo '[test] format' >&2
+prettier --check . >/dev/null
 echo '[test] vitest' >&2
 results=$(mktemp -t dyad-vitest-XXXXXX.json)
 trap 'rm -f "$results"' EXIT

@@ -8,7 +8,14 @@ import { startInMemoryTracing } from '@dyad/telemetry';
 import { ALL_CONTRACTS, K8S_STREAM } from '@dyad/contracts';
 import type { KubeBridge } from '../src/bridge.ts';
 import type { StreamValue } from './harness.ts';
-import { connectTestBus, eventually, kubeClients, makeBridge, retrying, streamState } from './harness.ts';
+import {
+  connectTestBus,
+  eventually,
+  kubeClients,
+  makeBridge,
+  retrying,
+  streamState,
+} from './harness.ts';
 
 // kube-bridge against a real kube-apiserver and a real nats-server: what is created, changed and
 // deleted in Kubernetes must end up, validated, in DYAD_K8S, also across watch restarts and a
@@ -64,7 +71,9 @@ describe('each kind reaches the stream', () => {
     expect(created.object.metadata.labels.team).toBe('blue');
 
     await relabelNamespace('bridge-ns-a', { team: 'red' });
-    await eventually(async () => expect((await valueOf(subject)).object.metadata.labels.team).toBe('red'));
+    await eventually(async () =>
+      expect((await valueOf(subject)).object.metadata.labels.team).toBe('red'),
+    );
 
     await k.core.deleteNamespace({ name: 'bridge-ns-a' });
     // Namespace deletion is finalized by the controller-manager's namespace controller.
@@ -89,12 +98,21 @@ describe('each kind reaches the stream', () => {
         namespace: 'bridge-pods',
         body: {
           metadata: meta('web-0', { app: 'web' }),
-          spec: { nodeName: 'node-1.lab', containers: [{ name: 'web', image: 'none', ports: [{ name: 'http', containerPort: 8080 }] }] },
+          spec: {
+            nodeName: 'node-1.lab',
+            containers: [
+              { name: 'web', image: 'none', ports: [{ name: 'http', containerPort: 8080 }] },
+            ],
+          },
         },
       }),
     );
     const pod = await k.core.readNamespacedPod({ name: 'web-0', namespace: 'bridge-pods' });
-    pod.status = { phase: 'Running', podIP: 'fd00:d1ad:4::5', podIPs: [{ ip: 'fd00:d1ad:4::5' }, { ip: '198.18.4.5' }] };
+    pod.status = {
+      phase: 'Running',
+      podIP: 'fd00:d1ad:4::5',
+      podIPs: [{ ip: 'fd00:d1ad:4::5' }, { ip: '198.18.4.5' }],
+    };
     await k.core.replaceNamespacedPodStatus({ name: 'web-0', namespace: 'bridge-pods', body: pod });
 
     const subject = k8sObjectSubject('Pod', 'bridge-pods', 'web-0');
@@ -105,10 +123,16 @@ describe('each kind reaches the stream', () => {
     });
     expect(v.object.spec).toMatchObject({
       nodeName: 'node-1.lab',
-      containers: [{ name: 'web', ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }] }],
+      containers: [
+        { name: 'web', ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }] },
+      ],
     });
 
-    await k.core.deleteNamespacedPod({ name: 'web-0', namespace: 'bridge-pods', gracePeriodSeconds: 0 });
+    await k.core.deleteNamespacedPod({
+      name: 'web-0',
+      namespace: 'bridge-pods',
+      gracePeriodSeconds: 0,
+    });
     await eventually(async () => expect((await valueOf(subject)).op).toBe('delete'));
   });
 
@@ -128,7 +152,11 @@ describe('each kind reaches the stream', () => {
       }),
     );
     const v = await eventually(() => valueOf(k8sObjectSubject('Service', 'bridge-pods', 'web')));
-    const spec = v.object.spec as { ipFamilies: string[]; ipFamilyPolicy: string; clusterIPs: string[] };
+    const spec = v.object.spec as {
+      ipFamilies: string[];
+      ipFamilyPolicy: string;
+      clusterIPs: string[];
+    };
     expect(spec.ipFamilies).toEqual(['IPv6', 'IPv4']);
     expect(spec.ipFamilyPolicy).toBe('RequireDualStack');
     expect(spec.clusterIPs).toHaveLength(2);
@@ -142,7 +170,9 @@ describe('each kind reaches the stream', () => {
       body: {
         metadata: { name: 'web-manual', labels: { 'kubernetes.io/service-name': 'web' } },
         addressType: 'IPv6',
-        endpoints: [{ addresses: ['fd00:d1ad:4::5'], conditions: { ready: true }, nodeName: 'node-1.lab' }],
+        endpoints: [
+          { addresses: ['fd00:d1ad:4::5'], conditions: { ready: true }, nodeName: 'node-1.lab' },
+        ],
         ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
       },
     });
@@ -157,11 +187,20 @@ describe('each kind reaches the stream', () => {
         },
       },
     });
-    const slice = await eventually(() => valueOf(k8sObjectSubject('EndpointSlice', 'bridge-pods', 'web-manual')));
+    const slice = await eventually(() =>
+      valueOf(k8sObjectSubject('EndpointSlice', 'bridge-pods', 'web-manual')),
+    );
     expect(slice.object).toMatchObject({ addressType: 'IPv6', serviceName: 'web' });
-    const np = await eventually(() => valueOf(k8sObjectSubject('NetworkPolicy', 'bridge-pods', 'allow-web')));
+    const np = await eventually(() =>
+      valueOf(k8sObjectSubject('NetworkPolicy', 'bridge-pods', 'allow-web')),
+    );
     expect(np.object.spec).toMatchObject({
-      ingress: [{ from: [{ ipBlock: { cidr: 'fd00:beef::/64', except: [] } }], ports: [{ port: 8080, protocol: 'TCP' }] }],
+      ingress: [
+        {
+          from: [{ ipBlock: { cidr: 'fd00:beef::/64', except: [] } }],
+          ports: [{ port: 8080, protocol: 'TCP' }],
+        },
+      ],
     });
   });
 });
@@ -171,7 +210,9 @@ describe('tracing', () => {
     await k.core.createNamespace({ body: { metadata: meta('bridge-traced') } });
     const subject = k8sObjectSubject('Namespace', undefined, 'bridge-traced');
     const d = await eventually(async () => {
-      const got = (await bus.snapshot(ALL_CONTRACTS, { stream: K8S_STREAM, filterSubjects: [subject] })).get(subject);
+      const got = (
+        await bus.snapshot(ALL_CONTRACTS, { stream: K8S_STREAM, filterSubjects: [subject] })
+      ).get(subject);
       if (got === undefined) throw new Error('not yet');
       return got;
     });
@@ -180,7 +221,9 @@ describe('tracing', () => {
     const traceId = traceparent?.split('-')[1];
     const observed = tracing
       .spans()
-      .find((s) => s.name === 'k8s upsert Namespace' && s.attributes['k8s.name'] === 'bridge-traced');
+      .find(
+        (s) => s.name === 'k8s upsert Namespace' && s.attributes['k8s.name'] === 'bridge-traced',
+      );
     expect(observed?.spanContext().traceId).toBe(traceId);
   });
 });
@@ -206,7 +249,9 @@ describe('convergence', () => {
     await bridge.settled();
     const s = await streamState(bus);
     expect(s.get(k8sObjectSubject('Namespace', undefined, 'bridge-gone'))?.op).toBe('delete');
-    expect(s.get(k8sObjectSubject('Namespace', undefined, 'bridge-stays'))?.object.metadata.labels.v).toBe('2');
+    expect(
+      s.get(k8sObjectSubject('Namespace', undefined, 'bridge-stays'))?.object.metadata.labels.v,
+    ).toBe('2');
     expect(s.get(k8sObjectSubject('Namespace', undefined, 'bridge-born'))?.op).toBe('upsert');
   });
 
@@ -219,7 +264,10 @@ describe('convergence', () => {
   it('an API server restart: the watch comes back and later changes still arrive', async () => {
     await kube.restartApiserver();
     await k.core.createNamespace({ body: { metadata: meta('bridge-after-restart') } });
-    await eventually(() => valueOf(k8sObjectSubject('Namespace', undefined, 'bridge-after-restart')), 60_000);
+    await eventually(
+      () => valueOf(k8sObjectSubject('Namespace', undefined, 'bridge-after-restart')),
+      60_000,
+    );
   });
 
   it('NATS restarted in the middle loses nothing in the final state', async () => {
@@ -232,8 +280,12 @@ describe('convergence', () => {
     await nats.restart();
     await eventually(async () => {
       const s = await streamState(bus);
-      expect(s.get(k8sObjectSubject('Namespace', undefined, 'bridge-during-outage'))?.op).toBe('upsert');
-      expect(s.get(k8sObjectSubject('Namespace', undefined, 'bridge-stays'))?.object.metadata.labels.v).toBe('3');
+      expect(s.get(k8sObjectSubject('Namespace', undefined, 'bridge-during-outage'))?.op).toBe(
+        'upsert',
+      );
+      expect(
+        s.get(k8sObjectSubject('Namespace', undefined, 'bridge-stays'))?.object.metadata.labels.v,
+      ).toBe('3');
       expect(s.get(k8sObjectSubject('Service', 'bridge-pods', 'web'))?.op).toBe('delete');
     }, 60_000);
     await bridge.settled();
@@ -248,7 +300,14 @@ async function expectStreamMatchesApi(): Promise<void> {
     const api = new Set<string>();
     type Item = { metadata?: { name?: string; namespace?: string } };
     const add = (kind: string, namespaced: boolean, items: Item[]) => {
-      for (const i of items) api.add(k8sObjectSubject(kind, namespaced ? i.metadata?.namespace : undefined, i.metadata?.name ?? ''));
+      for (const i of items)
+        api.add(
+          k8sObjectSubject(
+            kind,
+            namespaced ? i.metadata?.namespace : undefined,
+            i.metadata?.name ?? '',
+          ),
+        );
     };
     add('Namespace', false, (await k.core.listNamespace()).items);
     add('Node', false, (await k.core.listNode()).items);

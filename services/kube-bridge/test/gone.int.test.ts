@@ -25,7 +25,9 @@ const lists = async (kind: string) =>
 beforeAll(async () => {
   [nats, kube] = await Promise.all([
     startNats(),
-    startKube({ extraArgs: { 'kube-apiserver': ['--watch-cache=false', '--min-request-timeout=1'] } }),
+    startKube({
+      extraArgs: { 'kube-apiserver': ['--watch-cache=false', '--min-request-timeout=1'] },
+    }),
   ]);
   bus = await connectTestBus(nats.url, 'kube-bridge-gone-test');
   bridge = makeBridge(kube.kubeconfigPath, bus, 3_600_000, metrics);
@@ -57,7 +59,10 @@ it('after a compaction makes the watch position too old, the bridge relists and 
   // re-watch slips in first; the relist and the converged stream are what this checks.)
   await k.core.deleteNode({ name: 'gone-doomed' });
   for (let i = 0; i < 20; i++) {
-    await k.core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: `churn-${i}` }, data: { i: String(i) } } });
+    await k.core.createNamespacedConfigMap({
+      namespace: 'default',
+      body: { metadata: { name: `churn-${i}` }, data: { i: String(i) } },
+    });
   }
   const { header } = await etcd('/v3/kv/range', { key: Buffer.from('/').toString('base64') });
   await etcd('/v3/kv/compaction', { revision: header.revision, physical: true });
@@ -67,7 +72,11 @@ it('after a compaction makes the watch position too old, the bridge relists and 
   await bridge.settled();
   const s = await streamState(bus);
   expect(s.get(doomed)?.op).toBe('delete');
-  const live = (await k.core.listNode()).items.map((n) => k8sObjectSubject('Node', undefined, n.metadata?.name ?? ''));
-  const streamLive = [...s].filter(([subj, v]) => subj.startsWith('dyad.k8s.v1.node.') && v.op === 'upsert');
+  const live = (await k.core.listNode()).items.map((n) =>
+    k8sObjectSubject('Node', undefined, n.metadata?.name ?? ''),
+  );
+  const streamLive = [...s].filter(
+    ([subj, v]) => subj.startsWith('dyad.k8s.v1.node.') && v.op === 'upsert',
+  );
   expect(streamLive.map(([subj]) => subj).sort()).toEqual(live.sort());
 });

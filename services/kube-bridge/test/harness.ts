@@ -11,7 +11,9 @@ import { busStreamPort } from '../src/stream-port.ts';
 
 export interface StreamValue {
   readonly op: 'upsert' | 'delete';
-  readonly object: Record<string, unknown> & { metadata: { name: string; uid: string; labels: Record<string, string> } };
+  readonly object: Record<string, unknown> & {
+    metadata: { name: string; uid: string; labels: Record<string, string> };
+  };
   readonly type: string;
 }
 
@@ -51,7 +53,10 @@ export function makeBridge(
     kubeConfig: kc,
     kinds: watchedKinds(kc),
     stream: busStreamPort(bus),
-    logger: createLogger({ service: 'kube-bridge-test', level: process.env.DYAD_TEST_LOG === '1' ? 'debug' : 'silent' }),
+    logger: createLogger({
+      service: 'kube-bridge-test',
+      level: process.env.DYAD_TEST_LOG === '1' ? 'debug' : 'silent',
+    }),
     metrics,
     resyncIntervalMs,
     tombstoneTtlMs: 3_600_000,
@@ -62,7 +67,8 @@ export function makeBridge(
 export async function streamState(bus: Bus): Promise<Map<string, StreamValue>> {
   const snap = await bus.snapshot(ALL_CONTRACTS, { stream: K8S_STREAM });
   const out = new Map<string, StreamValue>();
-  for (const [subject, d] of snap) out.set(subject, { ...(d.value as Omit<StreamValue, 'type'>), type: d.meta.type });
+  for (const [subject, d] of snap)
+    out.set(subject, { ...(d.value as Omit<StreamValue, 'type'>), type: d.meta.type });
   return out;
 }
 

@@ -5,7 +5,13 @@ import { normalizeNetworkPolicy, normalizePod, normalizeService } from '../src/n
 
 describe('normalize', () => {
   const pod: V1Pod = {
-    metadata: { uid: 'u', name: 'web-0', namespace: 'prod', resourceVersion: '9', creationTimestamp: new Date(0) },
+    metadata: {
+      uid: 'u',
+      name: 'web-0',
+      namespace: 'prod',
+      resourceVersion: '9',
+      creationTimestamp: new Date(0),
+    },
     spec: { nodeName: 'n1', containers: [{ name: 'c', ports: [{ containerPort: 80 }] }] },
     status: { phase: 'Running', podIPs: [{ ip: 'fd00::5' }, { ip: '198.18.0.5' }] },
   };
@@ -17,7 +23,10 @@ describe('normalize', () => {
 
   it('turns Date timestamps from list calls into the strings a watch would carry', () => {
     expect(normalizePod(pod).metadata.creationTimestamp).toBe('1970-01-01T00:00:00.000Z');
-    const fromWatch = { ...pod, metadata: { ...pod.metadata, creationTimestamp: '1970-01-01T00:00:00.000Z' } };
+    const fromWatch = {
+      ...pod,
+      metadata: { ...pod.metadata, creationTimestamp: '1970-01-01T00:00:00.000Z' },
+    };
     expect(normalizePod(fromWatch as unknown as V1Pod)).toEqual(normalizePod(pod));
   });
 
@@ -33,7 +42,10 @@ describe('normalize', () => {
         clusterIPs: ['198.18.128.10', 'fd00:d1ad:5e::a'],
         ipFamilies: ['IPv4', 'IPv6'],
         ipFamilyPolicy: 'PreferDualStack',
-        ports: [{ port: 80, targetPort: 8080 }, { port: 81, targetPort: 'http' }],
+        ports: [
+          { port: 80, targetPort: 8080 },
+          { port: 81, targetPort: 'http' },
+        ],
       },
     } as unknown as V1Service;
     const out = Service.parse(normalizeService(svc));
@@ -48,13 +60,20 @@ describe('normalize', () => {
       spec: {
         podSelector: {},
         policyTypes: ['Ingress'],
-        ingress: [{ _from: [{ ipBlock: { cidr: 'fd00:1::/64', except: [] } }], ports: [{ port: 53, protocol: 'UDP' }] }],
+        ingress: [
+          {
+            _from: [{ ipBlock: { cidr: 'fd00:1::/64', except: [] } }],
+            ports: [{ port: 53, protocol: 'UDP' }],
+          },
+        ],
       },
     };
     const out = NetworkPolicy.parse(normalizeNetworkPolicy(np));
     expect(out.spec.ingress[0]?.from[0]?.ipBlock?.cidr).toBe('fd00:1::/64');
     expect(out.spec.ingress[0]?.ports[0]).toEqual({ protocol: 'UDP', port: 53 });
-    const fromWatch = JSON.parse(JSON.stringify(np).replace('"_from"', '"from"')) as V1NetworkPolicy;
+    const fromWatch = JSON.parse(
+      JSON.stringify(np).replace('"_from"', '"from"'),
+    ) as V1NetworkPolicy;
     expect(NetworkPolicy.parse(normalizeNetworkPolicy(fromWatch))).toEqual(out);
   });
 });
