@@ -66,6 +66,27 @@ describe.skipIf(skip !== undefined)('lab: 3 nodes, dual-stack', () => {
     }
   });
 
+  it("dyad --node N reads node N's agent through the lab's plugin; dyad lab exec enters a pod", () => {
+    for (const node of NODES) {
+      const s = lab.dyad(['status', '--node', node, '-o', 'json']);
+      expect(s.stderr).toBe('');
+      expect(s.status).toBe(0);
+      expect((JSON.parse(s.stdout) as { node: string }).node).toBe(node);
+      const e = lab.dyad(['endpoint', 'list', '--node', node, '-o', 'json']);
+      expect(e.status).toBe(0);
+      const mine = pods.filter((p) => p.node === node).map((p) => `${p.namespace}/${p.name}`);
+      const listed = (JSON.parse(e.stdout) as Array<{ pod: { namespace: string; name: string } }>)
+        .map((x) => `${x.pod.namespace}/${x.pod.name}`)
+        .sort();
+      expect(listed).toEqual([...mine].sort());
+    }
+    const unknown = lab.dyad(['status', '--node', 'node-9']);
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toContain('--node node-9: the lab');
+    const exec = lab.dyad(['lab', 'exec', refs[0] ?? '', '--', 'ip', '-o', 'addr', 'show', 'eth0']);
+    expect(exec.status).toBe(0);
+  });
+
   it('every pod reaches every other over IPv4 and IPv6, TCP and UDP', async () => {
     const lines = matrix(refs, PORT, ['IPv4', 'IPv6']);
     expect(lines).toHaveLength(12 * 11 * 4);

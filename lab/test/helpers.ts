@@ -95,6 +95,15 @@ export class TestLab {
     }
   }
 
+  /** `dyad <args>` as a user runs it (`npx dyad`), against this lab. */
+  dyad(args: readonly string[]): { status: number | null; stdout: string; stderr: string } {
+    return spawnSync(
+      process.execPath,
+      [join(repoRoot(), 'packages', 'cli', 'bin', 'dyad.js'), ...args],
+      { env: this.env, encoding: 'utf8', timeout: 60_000 },
+    );
+  }
+
   /** `dyad lab probe --batch` as a user runs it; returns its output lines. */
   async probeBatch(lines: readonly ProbeLine[], timeoutMs = 1000): Promise<ProbeReply[]> {
     const child = spawn(

@@ -15,7 +15,8 @@ function scalar(v: unknown): string {
   if (typeof v === 'boolean') return String(v);
   if (typeof v === 'number') return Number.isFinite(v) ? String(v) : 'null';
   if (typeof v === 'bigint') return v.toString();
-  const s = String(v);
+  // Only strings reach here from JSON values; anything else is shown as JSON would show it.
+  const s = typeof v === 'string' ? v : JSON.stringify(v);
   return PLAIN.test(s) && !RESERVED.test(s) && !s.endsWith(':') && !s.includes(': ')
     ? s
     : JSON.stringify(s);
