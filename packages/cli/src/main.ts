@@ -112,6 +112,11 @@ class Dispatcher {
       this.#io.stdout.write(commandHelp(exact));
       return Exit.ok;
     }
+    const group = groupOf(all, words);
+    if (group?.prefix.length === words.length) {
+      this.#io.stdout.write(groupHelp(group.prefix, group.commands));
+      return Exit.ok;
+    }
     return this.noCommand(words);
   }
 

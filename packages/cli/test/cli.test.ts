@@ -138,9 +138,15 @@ describe('dyad dispatch', () => {
       expect(err).toContain(message);
       expect(err).toContain('bpf endpoint list');
     }
-    const h = io();
-    expect(await run(['bpf', 'endpoint', '--help'], h.io, grouped)).toBe(Exit.ok);
-    expect(h.out()).toContain('bpf endpoint list');
+    for (const args of [
+      ['bpf', 'endpoint', '--help'],
+      ['help', 'bpf', 'endpoint'],
+    ]) {
+      const h = io();
+      expect(await run(args, h.io, grouped)).toBe(Exit.ok);
+      expect(h.out()).toContain('bpf endpoint list');
+    }
+    expect(await run(['help', 'bpf', 'nope'], io().io, grouped)).toBe(Exit.usage);
   });
 
   it('an unknown command is a usage error; no command or --help is the root help', async () => {
