@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { NODE_DESIRED_STREAM, NODE_DESIRED_SUBJECT_ROOT } from './agent.ts';
 import { defineMessage } from './contract.ts';
+import { NetworkPolicy } from './k8s.ts';
 import type { KvBucketSpec, StreamSpec } from './streams.ts';
 import { encodeToken } from './subjects.ts';
 
@@ -133,6 +134,8 @@ export const PolicyProblemCode = {
   exceptOutsideCidr: 'except-outside-cidr',
   /** A rule the datapath cannot match yet (SCTP ports): that traffic is dropped, never let through. */
   datapathUnsupported: 'datapath-unsupported',
+  /** The newest version on NATS did not decode (it was dead-lettered): the last one accepted stays enforced. */
+  updateRefused: 'update-refused',
 } as const;
 export type PolicyProblemCode = (typeof PolicyProblemCode)[keyof typeof PolicyProblemCode];
 
@@ -145,6 +148,7 @@ export const PolicyProblem = z.object({
     PolicyProblemCode.badSelector,
     PolicyProblemCode.exceptOutsideCidr,
     PolicyProblemCode.datapathUnsupported,
+    PolicyProblemCode.updateRefused,
   ]),
   /** Where in the object, e.g. `spec.ingress[0].ports[1]`. */
   path: z.string(),
@@ -164,11 +168,16 @@ export const PolicyStatusEvent = defineMessage({
       resourceVersion: Name,
       /** Empty: enforced exactly as written. */
       problems: z.array(PolicyProblem),
+      /**
+       * The object enforced, as last accepted from DYAD_K8S: a restarted policy service whose
+       * input's newest value does not decode enforces this one rather than none.
+       */
+      accepted: NetworkPolicy,
     }),
     z.object({ op: z.literal('delete'), namespace: Name, name: Name }),
   ]),
   description:
-    'What the policy service made of one NetworkPolicy: the parts Dyad does not enforce exactly as written (each with what it does instead), empty when none. Published whenever that changes; last value per policy, for `dyad policy get`.',
+    'What the policy service made of one NetworkPolicy: the object it enforces, and the parts Dyad does not enforce exactly as written (each with what it does instead; empty when none). Published when either changes; last value per policy, for `dyad policy get`.',
   subjectPattern: `${POLICY_SUBJECT_ROOT}.status.{namespace}.{name}`,
   stream: POLICY_STREAM,
 });

@@ -212,6 +212,15 @@ const POLICY_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> = [
           message: 'SCTP ports are not matched by the datapath yet; that traffic is dropped',
         },
       ],
+      accepted: {
+        metadata: meta('allow-web', 'prod'),
+        spec: {
+          podSelector: { matchLabels: { app: 'web' }, matchExpressions: [] },
+          policyTypes: ['Ingress'],
+          ingress: [{ ports: [{ protocol: 'SCTP', port: 9000 }], from: [] }],
+          egress: [],
+        },
+      },
     },
   ],
   [
