@@ -238,11 +238,14 @@ describe('core publish/subscribe and request/reply', () => {
     await expect(
       a.bus.request(AddRequest, 'dyad.test.v1.nobody', { a: 1, b: 1 }, AddReply),
     ).rejects.toBeInstanceOf(NoRespondersError);
+    // the server answers only after the requester has given up
+    let answer!: () => void;
+    const gate = new Promise<void>((r) => (answer = r));
     const srv = b.bus.serve(
       AddRequest,
       'dyad.test.v1.slow',
       async () => {
-        await new Promise((r) => setTimeout(r, 1500));
+        await gate;
         return { sum: 0 };
       },
       AddReply,
@@ -251,6 +254,7 @@ describe('core publish/subscribe and request/reply', () => {
     await expect(
       a.bus.request(AddRequest, 'dyad.test.v1.slow', { a: 1, b: 1 }, AddReply, { timeoutMs: 200 }),
     ).rejects.toBeInstanceOf(RequestTimeoutError);
+    answer();
     await srv.stop();
   });
 });

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import {
   Direction,
   Libbpf,
@@ -105,7 +105,12 @@ describe.skipIf(skip !== undefined)('two pods on one node', () => {
       // the new flow's deadline follows the 1 s setting, not the 60 s default
       for (const [, v] of fresh) expect(v.expiresNs - monotonicNs()).toBeLessThan(2_000_000_000n);
 
-      await new Promise((r) => setTimeout(r, 1500));
+      // the sweep runs once the kernel's clock is past every fresh entry's deadline
+      const deadline = fresh.reduce((m, [, v]) => (v.expiresNs > m ? v.expiresNs : m), 0n);
+      await vi.waitFor(() => expect(monotonicNs() > deadline).toBe(true), {
+        timeout: 10_000,
+        interval: 50,
+      });
       expect(sweepConntrack(maps.conntrack)).toBe(fresh.length);
       // the fresh flow is gone; flows tracked under the default timeouts are still there
       expect(udpKeys()).toEqual(before);
