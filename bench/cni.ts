@@ -13,12 +13,13 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
+  AgentLab,
   CNI_BIN_DIR,
   DATAPATH_OBJECT,
   ensureBpfBuilt,
   ensureCniBuilt,
-} from '../services/datapath-agent/test/helpers/build.ts';
-import { AgentLab, run } from '../services/datapath-agent/test/helpers/lab.ts';
+  run,
+} from '@dyad/datapath-agent/testing';
 import {
   Netns,
   createVeth,

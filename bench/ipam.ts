@@ -37,8 +37,8 @@ import {
   metricValue,
   pool,
   startReplica,
-} from '../services/ipam/test/harness.ts';
-import type { Replica } from '../services/ipam/test/harness.ts';
+} from '@dyad/ipam/testing';
+import type { Replica } from '@dyad/ipam/testing';
 import { measureNodeAllocator } from './support/node-allocator.ts';
 import { Requester } from './support/requester.ts';
 

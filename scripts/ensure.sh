@@ -10,7 +10,7 @@ log() { printf '[ensure] %s\n' "$*" >&2; }
 # command-or-file -> Debian package
 declare -A NEED=(
   [clang]=clang [llc]=llvm [bpftool]=bpftool [ip]=iproute2 [tc]=iproute2 [iperf3]=iperf3
-  [openssl]=openssl [make]=make [go]=golang-go [capsh]=libcap2-bin
+  [openssl]=openssl [make]=make [go]=golang-go [capsh]=libcap2-bin [zsh]=zsh
   [/usr/include/bpf/libbpf.h]=libbpf-dev [/usr/lib/cni/ptp]=containernetworking-plugins
 )
 missing=()

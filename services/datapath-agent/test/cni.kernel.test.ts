@@ -10,7 +10,7 @@ import {
 } from '@dyad/contracts';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 // Relative: the CLI is not a dependency of the agent, only its client.
-import { run as dyad } from '../../../packages/cli/src/index.ts';
+import { run as dyad } from '@dyad/cli';
 import { ensureBpfBuilt, ensureCniBuilt } from './helpers/build.ts';
 import { kernelRequired, kernelSkipReason } from './helpers/kernel.ts';
 import { AgentLab, apiGet, run } from './helpers/lab.ts';
