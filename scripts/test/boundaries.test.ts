@@ -2,8 +2,8 @@
 // - a relative import stays inside its own package (another package is reached by its name,
 //   through its public door: `exports` in its package.json);
 // - a bare import is declared in the importing package's package.json (dependencies, or
-//   devDependencies for tests, benches and scripts, which may also use the workspace's own tools:
-//   the root's devDependencies, such as the test runner);
+//   devDependencies for tests, benches and scripts, which may also use the workspace's test
+//   runner, declared once at the root);
 // - product code (a package's src/) never imports the test bed or the lab.
 // The root's bench/ and scripts/ count as one package: the root package.json.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
@@ -82,8 +82,8 @@ function owner(all: readonly Pkg[], file: string): Pkg {
 
 function violations(): string[] {
   const all = packages();
-  // the workspace's own tools (the test runner, the compiler) serve the tests of every package
-  const tools = all.find((p) => p.dir === ROOT)?.devDeps ?? new Set<string>();
+  // the workspace's test runner serves the tests of every package (declared once, at the root)
+  const tools = new Set(['vitest']);
   const problems: string[] = [];
   const roots = [
     ...all.filter((p) => p.dir !== ROOT).map((p) => p.dir),
