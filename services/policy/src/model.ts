@@ -51,8 +51,8 @@ export type PolicyDelta =
 
 export interface CompileOptions {
   /**
-   * Let the pod's own node reach it and be reached whatever the policy (kubelet probes;
-   * Kubernetes documents node traffic as always allowed): an any-protocol rule for
+   * Let the pod's own node reach it and be reached whatever the policy (kubelet probes come
+   * from the node; Cilium and Calico allow the local node by default): an any-protocol rule for
    * ReservedIdentity.host in each enforced direction.
    */
   readonly allowHost: boolean;

@@ -2,7 +2,7 @@
 // same model: namespaces x, y, z, pods a, b, c. Every case is compiled twice, from scratch and by
 // the incremental engine, and the two must agree; then the reachability matrix that the compiled
 // messages give (evaluated as the datapath will) is compared with upstream's expectation.
-import { ReservedIdentity } from '@dyad/contracts';
+import { PodPolicyDesiredV2, ReservedIdentity } from '@dyad/contracts';
 import { describe, expect, it } from 'vitest';
 import { compileAll } from '../src/compile.ts';
 import { directionAllows } from '../src/evaluate.ts';
@@ -33,6 +33,13 @@ function compileBoth(
   for (const p of pods) engine.upsertPod(p);
   engine.drain();
   expect(engine.published()).toEqual(ref);
+  // Every message is one the contract accepts as it is.
+  for (const c of ref.values()) {
+    expect(PodPolicyDesiredV2.schema.parse({ op: 'upsert', ...c.body })).toEqual({
+      op: 'upsert',
+      ...c.body,
+    });
+  }
   return ref;
 }
 
