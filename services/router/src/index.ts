@@ -1,7 +1,7 @@
 export { RouterCore } from './core.ts';
 export { computeState } from './compute.ts';
 export { applyUpdate, diffState, isEmptyUpdate } from './diff.ts';
-export { placeholderIdentity } from './identity.ts';
+export { PodIdentities } from './identity.ts';
 export { endpointInput, nodeAddresses, nodePodCidrs } from './inputs.ts';
 export { canonicalAddress, canonicalPrefix, familyOf, hostPrefix } from './ip.ts';
 export { emptyState, sameIpcacheEntry, sameRoute } from './model.ts';
@@ -22,6 +22,7 @@ export type {
   RouteEntry,
   World,
 } from './model.ts';
+export type { IdentitySource, PodRef } from './identity.ts';
 export type { RouterMetrics } from './metrics.ts';
 export type { RouterServiceOptions } from './service.ts';
 export type {

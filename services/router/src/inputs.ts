@@ -1,5 +1,5 @@
 import type { EndpointStateValue, Family, NodeBlockValue, NodeObject } from '@dyad/contracts';
-import { placeholderIdentity } from './identity.ts';
+import type { IdentitySource } from './identity.ts';
 import { canonicalAddress, canonicalPrefix, familyOf } from './ip.ts';
 import type { EndpointInput } from './model.ts';
 
@@ -35,16 +35,16 @@ export function nodePodCidrs(blocks: readonly NodeBlockValue[]): string[] {
 }
 
 /**
- * An endpoint report as the core's input. The router is the identity authority until a policy
- * service exists: a pod's identity is its placeholder (identity.ts), whatever the report says.
- * Agents take a pod's identity from the router's entry for its address and report that back,
- * so using the reported value would feed the agent's initial guess back to it for good.
+ * An endpoint report as the core's input, its identity the one the policy service published for
+ * its pod (`unknown` until there is one), whatever the report says: agents take a pod's identity
+ * from the router's entry for its address and report it back, so reading the reported value
+ * would only return an agent's earlier word to it.
  */
-export function endpointInput(ep: EndpointStateValue): EndpointInput {
+export function endpointInput(ep: EndpointStateValue, identities: IdentitySource): EndpointInput {
   const since = Date.parse(ep.createdAt);
   return {
     node: ep.node,
-    identity: placeholderIdentity(ep.pod.namespace, ep.pod.name),
+    identity: identities.of(ep.pod),
     ips: [ep.ipv4, ep.ipv6].filter((ip): ip is string => ip !== undefined),
     since: Number.isFinite(since) ? since : 0,
     pod: { namespace: ep.pod.namespace, name: ep.pod.name },

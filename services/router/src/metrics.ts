@@ -17,7 +17,7 @@ export function createRouterMetrics(registry: Registry): RouterMetrics {
   return {
     inputEvents: new Counter({
       name: 'dyad_router_input_events_total',
-      help: 'Input events applied, by source (node, ipam, endpoint) and op',
+      help: 'Input events applied, by source (node, ipam, endpoint, identity) and op',
       labelNames: ['source', 'op'],
       registers,
     }),

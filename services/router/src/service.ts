@@ -6,13 +6,17 @@ import {
   IpamNodeEvent,
   K8S_STREAM,
   NodeEvent,
+  POLICY_STREAM,
+  PodIdentityEvent,
+  PolicyFilter,
   k8sKindFilter,
 } from '@dyad/contracts';
-import type { Family, PayloadOf } from '@dyad/contracts';
+import type { EndpointStateValue, Family, PayloadOf } from '@dyad/contracts';
 import type { Bus, BusConsumer } from '@dyad/bus';
 import type { Logger } from '@dyad/telemetry';
 import { RouterCore } from './core.ts';
 import { diffState, isEmptyUpdate } from './diff.ts';
+import { PodIdentities } from './identity.ts';
 import { endpointInput, nodeAddresses, nodePodCidrs } from './inputs.ts';
 import type { RouterMetrics } from './metrics.ts';
 import type { NodeUpdate } from './model.ts';
@@ -38,10 +42,11 @@ export interface RouterServiceOptions {
 type NodeMsg = PayloadOf<typeof NodeEvent>;
 type IpamMsg = PayloadOf<typeof IpamNodeEvent>;
 type EndpointMsg = PayloadOf<typeof EndpointReport>;
+type PodIdentityMsg = PayloadOf<typeof PodIdentityEvent>;
 
 /**
- * The router service: folds three input streams (Node objects for addresses, IPAM assignments
- * for pod CIDRs, agents' endpoint reports) into the core, and keeps the output stream equal to
+ * The router service: folds four input streams (Node objects for addresses, IPAM assignments
+ * for pod CIDRs, agents' endpoint reports, the policy service's pod identities) into the core, and keeps the output stream equal to
  * the core's state: incremental publishes as inputs change, and a reconcile against the stored
  * state at start-up, after any failed publish, and periodically. It holds no state of its own
  * beyond what it can rebuild from the streams, so it may be killed at any moment.
@@ -52,6 +57,10 @@ export class RouterService {
   /** Node name → addresses, for nodes the Kubernetes API has: membership follows the Node object. */
   readonly #kubeNodes = new Map<string, Partial<Record<Family, string>>>();
   readonly #ipamNodes = new Map<string, readonly string[]>();
+  readonly #identities = new PodIdentities();
+  /** Endpoint reports by subject, and their subjects by pod: a pod's new identity re-derives them. */
+  readonly #endpoints = new Map<string, EndpointStateValue>();
+  readonly #endpointsByPod = new Map<string, Set<string>>();
   readonly #consumers: BusConsumer[] = [];
   #queue: Promise<void> = Promise.resolve();
   #flushTimer: NodeJS.Timeout | undefined;
@@ -83,13 +92,17 @@ export class RouterService {
     for (const n of stored.values()) revision = Math.max(revision, n.maxRevision);
     this.#core = new RouterCore({ revision });
 
-    const [nodes, ipam, endpoints] = await Promise.all([
+    const identities = { stream: POLICY_STREAM, filterSubjects: [PolicyFilter.pods] };
+    const [nodes, ipam, endpoints, pods] = await Promise.all([
       bus.snapshot([NodeEvent], { stream: K8S_STREAM, filterSubjects: [k8sKindFilter('Node')] }),
       bus.snapshot([IpamNodeEvent], { stream: IPAM_NODES_STREAM }),
       bus.snapshot([EndpointReport], { stream: AGENT_STREAM, filterSubjects: [ENDPOINT_FILTER] }),
+      bus.snapshot([PodIdentityEvent], identities),
     ]);
     for (const d of nodes.values()) this.#onNode(d.value);
     for (const d of ipam.values()) this.#onIpam(d.value);
+    // Identities before endpoints: a restart does not publish `unknown` for a moment.
+    for (const d of pods.values()) this.#onPodIdentity(d.value);
     for (const d of endpoints.values()) this.#onEndpoint(d.subject, d.value);
     await this.#enqueue(async () => {
       try {
@@ -117,6 +130,9 @@ export class RouterService {
         [EndpointReport],
         { stream: AGENT_STREAM, filterSubjects: [ENDPOINT_FILTER], ...live },
         (d) => this.#changed(() => this.#onEndpoint(d.subject, d.value)),
+      ),
+      await bus.consume([PodIdentityEvent], { ...identities, ...live }, (d) =>
+        this.#changed(() => this.#onPodIdentity(d.value)),
       ),
     );
     this.#resyncTimer = setInterval(() => this.#scheduleReconcile(0), this.#o.resyncIntervalMs);
@@ -156,9 +172,34 @@ export class RouterService {
 
   #onEndpoint(subject: string, m: EndpointMsg): void {
     this.#o.metrics.inputEvents.inc({ source: 'endpoint', op: m.op });
+    const pod = `${m.endpoint.pod.namespace}/${m.endpoint.pod.name}`;
+    const had = this.#endpoints.get(subject);
+    if (had !== undefined) {
+      const old = `${had.pod.namespace}/${had.pod.name}`;
+      this.#endpointsByPod.get(old)?.delete(subject);
+      if (this.#endpointsByPod.get(old)?.size === 0) this.#endpointsByPod.delete(old);
+    }
     // The subject names the endpoint (node, container, interface) uniquely and for good.
-    if (m.op === 'delete') this.#core.removeEndpoint(subject);
-    else this.#core.setEndpoint(subject, endpointInput(m.endpoint));
+    if (m.op === 'delete') {
+      this.#endpoints.delete(subject);
+      this.#core.removeEndpoint(subject);
+      return;
+    }
+    this.#endpoints.set(subject, m.endpoint);
+    let subjects = this.#endpointsByPod.get(pod);
+    if (subjects === undefined) this.#endpointsByPod.set(pod, (subjects = new Set()));
+    subjects.add(subject);
+    this.#core.setEndpoint(subject, endpointInput(m.endpoint, this.#identities));
+  }
+
+  /** A pod's identity came, changed or went: its endpoints' entries follow. */
+  #onPodIdentity(m: PodIdentityMsg): void {
+    this.#o.metrics.inputEvents.inc({ source: 'identity', op: m.op });
+    if (!this.#identities.apply(m)) return;
+    for (const subject of this.#endpointsByPod.get(`${m.namespace}/${m.name}`) ?? []) {
+      const ep = this.#endpoints.get(subject);
+      if (ep !== undefined) this.#core.setEndpoint(subject, endpointInput(ep, this.#identities));
+    }
   }
 
   #applyNode(name: string): void {

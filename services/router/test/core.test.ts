@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { RouterCore } from '../src/core.ts';
-import { placeholderIdentity } from '../src/identity.ts';
 import { canonicalAddress, canonicalPrefix, hostPrefix } from '../src/ip.ts';
 
 const nodeA = {
@@ -178,13 +177,5 @@ describe('addresses', () => {
     expect(canonicalPrefix('fd00:18:2:0:ffff::/64')).toBe('fd00:18:2::/64');
     expect(canonicalPrefix('fd00::/129')).toBeUndefined();
     expect(hostPrefix('fd00::1')).toBe('fd00::1/128');
-  });
-
-  it('placeholder identities are stable and in the pod range', () => {
-    const id = placeholderIdentity('prod', 'web-0');
-    expect(id).toBe(placeholderIdentity('prod', 'web-0'));
-    expect(id).not.toBe(placeholderIdentity('prod', 'web-1'));
-    expect(id).toBeGreaterThanOrEqual(0x10000);
-    expect(id).toBeLessThan(0x1000000);
   });
 });

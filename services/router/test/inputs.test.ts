@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { placeholderIdentity } from '../src/identity.ts';
+import { ReservedIdentity } from '@dyad/contracts';
+import { PodIdentities } from '../src/identity.ts';
 import { endpointInput, nodeAddresses, nodePodCidrs } from '../src/inputs.ts';
 
 const ep = {
@@ -8,7 +9,7 @@ const ep = {
   ifName: 'eth0',
   endpointId: 3,
   network: 'dyad',
-  pod: { namespace: 'prod', name: 'web-0' },
+  pod: { namespace: 'prod', name: 'web-0', uid: 'uid-web-0' },
   ipv4: '198.18.1.5',
   ipv6: 'fd00:18:1::5',
   mac: '0a:00:00:00:00:01',
@@ -21,16 +22,49 @@ const ep = {
 };
 
 describe('router inputs', () => {
-  it('gives an endpoint its placeholder identity whatever the agent reported (no feedback loop)', () => {
-    const want = placeholderIdentity('prod', 'web-0');
-    expect(endpointInput(ep).identity).toBe(want);
-    expect(endpointInput({ ...ep, identity: want }).identity).toBe(want);
-    expect(endpointInput(ep)).toMatchObject({
+  const published = (identity: number, uid = 'uid-web-0') => ({
+    op: 'upsert' as const,
+    namespace: 'prod',
+    name: 'web-0',
+    uid,
+    identity,
+  });
+
+  it('gives an endpoint the identity the policy service published for its pod, whatever the agent reported', () => {
+    const ids = new PodIdentities();
+    // Nothing published yet: unknown, which no policy names.
+    expect(endpointInput(ep, ids).identity).toBe(ReservedIdentity.unknown);
+    expect(ids.apply(published(70001))).toBe(true);
+    expect(endpointInput(ep, ids).identity).toBe(70001);
+    // The agent's report feeds back what the router said before: never read (no feedback loop).
+    expect(endpointInput({ ...ep, identity: 99999 }, ids).identity).toBe(70001);
+    expect(endpointInput(ep, ids)).toMatchObject({
       node: 'node-1',
       ips: ['198.18.1.5', 'fd00:18:1::5'],
       since: Date.parse('2025-01-01T00:00:01.000Z'),
       pod: { namespace: 'prod', name: 'web-0' },
     });
+  });
+
+  it('follows the identity as it changes, and forgets it when the pod goes', () => {
+    const ids = new PodIdentities();
+    ids.apply(published(70001));
+    expect(ids.apply(published(70001))).toBe(false);
+    expect(ids.apply(published(70002))).toBe(true);
+    expect(endpointInput(ep, ids).identity).toBe(70002);
+    expect(ids.apply({ op: 'delete', namespace: 'prod', name: 'web-0' })).toBe(true);
+    expect(endpointInput(ep, ids).identity).toBe(ReservedIdentity.unknown);
+    expect(ids.size).toBe(0);
+  });
+
+  it('never gives an endpoint the identity of another pod of the same name (another uid)', () => {
+    const ids = new PodIdentities();
+    // web-0 re-created: the identity published is the new pod's, the endpoint the old one's.
+    ids.apply(published(70003, 'uid-web-0-new'));
+    expect(endpointInput(ep, ids).identity).toBe(ReservedIdentity.unknown);
+    // An agent that did not report a uid gets the name's identity.
+    const { uid: _, ...noUid } = ep.pod;
+    expect(endpointInput({ ...ep, pod: noUid }, ids).identity).toBe(70003);
   });
 
   it('reads the first InternalIP per family, else ExternalIP, canonical', () => {

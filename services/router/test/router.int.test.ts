@@ -4,13 +4,16 @@ import {
   EndpointReport,
   IpamNodeEvent,
   NodeEvent,
+  PodIdentityEvent,
   ROUTER_STREAM,
+  ReservedIdentity,
   RouterIpcacheEvent,
   RouterRouteEvent,
   RouterSyncEvent,
   agentEndpointSubject,
   ipamNodeSubject,
   k8sObjectSubject,
+  policyPodSubject,
   routerNodeFilter,
 } from '@dyad/contracts';
 import type { PayloadOf } from '@dyad/contracts';
@@ -212,6 +215,28 @@ describe('router over NATS', () => {
     const b = await nodeState(inputs, 'b');
     expect(b.ipcache.get('198.18.2.10/32')?.local).toBe(true);
     expect(b.routes.size).toBe(4);
+  });
+
+  it("carries the policy service's pod identities into every node's ipcache; unknown until there is one", async () => {
+    // Nothing published for either pod yet.
+    const before = await nodeState(inputs, 'a');
+    expect(before.ipcache.get('198.18.2.10/32')?.identity).toBe(ReservedIdentity.unknown);
+    await inputs.jsPublish(PodIdentityEvent, policyPodSubject('lab', 'web'), {
+      op: 'upsert',
+      namespace: 'lab',
+      name: 'web',
+      uid: 'uid-lab-web',
+      identity: 70001,
+      node: 'b',
+    });
+    await eventually(async () => {
+      for (const node of ['a', 'b', 'c.lab']) {
+        const s = await nodeState(inputs, node);
+        expect(s.ipcache.get('198.18.2.10/32')?.identity).toBe(70001);
+        expect(s.ipcache.get('fd00:18:2::a/128')?.identity).toBe(70001);
+        expect(s.ipcache.get('198.18.3.10/32')?.identity).toBe(ReservedIdentity.unknown);
+      }
+    });
   });
 
   it('an agent that missed messages resumes from its last stream sequence and gets only what changed', async () => {
