@@ -63,7 +63,7 @@ describe('router inputs', () => {
     ids.apply(published(70003, 'uid-web-0-new'));
     expect(endpointInput(ep, ids).identity).toBe(ReservedIdentity.unknown);
     // An agent that did not report a uid gets the name's identity.
-    const { uid: _, ...noUid } = ep.pod;
+    const noUid = { namespace: ep.pod.namespace, name: ep.pod.name };
     expect(endpointInput({ ...ep, pod: noUid }, ids).identity).toBe(70003);
   });
 
