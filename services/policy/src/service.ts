@@ -32,7 +32,6 @@ import type { Logger } from '@dyad/telemetry';
 import { z } from 'zod';
 import { parseCidr } from './cidr.ts';
 import type { Prefix } from './cidr.ts';
-import { compileAll } from './compile.ts';
 import { PolicyEngine } from './engine.ts';
 import { IdentityStore } from './identity-store.ts';
 import { identityLabels, namespaceLabels } from './labels.ts';
@@ -307,7 +306,13 @@ export class PolicyService {
   async #resync(): Promise<void> {
     if (this.#stopped) return;
     this.#flush();
-    const want = compileAll(this.#engine.pods(), this.#engine.policies(), this.#compile);
+    // From scratch with a fresh engine (far cheaper than compileAll, the tests' reference, which
+    // checks every peer against every pod): catches any drift of the incremental bookkeeping.
+    const fresh = new PolicyEngine(this.#compile);
+    for (const p of this.#engine.policies()) fresh.upsertPolicy(p);
+    for (const p of this.#engine.pods()) fresh.upsertPod(p);
+    fresh.drain();
+    const want = fresh.published();
     const have = this.#engine.published();
     const same =
       want.size === have.size &&
@@ -316,12 +321,8 @@ export class PolicyService {
       this.#o.metrics.resyncs.inc({ outcome: 'recompiled' });
       this.#o.logger.error(
         { want: want.size, have: have.size },
-        'incremental policy state differs from a from-scratch compile; recompiling',
+        'incremental policy state differs from a from-scratch compile; using the latter',
       );
-      const fresh = new PolicyEngine(this.#compile);
-      for (const p of this.#engine.policies()) fresh.upsertPolicy(p);
-      for (const p of this.#engine.pods()) fresh.upsertPod(p);
-      fresh.drain();
       this.#engine = fresh;
     }
     try {

@@ -14,6 +14,7 @@ import {
   NetworkPolicyEvent,
   Pod,
   PodEvent,
+  PodPolicyDesired,
   PolicyIdentityBucket,
   PolicyIdentityKey,
   deadLetterSubject,
@@ -414,6 +415,23 @@ describe('policy service over NATS', () => {
     // The malformed allow-y is still the stream's last value: the restarted service enforces the
     // version it accepted before, as its status records.
     expect((await nodePolicy(inputs, 'n1', 'x', 'a'))?.policies).toEqual(['allow-y']);
+  });
+
+  it('a resync tombstones what the streams hold and the live state does not (a v1 leftover too)', async () => {
+    const ghost = nodePolicySubject('n9', 'x', 'ghost');
+    await inputs.jsPublish(PodPolicyDesired, ghost, {
+      op: 'upsert',
+      namespace: 'x',
+      name: 'ghost',
+      enforceIngress: true,
+      enforceEgress: false,
+      rules: [],
+    });
+    await policy.resync();
+    await policy.idle();
+    await vi.waitFor(async () => {
+      expect((await readStored(inputs)).nodePolicies.get(ghost)?.value.op).toBe('delete');
+    }, WAIT);
   });
 
   it('a pod that leaves (deleted, or host-network) loses its messages', async () => {
