@@ -17,7 +17,6 @@ import type { BusContext, BusLogger } from './context.ts';
 import { ConnectError } from './errors.ts';
 import { coalesceWrites } from './coalesce.ts';
 import type { CoalescedWrites } from './coalesce.ts';
-import { KvWriter } from './kv-writer.ts';
 import type { Delivery, Handler, JsDelivery } from './inbound.ts';
 import { busMetrics } from './metrics.ts';
 import type { InputOf, JsPublishOptions, PublishOptions } from './publish.ts';
@@ -129,8 +128,6 @@ export interface Bus {
   ensureKv(specs: readonly KvBucketSpec[]): Promise<EnsureResult[]>;
   /** The bucket's @nats-io/kv handle; the bucket must exist (see ensureKv). */
   kv(bucket: string): Promise<KV>;
-  /** Pipelined puts and deletes on a bucket, for services that write on every request. */
-  kvWriter(bucket: string, timeoutMs?: number): KvWriter;
 
   /** Round trip to the server: everything published before it has reached the server. */
   flush(): Promise<void>;
@@ -242,7 +239,6 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     ensureKv: async (specs) => ensureKv(js, await jsm(), specs, opts.logger),
     kv: (bucket) => new Kvm(js).open(bucket),
     // Not a worker: drain stops workers first, and in-flight handlers still need their writes.
-    kvWriter: (bucket, timeoutMs) => new KvWriter(nc, bucket, timeoutMs),
     flush: () => nc.flush(),
     drain,
     close: async () => {

@@ -1,14 +1,12 @@
 export { connectBus } from './connect.ts';
 export { coalesceWrites } from './coalesce.ts';
 export type { CoalescedWrites } from './coalesce.ts';
-export { KvWriteError, KvWriter } from './kv-writer.ts';
 export { kvValues } from './kv-read.ts';
 export { KeyedPublisher, jsPublishJob } from './keyed-publisher.ts';
 export type { PublishJob, PublisherOptions } from './keyed-publisher.ts';
 export { backoffDelay, oneAtATime, retryWithBackoff } from './backoff.ts';
 export type { BackoffPolicy, RetryOptions } from './backoff.ts';
 export type { KvValue } from './kv-read.ts';
-export type { KvPurgeOptions, KvWriteOptions } from './kv-writer.ts';
 export { NatsEnv, natsSettings } from './env.ts';
 export type { NatsSettings } from './env.ts';
 export type { Bus, BusOptions, ReconnectOptions } from './connect.ts';

@@ -4,11 +4,11 @@ import { K8sStream, PodEvent, k8sObjectSubject } from '@dyad/contracts';
 import type { KvBucketSpec, StreamSpec } from '@dyad/contracts';
 import { startNats } from '@dyad/testbed';
 import type { NatsServer } from '@dyad/testbed';
-import { JetStreamApiCodes, jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager } from '@nats-io/jetstream';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ConfigConflictError, KvWriteError, PublishError, kvStreamName } from '../src/index.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigConflictError, PublishError, kvStreamName } from '../src/index.ts';
 import type { JsDelivery } from '../src/index.ts';
 import type { PayloadOf } from '@dyad/contracts';
 import {
@@ -126,92 +126,6 @@ describe('JetStream', () => {
       const history = [];
       for await (const e of await kv.history({ key: 'node-1' })) history.push(e.string());
       expect(history).toEqual(['a', 'b']);
-    });
-  });
-
-  describe('kvWriter', () => {
-    const spec: KvBucketSpec = {
-      bucket: 'test_writer',
-      description: 'w',
-      history: 1,
-      storage: 'file',
-    };
-    const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
-
-    it('puts and deletes with revision checks, as the bucket sees them', async () => {
-      await t.bus.ensureKv([spec]);
-      const kv = await t.bus.kv('test_writer');
-      const w = t.bus.kvWriter('test_writer');
-      const r1 = await w.put('a', enc('1'), { previousRevision: 0 });
-      expect((await kv.get('a'))?.string()).toBe('1');
-      expect((await kv.get('a'))?.revision).toBe(r1);
-      // A claim of a key already written loses, and leaves the value alone.
-      const lost = await w.put('a', enc('2'), { previousRevision: 0 }).catch((e: unknown) => e);
-      expect(lost).toBeInstanceOf(KvWriteError);
-      expect((lost as KvWriteError).conflict).toBe(true);
-      expect((lost as KvWriteError).code).toBe(JetStreamApiCodes.StreamWrongLastSequence);
-      expect((await kv.get('a'))?.string()).toBe('1');
-      const r2 = await w.put('a', enc('2'), { previousRevision: r1 });
-      expect(r2).toBeGreaterThan(r1);
-      const stale = await w.delete('a', { previousRevision: r1 }).catch((e: unknown) => e);
-      expect((stale as KvWriteError).conflict).toBe(true);
-      const d = await w.delete('a', { previousRevision: r2 });
-      const e = await kv.get('a');
-      expect(e?.operation).toBe('DEL');
-      expect(e?.revision).toBe(d);
-      // Over a delete marker a claim expects the marker's revision.
-      await w.put('a', enc('3'), { previousRevision: d });
-      expect((await kv.get('a'))?.string()).toBe('3');
-      // Unconditional puts, many in flight at once, each acknowledged with its own revision.
-      const revs = await Promise.all(
-        Array.from({ length: 500 }, (_, i) => w.put(`many.${i}`, enc(String(i)))),
-      );
-      expect(new Set(revs).size).toBe(500);
-      expect((await kv.get('many.499'))?.string()).toBe('499');
-    });
-
-    it('purges a key with an expiring marker: its history goes, then the key is as if never written', async () => {
-      const ttlSpec: KvBucketSpec = { ...spec, bucket: 'test_purge', allowMsgTtl: true };
-      await t.bus.ensureKv([ttlSpec]);
-      const info = await jsm.streams.info('KV_test_purge');
-      expect(info.config.allow_msg_ttl).toBe(true);
-      const kv = await t.bus.kv('test_purge');
-      const w = t.bus.kvWriter('test_purge');
-      const r1 = await w.put('gone', enc('1'), { previousRevision: 0 });
-      const r2 = await w.put('gone', enc('2'), { previousRevision: r1 });
-      await w.put('kept', enc('k'));
-      const stale = await w
-        .purge('gone', { previousRevision: r1, ttl: '1s' })
-        .catch((e: unknown) => e);
-      expect((stale as KvWriteError).conflict).toBe(true);
-      const p = await w.purge('gone', { previousRevision: r2, ttl: '1s' });
-      expect((await kv.get('gone'))?.operation).toBe('PURGE');
-      expect((await kv.get('gone'))?.revision).toBe(p);
-      await vi.waitFor(
-        async () => {
-          expect(await kv.get('gone')).toBeNull();
-          expect((await jsm.streams.info('KV_test_purge'))?.state.messages).toBe(1);
-        },
-        { timeout: 10_000, interval: 250 },
-      );
-      // Nothing left: a claim expects revision 0 again.
-      await w.put('gone', enc('3'), { previousRevision: 0 });
-      expect((await kv.get('kept'))?.string()).toBe('k');
-    });
-
-    it('turns message TTLs on for a bucket made without them', async () => {
-      await t.bus.ensureKv([{ ...spec, bucket: 'test_upgrade' }]);
-      expect((await jsm.streams.info('KV_test_upgrade')).config.allow_msg_ttl ?? false).toBe(false);
-      await t.bus.ensureKv([{ ...spec, bucket: 'test_upgrade', allowMsgTtl: true }]);
-      expect((await jsm.streams.info('KV_test_upgrade')).config.allow_msg_ttl).toBe(true);
-    });
-
-    it('fails a write no stream takes with a KvWriteError, not a hang', async () => {
-      const w = t.bus.kvWriter('no_such_bucket', 2000);
-      const err = await w.put('x', enc('1')).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(KvWriteError);
-      expect((err as KvWriteError).conflict).toBe(false);
-      expect((err as KvWriteError).message).toContain('no_such_bucket');
     });
   });
 
