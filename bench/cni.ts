@@ -27,6 +27,7 @@ import {
   linkByName,
   openLibc,
   podSideRequests,
+  setLinkUp,
 } from '@dyad/datapath-agent';
 
 const { values: opts } = parseArgs({
@@ -127,9 +128,12 @@ async function burst(
 }
 
 /**
- * The kernel's part of a DEL: veth pairs with one address per family on the pod side, made
- * and deleted (the host end, which takes the peer along) with the agent's own netlink code from
- * inside the node netns. Exec and the agent's bookkeeping are what a DEL adds on top.
+ * The kernel's part of a DEL: `count` veth pairs, up on both ends, with one address per family
+ * on the pod side, made with the agent's own netlink code from inside the node netns (forwarding
+ * on, as on every node that routes pods), then deleted one after
+ * another (the host end, which takes the peer along), as the series delete their pods: all made
+ * first, so the kernel tears each down beside as many others as a DEL of the series does. Exec and
+ * the agent's bookkeeping are what a DEL adds on top.
  */
 function delFloor(lab: AgentLab, nodeNetns: string, count: number): number[] {
   const libc = openLibc();
@@ -140,22 +144,26 @@ function delFloor(lab: AgentLab, nodeNetns: string, count: number): number[] {
   if (!('fd' in node)) throw new Error(`cannot open ${nodeNetns}`);
   const host = netns.socketIn(node.fd);
   const out: number[] = [];
+  const pods: string[] = [];
   try {
     for (let i = 0; i < count; i++) {
       const podPath = lab.addPodNetns(`fl${i}`);
+      pods.push(podPath);
       const pod = netns.open(podPath);
       if (!('fd' in pod)) throw new Error(`cannot open ${podPath}`);
       const podSock = netns.socketIn(pod.fd);
       try {
-        const name = `dyfl${i}`;
         createVeth(host, {
-          name,
+          name: `dyfl${i}`,
           mac: '0e:00:00:00:00:01',
           mtu: 1500,
           peer: { name: 'eth0', mac: '0a:00:00:00:00:01', netnsFd: pod.fd },
         });
         const podLink = linkByName(podSock, 'eth0');
-        if (!podLink) throw new Error('floor veth has no pod end');
+        const hostLink = linkByName(host, `dyfl${i}`);
+        if (!podLink || !hostLink) throw new Error('floor veth lacks an end');
+        // up on both ends, as a pod's pair is: an interface that is up has IPv6 state to tear down
+        setLinkUp(host, hostLink.index, `floor veth ${i} up`);
         podSock.apply(
           podSideRequests({
             podIfindex: podLink.index,
@@ -164,21 +172,23 @@ function delFloor(lab: AgentLab, nodeNetns: string, count: number): number[] {
             ipv6: { address: `fd00:f100::${(10 + i).toString(16)}`, gateway: 'fd00:f100::1' },
           }),
         );
-        const t0 = process.hrtime.bigint();
-        deleteLink(host, name);
-        out.push(Number(process.hrtime.bigint() - t0) / 1e6);
       } finally {
         podSock.close();
         netns.close(pod.fd);
       }
-      run('ip', ['netns', 'del', podPath.replace('/run/netns/', '')]);
+    }
+    for (let i = 0; i < count; i++) {
+      const t0 = process.hrtime.bigint();
+      deleteLink(host, `dyfl${i}`);
+      out.push(Number(process.hrtime.bigint() - t0) / 1e6);
     }
   } finally {
     host.close();
     netns.close(node.fd);
+    for (const p of pods) run('ip', ['netns', 'del', p.replace('/run/netns/', '')]);
   }
   log(
-    `DEL floor (bare dual-stack veth pair, agent netlink code): p50 ${ms(quantile(out, 0.5))} ms`,
+    `DEL floor (${count} bare dual-stack veth pairs, agent netlink code, forwarding on): p50 ${ms(quantile(out, 0.5))} ms`,
   );
   return out;
 }
@@ -339,7 +349,12 @@ try {
     () => '',
   );
   rmSync(dataDir, { recursive: true, force: true });
-  const floor = delFloor(lab, await lab.addNode('floor'), PODS);
+  // forwarding on in the floor's node, as on every node that routes pods (the agent turns it on,
+  // ptp too): with IPv6 forwarding the kernel's teardown of an interface costs about twice as much
+  const floorNode = await lab.addNode('floor');
+  run('ip', ['netns', 'exec', floorNode, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+  run('ip', ['netns', 'exec', floorNode, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1']);
+  const floor = delFloor(lab, floorNode, PODS);
 
   const add50 = quantile(dyad.add, 0.5);
   const ref4 = quantile(refV4.add, 0.5);

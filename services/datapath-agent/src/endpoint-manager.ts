@@ -401,22 +401,23 @@ export class EndpointManager implements CniBackend {
   async #del(containerId: string, ifName: string): Promise<void> {
     const key = attachmentKey(containerId, ifName);
     const ep = this.#endpoints.get(key);
+    const mark = phaseClock();
     if (ep) {
       this.#endpoints.delete(key);
       this.#o.reconciler.markEndpoint(ep);
+      await this.#o.reconciler.flush();
+      mark('maps');
     }
-    // The state without the endpoint is written while the kernel tears the veth down (most of a
-    // DEL's time): a restart that finds the veth but no endpoint removes it as stale, and the
-    // addresses are not handed out before that.
-    const forgotten = this.#forget(containerId);
-    forgotten.catch(() => undefined); // awaited below
-    if (ep) await this.#o.reconciler.flush();
     // an unknown container: a leftover veth by its derived name
     this.#o.plumber.removeHostLink(
       ep?.hostIfName ?? hostIfName(this.#o.vethPrefix, containerId, ifName),
     );
-    await forgotten;
+    mark('netlink');
+    // released only now: until the veth is gone its pod still holds the addresses
+    await this.#forget(containerId);
+    mark('state');
     if (ep) this.#o.reporter.remove(ep);
+    this.#o.logger.debug({ containerId, ifName, ms: mark.all() }, 'DEL done');
   }
 
   #check(req: CheckRequest): void {

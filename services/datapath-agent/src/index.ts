@@ -26,6 +26,7 @@ export {
   hostSideRequests,
   linkByName,
   podSideRequests,
+  setLinkUp,
 } from './netlink/rtnl.ts';
 export { NodeRoutes, routeChanges } from './node-routes.ts';
 export { PodPlumber } from './plumber.ts';
