@@ -31,13 +31,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect, headers as natsHeaders } from '@nats-io/transport-node';
 import type { MsgHdrs, NatsConnection } from '@nats-io/transport-node';
-import {
-  announceNode,
-  clientBus,
-  metricValue,
-  pool,
-  startReplica,
-} from '@dyad/ipam/testing';
+import { announceNode, clientBus, metricValue, pool, startReplica } from '@dyad/ipam/testing';
 import type { Replica } from '@dyad/ipam/testing';
 import { measureNodeAllocator } from './support/node-allocator.ts';
 import { Requester } from './support/requester.ts';
