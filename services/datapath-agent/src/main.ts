@@ -247,9 +247,11 @@ async function main(): Promise<void> {
         }
         if (restore === undefined) {
           const src = await readRebuildSource(bus, cfg.nodeName, datapath);
+          // endpoints first: every state file written from here on holds them, and a start
+          // that finds them without their allocations adopts those before any ADD
+          restore = await agent.restore(src.endpoints, objectChanged);
           ipam.adoptOnBlocks(src.holders);
           ipam.setBlocks(src.blocks);
-          restore = await agent.restore(src.endpoints, objectChanged);
           logger.warn(
             { restore, holders: src.holders.length },
             'rebuilt after the state file was lost',
