@@ -91,35 +91,45 @@ function execPluginAsync(
   });
 }
 
-/** `count` pods created at once (every ADD started together); pods per second, then DELs. */
-async function burst(
-  lab: AgentLab,
-  label: string,
-  count: number,
-  nodeNetns: string,
-  plugin: string,
-  cniPath: string,
-  conf: string,
-  args: (i: number) => string,
-): Promise<number> {
+/** A CNI plugin as a runtime calls it on one node. */
+interface Plugin {
+  readonly nodeNetns: string;
+  readonly binary: string;
+  readonly cniPath: string;
+  readonly conf: string;
+  /** CNI_ARGS of pod i. */
+  readonly args: (i: number) => string;
+}
+
+/** `count` pod netns named `<label><i>`, and the CNI environment of each call for pod i. */
+function podSet(lab: AgentLab, label: string, count: number, plugin: Plugin) {
   const pods = Array.from({ length: count }, (_, i) => lab.addPodNetns(`${label}${i}`));
   const env = (cmd: string, i: number) => ({
     CNI_COMMAND: cmd,
     CNI_CONTAINERID: `${label}${i}`,
     CNI_NETNS: pods[i] ?? '',
     CNI_IFNAME: 'eth0',
-    CNI_PATH: cniPath,
-    CNI_ARGS: args(i),
+    CNI_PATH: plugin.cniPath,
+    CNI_ARGS: plugin.args(i),
   });
+  const remove = () => {
+    for (const p of pods) run('ip', ['netns', 'del', p.replace('/run/netns/', '')]);
+  };
+  return { pods, env, remove };
+}
+
+/** `count` pods created at once (every ADD started together); pods per second, then DELs. */
+async function burst(lab: AgentLab, label: string, count: number, p: Plugin): Promise<number> {
+  const { pods, env, remove } = podSet(lab, label, count, p);
   const t0 = process.hrtime.bigint();
   const adds = await Promise.all(
-    pods.map((_, i) => execPluginAsync(nodeNetns, plugin, env('ADD', i), conf)),
+    pods.map((_, i) => execPluginAsync(p.nodeNetns, p.binary, env('ADD', i), p.conf)),
   );
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const failed = adds.findIndex((r) => r.code !== 0);
   if (failed >= 0) throw new Error(`${label} burst ADD ${failed} failed: ${adds[failed]?.stdout}`);
-  for (let i = 0; i < count; i++) execPlugin(nodeNetns, plugin, env('DEL', i), conf);
-  for (const p of pods) run('ip', ['netns', 'del', p.replace('/run/netns/', '')]);
+  for (let i = 0; i < count; i++) execPlugin(p.nodeNetns, p.binary, env('DEL', i), p.conf);
+  remove();
   const rate = count / seconds;
   log(
     `${label} burst: ${count} pods at once in ${ms(seconds * 1000)} ms, ${rate.toFixed(1)} pods/s`,
@@ -199,38 +209,20 @@ interface Series {
 }
 
 /** ADD every pod one after another, then DEL them one after another. */
-function cycle(
-  lab: AgentLab,
-  label: string,
-  count: number,
-  nodeNetns: string,
-  plugin: string,
-  cniPath: string,
-  conf: string,
-  args: (i: number) => string,
-): Series {
+function cycle(lab: AgentLab, label: string, count: number, p: Plugin): Series {
   const out: Series = { add: [], del: [] };
-  const pods: string[] = [];
-  for (let i = 0; i < count; i++) pods.push(lab.addPodNetns(`${label}${i}`));
-  const env = (cmd: string, i: number) => ({
-    CNI_COMMAND: cmd,
-    CNI_CONTAINERID: `${label}${i}`,
-    CNI_NETNS: pods[i] ?? '',
-    CNI_IFNAME: 'eth0',
-    CNI_PATH: cniPath,
-    CNI_ARGS: args(i),
-  });
+  const { env, remove } = podSet(lab, label, count, p);
   for (let i = 0; i < count; i++) {
-    const r = execPlugin(nodeNetns, plugin, env('ADD', i), conf);
+    const r = execPlugin(p.nodeNetns, p.binary, env('ADD', i), p.conf);
     if (r.code !== 0) throw new Error(`${label} ADD ${i} failed (${r.code}): ${r.stdout}`);
     out.add.push(r.ms);
   }
   for (let i = 0; i < count; i++) {
-    const r = execPlugin(nodeNetns, plugin, env('DEL', i), conf);
+    const r = execPlugin(p.nodeNetns, p.binary, env('DEL', i), p.conf);
     if (r.code !== 0) throw new Error(`${label} DEL ${i} failed (${r.code}): ${r.stdout}`);
     out.del.push(r.ms);
   }
-  for (const p of pods) run('ip', ['netns', 'del', p.replace('/run/netns/', '')]);
+  remove();
   log(
     `${label}: ${count} pods, ADD p50 ${ms(quantile(out.add, 0.5))} ms p99 ${ms(quantile(out.add, 0.99))} ms, DEL p50 ${ms(quantile(out.del, 0.5))} ms`,
   );
@@ -281,17 +273,16 @@ try {
   }
   log(`exec overhead (nsenter + /bin/true): p50 ${ms(quantile(nsenterOnly, 0.5))} ms`);
 
-  const dyad = cycle(
-    lab,
-    'dy',
-    PODS,
-    agent.netns,
-    dyadCni,
-    CNI_BIN_DIR,
-    dyadConf,
-    (i) =>
-      `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=bench-${i};K8S_POD_UID=uid-bench-${i}`,
-  );
+  const podArgs = (name: string) => (i: number) =>
+    `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=${name}-${i};K8S_POD_UID=uid-${name}-${i}`;
+  const dyadPlugin = (args: (i: number) => string): Plugin => ({
+    nodeNetns: agent.netns,
+    binary: dyadCni,
+    cniPath: CNI_BIN_DIR,
+    conf: dyadConf,
+    args,
+  });
+  const dyad = cycle(lab, 'dy', PODS, dyadPlugin(podArgs('bench')));
   const status = await lab.status(agent);
   log(`agent after the run: ${JSON.stringify(status['writes'])}`);
 
@@ -316,38 +307,17 @@ try {
       },
     });
   const ptp = join(REF_CNI_PATH, 'ptp');
-  const refV4 = cycle(lab, 'r4', PODS, refNode, ptp, REF_CNI_PATH, refConf(false), () => '');
-  const refDual = cycle(
-    lab,
-    'r6',
-    REF_DUAL_PODS,
-    refNode,
-    ptp,
-    REF_CNI_PATH,
-    refConf(true),
-    () => '',
-  );
-  const dyadBurst = await burst(
-    lab,
-    'db',
-    BURST,
-    agent.netns,
-    dyadCni,
-    CNI_BIN_DIR,
-    dyadConf,
-    (i) =>
-      `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=burst-${i};K8S_POD_UID=uid-burst-${i}`,
-  );
-  const refBurst = await burst(
-    lab,
-    'rb',
-    BURST,
-    refNode,
-    ptp,
-    REF_CNI_PATH,
-    refConf(false),
-    () => '',
-  );
+  const ref = (dual: boolean): Plugin => ({
+    nodeNetns: refNode,
+    binary: ptp,
+    cniPath: REF_CNI_PATH,
+    conf: refConf(dual),
+    args: () => '',
+  });
+  const refV4 = cycle(lab, 'r4', PODS, ref(false));
+  const refDual = cycle(lab, 'r6', REF_DUAL_PODS, ref(true));
+  const dyadBurst = await burst(lab, 'db', BURST, dyadPlugin(podArgs('burst')));
+  const refBurst = await burst(lab, 'rb', BURST, ref(false));
   rmSync(dataDir, { recursive: true, force: true });
   // forwarding on in the floor's node, as on every node that routes pods (the agent turns it on,
   // ptp too): with IPv6 forwarding the kernel's teardown of an interface costs about twice as much
