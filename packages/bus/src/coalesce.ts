@@ -1,6 +1,11 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 
-/** The one member of nats.js's protocol handler this module touches (private in its types). */
+/**
+ * The one member of nats.js's protocol handler this module touches (private in its types). The
+ * client is pinned to its exact version in this package's package.json, and
+ * test/coalesce.int.test.ts checks that the patch takes hold on it: a client upgrade is a
+ * deliberate change that runs that test.
+ */
 interface FlushingProtocol {
   flushPending(): void;
 }
