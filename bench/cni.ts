@@ -13,7 +13,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
-  AgentLab,
+  AgentHarness,
   CNI_BIN_DIR,
   DATAPATH_OBJECT,
   ensureBpfBuilt,
@@ -102,7 +102,7 @@ interface Plugin {
 }
 
 /** `count` pod netns named `<label><i>`, and the CNI environment of each call for pod i. */
-function podSet(lab: AgentLab, label: string, count: number, plugin: Plugin) {
+function podSet(lab: AgentHarness, label: string, count: number, plugin: Plugin) {
   const pods = Array.from({ length: count }, (_, i) => lab.addPodNetns(`${label}${i}`));
   const env = (cmd: string, i: number) => ({
     CNI_COMMAND: cmd,
@@ -119,7 +119,7 @@ function podSet(lab: AgentLab, label: string, count: number, plugin: Plugin) {
 }
 
 /** `count` pods created at once (every ADD started together); pods per second, then DELs. */
-async function burst(lab: AgentLab, label: string, count: number, p: Plugin): Promise<number> {
+async function burst(lab: AgentHarness, label: string, count: number, p: Plugin): Promise<number> {
   const { pods, env, remove } = podSet(lab, label, count, p);
   const t0 = process.hrtime.bigint();
   const adds = await Promise.all(
@@ -145,7 +145,7 @@ async function burst(lab: AgentLab, label: string, count: number, p: Plugin): Pr
  * first, so the kernel tears each down beside as many others as a DEL of the series does. Exec and
  * the agent's bookkeeping are what a DEL adds on top.
  */
-function delFloor(lab: AgentLab, nodeNetns: string, count: number): number[] {
+function delFloor(lab: AgentHarness, nodeNetns: string, count: number): number[] {
   const libc = openLibc();
   const netns = new Netns(libc, (err) => {
     throw err;
@@ -209,7 +209,7 @@ interface Series {
 }
 
 /** ADD every pod one after another, then DEL them one after another. */
-function cycle(lab: AgentLab, label: string, count: number, p: Plugin): Series {
+function cycle(lab: AgentHarness, label: string, count: number, p: Plugin): Series {
   const out: Series = { add: [], del: [] };
   const { env, remove } = podSet(lab, label, count, p);
   for (let i = 0; i < count; i++) {
@@ -231,7 +231,7 @@ function cycle(lab: AgentLab, label: string, count: number, p: Plugin): Series {
 
 ensureBpfBuilt();
 ensureCniBuilt();
-const lab = new AgentLab();
+const lab = new AgentHarness();
 try {
   // where the time of a CNI call can go, measured before anything else runs
   const nodeStart: number[] = [];

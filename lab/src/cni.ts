@@ -47,8 +47,8 @@ export const CniResult = z.looseObject({
 export type CniResultValue = z.output<typeof CniResult>;
 
 /** A plugin answered with an error (CNI error object) or did not answer properly. */
-export class CniError extends LabError {
-  override name = 'CniError';
+export class CniPluginError extends LabError {
+  override name = 'CniPluginError';
   readonly code: number;
   constructor(message: string, code: number, options?: { cause?: unknown }) {
     super(message, options);
@@ -69,7 +69,8 @@ export async function cniAdd(
   for (const plugin of list.plugins) {
     const out = await invoke('ADD', list, plugin, rt, exec, prev);
     const parsed = CniResult.safeParse(out);
-    if (!parsed.success) throw new CniError(`${plugin.type} ADD: result is not a CNI result`, 999);
+    if (!parsed.success)
+      throw new CniPluginError(`${plugin.type} ADD: result is not a CNI result`, 999);
     prev = parsed.data;
   }
   return prev as CniResultValue;
@@ -97,7 +98,7 @@ function findPlugin(type: string, path: readonly string[]): string {
       // next directory
     }
   }
-  throw new CniError(`plugin ${type} not found in CNI_PATH ${path.join(':')}`, 999);
+  throw new CniPluginError(`plugin ${type} not found in CNI_PATH ${path.join(':')}`, 999);
 }
 
 async function invoke(
@@ -141,13 +142,13 @@ async function invoke(
     } catch {
       // not a CNI error object
     }
-    throw new CniError(`${plugin.type} ${command} exited ${code}: ${detail}`, errCode);
+    throw new CniPluginError(`${plugin.type} ${command} exited ${code}: ${detail}`, errCode);
   }
   if (command === 'DEL') return undefined;
   try {
     return JSON.parse(stdout) as unknown;
   } catch (cause) {
-    throw new CniError(`${plugin.type} ADD printed no JSON: ${stdout.slice(0, 200)}`, 999, {
+    throw new CniPluginError(`${plugin.type} ADD printed no JSON: ${stdout.slice(0, 200)}`, 999, {
       cause,
     });
   }

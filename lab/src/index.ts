@@ -1,7 +1,7 @@
 export { LAB_USAGE, labDown, labMain, labStatus, labUp } from './commands.ts';
 export { cleanupLab, cleanupRun, ownedPrefixes } from './cleanup.ts';
 export { ControlClient } from './control.ts';
-export { CniError, Conflist, cniAdd, cniDel, podIpsFromResult } from './cni.ts';
+export { CniPluginError, Conflist, cniAdd, cniDel, podIpsFromResult } from './cni.ts';
 export { KubeClient } from './kube-client.ts';
 export { DEFAULT_OPTIONS, MAX_NODES, PREFIX_PATTERN, makePlan, parseUpArgs } from './plan.ts';
 export { ENV_DIR, ENV_RUN, labPaths } from './paths.ts';

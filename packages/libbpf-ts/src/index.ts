@@ -86,7 +86,7 @@ export {
   metricsCodec,
   sumPerCpu,
 } from './datapath/metrics.ts';
-export { eventLayout, eventCodec, decodeEvent } from './datapath/events.ts';
+export { eventLayout, eventCodec, decodeDatapathEvent } from './datapath/events.ts';
 export { configLayout, configValueCodec, configCodec } from './datapath/config.ts';
 export { datapathLayouts, datapathMapLayouts } from './datapath/layouts.ts';
 export { loadDatapath, openPinnedDatapath, DEFAULT_DATAPATH_OBJECT } from './datapath/loader.ts';

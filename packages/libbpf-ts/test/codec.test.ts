@@ -15,7 +15,7 @@ import {
   ipcacheKeyLayout,
   ipcacheKeyToStruct,
   datapathLayouts,
-  decodeEvent,
+  decodeDatapathEvent,
   defineLayout,
   encode,
   endpointsCodec,
@@ -126,7 +126,7 @@ describe('datapath codecs', () => {
     b.set([1, 10, 6, 58, 2], 24);
     b.set(Buffer.from('fd000018000100000000000000000011', 'hex'), 32);
     b.set(Buffer.from('fd000018000100000000000000000012', 'hex'), 48);
-    expect(decodeEvent(b)).toMatchObject({
+    expect(decodeDatapathEvent(b)).toMatchObject({
       type: 'drop',
       reasonName: 'DROP_POLICY',
       family: 6,

@@ -18,7 +18,7 @@ import {
 } from '../src/index.ts';
 import { DATAPATH_OBJECT, ensureBpfBuilt } from './helpers/build.ts';
 import { kernelRequired, kernelSkipReason } from './helpers/kernel.ts';
-import { Lab } from './helpers/lab.ts';
+import { KernelFixture } from './helpers/kernel-fixture.ts';
 
 const skip = kernelSkipReason();
 if (skip && kernelRequired()) test('kernel tier is required', () => expect.fail(skip));
@@ -185,7 +185,7 @@ describe.skipIf(skip !== undefined)('libbpf-ts against the kernel', () => {
   });
 
   test('tc attach, query, replace and detach on a veth in a test netns', async () => {
-    const lab = new Lab();
+    const lab = new KernelFixture();
     try {
       const node = lab.addNode('n1');
       const pod = lab.addPod(node, 'p1', '198.18.9.11', 'fd00:18:9::11');

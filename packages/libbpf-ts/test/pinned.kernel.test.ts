@@ -6,8 +6,8 @@ import { Libbpf, openPinnedDatapath } from '../src/index.ts';
 import type { DatapathMapSet } from '../src/index.ts';
 import { ensureBpfBuilt } from './helpers/build.ts';
 import { kernelRequired, kernelSkipReason } from './helpers/kernel.ts';
-import { Lab } from './helpers/lab.ts';
-import type { Node, Pod } from './helpers/lab.ts';
+import { KernelFixture } from './helpers/kernel-fixture.ts';
+import type { Node, Pod } from './helpers/kernel-fixture.ts';
 import { setupNode } from './helpers/topology.ts';
 import type { PodSpec } from './helpers/topology.ts';
 
@@ -35,7 +35,7 @@ function dumpFromAnotherProcess(pinDir: string): z.infer<typeof Dump> {
 }
 
 describe.skipIf(skip !== undefined)('pinned maps outlive the loading process', () => {
-  const lab = new Lab();
+  const lab = new KernelFixture();
   let node: Node;
   let a: Pod;
   let b: Pod;

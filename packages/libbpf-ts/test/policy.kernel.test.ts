@@ -12,8 +12,8 @@ import type { DatapathEvent, DatapathMapSet, PolicyRule } from '../src/index.ts'
 import { ensureBpfBuilt } from './helpers/build.ts';
 import { EventLog } from './helpers/events.ts';
 import { kernelRequired, kernelSkipReason } from './helpers/kernel.ts';
-import { Lab } from './helpers/lab.ts';
-import type { Pod } from './helpers/lab.ts';
+import { KernelFixture } from './helpers/kernel-fixture.ts';
+import type { Pod } from './helpers/kernel-fixture.ts';
 import { setupNode } from './helpers/topology.ts';
 
 const skip = kernelSkipReason();
@@ -26,7 +26,7 @@ const ID_A6 = 2002;
 const EP_B = 2;
 
 describe.skipIf(skip !== undefined)('default-deny ingress, drop events, allow entries', () => {
-  const lab = new Lab();
+  const lab = new KernelFixture();
   const lib = skip === undefined ? Libbpf.open() : undefined;
   let a: Pod;
   let b: Pod;

@@ -12,8 +12,8 @@ import {
 import type { DatapathMapSet } from '../src/index.ts';
 import { ensureBpfBuilt } from './helpers/build.ts';
 import { kernelRequired, kernelSkipReason } from './helpers/kernel.ts';
-import { Lab } from './helpers/lab.ts';
-import type { Pod } from './helpers/lab.ts';
+import { KernelFixture } from './helpers/kernel-fixture.ts';
+import type { Pod } from './helpers/kernel-fixture.ts';
 import { setupNode } from './helpers/topology.ts';
 
 const skip = kernelSkipReason();
@@ -25,7 +25,7 @@ function forwarded(maps: DatapathMapSet, dir: number, family: number): bigint {
 }
 
 describe.skipIf(skip !== undefined)('two pods on one node', () => {
-  const lab = new Lab();
+  const lab = new KernelFixture();
   let a: Pod;
   let b: Pod;
   let maps: DatapathMapSet;

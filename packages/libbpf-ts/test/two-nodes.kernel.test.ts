@@ -3,8 +3,8 @@ import { Direction, Libbpf, openPinnedDatapath, Reason, sumPerCpu } from '../src
 import type { DatapathMapSet } from '../src/index.ts';
 import { ensureBpfBuilt } from './helpers/build.ts';
 import { kernelRequired, kernelSkipReason } from './helpers/kernel.ts';
-import { Lab } from './helpers/lab.ts';
-import type { Pod, Uplink } from './helpers/lab.ts';
+import { KernelFixture } from './helpers/kernel-fixture.ts';
+import type { Pod, Uplink } from './helpers/kernel-fixture.ts';
 import { setupNode } from './helpers/topology.ts';
 
 const skip = kernelSkipReason();
@@ -18,7 +18,7 @@ function count(maps: DatapathMapSet, reason: number, dir: number, family: number
 // Node netns have no routes to each other's pod prefixes: only the ipcache (prefix -> node
 // address) and a FIB lookup of that node address get packets across.
 describe.skipIf(skip !== undefined)('pod to pod across two nodes', () => {
-  const lab = new Lab();
+  const lab = new KernelFixture();
   let a: Pod;
   let b: Pod;
   let up: Uplink;

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { ensureBpfBuilt, ensureCniBuilt } from './helpers/build.ts';
 import { kernelRequired, kernelSkipReason } from './helpers/kernel.ts';
-import { AgentLab, apiGet, run } from './helpers/lab.ts';
-import type { AgentHandle } from './helpers/lab.ts';
+import { AgentHarness, apiGet, run } from './helpers/harness.ts';
+import type { AgentHandle } from './helpers/harness.ts';
 
 const skip = kernelSkipReason();
 if (skip && kernelRequired()) test('kernel tier is required', () => expect.fail(skip));
@@ -18,7 +18,7 @@ interface CniError {
 }
 
 describe.skipIf(skip !== undefined)('single-family networks and bad input', () => {
-  const lab = new AgentLab();
+  const lab = new AgentHarness();
   let agent: AgentHandle;
   let nets: Record<'v4' | 'v6', { confDir: string; network: string }>;
 

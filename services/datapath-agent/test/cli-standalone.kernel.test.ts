@@ -24,8 +24,8 @@ import { dirname, join, relative, sep } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { REPO_ROOT, ensureBpfBuilt, ensureCniBuilt } from './helpers/build.ts';
 import { kernelRequired, kernelSkipReason } from './helpers/kernel.ts';
-import { AgentLab } from './helpers/lab.ts';
-import type { AgentHandle } from './helpers/lab.ts';
+import { AgentHarness } from './helpers/harness.ts';
+import type { AgentHandle } from './helpers/harness.ts';
 
 const skip = kernelSkipReason();
 if (skip && kernelRequired()) test('kernel tier is required', () => expect.fail(skip));
@@ -83,7 +83,7 @@ function isolate(srcDir: string, root: string, done: Map<string, string>): strin
 describe.skipIf(skip !== undefined)(
   'dyad from its declared dependencies, against an agent alone',
   () => {
-    const lab = new AgentLab();
+    const lab = new AgentHarness();
     let agent: AgentHandle;
     let root: string;
     let cli: string;

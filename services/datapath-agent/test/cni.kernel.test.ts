@@ -13,8 +13,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { run as dyad } from '@dyad/cli';
 import { ensureBpfBuilt, ensureCniBuilt } from './helpers/build.ts';
 import { kernelRequired, kernelSkipReason } from './helpers/kernel.ts';
-import { AgentLab, apiGet, run } from './helpers/lab.ts';
-import type { AgentHandle } from './helpers/lab.ts';
+import { AgentHarness, apiGet, run } from './helpers/harness.ts';
+import type { AgentHandle } from './helpers/harness.ts';
 
 const skip = kernelSkipReason();
 if (skip && kernelRequired()) test('kernel tier is required', () => expect.fail(skip));
@@ -43,7 +43,7 @@ function podAddresses(netns: string): Array<{ family: string; local: string; pre
 }
 
 describe.skipIf(skip !== undefined)('dyad-cni with cnitool, one node', () => {
-  const lab = new AgentLab();
+  const lab = new AgentHarness();
   let agent: AgentHandle;
   const pods = new Map<string, PodAddrs>();
 

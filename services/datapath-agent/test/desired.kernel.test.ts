@@ -13,8 +13,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { EndpointFlags } from '@dyad/libbpf-ts';
 import { ensureBpfBuilt, ensureCniBuilt } from './helpers/build.ts';
 import { kernelRequired, kernelSkipReason } from './helpers/kernel.ts';
-import { AgentLab, apiGet } from './helpers/lab.ts';
-import type { AgentHandle } from './helpers/lab.ts';
+import { AgentHarness, apiGet } from './helpers/harness.ts';
+import type { AgentHandle } from './helpers/harness.ts';
 
 const skip = kernelSkipReason();
 if (skip && kernelRequired()) test('kernel tier is required', () => expect.fail(skip));
@@ -40,7 +40,7 @@ async function until<T>(f: () => Promise<T>, ok: (v: T) => boolean, ms = 15_000)
 }
 
 describe.skipIf(skip !== undefined)('desired state from NATS', () => {
-  const lab = new AgentLab();
+  const lab = new AgentHarness();
   let agent: AgentHandle;
   const pods: Record<string, Pod> = {};
   let revision = 0;

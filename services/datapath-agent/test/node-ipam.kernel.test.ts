@@ -18,8 +18,8 @@ import type { PayloadOf } from '@dyad/contracts';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { ensureBpfBuilt, ensureCniBuilt } from './helpers/build.ts';
 import { kernelRequired, kernelSkipReason } from './helpers/kernel.ts';
-import { AgentLab, apiGet } from './helpers/lab.ts';
-import type { AgentHandle, CniRun } from './helpers/lab.ts';
+import { AgentHarness, apiGet } from './helpers/harness.ts';
+import type { AgentHandle, CniRun } from './helpers/harness.ts';
 
 const skip = kernelSkipReason();
 if (skip && kernelRequired()) test('kernel tier is required', () => expect.fail(skip));
@@ -35,10 +35,10 @@ interface Failure {
 
 /** A runtime's view of one sandbox: its netns and how to call dyad-cni for it. */
 class Sandboxes {
-  readonly lab: AgentLab;
+  readonly lab: AgentHarness;
   readonly agent: () => AgentHandle;
 
-  constructor(lab: AgentLab, agent: () => AgentHandle) {
+  constructor(lab: AgentHarness, agent: () => AgentHandle) {
     this.lab = lab;
     this.agent = agent;
   }
@@ -96,7 +96,7 @@ async function runPool<T>(items: readonly T[], width: number, fn: (t: T) => Prom
 }
 
 describe.skipIf(skip !== undefined)('node-local IPAM', () => {
-  const lab = new AgentLab();
+  const lab = new AgentHarness();
   let agent: AgentHandle;
   let sb: Sandboxes;
 
@@ -338,7 +338,7 @@ describe.skipIf(skip !== undefined)('node-local IPAM', () => {
 
 describe.skipIf(skip !== undefined)('node-local IPAM with small blocks', () => {
   // two /28 and two /124 blocks in the pools: 13 pod slots per set, two sets in the cluster
-  const lab = new AgentLab({
+  const lab = new AgentHarness({
     ipamEnv: {
       DYAD_CLUSTER_POOL_IPV4_CIDR: '198.18.200.0/27',
       DYAD_CLUSTER_POOL_IPV6_CIDR: 'fd00:d1ad:200::/123',

@@ -4,8 +4,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ensureBpfBuilt, ensureCniBuilt } from './helpers/build.ts';
 import { kernelRequired, kernelSkipReason } from './helpers/kernel.ts';
-import { AgentLab, apiGet, run } from './helpers/lab.ts';
-import type { AgentHandle } from './helpers/lab.ts';
+import { AgentHarness, apiGet, run } from './helpers/harness.ts';
+import type { AgentHandle } from './helpers/harness.ts';
 
 const skip = kernelSkipReason();
 if (skip && kernelRequired()) test('kernel tier is required', () => expect.fail(skip));
@@ -24,7 +24,7 @@ interface WriteStats {
 }
 
 describe.skipIf(skip !== undefined)('agent restart', () => {
-  const lab = new AgentLab();
+  const lab = new AgentHarness();
   let agent: AgentHandle;
   const pods: Record<string, Pod> = {};
 

@@ -4,8 +4,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ensureBpfBuilt, ensureCniBuilt } from './helpers/build.ts';
 import { kernelRequired, kernelSkipReason } from './helpers/kernel.ts';
-import { AgentLab } from './helpers/lab.ts';
-import type { AgentHandle } from './helpers/lab.ts';
+import { AgentHarness } from './helpers/harness.ts';
+import type { AgentHandle } from './helpers/harness.ts';
 
 const skip = kernelSkipReason();
 if (skip && kernelRequired()) test('kernel tier is required', () => expect.fail(skip));
@@ -14,7 +14,7 @@ const NODES = 10;
 const PODS = 2000;
 
 describe.skipIf(skip !== undefined)('2,000 concurrent ADDs on 10 nodes', () => {
-  const lab = new AgentLab();
+  const lab = new AgentHarness();
   const agents: AgentHandle[] = [];
 
   beforeAll(async () => {

@@ -74,6 +74,6 @@ export const eventCodec: Codec<DatapathEvent> = {
   },
 };
 
-export function decodeEvent(record: Buffer): DatapathEvent {
+export function decodeDatapathEvent(record: Buffer): DatapathEvent {
   return eventCodec.decode(record, 0);
 }

@@ -31,7 +31,7 @@ export interface DatapathMapSet extends Disposable {
   readonly conntrack: BpfMap<CtKey, CtEntry>;
   readonly metrics: BpfMap<MetricsKey, MetricsValue>;
   readonly config: BpfMap<number, DatapathConfig>;
-  /** Ring buffer map; consume with lib.ringBuffer(events, decodeEvent). */
+  /** Ring buffer map; consume with lib.ringBuffer(events, decodeDatapathEvent). */
   readonly events: BpfMap<Buffer, Buffer>;
   close(): void;
 }

@@ -1,5 +1,5 @@
 import type { DatapathEvent, Libbpf, RingBufferReader } from '../../src/index.ts';
-import { decodeEvent } from '../../src/index.ts';
+import { decodeDatapathEvent } from '../../src/index.ts';
 
 /** Collects datapath events from a pinned ring buffer in the background. */
 export class EventLog {
@@ -8,7 +8,7 @@ export class EventLog {
   readonly #pump: Promise<void>;
 
   constructor(lib: Libbpf, eventsMapFd: number) {
-    this.#reader = lib.ringBuffer(eventsMapFd, decodeEvent, { pollTimeoutMs: 50 });
+    this.#reader = lib.ringBuffer(eventsMapFd, decodeDatapathEvent, { pollTimeoutMs: 50 });
     const reader = this.#reader;
     this.#pump = (async () => {
       for await (const e of reader) this.events.push(e);

@@ -1,4 +1,4 @@
-import type { Lab, Node, Pod } from './lab.ts';
+import type { KernelFixture, Node, Pod } from './kernel-fixture.ts';
 import { DATAPATH_OBJECT } from './build.ts';
 
 export interface PodSpec {
@@ -39,7 +39,7 @@ export function baseSpec(node: Node) {
 }
 
 export async function setupNode(
-  lab: Lab,
+  lab: KernelFixture,
   node: Node,
   pods: readonly PodSpec[],
   extra: Record<string, unknown> = {},

@@ -8,5 +8,5 @@ export {
   ensureBpfBuilt,
   ensureCniBuilt,
 } from './build.ts';
-export { AgentLab, apiGet, run } from './lab.ts';
-export type { AgentHandle, CniRun } from './lab.ts';
+export { AgentHarness, apiGet, run } from './harness.ts';
+export type { AgentHandle, CniRun } from './harness.ts';

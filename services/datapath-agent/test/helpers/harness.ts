@@ -1,7 +1,7 @@
-// A lab for the agent's kernel tests: per-run-prefixed network namespaces, bpffs pins and
-// sockets; a real nats-server, real ipam processes and real agent processes (each inside its
-// node's netns via nsenter --net, which keeps the mount namespace and so bpffs); pods added and
-// removed by the real cnitool running dyad-cni.
+// The harness of the agent's kernel tests (not the lab: no Kubernetes, no router):
+// per-run-prefixed network namespaces, bpffs pins and sockets; a real nats-server, real ipam
+// processes and real agent processes (each inside its node's netns via nsenter --net, which keeps
+// the mount namespace and so bpffs); pods added and removed by the real cnitool running dyad-cni.
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -104,7 +104,7 @@ export function apiGet(
   });
 }
 
-export class AgentLab {
+export class AgentHarness {
   readonly prefix = `dy${randomBytes(2).toString('hex')}`;
   readonly dir: string;
   readonly pinRoot: string;

@@ -53,7 +53,7 @@ export const POD_GW6 = 'fe80::1';
  * Network namespaces, veths and a bpffs pin dir, all named with one random per-run prefix and
  * all removed by cleanup(). Test addresses are 198.18.0.0/15 and fd00::/8 only.
  */
-export class Lab {
+export class KernelFixture {
   readonly prefix: string;
   readonly pinRoot: string;
   readonly #netns: string[] = [];
