@@ -146,12 +146,12 @@ describe('dyad-config and the services that read it', () => {
     const ms = await render('dual', {
       set: {
         'ipam.primaryFamily': 'IPv6',
-        'ipam.clusterPoolIPv4PodCIDRList': ['10.244.0.0/16', '10.245.0.0/16'],
+        'ipam.clusterPoolIPv4PodCIDRList': ['198.18.0.0/16', '198.19.0.0/16'],
       },
     });
     const data = configData(ms);
     expect(dyadConfigProblems(data)).toEqual([]);
-    expect(data['cluster-pool-ipv4-cidr']).toBe('10.244.0.0/16 10.245.0.0/16');
+    expect(data['cluster-pool-ipv4-cidr']).toBe('198.18.0.0/16 198.19.0.0/16');
     expect(data['ipam-primary-family']).toBe('IPv6');
   });
 

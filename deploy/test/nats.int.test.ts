@@ -5,7 +5,7 @@
 // taking messages when one server is gone.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -115,17 +115,11 @@ describe('the rendered NATS', () => {
       await js.publish('dyad.chart.test.a', 'one');
 
       await servers[2]?.stop();
-      let acked = false;
-      for (let i = 0; i < 100 && !acked; i++) {
-        try {
-          await js.publish('dyad.chart.test.a', 'two', { timeout: 2000 });
-          acked = true;
-        } catch {
-          // a new stream leader is being elected
-          await new Promise((r) => setTimeout(r, 200));
-        }
-      }
-      expect(acked).toBe(true);
+      // acknowledged once the remaining two servers have elected a new stream leader
+      await vi.waitFor(() => js.publish('dyad.chart.test.a', 'two', { timeout: 2000 }), {
+        timeout: 60_000,
+        interval: 200,
+      });
       expect((await jsm.streams.info('DYAD_CHART_TEST')).state.messages).toBe(2);
     } finally {
       await nc.close();

@@ -4,7 +4,7 @@ import { ALL_DYAD_CONFIG_KEYS, DyadConfig, dyadConfigProblems } from '../src/ind
 const DUAL = {
   'enable-ipv4': 'true',
   'enable-ipv6': 'true',
-  'cluster-pool-ipv4-cidr': '10.244.0.0/16',
+  'cluster-pool-ipv4-cidr': '198.18.0.0/16',
   'cluster-pool-ipv6-cidr': 'fd00:10:244::/56',
   'cluster-pool-ipv4-mask-size': '24',
   'cluster-pool-ipv6-mask-size': '120',
@@ -64,7 +64,10 @@ describe('dyad-config schema', () => {
     const cases: [Record<string, string>, RegExp][] = [
       [{ ...DUAL, 'enable-ipv4': 'yes' }, /^enable-ipv4: /],
       [{ ...DUAL, 'cluster-pool-ipv4-cidr': 'fd00::/56' }, /'fd00::\/56' is not an IPv4 CIDR/],
-      [{ ...DUAL, 'cluster-pool-ipv6-cidr': '10.0.0.0/8' }, /'10.0.0.0\/8' is not an IPv6 CIDR/],
+      [
+        { ...DUAL, 'cluster-pool-ipv6-cidr': '198.18.0.0/15' },
+        /'198.18.0.0\/15' is not an IPv6 CIDR/,
+      ],
       [{ ...DUAL, 'cluster-pool-ipv4-cidr': ' , ' }, /no IPv4 CIDR/],
       [{ ...DUAL, 'cluster-pool-ipv4-mask-size': '31' }, /between 1 and 30/],
       [{ ...DUAL, 'cluster-pool-ipv6-mask-size': '/120' }, /a decimal number/],
@@ -85,7 +88,7 @@ describe('dyad-config schema', () => {
   it('takes several pools of a family, separated by commas or spaces', () => {
     const many = {
       ...DUAL,
-      'cluster-pool-ipv4-cidr': '10.244.0.0/16, 10.245.0.0/16 10.246.0.0/16',
+      'cluster-pool-ipv4-cidr': '198.18.0.0/17, 198.18.128.0/17 198.19.0.0/16',
     };
     expect(dyadConfigProblems(many)).toEqual([]);
   });
