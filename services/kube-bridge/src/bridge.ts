@@ -30,6 +30,11 @@ export interface ObjectStreamPort {
   ): Promise<void>;
   /** The last event of every subject under `filter`, decoded with the contract. */
   lastValues(contract: MessageContract, filter: string): Promise<Map<string, ObjectEvent>>;
+  /**
+   * Calls `listener` once the stream is there again after NATS reconnected (declared anew: the
+   * server may have come back without its data). Returns the unsubscribe.
+   */
+  onReconnect(listener: () => void): () => void;
 }
 
 export interface BridgeOptions {
@@ -55,6 +60,7 @@ export class KubeBridge {
   readonly #watchers: KindWatcher[];
   readonly #reconciling = new Map<string, Promise<void>>();
   #resync: NodeJS.Timeout | undefined;
+  #unsubscribe: (() => void) | undefined;
 
   constructor(o: BridgeOptions) {
     this.#o = o;
@@ -93,10 +99,13 @@ export class KubeBridge {
     for (const w of this.#watchers) w.start();
     this.#resync = setInterval(() => void this.reconcileAll(), this.#o.resyncIntervalMs);
     this.#resync.unref();
+    // a server that lost its data gets every object again now, not at the next resync
+    this.#unsubscribe = this.#o.stream.onReconnect(() => void this.reconcileAll());
   }
 
   async stop(): Promise<void> {
     if (this.#resync !== undefined) clearInterval(this.#resync);
+    this.#unsubscribe?.();
     await Promise.all(this.#watchers.map((w) => w.stop()));
     await Promise.allSettled(this.#reconciling.values());
     this.#publisher.close();

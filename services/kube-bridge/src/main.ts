@@ -34,7 +34,9 @@ async function main(): Promise<void> {
   const bridge = new KubeBridge({
     kubeConfig: kc,
     kinds: watchedKinds(kc),
-    stream: busStreamPort(bus),
+    stream: busStreamPort(bus, (err) =>
+      logger.warn({ err }, 'stream not declared again after a reconnect; the next resync retries'),
+    ),
     logger,
     metrics: createBridgeMetrics(registry),
     resyncIntervalMs: cfg.resyncIntervalMs,

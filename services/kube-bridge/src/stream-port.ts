@@ -1,11 +1,16 @@
 import type { MessageContract } from '@dyad/contracts';
-import { K8S_STREAM } from '@dyad/contracts';
+import { K8S_STREAM, K8sStream } from '@dyad/contracts';
 import type { Bus } from '@dyad/bus';
 import type { ObjectEvent, ObjectStreamPort } from './bridge.ts';
 
 /** The bridge's view of JetStream, through the bus. */
-export function busStreamPort(bus: Bus): ObjectStreamPort {
+export function busStreamPort(bus: Bus, onError: (err: unknown) => void): ObjectStreamPort {
   return {
+    onReconnect(listener) {
+      return bus.onReconnect(() => {
+        bus.ensureStreams([K8sStream]).then(listener, onError);
+      });
+    },
     async publish(contract, subject, event, opts) {
       await bus.jsPublish(contract, subject, event as never, {
         msgId: opts.msgId,

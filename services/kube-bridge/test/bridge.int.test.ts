@@ -1,3 +1,4 @@
+import { mkdirSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Bus } from '@dyad/bus';
 import { k8sObjectSubject } from '@dyad/contracts';
@@ -289,6 +290,15 @@ describe('convergence', () => {
       expect(s.get(k8sObjectSubject('Service', 'bridge-pods', 'web'))?.op).toBe('delete');
     }, 60_000);
     await bridge.settled();
+    await expectStreamMatchesApi();
+  });
+
+  it('NATS back on an empty data directory gets every object again at once, not at the next resync', async () => {
+    await nats.kill();
+    rmSync(nats.storeDir, { recursive: true, force: true });
+    mkdirSync(nats.storeDir);
+    await nats.restart();
+    // the resync is an hour away: only the reconnect can bring the objects back
     await expectStreamMatchesApi();
   });
 });

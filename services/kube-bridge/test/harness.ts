@@ -52,7 +52,7 @@ export function makeBridge(
   return new KubeBridge({
     kubeConfig: kc,
     kinds: watchedKinds(kc),
-    stream: busStreamPort(bus),
+    stream: busStreamPort(bus, () => undefined),
     logger: createLogger({
       service: 'kube-bridge-test',
       level: process.env.DYAD_TEST_LOG === '1' ? 'debug' : 'silent',
