@@ -8,6 +8,7 @@ import {
 import type { EndpointStateValue, PayloadOf } from '@dyad/contracts';
 import { EndpointFlags } from '@dyad/libbpf-ts';
 import type { EndpointReporter, PublishLatest } from './endpoint-manager.ts';
+import { planRecords } from './records.ts';
 import type { Endpoint } from './endpoint.ts';
 
 type Report = PayloadOf<typeof EndpointReport>;
@@ -92,30 +93,26 @@ export class NatsEndpointReporter implements EndpointReporter {
       stream: AGENT_STREAM,
       filterSubjects: [agentEndpointFilter(this.#node)],
     });
-    let published = 0;
-    let tombstoned = 0;
-    const seen = new Set<string>();
-    for (const ep of local) {
-      const subject = agentEndpointSubject(this.#node, ep.containerId, ep.ifName);
-      seen.add(subject);
-      const want = JSON.stringify({ op: 'upsert', endpoint: endpointState(ep, this.#node) });
-      const have = stored.get(subject);
-      if (have && JSON.stringify(have.value) === want) continue;
-      this.upsert(ep);
-      published++;
+    const want = new Map<string, Report>();
+    for (const ep of local)
+      want.set(agentEndpointSubject(this.#node, ep.containerId, ep.ifName), {
+        op: 'upsert',
+        endpoint: endpointState(ep, this.#node),
+      });
+    const plan = planRecords(stored, want, (v) => v.op !== 'delete');
+    for (const subject of plan.publish) {
+      const report = want.get(subject);
+      if (report) this.#out(EndpointReport, subject, report);
     }
-    for (const [subject, d] of stored) {
-      if (seen.has(subject) || d.value.op === 'delete') continue;
+    for (const [subject, v] of plan.tombstone)
       this.#out(
         EndpointReport,
         subject,
-        { op: 'delete', endpoint: d.value.endpoint },
-        {
-          ttl: TOMBSTONE_TTL,
-        },
+        { op: 'delete', endpoint: v.endpoint },
+        { ttl: TOMBSTONE_TTL },
       );
-      tombstoned++;
-    }
+    const published = plan.publish.length;
+    const tombstoned = plan.tombstone.length;
     return { published, tombstoned };
   }
 }

@@ -23,6 +23,7 @@ import { CniError } from '../errors.ts';
 import type { Holder, NodeAllocator } from './allocator.ts';
 import type { SlotAddress } from './blocks.ts';
 import type { EndpointAddress } from '../endpoint.ts';
+import { planRecords } from '../records.ts';
 import { adoptHolders } from '../restore.ts';
 import type { AdoptedHolder } from '../restore.ts';
 
@@ -232,21 +233,17 @@ export class NodeIpam implements PodAddressing {
       stream: IPAM_ALLOCATIONS_STREAM,
       filterSubjects: [ipamAllocFilter(this.#o.node)],
     });
-    let published = 0;
-    let released = 0;
-    const seen = new Set<string>();
-    for (const h of this.#o.allocator.holders()) {
-      const subject = ipamAllocSubject(this.#o.node, h.containerId);
-      seen.add(subject);
-      const want = this.#allocatedRecord(h);
-      const have = stored.get(subject);
-      if (have && JSON.stringify(have.value) === JSON.stringify(want)) continue;
-      this.#o.publish(AddressesAllocated, subject, want);
-      published++;
+    const want = new Map(
+      this.#o.allocator
+        .holders()
+        .map((h) => [ipamAllocSubject(this.#o.node, h.containerId), this.#allocatedRecord(h)]),
+    );
+    const plan = planRecords(stored, want, (v) => 'allocatedAt' in v);
+    for (const subject of plan.publish) {
+      const record = want.get(subject);
+      if (record) this.#o.publish(AddressesAllocated, subject, record);
     }
-    for (const [subject, d] of stored) {
-      if (seen.has(subject) || !('allocatedAt' in d.value)) continue;
-      const v = d.value;
+    for (const [subject, v] of plan.tombstone)
       this.#o.publish(
         AddressesReleased,
         subject,
@@ -261,8 +258,8 @@ export class NodeIpam implements PodAddressing {
         },
         { ttl: RELEASE_TTL },
       );
-      released++;
-    }
+    const published = plan.publish.length;
+    const released = plan.tombstone.length;
     this.publishHeld();
     this.#maybeGrow();
     return { published, released };
