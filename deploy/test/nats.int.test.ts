@@ -112,14 +112,22 @@ describe('the rendered NATS', () => {
       });
       expect(info.config.num_replicas).toBe(3);
       const js = jetstream(nc);
-      await js.publish('dyad.chart.test.a', 'one');
+      // a new replicated stream answers once its leader's interest has crossed the cluster
+      // routes; until then a publish meets no responders. The message id makes retries one write.
+      await vi.waitFor(
+        () => js.publish('dyad.chart.test.a', 'one', { msgID: 'one', timeout: 2000 }),
+        { timeout: 60_000, interval: 200 },
+      );
 
       await servers[2]?.stop();
       // acknowledged once the remaining two servers have elected a new stream leader
-      await vi.waitFor(() => js.publish('dyad.chart.test.a', 'two', { timeout: 2000 }), {
-        timeout: 60_000,
-        interval: 200,
-      });
+      await vi.waitFor(
+        () => js.publish('dyad.chart.test.a', 'two', { msgID: 'two', timeout: 2000 }),
+        {
+          timeout: 60_000,
+          interval: 200,
+        },
+      );
       expect((await jsm.streams.info('DYAD_CHART_TEST')).state.messages).toBe(2);
     } finally {
       await nc.close();
