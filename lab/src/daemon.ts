@@ -319,6 +319,13 @@ try {
     env: serviceEnv(nats.url),
     restart: true,
   });
+  supervisor.start({
+    name: 'policy',
+    command: node,
+    args: [repo('services', 'policy', 'src', 'main.ts')],
+    env: serviceEnv(nats.url),
+    restart: true,
+  });
   if (!existsSync(AGENT_MAIN)) {
     state.warnings.push(`no datapath agent (${AGENT_MAIN} missing): pods will not get networking`);
   }
