@@ -4,6 +4,7 @@ import { bpfEndpointListCommand } from './commands/bpf-endpoint-list.ts';
 import { bpfIpcacheListCommand } from './commands/bpf-ipcache-list.ts';
 import { endpointListCommand } from './commands/endpoint-list.ts';
 import { ipamListCommand } from './commands/ipam-list.ts';
+import { identityListCommand, policyGetCommand } from './commands/policy-get.ts';
 import { statusCommand } from './commands/status.ts';
 import { versionCommand } from './commands/version.ts';
 
@@ -18,5 +19,7 @@ export const COMMANDS: readonly Command[] = [
   bpfIpcacheListCommand,
   bpfCtListCommand,
   ipamListCommand,
+  identityListCommand,
+  policyGetCommand,
   versionCommand,
 ];

@@ -76,7 +76,18 @@ function zsh(src: string, words: readonly string[]): string[] {
 const cases: Array<[string[], string[]]> = [
   [
     ['dyad', ''],
-    ['bpf', 'completion', 'endpoint', 'help', 'ipam', 'lab', 'status', 'version'],
+    [
+      'bpf',
+      'completion',
+      'endpoint',
+      'help',
+      'identity',
+      'ipam',
+      'lab',
+      'policy',
+      'status',
+      'version',
+    ],
   ],
   [['dyad', 'b'], ['bpf']],
   [

@@ -264,7 +264,7 @@ export const ipamListCommand = defineCommand({
     const format = outputFormat(ctx.flags.output);
     // Loaded here, not at the top: NATS and telemetry take most of a second to import, which
     // `dyad status` and the other agent commands should not pay.
-    const { connectNats } = await import('./ipam-nats.ts');
+    const { connectNats } = await import('./nats.ts');
     const { bus, where } = await connectNats(ctx.env, ctx.flags.nats);
     try {
       const l = await readStreams(bus, ctx.flags.node);

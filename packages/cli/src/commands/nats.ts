@@ -4,7 +4,8 @@ import { createLogger, createMetrics } from '@dyad/telemetry';
 import { Exit } from '../command.ts';
 import { CliError, UsageError } from '../errors.ts';
 
-// `dyad ipam list`'s connection to NATS, apart so that only that command imports the bus.
+// The connection to NATS of the cluster-wide commands (ipam list, identity list, policy get),
+// apart so that only they import the bus.
 // @dyad/telemetry is here only for the prom-client Registry (and a silent logger) that
 // connectBus requires; the CLI exports no metrics.
 
@@ -22,7 +23,7 @@ function setting<T>(name: string, r: Checked<T>): T {
 }
 
 /**
- * How `dyad ipam list` reaches NATS: the settings every service reads (NATS_URL, NATS_CREDS,
+ * How the cluster-wide commands reach NATS: the settings every service reads (NATS_URL, NATS_CREDS,
  * NATS_USER/NATS_PASSWORD, NATS_TOKEN; see @dyad/bus env.ts), `--nats` before NATS_URL. Each
  * goes through bus's own schema, so the CLI and the services cannot read them differently.
  */
