@@ -45,7 +45,7 @@ function dyadContainers(ms: readonly Manifest[]): [Workload, Container][] {
 }
 
 describe.each(VARIANTS)('%s', (variant) => {
-  it('renders every object Dyad needs, and nothing of the policy service while it is off', () => {
+  it('renders every object Dyad needs, the policy service included', () => {
     const names = manifests(variant).map((m) => `${m.kind}/${m.metadata.name}`);
     expect(names.sort()).toEqual(
       [
@@ -56,6 +56,7 @@ describe.each(VARIANTS)('%s', (variant) => {
         'DaemonSet/dyad-agent',
         'Deployment/dyad-ipam',
         'Deployment/dyad-kube-bridge',
+        'Deployment/dyad-policy',
         'Deployment/dyad-router',
         'PodDisruptionBudget/dyad-ipam',
         'PodDisruptionBudget/dyad-nats',
@@ -65,6 +66,7 @@ describe.each(VARIANTS)('%s', (variant) => {
         'ServiceAccount/dyad-ipam',
         'ServiceAccount/dyad-kube-bridge',
         'ServiceAccount/dyad-nats',
+        'ServiceAccount/dyad-policy',
         'ServiceAccount/dyad-router',
         'StatefulSet/dyad-nats',
       ].sort(),
@@ -170,8 +172,9 @@ describe('dyad-config and the services that read it', () => {
 });
 
 describe('RBAC', () => {
-  it('kube-bridge lists and watches the six kinds it mirrors, and does nothing else', () => {
-    const role = find(manifests('dual'), 'ClusterRole', 'dyad-kube-bridge');
+  it('with Events off, kube-bridge lists and watches the six kinds it mirrors, and does nothing else', async () => {
+    const ms = await render('dual', { set: { 'kubeBridge.createEvents': false } });
+    const role = find(ms, 'ClusterRole', 'dyad-kube-bridge');
     expect(role.rules).toEqual([
       {
         apiGroups: [''],
@@ -187,8 +190,10 @@ describe('RBAC', () => {
     ]);
   });
 
-  it('with Events on, kube-bridge may also create and patch Events, still with no `*`', async () => {
-    const ms = await render('dual', { set: { 'kubeBridge.createEvents': true } });
+  it('by default kube-bridge may also create and patch Events (policy problems), still with no `*`', async () => {
+    const ms = manifests('dual');
+    const c = workload(ms, 'Deployment', 'dyad-kube-bridge').spec.template.spec.containers[0];
+    expect(envOf(c as Container, 'DYAD_KUBE_BRIDGE_EVENTS')?.value).toBe('true');
     expect(rbacProblems(ms)).toEqual([]);
     const role = find(ms, 'ClusterRole', 'dyad-kube-bridge');
     expect((role.rules as unknown[]).at(-1)).toEqual({
@@ -474,8 +479,8 @@ describe('the Dyad services', () => {
     expect(envOf(c as Container, 'KUBERNETES_SERVICE_PORT')?.value).toBe('6443');
   });
 
-  it('renders the policy service when it is turned on', async () => {
-    const ms = await render('dual', { set: { 'policy.enabled': true } });
+  it('renders the policy service by default', () => {
+    const ms = manifests('dual');
     const w = workload(ms, 'Deployment', 'dyad-policy');
     expect(w.spec.template.spec.containers[0]?.command).toEqual([
       'node',

@@ -300,7 +300,7 @@ try {
     name: 'kube-bridge',
     command: node,
     args: [repo('services', 'kube-bridge', 'src', 'main.ts')],
-    env: { ...serviceEnv(nats.url), KUBECONFIG: paths.kubeconfig },
+    env: { ...serviceEnv(nats.url), KUBECONFIG: paths.kubeconfig, DYAD_KUBE_BRIDGE_EVENTS: 'true' },
     restart: true,
   });
   for (const i of [1, 2]) {

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { z } from 'zod';
 import { NatsEnv, natsSettings } from '@dyad/bus';
 import type { NatsSettings } from '@dyad/bus';
@@ -10,6 +11,10 @@ const Env = z.object({
   DYAD_HEALTH_HOST: z.string().default('0.0.0.0'),
   DYAD_RESYNC_INTERVAL_S: z.coerce.number().positive().default(300),
   DYAD_TOMBSTONE_TTL_S: z.coerce.number().int().min(1).default(86_400),
+  /** Warning Events on NetworkPolicies Dyad does not enforce as written (needs RBAC to create Events). */
+  DYAD_KUBE_BRIDGE_EVENTS: z.enum(['true', 'false']).default('false'),
+  /** The Events' reportingInstance: the pod's name in a cluster. */
+  POD_NAME: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
 });
 
@@ -20,6 +25,8 @@ export interface BridgeConfig {
   readonly resyncIntervalMs: number;
   readonly tombstoneTtlMs: number;
   readonly logLevel: string;
+  /** The reportingInstance of Events, when kube-bridge reports policy problems as Events. */
+  readonly events: { readonly instance: string } | undefined;
 }
 
 export class ConfigError extends Error {
@@ -41,5 +48,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): B
     resyncIntervalMs: e.DYAD_RESYNC_INTERVAL_S * 1000,
     tombstoneTtlMs: e.DYAD_TOMBSTONE_TTL_S * 1000,
     logLevel: e.LOG_LEVEL,
+    events:
+      e.DYAD_KUBE_BRIDGE_EVENTS === 'true'
+        ? { instance: e.POD_NAME ?? `kube-bridge-${hostname()}` }
+        : undefined,
   };
 }

@@ -8,6 +8,7 @@ import { KubeBridge } from './bridge.ts';
 import { loadConfig } from './config.ts';
 import { watchedKinds } from './kinds.ts';
 import { createBridgeMetrics } from './metrics.ts';
+import { PolicyEventReporter, apiEventSink } from './policy-events.ts';
 import { busStreamPort } from './stream-port.ts';
 
 const SERVICE = 'kube-bridge';
@@ -43,6 +44,16 @@ async function main(): Promise<void> {
     tombstoneTtlMs: cfg.tombstoneTtlMs,
   });
   bridge.start();
+  const events =
+    cfg.events === undefined
+      ? undefined
+      : new PolicyEventReporter({
+          bus,
+          sink: apiEventSink(kc),
+          logger,
+          instance: cfg.events.instance,
+        });
+  await events?.start();
 
   const health = await startHealthServer({
     port: cfg.health.port,
@@ -59,6 +70,7 @@ async function main(): Promise<void> {
     logger,
     beforeDrain: async () => {
       await health.close();
+      await events?.stop();
       await bridge.stop();
     },
     afterDrain: () => tracing.shutdown(),
