@@ -1,7 +1,7 @@
 // `npm run bench -- policy`: the policy compiler's incremental recompute against a recompute from
 // scratch, for one label change in a cluster of 1,000 pods and 200 NetworkPolicies, in one run.
-// The last stdout line is one JSON object. Propagation (a NetworkPolicy created in the apiserver
-// until every node enforces it, measured by probing) needs the lab's datapath: null until then.
+// Then, on a lab (root only; `--changes 0` skips it), the propagation of --changes NetworkPolicy
+// creates to every node (support/policy-propagation.ts). The last stdout line is one JSON object.
 //
 // The cluster: 20 namespaces of 50 pods (10 apps × 5 replicas, labels app/tier/version), pods
 // spread over 10 nodes, both families. Per namespace 10 policies: a default deny of ingress, 7
@@ -11,6 +11,7 @@
 // ipBlock with excepts in each family). The change: one pod's `version` label, as a rollout does;
 // it gets a new identity, which every allow-list naming its app must add.
 import { parseArgs } from 'node:util';
+import { measurePropagation } from './support/policy-propagation.ts';
 import { NetworkPolicy } from '@dyad/contracts';
 import type { z } from 'zod';
 import {
@@ -26,9 +27,12 @@ import type { PodInput, PolicySpec, Prefix } from '@dyad/policy';
 const { values: args } = parseArgs({
   options: {
     rounds: { type: 'string', default: '31' },
+    changes: { type: 'string', default: '50' },
   },
+  args: process.argv.slice(2).filter((a) => a !== 'policy'),
 });
 const ROUNDS = Number(args.rounds);
+const CHANGES = Number(args.changes);
 const NAMESPACES = 20;
 const APPS = 10;
 const REPLICAS = 5;
@@ -159,6 +163,11 @@ function policiesOf(n: number): PolicySpec[] {
   return out;
 }
 
+function percentile(xs: readonly number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.max(0, Math.ceil((p / 100) * s.length) - 1)] ?? NaN;
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] as number;
@@ -171,7 +180,7 @@ function buildEngine(pods: Iterable<PodInput>, policies: readonly PolicySpec[]):
   return e;
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const ids = new Identities();
   const pods = new Map<string, PodInput>();
   for (let n = 0; n < NAMESPACES; n++) {
@@ -225,9 +234,15 @@ function main(): void {
   const incMs = median(incremental.slice(warm));
   const fullMs = median(full.slice(warm));
   log(`incremental: median ${incMs.toFixed(2)} ms; from scratch: median ${fullMs.toFixed(2)} ms`);
-  log(
-    'propagation_p50_ms / propagation_p99_ms: null - they need the lab datapath (a policy created in the apiserver until every node enforces it, by probing); next session',
-  );
+  let propagation: number[] = [];
+  if (CHANGES > 0 && process.getuid?.() === 0) {
+    propagation = await measurePropagation(CHANGES);
+    log(
+      `propagation over ${propagation.length} creates: p50 ${percentile(propagation, 50).toFixed(0)} ms, p99 ${percentile(propagation, 99).toFixed(0)} ms, max ${Math.max(...propagation).toFixed(0)} ms`,
+    );
+  } else {
+    log('propagation: skipped (needs root and --changes > 0); its keys are null');
+  }
   const round2 = (x: number) => Math.round(x * 100) / 100;
   console.log(
     JSON.stringify({
@@ -238,10 +253,10 @@ function main(): void {
       incremental_ms: round2(incMs),
       full_ms: round2(fullMs),
       incremental_speedup: round2(fullMs / incMs),
-      propagation_p50_ms: null,
-      propagation_p99_ms: null,
+      propagation_p50_ms: propagation.length > 0 ? Math.round(percentile(propagation, 50)) : null,
+      propagation_p99_ms: propagation.length > 0 ? Math.round(percentile(propagation, 99)) : null,
     }),
   );
 }
 
-main();
+await main();

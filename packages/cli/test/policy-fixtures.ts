@@ -10,7 +10,7 @@ import type {
 
 type Upsert<T> = Extract<T, { op: 'upsert' }>;
 
-export function identity(n: number, labels: string[]): Upsert<PayloadOf<typeof IdentityEvent>> {
+export function identity(n: number, labels: string[]): PayloadOf<typeof IdentityEvent> {
   return { op: 'upsert', identity: n, labels };
 }
 
@@ -66,10 +66,13 @@ export function status(
     resourceVersion: '1',
     problems,
     accepted: {
-      apiVersion: 'networking.k8s.io/v1',
-      kind: 'NetworkPolicy',
-      metadata: { name, namespace, uid: `uid-${name}`, resourceVersion: '1' },
-      spec: { podSelector: {} },
+      metadata: { name, namespace, uid: `uid-${name}`, resourceVersion: '1', labels: {} },
+      spec: {
+        podSelector: { matchLabels: {}, matchExpressions: [] },
+        policyTypes: ['Ingress'],
+        ingress: [],
+        egress: [],
+      },
     },
   };
 }

@@ -41,10 +41,13 @@ function status(name: string, uid: string, rv: string, problems: Status['problem
     resourceVersion: rv,
     problems,
     accepted: {
-      apiVersion: 'networking.k8s.io/v1',
-      kind: 'NetworkPolicy',
-      metadata: { name, namespace: 'default', uid, resourceVersion: rv },
-      spec: { podSelector: {} },
+      metadata: { name, namespace: 'default', uid, resourceVersion: rv, labels: {} },
+      spec: {
+        podSelector: { matchLabels: {}, matchExpressions: [] },
+        policyTypes: ['Ingress'],
+        ingress: [],
+        egress: [],
+      },
     },
   };
 }

@@ -20,7 +20,7 @@ import { identityRows, policyView, renderIdentities, renderPolicy } from './poli
 // its streams (DYAD_POLICY, and the node's compiled policy on DYAD_NODE), so both work while the
 // policy service is down.
 
-type Identity = Extract<PayloadOf<typeof IdentityEvent>, { op: 'upsert' }>;
+type Identity = PayloadOf<typeof IdentityEvent>;
 type PodIdentity = Extract<PayloadOf<typeof PodIdentityEvent>, { op: 'upsert' }>;
 type PodPolicy = Extract<PayloadOf<typeof PodPolicyDesiredV2>, { op: 'upsert' }>;
 type PolicyStatus = Extract<PayloadOf<typeof PolicyStatusEvent>, { op: 'upsert' }>;
@@ -81,7 +81,7 @@ export const identityListCommand = defineCommand({
   run: async (ctx) => {
     const format = outputFormat(ctx.flags.output);
     const rows = await withBus(ctx.env, ctx.flags.nats, async (bus) => {
-      const ids = await last<PayloadOf<typeof IdentityEvent>>(
+      const ids = await last<Identity>(
         bus,
         [IdentityEvent],
         POLICY_STREAM,
@@ -93,7 +93,10 @@ export const identityListCommand = defineCommand({
         POLICY_STREAM,
         PolicyFilter.pods,
       );
-      return identityRows(upserts(ids) as Identity[], upserts(pods) as PodIdentity[]);
+      return identityRows(
+        ids.filter((i) => i.op === 'upsert'),
+        upserts(pods) as PodIdentity[],
+      );
     });
     ctx.stdout.write(
       isStructured(format)
@@ -144,14 +147,9 @@ export const policyGetCommand = defineCommand({
           PolicyFilter.statuses,
         ),
       ) as PolicyStatus[];
-      const ids = upserts(
-        await last<PayloadOf<typeof IdentityEvent>>(
-          bus,
-          [IdentityEvent],
-          POLICY_STREAM,
-          PolicyFilter.identities,
-        ),
-      ) as Identity[];
+      const ids = (
+        await last<Identity>(bus, [IdentityEvent], POLICY_STREAM, PolicyFilter.identities)
+      ).filter((i) => i.op === 'upsert');
       return policyView(
         namespace,
         name,

@@ -13,7 +13,7 @@ import { formatTable } from '../output.ts';
 // What `dyad policy get` and `dyad identity list` show, as pure functions of the policy
 // service's published state, so they are tested without a server.
 
-type Identity = Extract<PayloadOf<typeof IdentityEvent>, { op: 'upsert' }>;
+type Identity = PayloadOf<typeof IdentityEvent>;
 type PodIdentity = Extract<PayloadOf<typeof PodIdentityEvent>, { op: 'upsert' }>;
 type PodPolicy = Extract<PayloadOf<typeof PodPolicyDesiredV2>, { op: 'upsert' }>;
 type PolicyStatus = Extract<PayloadOf<typeof PolicyStatusEvent>, { op: 'upsert' }>;
