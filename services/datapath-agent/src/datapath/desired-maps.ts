@@ -150,6 +150,8 @@ export function policyEntries(ep: Endpoint, policy: PolicyState): Array<[PolicyK
   if (!pol) return [];
   const out: Array<[PolicyKey, PolicyValue]> = [];
   pol.rules.forEach((r, i) => {
+    // the datapath has no deny entries any more (NetworkPolicy only allows)
+    if (r.action === 'deny') return;
     const keys = policyKeys({
       endpointId: ep.endpointId,
       identity: r.identity,
@@ -157,10 +159,7 @@ export function policyEntries(ep: Endpoint, policy: PolicyState): Array<[PolicyK
       ...(r.proto !== undefined ? { proto: r.proto } : {}),
       ...(r.ports !== undefined ? { ports: r.ports } : {}),
     });
-    const value = {
-      action: r.action === 'deny' ? PolicyAction.DENY : PolicyAction.ALLOW,
-      ruleId: i + 1,
-    };
+    const value = { action: PolicyAction.ALLOW, ruleId: i + 1 };
     for (const k of keys) out.push([k, value]);
   });
   return out;
