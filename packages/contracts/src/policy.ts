@@ -132,7 +132,11 @@ export const PolicyProblemCode = {
   badSelector: 'bad-selector',
   /** An `except` that is not inside its `cidr` (or of the other family): it excludes nothing. */
   exceptOutsideCidr: 'except-outside-cidr',
-  /** A rule the datapath cannot match yet (SCTP ports): that traffic is dropped, never let through. */
+  /**
+   * A rule the datapath cannot match: that traffic is dropped, never let through. Nothing is
+   * reported with it today (SCTP ports were, until the datapath parsed them); statuses stored
+   * with it still decode.
+   */
   datapathUnsupported: 'datapath-unsupported',
   /** The newest version on NATS did not decode (it was dead-lettered): the last one accepted stays enforced. */
   updateRefused: 'update-refused',
