@@ -17,8 +17,8 @@ import { encodeToken } from './subjects.ts';
  *
  * Per node, the compiled policy of each pod goes to that node's own subject
  * (`dyad.node.v1.<node>.policy.<namespace>.<name>`, stream `DYAD_NODE`) as
- * `io.dyad.node.policy.v2`: the same subject as v1, so the stream's last value per subject
- * replaces a v1 value with v2 and an agent reads both from one filter.
+ * `io.dyad.node.policy.v2`, the only pod policy message (v1, rules without ipBlocks, is gone);
+ * the node's agent reads it with `nodePolicyFilter(node)`.
  */
 
 export const POLICY_SUBJECT_ROOT = 'dyad.policy.v1';
