@@ -81,8 +81,7 @@ int dy_from_container(struct __sk_buff *skb)
 
 	if (dy_ct_lookup(&p, dir) == DY_CT_NEW) {
 		if (src_flags & DY_EP_F_ENFORCE_EGRESS) {
-			int reason = dy_policy_verdict(src_ep_id, dst_identity, dir, p.t.proto,
-						       p.policy_port);
+			int reason = dy_policy_verdict(src_ep_id, dst_identity, dir, &p, p.t.daddr);
 			if (reason)
 				return dy_drop(skb, &p, reason, dir, skb->ifindex, src_identity,
 					       dst_identity);
@@ -134,8 +133,7 @@ int dy_to_container(struct __sk_buff *skb)
 
 	if (dy_ct_lookup(&p, dir) == DY_CT_NEW) {
 		if (ep_flags & DY_EP_F_ENFORCE_INGRESS) {
-			int reason = dy_policy_verdict(ep_id, src_identity, dir, p.t.proto,
-						       p.policy_port);
+			int reason = dy_policy_verdict(ep_id, src_identity, dir, &p, p.t.saddr);
 			if (reason)
 				return dy_drop(skb, &p, reason, dir, ep_ifindex, src_identity,
 					       ep_identity);

@@ -13,6 +13,7 @@
 #include "dyad/map_ipcache.h"
 #include "dyad/map_metrics.h"
 #include "dyad/map_policy.h"
+#include "dyad/map_policy_cidr.h"
 
 struct dy_endpoint_key dy_layout_endpoint_key;
 struct dy_endpoint_info dy_layout_endpoint_info;
@@ -20,6 +21,8 @@ struct dy_ipcache_key dy_layout_ipcache_key;
 struct dy_ipcache_info dy_layout_ipcache_info;
 struct dy_policy_key dy_layout_policy_key;
 struct dy_policy_value dy_layout_policy_value;
+struct dy_policy_cidr_key dy_layout_policy_cidr_key;
+struct dy_policy_cidr_value dy_layout_policy_cidr_value;
 struct dy_ct_key dy_layout_ct_key;
 struct dy_ct_entry dy_layout_ct_entry;
 struct dy_metrics_key dy_layout_metrics_key;
@@ -38,6 +41,8 @@ enum dy_ipcache_prefix dy_enum_ipcache_prefix;
 enum dy_ipcache_flags dy_enum_ipcache_flags;
 enum dy_policy_prefix dy_enum_policy_prefix;
 enum dy_policy_action dy_enum_policy_action;
+enum dy_policy_cidr_prefix dy_enum_policy_cidr_prefix;
+enum dy_policy_class dy_enum_policy_class;
 enum dy_ct_flags dy_enum_ct_flags;
 enum dy_config_flags dy_enum_config_flags;
 

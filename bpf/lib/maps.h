@@ -14,6 +14,7 @@
 #include "dyad/map_ipcache.h"
 #include "dyad/map_metrics.h"
 #include "dyad/map_policy.h"
+#include "dyad/map_policy_cidr.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -37,6 +38,14 @@ struct {
 	__uint(max_entries, DY_POLICY_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } dy_policy SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct dy_policy_cidr_key);
+	__type(value, struct dy_policy_cidr_value);
+	__uint(max_entries, DY_POLICY_CIDR_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} dy_policy_cidr SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -52,7 +52,7 @@ struct dy_tuple {
 struct dy_pkt {
 	struct dy_tuple t;
 	struct dy_tuple inner; /* the offending packet, when is_icmp_error */
-	__be16 policy_port;    /* dport for TCP/UDP, ICMP type for ICMP */
+	__be16 policy_port;    /* dport for TCP/UDP/SCTP, ICMP type for ICMP */
 	__u8 tcp_flags;
 	__u8 icmp_type;
 	__u8 is_icmp_error;
@@ -90,6 +90,7 @@ static __always_inline int dy_parse_l4(struct __sk_buff *skb, __u32 off, struct 
 			*tcp_flags = hdr[13];
 		return 0;
 	case IPPROTO_UDP:
+	case IPPROTO_SCTP: /* source and destination port lead the common header, as in UDP */
 		if (bpf_skb_load_bytes(skb, off, hdr, 4) < 0)
 			return -1;
 		__builtin_memcpy(&t->sport, &hdr[0], 2);

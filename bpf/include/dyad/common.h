@@ -44,7 +44,7 @@ enum dy_reason {
 	DY_REASON_DROP_MALFORMED = 12,
 	DY_REASON_DROP_FIB = 13,
 	DY_REASON_DROP_CT_FULL = 14,
-	DY_REASON_DROP_POLICY_DENY = 15, /* explicit deny entry */
+	/* 15 was DY_REASON_DROP_POLICY_DENY (explicit deny entries); reserved, never reuse */
 };
 
 /* Event types in the ring buffer. */

@@ -5,7 +5,7 @@ import { encodeToken } from './subjects.ts';
 
 /**
  * The datapath agent (one per node): what it reports about the pods it wired up, and the
- * node-scoped policy it is given. Its ipcache comes from the router's node-scoped subjects
+ * node-scoped subjects of what it is given (the pod policy's message is policy.ts's). Its ipcache comes from the router's node-scoped subjects
  * (router.ts), its addresses from IPAM (ipam.ts); it never talks to the Kubernetes API.
  */
 
@@ -22,11 +22,6 @@ export function agentEndpointSubject(node: string, containerId: string, ifName: 
 /** Every endpoint report of one node: `dyad.agent.v1.endpoint.<node>.>`. */
 export function agentEndpointFilter(node: string): string {
   return `${AGENT_SUBJECT_ROOT}.endpoint.${encodeToken(node)}.>`;
-}
-
-/** Everything desired of one node: `dyad.node.v1.<node>.>`. */
-export function nodeDesiredFilter(node: string): string {
-  return `${NODE_DESIRED_SUBJECT_ROOT}.${encodeToken(node)}.>`;
 }
 
 /** `dyad.node.v1.<node>.policy.<namespace>.<name>`: the policy of one pod's endpoints there. */
@@ -83,43 +78,6 @@ export const EndpointReport = defineMessage({
   stream: AGENT_STREAM,
 });
 
-const PortRange = z
-  .object({ from: z.number().int().min(0).max(65535), to: z.number().int().min(0).max(65535) })
-  .refine((r) => r.from <= r.to, { message: 'from must not exceed to' });
-
-export const PolicyRuleDesired = z.object({
-  /** Peer identity; 0 matches any peer. */
-  identity: Identity,
-  direction: z.enum(['ingress', 'egress']),
-  /** IP protocol number; absent for any protocol. */
-  proto: z.number().int().min(0).max(255).optional(),
-  /** Port or port range (ICMP: message type); absent for any port. */
-  ports: z.union([z.number().int().min(0).max(65535), PortRange]).optional(),
-  action: z.enum(['allow', 'deny']).default('allow'),
-});
-
-/** The policy of a pod's endpoints on one node. */
-export const PodPolicyDesired = defineMessage({
-  type: 'io.dyad.node.policy.v1',
-  version: 1,
-  schema: z.discriminatedUnion('op', [
-    z.object({
-      op: z.literal('upsert'),
-      namespace: z.string().min(1),
-      name: z.string().min(1),
-      /** Default-deny in that direction; the rules then list what is allowed. */
-      enforceIngress: z.boolean().default(false),
-      enforceEgress: z.boolean().default(false),
-      rules: z.array(PolicyRuleDesired).default([]),
-    }),
-    z.object({ op: z.literal('delete'), namespace: z.string().min(1), name: z.string().min(1) }),
-  ]),
-  description:
-    "The policy (default-deny per direction, allowed peers by identity, protocol and port) of a pod's endpoints on one node; written by the policy service. Delete lifts it.",
-  subjectPattern: `${NODE_DESIRED_SUBJECT_ROOT}.{node}.policy.{namespace}.{name}`,
-  stream: NODE_DESIRED_STREAM,
-});
-
 export const AgentStream: StreamSpec = {
   name: AGENT_STREAM,
   description:
@@ -143,4 +101,3 @@ export const NodeDesiredStream: StreamSpec = {
 };
 
 export type EndpointStateValue = z.output<typeof EndpointState>;
-export type PolicyRuleDesiredValue = z.output<typeof PolicyRuleDesired>;

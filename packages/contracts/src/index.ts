@@ -126,14 +126,11 @@ export {
   NODE_DESIRED_STREAM,
   NODE_DESIRED_SUBJECT_ROOT,
   NodeDesiredStream,
-  PodPolicyDesired,
-  PolicyRuleDesired,
   agentEndpointFilter,
   agentEndpointSubject,
-  nodeDesiredFilter,
   nodePolicySubject,
 } from './agent.ts';
-export type { EndpointStateValue, PolicyRuleDesiredValue } from './agent.ts';
+export type { EndpointStateValue } from './agent.ts';
 
 export {
   ALL_NODES_POLICY_FILTER,

@@ -17,8 +17,8 @@ import { encodeToken } from './subjects.ts';
  *
  * Per node, the compiled policy of each pod goes to that node's own subject
  * (`dyad.node.v1.<node>.policy.<namespace>.<name>`, stream `DYAD_NODE`) as
- * `io.dyad.node.policy.v2`: the same subject as v1, so the stream's last value per subject
- * replaces a v1 value with v2 and an agent reads both from one filter.
+ * `io.dyad.node.policy.v2`, the only pod policy message (v1, rules without ipBlocks, is gone);
+ * the node's agent reads it with `nodePolicyFilter(node)`.
  */
 
 export const POLICY_SUBJECT_ROOT = 'dyad.policy.v1';
@@ -132,7 +132,11 @@ export const PolicyProblemCode = {
   badSelector: 'bad-selector',
   /** An `except` that is not inside its `cidr` (or of the other family): it excludes nothing. */
   exceptOutsideCidr: 'except-outside-cidr',
-  /** A rule the datapath cannot match yet (SCTP ports): that traffic is dropped, never let through. */
+  /**
+   * A rule the datapath cannot match: that traffic is dropped, never let through. Nothing is
+   * reported with it today (SCTP ports were, until the datapath parsed them); statuses stored
+   * with it still decode.
+   */
   datapathUnsupported: 'datapath-unsupported',
   /** The newest version on NATS did not decode (it was dead-lettered): the last one accepted stays enforced. */
   updateRefused: 'update-refused',

@@ -20,7 +20,7 @@ import {
   NodeBlocksHeld,
 } from './ipam.ts';
 import { RouterIpcacheEvent, RouterRouteEvent, RouterStream, RouterSyncEvent } from './router.ts';
-import { AgentStream, EndpointReport, NodeDesiredStream, PodPolicyDesired } from './agent.ts';
+import { AgentStream, EndpointReport, NodeDesiredStream } from './agent.ts';
 import {
   IdentityEvent,
   PodIdentityEvent,
@@ -51,7 +51,6 @@ export const ALL_CONTRACTS: readonly MessageContract[] = [
   RouterRouteEvent,
   RouterSyncEvent,
   EndpointReport,
-  PodPolicyDesired,
   PodPolicyDesiredV2,
   IdentityEvent,
   PodIdentityEvent,

@@ -17,7 +17,6 @@ import {
   NetworkPolicyEvent,
   NodeEvent,
   PodEvent,
-  PodPolicyDesired,
   ServiceEvent,
   IdentityEvent,
   PodIdentityEvent,
@@ -129,7 +128,7 @@ const ROUTER_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> = [
   ],
 ];
 
-/** What a node agent reports and the policy it is given. */
+/** What a node agent reports. */
 const AGENT_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> = [
   [
     EndpointReport,
@@ -152,26 +151,6 @@ const AGENT_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> = [
         policy: { ingress: 'enforcing', egress: 'disabled' },
         createdAt: '2025-01-01T00:00:00.000Z',
       },
-    },
-  ],
-  [
-    PodPolicyDesired,
-    {
-      op: 'upsert',
-      namespace: 'prod',
-      name: 'web-0',
-      enforceIngress: true,
-      enforceEgress: false,
-      rules: [
-        {
-          identity: 65537,
-          direction: 'ingress',
-          proto: 6,
-          ports: { from: 8000, to: 8080 },
-          action: 'allow',
-        },
-        { identity: 0, direction: 'ingress', proto: 58, action: 'allow' },
-      ],
     },
   ],
 ];

@@ -23,6 +23,8 @@ export {
   FamilyTag,
   IpcachePrefix,
   PolicyPrefix,
+  PolicyCidrPrefix,
+  PolicyClass,
   Direction,
   Identity,
   EndpointFlags,
@@ -70,6 +72,15 @@ export {
   POLICY_PREFIX_PORT,
 } from './datapath/policy.ts';
 export {
+  policyCidrKeyLayout,
+  policyCidrValueLayout,
+  policyCidrKeyCodec,
+  policyCidrValueCodec,
+  policyCidrCodec,
+  POLICY_CIDR_PREFIX_BASE,
+  POLICY_CLASS_BASE,
+} from './datapath/policy-cidr.ts';
+export {
   ctKeyLayout,
   ctEntryLayout,
   ctKeyCodec,
@@ -105,6 +116,7 @@ export type { DirectionName } from './datapath/constants.ts';
 export type { EndpointKey, EndpointInfo } from './datapath/endpoints.ts';
 export type { IpcacheKey, IpcacheInfo } from './datapath/ipcache.ts';
 export type { PolicyKey, PolicyValue, PolicyRule, PolicyDirection } from './datapath/policy.ts';
+export type { PolicyCidrKey, PolicyCidrValue } from './datapath/policy-cidr.ts';
 export type { CtKey, CtEntry } from './datapath/conntrack.ts';
 export type { MetricsKey, MetricsValue } from './datapath/metrics.ts';
 export type { DatapathEvent } from './datapath/events.ts';

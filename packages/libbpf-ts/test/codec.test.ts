@@ -21,6 +21,8 @@ import {
   endpointsCodec,
   eventLayout,
   metricsCodec,
+  POLICY_CLASS_BASE,
+  policyCidrCodec,
   structCodec,
   validateLayout,
 } from '../src/index.ts';
@@ -107,6 +109,26 @@ describe('datapath codecs', () => {
     const b = encode(conntrackCodec.key, k);
     expect(b.subarray(32, 40).toString('hex')).toBe('9c401f90' + '06040200');
     expect(conntrackCodec.key.decode(b, 0)).toEqual(k);
+  });
+
+  test('policy CIDR key: prefixlen counts the 64 bits before the address, the address is masked', () => {
+    const k = { endpointId: 7, direction: 'egress' as const, prefix: '198.18.4.0/22' };
+    const b = encode(policyCidrCodec.key, { ...k, prefix: '198.18.5.9/22' });
+    expect(b.toString('hex')).toBe(
+      '56000000' + '07000000' + '01040000' + 'c6120400' + '00'.repeat(12),
+    );
+    expect(policyCidrCodec.key.decode(b, 0)).toEqual(k);
+    const k6 = { endpointId: 7, direction: 'ingress' as const, prefix: 'fd00:18::/32' };
+    const b6 = encode(policyCidrCodec.key, k6);
+    expect(b6.readUInt32LE(0)).toBe(64 + 32);
+    expect(b6.subarray(8, 10).toString('hex')).toBe('0206');
+    expect(policyCidrCodec.key.decode(b6, 0)).toEqual(k6);
+  });
+
+  test('policy CIDR value: a class id, never below the class base', () => {
+    const v = { classId: POLICY_CLASS_BASE + 3 };
+    expect(policyCidrCodec.value.decode(encode(policyCidrCodec.value, v), 0)).toEqual(v);
+    expect(() => encode(policyCidrCodec.value, { classId: 0xffffff })).toThrow(CodecError);
   });
 
   test('metrics key is reason, direction, family', () => {

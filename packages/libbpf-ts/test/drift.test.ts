@@ -11,6 +11,8 @@ import {
   IpcachePrefix,
   PolicyAction,
   PolicyPrefix,
+  PolicyCidrPrefix,
+  PolicyClass,
   Reason,
   datapathLayouts,
   datapathMapLayouts,
@@ -66,6 +68,8 @@ const ENUMS: ReadonlyArray<readonly [string, string, Readonly<Record<string, num
   ['dy_ipcache_flags', 'DY_IPCACHE_F_', IpcacheFlags],
   ['dy_policy_prefix', 'DY_POLICY_PREFIX_', PolicyPrefix],
   ['dy_policy_action', 'DY_POLICY_', PolicyAction],
+  ['dy_policy_cidr_prefix', 'DY_POLICY_CIDR_PREFIX_', PolicyCidrPrefix],
+  ['dy_policy_class', 'DY_POLICY_CLASS_', PolicyClass],
   ['dy_ct_flags', 'DY_CT_F_', CtFlags],
   ['dy_config_flags', 'DY_CFG_F_', ConfigFlags],
 ];

@@ -3,6 +3,7 @@ import {
   EndpointFlags,
   Libbpf,
   openPinnedDatapath,
+  POLICY_CLASS_BASE,
   PolicyAction,
   policyKeys,
   Proto,
@@ -134,6 +135,33 @@ describe.skipIf(skip !== undefined)('default-deny ingress, drop events, allow en
     });
     expect(await lab.echo(a, 'tcp', b.v4, 9003)).toBe(true);
     expect(await lab.echo(a, 'tcp', b.v4, 9004, 800)).toBe(false);
+  });
+
+  test('a CIDR entry opens what its class allows; the longest entry wins; IPv4 never opens IPv6', async () => {
+    allow({
+      endpointId: EP_B,
+      identity: POLICY_CLASS_BASE,
+      direction: 'ingress',
+      proto: Proto.TCP,
+      ports: 8081,
+    });
+    const cidr = (prefix: string, classId: number) =>
+      maps.policyCidr.update({ endpointId: EP_B, direction: 'ingress', prefix }, { classId });
+    cidr('198.18.1.0/24', POLICY_CLASS_BASE);
+    // an except: a's /32 maps to a class with no entries
+    cidr(`${a.v4}/32`, POLICY_CLASS_BASE + 1);
+
+    expect(await lab.echo(c, 'tcp', b.v4, 8081)).toBe(true);
+    expect(await lab.echo(a, 'tcp', b.v4, 8081, 800)).toBe(false);
+    expect(await lab.echo(c, 'tcp', b.v4, 9004, 800)).toBe(false);
+    expect(await lab.echo(c, 'tcp', b.v6, 8081, 800)).toBe(false);
+    const e6 = await log.waitFor(dropOf(c.v6, b.v6, Proto.TCP, 8081));
+    expect(e6?.reason).toBe(Reason.DROP_POLICY);
+
+    maps.policyCidr.delete({ endpointId: EP_B, direction: 'ingress', prefix: `${a.v4}/32` });
+    expect(await lab.echo(a, 'tcp', b.v4, 8081)).toBe(true);
+    cidr('fd00:18:1::/64', POLICY_CLASS_BASE);
+    expect(await lab.echo(c, 'tcp', b.v6, 8081)).toBe(true);
   });
 
   test.each([

@@ -3,12 +3,12 @@ import {
   IPAM_NODES_STREAM,
   IpamNodeEvent,
   NODE_DESIRED_STREAM,
-  PodPolicyDesired,
+  PodPolicyDesiredV2,
   ROUTER_STREAM,
   RouterIpcacheEvent,
   RouterRouteEvent,
   ipamNodeSubject,
-  nodeDesiredFilter,
+  nodePolicyFilter,
   routerNodeFilter,
 } from '@dyad/contracts';
 import type { NodeBlockValue, PayloadOf } from '@dyad/contracts';
@@ -21,7 +21,7 @@ import type { AgentLogger } from './endpoint-manager.ts';
 import type { NodeRoutes } from './node-routes.ts';
 
 type RouterIpcache = PayloadOf<typeof RouterIpcacheEvent>;
-type Policy = PayloadOf<typeof PodPolicyDesired>;
+type Policy = PayloadOf<typeof PodPolicyDesiredV2>;
 
 /** A router ipcache entry as the datapath stores it. */
 export function routerEntryInfo(e: Extract<RouterIpcache, { op: 'upsert' }>['entry']): IpcacheInfo {
@@ -34,7 +34,7 @@ export function routerEntryInfo(e: Extract<RouterIpcache, { op: 'upsert' }>['ent
 }
 
 function policyOf(p: Extract<Policy, { op: 'upsert' }>): PodPolicy {
-  return { enforceIngress: p.enforceIngress, enforceEgress: p.enforceEgress, rules: p.rules };
+  return { ingress: p.ingress, egress: p.egress };
 }
 
 function lastSeq(m: ReadonlyMap<string, JsDelivery<unknown>>): number {
@@ -105,9 +105,9 @@ export class DesiredStateFollower {
       bus.snapshot([RouterRouteEvent], { stream: ROUTER_STREAM, filterSubjects: [routesFilter] }),
     );
     const policies = await snapshotOrEmpty(() =>
-      bus.snapshot([PodPolicyDesired], {
+      bus.snapshot([PodPolicyDesiredV2], {
         stream: NODE_DESIRED_STREAM,
-        filterSubjects: [nodeDesiredFilter(node)],
+        filterSubjects: [nodePolicyFilter(node)],
       }),
     );
     const blocks = await snapshotOrEmpty(() =>
@@ -174,10 +174,10 @@ export class DesiredStateFollower {
         },
       ),
       await bus.consume(
-        [PodPolicyDesired],
+        [PodPolicyDesiredV2],
         {
           stream: NODE_DESIRED_STREAM,
-          filterSubjects: [nodeDesiredFilter(node)],
+          filterSubjects: [nodePolicyFilter(node)],
           ...from(policies),
         },
         (d) => {

@@ -1,16 +1,13 @@
-// Desired state comes only from NATS: the router's ipcache entries for this node and the pod
-// policies for this node reach the datapath, and a burst of 1,000 router updates is written in
-// a few batch syscalls.
+// Desired state comes only from NATS: the router's ipcache entries for this node reach the
+// datapath, and a burst of 1,000 router updates is written in a few batch syscalls. (Pod
+// policies from NATS: policy.kernel.test.ts.)
 import {
   NodeDesiredStream,
-  PodPolicyDesired,
   RouterIpcacheEvent,
   RouterStream,
-  nodePolicySubject,
   routerIpcacheSubject,
 } from '@dyad/contracts';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { EndpointFlags } from '@dyad/libbpf-ts';
 import { ensureBpfBuilt, ensureCniBuilt } from './helpers/build.ts';
 import { kernelRequired, kernelSkipReason } from './helpers/kernel.ts';
 import { AgentHarness, apiGet } from './helpers/harness.ts';
@@ -168,74 +165,5 @@ describe.skipIf(skip !== undefined)('desired state from NATS', () => {
       identity: number;
     }>;
     expect(listed.find((e) => e.pod.name === 'pa')?.identity).toBe(70_001);
-  });
-
-  test('a pod policy with default-deny ingress stops pings; an allow rule for ICMP lets them through', async () => {
-    const a = pods['pa'] as Pod;
-    const b = pods['pb'] as Pod;
-    expect(await lab.ping(a.netns, b.v6, 1)).toEqual({ sent: 1, received: 1 });
-    await lab.bus.jsPublish(PodPolicyDesired, nodePolicySubject('n1', 'default', 'pb'), {
-      op: 'upsert',
-      namespace: 'default',
-      name: 'pb',
-      enforceIngress: true,
-      enforceEgress: false,
-      rules: [],
-    });
-    await until(
-      async () =>
-        (await apiGet(agent.apiSocket, '/v1/endpoints')).body as Array<{
-          pod: { name: string };
-          policy: { ingress: string };
-        }>,
-      (x) => x.find((e) => e.pod.name === 'pb')?.policy.ingress === 'enforcing',
-    );
-    // The agent reports what it wants before its coalesced write reaches the kernel: wait for
-    // the enforcement flag in the endpoint map itself before probing.
-    await until(
-      async () =>
-        (await apiGet(agent.apiSocket, '/v1/bpf/endpoints')).body as Array<{
-          address: string;
-          flags: number;
-        }>,
-      (x) => {
-        const mine = x.filter((e) => e.address === b.v4 || e.address === b.v6);
-        return (
-          mine.length === 2 && mine.every((e) => (e.flags & EndpointFlags.ENFORCE_INGRESS) !== 0)
-        );
-      },
-    );
-    // new flows only: conntrack still admits the earlier echo id, the pinger uses a fresh one
-    expect(await lab.ping(a.netns, b.v6, 2, 500)).toEqual({ sent: 2, received: 0 });
-    expect(await lab.ping(a.netns, b.v4, 2, 500)).toEqual({ sent: 2, received: 0 });
-    await lab.bus.jsPublish(PodPolicyDesired, nodePolicySubject('n1', 'default', 'pb'), {
-      op: 'upsert',
-      namespace: 'default',
-      name: 'pb',
-      enforceIngress: true,
-      enforceEgress: false,
-      rules: [
-        { identity: 70_001, direction: 'ingress', proto: 58, action: 'allow' },
-        { identity: 70_001, direction: 'ingress', proto: 1, action: 'allow' },
-      ],
-    });
-    const pol = await until(
-      async () => (await apiGet(agent.apiSocket, '/v1/bpf/policy')).body as unknown[],
-      (x) => x.length >= 2,
-    );
-    expect(pol.length).toBeGreaterThanOrEqual(2);
-    expect(await lab.ping(a.netns, b.v6, 2)).toEqual({ sent: 2, received: 2 });
-    expect(await lab.ping(a.netns, b.v4, 2)).toEqual({ sent: 2, received: 2 });
-    // lifting the policy removes its entries and the enforcement
-    await lab.bus.jsPublish(PodPolicyDesired, nodePolicySubject('n1', 'default', 'pb'), {
-      op: 'delete',
-      namespace: 'default',
-      name: 'pb',
-    });
-    const after = await until(
-      async () => (await apiGet(agent.apiSocket, '/v1/bpf/policy')).body as unknown[],
-      (x) => x.length === 0,
-    );
-    expect(after).toEqual([]);
   });
 });

@@ -1,8 +1,10 @@
 // The reconciler writes only what was marked; the pure desiredMaps() says what every map should
 // hold. After any sequence of endpoint, router and policy changes, each followed by its marks and
-// a flush, the (fake) kernel maps must equal desiredMaps() exactly: a mark forgotten somewhere, a
-// stale entry left behind, or a removed endpoint's entry kept, fails here.
-import { endpointsCodec, ipcacheCodec, policyCodec } from '@dyad/libbpf-ts';
+// a flush, the (fake) kernel maps must equal desiredMaps() exactly, except that a live endpoint
+// whose policy is unknown keeps the policy entries it had: a mark forgotten somewhere, a stale
+// entry left behind, a removed endpoint's entry kept, or an unknown one's entry dropped, fails.
+import type { DirectionPolicyValue } from '@dyad/contracts';
+import { endpointsCodec, ipcacheCodec, policyCidrCodec, policyCodec } from '@dyad/libbpf-ts';
 import type { IpcacheInfo } from '@dyad/libbpf-ts';
 import { prng } from '@dyad/testbed';
 import { describe, expect, it } from 'vitest';
@@ -22,16 +24,19 @@ function fakeDatapath() {
     endpoints: fakeMap(endpointsCodec),
     ipcache: fakeMap(ipcacheCodec),
     policy: fakeMap(policyCodec),
+    policyCidr: fakeMap(policyCidrCodec),
   };
   const never = () => undefined; // the test flushes by hand
   const dp = {
     endpoints: new MirroredMap(maps.endpoints.map, never),
     ipcache: new MirroredMap(maps.ipcache.map, never),
     policy: new MirroredMap(maps.policy.map, never),
+    policyCidr: new MirroredMap(maps.policyCidr.map, never),
     flush() {
       dp.endpoints.flush();
       dp.ipcache.flush();
       dp.policy.flush();
+      dp.policyCidr.flush();
     },
   };
   return { dp, maps };
@@ -106,6 +111,7 @@ function run(seed: number): Promise<void> {
   dp.endpoints.load();
   dp.ipcache.load();
   dp.policy.load();
+  dp.policyCidr.load();
 
   const endpoints = new Map<string, Endpoint>();
   const router = new Map<string, IpcacheInfo>();
@@ -132,13 +138,24 @@ function run(seed: number): Promise<void> {
     },
   });
 
+  // what the kernel held before the change: an unknown live endpoint must still hold it
+  let before = { policy: [...maps.policy.map.entries()], cidr: [...maps.policyCidr.map.entries()] };
   const check = async (what: string) => {
     await rec.flush();
     const want = desiredMaps(inputs());
     const ctx = `seed ${seed}, after ${what}`;
+    const live = new Set([...endpoints.values()].map((e) => e.endpointId));
+    const kept = (k: { endpointId: number }) =>
+      live.has(k.endpointId) && !want.policyKnown.has(k.endpointId);
     expect(content(maps.endpoints.store), ctx).toEqual(wantContent(endpointsCodec, want.endpoints));
     expect(content(maps.ipcache.store), ctx).toEqual(wantContent(ipcacheCodec, want.ipcache));
-    expect(content(maps.policy.store), ctx).toEqual(wantContent(policyCodec, want.policy));
+    expect(content(maps.policy.store), ctx).toEqual(
+      wantContent(policyCodec, [...want.policy, ...before.policy.filter(([k]) => kept(k))]),
+    );
+    expect(content(maps.policyCidr.store), ctx).toEqual(
+      wantContent(policyCidrCodec, [...want.policyCidr, ...before.cidr.filter(([k]) => kept(k))]),
+    );
+    before = { policy: [...maps.policy.map.entries()], cidr: [...maps.policyCidr.map.entries()] };
     // every stored endpoint carries the identity and flags its inputs call for
     for (const ep of endpoints.values())
       expect({ identity: ep.identity, flags: ep.flags }, ctx).toEqual(endpointView(ep, inputs()));
@@ -153,8 +170,29 @@ function run(seed: number): Promise<void> {
     ],
   ]);
   dp.policy.load();
+  before = { policy: [...maps.policy.map.entries()], cidr: [...maps.policyCidr.map.entries()] };
   rec.markAll();
   return runSteps();
+
+  function direction(): DirectionPolicyValue {
+    const allow = () =>
+      rand() < 0.3 ? [{}] : [{ protocol: 'TCP' as const, ports: { from: 80, to: 80 + pick(3) } }];
+    const v4 = ['198.18.0.0/15', '198.18.4.0/24', '198.18.4.7/32'];
+    const v6 = ['fd00::/8', 'fd00:d1ad::/104'];
+    return {
+      enforce: rand() < 0.6,
+      peers: Array.from({ length: pick(3) }, () => ({
+        identities: [100 + pick(5)],
+        allow: allow(),
+      })),
+      cidrs: {
+        IPv4: v4
+          .filter(() => rand() < 0.4)
+          .map((prefix) => ({ prefix, allow: rand() < 0.3 ? [] : allow() })),
+        IPv6: v6.filter(() => rand() < 0.4).map((prefix) => ({ prefix, allow: allow() })),
+      },
+    };
+  }
 
   async function runSteps(): Promise<void> {
     await check('the first full pass');
@@ -181,18 +219,7 @@ function run(seed: number): Promise<void> {
       } else if (op === 4 || op === 5) {
         const pod = `pod${i % 7}`;
         if (rand() < 0.3) policies.delete(`ns/${pod}`);
-        else
-          policies.set(`ns/${pod}`, {
-            enforceIngress: rand() < 0.5,
-            enforceEgress: rand() < 0.5,
-            rules: Array.from({ length: pick(3) }, () => ({
-              identity: 100 + pick(5),
-              direction: rand() < 0.5 ? ('ingress' as const) : ('egress' as const),
-              proto: 6,
-              ports: 80 + pick(3),
-              action: 'allow' as const,
-            })),
-          });
+        else policies.set(`ns/${pod}`, { ingress: direction(), egress: direction() });
         rec.markPod('ns', pod);
       } else {
         rec.markAll();

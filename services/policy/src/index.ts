@@ -25,7 +25,7 @@ export { podKey, samePod } from './model.ts';
 export { MAX_PORT, PROTOCOLS, PortSet, Protocol, resolvePorts } from './ports.ts';
 export { PolicyService, containerPorts, isPolicyPod, podAddresses, readStored } from './service.ts';
 export { LastValueSink, stableJson } from './sink.ts';
-export { DATAPATH_MATCHES_SCTP_PORTS, normalizePolicy, objectKey } from './spec.ts';
+export { normalizePolicy, objectKey } from './spec.ts';
 
 export type { CidrAllow, CidrGrant, CidrTable, Prefix } from './cidr.ts';
 export type { PolicyConfig } from './config.ts';

@@ -8,7 +8,6 @@ import {
   POLICY_STREAM,
   PodEvent,
   PodIdentityEvent,
-  PodPolicyDesired,
   PodPolicyDesiredV2,
   PolicyFilter,
   PolicyIdentityBucket,
@@ -705,8 +704,7 @@ export async function readStored(bus: Bus) {
       stream: POLICY_STREAM,
       filterSubjects: [PolicyFilter.statuses],
     }),
-    // v1 values too: a v2 replaces them on the same subject, or a tombstone removes them.
-    bus.snapshot([PodPolicyDesired, PodPolicyDesiredV2], {
+    bus.snapshot([PodPolicyDesiredV2], {
       stream: NODE_DESIRED_STREAM,
       filterSubjects: [ALL_NODES_POLICY_FILTER],
     }),

@@ -6,13 +6,6 @@ import { selectorProblem } from './labels.ts';
 import { MAX_PORT } from './ports.ts';
 import type { PortSpec, Protocol } from './ports.ts';
 
-/**
- * The datapath reads TCP and UDP ports but not SCTP's yet (bpf/lib/parse.h): an SCTP rule with
- * ports would never match. Such rules are compiled as written, so SCTP traffic is dropped rather
- * than let through, and reported. Set to true once the datapath parses SCTP ports.
- */
-export const DATAPATH_MATCHES_SCTP_PORTS = false;
-
 /** Pods matching `pod` (in the policy's namespace unless `ns` is given) in namespaces matching `ns`. */
 export interface PodsPeer {
   readonly kind: 'pods';
@@ -154,7 +147,6 @@ function normalizePorts(
           `endPort with the named port "${p.port}": only the named port is allowed`,
         );
       }
-      sctpCheck(protocol, problem);
       out.push({ kind: 'named', protocol, name: p.port });
       return;
     }
@@ -173,22 +165,9 @@ function normalizePorts(
       );
       return;
     }
-    sctpCheck(protocol, problem);
     out.push({ kind: 'range', protocol, from: p.port, to });
   });
   return out;
-}
-
-function sctpCheck(
-  protocol: Protocol,
-  problem: (code: PolicyProblemValue['code'], message: string) => void,
-): void {
-  if (protocol === 'SCTP' && !DATAPATH_MATCHES_SCTP_PORTS) {
-    problem(
-      PolicyProblemCode.datapathUnsupported,
-      'the datapath does not read SCTP ports yet: SCTP traffic this entry allows is dropped',
-    );
-  }
 }
 
 function normalizePeer(

@@ -1,7 +1,6 @@
 // The policy service against a real nats-server, fed as kube-bridge feeds it: Namespaces, Pods
 // and NetworkPolicies on DYAD_K8S. Checks the identities, the per-node messages (each pod's on
-// its own node's subject only), what a label change does, the status of a policy Dyad cannot
-// enforce as written, a malformed message (dead-lettered, the last good state kept), a restart
+// its own node's subject only), what a label change does, the status of a policy, a malformed message (dead-lettered, the last good state kept), a restart
 // (same identities, nothing republished) and the freeing of unused identities.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
@@ -14,7 +13,7 @@ import {
   NetworkPolicyEvent,
   Pod,
   PodEvent,
-  PodPolicyDesired,
+  PodPolicyDesiredV2,
   PolicyIdentityBucket,
   PolicyIdentityKey,
   deadLetterSubject,
@@ -23,7 +22,7 @@ import {
   nodePolicySubject,
   policyPodSubject,
 } from '@dyad/contracts';
-import type { PayloadOf, PodPolicyDesiredV2 } from '@dyad/contracts';
+import type { PayloadOf } from '@dyad/contracts';
 import type { Bus } from '@dyad/bus';
 import { connectBus } from '@dyad/bus';
 import { createLogger, createMetrics } from '@dyad/telemetry';
@@ -307,7 +306,7 @@ describe('policy service over NATS', () => {
     }, WAIT);
   });
 
-  it('reports what it cannot enforce as written, on the status subject', async () => {
+  it('compiles SCTP ports as written, with nothing to report (the datapath reads them)', async () => {
     await publishPolicy(inputs, 'y', 'sctp', {
       podSelector: { matchLabels: { pod: 'b' } },
       ingress: [{ ports: [{ protocol: 'SCTP', port: 9000 }] }],
@@ -318,11 +317,8 @@ describe('policy service over NATS', () => {
       expect(v?.op).toBe('upsert');
       return v;
     }, WAIT);
-    expect(status).toMatchObject({
-      namespace: 'y',
-      problems: [{ code: 'datapath-unsupported', path: 'spec.ingress[0].ports[0]' }],
-    });
-    // It is still compiled, as written: y/b admits SCTP 9000 only (and its node).
+    expect(status).toMatchObject({ namespace: 'y', problems: [] });
+    // y/b admits SCTP 9000 only (and its node).
     const yb = await vi.waitFor(async () => {
       const p = await nodePolicy(inputs, 'n1', 'y', 'b');
       expect(p?.ingress.enforce).toBe(true);
@@ -417,15 +413,18 @@ describe('policy service over NATS', () => {
     expect((await nodePolicy(inputs, 'n1', 'x', 'a'))?.policies).toEqual(['allow-y']);
   });
 
-  it('a resync tombstones what the streams hold and the live state does not (a v1 leftover too)', async () => {
+  it('a resync tombstones what the streams hold and the live state does not', async () => {
     const ghost = nodePolicySubject('n9', 'x', 'ghost');
-    await inputs.jsPublish(PodPolicyDesired, ghost, {
+    const open = { enforce: false, peers: [], cidrs: { IPv4: [], IPv6: [] } };
+    await inputs.jsPublish(PodPolicyDesiredV2, ghost, {
       op: 'upsert',
       namespace: 'x',
       name: 'ghost',
-      enforceIngress: true,
-      enforceEgress: false,
-      rules: [],
+      uid: 'uid-ghost',
+      identity: 70000,
+      policies: [],
+      ingress: { ...open, enforce: true },
+      egress: open,
     });
     await policy.resync();
     await policy.idle();

@@ -68,20 +68,25 @@ describe('normalizing a NetworkPolicy', () => {
     ]);
   });
 
-  it('SCTP ports are compiled but reported: the datapath does not read them yet', () => {
+  it('SCTP ports, numbered and named, are compiled like TCP and UDP and not reported', () => {
     const p = makePolicy('x', 'p', {
       podSelector: {},
-      ingress: [{ ports: [{ protocol: 'SCTP', port: 9000 }, { protocol: 'SCTP' }] }],
+      ingress: [
+        {
+          ports: [
+            { protocol: 'SCTP', port: 9000, endPort: 9010 },
+            { protocol: 'SCTP', port: 'sctp-serve' },
+            { protocol: 'SCTP' },
+          ],
+        },
+      ],
     });
-    expect(p.ingress?.[0]?.ports).toHaveLength(2);
-    // Only the entry with a port: SCTP as a whole protocol needs no port parsing.
-    expect(p.problems).toEqual([
-      {
-        code: 'datapath-unsupported',
-        path: 'spec.ingress[0].ports[0]',
-        message: expect.stringMatching(/SCTP/),
-      },
+    expect(p.ingress?.[0]?.ports).toEqual([
+      { kind: 'range', protocol: 'SCTP', from: 9000, to: 9010 },
+      { kind: 'named', protocol: 'SCTP', name: 'sctp-serve' },
+      { kind: 'range', protocol: 'SCTP', from: 0, to: 65535 },
     ]);
+    expect(p.problems).toEqual([]);
   });
 
   it('a clean policy has no problems', () => {

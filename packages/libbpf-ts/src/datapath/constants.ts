@@ -40,6 +40,12 @@ export const IpcachePrefix = { BASE: 32 } as const;
 /** LPM bits of a policy key up to the protocol, and up to the port. */
 export const PolicyPrefix = { PROTO: 72, PORT: 80 } as const;
 
+/** LPM bits of a policy CIDR key before the address (endpoint, direction, family, padding). */
+export const PolicyCidrPrefix = { BASE: 64 } as const;
+
+/** CIDR class ids (the identity of a class's dy_policy entries) start here, above pod identities. */
+export const PolicyClass = { BASE: 0x0100_0000 } as const;
+
 export const Reason = {
   FORWARDED: 1,
   PASSED: 2,
@@ -49,16 +55,17 @@ export const Reason = {
   DROP_MALFORMED: 12,
   DROP_FIB: 13,
   DROP_CT_FULL: 14,
-  DROP_POLICY_DENY: 15,
+  // 15 was DROP_POLICY_DENY (explicit deny entries); reserved
 } as const;
 
 export const EventType = { DROP: 1, TRACE: 2 } as const;
 
-export const PolicyAction = { ALLOW: 1, DENY: 2 } as const;
+/** 2 was DENY; NetworkPolicy only allows, so every entry allows. */
+export const PolicyAction = { ALLOW: 1 } as const;
 
 export const ConfigFlags = { TRACE: 1 << 0 } as const;
 
-export const Proto = { ICMP: 1, TCP: 6, UDP: 17, ICMPV6: 58 } as const;
+export const Proto = { ICMP: 1, TCP: 6, UDP: 17, ICMPV6: 58, SCTP: 132 } as const;
 
 export const CtFlags = { SEEN_REPLY: 1 << 0, CLOSING: 1 << 1 } as const;
 
@@ -82,6 +89,7 @@ export const DatapathMaps = {
   endpoints: 'dy_endpoints',
   ipcache: 'dy_ipcache',
   policy: 'dy_policy',
+  policyCidr: 'dy_policy_cidr',
   conntrack: 'dy_conntrack',
   metrics: 'dy_metrics',
   events: 'dy_events',

@@ -7,6 +7,7 @@ import { eventLayout } from './events.ts';
 import { ipcacheInfoLayout, ipcacheKeyLayout } from './ipcache.ts';
 import { metricsKeyLayout, metricsValueLayout } from './metrics.ts';
 import { policyKeyLayout, policyValueLayout } from './policy.ts';
+import { policyCidrKeyLayout, policyCidrValueLayout } from './policy-cidr.ts';
 
 /** Every struct the TypeScript side mirrors, for the BTF drift check. */
 export const datapathLayouts: readonly StructLayout[] = [
@@ -16,6 +17,8 @@ export const datapathLayouts: readonly StructLayout[] = [
   ipcacheInfoLayout,
   policyKeyLayout,
   policyValueLayout,
+  policyCidrKeyLayout,
+  policyCidrValueLayout,
   ctKeyLayout,
   ctEntryLayout,
   metricsKeyLayout,
@@ -33,6 +36,7 @@ export const datapathMapLayouts: ReadonlyArray<{
   { map: DatapathMaps.endpoints, key: endpointKeyLayout, value: endpointInfoLayout },
   { map: DatapathMaps.ipcache, key: ipcacheKeyLayout, value: ipcacheInfoLayout },
   { map: DatapathMaps.policy, key: policyKeyLayout, value: policyValueLayout },
+  { map: DatapathMaps.policyCidr, key: policyCidrKeyLayout, value: policyCidrValueLayout },
   { map: DatapathMaps.conntrack, key: ctKeyLayout, value: ctEntryLayout },
   { map: DatapathMaps.metrics, key: metricsKeyLayout, value: metricsValueLayout },
   { map: DatapathMaps.config, value: configLayout },

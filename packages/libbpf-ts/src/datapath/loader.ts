@@ -16,6 +16,8 @@ import { metricsCodec } from './metrics.ts';
 import type { MetricsKey, MetricsValue } from './metrics.ts';
 import { policyCodec } from './policy.ts';
 import type { PolicyKey, PolicyValue } from './policy.ts';
+import { policyCidrCodec } from './policy-cidr.ts';
+import type { PolicyCidrKey, PolicyCidrValue } from './policy-cidr.ts';
 import { rawMapCodec } from '../codec.ts';
 import type { MapCodec } from '../codec.ts';
 
@@ -28,6 +30,7 @@ export interface DatapathMapSet extends Disposable {
   readonly endpoints: BpfMap<EndpointKey, EndpointInfo>;
   readonly ipcache: BpfMap<IpcacheKey, IpcacheInfo>;
   readonly policy: BpfMap<PolicyKey, PolicyValue>;
+  readonly policyCidr: BpfMap<PolicyCidrKey, PolicyCidrValue>;
   readonly conntrack: BpfMap<CtKey, CtEntry>;
   readonly metrics: BpfMap<MetricsKey, MetricsValue>;
   readonly config: BpfMap<number, DatapathConfig>;
@@ -61,6 +64,7 @@ function mapSet(
     endpoints: get(Names.endpoints, endpointsCodec),
     ipcache: get(Names.ipcache, ipcacheCodec),
     policy: get(Names.policy, policyCodec),
+    policyCidr: get(Names.policyCidr, policyCidrCodec),
     conntrack: get(Names.conntrack, conntrackCodec),
     metrics: get(Names.metrics, metricsCodec),
     config: get(Names.config, configCodec),

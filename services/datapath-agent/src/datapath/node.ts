@@ -8,6 +8,8 @@ import type {
   IpcacheKey,
   Libbpf,
   LoadedDatapath,
+  PolicyCidrKey,
+  PolicyCidrValue,
   PolicyKey,
   PolicyValue,
   TcDirection,
@@ -35,6 +37,7 @@ export class NodeDatapath {
   readonly endpoints: MirroredMap<EndpointKey, EndpointInfo>;
   readonly ipcache: MirroredMap<IpcacheKey, IpcacheInfo>;
   readonly policy: MirroredMap<PolicyKey, PolicyValue>;
+  readonly policyCidr: MirroredMap<PolicyCidrKey, PolicyCidrValue>;
   /** sha256 of the object file: tells an upgrade (re-attach everywhere) from a restart. */
   readonly objectHash: string;
   readonly pinDir: string;
@@ -49,6 +52,7 @@ export class NodeDatapath {
     this.endpoints = new MirroredMap(m.endpoints, opts.schedule);
     this.ipcache = new MirroredMap(m.ipcache, opts.schedule);
     this.policy = new MirroredMap(m.policy, opts.schedule);
+    this.policyCidr = new MirroredMap(m.policyCidr, opts.schedule);
   }
 
   /** Reads what the pinned maps hold now. */
@@ -56,13 +60,19 @@ export class NodeDatapath {
     this.endpoints.load();
     this.ipcache.load();
     this.policy.load();
+    this.policyCidr.load();
   }
 
-  /** Writes everything queued, now. */
+  /**
+   * Writes everything queued, now. Policy before its CIDR entries: a block then points at a
+   * class whose entries are written already, or at one whose entries are gone (dropped), never
+   * at entries of another meaning.
+   */
   flush(): void {
     this.endpoints.flush();
     this.ipcache.flush();
     this.policy.flush();
+    this.policyCidr.flush();
   }
 
   stats(): Record<string, MapWriteStats> {
@@ -70,6 +80,7 @@ export class NodeDatapath {
       endpoints: { ...this.endpoints.stats },
       ipcache: { ...this.ipcache.stats },
       policy: { ...this.policy.stats },
+      policyCidr: { ...this.policyCidr.stats },
     };
   }
 

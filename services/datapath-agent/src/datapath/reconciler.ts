@@ -6,12 +6,14 @@ import {
   desiredMaps,
   endpointEntries,
   endpointView,
+  knownPolicy,
   localIpcacheEntries,
   podKey,
   policyEntries,
   prefixesOf,
 } from './desired-maps.ts';
 import type { DesiredInputs, EndpointView } from './desired-maps.ts';
+import type { MirroredMap } from './mirror.ts';
 import type { NodeDatapath } from './node.ts';
 import type { Schedule } from './schedule.ts';
 
@@ -114,17 +116,12 @@ export class DatapathReconciler {
       for (const [k] of dp.ipcache.entries())
         if (!wantIpcache.has(dp.ipcache.keyId(k))) writes.push(dp.ipcache.delete(k));
 
-    // before the first policy snapshot a live endpoint keeps the entries it had (fail closed)
+    // an endpoint whose policy is unknown keeps the entries it had (fail closed); entries of
+    // endpoints that are gone, or beyond what a known policy calls for, go
     const live = new Set(inputs.endpoints.map((e) => e.endpointId));
-    const wantPolicy = new Set<string>();
-    for (const [k, v] of want.policy) {
-      wantPolicy.add(dp.policy.keyId(k));
-      writes.push(dp.policy.set(k, v));
-    }
-    for (const [k] of dp.policy.entries()) {
-      const stale = !live.has(k.endpointId) || inputs.policy.synced;
-      if (stale && !wantPolicy.has(dp.policy.keyId(k))) writes.push(dp.policy.delete(k));
-    }
+    const stale = (id: number) => !live.has(id) || want.policyKnown.has(id);
+    replaceAll(dp.policy, want.policy, (k) => stale(k.endpointId), writes);
+    replaceAll(dp.policyCidr, want.policyCidr, (k) => stale(k.endpointId), writes);
   }
 
   #partial(
@@ -168,13 +165,11 @@ export class DatapathReconciler {
       for (const [k, v] of endpointEntries(ep, view)) writes.push(dp.endpoints.set(k, v));
       for (const [k, v] of localIpcacheEntries(ep, view, inputs.nodeId))
         writes.push(dp.ipcache.set(k, v));
-      if (inputs.policy.synced) {
+      if (knownPolicy(ep, inputs.policy)) {
         const wanted = policyEntries(ep, inputs.policy);
-        const keep = new Set(wanted.map(([k]) => dp.policy.keyId(k)));
-        for (const [k, v] of wanted) writes.push(dp.policy.set(k, v));
-        for (const [k] of dp.policy.entries())
-          if (k.endpointId === ep.endpointId && !keep.has(dp.policy.keyId(k)))
-            writes.push(dp.policy.delete(k));
+        const mine = (k: { endpointId: number }) => k.endpointId === ep.endpointId;
+        replaceAll(dp.policy, wanted.policy, mine, writes);
+        replaceAll(dp.policyCidr, wanted.cidr, mine, writes);
       }
     }
     for (const a of goneAddresses)
@@ -186,8 +181,26 @@ export class DatapathReconciler {
       if (router) writes.push(dp.ipcache.set({ prefix: p }, router));
       else if (dp.ipcache.has({ prefix: p })) writes.push(dp.ipcache.delete({ prefix: p }));
     }
-    if (goneIds.size > 0)
-      for (const [k] of dp.policy.entries())
-        if (goneIds.has(k.endpointId)) writes.push(dp.policy.delete(k));
+    if (goneIds.size > 0) {
+      const gone = (k: { endpointId: number }) => goneIds.has(k.endpointId);
+      replaceAll(dp.policy, [], gone, writes);
+      replaceAll(dp.policyCidr, [], gone, writes);
+    }
   }
+}
+
+/** Writes `wanted` and deletes every other entry of the map that `owned` says it replaces. */
+function replaceAll<K, V>(
+  map: MirroredMap<K, V>,
+  wanted: ReadonlyArray<readonly [K, V]>,
+  owned: (k: K) => boolean,
+  writes: Array<Promise<void>>,
+): void {
+  const keep = new Set<string>();
+  for (const [k, v] of wanted) {
+    keep.add(map.keyId(k));
+    writes.push(map.set(k, v));
+  }
+  for (const [k] of map.entries())
+    if (owned(k) && !keep.has(map.keyId(k))) writes.push(map.delete(k));
 }
