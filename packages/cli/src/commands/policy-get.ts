@@ -75,7 +75,7 @@ async function withBus<T>(
 
 export const identityListCommand = defineCommand({
   words: ['identity', 'list'],
-  summary: 'security identities, their labels and (wide) the pods holding them, from NATS',
+  summary: 'security identities and their labels (wide: their pods), from NATS',
   description: `Reserved identities first, then those the policy service allocated. ${NATS_HELP}`,
   flags: { output: outputFlag(), nats: natsFlag },
   run: async (ctx) => {
@@ -109,8 +109,7 @@ export const identityListCommand = defineCommand({
 
 export const policyGetCommand = defineCommand({
   words: ['policy', 'get'],
-  summary:
-    "a pod's effective NetworkPolicy per direction and family, and what is not enforced as written",
+  summary: "a pod's effective NetworkPolicy per direction and family, from NATS",
   description: `The rules the policy service compiled for the pod (what its node's agent installs): peers by identity (both families) and ipBlock prefixes per family, and the problems of the policies that select it. ${NATS_HELP} Exit 1 when the pod has no identity.`,
   flags: { output: outputFlag(), nats: natsFlag },
   args: { usage: '<namespace>/<pod>', min: 1, max: 1 },
