@@ -60,6 +60,7 @@ export interface LibbpfBindings {
   objGet(path: string): number;
   objPin(fd: number, path: string): number;
   objGetInfoByFd(fd: number, info: Bytes, len: number[]): number;
+  mapGetFdById(id: number): number;
   mapCreate(
     type: number,
     name: string | null,
@@ -223,6 +224,7 @@ export function bindLibbpf(libbpfPath = 'libbpf.so.1', libcPath = 'libc.so.6'): 
       bpf,
       'int bpf_obj_get_info_by_fd(int fd, _Inout_ void *info, _Inout_ uint32_t *info_len)',
     ),
+    mapGetFdById: f(bpf, 'int bpf_map_get_fd_by_id(uint32_t id)'),
     mapCreate: f(
       bpf,
       'int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const void *opts)',

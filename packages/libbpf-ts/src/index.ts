@@ -76,6 +76,8 @@ export {
   ctEntryCodec,
   conntrackCodec,
   sweepConntrack,
+  ConntrackTables,
+  CT_TABLE_ENTRIES_DEFAULT,
   monotonicNs,
 } from './datapath/conntrack.ts';
 export {
@@ -86,6 +88,7 @@ export {
   metricsCodec,
   sumPerCpu,
 } from './datapath/metrics.ts';
+export { fragKeyLayout, fragInfoLayout, fragsCodec } from './datapath/frags.ts';
 export { eventLayout, eventCodec, decodeDatapathEvent } from './datapath/events.ts';
 export { configLayout, configValueCodec, configCodec } from './datapath/config.ts';
 export { datapathLayouts, datapathMapLayouts } from './datapath/layouts.ts';

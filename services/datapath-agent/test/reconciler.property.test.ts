@@ -1,7 +1,8 @@
 // The reconciler writes only what was marked; the pure desiredMaps() says what every map should
 // hold. After any sequence of endpoint, router and policy changes, each followed by its marks and
 // a flush, the (fake) kernel maps must equal desiredMaps() exactly: a mark forgotten somewhere, a
-// stale entry left behind, or a removed endpoint's entry kept, fails here.
+// stale entry left behind, or a removed endpoint's entry kept, fails here. Conntrack tables
+// exist for exactly the live endpoints.
 import { endpointsCodec, ipcacheCodec, policyCodec } from '@dyad/libbpf-ts';
 import type { IpcacheInfo } from '@dyad/libbpf-ts';
 import { prng } from '@dyad/testbed';
@@ -24,7 +25,15 @@ function fakeDatapath() {
     policy: fakeMap(policyCodec),
   };
   const never = () => undefined; // the test flushes by hand
+  const tables = new Set<number>([42]); // a leftover of an endpoint gone before the restart
+  const conntrack = {
+    tables,
+    ensure: (id: number) => !tables.has(id) && tables.add(id) !== undefined,
+    remove: (id: number) => tables.delete(id),
+    endpointIds: () => [...tables],
+  };
   const dp = {
+    conntrack,
     endpoints: new MirroredMap(maps.endpoints.map, never),
     ipcache: new MirroredMap(maps.ipcache.map, never),
     policy: new MirroredMap(maps.policy.map, never),
@@ -139,6 +148,9 @@ function run(seed: number): Promise<void> {
     expect(content(maps.endpoints.store), ctx).toEqual(wantContent(endpointsCodec, want.endpoints));
     expect(content(maps.ipcache.store), ctx).toEqual(wantContent(ipcacheCodec, want.ipcache));
     expect(content(maps.policy.store), ctx).toEqual(wantContent(policyCodec, want.policy));
+    expect([...dp.conntrack.tables].sort(), ctx).toEqual(
+      [...new Set(inputs().endpoints.map((e) => e.endpointId))].sort(),
+    );
     // every stored endpoint carries the identity and flags its inputs call for
     for (const ep of endpoints.values())
       expect({ identity: ep.identity, flags: ep.flags }, ctx).toEqual(endpointView(ep, inputs()));

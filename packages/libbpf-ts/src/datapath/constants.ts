@@ -50,6 +50,9 @@ export const Reason = {
   DROP_FIB: 13,
   DROP_CT_FULL: 14,
   DROP_POLICY_DENY: 15,
+  DROP_IPV6_EXT: 16,
+  DROP_FRAG_UNKNOWN: 17,
+  DROP_NO_ENDPOINT: 18,
 } as const;
 
 export const EventType = { DROP: 1, TRACE: 2 } as const;
@@ -83,6 +86,7 @@ export const DatapathMaps = {
   ipcache: 'dy_ipcache',
   policy: 'dy_policy',
   conntrack: 'dy_conntrack',
+  frags: 'dy_frags',
   metrics: 'dy_metrics',
   events: 'dy_events',
   config: 'dy_config',

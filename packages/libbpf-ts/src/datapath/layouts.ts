@@ -4,6 +4,7 @@ import { ctEntryLayout, ctKeyLayout } from './conntrack.ts';
 import { DatapathMaps } from './constants.ts';
 import { endpointInfoLayout, endpointKeyLayout } from './endpoints.ts';
 import { eventLayout } from './events.ts';
+import { fragInfoLayout, fragKeyLayout } from './frags.ts';
 import { ipcacheInfoLayout, ipcacheKeyLayout } from './ipcache.ts';
 import { metricsKeyLayout, metricsValueLayout } from './metrics.ts';
 import { policyKeyLayout, policyValueLayout } from './policy.ts';
@@ -18,6 +19,8 @@ export const datapathLayouts: readonly StructLayout[] = [
   policyValueLayout,
   ctKeyLayout,
   ctEntryLayout,
+  fragKeyLayout,
+  fragInfoLayout,
   metricsKeyLayout,
   metricsValueLayout,
   eventLayout,
@@ -33,7 +36,7 @@ export const datapathMapLayouts: ReadonlyArray<{
   { map: DatapathMaps.endpoints, key: endpointKeyLayout, value: endpointInfoLayout },
   { map: DatapathMaps.ipcache, key: ipcacheKeyLayout, value: ipcacheInfoLayout },
   { map: DatapathMaps.policy, key: policyKeyLayout, value: policyValueLayout },
-  { map: DatapathMaps.conntrack, key: ctKeyLayout, value: ctEntryLayout },
+  { map: DatapathMaps.frags, key: fragKeyLayout, value: fragInfoLayout },
   { map: DatapathMaps.metrics, key: metricsKeyLayout, value: metricsValueLayout },
   { map: DatapathMaps.config, value: configLayout },
 ];

@@ -5,8 +5,7 @@ import type { Libbpf } from '../libbpf.ts';
 import type { BpfObject, BpfProgram } from '../object.ts';
 import { configCodec } from './config.ts';
 import type { DatapathConfig } from './config.ts';
-import { conntrackCodec } from './conntrack.ts';
-import type { CtEntry, CtKey } from './conntrack.ts';
+import { ConntrackTables } from './conntrack.ts';
 import { DatapathMaps as Names, DatapathPrograms } from './constants.ts';
 import { endpointsCodec } from './endpoints.ts';
 import type { EndpointInfo, EndpointKey } from './endpoints.ts';
@@ -16,7 +15,7 @@ import { metricsCodec } from './metrics.ts';
 import type { MetricsKey, MetricsValue } from './metrics.ts';
 import { policyCodec } from './policy.ts';
 import type { PolicyKey, PolicyValue } from './policy.ts';
-import { rawMapCodec } from '../codec.ts';
+import { mapCodec, rawMapCodec, u32Codec } from '../codec.ts';
 import type { MapCodec } from '../codec.ts';
 
 /** bpf/build/datapath.o of this repository (built by `make -C bpf`). */
@@ -28,7 +27,8 @@ export interface DatapathMapSet extends Disposable {
   readonly endpoints: BpfMap<EndpointKey, EndpointInfo>;
   readonly ipcache: BpfMap<IpcacheKey, IpcacheInfo>;
   readonly policy: BpfMap<PolicyKey, PolicyValue>;
-  readonly conntrack: BpfMap<CtKey, CtEntry>;
+  /** Per-endpoint conntrack tables (dy_conntrack, a map of maps). */
+  readonly conntrack: ConntrackTables;
   readonly metrics: BpfMap<MetricsKey, MetricsValue>;
   readonly config: BpfMap<number, DatapathConfig>;
   /** Ring buffer map; consume with lib.ringBuffer(events, decodeDatapathEvent). */
@@ -53,7 +53,10 @@ export interface LoadDatapathOptions {
   readonly maxEntries?: Readonly<Record<string, number>>;
 }
 
+const conntrackOuterCodec: MapCodec<number, number> = mapCodec(u32Codec, u32Codec);
+
 function mapSet(
+  lib: Libbpf,
   get: <K, V>(name: string, codec: MapCodec<K, V>) => BpfMap<K, V>,
   extraClose: () => void,
 ): DatapathMapSet {
@@ -61,7 +64,7 @@ function mapSet(
     endpoints: get(Names.endpoints, endpointsCodec),
     ipcache: get(Names.ipcache, ipcacheCodec),
     policy: get(Names.policy, policyCodec),
-    conntrack: get(Names.conntrack, conntrackCodec),
+    conntrack: new ConntrackTables(lib, get(Names.conntrack, conntrackOuterCodec)),
     metrics: get(Names.metrics, metricsCodec),
     config: get(Names.config, configCodec),
     events: get(Names.events, rawMapCodec(0, 0)),
@@ -82,6 +85,7 @@ export function loadDatapath(lib: Libbpf, opts: LoadDatapathOptions): LoadedData
   try {
     object.load();
     const maps = mapSet(
+      lib,
       (name, codec) => object.map(name, codec),
       () => undefined,
     );
@@ -109,6 +113,7 @@ export function openPinnedDatapath(lib: Libbpf, pinDir: string): DatapathMapSet 
   const opened: Array<BpfMap<unknown, unknown>> = [];
   try {
     return mapSet(
+      lib,
       (name, codec) => {
         const m = lib.openPinnedMap(join(pinDir, name), codec);
         opened.push(m as BpfMap<unknown, unknown>);

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { DEFAULT_DATAPATH_OBJECT, loadDatapath } from '@dyad/libbpf-ts';
 import type {
+  ConntrackTables,
   EndpointInfo,
   EndpointKey,
   IpcacheInfo,
@@ -35,6 +36,8 @@ export class NodeDatapath {
   readonly endpoints: MirroredMap<EndpointKey, EndpointInfo>;
   readonly ipcache: MirroredMap<IpcacheKey, IpcacheInfo>;
   readonly policy: MirroredMap<PolicyKey, PolicyValue>;
+  /** Each endpoint's own conntrack table; written directly (one map create per endpoint). */
+  readonly conntrack: ConntrackTables;
   /** sha256 of the object file: tells an upgrade (re-attach everywhere) from a restart. */
   readonly objectHash: string;
   readonly pinDir: string;
@@ -49,6 +52,7 @@ export class NodeDatapath {
     this.endpoints = new MirroredMap(m.endpoints, opts.schedule);
     this.ipcache = new MirroredMap(m.ipcache, opts.schedule);
     this.policy = new MirroredMap(m.policy, opts.schedule);
+    this.conntrack = m.conntrack;
   }
 
   /** Reads what the pinned maps hold now. */
