@@ -76,8 +76,8 @@ describe.skipIf(skip !== undefined)('no way around policy in the datapath', () =
   const intoPod = (pod: Pod, type: number, l3: Buffer) =>
     lab.sendFrames(pod.node.netns, pod.hostIf, [eth(pod.mac, pod.hostMac, type, l3)]);
   /** Out of a pod, as its own stack would send it. */
-  const outOfPod = (pod: Pod, frames: readonly Buffer[]) =>
-    lab.sendFrames(pod.netns, 'eth0', frames);
+  const outOfPod = (pod: Pod, frames: readonly Buffer[], cpu?: number) =>
+    lab.sendFrames(pod.netns, 'eth0', frames, cpu);
   const ethType = (f: Fam) => (f === 'v4' ? ETH_P_IP : ETH_P_IPV6);
   const udpPacket = (
     f: Fam,
@@ -355,15 +355,24 @@ describe.skipIf(skip !== undefined)('no way around policy in the datapath', () =
       '%s: a pod opening far more flows than its table holds leaves the other pod’s replies passing',
       async (f) => {
         const sport = f === 'v4' ? 42004 : 42006;
-        // b's flow out to the world: its reply is admitted only by b's conntrack entry
-        await outOfPod(b, [
-          eth(
-            b.hostMac,
-            b.mac,
-            ethType(f),
-            udpPacket(f, b[f], WORLD[f], sport, 7400, randomBytes(8)),
-          ),
-        ]);
+        // b's flow out to the world: its reply is admitted only by b's conntrack entry. Both
+        // senders run on one CPU: a shared LRU keeps a CPU's newest entries on that CPU's own
+        // list, and it is a flood on the same CPU that would evict b's entry from one.
+        await outOfPod(
+          b,
+          [
+            eth(
+              b.hostMac,
+              b.mac,
+              ethType(f),
+              udpPacket(f, b[f], WORLD[f], sport, 7400, randomBytes(8)),
+            ),
+          ],
+          0,
+        );
+        await expect
+          .poll(() => [...maps.conntrack.keys()].some((k) => k.sport === sport))
+          .toBe(true);
         // a floods: four times its table's size in new flows
         const flood = Array.from({ length: CT_ENTRIES * 4 }, (_, i) =>
           eth(
@@ -373,7 +382,7 @@ describe.skipIf(skip !== undefined)('no way around policy in the datapath', () =
             udpPacket(f, a[f], WORLD[f], 20000 + i, 7401, Buffer.alloc(8)),
           ),
         );
-        await outOfPod(a, flood);
+        await outOfPod(a, flood, 0);
         {
           using aTable = maps.conntrack.open(EP.a);
           const aFlows = [...(aTable?.keys() ?? [])].filter((k) => k.dport === 7401);

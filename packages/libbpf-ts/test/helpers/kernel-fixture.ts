@@ -276,11 +276,23 @@ export class KernelFixture {
     return r.code === 0;
   }
 
-  /** Sends raw Ethernet frames out of a device in a netns (AF_PACKET: through its tc egress). */
-  async sendFrames(netns: string, ifname: string, frames: readonly Buffer[]): Promise<void> {
+  /**
+   * Sends raw Ethernet frames out of a device in a netns (AF_PACKET: through its tc egress).
+   * `cpu` pins the sender, and so the softirq that runs the receiving veth's programs.
+   */
+  async sendFrames(
+    netns: string,
+    ifname: string,
+    frames: readonly Buffer[],
+    cpu?: number,
+  ): Promise<void> {
+    const argv = [process.execPath, RAW_SCRIPT, 'send', ifname];
     const child = spawn(
       'nsenter',
-      [`--net=/run/netns/${netns}`, process.execPath, RAW_SCRIPT, 'send', ifname],
+      [
+        `--net=/run/netns/${netns}`,
+        ...(cpu === undefined ? argv : ['taskset', '-c', String(cpu), ...argv]),
+      ],
       { stdio: ['pipe', 'ignore', 'pipe'] },
     );
     let err = '';
