@@ -113,6 +113,10 @@ describe.skipIf(skip !== undefined)('no way around policy in the datapath', () =
         ]),
       },
     );
+    // the world's addresses go nowhere, silently: an ICMP unreachable from the node would touch
+    // the flow's conntrack entry (as related), and a touched LRU entry gets a second chance
+    lab.nsExec(node.netns, ['ip', 'route', 'add', 'blackhole', `${WORLD.v4}/32`]);
+    lab.nsExec(node.netns, ['ip', '-6', 'route', 'add', 'blackhole', `${WORLD.v6}/128`]);
     maps = openPinnedDatapath(lib as Libbpf, node.pinDir);
     log = new EventLog(lib as Libbpf, maps.events.fd);
     // b admits UDP 7200 from a, and anything from c (an any-protocol rule: what a port-less
