@@ -54,6 +54,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
 	__type(key, __u32); /* endpoint id */
 	__uint(max_entries, DY_CT_ENDPOINTS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* memory follows the endpoints, not the maximum */
 	__array(values, struct dy_ct_table);
 } dy_conntrack SEC(".maps");
 

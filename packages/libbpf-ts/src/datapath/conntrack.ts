@@ -125,15 +125,22 @@ export const CT_TABLE_ENTRIES_DEFAULT = 8192;
 export class ConntrackTables implements Disposable {
   /** The outer map: endpoint id -> inner map (fd on update, kernel map id on lookup). */
   readonly map: BpfMap<number, number>;
+  /** Entries of each table ensure() creates. */
+  readonly entriesPerTable: number;
   readonly #lib: Libbpf;
 
-  constructor(lib: Libbpf, outer: BpfMap<number, number>) {
+  constructor(
+    lib: Libbpf,
+    outer: BpfMap<number, number>,
+    entriesPerTable: number = CT_TABLE_ENTRIES_DEFAULT,
+  ) {
     this.#lib = lib;
     this.map = outer;
+    this.entriesPerTable = entriesPerTable;
   }
 
   /** Creates the endpoint's table unless it has one. Returns true when it created it. */
-  ensure(endpointId: number, maxEntries: number = CT_TABLE_ENTRIES_DEFAULT): boolean {
+  ensure(endpointId: number, maxEntries: number = this.entriesPerTable): boolean {
     if (this.map.lookup(endpointId) !== undefined) return false;
     using table = this.#lib.createMap(
       {

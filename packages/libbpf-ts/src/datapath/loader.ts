@@ -51,6 +51,8 @@ export interface LoadDatapathOptions {
    *  reused, so the kernel's state outlives the loader. */
   readonly pinDir: string;
   readonly maxEntries?: Readonly<Record<string, number>>;
+  /** Entries of each endpoint's conntrack table (default CT_TABLE_ENTRIES_DEFAULT). */
+  readonly ctEntries?: number;
 }
 
 const conntrackOuterCodec: MapCodec<number, number> = mapCodec(u32Codec, u32Codec);
@@ -59,12 +61,13 @@ function mapSet(
   lib: Libbpf,
   get: <K, V>(name: string, codec: MapCodec<K, V>) => BpfMap<K, V>,
   extraClose: () => void,
+  ctEntries?: number,
 ): DatapathMapSet {
   const maps = {
     endpoints: get(Names.endpoints, endpointsCodec),
     ipcache: get(Names.ipcache, ipcacheCodec),
     policy: get(Names.policy, policyCodec),
-    conntrack: new ConntrackTables(lib, get(Names.conntrack, conntrackOuterCodec)),
+    conntrack: new ConntrackTables(lib, get(Names.conntrack, conntrackOuterCodec), ctEntries),
     metrics: get(Names.metrics, metricsCodec),
     config: get(Names.config, configCodec),
     events: get(Names.events, rawMapCodec(0, 0)),
@@ -88,6 +91,7 @@ export function loadDatapath(lib: Libbpf, opts: LoadDatapathOptions): LoadedData
       lib,
       (name, codec) => object.map(name, codec),
       () => undefined,
+      opts.ctEntries,
     );
     const close = () => {
       maps.close();

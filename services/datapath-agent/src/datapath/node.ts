@@ -42,12 +42,19 @@ export class NodeDatapath {
   readonly objectHash: string;
   readonly pinDir: string;
 
-  constructor(lib: Libbpf, opts: { pinDir: string; objectPath?: string; schedule: Schedule }) {
+  constructor(
+    lib: Libbpf,
+    opts: { pinDir: string; objectPath?: string; ctEntries?: number; schedule: Schedule },
+  ) {
     const objectPath = opts.objectPath ?? DEFAULT_DATAPATH_OBJECT;
     this.lib = lib;
     this.pinDir = opts.pinDir;
     this.objectHash = createHash('sha256').update(readFileSync(objectPath)).digest('hex');
-    this.loaded = loadDatapath(lib, { pinDir: opts.pinDir, objectPath });
+    this.loaded = loadDatapath(lib, {
+      pinDir: opts.pinDir,
+      objectPath,
+      ...(opts.ctEntries !== undefined ? { ctEntries: opts.ctEntries } : {}),
+    });
     const m = this.loaded.maps;
     this.endpoints = new MirroredMap(m.endpoints, opts.schedule);
     this.ipcache = new MirroredMap(m.ipcache, opts.schedule);
