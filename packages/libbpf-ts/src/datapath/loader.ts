@@ -6,6 +6,7 @@ import type { BpfObject, BpfProgram } from '../object.ts';
 import { configCodec } from './config.ts';
 import type { DatapathConfig } from './config.ts';
 import { ConntrackTables } from './conntrack.ts';
+import { spreadConntrack, takeSharedConntrack } from './ct-upgrade.ts';
 import { DatapathMaps as Names, DatapathPrograms } from './constants.ts';
 import { endpointsCodec } from './endpoints.ts';
 import type { EndpointInfo, EndpointKey } from './endpoints.ts';
@@ -79,13 +80,17 @@ function mapSet(
   return { ...maps, close, [Symbol.dispose]: close };
 }
 
-/** Opens, pins and loads the datapath object. Programs are not attached here. */
+/**
+ * Opens, pins and loads the datapath object. Programs are not attached here. Flows pinned by a
+ * datapath with one shared conntrack map move into the endpoints' own tables.
+ */
 export function loadDatapath(lib: Libbpf, opts: LoadDatapathOptions): LoadedDatapath {
   const object = lib.openObject(opts.objectPath ?? DEFAULT_DATAPATH_OBJECT, {
     pinDir: opts.pinDir,
     ...(opts.maxEntries ? { maxEntries: opts.maxEntries } : {}),
   });
   try {
+    const sharedFlows = takeSharedConntrack(lib, opts.pinDir);
     object.load();
     const maps = mapSet(
       lib,
@@ -93,6 +98,7 @@ export function loadDatapath(lib: Libbpf, opts: LoadDatapathOptions): LoadedData
       () => undefined,
       opts.ctEntries,
     );
+    if (sharedFlows) spreadConntrack(sharedFlows, maps.endpoints, maps.conntrack);
     const close = () => {
       maps.close();
       object.close();
