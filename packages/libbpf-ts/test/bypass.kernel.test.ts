@@ -23,6 +23,7 @@ import {
   ipv6,
   NH,
   optionsHeader,
+  routerAlert,
   udp,
 } from './helpers/packets.ts';
 import { setupNode } from './helpers/topology.ts';
@@ -30,8 +31,8 @@ import { setupNode } from './helpers/topology.ts';
 const skip = kernelSkipReason();
 if (skip && kernelRequired()) test('kernel tier is required', () => expect.fail(skip));
 
-const EP = { a: 1, b: 2, c: 3 } as const;
-const ID = { a: 2101, b: 2102, c: 2103 } as const;
+const EP = { a: 1, b: 2, c: 3, d: 4 } as const;
+const ID = { a: 2101, b: 2102, c: 2103, d: 2104 } as const;
 /** Outside the cluster: no ipcache entry, so identity WORLD and no rule allows it. */
 const WORLD = { v4: '198.19.77.7', v6: 'fd00:77::7' } as const;
 /** Small tables so that a flood of a few thousand flows overflows one. */
@@ -46,6 +47,8 @@ describe.skipIf(skip !== undefined)('no way around policy in the datapath', () =
   let a: Pod;
   let b: Pod;
   let c: Pod;
+  /** enforces egress only */
+  let d: Pod;
   let maps: DatapathMapSet;
   let log: EventLog;
 
@@ -97,6 +100,7 @@ describe.skipIf(skip !== undefined)('no way around policy in the datapath', () =
     a = lab.addPod(node, 'pa', '198.18.1.21', 'fd00:18:1::21');
     b = lab.addPod(node, 'pb', '198.18.1.22', 'fd00:18:1::22');
     c = lab.addPod(node, 'pc', '198.18.1.23', 'fd00:18:1::23');
+    d = lab.addPod(node, 'pd', '198.18.1.24', 'fd00:18:1::24');
     await setupNode(
       lab,
       node,
@@ -104,12 +108,13 @@ describe.skipIf(skip !== undefined)('no way around policy in the datapath', () =
         { pod: a, endpointId: EP.a, identity: ID.a, flags: EndpointFlags.ENFORCE_INGRESS },
         { pod: b, endpointId: EP.b, identity: ID.b, flags: EndpointFlags.ENFORCE_INGRESS },
         { pod: c, endpointId: EP.c, identity: ID.c },
+        { pod: d, endpointId: EP.d, identity: ID.d, flags: EndpointFlags.ENFORCE_EGRESS },
       ],
       {
         ctEntries: CT_ENTRIES,
-        ipcache: [a, b, c].flatMap((p, i) => [
-          { prefix: `${p.v4}/32`, identity: [ID.a, ID.b, ID.c][i] ?? 0 },
-          { prefix: `${p.v6}/128`, identity: [ID.a, ID.b, ID.c][i] ?? 0 },
+        ipcache: [a, b, c, d].flatMap((p, i) => [
+          { prefix: `${p.v4}/32`, identity: [ID.a, ID.b, ID.c, ID.d][i] ?? 0 },
+          { prefix: `${p.v6}/128`, identity: [ID.a, ID.b, ID.c, ID.d][i] ?? 0 },
         ]),
       },
     );
@@ -129,6 +134,8 @@ describe.skipIf(skip !== undefined)('no way around policy in the datapath', () =
       ports: 7200,
     });
     allow({ endpointId: EP.b, identity: ID.c, direction: 'ingress' });
+    // d may send anything to c
+    allow({ endpointId: EP.d, identity: ID.c, direction: 'egress' });
     await lab.echoServer(b, [7200]);
     await lab.echoServer(c, [7300]);
   });
@@ -163,6 +170,17 @@ describe.skipIf(skip !== undefined)('no way around policy in the datapath', () =
       const drops = dropsOf((e) => e.dst === b.v6 && e.reason === Reason.DROP_IPV6_EXT);
       expect(drops.length).toBeGreaterThan(0);
       expect(drops[0]?.direction).toBe('ingress');
+    });
+
+    test('leaving a pod that enforces egress: four headers pass its any-protocol rule, five are dropped', async () => {
+      const out = (n: number, m: Buffer) =>
+        outOfPod(d, [eth(d.hostMac, d.mac, ETH_P_IPV6, chain(n, d.v6, c.v6, m))]);
+      const m4 = randomBytes(8);
+      expect(await arriving(c, m4, () => out(4, m4), 1)).toBe(1);
+      const m5 = randomBytes(8);
+      expect(await arriving(c, m5, () => out(5, m5))).toBe(0);
+      const drops = dropsOf((e) => e.src === d.v6 && e.reason === Reason.DROP_IPV6_EXT);
+      expect(drops.map((e) => e.direction)).toEqual(['egress']);
     });
 
     test('five headers to a pod that enforces nothing still arrive', async () => {
@@ -246,6 +264,18 @@ describe.skipIf(skip !== undefined)('no way around policy in the datapath', () =
         expect(drops.length).toBe(1);
       },
     );
+
+    test.each(['v4', 'v6'] as const)(
+      '%s: an orphan fragment leaving a pod that enforces egress is dropped there',
+      async (f) => {
+        const m = randomBytes(8);
+        const [, orphan] = train(f, d[f], c[f], 7300, 0x7400, m);
+        const frame = eth(d.hostMac, d.mac, ethType(f), orphan as Buffer);
+        expect(await arriving(c, m, () => outOfPod(d, [frame]))).toBe(0);
+        const drops = dropsOf((e) => e.src === d[f] && e.reason === Reason.DROP_FRAG_UNKNOWN);
+        expect(drops.map((e) => e.direction)).toEqual(['egress']);
+      },
+    );
   });
 
   describe('only ND and MLD are exempt from the checks', () => {
@@ -280,6 +310,28 @@ describe.skipIf(skip !== undefined)('no way around policy in the datapath', () =
       await expect
         .poll(() => dropsOf((e) => e.src === src && e.reason === Reason.DROP_UNKNOWN_SOURCE).length)
         .toBe(1);
+    });
+
+    test('MLD reports pass with hop limit 1 from a link-local or unspecified source, not otherwise', async () => {
+      const report = (src: string, hopLimit: number) =>
+        eth(
+          '33:33:00:00:00:16',
+          a.mac,
+          ETH_P_IPV6,
+          ipv6(
+            { src, dst: 'ff02::16', next: NH.HOPOPTS, hopLimit },
+            Buffer.concat([
+              routerAlert(NH.ICMPV6),
+              icmp({ src, dst: 'ff02::16' }, 143, 0, Buffer.alloc(0)),
+            ]),
+          ),
+        );
+      // one sender on one CPU: the refused report's event comes after the others' would have
+      await outOfPod(a, [report('fe80::a1:1', 1), report('::', 1), report('fe80::a1:2', 2)], 0);
+      await expect
+        .poll(() => dropsOf((e) => e.src === 'fe80::a1:2').map((e) => e.reason))
+        .toEqual([Reason.DROP_UNKNOWN_SOURCE]);
+      expect(dropsOf((e) => e.src === 'fe80::a1:1' || e.src === '::')).toEqual([]);
     });
 
     /** A neighbour solicitation; the 16-byte marker stands in the target address field. */

@@ -85,6 +85,11 @@ export function optionsHeader(next: number): Buffer {
   return b;
 }
 
+/** A hop-by-hop header with the router alert option (MLD, RFC 2711). */
+export function routerAlert(next: number): Buffer {
+  return Buffer.from([next, 0, 5, 2, 0, 0, 1, 0]);
+}
+
 /** IPv6 fragment header; offset in 8-byte units. */
 export function fragmentHeader(next: number, offset: number, more: boolean, id: number): Buffer {
   const b = Buffer.alloc(8);
