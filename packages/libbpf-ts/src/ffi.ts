@@ -25,6 +25,7 @@ export interface LibbpfBindings {
   objectNextProgram(obj: Ptr, prev: MaybePtr): MaybePtr;
 
   mapName(map: Ptr): string;
+  mapInnerMap(map: Ptr): MaybePtr;
   mapFd(map: Ptr): number;
   mapType(map: Ptr): number;
   mapKeySize(map: Ptr): number;
@@ -193,6 +194,7 @@ export function bindLibbpf(libbpfPath = 'libbpf.so.1', libcPath = 'libc.so.6'): 
     mapName: f(bpf, 'const char *bpf_map__name(const bpf_map *map)'),
     mapFd: f(bpf, 'int bpf_map__fd(const bpf_map *map)'),
     mapType: f(bpf, 'int bpf_map__type(const bpf_map *map)'),
+    mapInnerMap: f(bpf, 'bpf_map *bpf_map__inner_map(bpf_map *map)'),
     mapKeySize: f(bpf, 'uint32_t bpf_map__key_size(const bpf_map *map)'),
     mapValueSize: f(bpf, 'uint32_t bpf_map__value_size(const bpf_map *map)'),
     mapMaxEntries: f(bpf, 'uint32_t bpf_map__max_entries(const bpf_map *map)'),

@@ -113,6 +113,9 @@ export function sweepConntrack(map: BpfMap<CtKey, CtEntry>, nowNs: bigint = mono
   return n;
 }
 
+/** Map type of an endpoint's table (struct dy_ct_table in bpf/lib/maps.h). */
+export const CT_TABLE_TYPE = MapType.LRU_HASH;
+
 /** Entries of an endpoint's table unless the agent says otherwise (DY_CT_ENDPOINT_ENTRIES). */
 export const CT_TABLE_ENTRIES_DEFAULT = 8192;
 
@@ -144,7 +147,7 @@ export class ConntrackTables implements Disposable {
     if (this.map.lookup(endpointId) !== undefined) return false;
     using table = this.#lib.createMap(
       {
-        type: MapType.LRU_HASH,
+        type: CT_TABLE_TYPE,
         name: 'dy_ct_ep',
         keySize: ctKeyLayout.size,
         valueSize: ctEntryLayout.size,

@@ -1,6 +1,6 @@
 import type { StructLayout } from '../layout.ts';
 import { configLayout } from './config.ts';
-import { ctEntryLayout, ctKeyLayout } from './conntrack.ts';
+import { CT_TABLE_TYPE, ctEntryLayout, ctKeyLayout } from './conntrack.ts';
 import { DatapathMaps } from './constants.ts';
 import { endpointInfoLayout, endpointKeyLayout } from './endpoints.ts';
 import { eventLayout } from './events.ts';
@@ -32,10 +32,16 @@ export const datapathMapLayouts: ReadonlyArray<{
   map: string;
   key?: StructLayout;
   value?: StructLayout;
+  /** A map of maps: its inner maps' type and layouts (what user space creates them with). */
+  inner?: { type: number; key: StructLayout; value: StructLayout };
 }> = [
   { map: DatapathMaps.endpoints, key: endpointKeyLayout, value: endpointInfoLayout },
   { map: DatapathMaps.ipcache, key: ipcacheKeyLayout, value: ipcacheInfoLayout },
   { map: DatapathMaps.policy, key: policyKeyLayout, value: policyValueLayout },
+  {
+    map: DatapathMaps.conntrack,
+    inner: { type: CT_TABLE_TYPE, key: ctKeyLayout, value: ctEntryLayout },
+  },
   { map: DatapathMaps.frags, key: fragKeyLayout, value: fragInfoLayout },
   { map: DatapathMaps.metrics, key: metricsKeyLayout, value: metricsValueLayout },
   { map: DatapathMaps.config, value: configLayout },
