@@ -10,8 +10,8 @@
  *   dy_from_netdev     tc ingress of the node's uplink: packets for a local pod are
  *                      redirected to its veth (and so through dy_to_container).
  *
- * IPv6 neighbour discovery, link-local and multicast traffic, ARP and non-IP frames always
- * go to the stack untouched. */
+ * ARP and other non-IP frames, IPv6 neighbour discovery and MLD go to the stack untouched;
+ * every other packet (multicast and link-local included) meets the endpoint and policy checks. */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
@@ -19,6 +19,7 @@
 #include "lib/config.h"
 #include "lib/conntrack.h"
 #include "lib/events.h"
+#include "lib/frag.h"
 #include "lib/fwd.h"
 #include "lib/maps.h"
 #include "lib/parse.h"
@@ -32,9 +33,10 @@ static __always_inline int dy_trace_on(void)
 }
 
 /*
- * The start both pod programs share: parse, then let non-IP traffic (ARP) and control traffic
- * (neighbour discovery, link-local, multicast) pass, and drop what does not parse. Returns 1 when
- * the packet goes on to the endpoint and policy checks; otherwise *verdict is what to return.
+ * The start both pod programs share: parse, then let non-IP traffic (ARP) and link control
+ * (IPv6 ND and MLD) pass, drop what does not parse, and give non-first fragments their flow's
+ * ports. Returns 1 when the packet goes on to the endpoint and policy checks; otherwise *verdict
+ * is what to return.
  */
 static __always_inline int dy_admit(struct __sk_buff *skb, struct dy_pkt *p, __u8 dir,
 				     int *verdict)
@@ -55,7 +57,39 @@ static __always_inline int dy_admit(struct __sk_buff *skb, struct dy_pkt *p, __u
 		*verdict = TC_ACT_OK;
 		return 0;
 	}
+	dy_frag_track(p);
 	return 1;
+}
+
+/*
+ * Conntrack and policy for one pod direction. Returns 0 to let the packet on, else the drop
+ * reason. A packet whose upper layer is unknown (opaque: an IPv6 extension chain longer than the
+ * parser walks, a fragment of an unseen datagram) cannot be judged by port or tracked: an
+ * enforcing endpoint drops it, any other lets it through untracked.
+ */
+static __always_inline int dy_judge(struct dy_pkt *p, __u8 dir, __u32 ep_id, int enforce,
+				    __u32 ep_identity, __u32 peer_identity, __u32 ifindex)
+{
+	__u32 src_identity = dir == DY_DIR_EGRESS ? ep_identity : peer_identity;
+	__u32 dst_identity = dir == DY_DIR_EGRESS ? peer_identity : ep_identity;
+
+	if (p->opaque)
+		return enforce ? p->opaque : 0;
+	if (dy_ct_lookup(p, dir, ep_id) != DY_CT_NEW)
+		return 0;
+	if (enforce) {
+		const __u8 *peer_addr = dir == DY_DIR_EGRESS ? p->t.daddr : p->t.saddr;
+		int reason = dy_policy_verdict(ep_id, peer_identity, dir, p, peer_addr);
+		if (reason)
+			return reason;
+	}
+	if (!p->is_icmp_error) {
+		dy_ct_create(p, dir, ep_id, src_identity);
+		if (dy_trace_on())
+			dy_emit(DY_EVENT_TRACE, DY_REASON_POLICY_ALLOWED, dir, p, ifindex,
+				src_identity, dst_identity);
+	}
+	return 0;
 }
 
 SEC("tc")
@@ -79,20 +113,10 @@ int dy_from_container(struct __sk_buff *skb)
 	struct dy_endpoint_info *dst = dy_endpoint_lookup(p.t.family, p.t.daddr);
 	__u32 dst_identity = ic ? ic->identity : (dst ? dst->identity : DY_IDENTITY_WORLD);
 
-	if (dy_ct_lookup(&p, dir) == DY_CT_NEW) {
-		if (src_flags & DY_EP_F_ENFORCE_EGRESS) {
-			int reason = dy_policy_verdict(src_ep_id, dst_identity, dir, &p, p.t.daddr);
-			if (reason)
-				return dy_drop(skb, &p, reason, dir, skb->ifindex, src_identity,
-					       dst_identity);
-		}
-		if (!p.is_icmp_error) {
-			dy_ct_create(&p, dir, src_identity);
-			if (dy_trace_on())
-				dy_emit(DY_EVENT_TRACE, DY_REASON_POLICY_ALLOWED, dir, &p, skb->ifindex,
-					src_identity, dst_identity);
-		}
-	}
+	int reason = dy_judge(&p, dir, src_ep_id, src_flags & DY_EP_F_ENFORCE_EGRESS, src_identity,
+			      dst_identity, skb->ifindex);
+	if (reason)
+		return dy_drop(skb, &p, reason, dir, skb->ifindex, src_identity, dst_identity);
 
 	if (dst) {
 		dy_count(DY_REASON_FORWARDED, dir, p.t.family, skb->len);
@@ -121,7 +145,11 @@ int dy_to_container(struct __sk_buff *skb)
 
 	struct dy_endpoint_info *ep = dy_endpoint_lookup(p.t.family, p.t.daddr);
 	if (!ep) {
-		/* not a pod we manage: the stack addressed it, leave it be */
+		/* multicast, broadcast or link-local (not ND/MLD): no endpoint to judge it by */
+		if (dy_addr_is_scoped(p.t.family, p.t.daddr))
+			return dy_drop(skb, &p, DY_REASON_DROP_NO_ENDPOINT, dir, skb->ifindex,
+				       dy_identity_of(p.t.family, p.t.saddr), 0);
+		/* a unicast address that is no pod we manage: the stack addressed it, leave it be */
 		dy_count(DY_REASON_PASSED, dir, p.t.family, skb->len);
 		return TC_ACT_OK;
 	}
@@ -131,20 +159,10 @@ int dy_to_container(struct __sk_buff *skb)
 	__u32 ep_ifindex = ep->ifindex;
 	__u32 src_identity = dy_identity_of(p.t.family, p.t.saddr);
 
-	if (dy_ct_lookup(&p, dir) == DY_CT_NEW) {
-		if (ep_flags & DY_EP_F_ENFORCE_INGRESS) {
-			int reason = dy_policy_verdict(ep_id, src_identity, dir, &p, p.t.saddr);
-			if (reason)
-				return dy_drop(skb, &p, reason, dir, ep_ifindex, src_identity,
-					       ep_identity);
-		}
-		if (!p.is_icmp_error) {
-			dy_ct_create(&p, dir, src_identity);
-			if (dy_trace_on())
-				dy_emit(DY_EVENT_TRACE, DY_REASON_POLICY_ALLOWED, dir, &p, ep_ifindex,
-					src_identity, ep_identity);
-		}
-	}
+	int reason = dy_judge(&p, dir, ep_id, ep_flags & DY_EP_F_ENFORCE_INGRESS, ep_identity,
+			      src_identity, ep_ifindex);
+	if (reason)
+		return dy_drop(skb, &p, reason, dir, ep_ifindex, src_identity, ep_identity);
 	dy_count(DY_REASON_FORWARDED, dir, p.t.family, skb->len);
 	return TC_ACT_OK;
 }

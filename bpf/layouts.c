@@ -10,6 +10,7 @@
 #include "dyad/map_conntrack.h"
 #include "dyad/map_endpoints.h"
 #include "dyad/map_events.h"
+#include "dyad/map_frags.h"
 #include "dyad/map_ipcache.h"
 #include "dyad/map_metrics.h"
 #include "dyad/map_policy.h"
@@ -25,6 +26,8 @@ struct dy_policy_cidr_key dy_layout_policy_cidr_key;
 struct dy_policy_cidr_value dy_layout_policy_cidr_value;
 struct dy_ct_key dy_layout_ct_key;
 struct dy_ct_entry dy_layout_ct_entry;
+struct dy_frag_key dy_layout_frag_key;
+struct dy_frag_info dy_layout_frag_info;
 struct dy_metrics_key dy_layout_metrics_key;
 struct dy_metrics_value dy_layout_metrics_value;
 struct dy_event dy_layout_event;

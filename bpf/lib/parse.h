@@ -13,6 +13,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "dyad/common.h"
+#include "dyad/map_frags.h"
 
 #define DY_L3_OFF ETH_HLEN
 
@@ -34,6 +35,15 @@
 #define DY_ICMP6_ECHO_REPLY 129
 #define DY_ICMP6_ND_FIRST 133 /* router solicitation .. redirect (137) */
 #define DY_ICMP6_ND_LAST 137
+#define DY_ICMP6_MLD_QUERY 130
+#define DY_ICMP6_MLD_REPORT 131
+#define DY_ICMP6_MLD_DONE 132
+#define DY_ICMP6_MLD2_REPORT 143
+
+#define DY_IP_MF 0x2000
+#define DY_IP_OFFSET 0x1fff
+#define DY_IP6_OFFSET 0xfff8
+#define DY_IP6_MF 0x0001
 
 #define DY_TCP_FIN 0x01
 #define DY_TCP_SYN 0x02
@@ -49,16 +59,25 @@ struct dy_tuple {
 	__u8 pad[2];
 };
 
+enum {
+	DY_FRAG_NONE = 0,
+	DY_FRAG_FIRST = 1,
+	DY_FRAG_LATER = 2,
+};
+
 struct dy_pkt {
 	struct dy_tuple t;
 	struct dy_tuple inner; /* the offending packet, when is_icmp_error */
+	struct dy_frag_key frag_key; /* when frag != DY_FRAG_NONE */
 	__be16 policy_port;    /* dport for TCP/UDP/SCTP, ICMP type for ICMP */
 	__u8 tcp_flags;
 	__u8 icmp_type;
 	__u8 is_icmp_error;
-	__u8 control;          /* ND, link-local or multicast: never subject to policy */
+	__u8 control;          /* IPv6 ND or MLD on the link: never subject to policy */
 	__u8 ttl;
-	__u8 pad;
+	__u8 frag;             /* DY_FRAG_* */
+	__u8 opaque;           /* upper layer unknown: the DY_REASON_DROP_* an enforcing endpoint uses */
+	__u8 pad[3];
 	__u32 len;
 };
 
@@ -161,9 +180,14 @@ static __always_inline int dy_parse_inner(struct __sk_buff *skb, __u32 off, stru
 	}
 }
 
-static __always_inline int dy_v6_is_control_addr(const __u8 *a)
+/* Destinations no pod address can be: multicast, broadcast, link-local, unspecified. Traffic to
+ * them into a pod has no endpoint to judge it by. */
+static __always_inline int dy_addr_is_scoped(__u8 family, const __u8 *a)
 {
-	/* ff00::/8 multicast, fe80::/10 link-local, :: unspecified (DAD) */
+	if (family == DY_FAMILY_V4)
+		return (a[0] & 0xf0) == 0xe0 || (a[0] == 169 && a[1] == 254) ||
+		       (a[0] == 0xff && a[1] == 0xff && a[2] == 0xff && a[3] == 0xff) ||
+		       (a[0] == 0 && a[1] == 0 && a[2] == 0 && a[3] == 0);
 	if (a[0] == 0xff)
 		return 1;
 	if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)
@@ -174,6 +198,43 @@ static __always_inline int dy_v6_is_control_addr(const __u8 *a)
 	return hi == 0 && lo == 0;
 }
 
+static __always_inline int dy_v6_is_ext(__u8 nh)
+{
+	return nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_DSTOPTS ||
+	       nh == IPPROTO_FRAGMENT || nh == IPPROTO_AH;
+}
+
+/* The only traffic exempt from endpoint and policy checks: what a pod's IPv6 stack needs on its
+ * link. Neighbour discovery (RFC 4861: hop limit 255 proves it was not routed) and MLD (RFC
+ * 2710/3810: hop limit 1, link-local or unspecified source). Everything else, multicast and
+ * link-local included, is judged like any packet. */
+static __always_inline int dy_is_link_control(const struct dy_pkt *p)
+{
+	__u8 type = p->icmp_type;
+
+	if (p->t.family != DY_FAMILY_V6 || p->t.proto != IPPROTO_ICMPV6)
+		return 0;
+	if (type >= DY_ICMP6_ND_FIRST && type <= DY_ICMP6_ND_LAST)
+		return p->ttl == 255;
+	if (type == DY_ICMP6_MLD_QUERY || type == DY_ICMP6_MLD_REPORT || type == DY_ICMP6_MLD_DONE ||
+	    type == DY_ICMP6_MLD2_REPORT) {
+		const __u8 *s = p->t.saddr;
+		return p->ttl == 1 && (dy_addr_is_scoped(DY_FAMILY_V6, s) && s[0] != 0xff);
+	}
+	return 0;
+}
+
+static __always_inline void dy_frag_key_of(struct dy_pkt *p, __u32 id, __u8 proto)
+{
+	struct dy_frag_key *k = &p->frag_key;
+
+	__builtin_memcpy(k->saddr, p->t.saddr, 16);
+	__builtin_memcpy(k->daddr, p->t.daddr, 16);
+	k->id = id;
+	k->proto = proto;
+	k->family = p->t.family;
+}
+
 static __always_inline int dy_parse(struct __sk_buff *skb, struct dy_pkt *p)
 {
 	__u32 l4_off;
@@ -181,6 +242,7 @@ static __always_inline int dy_parse(struct __sk_buff *skb, struct dy_pkt *p)
 	p->len = skb->len;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		struct iphdr ip;
+		__u16 fo;
 
 		if (bpf_skb_load_bytes(skb, DY_L3_OFF, &ip, sizeof(ip)) < 0 || ip.ihl < 5)
 			return DY_PARSE_BAD;
@@ -189,12 +251,14 @@ static __always_inline int dy_parse(struct __sk_buff *skb, struct dy_pkt *p)
 		__builtin_memcpy(p->t.daddr, &ip.daddr, 4);
 		p->t.proto = ip.protocol;
 		p->ttl = ip.ttl;
-		/* multicast 224/4 and limited broadcast go to the stack untouched */
-		if ((p->t.daddr[0] & 0xf0) == 0xe0 || ip.daddr == 0xffffffff)
-			p->control = 1;
-		/* non-first fragments carry no L4 header */
-		if (bpf_ntohs(ip.frag_off) & 0x1fff)
-			return DY_PARSE_IP;
+		fo = bpf_ntohs(ip.frag_off);
+		if (fo & (DY_IP_MF | DY_IP_OFFSET)) {
+			p->frag = (fo & DY_IP_OFFSET) ? DY_FRAG_LATER : DY_FRAG_FIRST;
+			dy_frag_key_of(p, ip.id, ip.protocol);
+			/* non-first fragments carry no L4 header: frag.h supplies the flow's */
+			if (p->frag == DY_FRAG_LATER)
+				return DY_PARSE_IP;
+		}
 		l4_off = DY_L3_OFF + ip.ihl * 4;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr ip6;
@@ -206,25 +270,32 @@ static __always_inline int dy_parse(struct __sk_buff *skb, struct dy_pkt *p)
 		__builtin_memcpy(p->t.saddr, &ip6.saddr, 16);
 		__builtin_memcpy(p->t.daddr, &ip6.daddr, 16);
 		p->ttl = ip6.hop_limit;
-		if (dy_v6_is_control_addr(p->t.saddr) || dy_v6_is_control_addr(p->t.daddr))
-			p->control = 1;
 		nh = ip6.nexthdr;
 		l4_off = DY_L3_OFF + sizeof(ip6);
 #pragma unroll
 		for (int i = 0; i < DY_IPV6_EXT_MAX; i++) {
 			__u8 ext[4];
 
-			if (nh != IPPROTO_HOPOPTS && nh != IPPROTO_ROUTING && nh != IPPROTO_DSTOPTS &&
-			    nh != IPPROTO_FRAGMENT && nh != IPPROTO_AH)
+			if (!dy_v6_is_ext(nh))
 				break;
 			if (bpf_skb_load_bytes(skb, l4_off, ext, 4) < 0)
 				return DY_PARSE_BAD;
 			if (nh == IPPROTO_FRAGMENT) {
+				__u16 fo = (ext[2] << 8) | ext[3];
+				__u32 id;
+
+				if (bpf_skb_load_bytes(skb, l4_off + 4, &id, 4) < 0)
+					return DY_PARSE_BAD;
 				nh = ext[0];
 				l4_off += 8;
-				if (((ext[2] << 8) | ext[3]) & 0xfff8) {
-					p->t.proto = nh;
-					return DY_PARSE_IP;
+				/* offset or more-fragments set; an atomic fragment is a whole packet */
+				if (fo & (DY_IP6_OFFSET | DY_IP6_MF)) {
+					p->frag = (fo & DY_IP6_OFFSET) ? DY_FRAG_LATER : DY_FRAG_FIRST;
+					dy_frag_key_of(p, id, nh);
+					if (p->frag == DY_FRAG_LATER) {
+						p->t.proto = nh;
+						return DY_PARSE_IP;
+					}
 				}
 			} else if (nh == IPPROTO_AH) {
 				nh = ext[0];
@@ -235,6 +306,12 @@ static __always_inline int dy_parse(struct __sk_buff *skb, struct dy_pkt *p)
 			}
 		}
 		p->t.proto = nh;
+		/* longer chains are not walked: the upper layer is unknown, so the packet is
+		 * opaque and an enforcing endpoint drops it rather than judge it port-less */
+		if (dy_v6_is_ext(nh)) {
+			p->opaque = DY_REASON_DROP_IPV6_EXT;
+			return DY_PARSE_IP;
+		}
 	} else {
 		return DY_PARSE_NOT_IP;
 	}
@@ -244,9 +321,7 @@ static __always_inline int dy_parse(struct __sk_buff *skb, struct dy_pkt *p)
 
 	if (dy_is_icmp_proto(p->t.proto)) {
 		p->policy_port = bpf_htons(p->icmp_type);
-		if (p->t.proto == IPPROTO_ICMPV6 && p->icmp_type >= DY_ICMP6_ND_FIRST &&
-		    p->icmp_type <= DY_ICMP6_ND_LAST)
-			p->control = 1;
+		p->control = dy_is_link_control(p);
 		if (dy_icmp_is_error(p->t.proto, p->icmp_type)) {
 			p->is_icmp_error = 1;
 			if (dy_parse_inner(skb, l4_off + 8, p) < 0)

@@ -45,6 +45,9 @@ enum dy_reason {
 	DY_REASON_DROP_FIB = 13,
 	DY_REASON_DROP_CT_FULL = 14,
 	/* 15 was DY_REASON_DROP_POLICY_DENY (explicit deny entries); reserved, never reuse */
+	DY_REASON_DROP_IPV6_EXT = 16,	  /* extension chain longer than the parser walks */
+	DY_REASON_DROP_FRAG_UNKNOWN = 17, /* non-first fragment whose first fragment was not seen */
+	DY_REASON_DROP_NO_ENDPOINT = 18,  /* multicast/broadcast/link-local into a pod, not ND/MLD */
 };
 
 /* Event types in the ring buffer. */

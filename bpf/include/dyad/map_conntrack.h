@@ -1,10 +1,13 @@
-/* Layout of dy_conntrack: one LRU hash for TCP, UDP, ICMP and ICMPv6 of both families. */
+/* Layout of dy_conntrack: a hash of maps from endpoint id to that endpoint's own LRU hash of
+ * flows (TCP, UDP, ICMP and ICMPv6 of both families). A pod that opens many flows evicts only
+ * its own entries. The agent creates each endpoint's table; its size may differ per endpoint. */
 #ifndef DYAD_MAP_CONNTRACK_H
 #define DYAD_MAP_CONNTRACK_H
 
 #include <linux/types.h>
 
-#define DY_CT_MAX 262144
+#define DY_CT_ENDPOINTS_MAX 65536 /* outer map: endpoints with a table */
+#define DY_CT_ENDPOINT_ENTRIES 8192 /* inner prototype; the agent chooses each table's size */
 
 /* A flow is stored once, in the direction it was first seen, tagged with the direction
  * (from the pod's view) in which policy admitted it. Replies match the reversed tuple. */

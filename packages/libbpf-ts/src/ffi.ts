@@ -25,6 +25,7 @@ export interface LibbpfBindings {
   objectNextProgram(obj: Ptr, prev: MaybePtr): MaybePtr;
 
   mapName(map: Ptr): string;
+  mapInnerMap(map: Ptr): MaybePtr;
   mapFd(map: Ptr): number;
   mapType(map: Ptr): number;
   mapKeySize(map: Ptr): number;
@@ -60,6 +61,7 @@ export interface LibbpfBindings {
   objGet(path: string): number;
   objPin(fd: number, path: string): number;
   objGetInfoByFd(fd: number, info: Bytes, len: number[]): number;
+  mapGetFdById(id: number): number;
   mapCreate(
     type: number,
     name: string | null,
@@ -192,6 +194,7 @@ export function bindLibbpf(libbpfPath = 'libbpf.so.1', libcPath = 'libc.so.6'): 
     mapName: f(bpf, 'const char *bpf_map__name(const bpf_map *map)'),
     mapFd: f(bpf, 'int bpf_map__fd(const bpf_map *map)'),
     mapType: f(bpf, 'int bpf_map__type(const bpf_map *map)'),
+    mapInnerMap: f(bpf, 'bpf_map *bpf_map__inner_map(bpf_map *map)'),
     mapKeySize: f(bpf, 'uint32_t bpf_map__key_size(const bpf_map *map)'),
     mapValueSize: f(bpf, 'uint32_t bpf_map__value_size(const bpf_map *map)'),
     mapMaxEntries: f(bpf, 'uint32_t bpf_map__max_entries(const bpf_map *map)'),
@@ -223,6 +226,7 @@ export function bindLibbpf(libbpfPath = 'libbpf.so.1', libcPath = 'libc.so.6'): 
       bpf,
       'int bpf_obj_get_info_by_fd(int fd, _Inout_ void *info, _Inout_ uint32_t *info_len)',
     ),
+    mapGetFdById: f(bpf, 'int bpf_map_get_fd_by_id(uint32_t id)'),
     mapCreate: f(
       bpf,
       'int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const void *opts)',

@@ -87,6 +87,8 @@ export {
   ctEntryCodec,
   conntrackCodec,
   sweepConntrack,
+  ConntrackTables,
+  CT_TABLE_ENTRIES_DEFAULT,
   monotonicNs,
 } from './datapath/conntrack.ts';
 export {
@@ -97,6 +99,7 @@ export {
   metricsCodec,
   sumPerCpu,
 } from './datapath/metrics.ts';
+export { fragKeyLayout, fragInfoLayout, fragsCodec } from './datapath/frags.ts';
 export { eventLayout, eventCodec, decodeDatapathEvent } from './datapath/events.ts';
 export { configLayout, configValueCodec, configCodec } from './datapath/config.ts';
 export { datapathLayouts, datapathMapLayouts } from './datapath/layouts.ts';

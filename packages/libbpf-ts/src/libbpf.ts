@@ -74,6 +74,17 @@ export class Libbpf {
   openPinnedMap<K = Buffer, V = Buffer>(path: string, codec?: MapCodec<K, V>): BpfMap<K, V> {
     const fd = this.native.objGet(path);
     if (fd < 0) throw new LibbpfError('bpf_obj_get', -fd, { detail: path });
+    return this.#own(fd, codec);
+  }
+
+  /** Opens a map by its kernel id (e.g. an inner map id read from a map of maps). */
+  openMapById<K = Buffer, V = Buffer>(id: number, codec?: MapCodec<K, V>): BpfMap<K, V> {
+    const fd = this.native.mapGetFdById(id);
+    if (fd < 0) throw new LibbpfError('bpf_map_get_fd_by_id', -fd, { detail: `map id ${id}` });
+    return this.#own(fd, codec);
+  }
+
+  #own<K, V>(fd: number, codec?: MapCodec<K, V>): BpfMap<K, V> {
     try {
       const info = this.mapInfoByFd(fd);
       const c = codec ?? (rawMapCodec(info.keySize, info.valueSize) as unknown as MapCodec<K, V>);
@@ -101,14 +112,7 @@ export class Libbpf {
       opts,
     );
     if (fd < 0) throw new LibbpfError('bpf_map_create', -fd, { detail: spec.name ?? 'anonymous' });
-    try {
-      const info = this.mapInfoByFd(fd);
-      const c = codec ?? (rawMapCodec(info.keySize, info.valueSize) as unknown as MapCodec<K, V>);
-      return new BpfMap(this.native, fd, info, c, { ownsFd: true });
-    } catch (e) {
-      this.native.close(fd);
-      throw e;
-    }
+    return this.#own(fd, codec);
   }
 
   /** Pins any BPF object fd (map or program) at a bpffs path. */

@@ -7,6 +7,7 @@ export const MapType = {
   LRU_HASH: 9,
   LRU_PERCPU_HASH: 10,
   LPM_TRIE: 11,
+  HASH_OF_MAPS: 13,
   RINGBUF: 27,
 } as const;
 

@@ -135,7 +135,16 @@ export class BpfObject implements Disposable {
 
   /** Declared sizes, readable before load (the drift test uses this on the datapath object). */
   mapInfo(name: string): MapInfo {
-    const m = this.#mapPtr(name);
+    return this.#info(name, this.#mapPtr(name));
+  }
+
+  /** The declared prototype of a map-of-maps' inner maps; undefined for other maps. */
+  innerMapInfo(name: string): MapInfo | undefined {
+    const inner = this.#lib.mapInnerMap(this.#mapPtr(name));
+    return inner === null ? undefined : this.#info(`${name}.inner`, inner);
+  }
+
+  #info(name: string, m: Ptr): MapInfo {
     return {
       name,
       id: 0,

@@ -52,6 +52,14 @@ describe('TypeScript layouts match the compiled C structs (BTF)', () => {
       if (m.key) expect({ map: m.map, key: info.keySize }).toEqual({ map: m.map, key: m.key.size });
       if (m.value)
         expect({ map: m.map, value: info.valueSize }).toEqual({ map: m.map, value: m.value.size });
+      const inner = obj.innerMapInfo(m.map);
+      expect({
+        map: m.map,
+        inner: inner && { type: inner.type, key: inner.keySize, value: inner.valueSize },
+      }).toEqual({
+        map: m.map,
+        inner: m.inner && { type: m.inner.type, key: m.inner.key.size, value: m.inner.value.size },
+      });
     }
   });
 });

@@ -166,7 +166,7 @@ describe.skipIf(skip !== undefined)('libbpf-ts against the kernel', () => {
     });
     expect(second.maps.endpoints.lookup(key)).toEqual(value);
     expect(second.object.isPinned(DatapathMaps.endpoints)).toBe(true);
-    expect(second.maps.conntrack.info.maxEntries).toBe(4096);
+    expect(second.maps.conntrack.map.info.maxEntries).toBe(4096);
   });
 
   test('an incompatible pinned map makes load fail instead of silently replacing it', () => {

@@ -2,7 +2,9 @@ import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { z } from 'zod';
-import { Libbpf, openPinnedDatapath } from '../src/index.ts';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { conntrackCodec, Libbpf, MapType, openPinnedDatapath } from '../src/index.ts';
 import type { DatapathMapSet } from '../src/index.ts';
 import { ensureBpfBuilt } from './helpers/build.ts';
 import { kernelRequired, kernelSkipReason } from './helpers/kernel.ts';
@@ -94,6 +96,49 @@ describe.skipIf(skip !== undefined)('pinned maps outlive the loading process', (
     ]);
     const ctAfter = [...maps.conntrack.keys()].filter((k) => k.src === a.v4 && k.dst === b.v4);
     expect(ctAfter).toEqual(ctBefore);
+    expect(await lab.ping(a, b.v6, 1)).toBe(true);
+  });
+
+  test('an agent upgrading from the shared conntrack map moves each flow into its pod’s table', async () => {
+    const lib = Libbpf.open();
+    expect(await lab.ping(a, b.v4, 1)).toBe(true);
+    const flows = (() => {
+      using now = openPinnedDatapath(lib, node.pinDir);
+      return [...now.conntrack.entries()];
+    })();
+    const ab = flows.filter(([k]) => k.src === a.v4 && k.dst === b.v4);
+    expect(new Set(ab.map(([k]) => k.direction))).toEqual(new Set(['egress', 'ingress']));
+    // the previous datapath's pin: one LRU hash of every flow
+    const pin = join(node.pinDir, 'dy_conntrack');
+    rmSync(pin);
+    {
+      using shared = lib.createMap(
+        {
+          type: MapType.LRU_HASH,
+          name: 'dy_conntrack',
+          keySize: 40,
+          valueSize: 32,
+          maxEntries: 1024,
+        },
+        conntrackCodec,
+      );
+      for (const [k, v] of flows) shared.update(k, v);
+      lib.pinFd(shared.fd, pin);
+    }
+
+    await setupNode(lab, node, pods);
+
+    using upgraded = openPinnedDatapath(lib, node.pinDir);
+    expect(upgraded.conntrack.map.info.type).toBe(MapType.HASH_OF_MAPS);
+    const tableOf = (id: number) => {
+      using t = upgraded.conntrack.open(id);
+      return [...(t?.keys() ?? [])].filter((k) => k.src === a.v4 && k.dst === b.v4);
+    };
+    // egress belongs to the source pod (a, endpoint 1), ingress to the destination (b, 2)
+    const count = (d: string) => ab.filter(([k]) => k.direction === d).length;
+    expect(tableOf(1).map((k) => k.direction)).toEqual(Array(count('egress')).fill('egress'));
+    expect(tableOf(2).map((k) => k.direction)).toEqual(Array(count('ingress')).fill('ingress'));
+    expect([...upgraded.conntrack.keys()].length).toBe(flows.length);
     expect(await lab.ping(a, b.v6, 1)).toBe(true);
   });
 });

@@ -7,7 +7,6 @@ import {
   Proto,
   Reason,
   sumPerCpu,
-  sweepConntrack,
 } from '../src/index.ts';
 import type { DatapathMapSet } from '../src/index.ts';
 import { ensureBpfBuilt } from './helpers/build.ts';
@@ -111,7 +110,7 @@ describe.skipIf(skip !== undefined)('two pods on one node', () => {
         timeout: 10_000,
         interval: 50,
       });
-      expect(sweepConntrack(maps.conntrack)).toBe(fresh.length);
+      expect(maps.conntrack.sweep()).toBe(fresh.length);
       // the fresh flow is gone; flows tracked under the default timeouts are still there
       expect(udpKeys()).toEqual(before);
       expect(othersBefore.every((k) => lasting().includes(k))).toBe(true);

@@ -44,7 +44,7 @@ function count(it: Iterable<unknown>): number {
 }
 
 function mapsOf(m: DatapathMapSet): Array<{ name: string; entries: number; maxEntries: number }> {
-  return [m.endpoints, m.ipcache, m.policy, m.policyCidr, m.conntrack].map((map) => ({
+  return [m.endpoints, m.ipcache, m.policy, m.policyCidr, m.conntrack.map].map((map) => ({
     name: map.name,
     entries: count(map.keyBuffers()),
     maxEntries: map.info.maxEntries,

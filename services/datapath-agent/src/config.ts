@@ -41,6 +41,8 @@ const Env = z.object({
   DYAD_COALESCE_MS: z.coerce.number().int().min(0).max(1000).default(10),
   /** ...but at most this long after the first of them. */
   DYAD_COALESCE_MAX_MS: z.coerce.number().int().min(0).max(10_000).default(200),
+  /** Entries of each endpoint's own conntrack table (an LRU: a pod evicts only its flows). */
+  DYAD_CT_ENTRIES: z.coerce.number().int().min(64).max(4_194_304).default(8192),
   /** Ask ipam for another block set when fewer pod addresses than this are free on the node. */
   DYAD_IPAM_PRE_ALLOCATE: z.coerce.number().int().min(1).default(16),
   /** How long an ADD on a full node waits for ipam to grant another block set. */
@@ -67,6 +69,7 @@ export interface AgentConfig {
   readonly enableForwarding: boolean;
   readonly coalesceMs: number;
   readonly coalesceMaxMs: number;
+  readonly ctEntries: number;
   readonly ipam: {
     readonly preAllocate: number;
     readonly growWaitMs: number;
@@ -100,6 +103,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
     enableForwarding: e.DYAD_ENABLE_FORWARDING,
     coalesceMs: e.DYAD_COALESCE_MS,
     coalesceMaxMs: e.DYAD_COALESCE_MAX_MS,
+    ctEntries: e.DYAD_CT_ENTRIES,
     ipam: {
       preAllocate: e.DYAD_IPAM_PRE_ALLOCATE,
       growWaitMs: e.DYAD_IPAM_GROW_WAIT_MS,

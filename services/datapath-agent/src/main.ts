@@ -70,6 +70,7 @@ async function main(): Promise<void> {
   const datapath = new NodeDatapath(lib, {
     pinDir: cfg.pinDir,
     ...(cfg.bpfObject ? { objectPath: cfg.bpfObject } : {}),
+    ctEntries: cfg.ctEntries,
     schedule: debounce(cfg.coalesceMs, cfg.coalesceMaxMs),
   });
   const host = netns.socketHere();

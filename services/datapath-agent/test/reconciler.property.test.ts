@@ -3,6 +3,7 @@
 // a flush, the (fake) kernel maps must equal desiredMaps() exactly, except that a live endpoint
 // whose policy is unknown keeps the policy entries it had: a mark forgotten somewhere, a stale
 // entry left behind, a removed endpoint's entry kept, or an unknown one's entry dropped, fails.
+// Conntrack tables exist for exactly the live endpoints.
 import type { DirectionPolicyValue } from '@dyad/contracts';
 import { endpointsCodec, ipcacheCodec, policyCidrCodec, policyCodec } from '@dyad/libbpf-ts';
 import type { IpcacheInfo } from '@dyad/libbpf-ts';
@@ -27,7 +28,15 @@ function fakeDatapath() {
     policyCidr: fakeMap(policyCidrCodec),
   };
   const never = () => undefined; // the test flushes by hand
+  const tables = new Set<number>([42]); // a leftover of an endpoint gone before the restart
+  const conntrack = {
+    tables,
+    ensure: (id: number) => !tables.has(id) && tables.add(id) !== undefined,
+    remove: (id: number) => tables.delete(id),
+    endpointIds: () => [...tables],
+  };
   const dp = {
+    conntrack,
     endpoints: new MirroredMap(maps.endpoints.map, never),
     ipcache: new MirroredMap(maps.ipcache.map, never),
     policy: new MirroredMap(maps.policy.map, never),
@@ -156,6 +165,9 @@ function run(seed: number): Promise<void> {
       wantContent(policyCidrCodec, [...want.policyCidr, ...before.cidr.filter(([k]) => kept(k))]),
     );
     before = { policy: [...maps.policy.map.entries()], cidr: [...maps.policyCidr.map.entries()] };
+    expect([...dp.conntrack.tables].sort(), ctx).toEqual(
+      [...new Set(inputs().endpoints.map((e) => e.endpointId))].sort(),
+    );
     // every stored endpoint carries the identity and flags its inputs call for
     for (const ep of endpoints.values())
       expect({ identity: ep.identity, flags: ep.flags }, ctx).toEqual(endpointView(ep, inputs()));

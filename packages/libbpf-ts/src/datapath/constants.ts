@@ -56,6 +56,9 @@ export const Reason = {
   DROP_FIB: 13,
   DROP_CT_FULL: 14,
   // 15 was DROP_POLICY_DENY (explicit deny entries); reserved
+  DROP_IPV6_EXT: 16,
+  DROP_FRAG_UNKNOWN: 17,
+  DROP_NO_ENDPOINT: 18,
 } as const;
 
 export const EventType = { DROP: 1, TRACE: 2 } as const;
@@ -91,6 +94,7 @@ export const DatapathMaps = {
   policy: 'dy_policy',
   policyCidr: 'dy_policy_cidr',
   conntrack: 'dy_conntrack',
+  frags: 'dy_frags',
   metrics: 'dy_metrics',
   events: 'dy_events',
   config: 'dy_config',

@@ -1,9 +1,10 @@
 import type { StructLayout } from '../layout.ts';
 import { configLayout } from './config.ts';
-import { ctEntryLayout, ctKeyLayout } from './conntrack.ts';
+import { CT_TABLE_TYPE, ctEntryLayout, ctKeyLayout } from './conntrack.ts';
 import { DatapathMaps } from './constants.ts';
 import { endpointInfoLayout, endpointKeyLayout } from './endpoints.ts';
 import { eventLayout } from './events.ts';
+import { fragInfoLayout, fragKeyLayout } from './frags.ts';
 import { ipcacheInfoLayout, ipcacheKeyLayout } from './ipcache.ts';
 import { metricsKeyLayout, metricsValueLayout } from './metrics.ts';
 import { policyKeyLayout, policyValueLayout } from './policy.ts';
@@ -21,6 +22,8 @@ export const datapathLayouts: readonly StructLayout[] = [
   policyCidrValueLayout,
   ctKeyLayout,
   ctEntryLayout,
+  fragKeyLayout,
+  fragInfoLayout,
   metricsKeyLayout,
   metricsValueLayout,
   eventLayout,
@@ -32,12 +35,18 @@ export const datapathMapLayouts: ReadonlyArray<{
   map: string;
   key?: StructLayout;
   value?: StructLayout;
+  /** A map of maps: its inner maps' type and layouts (what user space creates them with). */
+  inner?: { type: number; key: StructLayout; value: StructLayout };
 }> = [
   { map: DatapathMaps.endpoints, key: endpointKeyLayout, value: endpointInfoLayout },
   { map: DatapathMaps.ipcache, key: ipcacheKeyLayout, value: ipcacheInfoLayout },
   { map: DatapathMaps.policy, key: policyKeyLayout, value: policyValueLayout },
   { map: DatapathMaps.policyCidr, key: policyCidrKeyLayout, value: policyCidrValueLayout },
-  { map: DatapathMaps.conntrack, key: ctKeyLayout, value: ctEntryLayout },
+  {
+    map: DatapathMaps.conntrack,
+    inner: { type: CT_TABLE_TYPE, key: ctKeyLayout, value: ctEntryLayout },
+  },
+  { map: DatapathMaps.frags, key: fragKeyLayout, value: fragInfoLayout },
   { map: DatapathMaps.metrics, key: metricsKeyLayout, value: metricsValueLayout },
   { map: DatapathMaps.config, value: configLayout },
 ];

@@ -5,8 +5,8 @@ import type { Libbpf } from '../libbpf.ts';
 import type { BpfObject, BpfProgram } from '../object.ts';
 import { configCodec } from './config.ts';
 import type { DatapathConfig } from './config.ts';
-import { conntrackCodec } from './conntrack.ts';
-import type { CtEntry, CtKey } from './conntrack.ts';
+import { ConntrackTables } from './conntrack.ts';
+import { spreadConntrack, takeSharedConntrack } from './ct-upgrade.ts';
 import { DatapathMaps as Names, DatapathPrograms } from './constants.ts';
 import { endpointsCodec } from './endpoints.ts';
 import type { EndpointInfo, EndpointKey } from './endpoints.ts';
@@ -18,7 +18,7 @@ import { policyCodec } from './policy.ts';
 import type { PolicyKey, PolicyValue } from './policy.ts';
 import { policyCidrCodec } from './policy-cidr.ts';
 import type { PolicyCidrKey, PolicyCidrValue } from './policy-cidr.ts';
-import { rawMapCodec } from '../codec.ts';
+import { mapCodec, rawMapCodec, u32Codec } from '../codec.ts';
 import type { MapCodec } from '../codec.ts';
 
 /** bpf/build/datapath.o of this repository (built by `make -C bpf`). */
@@ -31,7 +31,8 @@ export interface DatapathMapSet extends Disposable {
   readonly ipcache: BpfMap<IpcacheKey, IpcacheInfo>;
   readonly policy: BpfMap<PolicyKey, PolicyValue>;
   readonly policyCidr: BpfMap<PolicyCidrKey, PolicyCidrValue>;
-  readonly conntrack: BpfMap<CtKey, CtEntry>;
+  /** Per-endpoint conntrack tables (dy_conntrack, a map of maps). */
+  readonly conntrack: ConntrackTables;
   readonly metrics: BpfMap<MetricsKey, MetricsValue>;
   readonly config: BpfMap<number, DatapathConfig>;
   /** Ring buffer map; consume with lib.ringBuffer(events, decodeDatapathEvent). */
@@ -54,18 +55,24 @@ export interface LoadDatapathOptions {
    *  reused, so the kernel's state outlives the loader. */
   readonly pinDir: string;
   readonly maxEntries?: Readonly<Record<string, number>>;
+  /** Entries of each endpoint's conntrack table (default CT_TABLE_ENTRIES_DEFAULT). */
+  readonly ctEntries?: number;
 }
 
+const conntrackOuterCodec: MapCodec<number, number> = mapCodec(u32Codec, u32Codec);
+
 function mapSet(
+  lib: Libbpf,
   get: <K, V>(name: string, codec: MapCodec<K, V>) => BpfMap<K, V>,
   extraClose: () => void,
+  ctEntries?: number,
 ): DatapathMapSet {
   const maps = {
     endpoints: get(Names.endpoints, endpointsCodec),
     ipcache: get(Names.ipcache, ipcacheCodec),
     policy: get(Names.policy, policyCodec),
     policyCidr: get(Names.policyCidr, policyCidrCodec),
-    conntrack: get(Names.conntrack, conntrackCodec),
+    conntrack: new ConntrackTables(lib, get(Names.conntrack, conntrackOuterCodec), ctEntries),
     metrics: get(Names.metrics, metricsCodec),
     config: get(Names.config, configCodec),
     events: get(Names.events, rawMapCodec(0, 0)),
@@ -77,18 +84,25 @@ function mapSet(
   return { ...maps, close, [Symbol.dispose]: close };
 }
 
-/** Opens, pins and loads the datapath object. Programs are not attached here. */
+/**
+ * Opens, pins and loads the datapath object. Programs are not attached here. Flows pinned by a
+ * datapath with one shared conntrack map move into the endpoints' own tables.
+ */
 export function loadDatapath(lib: Libbpf, opts: LoadDatapathOptions): LoadedDatapath {
   const object = lib.openObject(opts.objectPath ?? DEFAULT_DATAPATH_OBJECT, {
     pinDir: opts.pinDir,
     ...(opts.maxEntries ? { maxEntries: opts.maxEntries } : {}),
   });
   try {
+    const sharedFlows = takeSharedConntrack(lib, opts.pinDir);
     object.load();
     const maps = mapSet(
+      lib,
       (name, codec) => object.map(name, codec),
       () => undefined,
+      opts.ctEntries,
     );
+    if (sharedFlows) spreadConntrack(sharedFlows, maps.endpoints, maps.conntrack);
     const close = () => {
       maps.close();
       object.close();
@@ -113,6 +127,7 @@ export function openPinnedDatapath(lib: Libbpf, pinDir: string): DatapathMapSet 
   const opened: Array<BpfMap<unknown, unknown>> = [];
   try {
     return mapSet(
+      lib,
       (name, codec) => {
         const m = lib.openPinnedMap(join(pinDir, name), codec);
         opened.push(m as BpfMap<unknown, unknown>);

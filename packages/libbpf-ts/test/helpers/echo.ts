@@ -1,5 +1,6 @@
 // Echo server / client for lab pods. server PORT...: TCP and UDP on [::] (dual-stack) for each
-// port, prints "ready". client tcp|udp ADDR PORT TIMEOUT_MS: one round trip, exit 0 on a match;
+// port, prints "ready". client tcp|udp ADDR PORT TIMEOUT_MS [SIZE]: one round trip, exit 0 on a
+// match (SIZE: a payload of that many bytes, e.g. more than the MTU so UDP goes in fragments);
 // client udp-refused ...: exit 0 when the port-unreachable error comes back.
 import { createServer, connect } from 'node:net';
 import { createSocket } from 'node:dgram';
@@ -21,8 +22,12 @@ if (mode === 'server') {
     u.bind(port, '::', ready);
   }
 } else if (mode === 'client') {
-  const [proto, addr = '', portText, timeoutText] = rest;
+  const [proto, addr = '', portText, timeoutText, sizeText] = rest;
   const port = Number(portText);
+  const payload =
+    sizeText === undefined
+      ? Buffer.from(PAYLOAD)
+      : Buffer.from(Array.from({ length: Number(sizeText) }, (_, i) => 97 + (i % 26)));
   const timer = setTimeout(() => process.exit(1), Number(timeoutText ?? 1500));
   const done = (ok: boolean) => {
     clearTimeout(timer);
@@ -47,9 +52,9 @@ if (mode === 'server') {
     });
   } else {
     const u = createSocket(isIPv6(addr) ? 'udp6' : 'udp4');
-    u.on('message', (m) => done(m.toString() === PAYLOAD));
+    u.on('message', (m) => done(m.equals(payload)));
     u.on('error', () => done(false));
-    u.send(PAYLOAD, port, addr);
+    u.send(payload, port, addr);
   }
 } else {
   process.stderr.write('usage: echo.ts server PORT... | client tcp|udp ADDR PORT TIMEOUT_MS\n');

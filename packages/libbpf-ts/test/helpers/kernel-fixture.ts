@@ -12,6 +12,7 @@ const HELPERS = fileURLToPath(new URL('./', import.meta.url));
 export const AGENT_SCRIPT = `${HELPERS}node-agent.ts`;
 export const PING_SCRIPT = `${HELPERS}ping.ts`;
 export const ECHO_SCRIPT = `${HELPERS}echo.ts`;
+export const RAW_SCRIPT = `${HELPERS}raw.ts`;
 
 const LinkJson = z.array(
   z.object({ ifindex: z.number(), ifname: z.string(), address: z.string().optional() }),
@@ -262,6 +263,7 @@ export class KernelFixture {
     dst: string,
     port: number,
     timeoutMs = 1500,
+    size?: number,
   ): Promise<boolean> {
     const r = await this.nodeScript(pod.netns, ECHO_SCRIPT, [
       'client',
@@ -269,8 +271,81 @@ export class KernelFixture {
       dst,
       String(port),
       String(timeoutMs),
+      ...(size === undefined ? [] : [String(size)]),
     ]);
     return r.code === 0;
+  }
+
+  /**
+   * Sends raw Ethernet frames out of a device in a netns (AF_PACKET: through its tc egress).
+   * `cpu` pins the sender, and so the softirq that runs the receiving veth's programs.
+   */
+  async sendFrames(
+    netns: string,
+    ifname: string,
+    frames: readonly Buffer[],
+    cpu?: number,
+  ): Promise<void> {
+    const argv = [process.execPath, RAW_SCRIPT, 'send', ifname];
+    const child = spawn(
+      'nsenter',
+      [
+        `--net=/run/netns/${netns}`,
+        ...(cpu === undefined ? argv : ['taskset', '-c', String(cpu), ...argv]),
+      ],
+      { stdio: ['pipe', 'ignore', 'pipe'] },
+    );
+    let err = '';
+    child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    child.stdin?.end(frames.map((f) => f.toString('hex')).join('\n') + '\n');
+    const code = await exited;
+    if (code !== 0) throw new Error(`raw send on ${ifname} in ${netns} failed (${code}): ${err}`);
+  }
+
+  /**
+   * Starts counting frames that arrive on a device and contain `marker`; resolves once the
+   * capture listens. `count` resolves after `windowMs`, or once `stopAfter` frames arrived.
+   */
+  async capture(
+    netns: string,
+    ifname: string,
+    marker: Buffer,
+    windowMs: number,
+    stopAfter = 1,
+  ): Promise<{ count: Promise<number> }> {
+    const child = spawn(
+      'nsenter',
+      [
+        `--net=/run/netns/${netns}`,
+        process.execPath,
+        RAW_SCRIPT,
+        'capture',
+        ifname,
+        marker.toString('hex'),
+        String(windowMs),
+        String(stopAfter),
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    this.#children.add(child);
+    let out = '';
+    const count = new Promise<number>((resolve, reject) => {
+      child.on('exit', (code) => {
+        this.#children.delete(child);
+        const n = Number(out.trim().split('\n').pop());
+        if (code === 0 && Number.isInteger(n)) resolve(n);
+        else reject(new Error(`capture on ${ifname} in ${netns} exited ${code}: ${out}`));
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      child.stdout?.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('ready')) resolve();
+      });
+      count.catch(reject);
+    });
+    return { count };
   }
 
   cleanup(): void {

@@ -7,6 +7,8 @@ import { Libbpf, loadDatapath, policyKeys, PolicyAction } from '../../src/index.
 const Spec = z.object({
   pinDir: z.string(),
   objectPath: z.string().optional(),
+  /** entries of each endpoint's conntrack table */
+  ctEntries: z.number().int().positive().optional(),
   attach: z
     .array(
       z.object({
@@ -74,6 +76,8 @@ try {
   if (spec.config) dp.maps.config.update(0, spec.config);
   for (const e of spec.endpoints) {
     const { address, ...info } = e;
+    // the table first: the datapath tracks no flow of an endpoint without one
+    dp.maps.conntrack.ensure(info.endpointId, spec.ctEntries);
     dp.maps.endpoints.update({ address }, info);
   }
   for (const e of spec.ipcache) {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { DEFAULT_DATAPATH_OBJECT, loadDatapath } from '@dyad/libbpf-ts';
 import type {
+  ConntrackTables,
   EndpointInfo,
   EndpointKey,
   IpcacheInfo,
@@ -38,21 +39,31 @@ export class NodeDatapath {
   readonly ipcache: MirroredMap<IpcacheKey, IpcacheInfo>;
   readonly policy: MirroredMap<PolicyKey, PolicyValue>;
   readonly policyCidr: MirroredMap<PolicyCidrKey, PolicyCidrValue>;
+  /** Each endpoint's own conntrack table; written directly (one map create per endpoint). */
+  readonly conntrack: ConntrackTables;
   /** sha256 of the object file: tells an upgrade (re-attach everywhere) from a restart. */
   readonly objectHash: string;
   readonly pinDir: string;
 
-  constructor(lib: Libbpf, opts: { pinDir: string; objectPath?: string; schedule: Schedule }) {
+  constructor(
+    lib: Libbpf,
+    opts: { pinDir: string; objectPath?: string; ctEntries?: number; schedule: Schedule },
+  ) {
     const objectPath = opts.objectPath ?? DEFAULT_DATAPATH_OBJECT;
     this.lib = lib;
     this.pinDir = opts.pinDir;
     this.objectHash = createHash('sha256').update(readFileSync(objectPath)).digest('hex');
-    this.loaded = loadDatapath(lib, { pinDir: opts.pinDir, objectPath });
+    this.loaded = loadDatapath(lib, {
+      pinDir: opts.pinDir,
+      objectPath,
+      ...(opts.ctEntries !== undefined ? { ctEntries: opts.ctEntries } : {}),
+    });
     const m = this.loaded.maps;
     this.endpoints = new MirroredMap(m.endpoints, opts.schedule);
     this.ipcache = new MirroredMap(m.ipcache, opts.schedule);
     this.policy = new MirroredMap(m.policy, opts.schedule);
     this.policyCidr = new MirroredMap(m.policyCidr, opts.schedule);
+    this.conntrack = m.conntrack;
   }
 
   /** Reads what the pinned maps hold now. */

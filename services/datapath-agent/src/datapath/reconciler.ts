@@ -99,6 +99,11 @@ export class DatapathReconciler {
     const dp = this.#o.datapath;
     const want = desiredMaps(inputs);
     for (const ep of inputs.endpoints) this.#view(ep, inputs);
+    // conntrack tables before endpoint entries: the datapath tracks nothing for an endpoint
+    // without one, so replies to its first flows would meet its default deny
+    const liveIds = new Set(inputs.endpoints.map((e) => e.endpointId));
+    for (const id of liveIds) dp.conntrack.ensure(id);
+    for (const id of dp.conntrack.endpointIds()) if (!liveIds.has(id)) dp.conntrack.remove(id);
     const wantEndpoints = new Set<string>();
     for (const [k, v] of want.endpoints) {
       wantEndpoints.add(dp.endpoints.keyId(k));
@@ -118,8 +123,7 @@ export class DatapathReconciler {
 
     // an endpoint whose policy is unknown keeps the entries it had (fail closed); entries of
     // endpoints that are gone, or beyond what a known policy calls for, go
-    const live = new Set(inputs.endpoints.map((e) => e.endpointId));
-    const stale = (id: number) => !live.has(id) || want.policyKnown.has(id);
+    const stale = (id: number) => !liveIds.has(id) || want.policyKnown.has(id);
     replaceAll(dp.policy, want.policy, (k) => stale(k.endpointId), writes);
     replaceAll(dp.policyCidr, want.policyCidr, (k) => stale(k.endpointId), writes);
   }
@@ -160,8 +164,10 @@ export class DatapathReconciler {
       if (local) targets.set(endpointKey(local), local);
     }
 
+    for (const id of goneIds) dp.conntrack.remove(id);
     for (const ep of targets.values()) {
       const view = this.#view(ep, inputs);
+      dp.conntrack.ensure(ep.endpointId);
       for (const [k, v] of endpointEntries(ep, view)) writes.push(dp.endpoints.set(k, v));
       for (const [k, v] of localIpcacheEntries(ep, view, inputs.nodeId))
         writes.push(dp.ipcache.set(k, v));
