@@ -58,12 +58,12 @@ describe('kubectl apply --dry-run=server', () => {
     await dryRun(variant);
   });
 
-  it('accepts the optional parts: policy, Events, an external NATS, the API server address', async () => {
+  it('accepts the optional parts: no policy, no Events, an external NATS, the API server address', async () => {
     await dryRun('dual', {
       noNatsAddresses: true,
       set: {
-        'policy.enabled': true,
-        'kubeBridge.createEvents': true,
+        'policy.enabled': false,
+        'kubeBridge.createEvents': false,
         'kubeBridge.apiServer': { host: '198.18.0.2', port: 6443 },
         'nats.external.url': 'nats://198.18.0.50:4222',
         'nats.external.tokenSecret': 'my-nats',
@@ -142,7 +142,7 @@ describe('helm install into the test bed, and the RBAC as its authorizer sees it
     return r.stdout.trim() === 'yes';
   };
 
-  it('kube-bridge may list and watch the six kinds cluster-wide, and nothing more', async () => {
+  it('kube-bridge may list and watch the six kinds cluster-wide and create Events, and nothing more', async () => {
     for (const resource of [
       'nodes',
       'namespaces',
@@ -157,11 +157,13 @@ describe('helm install into the test bed, and the RBAC as its authorizer sees it
       expect(await can('dyad-kube-bridge', 'update', resource), resource).toBe(false);
     }
     expect(await can('dyad-kube-bridge', 'list', 'secrets')).toBe(false);
-    expect(await can('dyad-kube-bridge', 'create', 'events.events.k8s.io')).toBe(false);
+    // the policy problems it reports (kubeBridge.createEvents, on by default)
+    expect(await can('dyad-kube-bridge', 'create', 'events.events.k8s.io')).toBe(true);
+    expect(await can('dyad-kube-bridge', 'delete', 'events.events.k8s.io')).toBe(false);
   });
 
   it('no other Dyad ServiceAccount may list or watch anything', async () => {
-    for (const sa of ['dyad-agent', 'dyad-ipam', 'dyad-router', 'dyad-nats']) {
+    for (const sa of ['dyad-agent', 'dyad-ipam', 'dyad-router', 'dyad-nats', 'dyad-policy']) {
       for (const resource of ['pods', 'nodes', 'secrets', 'configmaps']) {
         expect(await can(sa, 'list', resource), `${sa} list ${resource}`).toBe(false);
         expect(await can(sa, 'watch', resource), `${sa} watch ${resource}`).toBe(false);
