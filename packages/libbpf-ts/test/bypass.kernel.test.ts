@@ -58,21 +58,21 @@ describe.skipIf(skip !== undefined)('no way around policy in the datapath', () =
   };
   const dropsOf = (pred: (e: DatapathEvent) => boolean) =>
     log.events.filter((e) => e.type === 'drop' && pred(e));
-  /** Frames arriving at the pod's eth0 that carry the marker, while `send` runs. */
+  /**
+   * Frames arriving at the pod's eth0 that carry the marker: all `expected` of them (the capture
+   * ends when they are there), or, when none is expected, what arrived up to NEGATIVE_WINDOW_MS
+   * after `send` returned, however long the machine took to start the sender.
+   */
   const arriving = async (
     pod: Pod,
     marker: Buffer,
     send: () => Promise<void>,
     expected = 0,
   ): Promise<number> => {
-    const cap = await lab.capture(
-      pod.netns,
-      'eth0',
-      marker,
-      expected === 0 ? NEGATIVE_WINDOW_MS : 5000,
-      expected === 0 ? 1 : expected,
-    );
+    // the long window only guards a hang
+    const cap = await lab.capture(pod.netns, 'eth0', marker, 60_000, expected === 0 ? 1 : expected);
     await send();
+    if (expected === 0) setTimeout(cap.stop, NEGATIVE_WINDOW_MS);
     return cap.count;
   };
   /** Into a pod through its veth: what the node (or another node, or a pod) sends it. */

@@ -79,7 +79,8 @@ describe.skipIf(skip !== undefined)('NetworkPolicy v2 enforced in the kernel', (
       SCTP,
       'recv',
       String(family),
-      '1500',
+      // a hang guard: the verdict is taken below, a moment after the packet has been sent
+      '60000',
       String(nonce),
     ]);
     lab.spawnChild(rx);
@@ -101,7 +102,12 @@ describe.skipIf(skip !== undefined)('NetworkPolicy v2 enforced in the kernel', (
       String(nonce),
     ]);
     expect(tx, tx.stderr).toMatchObject({ code: 0 });
-    return (await exited) === 0;
+    // sent: it has arrived by now or a moment later, or it was dropped (however slow the
+    // machine was to start the two processes)
+    const late = setTimeout(() => rx.kill('SIGKILL'), 1000);
+    const code = await exited;
+    clearTimeout(late);
+    return code === 0;
   };
 
   const publish = (pod: Pod, ingress: DirectionPolicyValue, egress: DirectionPolicyValue) =>

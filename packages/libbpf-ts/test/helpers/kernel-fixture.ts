@@ -313,7 +313,7 @@ export class KernelFixture {
     marker: Buffer,
     windowMs: number,
     stopAfter = 1,
-  ): Promise<{ count: Promise<number> }> {
+  ): Promise<{ count: Promise<number>; stop: () => void }> {
     const child = spawn(
       'nsenter',
       [
@@ -326,7 +326,7 @@ export class KernelFixture {
         String(windowMs),
         String(stopAfter),
       ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
+      { stdio: ['pipe', 'pipe', 'inherit'] },
     );
     this.#children.add(child);
     let out = '';
@@ -345,7 +345,7 @@ export class KernelFixture {
       });
       count.catch(reject);
     });
-    return { count };
+    return { count, stop: () => child.stdin?.end() };
   }
 
   cleanup(): void {

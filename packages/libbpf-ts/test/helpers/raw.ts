@@ -5,7 +5,8 @@
 //   raw.ts capture IFNAME MARKER_HEX WINDOW_MS STOP_AFTER
 //                               prints "ready", then counts frames arriving on IFNAME (not ones
 //                               it sends) that contain MARKER; exits printing the count after
-//                               WINDOW_MS or as soon as STOP_AFTER of them arrived
+//                               WINDOW_MS, when its stdin closes, or as soon as STOP_AFTER of
+//                               them arrived
 import { readFileSync } from 'node:fs';
 import koffi from 'koffi';
 
@@ -82,7 +83,8 @@ if (mode === 'send') {
   const deadline = Date.now() + Number(windowText);
   const buf = Buffer.alloc(65536);
   const from = Buffer.alloc(20);
-  const pfd = Buffer.alloc(8);
+  // two pollfds: the socket, and stdin (closed by the parent to end the capture)
+  const pfd = Buffer.alloc(16);
   let count = 0;
   process.stdout.write('ready\n');
   while (count < stopAfter) {
@@ -91,7 +93,19 @@ if (mode === 'send') {
     pfd.writeInt32LE(fd, 0);
     pfd.writeInt16LE(POLLIN, 4);
     pfd.writeInt16LE(0, 6);
-    if (poll(pfd, 1, left) <= 0) continue;
+    pfd.writeInt32LE(0, 8);
+    pfd.writeInt16LE(POLLIN, 12);
+    pfd.writeInt16LE(0, 14);
+    if (poll(pfd, 2, left) <= 0) continue;
+    if (pfd.readInt16LE(14) !== 0) {
+      // stdin readable or hung up: the parent is done sending; count what is queued, then stop
+      for (;;) {
+        const n = recvfrom(fd, buf, buf.length, MSG_DONTWAIT, from, [from.length]);
+        if (n <= 0) break;
+        if (from[10] !== PACKET_OUTGOING && buf.subarray(0, n).includes(marker)) count++;
+      }
+      break;
+    }
     const n = recvfrom(fd, buf, buf.length, MSG_DONTWAIT, from, [from.length]);
     if (n <= 0) continue;
     if (from[10] === PACKET_OUTGOING) continue;
