@@ -45,6 +45,7 @@ enum dy_reason {
 	DY_REASON_DROP_FIB = 13,
 	DY_REASON_DROP_CT_FULL = 14,
 	DY_REASON_DROP_POLICY_DENY = 15, /* explicit deny entry */
+	DY_REASON_LB_NO_BACKEND = 16,	 /* to a Service frontend without ready backend: refused */
 };
 
 /* Event types in the ring buffer. */

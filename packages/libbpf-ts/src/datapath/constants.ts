@@ -50,6 +50,7 @@ export const Reason = {
   DROP_FIB: 13,
   DROP_CT_FULL: 14,
   DROP_POLICY_DENY: 15,
+  LB_NO_BACKEND: 16,
 } as const;
 
 export const EventType = { DROP: 1, TRACE: 2 } as const;
@@ -86,6 +87,12 @@ export const DatapathMaps = {
   metrics: 'dy_metrics',
   events: 'dy_events',
   config: 'dy_config',
+  lbServices: 'dy_lb_services',
+  lbMaglev: 'dy_lb_maglev',
+  lbBackends: 'dy_lb_backends',
+  lbFlows: 'dy_lb_flows',
+  lbRnat: 'dy_lb_rnat',
+  lbAffinity: 'dy_lb_affinity',
 } as const;
 
 export const DatapathPrograms = {

@@ -5,6 +5,17 @@ import { DatapathMaps } from './constants.ts';
 import { endpointInfoLayout, endpointKeyLayout } from './endpoints.ts';
 import { eventLayout } from './events.ts';
 import { ipcacheInfoLayout, ipcacheKeyLayout } from './ipcache.ts';
+import {
+  lbAffinityKeyLayout,
+  lbAffinityLayout,
+  lbBackendLayout,
+  lbFlowKeyLayout,
+  lbFlowLayout,
+  lbMaglevLayout,
+  lbRnatLayout,
+  lbServiceKeyLayout,
+  lbServiceLayout,
+} from './lb.ts';
 import { metricsKeyLayout, metricsValueLayout } from './metrics.ts';
 import { policyKeyLayout, policyValueLayout } from './policy.ts';
 
@@ -22,6 +33,15 @@ export const datapathLayouts: readonly StructLayout[] = [
   metricsValueLayout,
   eventLayout,
   configLayout,
+  lbServiceKeyLayout,
+  lbServiceLayout,
+  lbMaglevLayout,
+  lbBackendLayout,
+  lbFlowKeyLayout,
+  lbFlowLayout,
+  lbRnatLayout,
+  lbAffinityKeyLayout,
+  lbAffinityLayout,
 ];
 
 /** Which layouts each map of the datapath object uses as key and value. */
@@ -36,4 +56,10 @@ export const datapathMapLayouts: ReadonlyArray<{
   { map: DatapathMaps.conntrack, key: ctKeyLayout, value: ctEntryLayout },
   { map: DatapathMaps.metrics, key: metricsKeyLayout, value: metricsValueLayout },
   { map: DatapathMaps.config, value: configLayout },
+  { map: DatapathMaps.lbServices, key: lbServiceKeyLayout, value: lbServiceLayout },
+  { map: DatapathMaps.lbMaglev, value: lbMaglevLayout },
+  { map: DatapathMaps.lbBackends, value: lbBackendLayout },
+  { map: DatapathMaps.lbFlows, key: lbFlowKeyLayout, value: lbFlowLayout },
+  { map: DatapathMaps.lbRnat, key: lbFlowKeyLayout, value: lbRnatLayout },
+  { map: DatapathMaps.lbAffinity, key: lbAffinityKeyLayout, value: lbAffinityLayout },
 ];
