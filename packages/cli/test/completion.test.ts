@@ -76,12 +76,12 @@ function zsh(src: string, words: readonly string[]): string[] {
 const cases: Array<[string[], string[]]> = [
   [
     ['dyad', ''],
-    ['bpf', 'completion', 'endpoint', 'help', 'ipam', 'lab', 'status', 'version'],
+    ['bpf', 'completion', 'endpoint', 'help', 'ipam', 'lab', 'service', 'status', 'version'],
   ],
   [['dyad', 'b'], ['bpf']],
   [
     ['dyad', 'bpf', ''],
-    ['ct', 'endpoint', 'ipcache'],
+    ['ct', 'endpoint', 'ipcache', 'lb'],
   ],
   [
     ['dyad', 'bpf', 'ct', 'list', '--'],

@@ -6,6 +6,9 @@ import type {
   EndpointKey,
   IpcacheInfo,
   IpcacheKey,
+  LbBackend,
+  LbService,
+  LbServiceKey,
   Libbpf,
   LoadedDatapath,
   PolicyKey,
@@ -35,6 +38,9 @@ export class NodeDatapath {
   readonly endpoints: MirroredMap<EndpointKey, EndpointInfo>;
   readonly ipcache: MirroredMap<IpcacheKey, IpcacheInfo>;
   readonly policy: MirroredMap<PolicyKey, PolicyValue>;
+  readonly lbServices: MirroredMap<LbServiceKey, LbService>;
+  readonly lbMaglev: MirroredMap<number, readonly number[]>;
+  readonly lbBackends: MirroredMap<number, LbBackend>;
   /** sha256 of the object file: tells an upgrade (re-attach everywhere) from a restart. */
   readonly objectHash: string;
   readonly pinDir: string;
@@ -49,6 +55,9 @@ export class NodeDatapath {
     this.endpoints = new MirroredMap(m.endpoints, opts.schedule);
     this.ipcache = new MirroredMap(m.ipcache, opts.schedule);
     this.policy = new MirroredMap(m.policy, opts.schedule);
+    this.lbServices = new MirroredMap(m.lbServices, opts.schedule);
+    this.lbMaglev = new MirroredMap(m.lbMaglev, opts.schedule);
+    this.lbBackends = new MirroredMap(m.lbBackends, opts.schedule);
   }
 
   /** Reads what the pinned maps hold now. */
@@ -56,6 +65,9 @@ export class NodeDatapath {
     this.endpoints.load();
     this.ipcache.load();
     this.policy.load();
+    this.lbServices.load();
+    this.lbMaglev.load();
+    this.lbBackends.load();
   }
 
   /** Writes everything queued, now. */
@@ -63,6 +75,10 @@ export class NodeDatapath {
     this.endpoints.flush();
     this.ipcache.flush();
     this.policy.flush();
+    // what a frontend points at exists before the frontend does
+    this.lbBackends.flush();
+    this.lbMaglev.flush();
+    this.lbServices.flush();
   }
 
   stats(): Record<string, MapWriteStats> {
@@ -70,6 +86,9 @@ export class NodeDatapath {
       endpoints: { ...this.endpoints.stats },
       ipcache: { ...this.ipcache.stats },
       policy: { ...this.policy.stats },
+      lbServices: { ...this.lbServices.stats },
+      lbMaglev: { ...this.lbMaglev.stats },
+      lbBackends: { ...this.lbBackends.stats },
     };
   }
 
