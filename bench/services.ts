@@ -5,10 +5,16 @@
 // medians are compared. Translation is per packet at the tc layer (bpf/lib/lb.h), so this ratio
 // is its whole cost. The last stdout line is one JSON object.
 //
+// Also printed: lb_extra_ns_ipv4/6, what translation adds to dy_from_container per packet, from
+// in-kernel test runs (not disturbed by the machine's load as the rps ratios are).
 // update_p99_ms (an EndpointSlice change until the datapath uses it) needs the lab's apiserver,
 // controller manager, kube-bridge, router and agents: null until that part is written.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { parseIp, parseMac } from '@dyad/netaddr';
 import { Libbpf, maglevTable, openPinnedDatapath } from '@dyad/libbpf-ts';
 import { ensureBpfBuilt } from '../packages/libbpf-ts/test/helpers/build.ts';
 import { KernelFixture } from '../packages/libbpf-ts/test/helpers/kernel-fixture.ts';
@@ -24,6 +30,49 @@ const ROUNDS = Number(args.rounds);
 const MS = Number(args.ms);
 const RR = fileURLToPath(new URL('./support/rr.ts', import.meta.url));
 const log = (msg: string): void => void process.stderr.write(`${msg}\n`);
+
+/** A TCP ACK (an established connection's packet) from the pod, as its host veth receives it. */
+function tcpPacket(o: {
+  src: string;
+  dst: string;
+  dport: number;
+  srcMac: string;
+  dstMac: string;
+}): Buffer {
+  const s = parseIp(o.src);
+  const d = parseIp(o.dst);
+  const v4 = s.family === 4;
+  const eth = Buffer.concat([
+    Buffer.from(parseMac(o.dstMac)),
+    Buffer.from(parseMac(o.srcMac)),
+    Buffer.from(v4 ? [0x08, 0x00] : [0x86, 0xdd]),
+  ]);
+  const tcp = Buffer.alloc(20);
+  tcp.writeUInt16BE(40000, 0);
+  tcp.writeUInt16BE(o.dport, 2);
+  tcp[12] = 0x50;
+  tcp[13] = 0x10; // ACK
+  tcp.writeUInt16BE(0xffff, 14);
+  let ip: Buffer;
+  if (v4) {
+    ip = Buffer.alloc(20);
+    ip[0] = 0x45;
+    ip.writeUInt16BE(40, 2);
+    ip[8] = 64;
+    ip[9] = 6;
+    Buffer.from(s.bytes.subarray(0, 4)).copy(ip, 12);
+    Buffer.from(d.bytes.subarray(0, 4)).copy(ip, 16);
+  } else {
+    ip = Buffer.alloc(40);
+    ip[0] = 0x60;
+    ip.writeUInt16BE(20, 4);
+    ip[6] = 6;
+    ip[7] = 64;
+    Buffer.from(s.bytes).copy(ip, 8);
+    Buffer.from(d.bytes).copy(ip, 24);
+  }
+  return Buffer.concat([eth, ip, tcp]);
+}
 
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -60,6 +109,89 @@ try {
   maps.close();
   await lab.echoServer(b, [7000]);
 
+  // Per-packet cost of the translation without the machine's noise in it: dy_from_container
+  // run in the kernel by BPF_PROG_TEST_RUN (bpftool prog run, 100,000 repeats) on one
+  // established connection's packet. Test runs reuse the packet, so the translated packet must
+  // stay a Service's: two frontends translate to each other, and every run is one full
+  // translation (frontend, flow and reverse entries, address, port and checksums). The
+  // baseline is a packet to an address that is no frontend and takes the same path after it
+  // (no endpoint, no route: handed to the stack).
+  const netText = lab.nsExec(node.netns, ['bpftool', '-j', 'net', 'show', 'dev', a.hostIf]);
+  const nets = JSON.parse(netText) as Array<{
+    tc?: Array<{ kind?: string; id?: number; prog_id?: number }>;
+  }>;
+  const tc = nets[0]?.tc?.find((t) => t.kind?.endsWith('ingress') === true);
+  const progId = tc?.id ?? tc?.prog_id;
+  if (progId === undefined) throw new Error(`no tc ingress program on ${a.hostIf}: ${netText}`);
+  const pair = {
+    v4: ['198.18.96.20', '198.18.96.21', '198.18.200.1'],
+    v6: ['fd00:96::20', 'fd00:96::21', 'fd00:200::1'],
+  } as const;
+  {
+    const m = openPinnedDatapath(Libbpf.open(), node.pinDir);
+    for (const fam of ['v4', 'v6'] as const) {
+      const [x, y] = pair[fam];
+      for (const [from, to] of [
+        [x, y],
+        [y, x],
+      ] as const) {
+        const backendId = id++;
+        const svcId = id++;
+        m.lbBackends.update(backendId, { address: to, port: 80, flags: 0 });
+        m.lbMaglev.update(svcId, maglevTable([{ id: backendId, name: `${to}|80` }]));
+        m.lbServices.update(
+          { address: from, port: 80, protocol: 'TCP' },
+          { id: svcId, backends: 1, affinityTimeoutS: 0, flags: 0 },
+        );
+      }
+    }
+    m.close();
+  }
+  const tmp = mkdtempSync(join(tmpdir(), 'dyad-bench-lb-'));
+  const ctx = Buffer.alloc(44);
+  ctx.writeUInt32LE(a.hostIfindex, 36); // ingress_ifindex
+  ctx.writeUInt32LE(a.hostIfindex, 40); // ifindex
+  writeFileSync(join(tmp, 'ctx'), ctx);
+  const progNs = (dst: string): number => {
+    const f = join(tmp, dst);
+    const src = dst.includes(':') ? a.v6 : a.v4;
+    writeFileSync(f, tcpPacket({ src, dst, dport: 80, srcMac: a.mac, dstMac: a.hostMac }));
+    const runs: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const r = lab.nsExec(node.netns, [
+        'bpftool',
+        'prog',
+        'run',
+        'id',
+        String(progId),
+        'data_in',
+        f,
+        'ctx_in',
+        join(tmp, 'ctx'),
+        'repeat',
+        '100000',
+      ]);
+      const ns = /duration[^:]*: (\d+)ns/.exec(r)?.[1];
+      if (ns === undefined) throw new Error(`bpftool prog run said: ${r}`);
+      runs.push(Number(ns));
+    }
+    return median(runs);
+  };
+  const extra: Record<string, number> = {};
+  try {
+    for (const fam of ['v4', 'v6'] as const) {
+      const [x, , none] = pair[fam];
+      const base = progNs(none);
+      const lb = progNs(x);
+      log(
+        `${fam}: dy_from_container ${base} ns/packet to a plain address, ${lb} ns/packet to a cluster IP (test runs, medians of 5 x 100,000)`,
+      );
+      extra[`lb_extra_ns_ip${fam}`] = lb - base;
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+
   const rps = async (addr: string, port: number): Promise<number> => {
     const r = await lab.nodeScript(a.netns, RR, [addr, String(port), String(MS)], MS + 10_000);
     if (r.code !== 0) throw new Error(`rr to ${addr}:${port} failed: ${r.stderr}`);
@@ -95,6 +227,7 @@ try {
       rps_ratio_ipv4: out['rps_ratio_ipv4'],
       rps_ratio_ipv6: out['rps_ratio_ipv6'],
       update_p99_ms: null,
+      ...extra,
     })}\n`,
   );
 } finally {
