@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, test, vi } from 'vitest';
 import { Prober } from '../src/probe.ts';
 import { TestLab, labRequired, labSkipReason } from './helpers.ts';
 import type { ProbeLine } from './helpers.ts';
@@ -140,6 +140,68 @@ describe.skipIf(skip !== undefined)('lab: ClusterIP Services of every ipFamilyPo
     }
   });
 
+  it('a Deployment scaled down and up: new connections reach only the backends its slices hold', async () => {
+    lab.kubectl(
+      ['apply', '-f', '-'],
+      `apiVersion: apps/v1
+kind: Deployment
+metadata: { name: web, namespace: ${NS} }
+spec:
+  replicas: 3
+  selector: { matchLabels: { app: web } }
+  template:
+    metadata: { labels: { app: web } }
+    spec:
+      containers: [{ name: main, image: none, ports: [{ name: echo, containerPort: ${TARGET} }] }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web, namespace: ${NS} }
+spec:
+  ipFamilyPolicy: RequireDualStack
+  selector: { app: web }
+  ports: [{ name: tcp, port: ${PORT}, targetPort: echo, protocol: TCP }]
+`,
+    );
+    const svc = JSON.parse(lab.kubectl(['get', 'service', 'web', '-n', NS, '-o', 'json'])) as {
+      spec: { clusterIPs: string[] };
+    };
+    const ips = svc.spec.clusterIPs;
+    // what node-1's agent serves: the ready backends of each frontend
+    const backends = (): number[] => {
+      const r = lab.dyad(['service', 'list', '--node', 'node-1', '-o', 'json']);
+      const list = JSON.parse(r.stdout || '[]') as Array<{
+        namespace: string;
+        name: string;
+        frontends: Array<{ backends: Array<{ state: string }> }>;
+      }>;
+      const web = list.find((x) => x.namespace === NS && x.name === 'web');
+      return web?.frontends.map((f) => f.backends.length) ?? [];
+    };
+    const allConnect = async (): Promise<void> => {
+      const lines = ips.flatMap((ip) =>
+        Array.from({ length: 12 }, () => ({
+          from: `${NS}/client`,
+          to: ip,
+          port: PORT,
+          protocol: 'TCP' as const,
+          family: ip.includes(':') ? ('IPv6' as const) : ('IPv4' as const),
+        })),
+      );
+      const replies = await lab.probeBatch(lines, 2000);
+      expect(replies.filter((r) => r.result !== 'connected')).toEqual([]);
+    };
+    for (const replicas of [3, 1, 3]) {
+      lab.kubectl(['scale', 'deployment', 'web', '-n', NS, `--replicas=${replicas}`]);
+      await vi.waitFor(() => expect(backends()).toEqual([replicas, replicas]), {
+        timeout: 120_000,
+        interval: 500,
+      });
+      // a backend still in a table after its pod went would leave some of these unanswered
+      await allConnect();
+    }
+  });
+
   it('dyad service list shows each Service with its frontends and backends', () => {
     const s = lab.dyad(['service', 'list', '--node', 'node-1', '-o', 'json']);
     expect(s.status).toBe(0);
@@ -152,7 +214,7 @@ describe.skipIf(skip !== undefined)('lab: ClusterIP Services of every ipFamilyPo
       .filter((x) => x.namespace === NS)
       .map((x) => x.name)
       .sort();
-    expect(mine).toEqual([...Object.keys(SERVICES), 'empty'].sort());
+    expect(mine).toEqual([...Object.keys(SERVICES), 'empty', 'web'].sort());
     const dual = list.find((x) => x.name === 'require-dual');
     // 2 cluster IPs x 2 ports, 2 backends each
     expect(dual?.frontends.map((f) => f.backends.length)).toEqual([2, 2, 2, 2]);
