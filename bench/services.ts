@@ -7,15 +7,21 @@
 //
 // Also printed: lb_extra_ns_ipv4/6, what translation adds to dy_from_container per packet, from
 // in-kernel test runs (not disturbed by the machine's load as the rps ratios are).
-// update_p99_ms (an EndpointSlice change until the datapath uses it) needs the lab's apiserver,
-// controller manager, kube-bridge, router and agents: null until that part is written.
+// update_p99_ms: on a fresh 3-node lab (.lab/bench-services), a Service without selector and an
+// EndpointSlice the bench writes itself; 50 times the slice is replaced (one ready endpoint, then
+// two, then one...) and the time from the apiserver's answer until node-1's pinned dy_lb_services
+// entry for the cluster IP counts that many backends is taken (the whole path: kube-bridge,
+// NATS, router, agent, reconciler, map). --no-lab skips it (null).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { parseIp, parseMac } from '@dyad/netaddr';
 import { Libbpf, maglevTable, openPinnedDatapath } from '@dyad/libbpf-ts';
+import { KubeClient, labDown, labPaths, labUp, readState } from '@dyad/lab';
+import { repoRoot } from '@dyad/testbed';
 import { ensureBpfBuilt } from '../packages/libbpf-ts/test/helpers/build.ts';
 import { KernelFixture } from '../packages/libbpf-ts/test/helpers/kernel-fixture.ts';
 import { setupNode } from '../packages/libbpf-ts/test/helpers/topology.ts';
@@ -24,8 +30,11 @@ const { values: args } = parseArgs({
   options: {
     rounds: { type: 'string', default: '5' },
     ms: { type: 'string', default: '2000' },
+    changes: { type: 'string', default: '50' },
+    'no-lab': { type: 'boolean', default: false },
   },
 });
+const CHANGES = Number(args.changes);
 const ROUNDS = Number(args.rounds);
 const MS = Number(args.ms);
 const RR = fileURLToPath(new URL('./support/rr.ts', import.meta.url));
@@ -77,6 +86,87 @@ function tcpPacket(o: {
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] ?? 0;
+}
+
+function percentile(xs: readonly number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? 0;
+}
+
+/** EndpointSlice change → node-1's datapath serving it, in ms, over CHANGES changes. */
+async function updateLatencies(): Promise<number[]> {
+  const paths = labPaths(repoRoot(), join(repoRoot(), '.lab', 'bench-services'));
+  const io = { stdout: process.stderr, stderr: process.stderr };
+  try {
+    log('▶ lab up (3 nodes, IPv4+IPv6)');
+    if ((await labUp(['--nodes', '3'], io, paths)) !== 0) throw new Error('lab up failed');
+    const state = readState(paths.state);
+    const n1 = state?.nodes.find((n) => n.name === 'node-1');
+    if (state?.apiserver === undefined || state.tls === undefined || n1 === undefined)
+      throw new Error('no apiserver or node-1 in the lab state');
+    const kube = new KubeClient(state.apiserver, state.tls);
+    const NS = 'bench';
+    await kube.call('POST', '/api/v1/namespaces', { metadata: { name: NS } });
+    const svc = await kube.call<{ spec: { clusterIPs: string[] } }>(
+      'POST',
+      `/api/v1/namespaces/${NS}/services`,
+      {
+        metadata: { name: 'lb' },
+        spec: { ports: [{ name: 'tcp', port: 80, protocol: 'TCP' }] },
+      },
+    );
+    const vip = svc.spec.clusterIPs[0] ?? '';
+    const slicePath = `/apis/discovery.k8s.io/v1/namespaces/${NS}/endpointslices`;
+    const slice = (n: number, resourceVersion?: string) => ({
+      metadata: {
+        name: 'lb-1',
+        labels: { 'kubernetes.io/service-name': 'lb' },
+        ...(resourceVersion ? { resourceVersion } : {}),
+      },
+      addressType: vip.includes(':') ? 'IPv6' : 'IPv4',
+      ports: [{ name: 'tcp', port: 8080, protocol: 'TCP' }],
+      endpoints: Array.from({ length: n }, (_, i) => ({
+        addresses: [vip.includes(':') ? `fd00:77::${i + 1}` : `198.18.77.${i + 1}`],
+        conditions: { ready: true },
+      })),
+    });
+    let current = await kube.call<{ metadata: { resourceVersion: string } }>(
+      'POST',
+      slicePath,
+      slice(1),
+    );
+    const maps = openPinnedDatapath(Libbpf.open(), n1.pinDir);
+    const key = { address: vip, port: 80, protocol: 'TCP' as const };
+    const served = () => maps.lbServices.lookup(key)?.backends;
+    const wait = async (n: number, deadlineMs: number): Promise<void> => {
+      const until = performance.now() + deadlineMs;
+      while (served() !== n) {
+        if (performance.now() > until) throw new Error(`node-1 never served ${n} backends`);
+        await sleep(1);
+      }
+    };
+    await wait(1, 60_000);
+    const out: number[] = [];
+    try {
+      for (let i = 0; i < CHANGES; i++) {
+        const n = i % 2 === 0 ? 2 : 1;
+        current = await kube.call(
+          'PUT',
+          `${slicePath}/lb-1`,
+          slice(n, current.metadata.resourceVersion),
+        );
+        const t0 = performance.now();
+        await wait(n, 30_000);
+        out.push(performance.now() - t0);
+      }
+    } finally {
+      maps.close();
+      kube.close();
+    }
+    return out;
+  } finally {
+    await labDown([], io, paths);
+  }
 }
 
 if (process.getuid?.() !== 0) {
@@ -221,12 +311,19 @@ try {
     );
     out[`rps_ratio_ip${fam}`] = Math.round((median(viaVip) / median(direct)) * 1000) / 1000;
   }
+  let update: number[] | undefined;
+  if (args['no-lab'] !== true) {
+    update = await updateLatencies();
+    log(
+      `update: EndpointSlice change to node-1's datapath, p50 ${percentile(update, 50).toFixed(1)} ms, p99 ${percentile(update, 99).toFixed(1)} ms over ${update.length} changes`,
+    );
+  }
   process.stdout.write(
     `${JSON.stringify({
       bench: 'services',
       rps_ratio_ipv4: out['rps_ratio_ipv4'],
       rps_ratio_ipv6: out['rps_ratio_ipv6'],
-      update_p99_ms: null,
+      update_p99_ms: update === undefined ? null : Math.round(percentile(update, 99)),
       ...extra,
     })}\n`,
   );
