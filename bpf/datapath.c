@@ -21,6 +21,7 @@
 #include "lib/events.h"
 #include "lib/frag.h"
 #include "lib/fwd.h"
+#include "lib/lb.h"
 #include "lib/maps.h"
 #include "lib/parse.h"
 #include "lib/policy.h"
@@ -106,6 +107,11 @@ int dy_from_container(struct __sk_buff *skb)
 	if (!src || src->ifindex != skb->ifindex)
 		return dy_drop(skb, &p, DY_REASON_DROP_UNKNOWN_SOURCE, dir, skb->ifindex, 0, 0);
 
+	/* Service translation first: everything below judges the backend */
+	rc = dy_lb_from_container(skb, &p, src);
+	if (rc != DY_LB_CONTINUE)
+		return rc;
+
 	__u32 src_identity = src->identity;
 	__u32 src_ep_id = src->endpoint_id;
 	__u32 src_flags = src->flags;
@@ -163,6 +169,10 @@ int dy_to_container(struct __sk_buff *skb)
 			      src_identity, ep_ifindex);
 	if (reason)
 		return dy_drop(skb, &p, reason, dir, ep_ifindex, src_identity, ep_identity);
+	/* a backend's reply shows the Service address the pod connected to */
+	if (dy_lb_to_container(skb, &p) < 0)
+		return dy_drop(skb, &p, DY_REASON_DROP_MALFORMED, dir, ep_ifindex, src_identity,
+			       ep_identity);
 	dy_count(DY_REASON_FORWARDED, dir, p.t.family, skb->len);
 	return TC_ACT_OK;
 }

@@ -12,6 +12,7 @@
 #include "dyad/map_events.h"
 #include "dyad/map_frags.h"
 #include "dyad/map_ipcache.h"
+#include "dyad/map_lb.h"
 #include "dyad/map_metrics.h"
 #include "dyad/map_policy.h"
 #include "dyad/map_policy_cidr.h"
@@ -32,6 +33,15 @@ struct dy_metrics_key dy_layout_metrics_key;
 struct dy_metrics_value dy_layout_metrics_value;
 struct dy_event dy_layout_event;
 struct dy_config dy_layout_config;
+struct dy_lb_service_key dy_layout_lb_service_key;
+struct dy_lb_service dy_layout_lb_service;
+struct dy_lb_maglev dy_layout_lb_maglev;
+struct dy_lb_backend dy_layout_lb_backend;
+struct dy_lb_flow_key dy_layout_lb_flow_key;
+struct dy_lb_flow dy_layout_lb_flow;
+struct dy_lb_rnat dy_layout_lb_rnat;
+struct dy_lb_affinity_key dy_layout_lb_affinity_key;
+struct dy_lb_affinity dy_layout_lb_affinity;
 
 /* One global per enum of the user-space contract, so BTF keeps its names and values. */
 enum dy_family dy_enum_family;
@@ -48,5 +58,9 @@ enum dy_policy_cidr_prefix dy_enum_policy_cidr_prefix;
 enum dy_policy_class dy_enum_policy_class;
 enum dy_ct_flags dy_enum_ct_flags;
 enum dy_config_flags dy_enum_config_flags;
+enum dy_lb_const dy_enum_lb_const;
+enum dy_lb_service_flags dy_enum_lb_service_flags;
+enum dy_lb_backend_flags dy_enum_lb_backend_flags;
+enum dy_lb_rnat_flags dy_enum_lb_rnat_flags;
 
 char LICENSE[] SEC("license") = "GPL";

@@ -18,7 +18,7 @@ const FLAGS = {
   family: {
     type: 'string',
     value: 'FAMILY',
-    description: "IPv4 or IPv6: which of the target's addresses",
+    description: "IPv4 or IPv6: which of the target pod's addresses (optional for an address)",
   },
   'timeout-ms': {
     type: 'string',
@@ -28,7 +28,7 @@ const FLAGS = {
   batch: {
     type: 'boolean',
     description:
-      'JSON lines on stdin ({"from","to","port","protocol","family"}), one result line each on stdout',
+      'JSON lines on stdin ({"from","to","port","protocol","family"}; "to" a pod or an IP), one result line each on stdout',
   },
 } as const;
 
@@ -55,7 +55,9 @@ function normalizeFamily(v: string | undefined): string | undefined {
 async function single(ctx: ProbeContext, timeoutMs: number): Promise<number> {
   const [from, to] = ctx.positionals;
   if (from === undefined || to === undefined || ctx.positionals.length !== 2)
-    throw new UsageError('a probe goes from one pod to another: <ns>/<pod> <ns>/<pod>');
+    throw new UsageError(
+      'a probe goes from one pod to another pod or an address: <ns>/<pod> <ns>/<pod>|<address>',
+    );
   const portText = ctx.flags.port;
   const spec = ProbeSpec.safeParse({
     from,
@@ -151,12 +153,12 @@ async function batch(ctx: ProbeContext, timeoutMs: number): Promise<number> {
 /** `dyad lab probe`: one connection attempt between lab pods, or many with --batch. */
 export const labProbeCommand = defineCommand({
   words: ['lab', 'probe'],
-  summary: 'one connection attempt between lab pods (or --batch: JSON lines in and out)',
+  summary: 'one connection attempt from a lab pod to a pod or an address (--batch: JSON lines)',
   description:
-    "From the first pod's network namespace to the second pod's address of that family. Prints connected (exit 0) or blocked (exit 1); exit 2 for an error (unknown pod, no address of that family, bad flags). With --batch: exit 0, or 2 when any line was an error.",
+    "From the first pod's network namespace to the second pod's address of that family, or to an IP literal of either family (a Service's cluster IP; --family optional, --port a number). Prints connected (exit 0) or blocked (exit 1); exit 2 for an error (unknown pod, no address of that family, bad flags). With --batch: exit 0, or 2 when any line was an error.",
   flags: FLAGS,
   args: {
-    usage: '<ns>/<pod> <ns>/<pod> --port P --protocol TCP|UDP --family IPv4|IPv6',
+    usage: '<ns>/<pod> <ns>/<pod>|<address> --port P --protocol TCP|UDP [--family IPv4|IPv6]',
     min: 0,
     max: 2,
   },

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { ControlClient } from './control.ts';
 import { labPaths } from './paths.ts';
@@ -7,11 +8,13 @@ import type { PodRecordValue } from './records.ts';
 
 export const ProbeSpec = z.object({
   from: z.string(),
+  /** `<ns>/<pod>`, or an IP literal of either family (a Service's cluster IP, say). */
   to: z.string(),
   /** A number, or a container port's name on the target pod. */
   port: z.union([z.number().int().min(0).max(65535), z.string().min(1)]),
   protocol: z.enum(['TCP', 'UDP', 'ICMP']),
-  family: z.enum(['IPv4', 'IPv6']),
+  /** Which of a pod target's addresses; optional for an address target (its own family). */
+  family: z.enum(['IPv4', 'IPv6']).optional(),
 });
 export type ProbeSpecValue = z.output<typeof ProbeSpec>;
 
@@ -52,6 +55,23 @@ export class Prober {
   }
 
   async probe(spec: ProbeSpecValue, timeoutMs: number): Promise<ProbeAnswer> {
+    const literal = isIP(spec.to);
+    if (literal !== 0) {
+      const family = literal === 4 ? 'IPv4' : 'IPv6';
+      if (spec.family !== undefined && spec.family !== family)
+        return {
+          result: 'error',
+          reason: `${spec.to} is an ${family} address, not ${spec.family}`,
+        };
+      if (typeof spec.port !== 'number')
+        return {
+          result: 'error',
+          reason: `a port name needs a pod target; ${spec.to} is an address`,
+        };
+      return this.probeAddress(spec.from, spec.to, spec.port, spec.protocol, timeoutMs);
+    }
+    if (spec.family === undefined)
+      return { result: 'error', reason: `--family (IPv4 or IPv6) is needed for pod ${spec.to}` };
     const to = this.pod(spec.to);
     if ('error' in to) return { result: 'error', reason: to.error };
     const address = to.podIPs.find((ip) => (spec.family === 'IPv6') === ip.includes(':'));

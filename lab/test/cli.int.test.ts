@@ -216,6 +216,52 @@ describe('dyad lab probe', () => {
     expect(got[2]?.reason).toMatch(/no pod lab\/gone/);
   });
 
+  it('an address target: either family, --family optional, in --batch too', async () => {
+    for (const [addr, family] of [
+      ['127.0.0.1', []],
+      ['::1', []],
+      ['::1', ['--family', 'IPv6']],
+    ] as const) {
+      const t = io();
+      const args = ['lab', 'probe', 'lab/src', addr, '--port', String(open), '--protocol', 'TCP'];
+      expect(await run([...args, ...family], t.io, t.commands), addr).toBe(0);
+      expect(t.out()).toBe('connected\n');
+    }
+    const closedArgs = ['lab', 'probe', 'lab/src', '127.0.0.1', '--port', String(closed)];
+    const c = io();
+    expect(await run([...closedArgs, '--protocol', 'UDP'], c.io, c.commands)).toBe(1);
+    expect(c.out()).toBe('blocked\n');
+    // a family that is not the address's, or a port name, is an error
+    for (const extra of [
+      ['--port', String(open), '--family', 'IPv4'],
+      ['--port', 'echo'],
+    ]) {
+      const t = io();
+      expect(
+        await run(
+          ['lab', 'probe', 'lab/src', '::1', '--protocol', 'TCP', ...extra],
+          t.io,
+          t.commands,
+        ),
+      ).toBe(2);
+      expect(t.err()).not.toBe('');
+    }
+    const lines = [
+      { from: 'lab/src', to: '::1', port: open, protocol: 'TCP' },
+      { from: 'lab/src', to: '127.0.0.1', port: open, protocol: 'UDP', family: 'IPv4' },
+      { from: 'lab/src', to: 'lab/dst', port: open, protocol: 'TCP' },
+    ];
+    const b = io(lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+    expect(await run(['lab', 'probe', '--batch', '--timeout-ms', '500'], b.io, b.commands)).toBe(2);
+    const got = b
+      .out()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(got.map((g) => g.result)).toEqual(['connected', 'connected', 'error']);
+    expect(got[2]?.reason).toMatch(/--family/);
+  });
+
   it('exec refuses an unknown pod with exit 2', async () => {
     const t = io();
     expect(await run(['lab', 'exec', 'lab/nope', '--', 'true'], t.io, t.commands)).toBe(2);

@@ -2,9 +2,11 @@ import type { Command } from './command.ts';
 import { bpfCtListCommand } from './commands/bpf-ct-list.ts';
 import { bpfEndpointListCommand } from './commands/bpf-endpoint-list.ts';
 import { bpfIpcacheListCommand } from './commands/bpf-ipcache-list.ts';
+import { bpfLbListCommand } from './commands/bpf-lb-list.ts';
 import { endpointListCommand } from './commands/endpoint-list.ts';
 import { ipamListCommand } from './commands/ipam-list.ts';
 import { identityListCommand, policyGetCommand } from './commands/policy-get.ts';
+import { serviceListCommand } from './commands/service-list.ts';
 import { statusCommand } from './commands/status.ts';
 import { versionCommand } from './commands/version.ts';
 
@@ -18,6 +20,8 @@ export const COMMANDS: readonly Command[] = [
   bpfEndpointListCommand,
   bpfIpcacheListCommand,
   bpfCtListCommand,
+  bpfLbListCommand,
+  serviceListCommand,
   ipamListCommand,
   identityListCommand,
   policyGetCommand,

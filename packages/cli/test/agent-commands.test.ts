@@ -100,6 +100,58 @@ const answers: { [K in AgentApiName]: () => AgentApiBody<K> } = {
     },
   ],
   bpfMetrics: () => [],
+  services: () => [
+    {
+      namespace: 'shop',
+      name: 'web',
+      frontends: [
+        {
+          family: 'IPv6',
+          address: 'fd00:96::a',
+          port: 80,
+          protocol: 'TCP',
+          portName: 'http',
+          backends: [
+            { address: 'fd00:d1ad::5', port: 8080, state: 'ready' },
+            { address: 'fd00:d1ad::6', port: 8080, state: 'terminating' },
+          ],
+        },
+        {
+          family: 'IPv4',
+          address: '198.18.96.10',
+          port: 80,
+          protocol: 'TCP',
+          portName: 'http',
+          backends: [],
+        },
+      ],
+      affinityTimeoutSeconds: 30,
+      internalTrafficPolicy: 'Cluster',
+      problems: [{ code: 'port-name-unresolved', message: 'x' }],
+    },
+  ],
+  bpfLb: () => [
+    {
+      address: 'fd00:96::a',
+      port: 80,
+      protocol: 'TCP',
+      id: 3,
+      backends: 1,
+      affinityTimeoutS: 30,
+      flags: 1,
+      slots: [{ backendId: 7, address: 'fd00:d1ad::5', port: 8080, backendFlags: 0, slots: 1021 }],
+    },
+    {
+      address: '198.18.96.10',
+      port: 80,
+      protocol: 'UDP',
+      id: 4,
+      backends: 0,
+      affinityTimeoutS: 0,
+      flags: 0,
+      slots: [],
+    },
+  ],
 };
 /** Replaces a path's answer with anything at all (a newer agent, a broken one). */
 const override = new Map<string, () => unknown>();
@@ -199,6 +251,8 @@ describe('dyad agent commands', () => {
       [['bpf', 'endpoint', 'list'], 'bpfEndpoints'],
       [['bpf', 'ipcache', 'list'], 'bpfIpcache'],
       [['bpf', 'ct', 'list'], 'bpfCt'],
+      [['bpf', 'lb', 'list'], 'bpfLb'],
+      [['service', 'list'], 'services'],
       [['status'], 'status'],
     ] as const) {
       const j = io();
@@ -250,6 +304,23 @@ describe('dyad agent commands', () => {
     expect(c.out()).toMatch(
       /TCP\s+\[fd00:d1ad::5\]:40000\s+\[fd00:d1ad::6\]:80\s+egress\s+21599s\s+10\s+900\s+65536\s+seen-reply/,
     );
+  });
+
+  it('service list and bpf lb list: one line per frontend or backend, refusal and states shown', async () => {
+    const s = io();
+    expect(await run(['service', 'list', '--agent-socket', sock], s.io, noPlugins)).toBe(0);
+    expect(s.out()).toMatch(
+      /shop\/web\s+\[fd00:96::a\]:80\s+TCP\s+\[fd00:d1ad::5\]:8080, \[fd00:d1ad::6\]:8080 \(terminating\)\s+ClientIP 30s\s+Cluster\s+port-name-unresolved/,
+    );
+    expect(s.out()).toMatch(/shop\/web\s+198\.18\.96\.10:80\s+TCP\s+\(none: refused\)/);
+    const b = io();
+    expect(await run(['bpf', 'lb', 'list', '--agent-socket', sock], b.io, noPlugins)).toBe(0);
+    const out = b.out();
+    expect(out).toMatch(/198\.18\.96\.10:80\s+UDP\s+4\s+\(no backend: refused\)/);
+    expect(out).toMatch(
+      /\[fd00:96::a\]:80\s+TCP\s+3\s+\[fd00:d1ad::5\]:8080\s+7\s+1021\s+affinity timeout=30s/,
+    );
+    expect(out.indexOf('198.18.96.10')).toBeLessThan(out.indexOf('fd00:96::a'));
   });
 
   it('an agent that is not there is exit 3 with a hint; bad flags are exit 2', async () => {

@@ -251,8 +251,10 @@ describe('every built-in command', () => {
       'bpf ct list',
       'bpf endpoint list',
       'bpf ipcache list',
+      'bpf lb list',
       'endpoint list',
       'ipam list',
+      'service list',
       'status',
       'version',
     ]);

@@ -85,6 +85,7 @@ const cases: Array<[string[], string[]]> = [
       'ipam',
       'lab',
       'policy',
+      'service',
       'status',
       'version',
     ],
@@ -92,7 +93,7 @@ const cases: Array<[string[], string[]]> = [
   [['dyad', 'b'], ['bpf']],
   [
     ['dyad', 'bpf', ''],
-    ['ct', 'endpoint', 'ipcache'],
+    ['ct', 'endpoint', 'ipcache', 'lb'],
   ],
   [
     ['dyad', 'bpf', 'ct', 'list', '--'],

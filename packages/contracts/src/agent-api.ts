@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { EndpointState } from './agent.ts';
 import { Cidr, FamilySchema, IpAddress } from './family.ts';
+import { RouterServiceEntry } from './router.ts';
 
 /**
  * The node agent's read-only HTTP API: JSON over HTTP GET on a unix socket (mode 0600, no TCP
@@ -145,6 +146,32 @@ export const BpfMetricsEntry = z.object({
   bytes: Count,
 });
 
+/** One frontend of dy_lb_services with what its Maglev table (dy_lb_maglev) holds. */
+export const BpfLbEntry = z.object({
+  address: IpAddress,
+  port: z.number().int().min(1).max(65535),
+  protocol: z.enum(['TCP', 'UDP']),
+  /** The frontend id (its Maglev table's key). */
+  id: U32,
+  /** Ready backends the datapath counts; 0 refuses at once. */
+  backends: Count,
+  affinityTimeoutS: U32,
+  /** Bits: 1 sessionAffinity ClientIP. */
+  flags: U32,
+  /** The backends of the Maglev table, each with its share of the table's slots. */
+  slots: z.array(
+    z.object({
+      backendId: U32,
+      /** Absent when the table names an id dy_lb_backends does not hold. */
+      address: IpAddress.optional(),
+      port: z.number().int().min(0).max(65535).optional(),
+      /** Bits: 1 terminating. */
+      backendFlags: U32.optional(),
+      slots: Count,
+    }),
+  ),
+});
+
 /** The body of every answer that is not 200. */
 export const AgentApiError = z.object({
   error: z.string(),
@@ -178,6 +205,12 @@ export const AgentApi = {
   /** Takes `?limit=N` (default 10000). */
   bpfCt: route('/v1/bpf/ct', z.array(BpfCtEntry), 'dy_conntrack, at most ?limit=N flows'),
   bpfMetrics: route('/v1/bpf/metrics', z.array(BpfMetricsEntry), 'dy_metrics drop counters'),
+  services: route(
+    '/v1/services',
+    z.array(RouterServiceEntry),
+    "the router's Services for this node, as the agent follows them",
+  ),
+  bpfLb: route('/v1/bpf/lb', z.array(BpfLbEntry), 'dy_lb_services with their Maglev tables'),
 } as const;
 
 export type AgentApiName = keyof typeof AgentApi;
@@ -192,6 +225,7 @@ export type BpfIpcacheEntryValue = z.output<typeof BpfIpcacheEntry>;
 export type BpfPolicyEntryValue = z.output<typeof BpfPolicyEntry>;
 export type BpfCtEntryValue = z.output<typeof BpfCtEntry>;
 export type BpfMetricsEntryValue = z.output<typeof BpfMetricsEntry>;
+export type BpfLbEntryValue = z.output<typeof BpfLbEntry>;
 export type MapWriteStatsValue = z.output<typeof MapWriteStats>;
 export type RestoreReportValue = z.output<typeof RestoreReport>;
 export type AgentApiErrorValue = z.output<typeof AgentApiError>;

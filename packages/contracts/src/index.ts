@@ -108,14 +108,30 @@ export {
   RouterIpcacheEvent,
   RouterRouteEntry,
   RouterRouteEvent,
+  RouterServiceEntry,
+  RouterServiceEvent,
   RouterStream,
   RouterSyncEvent,
+  ServiceBackend,
+  ServiceBackendState,
+  ServiceFrontend,
+  ServiceProblem,
+  ServiceProblemCode,
   routerIpcacheSubject,
   routerNodeFilter,
   routerRouteSubject,
+  routerServiceFilter,
+  routerServiceSubject,
   routerSyncSubject,
 } from './router.ts';
-export type { RouterIpcacheEntryValue, RouterRouteEntryValue } from './router.ts';
+export type {
+  RouterIpcacheEntryValue,
+  RouterRouteEntryValue,
+  RouterServiceEntryValue,
+  ServiceBackendValue,
+  ServiceFrontendValue,
+  ServiceProblemValue,
+} from './router.ts';
 
 export {
   AGENT_STREAM,
@@ -179,6 +195,7 @@ export {
   BpfCtEntry,
   BpfEndpointEntry,
   BpfIpcacheEntry,
+  BpfLbEntry,
   BpfMetricsEntry,
   BpfPolicyEntry,
   MapWriteStats,
@@ -195,6 +212,7 @@ export type {
   BpfCtEntryValue,
   BpfEndpointEntryValue,
   BpfIpcacheEntryValue,
+  BpfLbEntryValue,
   BpfMetricsEntryValue,
   BpfPolicyEntryValue,
   MapWriteStatsValue,

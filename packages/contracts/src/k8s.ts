@@ -102,6 +102,8 @@ export const Service = z.object({
       )
       .default([]),
     sessionAffinity: z.string().optional(),
+    /** `sessionAffinityConfig.clientIP.timeoutSeconds`. */
+    sessionAffinityTimeoutSeconds: z.number().int().min(1).max(86_400).optional(),
     externalTrafficPolicy: z.string().optional(),
     internalTrafficPolicy: z.string().optional(),
     externalIPs: z.array(IpAddress).default([]),

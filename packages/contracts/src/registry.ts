@@ -19,7 +19,13 @@ import {
   IpamNodesStream,
   NodeBlocksHeld,
 } from './ipam.ts';
-import { RouterIpcacheEvent, RouterRouteEvent, RouterStream, RouterSyncEvent } from './router.ts';
+import {
+  RouterIpcacheEvent,
+  RouterRouteEvent,
+  RouterServiceEvent,
+  RouterStream,
+  RouterSyncEvent,
+} from './router.ts';
 import { AgentStream, EndpointReport, NodeDesiredStream } from './agent.ts';
 import {
   IdentityEvent,
@@ -50,6 +56,7 @@ export const ALL_CONTRACTS: readonly MessageContract[] = [
   RouterIpcacheEvent,
   RouterRouteEvent,
   RouterSyncEvent,
+  RouterServiceEvent,
   EndpointReport,
   PodPolicyDesiredV2,
   IdentityEvent,

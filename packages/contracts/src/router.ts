@@ -131,6 +131,81 @@ export const RouterSyncEvent = defineMessage({
   stream: ROUTER_STREAM,
 });
 
+/** A backend's state: ready ones take new connections, terminating ones only finish theirs. */
+export const ServiceBackendState = z.enum(['ready', 'terminating']);
+
+/** One backend of a frontend: an endpoint address of the frontend's family and its target port. */
+export const ServiceBackend = z.object({
+  address: IpAddress,
+  port: z.number().int().min(1).max(65535),
+  state: ServiceBackendState,
+  /** The node hosting it, from the EndpointSlice. */
+  nodeName: NodeName.optional(),
+  /** The pod behind it, from the EndpointSlice's targetRef. */
+  pod: z.object({ namespace: z.string().min(1), name: z.string().min(1) }).optional(),
+});
+
+/** One address, port and protocol a Service answers on, with the backends of that address's family. */
+export const ServiceFrontend = z.object({
+  family: FamilySchema,
+  /** The cluster IP (one entry of `clusterIPs`). */
+  address: IpAddress,
+  port: z.number().int().min(1).max(65535),
+  protocol: z.enum(['TCP', 'UDP']),
+  /** The Service port's name ('' when it has none). */
+  portName: z.string(),
+  /** Ready and terminating backends, ordered by address then port. Empty: refuse at once. */
+  backends: z.array(ServiceBackend),
+});
+
+/**
+ * Why part of a Service is not served, as Kubernetes users would look for it: a cluster IP of a
+ * family the cluster has disabled, an EndpointSlice address of the wrong family, a named
+ * targetPort no backend declares, a protocol the datapath does not balance (SCTP).
+ */
+export const ServiceProblemCode = z.enum([
+  'family-disabled',
+  'address-family-mismatch',
+  'port-name-unresolved',
+  'protocol-unsupported',
+]);
+
+export const ServiceProblem = z.object({
+  code: ServiceProblemCode,
+  message: z.string(),
+});
+
+/** One Service as a node's datapath should serve it. */
+export const RouterServiceEntry = z.object({
+  namespace: z.string().min(1),
+  name: z.string().min(1),
+  /** Every (cluster IP × port) pair; none for a headless Service. */
+  frontends: z.array(ServiceFrontend),
+  /** `sessionAffinity: ClientIP`: its timeout; absent for `None`. */
+  affinityTimeoutSeconds: z.number().int().min(1).max(86_400).optional(),
+  /** With `Local`, the backends above are already only those on this node. */
+  internalTrafficPolicy: z.enum(['Cluster', 'Local']),
+  problems: z.array(ServiceProblem),
+});
+
+export const RouterServiceEvent = defineMessage({
+  type: 'io.dyad.router.service.v1',
+  version: 1,
+  schema: z.discriminatedUnion('op', [
+    z.object({ op: z.literal('upsert'), ...Envelope, service: RouterServiceEntry }),
+    z.object({
+      op: z.literal('delete'),
+      ...Envelope,
+      namespace: z.string().min(1),
+      name: z.string().min(1),
+    }),
+  ]),
+  description:
+    "One Service of a node's desired state (frontends per cluster IP with the backends of their family), or its removal.",
+  subjectPattern: `${ROUTER_SUBJECT_ROOT}.node.{node}.service.{namespace}.{name}`,
+  stream: ROUTER_STREAM,
+});
+
 export const RouterStream: StreamSpec = {
   name: ROUTER_STREAM,
   description:
@@ -155,9 +230,22 @@ export function routerRouteSubject(node: string, cidr: string): string {
   return `${ROUTER_SUBJECT_ROOT}.node.${encodeToken(node)}.route.${encodeToken(cidr)}`;
 }
 
+export function routerServiceSubject(node: string, namespace: string, name: string): string {
+  return `${ROUTER_SUBJECT_ROOT}.node.${encodeToken(node)}.service.${encodeToken(namespace)}.${encodeToken(name)}`;
+}
+
+/** Every Service subject of one node. */
+export function routerServiceFilter(node: string): string {
+  return `${ROUTER_SUBJECT_ROOT}.node.${encodeToken(node)}.service.>`;
+}
+
 export function routerSyncSubject(node: string): string {
   return `${ROUTER_SUBJECT_ROOT}.node.${encodeToken(node)}.sync`;
 }
 
 export type RouterIpcacheEntryValue = z.output<typeof RouterIpcacheEntry>;
 export type RouterRouteEntryValue = z.output<typeof RouterRouteEntry>;
+export type RouterServiceEntryValue = z.output<typeof RouterServiceEntry>;
+export type ServiceFrontendValue = z.output<typeof ServiceFrontend>;
+export type ServiceBackendValue = z.output<typeof ServiceBackend>;
+export type ServiceProblemValue = z.output<typeof ServiceProblem>;

@@ -12,6 +12,7 @@ import {
   NodeBlocksHeld,
   RouterIpcacheEvent,
   RouterRouteEvent,
+  RouterServiceEvent,
   RouterSyncEvent,
   NamespaceEvent,
   NetworkPolicyEvent,
@@ -115,6 +116,43 @@ const ROUTER_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> = [
     },
   ],
   [RouterRouteEvent, { op: 'delete', node: 'node-a', revision: 8, cidr: '198.18.2.0/24' }],
+  [
+    RouterServiceEvent,
+    {
+      op: 'upsert',
+      node: 'node-a',
+      revision: 9,
+      service: {
+        namespace: 'prod',
+        name: 'web',
+        frontends: [
+          {
+            family: 'IPv6',
+            address: 'fd00:96::a',
+            port: 80,
+            protocol: 'TCP',
+            portName: 'http',
+            backends: [
+              {
+                address: 'fd00:d1ad::5',
+                port: 8080,
+                state: 'ready',
+                nodeName: 'node-b',
+                pod: { namespace: 'prod', name: 'web-0' },
+              },
+            ],
+          },
+        ],
+        affinityTimeoutSeconds: 10800,
+        internalTrafficPolicy: 'Cluster',
+        problems: [],
+      },
+    },
+  ],
+  [
+    RouterServiceEvent,
+    { op: 'delete', node: 'node-a', revision: 10, namespace: 'prod', name: 'web' },
+  ],
   [
     RouterSyncEvent,
     {

@@ -103,6 +103,19 @@ export { fragKeyLayout, fragInfoLayout, fragsCodec } from './datapath/frags.ts';
 export { eventLayout, eventCodec, decodeDatapathEvent } from './datapath/events.ts';
 export { configLayout, configValueCodec, configCodec } from './datapath/config.ts';
 export { datapathLayouts, datapathMapLayouts } from './datapath/layouts.ts';
+export {
+  LbBackendFlags,
+  LbConst,
+  LbRnatFlags,
+  LbServiceFlags,
+  lbAffinityMapCodec,
+  lbBackendsCodec,
+  lbFlowsCodec,
+  lbMaglevMapCodec,
+  lbRnatMapCodec,
+  lbServicesCodec,
+  maglevTable,
+} from './datapath/lb.ts';
 export { loadDatapath, openPinnedDatapath, DEFAULT_DATAPATH_OBJECT } from './datapath/loader.ts';
 
 export type { LibbpfOptions, CreateMapSpec } from './libbpf.ts';
@@ -124,4 +137,15 @@ export type { CtKey, CtEntry } from './datapath/conntrack.ts';
 export type { MetricsKey, MetricsValue } from './datapath/metrics.ts';
 export type { DatapathEvent } from './datapath/events.ts';
 export type { DatapathConfig } from './datapath/config.ts';
+export type {
+  LbAffinity,
+  LbAffinityKey,
+  LbBackend,
+  LbFlow,
+  LbFlowKey,
+  LbProtocol,
+  LbRnat,
+  LbService,
+  LbServiceKey,
+} from './datapath/lb.ts';
 export type { DatapathMapSet, LoadedDatapath, LoadDatapathOptions } from './datapath/loader.ts';

@@ -9,6 +9,10 @@ import {
   Identity,
   IpcacheFlags,
   IpcachePrefix,
+  LbBackendFlags,
+  LbConst,
+  LbRnatFlags,
+  LbServiceFlags,
   PolicyAction,
   PolicyPrefix,
   PolicyCidrPrefix,
@@ -80,6 +84,10 @@ const ENUMS: ReadonlyArray<readonly [string, string, Readonly<Record<string, num
   ['dy_policy_class', 'DY_POLICY_CLASS_', PolicyClass],
   ['dy_ct_flags', 'DY_CT_F_', CtFlags],
   ['dy_config_flags', 'DY_CFG_F_', ConfigFlags],
+  ['dy_lb_const', 'DY_LB_', LbConst],
+  ['dy_lb_service_flags', 'DY_LB_SVC_F_', LbServiceFlags],
+  ['dy_lb_backend_flags', 'DY_LB_BE_F_', LbBackendFlags],
+  ['dy_lb_rnat_flags', 'DY_LB_RNAT_F_', LbRnatFlags],
 ];
 
 describe('TypeScript constants match the C enums (BTF)', () => {

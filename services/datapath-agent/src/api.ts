@@ -8,6 +8,7 @@ import type {
   AgentApiErrorValue,
   AgentApiName,
   AgentStatusValue,
+  RouterServiceEntryValue,
 } from '@dyad/contracts';
 import { directionName, monotonicNs } from '@dyad/libbpf-ts';
 import type { DatapathMapSet } from '@dyad/libbpf-ts';
@@ -29,6 +30,8 @@ export interface ApiSources {
   readonly blocks: () => ReadonlyArray<{ family: 'IPv4' | 'IPv6'; cidr: string; gateway: string }>;
   readonly restore: () => RestoreReport | undefined;
   readonly cniSocket: string;
+  /** The router's Services for this node, by `namespace/name`. */
+  readonly services: () => ReadonlyMap<string, RouterServiceEntryValue>;
 }
 
 export interface ApiServer {
@@ -44,7 +47,15 @@ function count(it: Iterable<unknown>): number {
 }
 
 function mapsOf(m: DatapathMapSet): Array<{ name: string; entries: number; maxEntries: number }> {
-  return [m.endpoints, m.ipcache, m.policy, m.policyCidr, m.conntrack.map].map((map) => ({
+  return [
+    m.endpoints,
+    m.ipcache,
+    m.policy,
+    m.policyCidr,
+    m.conntrack.map,
+    m.lbServices,
+    m.lbBackends,
+  ].map((map) => ({
     name: map.name,
     entries: count(map.keyBuffers()),
     maxEntries: map.info.maxEntries,
@@ -135,6 +146,26 @@ function handlers(s: ApiSources, version: string): Handlers {
         packets: vs.reduce((a, v) => a + Number(v.packets), 0),
         bytes: vs.reduce((a, v) => a + Number(v.bytes), 0),
       })),
+    services: () =>
+      [...s.services()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, v]) => v),
+    bpfLb: () =>
+      [...maps.lbServices.entries()].map(([k, v]) => {
+        const counts = new Map<number, number>();
+        for (const id of maps.lbMaglev.lookup(v.id) ?? [])
+          if (id !== 0) counts.set(id, (counts.get(id) ?? 0) + 1);
+        return {
+          ...k,
+          ...v,
+          slots: [...counts].map(([backendId, slots]) => {
+            const b = maps.lbBackends.lookup(backendId);
+            return {
+              backendId,
+              ...(b ? { address: b.address, port: b.port, backendFlags: b.flags } : {}),
+              slots,
+            };
+          }),
+        };
+      }),
   };
 }
 

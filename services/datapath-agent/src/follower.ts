@@ -7,13 +7,16 @@ import {
   ROUTER_STREAM,
   RouterIpcacheEvent,
   RouterRouteEvent,
+  RouterServiceEvent,
   ipamNodeSubject,
   nodePolicyFilter,
   routerNodeFilter,
+  routerServiceFilter,
 } from '@dyad/contracts';
-import type { NodeBlockValue, PayloadOf } from '@dyad/contracts';
+import type { NodeBlockValue, PayloadOf, RouterServiceEntryValue } from '@dyad/contracts';
 import { IpcacheFlags } from '@dyad/libbpf-ts';
 import type { IpcacheInfo } from '@dyad/libbpf-ts';
+import type { ServiceState } from './datapath/desired-lb.ts';
 import type { DatapathReconciler } from './datapath/reconciler.ts';
 import { canonicalPrefix } from './datapath/desired-maps.ts';
 import type { PodPolicy, PolicyState, RouterState } from './datapath/desired-maps.ts';
@@ -81,6 +84,10 @@ export class DesiredStateFollower {
     synced: false,
     policies: new Map(),
   };
+  #services: { synced: boolean; entries: Map<string, RouterServiceEntryValue> } = {
+    synced: false,
+    entries: new Map(),
+  };
 
   constructor(opts: FollowerOptions) {
     this.#o = opts;
@@ -94,6 +101,10 @@ export class DesiredStateFollower {
     return this.#policy;
   }
 
+  services(): ServiceState {
+    return this.#services;
+  }
+
   async start(bus: Bus): Promise<void> {
     const node = this.#o.node;
     const routerFilter = `${routerNodeFilter(node).slice(0, -1)}ipcache.>`;
@@ -103,6 +114,13 @@ export class DesiredStateFollower {
     );
     const routes = await snapshotOrEmpty(() =>
       bus.snapshot([RouterRouteEvent], { stream: ROUTER_STREAM, filterSubjects: [routesFilter] }),
+    );
+    const serviceFilter = routerServiceFilter(node);
+    const services = await snapshotOrEmpty(() =>
+      bus.snapshot([RouterServiceEvent], {
+        stream: ROUTER_STREAM,
+        filterSubjects: [serviceFilter],
+      }),
     );
     const policies = await snapshotOrEmpty(() =>
       bus.snapshot([PodPolicyDesiredV2], {
@@ -128,6 +146,11 @@ export class DesiredStateFollower {
       if (d.value.op === 'upsert')
         pol.set(`${d.value.namespace}/${d.value.name}`, policyOf(d.value));
     this.#policy = { synced: true, policies: pol };
+    const svc = new Map<string, RouterServiceEntryValue>();
+    for (const d of services.values())
+      if (d.value.op === 'upsert')
+        svc.set(`${d.value.service.namespace}/${d.value.service.name}`, d.value.service);
+    this.#services = { synced: true, entries: svc };
     this.#o.reconciler.markAll();
     await this.#o.reconciler.flush();
     const nodeRoutes = [...routes.values()].flatMap((d) =>
@@ -135,7 +158,12 @@ export class DesiredStateFollower {
     );
     this.#routes(() => this.#o.routes.replace(nodeRoutes));
     this.#o.logger.info(
-      { routerEntries: entries.size, routes: nodeRoutes.length, policies: pol.size },
+      {
+        routerEntries: entries.size,
+        routes: nodeRoutes.length,
+        policies: pol.size,
+        services: svc.size,
+      },
       'desired state applied',
     );
 
@@ -171,6 +199,17 @@ export class DesiredStateFollower {
               ? this.#o.routes.set({ cidr: v.route.cidr, via: v.route.via })
               : this.#o.routes.delete(v.cidr),
           );
+        },
+      ),
+      await bus.consume(
+        [RouterServiceEvent],
+        { stream: ROUTER_STREAM, filterSubjects: [serviceFilter], ...from(services) },
+        (d) => {
+          const v = d.value;
+          if (v.op === 'upsert')
+            this.#services.entries.set(`${v.service.namespace}/${v.service.name}`, v.service);
+          else this.#services.entries.delete(`${v.namespace}/${v.name}`);
+          this.#o.reconciler.markServices();
         },
       ),
       await bus.consume(

@@ -29,6 +29,7 @@ import { loadConfig } from './config.ts';
 import { NodeDatapath } from './datapath/node.ts';
 import { DatapathReconciler } from './datapath/reconciler.ts';
 import type { PolicyState, RouterState } from './datapath/desired-maps.ts';
+import type { ServiceState } from './datapath/desired-lb.ts';
 import { debounce } from './datapath/schedule.ts';
 import { GroupCommitFile } from './durable.ts';
 import { EndpointManager } from './endpoint-manager.ts';
@@ -131,9 +132,14 @@ async function main(): Promise<void> {
     logger,
   });
   const routes = new NodeRoutes(netns);
-  const inputs: { router: () => RouterState; policy: () => PolicyState } = {
+  const inputs: {
+    router: () => RouterState;
+    policy: () => PolicyState;
+    services: () => ServiceState;
+  } = {
     router: () => follower.router(),
     policy: () => follower.policy(),
+    services: () => follower.services(),
   };
   const reconciler: DatapathReconciler = new DatapathReconciler({
     datapath,
@@ -141,6 +147,7 @@ async function main(): Promise<void> {
       endpoints: holder.manager?.ready() ?? [],
       router: inputs.router(),
       policy: inputs.policy(),
+      services: inputs.services(),
       nodeId: cfg.nodeId,
       initIdentity: cfg.initIdentity,
     }),
@@ -199,6 +206,7 @@ async function main(): Promise<void> {
     natsConnected: () => conn.bus?.isConnected() ?? false,
     natsServers: cfg.nats.servers,
     blocks: () => nodeBlockList(allocator.blocks()),
+    services: () => follower.services().entries,
     restore: () => restore,
     cniSocket: cfg.cniSocket,
   });

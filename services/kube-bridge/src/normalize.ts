@@ -124,6 +124,9 @@ export function normalizeService(s: V1Service): In<typeof Service> {
         ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}),
       })),
       ...(spec?.sessionAffinity ? { sessionAffinity: spec.sessionAffinity } : {}),
+      ...(spec?.sessionAffinityConfig?.clientIP?.timeoutSeconds !== undefined
+        ? { sessionAffinityTimeoutSeconds: spec.sessionAffinityConfig.clientIP.timeoutSeconds }
+        : {}),
       ...(spec?.externalTrafficPolicy ? { externalTrafficPolicy: spec.externalTrafficPolicy } : {}),
       ...(spec?.internalTrafficPolicy ? { internalTrafficPolicy: spec.internalTrafficPolicy } : {}),
       externalIPs: [...(spec?.externalIPs ?? [])],

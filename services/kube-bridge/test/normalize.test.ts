@@ -54,6 +54,21 @@ describe('normalize', () => {
     expect(out.spec.ports.map((p) => p.targetPort)).toEqual([8080, 'http']);
   });
 
+  it('keeps sessionAffinity ClientIP with its timeout', () => {
+    const svc = {
+      metadata: { uid: 'u', name: 'web', namespace: 'prod', resourceVersion: '3' },
+      spec: {
+        clusterIPs: ['198.18.128.10'],
+        sessionAffinity: 'ClientIP',
+        sessionAffinityConfig: { clientIP: { timeoutSeconds: 30 } },
+        ports: [{ port: 80 }],
+      },
+    } as unknown as V1Service;
+    const out = Service.parse(normalizeService(svc));
+    expect(out.spec.sessionAffinity).toBe('ClientIP');
+    expect(out.spec.sessionAffinityTimeoutSeconds).toBe(30);
+  });
+
   it('reads `from` both as the client names it (`_from`, list) and as the API sends it (watch)', () => {
     const np: V1NetworkPolicy = {
       metadata: { uid: 'u', name: 'np', namespace: 'prod', resourceVersion: '1' },

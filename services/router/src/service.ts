@@ -2,6 +2,7 @@ import {
   AGENT_STREAM,
   AGENT_SUBJECT_ROOT,
   EndpointReport,
+  EndpointSliceEvent,
   IPAM_NODES_STREAM,
   IpamNodeEvent,
   K8S_STREAM,
@@ -9,6 +10,7 @@ import {
   POLICY_STREAM,
   PodIdentityEvent,
   PolicyFilter,
+  ServiceEvent,
   k8sKindFilter,
 } from '@dyad/contracts';
 import type { EndpointStateValue, Family, PayloadOf } from '@dyad/contracts';
@@ -18,10 +20,12 @@ import { RouterCore } from './core.ts';
 import { diffState, isEmptyUpdate } from './diff.ts';
 import { PodIdentities } from './identity.ts';
 import { endpointInput, nodeAddresses, nodePodCidrs } from './inputs.ts';
+import { familyOf } from './ip.ts';
+import { ServiceTable } from './lb-table.ts';
 import type { RouterMetrics } from './metrics.ts';
 import type { NodeUpdate } from './model.ts';
 import type { RouterStreamPort, StoredNode } from './sink.ts';
-import { emptyStored, publishUpdates } from './sink.ts';
+import { emptyStored, publishServiceChanges, publishUpdates } from './sink.ts';
 
 const ENDPOINT_FILTER = `${AGENT_SUBJECT_ROOT}.endpoint.>`;
 
@@ -43,6 +47,10 @@ type NodeMsg = PayloadOf<typeof NodeEvent>;
 type IpamMsg = PayloadOf<typeof IpamNodeEvent>;
 type EndpointMsg = PayloadOf<typeof EndpointReport>;
 type PodIdentityMsg = PayloadOf<typeof PodIdentityEvent>;
+type ServiceMsg = PayloadOf<typeof ServiceEvent>;
+type SliceMsg = PayloadOf<typeof EndpointSliceEvent>;
+
+const BOTH_FAMILIES: ReadonlySet<Family> = new Set<Family>(['IPv4', 'IPv6']);
 
 /**
  * The router service: folds four input streams (Node objects for addresses, IPAM assignments
@@ -61,6 +69,8 @@ export class RouterService {
   /** Endpoint reports by subject, and their subjects by pod: a pod's new identity re-derives them. */
   readonly #endpoints = new Map<string, EndpointStateValue>();
   readonly #endpointsByPod = new Map<string, Set<string>>();
+  /** Services and EndpointSlices, compiled per node into the nodes' Service entries. */
+  readonly #services = new ServiceTable();
   readonly #consumers: BusConsumer[] = [];
   #queue: Promise<void> = Promise.resolve();
   #flushTimer: NodeJS.Timeout | undefined;
@@ -93,6 +103,14 @@ export class RouterService {
     this.#core = new RouterCore({ revision });
 
     const identities = { stream: POLICY_STREAM, filterSubjects: [PolicyFilter.pods] };
+    const svcInput = { stream: K8S_STREAM, filterSubjects: [k8sKindFilter('Service')] };
+    const sliceInput = { stream: K8S_STREAM, filterSubjects: [k8sKindFilter('EndpointSlice')] };
+    const [services, slices] = await Promise.all([
+      this.#o.bus.snapshot([ServiceEvent], svcInput),
+      this.#o.bus.snapshot([EndpointSliceEvent], sliceInput),
+    ]);
+    for (const d of services.values()) this.#onService(d.value);
+    for (const d of slices.values()) this.#onSlice(d.value);
     const [nodes, ipam, endpoints, pods] = await Promise.all([
       bus.snapshot([NodeEvent], { stream: K8S_STREAM, filterSubjects: [k8sKindFilter('Node')] }),
       bus.snapshot([IpamNodeEvent], { stream: IPAM_NODES_STREAM }),
@@ -133,6 +151,12 @@ export class RouterService {
       ),
       await bus.consume([PodIdentityEvent], { ...identities, ...live }, (d) =>
         this.#changed(() => this.#onPodIdentity(d.value)),
+      ),
+      await bus.consume([ServiceEvent], { ...svcInput, ...live }, (d) =>
+        this.#changed(() => this.#onService(d.value)),
+      ),
+      await bus.consume([EndpointSliceEvent], { ...sliceInput, ...live }, (d) =>
+        this.#changed(() => this.#onSlice(d.value)),
       ),
     );
     this.#resyncTimer = setInterval(() => this.#scheduleReconcile(0), this.#o.resyncIntervalMs);
@@ -202,6 +226,41 @@ export class RouterService {
     }
   }
 
+  #onService(m: ServiceMsg): void {
+    this.#o.metrics.inputEvents.inc({ source: 'service', op: m.op });
+    const { namespace = 'default', name } = m.object.metadata;
+    this.#services.setService(m.op === 'delete' ? undefined : m.object, namespace, name);
+  }
+
+  #onSlice(m: SliceMsg): void {
+    this.#o.metrics.inputEvents.inc({ source: 'endpointslice', op: m.op });
+    const { namespace = 'default', name } = m.object.metadata;
+    this.#services.setSlice(m.op === 'delete' ? undefined : m.object, namespace, name);
+  }
+
+  /** The families the cluster serves: those of the pod blocks ipam handed out (both before any). */
+  #families(): ReadonlySet<Family> {
+    const out = new Set<Family>();
+    for (const cidrs of this.#ipamNodes.values())
+      for (const c of cidrs) {
+        const f = familyOf(c);
+        if (f !== undefined) out.add(f);
+      }
+    return out.size === 0 ? BOTH_FAMILIES : out;
+  }
+
+  /** Compiles what changed in Services and publishes it under a fresh revision. */
+  async #publishServices(): Promise<void> {
+    const changes = this.#services.drain(this.#core.publishedNodes, this.#families());
+    if (changes.length === 0) return;
+    const revision = this.#core.nextRevision();
+    await publishServiceChanges(this.#o.port, changes, revision, {
+      tombstoneTtl: this.#o.tombstoneTtl,
+      concurrency: this.#o.publishConcurrency,
+    });
+    this.#o.metrics.revision.set(this.#core.revision);
+  }
+
   #applyNode(name: string): void {
     const addresses = this.#kubeNodes.get(name);
     if (addresses === undefined) this.#core.removeNode(name);
@@ -231,9 +290,9 @@ export class RouterService {
     const started = this.#firstDirtyAt;
     this.#firstDirtyAt = undefined;
     const updates = this.#core.drain();
-    if (updates.length === 0) return;
     try {
-      await this.#publish(updates, 'flush');
+      if (updates.length > 0) await this.#publish(updates, 'flush');
+      await this.#publishServices();
       if (started !== undefined) {
         this.#o.metrics.flushSeconds.observe((performance.now() - started) / 1000);
       }
@@ -285,6 +344,9 @@ export class RouterService {
     // Pending input changes become part of the computed state; the diff below covers them.
     this.#core.drain();
     const nodes = new Set([...this.#core.publishedNodes, ...stored.keys()]);
+    for (const node of nodes)
+      this.#services.setPublished(node, stored.get(node)?.services ?? new Map());
+    await this.#publishServices();
     const pending: NodeUpdate[] = [];
     for (const node of nodes) {
       const have = stored.get(node) ?? emptyStored();

@@ -1,22 +1,32 @@
-import { routerIpcacheSubject, routerRouteSubject, routerSyncSubject } from '@dyad/contracts';
+import {
+  routerIpcacheSubject,
+  routerRouteSubject,
+  routerServiceSubject,
+  routerSyncSubject,
+} from '@dyad/contracts';
 import type {
   PayloadOf,
   RouterIpcacheEvent,
   RouterRouteEvent,
+  RouterServiceEntryValue,
+  RouterServiceEvent,
   RouterSyncEvent,
 } from '@dyad/contracts';
 import { RouterPublishError } from './errors.ts';
+import type { ServiceChange } from './lb-table.ts';
 import type { IpcacheEntry, NodeUpdate, RouteEntry } from './model.ts';
 
 export type IpcacheMessage = PayloadOf<typeof RouterIpcacheEvent>;
 export type RouteMessage = PayloadOf<typeof RouterRouteEvent>;
 export type SyncMessage = PayloadOf<typeof RouterSyncEvent>;
+export type ServiceMessage = PayloadOf<typeof RouterServiceEvent>;
 
 /** Where the router's output goes and what is there now: JetStream in production, a map in tests. */
 export interface RouterStreamPort {
   publishIpcache(subject: string, payload: IpcacheMessage, ttl?: string): Promise<void>;
   publishRoute(subject: string, payload: RouteMessage, ttl?: string): Promise<void>;
   publishSync(subject: string, payload: SyncMessage, ttl?: string): Promise<void>;
+  publishService(subject: string, payload: ServiceMessage, ttl?: string): Promise<void>;
   /** The stored state of every node, from the stream's last value per subject. */
   readAll(): Promise<Map<string, StoredNode>>;
 }
@@ -25,18 +35,26 @@ export interface RouterStreamPort {
 export interface StoredNode {
   readonly ipcache: Map<string, IpcacheEntry>;
   readonly routes: Map<string, RouteEntry>;
+  /** Services by `namespace/name`. */
+  readonly services: Map<string, RouterServiceEntryValue>;
   sync: SyncMessage | undefined;
   /** The highest revision on any of its subjects, tombstones included. */
   maxRevision: number;
 }
 
 export function emptyStored(): StoredNode {
-  return { ipcache: new Map(), routes: new Map(), sync: undefined, maxRevision: 0 };
+  return {
+    ipcache: new Map(),
+    routes: new Map(),
+    services: new Map(),
+    sync: undefined,
+    maxRevision: 0,
+  };
 }
 
 /** Builds stored node states from decoded stream messages (last value per subject). */
 export function storedFromMessages(
-  messages: Iterable<IpcacheMessage | RouteMessage | SyncMessage>,
+  messages: Iterable<IpcacheMessage | RouteMessage | SyncMessage | ServiceMessage>,
 ): Map<string, StoredNode> {
   const out = new Map<string, StoredNode>();
   for (const m of messages) {
@@ -45,6 +63,7 @@ export function storedFromMessages(
     n.maxRevision = Math.max(n.maxRevision, m.revision);
     if ('entry' in m) n.ipcache.set(m.entry.prefix, m.entry);
     else if ('route' in m) n.routes.set(m.route.cidr, m.route);
+    else if ('service' in m) n.services.set(`${m.service.namespace}/${m.service.name}`, m.service);
     else if ('ipcacheEntries' in m) n.sync = m;
   }
   return out;
@@ -136,6 +155,45 @@ export async function publishUpdates(
   await runLimited(syncs, opts.concurrency, failures);
   if (failures.length > 0) throw publishFailure(failures, syncs.length);
   return { messages: tasks.length + syncs.length };
+}
+
+/** Publishes Service upserts and removals (tombstones) of one revision; failures thrown together. */
+export async function publishServiceChanges(
+  port: RouterStreamPort,
+  changes: readonly ServiceChange[],
+  revision: number,
+  opts: PublishOptions,
+): Promise<PublishResult> {
+  const tasks: Array<() => Promise<void>> = [];
+  for (const c of changes) {
+    const node = c.node;
+    for (const key of c.deletes) {
+      const slash = key.indexOf('/');
+      const namespace = key.slice(0, slash);
+      const name = key.slice(slash + 1);
+      tasks.push(() =>
+        port.publishService(
+          routerServiceSubject(node, namespace, name),
+          { op: 'delete', node, revision, namespace, name },
+          opts.tombstoneTtl,
+        ),
+      );
+    }
+    for (const service of c.upserts) {
+      tasks.push(() =>
+        port.publishService(routerServiceSubject(node, service.namespace, service.name), {
+          op: 'upsert',
+          node,
+          revision,
+          service,
+        }),
+      );
+    }
+  }
+  const failures: unknown[] = [];
+  await runLimited(tasks, opts.concurrency, failures);
+  if (failures.length > 0) throw publishFailure(failures, tasks.length);
+  return { messages: tasks.length };
 }
 
 function publishFailure(failures: unknown[], total: number): RouterPublishError {

@@ -2,6 +2,7 @@ import {
   ROUTER_STREAM,
   RouterIpcacheEvent,
   RouterRouteEvent,
+  RouterServiceEvent,
   RouterSyncEvent,
 } from '@dyad/contracts';
 import type { Bus } from '@dyad/bus';
@@ -21,10 +22,14 @@ export function busRouterPort(bus: Bus): RouterStreamPort {
     async publishSync(subject, payload, ttl) {
       await bus.jsPublish(RouterSyncEvent, subject, payload, opts(ttl));
     },
+    async publishService(subject, payload, ttl) {
+      await bus.jsPublish(RouterServiceEvent, subject, payload, opts(ttl));
+    },
     async readAll() {
-      const snap = await bus.snapshot([RouterIpcacheEvent, RouterRouteEvent, RouterSyncEvent], {
-        stream: ROUTER_STREAM,
-      });
+      const snap = await bus.snapshot(
+        [RouterIpcacheEvent, RouterRouteEvent, RouterSyncEvent, RouterServiceEvent],
+        { stream: ROUTER_STREAM },
+      );
       return storedFromMessages([...snap.values()].map((d) => d.value));
     },
   };

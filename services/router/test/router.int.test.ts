@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ALL_STREAMS,
   EndpointReport,
+  EndpointSliceEvent,
   IpamNodeEvent,
   NodeEvent,
   PodIdentityEvent,
@@ -9,7 +10,9 @@ import {
   ReservedIdentity,
   RouterIpcacheEvent,
   RouterRouteEvent,
+  RouterServiceEvent,
   RouterSyncEvent,
+  ServiceEvent,
   agentEndpointSubject,
   ipamNodeSubject,
   k8sObjectSubject,
@@ -24,11 +27,11 @@ import { startNats } from '@dyad/testbed';
 import type { NatsServer } from '@dyad/testbed';
 import { createRouterMetrics } from '../src/metrics.ts';
 import { RouterService } from '../src/service.ts';
-import { storedFromMessages } from '../src/sink.ts';
+import { emptyStored, storedFromMessages } from '../src/sink.ts';
 import type { StoredNode } from '../src/sink.ts';
 import { busRouterPort } from '../src/stream-port.ts';
 
-const OUTPUT = [RouterIpcacheEvent, RouterRouteEvent, RouterSyncEvent];
+const OUTPUT = [RouterIpcacheEvent, RouterRouteEvent, RouterSyncEvent, RouterServiceEvent];
 
 async function connect(url: string, name: string): Promise<Bus> {
   const bus = await connectBus({
@@ -146,14 +149,7 @@ async function nodeState(bus: Bus, node: string): Promise<StoredNode> {
     stream: ROUTER_STREAM,
     filterSubjects: [routerNodeFilter(node)],
   });
-  return (
-    storedFromMessages([...snap.values()].map((d) => d.value)).get(node) ?? {
-      ipcache: new Map(),
-      routes: new Map(),
-      sync: undefined,
-      maxRevision: 0,
-    }
-  );
+  return storedFromMessages([...snap.values()].map((d) => d.value)).get(node) ?? emptyStored();
 }
 
 describe('router over NATS', () => {
@@ -236,6 +232,67 @@ describe('router over NATS', () => {
         expect(s.ipcache.get('fd00:18:2::a/128')?.identity).toBe(70001);
         expect(s.ipcache.get('198.18.3.10/32')?.identity).toBe(ReservedIdentity.unknown);
       }
+    });
+  });
+
+  it("publishes each Service per node with the backends of each family; Local keeps the node's own; removal is a tombstone", async () => {
+    const meta = (name: string) => ({
+      uid: `uid-${name}`,
+      name,
+      namespace: 'lab',
+      resourceVersion: '1',
+      labels: {},
+    });
+    await inputs.jsPublish(ServiceEvent, k8sObjectSubject('Service', 'lab', 'echo'), {
+      op: 'upsert',
+      object: {
+        metadata: meta('echo'),
+        spec: {
+          clusterIPs: ['198.18.96.10', 'fd00:96::a'],
+          ipFamilies: ['IPv4', 'IPv6'],
+          ipFamilyPolicy: 'RequireDualStack',
+          internalTrafficPolicy: 'Local',
+          ports: [{ name: 'tcp', protocol: 'TCP', port: 80 }],
+        },
+      },
+    });
+    for (const [fam, ip] of [
+      ['IPv4', '198.18.2.10'],
+      ['IPv6', 'fd00:18:2::a'],
+    ] as const) {
+      await inputs.jsPublish(
+        EndpointSliceEvent,
+        k8sObjectSubject('EndpointSlice', 'lab', `echo-${fam}`),
+        {
+          op: 'upsert',
+          object: {
+            metadata: meta(`echo-${fam}`),
+            addressType: fam,
+            serviceName: 'echo',
+            endpoints: [{ addresses: [ip], conditions: { ready: true }, nodeName: 'b' }],
+            ports: [{ name: 'tcp', port: 7000, protocol: 'TCP' }],
+          },
+        },
+      );
+    }
+    await eventually(async () => {
+      const b = (await nodeState(inputs, 'b')).services.get('lab/echo');
+      expect(
+        b?.frontends.map(
+          (f) =>
+            `${f.address}:${f.port} -> ${f.backends.map((x) => `${x.address}:${x.port}`).join()}`,
+        ),
+      ).toEqual(['198.18.96.10:80 -> 198.18.2.10:7000', 'fd00:96::a:80 -> fd00:18:2::a:7000']);
+      const a = (await nodeState(inputs, 'a')).services.get('lab/echo');
+      expect(a?.frontends.map((f) => f.backends.length)).toEqual([0, 0]);
+    });
+    await inputs.jsPublish(ServiceEvent, k8sObjectSubject('Service', 'lab', 'echo'), {
+      op: 'delete',
+      object: { metadata: meta('echo'), spec: {} },
+    });
+    await eventually(async () => {
+      for (const node of ['a', 'b', 'c.lab'])
+        expect((await nodeState(inputs, node)).services.has('lab/echo')).toBe(false);
     });
   });
 

@@ -59,6 +59,7 @@ export const Reason = {
   DROP_IPV6_EXT: 16,
   DROP_FRAG_UNKNOWN: 17,
   DROP_NO_ENDPOINT: 18,
+  LB_NO_BACKEND: 19,
 } as const;
 
 export const EventType = { DROP: 1, TRACE: 2 } as const;
@@ -98,6 +99,12 @@ export const DatapathMaps = {
   metrics: 'dy_metrics',
   events: 'dy_events',
   config: 'dy_config',
+  lbServices: 'dy_lb_services',
+  lbMaglev: 'dy_lb_maglev',
+  lbBackends: 'dy_lb_backends',
+  lbFlows: 'dy_lb_flows',
+  lbRnat: 'dy_lb_rnat',
+  lbAffinity: 'dy_lb_affinity',
 } as const;
 
 export const DatapathPrograms = {

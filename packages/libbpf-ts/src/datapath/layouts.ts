@@ -6,6 +6,17 @@ import { endpointInfoLayout, endpointKeyLayout } from './endpoints.ts';
 import { eventLayout } from './events.ts';
 import { fragInfoLayout, fragKeyLayout } from './frags.ts';
 import { ipcacheInfoLayout, ipcacheKeyLayout } from './ipcache.ts';
+import {
+  lbAffinityKeyLayout,
+  lbAffinityLayout,
+  lbBackendLayout,
+  lbFlowKeyLayout,
+  lbFlowLayout,
+  lbMaglevLayout,
+  lbRnatLayout,
+  lbServiceKeyLayout,
+  lbServiceLayout,
+} from './lb.ts';
 import { metricsKeyLayout, metricsValueLayout } from './metrics.ts';
 import { policyKeyLayout, policyValueLayout } from './policy.ts';
 import { policyCidrKeyLayout, policyCidrValueLayout } from './policy-cidr.ts';
@@ -28,6 +39,15 @@ export const datapathLayouts: readonly StructLayout[] = [
   metricsValueLayout,
   eventLayout,
   configLayout,
+  lbServiceKeyLayout,
+  lbServiceLayout,
+  lbMaglevLayout,
+  lbBackendLayout,
+  lbFlowKeyLayout,
+  lbFlowLayout,
+  lbRnatLayout,
+  lbAffinityKeyLayout,
+  lbAffinityLayout,
 ];
 
 /** Which layouts each map of the datapath object uses as key and value. */
@@ -49,4 +69,10 @@ export const datapathMapLayouts: ReadonlyArray<{
   { map: DatapathMaps.frags, key: fragKeyLayout, value: fragInfoLayout },
   { map: DatapathMaps.metrics, key: metricsKeyLayout, value: metricsValueLayout },
   { map: DatapathMaps.config, value: configLayout },
+  { map: DatapathMaps.lbServices, key: lbServiceKeyLayout, value: lbServiceLayout },
+  { map: DatapathMaps.lbMaglev, value: lbMaglevLayout },
+  { map: DatapathMaps.lbBackends, value: lbBackendLayout },
+  { map: DatapathMaps.lbFlows, key: lbFlowKeyLayout, value: lbFlowLayout },
+  { map: DatapathMaps.lbRnat, key: lbFlowKeyLayout, value: lbRnatLayout },
+  { map: DatapathMaps.lbAffinity, key: lbAffinityKeyLayout, value: lbAffinityLayout },
 ];

@@ -12,6 +12,24 @@ import { endpointsCodec } from './endpoints.ts';
 import type { EndpointInfo, EndpointKey } from './endpoints.ts';
 import { ipcacheCodec } from './ipcache.ts';
 import type { IpcacheInfo, IpcacheKey } from './ipcache.ts';
+import {
+  lbAffinityMapCodec,
+  lbBackendsCodec,
+  lbFlowsCodec,
+  lbMaglevMapCodec,
+  lbRnatMapCodec,
+  lbServicesCodec,
+} from './lb.ts';
+import type {
+  LbAffinity,
+  LbAffinityKey,
+  LbBackend,
+  LbFlow,
+  LbFlowKey,
+  LbRnat,
+  LbService,
+  LbServiceKey,
+} from './lb.ts';
 import { metricsCodec } from './metrics.ts';
 import type { MetricsKey, MetricsValue } from './metrics.ts';
 import { policyCodec } from './policy.ts';
@@ -37,6 +55,12 @@ export interface DatapathMapSet extends Disposable {
   readonly config: BpfMap<number, DatapathConfig>;
   /** Ring buffer map; consume with lib.ringBuffer(events, decodeDatapathEvent). */
   readonly events: BpfMap<Buffer, Buffer>;
+  readonly lbServices: BpfMap<LbServiceKey, LbService>;
+  readonly lbMaglev: BpfMap<number, readonly number[]>;
+  readonly lbBackends: BpfMap<number, LbBackend>;
+  readonly lbFlows: BpfMap<LbFlowKey, LbFlow>;
+  readonly lbRnat: BpfMap<LbFlowKey, LbRnat>;
+  readonly lbAffinity: BpfMap<LbAffinityKey, LbAffinity>;
   close(): void;
 }
 
@@ -76,6 +100,12 @@ function mapSet(
     metrics: get(Names.metrics, metricsCodec),
     config: get(Names.config, configCodec),
     events: get(Names.events, rawMapCodec(0, 0)),
+    lbServices: get(Names.lbServices, lbServicesCodec),
+    lbMaglev: get(Names.lbMaglev, lbMaglevMapCodec),
+    lbBackends: get(Names.lbBackends, lbBackendsCodec),
+    lbFlows: get(Names.lbFlows, lbFlowsCodec),
+    lbRnat: get(Names.lbRnat, lbRnatMapCodec),
+    lbAffinity: get(Names.lbAffinity, lbAffinityMapCodec),
   };
   const close = () => {
     for (const m of Object.values(maps)) m.close();

@@ -13,6 +13,7 @@ export const AGENT_SCRIPT = `${HELPERS}node-agent.ts`;
 export const PING_SCRIPT = `${HELPERS}ping.ts`;
 export const ECHO_SCRIPT = `${HELPERS}echo.ts`;
 export const RAW_SCRIPT = `${HELPERS}raw.ts`;
+export const WHO_SCRIPT = `${HELPERS}who.ts`;
 
 const LinkJson = z.array(
   z.object({ ifindex: z.number(), ifname: z.string(), address: z.string().optional() }),
@@ -229,31 +230,63 @@ export class KernelFixture {
     return r.code === 0;
   }
 
-  /** Starts an echo server (TCP and UDP, both families) in a pod; resolves once listening. */
-  async echoServer(pod: Pod, ports: readonly number[]): Promise<void> {
+  /** Starts a node script in a pod that runs until cleanup; killed with the fixture. */
+  spawnIn(pod: Pod, script: string, args: readonly string[]): ChildProcess {
     const child = spawn(
       'nsenter',
-      [
-        `--net=/run/netns/${pod.netns}`,
-        process.execPath,
-        ECHO_SCRIPT,
-        'server',
-        ...ports.map(String),
-      ],
-      {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
+      [`--net=/run/netns/${pod.netns}`, process.execPath, script, ...args],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
     );
     this.#children.add(child);
     child.on('exit', () => this.#children.delete(child));
+    return child;
+  }
+
+  async #serve(pod: Pod, script: string, args: readonly string[]): Promise<void> {
+    const child = this.spawnIn(pod, script, args);
     await new Promise<void>((resolve, reject) => {
       let out = '';
       child.stdout?.on('data', (d: Buffer) => {
         out += d.toString();
         if (out.includes('ready')) resolve();
       });
-      child.on('exit', (code) => reject(new Error(`echo server exited ${code}`)));
+      child.on('exit', (code) => reject(new Error(`${script} exited ${code}`)));
     });
+  }
+
+  /** Starts an echo server (TCP and UDP, both families) in a pod; resolves once listening. */
+  async echoServer(pod: Pod, ports: readonly number[]): Promise<void> {
+    await this.#serve(pod, ECHO_SCRIPT, ['server', ...ports.map(String)]);
+  }
+
+  /** A server that answers every TCP connection and UDP datagram with `name` (who.ts). */
+  async whoServer(pod: Pod, name: string, ports: readonly number[]): Promise<void> {
+    await this.#serve(pod, WHO_SCRIPT, ['server', name, ...ports.map(String)]);
+  }
+
+  /** `count` round trips to a who server: the names that answered, or the failure. */
+  async who(
+    pod: Pod,
+    proto: 'tcp' | 'udp',
+    dst: string,
+    port: number,
+    count = 1,
+    timeoutMs = 1500,
+  ): Promise<{ names: string[]; refused: boolean; ok: boolean; stderr: string }> {
+    const r = await this.nodeScript(pod.netns, WHO_SCRIPT, [
+      'client',
+      proto,
+      dst,
+      String(port),
+      String(timeoutMs),
+      String(count),
+    ]);
+    return {
+      names: r.stdout.split('\n').filter((l) => l !== ''),
+      refused: r.code === 3,
+      ok: r.code === 0,
+      stderr: r.stderr,
+    };
   }
 
   /** One echo round trip from a pod; true when the reply matched. */

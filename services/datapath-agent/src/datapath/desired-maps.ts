@@ -20,6 +20,7 @@ import type {
   PolicyValue,
 } from '@dyad/libbpf-ts';
 import type { Endpoint } from '../endpoint.ts';
+import type { ServiceState } from './desired-lb.ts';
 
 /**
  * What every map of the node should hold, as a pure function of the node's endpoints, the
@@ -62,6 +63,8 @@ export interface DesiredInputs {
   readonly nodeId: number;
   /** Identity of an endpoint the router has not named. */
   readonly initIdentity: number;
+  /** The router's Services for this node; absent or unsynced leaves the LB maps alone. */
+  readonly services?: ServiceState;
 }
 
 /** Identity and policy flags of an endpoint, as its inputs call for. */

@@ -7,6 +7,9 @@ import type {
   EndpointKey,
   IpcacheInfo,
   IpcacheKey,
+  LbBackend,
+  LbService,
+  LbServiceKey,
   Libbpf,
   LoadedDatapath,
   PolicyCidrKey,
@@ -41,6 +44,9 @@ export class NodeDatapath {
   readonly policyCidr: MirroredMap<PolicyCidrKey, PolicyCidrValue>;
   /** Each endpoint's own conntrack table; written directly (one map create per endpoint). */
   readonly conntrack: ConntrackTables;
+  readonly lbServices: MirroredMap<LbServiceKey, LbService>;
+  readonly lbMaglev: MirroredMap<number, readonly number[]>;
+  readonly lbBackends: MirroredMap<number, LbBackend>;
   /** sha256 of the object file: tells an upgrade (re-attach everywhere) from a restart. */
   readonly objectHash: string;
   readonly pinDir: string;
@@ -64,6 +70,9 @@ export class NodeDatapath {
     this.policy = new MirroredMap(m.policy, opts.schedule);
     this.policyCidr = new MirroredMap(m.policyCidr, opts.schedule);
     this.conntrack = m.conntrack;
+    this.lbServices = new MirroredMap(m.lbServices, opts.schedule);
+    this.lbMaglev = new MirroredMap(m.lbMaglev, opts.schedule);
+    this.lbBackends = new MirroredMap(m.lbBackends, opts.schedule);
   }
 
   /** Reads what the pinned maps hold now. */
@@ -72,6 +81,9 @@ export class NodeDatapath {
     this.ipcache.load();
     this.policy.load();
     this.policyCidr.load();
+    this.lbServices.load();
+    this.lbMaglev.load();
+    this.lbBackends.load();
   }
 
   /**
@@ -84,6 +96,10 @@ export class NodeDatapath {
     this.ipcache.flush();
     this.policy.flush();
     this.policyCidr.flush();
+    // what a frontend points at exists before the frontend does
+    this.lbBackends.flush();
+    this.lbMaglev.flush();
+    this.lbServices.flush();
   }
 
   stats(): Record<string, MapWriteStats> {
@@ -92,6 +108,9 @@ export class NodeDatapath {
       ipcache: { ...this.ipcache.stats },
       policy: { ...this.policy.stats },
       policyCidr: { ...this.policyCidr.stats },
+      lbServices: { ...this.lbServices.stats },
+      lbMaglev: { ...this.lbMaglev.stats },
+      lbBackends: { ...this.lbBackends.stats },
     };
   }
 

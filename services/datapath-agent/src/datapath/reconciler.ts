@@ -14,6 +14,7 @@ import {
 } from './desired-maps.ts';
 import type { DesiredInputs, EndpointView } from './desired-maps.ts';
 import type { MirroredMap } from './mirror.ts';
+import { LbIds, backendName, desiredLb, frontendName } from './desired-lb.ts';
 import type { NodeDatapath } from './node.ts';
 import type { Schedule } from './schedule.ts';
 
@@ -42,6 +43,8 @@ export class DatapathReconciler {
   #endpoints = new Map<string, Endpoint>();
   #prefixes = new Set<string>();
   #pods = new Set<string>();
+  #services = false;
+  #lbIds: LbIds | undefined;
   readonly #pass = (): void => {
     this.flush().catch(this.#o.onError);
   };
@@ -71,12 +74,20 @@ export class DatapathReconciler {
     this.#o.schedule(this.#pass);
   }
 
+  /** The node's Services changed. */
+  markServices(): void {
+    this.#services = true;
+    this.#o.schedule(this.#pass);
+  }
+
   /** Writes what is marked now; resolves once the kernel holds it. */
   async flush(): Promise<void> {
     const all = this.#all;
     const endpoints = this.#endpoints;
     const prefixes = this.#prefixes;
     const pods = this.#pods;
+    const services = this.#services || all;
+    this.#services = false;
     this.#all = false;
     this.#endpoints = new Map();
     this.#prefixes = new Set();
@@ -85,8 +96,35 @@ export class DatapathReconciler {
     const writes: Array<Promise<void>> = [];
     if (all) this.#full(inputs, writes);
     else this.#partial(inputs, endpoints, prefixes, pods, writes);
+    if (services) this.#lb(inputs, writes);
     this.#o.datapath.flush();
     await Promise.all(writes);
+  }
+
+  /** The LB maps as a whole (a few entries per Service); the mirrors drop what is unchanged. */
+  #lb(inputs: DesiredInputs, writes: Array<Promise<void>>): void {
+    if (inputs.services?.synced !== true) return;
+    const dp = this.#o.datapath;
+    const ids = (this.#lbIds ??= seedLbIds(this.#o.datapath));
+    const want = desiredLb(inputs.services, ids);
+    const keep = {
+      services: new Set(want.services.map(([k]) => dp.lbServices.keyId(k))),
+      maglev: new Set(want.maglev.map(([id]) => id)),
+      backends: new Set(want.backends.map(([id]) => id)),
+    };
+    for (const [k, v] of want.services) writes.push(dp.lbServices.set(k, v));
+    for (const [k, v] of want.maglev) writes.push(dp.lbMaglev.set(k, v));
+    for (const [k, v] of want.backends) writes.push(dp.lbBackends.set(k, v));
+    for (const [k] of dp.lbServices.entries())
+      if (!keep.services.has(dp.lbServices.keyId(k))) writes.push(dp.lbServices.delete(k));
+    for (const [k] of dp.lbMaglev.entries())
+      if (!keep.maglev.has(k)) writes.push(dp.lbMaglev.delete(k));
+    for (const [k] of dp.lbBackends.entries())
+      if (!keep.backends.has(k)) writes.push(dp.lbBackends.delete(k));
+    ids.retain(
+      new Set(want.services.map(([k]) => frontendName(k))),
+      new Set(want.backends.map(([, b]) => backendName(b))),
+    );
   }
 
   #view(ep: Endpoint, inputs: DesiredInputs): EndpointView {
@@ -209,4 +247,12 @@ function replaceAll<K, V>(
   }
   for (const [k] of map.entries())
     if (owned(k) && !keep.has(map.keyId(k))) writes.push(map.delete(k));
+}
+
+/** The ids the pinned maps hold, so a restarted agent keeps them (flows name them). */
+function seedLbIds(dp: NodeDatapath): LbIds {
+  const ids = new LbIds();
+  for (const [k, v] of dp.lbServices.entries()) ids.seed('frontend', frontendName(k), v.id);
+  for (const [id, b] of dp.lbBackends.entries()) ids.seed('backend', backendName(b), id);
+  return ids;
 }

@@ -1,0 +1,505 @@
+/* Service load balancing at the tc layer, both families (ClusterIP).
+ *
+ * from-container translates a pod's packet to a cluster IP (DNAT) before anything else judges
+ * it, so conntrack, policy and forwarding all see the backend: a connection keeps the backend it
+ * was given (dy_lb_flows), a new one takes its client's affine backend or the frontend's Maglev
+ * slot for the flow's hash. A reverse entry keyed by the reply's tuple (dy_lb_rnat) lets
+ * to-container show the pod the cluster IP again, after conntrack and policy. A frontend without
+ * a ready backend refuses at once with ICMP/ICMPv6 port unreachable (the client's connect() or
+ * send fails with ECONNREFUSED). A pod that a Service sends back to itself (hairpin) sees the
+ * cluster IP as its peer: both ends are rewritten and the packet goes straight back into the pod
+ * (a pod cannot block itself, so no policy applies, as in Kubernetes).
+ *
+ * Not balanced: IPv6 packets with extension headers, IP fragments, SCTP; ICMP errors about a
+ * translated flow are not translated back.
+ */
+#ifndef DYAD_LIB_LB_H
+#define DYAD_LIB_LB_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
+#include <stddef.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "dyad/common.h"
+#include "dyad/map_endpoints.h"
+#include "dyad/map_lb.h"
+#include "events.h"
+#include "parse.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct dy_lb_service_key);
+	__type(value, struct dy_lb_service);
+	__uint(max_entries, DY_LB_SERVICES_MAX);
+} dy_lb_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct dy_lb_maglev);
+	__uint(max_entries, DY_LB_SERVICES_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} dy_lb_maglev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct dy_lb_backend);
+	__uint(max_entries, DY_LB_BACKENDS_MAX);
+} dy_lb_backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct dy_lb_flow_key);
+	__type(value, struct dy_lb_flow);
+	__uint(max_entries, DY_LB_FLOWS_MAX);
+} dy_lb_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct dy_lb_flow_key);
+	__type(value, struct dy_lb_rnat);
+	__uint(max_entries, DY_LB_FLOWS_MAX);
+} dy_lb_rnat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct dy_lb_affinity_key);
+	__type(value, struct dy_lb_affinity);
+	__uint(max_entries, DY_LB_AFFINITY_MAX);
+} dy_lb_affinity SEC(".maps");
+
+/* from-container goes on with the (possibly translated) packet */
+#define DY_LB_CONTINUE -1
+
+#define DY_LB_TCP_S 21600
+#define DY_LB_TCP_CLOSE_S 10
+#define DY_LB_UDP_S 60
+#define DY_TCP_ACK 0x10
+
+static __always_inline __u32 dy_lb_mix(__u32 h, __u32 w)
+{
+	h ^= w;
+	h *= 0x01000193;
+	return h ^ (h >> 15);
+}
+
+/* The flow's hash: picks its Maglev slot, so a flow lands on the same backend on every node. */
+static __always_inline __u32 dy_lb_hash(const struct dy_tuple *t)
+{
+	__u32 h = 0x9e3779b9 ^ t->proto;
+	__u32 w;
+
+#pragma unroll
+	for (int i = 0; i < 16; i += 4) {
+		__builtin_memcpy(&w, t->saddr + i, 4);
+		h = dy_lb_mix(h, w);
+		__builtin_memcpy(&w, t->daddr + i, 4);
+		h = dy_lb_mix(h, w);
+	}
+	h = dy_lb_mix(h, ((__u32)t->sport << 16) | t->dport);
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	return h ^ (h >> 16);
+}
+
+static __always_inline void dy_lb_key_of(struct dy_lb_flow_key *k, const struct dy_tuple *t)
+{
+	__builtin_memcpy(k->saddr, t->saddr, 16);
+	__builtin_memcpy(k->daddr, t->daddr, 16);
+	k->sport = t->sport;
+	k->dport = t->dport;
+	k->proto = t->proto;
+	k->family = t->family;
+}
+
+static __always_inline __u64 dy_lb_timeout_ns(const struct dy_pkt *p)
+{
+	__u32 s = DY_LB_UDP_S;
+
+	if (p->t.proto == IPPROTO_TCP)
+		s = (p->tcp_flags & (DY_TCP_FIN | DY_TCP_RST)) ? DY_LB_TCP_CLOSE_S : DY_LB_TCP_S;
+	return (__u64)s * 1000000000ULL;
+}
+
+/* Offset of the TCP/UDP header; -1 when it is not right after the IP header (IPv6 extension
+ * headers), which the balancer leaves alone. */
+static __always_inline int dy_lb_l4_off(struct __sk_buff *skb, const struct dy_pkt *p, __u32 *off)
+{
+	__u8 b;
+
+	if (p->t.family == DY_FAMILY_V4) {
+		if (bpf_skb_load_bytes(skb, DY_L3_OFF, &b, 1) < 0)
+			return -1;
+		*off = DY_L3_OFF + (b & 0x0f) * 4;
+		return 0;
+	}
+	if (bpf_skb_load_bytes(skb, DY_L3_OFF + offsetof(struct ipv6hdr, nexthdr), &b, 1) < 0)
+		return -1;
+	if (b != p->t.proto)
+		return -1;
+	*off = DY_L3_OFF + sizeof(struct ipv6hdr);
+	return 0;
+}
+
+/* Rewrites the source (is_src) or destination address and port of a TCP/UDP packet and fixes
+ * the IPv4 header and L4 checksums (pseudo-header included). */
+static __always_inline int dy_lb_rewrite(struct __sk_buff *skb, __u8 family, __u8 proto,
+					 __u32 l4_off, int is_src, const __u8 *old_addr,
+					 const __u8 *new_addr, __be16 old_port, __be16 new_port)
+{
+	__u32 csum_off = l4_off + (proto == IPPROTO_TCP ? 16 : 6);
+	__u64 mangled = proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+
+	if (family == DY_FAMILY_V4) {
+		__be32 o, n;
+
+		__builtin_memcpy(&o, old_addr, 4);
+		__builtin_memcpy(&n, new_addr, 4);
+		if (o != n) {
+			if (bpf_l4_csum_replace(skb, csum_off, o, n, BPF_F_PSEUDO_HDR | mangled | 4) < 0)
+				return -1;
+			if (bpf_l3_csum_replace(skb, DY_L3_OFF + offsetof(struct iphdr, check), o, n, 4) < 0)
+				return -1;
+			if (bpf_skb_store_bytes(skb,
+						DY_L3_OFF + (is_src ? offsetof(struct iphdr, saddr)
+								    : offsetof(struct iphdr, daddr)),
+						&n, 4, 0) < 0)
+				return -1;
+		}
+	} else {
+		__be32 o[4], n[4];
+
+		__builtin_memcpy(o, old_addr, 16);
+		__builtin_memcpy(n, new_addr, 16);
+		__s64 d = bpf_csum_diff(o, 16, n, 16, 0);
+
+		if (d < 0)
+			return -1;
+		if (bpf_l4_csum_replace(skb, csum_off, 0, (__u32)d, BPF_F_PSEUDO_HDR | mangled) < 0)
+			return -1;
+		if (bpf_skb_store_bytes(skb,
+					DY_L3_OFF + (is_src ? offsetof(struct ipv6hdr, saddr)
+							    : offsetof(struct ipv6hdr, daddr)),
+					n, 16, 0) < 0)
+			return -1;
+	}
+	if (old_port != new_port) {
+		if (bpf_l4_csum_replace(skb, csum_off, old_port, new_port, mangled | 2) < 0)
+			return -1;
+		if (bpf_skb_store_bytes(skb, l4_off + (is_src ? 0 : 2), &new_port, 2, 0) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static __always_inline __u16 dy_csum_fold(__u32 c)
+{
+	c = (c & 0xffff) + (c >> 16);
+	c = (c & 0xffff) + (c >> 16);
+	return (__u16)~c;
+}
+
+struct dy_lb_icmp4 {
+	struct iphdr ip;
+	__u8 type;
+	__u8 code;
+	__be16 csum;
+	__be32 unused;
+	__u8 orig[28]; /* the offending IP header and the first 8 bytes after it */
+};
+
+struct dy_lb_icmp6 {
+	struct ipv6hdr ip;
+	__u8 type;
+	__u8 code;
+	__be16 csum;
+	__be32 unused;
+	__u8 orig[48];
+};
+
+/* Turns the packet into an ICMP port unreachable from the cluster IP back to its sender. */
+static __always_inline int dy_lb_icmp4_unreach(struct __sk_buff *skb, const struct dy_pkt *p)
+{
+	struct dy_lb_icmp4 b = {};
+
+	if (bpf_skb_load_bytes(skb, DY_L3_OFF, b.orig, sizeof(b.orig)) < 0)
+		return -1;
+	b.ip.version = 4;
+	b.ip.ihl = 5;
+	b.ip.tot_len = bpf_htons(sizeof(b));
+	b.ip.ttl = 64;
+	b.ip.protocol = IPPROTO_ICMP;
+	__builtin_memcpy(&b.ip.saddr, p->t.daddr, 4);
+	__builtin_memcpy(&b.ip.daddr, p->t.saddr, 4);
+	b.type = DY_ICMP_DEST_UNREACH;
+	b.code = 3; /* port unreachable */
+	__s64 c = bpf_csum_diff(0, 0, (__be32 *)&b.type, sizeof(b) - sizeof(b.ip), 0);
+	if (c < 0)
+		return -1;
+	b.csum = dy_csum_fold((__u32)c);
+	c = bpf_csum_diff(0, 0, (__be32 *)&b.ip, sizeof(b.ip), 0);
+	if (c < 0)
+		return -1;
+	b.ip.check = dy_csum_fold((__u32)c);
+	if (bpf_skb_change_tail(skb, DY_L3_OFF + sizeof(b), 0) < 0)
+		return -1;
+	return bpf_skb_store_bytes(skb, DY_L3_OFF, &b, sizeof(b), 0);
+}
+
+static __always_inline int dy_lb_icmp6_unreach(struct __sk_buff *skb, const struct dy_pkt *p)
+{
+	struct dy_lb_icmp6 b = {};
+	__be32 tail[2];
+
+	if (bpf_skb_load_bytes(skb, DY_L3_OFF, b.orig, sizeof(b.orig)) < 0)
+		return -1;
+	b.ip.version = 6;
+	b.ip.payload_len = bpf_htons(sizeof(b) - sizeof(b.ip));
+	b.ip.nexthdr = IPPROTO_ICMPV6;
+	b.ip.hop_limit = 64;
+	__builtin_memcpy(&b.ip.saddr, p->t.daddr, 16);
+	__builtin_memcpy(&b.ip.daddr, p->t.saddr, 16);
+	b.type = DY_ICMP6_DEST_UNREACH;
+	b.code = 4; /* port unreachable */
+	/* pseudo-header: addresses, upper-layer length, next header */
+	tail[0] = bpf_htonl(sizeof(b) - sizeof(b.ip));
+	tail[1] = bpf_htonl(IPPROTO_ICMPV6);
+	__s64 c = bpf_csum_diff(0, 0, (__be32 *)&b.ip.saddr, 32, 0);
+	if (c < 0)
+		return -1;
+	c = bpf_csum_diff(0, 0, tail, sizeof(tail), (__u32)c);
+	if (c < 0)
+		return -1;
+	c = bpf_csum_diff(0, 0, (__be32 *)&b.type, sizeof(b) - sizeof(b.ip), (__u32)c);
+	if (c < 0)
+		return -1;
+	b.csum = dy_csum_fold((__u32)c);
+	if (bpf_skb_change_tail(skb, DY_L3_OFF + sizeof(b), 0) < 0)
+		return -1;
+	return bpf_skb_store_bytes(skb, DY_L3_OFF, &b, sizeof(b), 0);
+}
+
+/* Back into the pod it came from, skipping to-container: the answer is the datapath's own. */
+static __always_inline int dy_lb_bounce(struct __sk_buff *skb, const __u8 *pod_mac,
+					const __u8 *host_mac)
+{
+	__u8 macs[12];
+
+	__builtin_memcpy(macs, pod_mac, 6);
+	__builtin_memcpy(macs + 6, host_mac, 6);
+	if (bpf_skb_store_bytes(skb, 0, macs, 12, 0) < 0)
+		return TC_ACT_SHOT;
+	return bpf_redirect_peer(skb->ifindex, 0);
+}
+
+static __always_inline int dy_lb_refuse(struct __sk_buff *skb, const struct dy_pkt *p,
+					const __u8 *pod_mac, const __u8 *host_mac)
+{
+	int rc;
+
+	dy_count(DY_REASON_LB_NO_BACKEND, DY_DIR_EGRESS, p->t.family, skb->len);
+	if (p->t.family == DY_FAMILY_V4)
+		rc = dy_lb_icmp4_unreach(skb, p);
+	else
+		rc = dy_lb_icmp6_unreach(skb, p);
+	if (rc < 0)
+		return TC_ACT_SHOT;
+	return dy_lb_bounce(skb, pod_mac, host_mac);
+}
+
+static __always_inline struct dy_lb_backend *dy_lb_usable(__u32 id, int new_conn)
+{
+	struct dy_lb_backend *be;
+
+	if (!id)
+		return 0;
+	be = bpf_map_lookup_elem(&dy_lb_backends, &id);
+	if (be && new_conn && (be->flags & DY_LB_BE_F_TERMINATING))
+		return 0;
+	return be;
+}
+
+/* The backend for a packet to a frontend: the connection's own, else the client's affine one,
+ * else the Maglev slot of the flow's hash. Returns its id, 0 when there is none. */
+static __always_inline __u32 dy_lb_select(const struct dy_pkt *p, struct dy_lb_flow_key *fk,
+					  __u32 svc_id, __u32 svc_flags, __u32 affinity_s,
+					  __u64 now)
+{
+	int syn = p->t.proto == IPPROTO_TCP && (p->tcp_flags & DY_TCP_SYN) &&
+		  !(p->tcp_flags & DY_TCP_ACK);
+	struct dy_lb_flow *fl = bpf_map_lookup_elem(&dy_lb_flows, fk);
+	__u32 id;
+
+	if (fl && fl->expires_ns >= now && fl->service_id == svc_id) {
+		id = fl->backend_id;
+		/* a SYN on a known tuple is a new connection: not to a terminating backend */
+		if (dy_lb_usable(id, syn)) {
+			fl->expires_ns = now + dy_lb_timeout_ns(p);
+			return id;
+		}
+	}
+
+	struct dy_lb_affinity_key ak = { .service_id = svc_id, .family = p->t.family };
+	struct dy_lb_affinity *af = 0;
+
+	id = 0;
+	if (svc_flags & DY_LB_SVC_F_AFFINITY) {
+		__builtin_memcpy(ak.client, p->t.saddr, 16);
+		af = bpf_map_lookup_elem(&dy_lb_affinity, &ak);
+		if (af && now - af->last_ns <= (__u64)affinity_s * 1000000000ULL &&
+		    dy_lb_usable(af->backend_id, 1))
+			id = af->backend_id;
+	}
+	if (!id) {
+		struct dy_lb_maglev *m = bpf_map_lookup_elem(&dy_lb_maglev, &svc_id);
+		__u32 slot = dy_lb_hash(&p->t) % DY_LB_MAGLEV_M;
+
+		/* keep the bound check the compiler would drop: the verifier needs it */
+		asm volatile("" : "+r"(slot));
+		if (!m || slot >= DY_LB_MAGLEV_M)
+			return 0;
+		id = m->backend[slot];
+		if (!dy_lb_usable(id, 1))
+			return 0;
+	}
+	if (svc_flags & DY_LB_SVC_F_AFFINITY) {
+		struct dy_lb_affinity a = { .last_ns = now, .backend_id = id };
+
+		bpf_map_update_elem(&dy_lb_affinity, &ak, &a, BPF_ANY);
+	}
+	struct dy_lb_flow nf = {
+		.expires_ns = now + dy_lb_timeout_ns(p),
+		.backend_id = id,
+		.service_id = svc_id,
+	};
+	bpf_map_update_elem(&dy_lb_flows, fk, &nf, BPF_ANY);
+	return id;
+}
+
+/*
+ * from-container, after anti-spoofing. Returns DY_LB_CONTINUE with p translated to the backend
+ * (or untouched when the packet is not for a frontend), else a verdict: the packet was refused
+ * or is a hairpin one, already on its way back into the pod.
+ */
+static __always_inline int dy_lb_from_container(struct __sk_buff *skb, struct dy_pkt *p,
+						const struct dy_endpoint_info *src)
+{
+	struct dy_lb_flow_key fk = {};
+	__u8 pod_mac[6], host_mac[6];
+	__u8 vip[16], baddr[16];
+	__be16 vport, bport;
+	__u32 l4_off;
+	__u64 now;
+
+	if ((p->t.proto != IPPROTO_TCP && p->t.proto != IPPROTO_UDP) || p->control)
+		return DY_LB_CONTINUE;
+	__builtin_memcpy(pod_mac, src->mac, 6);
+	__builtin_memcpy(host_mac, src->node_mac, 6);
+	dy_lb_key_of(&fk, &p->t);
+	now = bpf_ktime_get_ns();
+
+	/* a pod answering itself through a Service: it sees the cluster IP answer */
+	struct dy_lb_rnat *rn = bpf_map_lookup_elem(&dy_lb_rnat, &fk);
+	if (rn && (rn->flags & DY_LB_RNAT_F_HAIRPIN) && rn->expires_ns >= now) {
+		__builtin_memcpy(vip, rn->addr, 16);
+		vport = rn->port;
+		if (dy_lb_l4_off(skb, p, &l4_off) < 0 ||
+		    dy_lb_rewrite(skb, p->t.family, p->t.proto, l4_off, 1, p->t.saddr, vip,
+				  p->t.sport, vport) < 0 ||
+		    dy_lb_rewrite(skb, p->t.family, p->t.proto, l4_off, 0, p->t.daddr, p->t.saddr,
+				  p->t.dport, p->t.dport) < 0)
+			return TC_ACT_SHOT;
+		return dy_lb_bounce(skb, pod_mac, host_mac);
+	}
+
+	struct dy_lb_service_key sk = {};
+	__builtin_memcpy(sk.addr, p->t.daddr, 16);
+	sk.port = p->t.dport;
+	sk.proto = p->t.proto;
+	sk.family = p->t.family;
+	struct dy_lb_service *svc = bpf_map_lookup_elem(&dy_lb_services, &sk);
+	if (!svc)
+		return DY_LB_CONTINUE;
+	if (dy_lb_l4_off(skb, p, &l4_off) < 0)
+		return DY_LB_CONTINUE;
+	__u32 svc_id = svc->id;
+	__u32 svc_flags = svc->flags;
+	__u32 affinity_s = svc->affinity_timeout_s;
+
+	__u32 be_id = dy_lb_select(p, &fk, svc_id, svc_flags, affinity_s, now);
+	struct dy_lb_backend *be = be_id ? bpf_map_lookup_elem(&dy_lb_backends, &be_id) : 0;
+	if (!be || be->family != p->t.family)
+		return dy_lb_refuse(skb, p, pod_mac, host_mac);
+	__builtin_memcpy(baddr, be->addr, 16);
+	bport = be->port;
+	__builtin_memcpy(vip, p->t.daddr, 16);
+	vport = p->t.dport;
+
+	__u64 a0, a1, b0, b1;
+	__builtin_memcpy(&a0, baddr, 8);
+	__builtin_memcpy(&a1, baddr + 8, 8);
+	__builtin_memcpy(&b0, p->t.saddr, 8);
+	__builtin_memcpy(&b1, p->t.saddr + 8, 8);
+	int hairpin = a0 == b0 && a1 == b1;
+
+	/* the reply's tuple as it will arrive -> the frontend the client connected to */
+	struct dy_lb_flow_key rk = {};
+	struct dy_lb_rnat rv = { .expires_ns = now + dy_lb_timeout_ns(p), .port = vport };
+	__builtin_memcpy(rv.addr, vip, 16);
+	rv.flags = hairpin ? DY_LB_RNAT_F_HAIRPIN : 0;
+	rv.family = p->t.family;
+	__builtin_memcpy(rk.saddr, baddr, 16);
+	__builtin_memcpy(rk.daddr, hairpin ? vip : p->t.saddr, 16);
+	rk.sport = bport;
+	rk.dport = p->t.sport;
+	rk.proto = p->t.proto;
+	rk.family = p->t.family;
+	bpf_map_update_elem(&dy_lb_rnat, &rk, &rv, BPF_ANY);
+
+	if (dy_lb_rewrite(skb, p->t.family, p->t.proto, l4_off, 0, vip, baddr, vport, bport) < 0)
+		return TC_ACT_SHOT;
+	if (hairpin) {
+		if (dy_lb_rewrite(skb, p->t.family, p->t.proto, l4_off, 1, baddr, vip, p->t.sport,
+				  p->t.sport) < 0)
+			return TC_ACT_SHOT;
+		return dy_lb_bounce(skb, pod_mac, host_mac);
+	}
+	__builtin_memcpy(p->t.daddr, baddr, 16);
+	p->t.dport = bport;
+	p->policy_port = bport;
+	return DY_LB_CONTINUE;
+}
+
+/* to-container, after conntrack and policy judged the backend's reply: the pod sees the cluster
+ * IP it connected to. Returns -1 when the packet could not be rewritten. */
+static __always_inline int dy_lb_to_container(struct __sk_buff *skb, const struct dy_pkt *p)
+{
+	struct dy_lb_flow_key fk = {};
+	__u8 vip[16];
+	__be16 vport;
+	__u32 l4_off;
+
+	if (p->t.proto != IPPROTO_TCP && p->t.proto != IPPROTO_UDP)
+		return 0;
+	dy_lb_key_of(&fk, &p->t);
+	struct dy_lb_rnat *rn = bpf_map_lookup_elem(&dy_lb_rnat, &fk);
+	if (!rn || (rn->flags & DY_LB_RNAT_F_HAIRPIN) || rn->expires_ns < bpf_ktime_get_ns())
+		return 0;
+	__builtin_memcpy(vip, rn->addr, 16);
+	vport = rn->port;
+	if (dy_lb_l4_off(skb, p, &l4_off) < 0)
+		return 0;
+	return dy_lb_rewrite(skb, p->t.family, p->t.proto, l4_off, 1, p->t.saddr, vip, p->t.sport,
+			     vport);
+}
+
+#endif
