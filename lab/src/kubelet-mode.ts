@@ -208,8 +208,8 @@ export async function sandboxNetns(socket: string, podUid: string): Promise<stri
     'containers',
     'ls',
     '-q',
-    `labels."io.kubernetes.pod.uid"==${podUid}`,
-    'labels."io.cri-containerd.kind"==sandbox',
+    // one filter, its terms ANDed (separate filters would be ORed)
+    `labels."io.kubernetes.pod.uid"==${podUid},labels."io.cri-containerd.kind"==sandbox`,
   );
   for (const id of stdout.split('\n').filter((l) => l !== '')) {
     const info = JSON.parse((await ctr(socket, 'containers', 'info', id)).stdout) as {
