@@ -1,4 +1,4 @@
-// `npm run bench -- lab [--pods 50] [--seconds 5] [--reps 3]`
+// `npm run bench -- lab [--pods 50] [--seconds 5] [--reps 3] [--kubelet]`
 // On a fresh 3-node dual-stack lab (in .lab/bench, not the user's lab):
 //  - reach: time from a Pod's create call to the apiserver until a TCP connection to it from a
 //    pod on another node succeeds, per family, over --pods pods created one after another;
@@ -7,7 +7,9 @@
 //    netns, veth, routing netns, veth), measured in the same run: each rep runs both paths back
 //    to back, and the ratio is the median of the reps' ratios (a 2-core machine's throughput
 //    drifts with whatever else runs; pairing cancels most of that).
-// Needs root. Detail lines go to stderr; the last stdout line is the summary JSON.
+// --kubelet: the lab's kubelet mode (real kubelets and containerd 1.6 on the nodes; pods use the
+// pause image, and a pod counts as created-to-reachable through the kubelet's sandbox, CNI ADD
+// and status report). Needs root. Detail lines go to stderr; the last stdout line is the summary JSON.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
@@ -19,11 +21,13 @@ import { KubeClient, Prober, labDown, labPaths, labUp, readPodRecord, readState 
 import type { PodRecordValue } from '@dyad/lab';
 
 const { values: opts } = parseArgs({
-  args: process.argv.slice(2).filter((a) => a !== 'lab'),
+  // `npm run bench -- lab -- --kubelet` hands the separator through
+  args: process.argv.slice(2).filter((a) => a !== 'lab' && a !== '--'),
   options: {
     pods: { type: 'string', default: '50' },
     seconds: { type: 'string', default: '5' },
     reps: { type: 'string', default: '5' },
+    kubelet: { type: 'boolean', default: false },
   },
 });
 const PODS = Number(opts.pods);
@@ -73,7 +77,15 @@ function podBody(name: string, node: string) {
     metadata: { name, namespace: NS },
     spec: {
       nodeName: node,
-      containers: [{ name: 'main', image: 'none', ports: [{ name: 'echo', containerPort: PORT }] }],
+      containers: [
+        {
+          name: 'main',
+          ...(opts.kubelet
+            ? { image: 'dyad-pause:0.1.0', imagePullPolicy: 'Never' }
+            : { image: 'none' }),
+          ports: [{ name: 'echo', containerPort: PORT }],
+        },
+      ],
     },
   };
 }
@@ -232,8 +244,9 @@ async function cleanup(): Promise<void> {
 process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
 
 try {
-  say('▶ lab up (3 nodes, IPv4+IPv6)');
-  if ((await labUp(['--nodes', '3'], io, paths)) !== 0) throw new Error('lab up failed');
+  say(`▶ lab up (3 nodes, IPv4+IPv6${opts.kubelet ? ', kubelet mode' : ''})`);
+  const upArgs = ['--nodes', '3', ...(opts.kubelet ? ['--kubelet'] : [])];
+  if ((await labUp(upArgs, io, paths)) !== 0) throw new Error('lab up failed');
   const state = readState(paths.state);
   if (state?.apiserver === undefined || state.tls === undefined)
     throw new Error('no apiserver in the lab state');
@@ -312,6 +325,7 @@ try {
   process.stdout.write(
     `${JSON.stringify({
       bench: 'lab',
+      ...(opts.kubelet ? { mode: 'kubelet' } : {}),
       reach_p50_ms_ipv4: r('IPv4', 50),
       reach_p99_ms_ipv4: r('IPv4', 99),
       reach_p50_ms_ipv6: r('IPv6', 50),

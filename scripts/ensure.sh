@@ -12,6 +12,7 @@ declare -A NEED=(
   [clang]=clang [llc]=llvm [bpftool]=bpftool [ip]=iproute2 [tc]=iproute2 [iperf3]=iperf3
   [openssl]=openssl [make]=make [go]=golang-go [capsh]=libcap2-bin [zsh]=zsh
   [/usr/include/bpf/libbpf.h]=libbpf-dev [/usr/lib/cni/ptp]=containernetworking-plugins
+  [containerd]=containerd [ctr]=containerd [runc]=runc
 )
 missing=()
 for what in "${!NEED[@]}"; do

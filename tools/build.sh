@@ -15,7 +15,7 @@ CACHE="${DYAD_TOOLS_CACHE:-$HOME/.cache/dyad/tools}"
 # shellcheck source=versions.env
 source "$TOOLS_DIR/versions.env"
 
-ALL=(nats-server cnitool helm etcd kubectl kube-apiserver kube-controller-manager kube-scheduler)
+ALL=(nats-server cnitool helm etcd kubectl kube-apiserver kube-controller-manager kube-scheduler kubelet)
 
 # Bump when the build recipe (flags, layout) changes so cached binaries get rebuilt.
 RECIPE=1
@@ -28,7 +28,7 @@ die() {
 version_of() {
   case "$1" in
     etcd) echo "$ETCD_VERSION" ;;
-    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "$KUBERNETES_VERSION" ;;
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl | kubelet) echo "$KUBERNETES_VERSION" ;;
     nats-server) echo "$NATS_SERVER_VERSION" ;;
     cnitool) echo "$CNI_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
@@ -201,7 +201,7 @@ build_one() {
   local start=$SECONDS
   echo "building $name $version (log: $log) ..."
   case "$name" in
-    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl)
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl | kubelet)
       build_kube "$name" "$version" "$dir/$name.tmp" "$log"
       mv -f "$dir/$name.tmp" "$dir/$name"
       ;;

@@ -126,6 +126,8 @@ address: not 127.0.0.1, which the kubelet would not probe, and not every interfa
   value: {{ $healthPort | quote }}
 - name: LOG_LEVEL
   value: {{ $root.Values.logLevel | quote }}
+- name: DYAD_CONFIG_DIR
+  value: /etc/dyad/config
 {{- end }}
 
 {{/* Liveness and readiness on the health server; the pod IP is the default probe host. */}}

@@ -2,13 +2,18 @@
 // with the rendered nats.conf, each on its own loopback address as the three NATS nodes' host
 // networks would be, form one JetStream cluster; a client with the NATS_URL and token the chart
 // gives every Dyad process creates a stream with dyad-config's jetstream-replicas, and it keeps
-// taking messages when one server is gone.
+// taking messages when one server is gone. A service's own start (natsSettings from the rendered
+// env with dyad-config mounted, connectBus, ensureStreams/ensureKv) declares Dyad's streams and
+// buckets at that replica count.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { connectBus, natsSettings } from '@dyad/bus';
+import { DYAD_CONFIG_DIR, IpamKvBucket, K8sStream } from '@dyad/contracts';
+import { createLogger, createMetrics } from '@dyad/telemetry';
 import {
   freePorts,
   keepFromEnv,
@@ -31,6 +36,8 @@ let natsUrl: string;
 let token: string;
 let replicas: number;
 let monitorPort: number;
+let configData: Record<string, string>;
+let agentConfigDir: string | undefined;
 
 beforeAll(async () => {
   const [client, cluster, monitor] = await freePorts(3);
@@ -50,9 +57,9 @@ beforeAll(async () => {
   if (agent === undefined) throw new Error('no agent container');
   natsUrl = envOf(agent, 'NATS_URL')?.value ?? '';
   token = secret.token ?? '';
-  replicas = Number(
-    (find(ms, 'ConfigMap', 'dyad-config').data as Record<string, string>)['jetstream-replicas'],
-  );
+  configData = find(ms, 'ConfigMap', 'dyad-config').data as Record<string, string>;
+  replicas = Number(configData['jetstream-replicas']);
+  agentConfigDir = envOf(agent, 'DYAD_CONFIG_DIR')?.value;
   dir = makeTempDir('dyad-chart-nats-', keepFromEnv());
   NODES.forEach((address, i) => {
     const store = join(dir, `store-${i}`);
@@ -98,6 +105,48 @@ describe('the rendered NATS', () => {
     await expect(
       connect({ servers: natsUrl.split(','), reconnect: false, timeout: 5000 }),
     ).rejects.toThrow(/Authorization Violation/i);
+  });
+
+  it("a service declares Dyad's streams and buckets with dyad-config's jetstream-replicas", async () => {
+    // The ConfigMap as the kubelet mounts it: one file per key, where the rendered env says.
+    expect(agentConfigDir).toBe(DYAD_CONFIG_DIR);
+    const mounted = join(dir, 'config');
+    mkdirSync(mounted);
+    for (const [key, value] of Object.entries(configData)) writeFileSync(join(mounted, key), value);
+    const settings = natsSettings({
+      NATS_URL: natsUrl,
+      NATS_TOKEN: token,
+      DYAD_CONFIG_DIR: mounted,
+    });
+    expect(settings.streamReplicas).toBe(3);
+    const bus = await connectBus({
+      ...settings,
+      name: 'chart-test',
+      logger: createLogger({ service: 'chart-test', level: 'silent' }),
+      registry: createMetrics({ processMetrics: false }),
+    });
+    try {
+      await bus.ensureStreams([K8sStream]);
+      await bus.ensureKv([IpamKvBucket]);
+      const nc = await connect({ servers: natsUrl.split(','), token });
+      try {
+        const jsm = await jetstreamManager(nc);
+        for (const name of [K8sStream.name, `KV_${IpamKvBucket.bucket}`]) {
+          const info = await jsm.streams.info(name);
+          expect(info.config.num_replicas, name).toBe(3);
+          // the group really has three members: a leader and two replicas
+          await vi.waitFor(
+            async () =>
+              expect((await jsm.streams.info(name)).cluster?.replicas ?? []).toHaveLength(2),
+            { timeout: 60_000, interval: 200 },
+          );
+        }
+      } finally {
+        await nc.close();
+      }
+    } finally {
+      await bus.close();
+    }
   });
 
   it('keeps a stream of jetstream-replicas replicas writable with one server gone', async () => {

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { killKubeletContainers, removeKubeletFiles } from './kubelet-mode.ts';
 import type { LabPaths } from './paths.ts';
 import { ENV_DIR, ENV_RUN, OWNER_DIR } from './paths.ts';
 import { PREFIX_PATTERN } from './plan.ts';
@@ -74,6 +75,8 @@ export async function cleanupRun(
 export async function cleanupLab(paths: LabPaths): Promise<CleanupReport> {
   const prefixes = ownedPrefixes(paths);
   const s = readState(paths.state);
+  // While the nodes' containerd still answer: their containers carry no lab mark.
+  await killKubeletContainers(paths);
   let processes = 0;
   if (s !== undefined && s.supervisorPid !== process.pid && alive(s.supervisorPid)) {
     kill(s.supervisorPid, 'SIGTERM');
@@ -90,6 +93,7 @@ export async function cleanupLab(paths: LabPaths): Promise<CleanupReport> {
   for (const dir of [paths.run, paths.pods, paths.cni, paths.tmp, paths.agents]) {
     rmSync(dir, { recursive: true, force: true });
   }
+  await removeKubeletFiles(paths);
   rmSync(paths.kubeconfig, { force: true });
   if (existsSync(paths.state)) rmSync(paths.state, { force: true });
   return { prefixes, processes, netns };

@@ -19,6 +19,7 @@ import { buildFabric } from './network.ts';
 import { ENV_DIR, ENV_RUN, OWNER_DIR, labPaths } from './paths.ts';
 import { makePlan } from './plan.ts';
 import type { LabPlan } from './plan.ts';
+import { pauseArchive, startKubeletNode } from './kubelet-mode.ts';
 import { unixToTcpRelay } from './relay.ts';
 import type { LabStateValue, NodeRecordValue } from './state.ts';
 import { writeState } from './state.ts';
@@ -26,7 +27,12 @@ import { Supervisor } from './supervisor.ts';
 import { startTime } from './sys.ts';
 
 const Args = z.object({
-  options: z.object({ nodes: z.number(), ipv4: z.boolean(), ipv6: z.boolean() }),
+  options: z.object({
+    nodes: z.number(),
+    ipv4: z.boolean(),
+    ipv6: z.boolean(),
+    kubelet: z.boolean().optional(),
+  }),
   seed: z.string().regex(/^[0-9a-f]{12}$/),
 });
 
@@ -108,12 +114,14 @@ function step(s: string): void {
 let nats: NatsServer | undefined;
 let kube: KubeCluster | undefined;
 let relay: Server | undefined;
+let apiRelay: Server | undefined;
 let bus: Bus | undefined;
 let stopping = false;
 
 async function teardown(): Promise<void> {
   await supervisor.stop();
   relay?.close();
+  apiRelay?.close();
   await bus?.close().catch(() => undefined);
   await Promise.allSettled([kube?.stop(), nats?.stop()]);
   await cleanupRun(plan.prefix);
@@ -203,6 +211,7 @@ function startNode(n: NodeRecordValue, index: number, natsSock: string): void {
       restart: true,
     });
   }
+  if (plan.options.kubelet === true) return; // kubelet-mode.ts starts the node's runtime
   supervisor.start({
     name: `pods-${n.name}`,
     command: node,
@@ -334,6 +343,25 @@ try {
     const n = nodes[i];
     if (n !== undefined) startNode(n, i, natsSock);
   });
+  if (plan.options.kubelet === true) {
+    step('nodes: containerd and kubelets');
+    const apiserverSocket = join(paths.run, 'apiserver.sock');
+    const api = new URL(kube.server);
+    apiRelay = await unixToTcpRelay(apiserverSocket, api.hostname, Number(api.port));
+    const pause = await pauseArchive(paths.root);
+    await Promise.all(
+      nodes.map((n) =>
+        startKubeletNode({
+          supervisor,
+          paths,
+          node: n,
+          families: plan.families,
+          apiserverSocket,
+          pauseArchive: pause,
+        }),
+      ),
+    );
+  }
   bus = await connectBus({
     servers: nats.url,
     name: 'lab',

@@ -6,6 +6,8 @@ export interface LabOptions {
   readonly nodes: number;
   readonly ipv4: boolean;
   readonly ipv6: boolean;
+  /** Real kubelets and containerd on the nodes instead of the pod runtime (kubelet-mode.ts). */
+  readonly kubelet?: boolean;
 }
 
 export const DEFAULT_OPTIONS: LabOptions = { nodes: 3, ipv4: true, ipv6: true };
@@ -127,6 +129,7 @@ export function parseUpArgs(args: readonly string[]): LabOptions {
   let nodes = DEFAULT_OPTIONS.nodes;
   let ipv4 = true;
   let ipv6 = true;
+  let kubelet = false;
   const bool = (flag: string, v: string): boolean => {
     if (v === 'true') return true;
     if (v === 'false') return false;
@@ -145,13 +148,15 @@ export function parseUpArgs(args: readonly string[]): LabOptions {
       ipv4 = inline === undefined ? true : bool(flag, inline);
     } else if (flag === '--ipv6') {
       ipv6 = inline === undefined ? true : bool(flag, inline);
+    } else if (flag === '--kubelet') {
+      kubelet = inline === undefined ? true : bool(flag, inline);
     } else {
       throw new LabUsageError(
-        `unknown option ${a} (up takes --nodes N, --ipv4=false, --ipv6=false)`,
+        `unknown option ${a} (up takes --nodes N, --ipv4=false, --ipv6=false, --kubelet)`,
       );
     }
   }
-  const options = { nodes, ipv4, ipv6 };
+  const options = { nodes, ipv4, ipv6, ...(kubelet ? { kubelet } : {}) };
   makePlan(options, new Uint8Array(6)); // validates
   return options;
 }

@@ -35,7 +35,12 @@ export const LabState = z.object({
   warnings: z.array(z.string()).default([]),
   startedAt: z.string(),
   readyAt: z.string().optional(),
-  options: z.object({ nodes: z.number(), ipv4: z.boolean(), ipv6: z.boolean() }),
+  options: z.object({
+    nodes: z.number(),
+    ipv4: z.boolean(),
+    ipv6: z.boolean(),
+    kubelet: z.boolean().optional(),
+  }),
   families: z.array(z.enum(['IPv4', 'IPv6'])),
   supervisorPid: z.number().int(),
   supervisorStartTime: z.number().optional(),

@@ -134,7 +134,7 @@ export interface ProbeLine {
   readonly from: string;
   readonly to: string;
   readonly port: number;
-  readonly protocol: 'TCP' | 'UDP';
+  readonly protocol: 'TCP' | 'UDP' | 'ICMP';
   readonly family: 'IPv4' | 'IPv6';
 }
 export interface ProbeReply extends ProbeLine {
@@ -147,7 +147,7 @@ export function matrix(
   refs: readonly string[],
   port: number,
   families: readonly ('IPv4' | 'IPv6')[],
-  protocols: readonly ('TCP' | 'UDP')[] = ['TCP', 'UDP'],
+  protocols: readonly ('TCP' | 'UDP' | 'ICMP')[] = ['TCP', 'UDP'],
 ): ProbeLine[] {
   const out: ProbeLine[] = [];
   for (const from of refs) {

@@ -32,10 +32,12 @@ type Comparable = Pick<
   | 'max_bytes'
   | 'duplicate_window'
   | 'allow_msg_ttl'
+  | 'num_replicas'
 >;
 
 export function streamConfig(
   spec: StreamSpec,
+  replicas = 1,
 ): Comparable & Pick<StreamConfig, 'name' | 'storage'> {
   return {
     name: spec.name,
@@ -47,6 +49,7 @@ export function streamConfig(
     max_bytes: spec.maxBytes ?? -1,
     duplicate_window: nanos(spec.duplicateWindowMs ?? SERVER_DEFAULT_DUPLICATE_WINDOW_MS),
     allow_msg_ttl: spec.allowMsgTtl ?? false,
+    num_replicas: replicas,
   };
 }
 
@@ -61,6 +64,7 @@ export function diffConfig(
     let h: unknown = have[key];
     if (key === 'allow_msg_ttl') h = h ?? false;
     if (key === 'description') h = h ?? '';
+    if (key === 'num_replicas') h = h ?? 1;
     const same =
       Array.isArray(w) && Array.isArray(h)
         ? [...w].sort().join('\n') === [...h].sort().join('\n')
@@ -115,10 +119,11 @@ export async function ensureStreams(
   jsm: JetStreamManager,
   specs: readonly StreamSpec[],
   logger: BusLogger,
+  replicas = 1,
 ): Promise<EnsureResult[]> {
   const results: EnsureResult[] = [];
   for (const spec of specs) {
-    const want = streamConfig(spec);
+    const want = streamConfig(spec, replicas);
     const have = await streamInfo(jsm, spec.name);
     if (have === undefined) {
       await jsm.streams.add(want);
@@ -141,6 +146,7 @@ export async function ensureKv(
   jsm: JetStreamManager,
   specs: readonly KvBucketSpec[],
   logger: BusLogger,
+  replicas = 1,
 ): Promise<EnsureResult[]> {
   const results: EnsureResult[] = [];
   const kvm = new Kvm(js);
@@ -152,6 +158,7 @@ export async function ensureKv(
       max_msgs_per_subject: spec.history,
       max_age: nanos(spec.ttlMs ?? 0),
       allow_msg_ttl: spec.allowMsgTtl ?? false,
+      num_replicas: replicas,
     };
     const have = await streamInfo(jsm, name);
     if (have === undefined) {
@@ -159,6 +166,7 @@ export async function ensureKv(
         description: spec.description,
         history: spec.history,
         storage,
+        replicas,
         ...(spec.ttlMs === undefined ? {} : { ttl: spec.ttlMs }),
       });
       // The KV client sets per-message TTLs only together with a marker TTL for max-age

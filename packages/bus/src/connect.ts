@@ -54,6 +54,11 @@ export interface BusOptions {
   readonly connectTimeoutMs?: number;
   /** Socket writes once per event-loop turn instead of once per message (default true). */
   readonly coalesceWrites?: boolean;
+  /**
+   * Replicas of the streams and KV buckets `ensureStreams` / `ensureKv` declare (default 1); an
+   * existing one with another count is updated to it. At most the number of JetStream servers.
+   */
+  readonly streamReplicas?: number;
   /** Defaults to the global tracer provider's `@dyad/bus` tracer. */
   readonly tracer?: Tracer;
 }
@@ -235,8 +240,10 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     request: (req, subject, payload, rep, o) => request(ctx, req, subject, payload, rep, o),
     serve: (req, subject, handler, rep, o) => serve(ctx, req, subject, handler, rep, o),
     purgeSubjects: async (stream, filter) => purgeSubjects(await jsm(), stream, filter),
-    ensureStreams: async (specs) => ensureStreams(await jsm(), specs, opts.logger),
-    ensureKv: async (specs) => ensureKv(js, await jsm(), specs, opts.logger),
+    ensureStreams: async (specs) =>
+      ensureStreams(await jsm(), specs, opts.logger, opts.streamReplicas ?? 1),
+    ensureKv: async (specs) =>
+      ensureKv(js, await jsm(), specs, opts.logger, opts.streamReplicas ?? 1),
     kv: (bucket) => new Kvm(js).open(bucket),
     // Not a worker: drain stops workers first, and in-flight handlers still need their writes.
     flush: () => nc.flush(),

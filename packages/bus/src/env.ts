@@ -1,4 +1,8 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DyadConfig, DyadConfigKey } from '@dyad/contracts';
 import { z } from 'zod';
+import { ConfigFileError } from './errors.ts';
 
 /**
  * The environment variables every service reads to reach NATS, defined once. A service spreads
@@ -15,6 +19,12 @@ export const NatsEnv = {
   NATS_TOKEN: z.string().min(1).optional(),
   /** `0` turns off write coalescing (see the README): for comparing, or if it ever misbehaves. */
   DYAD_NATS_COALESCE: z.enum(['0', '1']).default('1'),
+  /**
+   * The mounted dyad-config ConfigMap (the chart sets `/etc/dyad/config`): its
+   * `jetstream-replicas` is the replica count of the streams and buckets this process declares.
+   * Unset (tests, the lab's single server): one replica.
+   */
+  DYAD_CONFIG_DIR: z.string().min(1).optional(),
 };
 
 export interface NatsSettings {
@@ -24,6 +34,31 @@ export interface NatsSettings {
   readonly pass?: string;
   readonly token?: string;
   readonly coalesceWrites: boolean;
+  /** Replicas of every stream and KV bucket this process creates (dyad-config's jetstream-replicas). */
+  readonly streamReplicas: number;
+}
+
+/**
+ * dyad-config's `jetstream-replicas` from the mounted directory, checked by the same schema the
+ * chart's ConfigMap is checked with. The chart always renders the key, so a missing file is an
+ * error rather than a silent single replica.
+ */
+export function readStreamReplicas(configDir: string): number {
+  const key = DyadConfigKey.jetstreamReplicas;
+  const path = join(configDir, key);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8').trim();
+  } catch (cause) {
+    throw new ConfigFileError(`cannot read ${path}`, { cause });
+  }
+  const r = DyadConfig.shape[key].safeParse(text);
+  if (!r.success) {
+    throw new ConfigFileError(
+      `${path}: '${text}' is ${r.error.issues.map((i) => i.message).join('; ')}`,
+    );
+  }
+  return Number(r.data);
 }
 
 export function natsSettings(e: {
@@ -33,6 +68,7 @@ export function natsSettings(e: {
   readonly NATS_PASSWORD?: string | undefined;
   readonly NATS_TOKEN?: string | undefined;
   readonly DYAD_NATS_COALESCE?: '0' | '1' | undefined;
+  readonly DYAD_CONFIG_DIR?: string | undefined;
 }): NatsSettings {
   return {
     servers: e.NATS_URL.split(',').map((s) => s.trim()),
@@ -41,5 +77,6 @@ export function natsSettings(e: {
     ...(e.NATS_PASSWORD ? { pass: e.NATS_PASSWORD } : {}),
     ...(e.NATS_TOKEN ? { token: e.NATS_TOKEN } : {}),
     coalesceWrites: e.DYAD_NATS_COALESCE !== '0',
+    streamReplicas: e.DYAD_CONFIG_DIR === undefined ? 1 : readStreamReplicas(e.DYAD_CONFIG_DIR),
   };
 }

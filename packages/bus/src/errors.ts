@@ -84,3 +84,8 @@ export class ReplyError extends BusError {
 export class ConfigConflictError extends BusError {
   override name = 'ConfigConflictError';
 }
+
+/** dyad-config's jetstream-replicas is missing or not a valid count. */
+export class ConfigFileError extends Error {
+  override name = 'ConfigFileError';
+}

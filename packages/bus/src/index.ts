@@ -7,7 +7,7 @@ export type { PublishJob, PublisherOptions } from './keyed-publisher.ts';
 export { backoffDelay, oneAtATime, retryWithBackoff } from './backoff.ts';
 export type { BackoffPolicy, RetryOptions } from './backoff.ts';
 export type { KvValue } from './kv-read.ts';
-export { NatsEnv, natsSettings } from './env.ts';
+export { NatsEnv, natsSettings, readStreamReplicas } from './env.ts';
 export type { NatsSettings } from './env.ts';
 export type { Bus, BusOptions, ReconnectOptions } from './connect.ts';
 
@@ -39,6 +39,7 @@ export { subjectRoot } from './metrics.ts';
 export {
   BusError,
   ConfigConflictError,
+  ConfigFileError,
   ConnectError,
   InvalidReplyError,
   NoRespondersError,

@@ -1,15 +1,21 @@
 import { DeadLetterHeader, DeadLetterStream, K8sStream } from '@dyad/contracts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { headers as natsHeaders } from '@nats-io/transport-node';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { diffConfig } from '../src/bootstrap.ts';
 import { durableConfig } from '../src/consume.ts';
 import { headerValue } from '../src/headers.ts';
 import {
+  ConfigFileError,
   DeadLetterReason,
   ORIGINAL_NATS_HEADER_PREFIX,
   deadLetterHeaders,
   defaultNakDelayMs,
   installSignalHandlers,
+  natsSettings,
+  readStreamReplicas,
   streamConfig,
   subjectRoot,
 } from '../src/index.ts';
@@ -71,6 +77,13 @@ describe('streamConfig and diffConfig', () => {
       max_bytes: -1,
     });
     expect(streamConfig(DeadLetterStream).max_age).toBe(7 * 24 * 3600 * 1000 * 1e6);
+    expect(streamConfig(K8sStream).num_replicas).toBe(1);
+    expect(streamConfig(K8sStream, 3).num_replicas).toBe(3);
+  });
+
+  it('reads a server echo without num_replicas as one replica, and names a replica change', () => {
+    expect(diffConfig({}, { num_replicas: 1 })).toEqual([]);
+    expect(diffConfig({ num_replicas: 1 }, { num_replicas: 3 })).toEqual(['num_replicas']);
   });
 
   it('sees no difference in the server echo of the same config, and names what differs', () => {
@@ -151,5 +164,30 @@ describe('installSignalHandlers', () => {
       uninstall();
     }
     expect(process.listenerCount('SIGUSR2')).toBe(0);
+  });
+});
+
+describe('jetstream-replicas from dyad-config', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dyad-bus-config-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const withValue = (text: string | undefined): string => {
+    const d = mkdtempSync(join(dir, 'c-'));
+    if (text !== undefined) writeFileSync(join(d, 'jetstream-replicas'), text);
+    return d;
+  };
+
+  it('is one replica without a config directory, the mounted value with one', () => {
+    expect(natsSettings({ NATS_URL: 'nats://a:4222' }).streamReplicas).toBe(1);
+    const d = withValue('3\n');
+    expect(natsSettings({ NATS_URL: 'nats://a:4222', DYAD_CONFIG_DIR: d }).streamReplicas).toBe(3);
+    expect(readStreamReplicas(withValue('5'))).toBe(5);
+  });
+
+  it('refuses a missing key or a count the ConfigMap schema refuses, naming the file', () => {
+    expect(() => readStreamReplicas(withValue(undefined))).toThrow(ConfigFileError);
+    expect(() => readStreamReplicas(withValue('0'))).toThrow(
+      /jetstream-replicas: '0' is between 1 and 5/,
+    );
+    expect(() => readStreamReplicas(withValue('three'))).toThrow(/a decimal number/);
   });
 });
