@@ -10,7 +10,7 @@ export const NODES = ['node-1', 'node-2', 'node-3'] as const;
 export type Ns = (typeof NAMESPACES)[number];
 export type PodName = (typeof POD_NAMES)[number];
 export type Family = 'IPv4' | 'IPv6';
-export type Protocol = 'TCP' | 'UDP';
+export type Protocol = ProbeLine['protocol'];
 
 export interface PodRef {
   readonly ns: Ns;
