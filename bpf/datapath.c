@@ -79,7 +79,10 @@ int dy_from_container(struct __sk_buff *skb)
 	struct dy_endpoint_info *dst = dy_endpoint_lookup(p.t.family, p.t.daddr);
 	__u32 dst_identity = ic ? ic->identity : (dst ? dst->identity : DY_IDENTITY_WORLD);
 
-	if (dy_ct_lookup(&p, dir) == DY_CT_NEW) {
+	int ct = dy_ct_lookup(&p, dir);
+
+	p.is_reply = ct == DY_CT_REPLY;
+	if (ct == DY_CT_NEW) {
 		if (src_flags & DY_EP_F_ENFORCE_EGRESS) {
 			int reason = dy_policy_verdict(src_ep_id, dst_identity, dir, &p, p.t.daddr);
 			if (reason)
@@ -131,7 +134,10 @@ int dy_to_container(struct __sk_buff *skb)
 	__u32 ep_ifindex = ep->ifindex;
 	__u32 src_identity = dy_identity_of(p.t.family, p.t.saddr);
 
-	if (dy_ct_lookup(&p, dir) == DY_CT_NEW) {
+	int ct = dy_ct_lookup(&p, dir);
+
+	p.is_reply = ct == DY_CT_REPLY;
+	if (ct == DY_CT_NEW) {
 		if (ep_flags & DY_EP_F_ENFORCE_INGRESS) {
 			int reason = dy_policy_verdict(ep_id, src_identity, dir, &p, p.t.saddr);
 			if (reason)

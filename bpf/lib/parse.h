@@ -58,7 +58,7 @@ struct dy_pkt {
 	__u8 is_icmp_error;
 	__u8 control;          /* ND, link-local or multicast: never subject to policy */
 	__u8 ttl;
-	__u8 pad;
+	__u8 is_reply; /* set by the program once conntrack says DY_CT_REPLY */
 	__u32 len;
 };
 

@@ -53,4 +53,9 @@ enum dy_event_type {
 	DY_EVENT_TRACE = 2,
 };
 
+/* Event flags. */
+enum dy_event_flags {
+	DY_EVENT_F_REPLY = 1 << 0, /* the packet belongs to the reply direction of a tracked flow */
+};
+
 #endif

@@ -160,6 +160,19 @@ describe('datapath codecs', () => {
       ifindex: 9,
       srcIdentity: 2001,
       dstIdentity: 1002,
+      tcpFlags: 0,
+      isReply: false,
+    });
+  });
+
+  test('a TCP event carries the flags byte and the reply bit', () => {
+    const b = Buffer.alloc(eventLayout.size);
+    b.set([2, 3, 4, 6, 1, 0x12, 1], 24);
+    expect(decodeDatapathEvent(b)).toMatchObject({
+      type: 'trace',
+      proto: 6,
+      tcpFlags: 0x12,
+      isReply: true,
     });
   });
 });

@@ -60,6 +60,8 @@ export const Reason = {
 
 export const EventType = { DROP: 1, TRACE: 2 } as const;
 
+export const EventFlags = { REPLY: 1 << 0 } as const;
+
 /** 2 was DENY; NetworkPolicy only allows, so every entry allows. */
 export const PolicyAction = { ALLOW: 1 } as const;
 

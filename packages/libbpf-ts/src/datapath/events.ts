@@ -2,7 +2,7 @@ import { structCodec } from '../codec.ts';
 import type { Codec } from '../codec.ts';
 import { defineLayout } from '../layout.ts';
 import { formatIp } from '@dyad/netaddr';
-import { directionName, reasonName } from './constants.ts';
+import { EventFlags, directionName, reasonName } from './constants.ts';
 import type { DirectionName } from './constants.ts';
 import { familyTag } from './endpoints.ts';
 import type { IpFamily } from '@dyad/netaddr';
@@ -20,7 +20,9 @@ export const eventLayout = defineLayout('dy_event', 64, [
   { name: 'family', offset: 26, kind: 'u8' },
   { name: 'proto', offset: 27, kind: 'u8' },
   { name: 'dir', offset: 28, kind: 'u8' },
-  { name: 'pad', offset: 29, kind: 'pad', length: 3 },
+  { name: 'tcp_flags', offset: 29, kind: 'u8' },
+  { name: 'flags', offset: 30, kind: 'u8' },
+  { name: 'pad', offset: 31, kind: 'pad', length: 1 },
   { name: 'saddr', offset: 32, kind: 'bytes', length: 16 },
   { name: 'daddr', offset: 48, kind: 'bytes', length: 16 },
 ] as const);
@@ -38,6 +40,10 @@ export interface DatapathEvent {
   /** Destination port, or the ICMP type for ICMP/ICMPv6 */
   readonly dport: number;
   readonly proto: number;
+  /** The TCP header's flags byte (FIN = 0x01 … CWR = 0x80); 0 for other protocols. */
+  readonly tcpFlags: number;
+  /** The packet is in the reply direction of a tracked flow. */
+  readonly isReply: boolean;
   readonly direction: DirectionName | undefined;
   readonly ifindex: number;
   readonly srcIdentity: number;
@@ -66,6 +72,8 @@ export const eventCodec: Codec<DatapathEvent> = {
       sport: s.sport,
       dport: s.dport,
       proto: s.proto,
+      tcpFlags: s.tcp_flags,
+      isReply: (s.flags & EventFlags.REPLY) !== 0,
       direction: directionName(s.dir),
       ifindex: s.ifindex,
       srcIdentity: s.src_identity,
