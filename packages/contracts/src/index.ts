@@ -201,6 +201,23 @@ export type {
   RestoreReportValue,
 } from './agent-api.ts';
 
+export {
+  FLOW_STREAM,
+  FLOW_SUBJECT_ROOT,
+  FlowDropReason,
+  FlowEndpoint,
+  FlowEvent,
+  FlowLayer4,
+  FlowStream,
+  FlowVerdict,
+  TcpFlags,
+  flowFamilyToken,
+  flowFilters,
+  flowSubject,
+  flowVerdictToken,
+} from './flow.ts';
+export type { FlowEventValue, FlowSelector } from './flow.ts';
+
 export { generateEventDocs } from './docs.ts';
 export { ALL_CONTRACTS, ALL_STREAMS, CONTRACTS_BY_TYPE } from './registry.ts';
 

@@ -28,6 +28,7 @@ import {
   PolicyStatusEvent,
   PolicyStream,
 } from './policy.ts';
+import { FlowEvent, FlowStream } from './flow.ts';
 import type { StreamSpec } from './streams.ts';
 import { DeadLetterStream, K8sStream } from './streams.ts';
 
@@ -55,6 +56,7 @@ export const ALL_CONTRACTS: readonly MessageContract[] = [
   IdentityEvent,
   PodIdentityEvent,
   PolicyStatusEvent,
+  FlowEvent,
 ];
 
 export const ALL_STREAMS: readonly StreamSpec[] = [
@@ -66,6 +68,7 @@ export const ALL_STREAMS: readonly StreamSpec[] = [
   AgentStream,
   NodeDesiredStream,
   PolicyStream,
+  FlowStream,
 ];
 
 /** Lets a decoder tell "a type meant for someone else" from "a type nobody defined". */
