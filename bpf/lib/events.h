@@ -25,8 +25,11 @@ static __always_inline void dy_emit(__u8 type, __u8 reason, __u8 dir, const stru
 {
 	struct dy_event *e = bpf_ringbuf_reserve(&dy_events, sizeof(*e), 0);
 
-	if (!e)
+	if (!e) {
+		/* the reader is behind: count it, so user space can tell lost from never produced */
+		dy_count(DY_REASON_EVENT_LOST, dir, p->t.family, 0);
 		return;
+	}
 	e->ts_ns = bpf_ktime_get_ns();
 	e->ifindex = ifindex;
 	e->src_identity = src_identity;

@@ -50,6 +50,8 @@ export const Reason = {
   FORWARDED: 1,
   PASSED: 2,
   POLICY_ALLOWED: 3,
+  /** Counter only: an event the ring buffer had no room for. */
+  EVENT_LOST: 4,
   DROP_POLICY: 10,
   DROP_UNKNOWN_SOURCE: 11,
   DROP_MALFORMED: 12,
