@@ -49,10 +49,10 @@ describe('telemetry publisher', () => {
     let accepted = 0;
     // one synchronous burst: no flush can complete inside it
     for (let i = 0; i < 100; i++)
-      if (p.publish('dyad.test.v1.note.9', { n: i }, undefined, new Date())) accepted++;
+      if (p.publish('dyad.test.v1.note.9', { n: i, text: '' }, undefined, new Date())) accepted++;
     expect(accepted).toBe(8);
     expect(p.unconfirmed).toBe(8);
     await eventually(() => p.unconfirmed === 0);
-    expect(p.publish('dyad.test.v1.note.9', { n: 0 }, undefined, new Date())).toBe(true);
+    expect(p.publish('dyad.test.v1.note.9', { n: 0, text: '' }, undefined, new Date())).toBe(true);
   });
 });

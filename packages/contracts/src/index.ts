@@ -174,6 +174,7 @@ export {
   AgentApi,
   AgentApiError,
   AgentEndpoint,
+  AgentMonitor,
   AgentStatus,
   AgentVersion,
   BpfCtEntry,
