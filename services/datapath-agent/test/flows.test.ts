@@ -125,7 +125,10 @@ describe('flowOf', () => {
 /** A ring buffer reader stand-in: yields what it is given, counts its own drops. */
 class ListSource implements FlowSource {
   dropped = 0;
-  constructor(readonly events: DatapathEvent[]) {}
+  readonly events: DatapathEvent[];
+  constructor(events: DatapathEvent[]) {
+    this.events = events;
+  }
   async *[Symbol.asyncIterator](): AsyncIterator<DatapathEvent> {
     for (const e of this.events) yield e;
   }
