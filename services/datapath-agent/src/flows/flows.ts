@@ -14,10 +14,10 @@ import { followIdentities } from './identities.ts';
  * The memory bound of flow export. Decoded events wait in the reader's queue (at most
  * FLOW_QUEUE, ~0.5 KiB each); encoded flows wait in the NATS client's buffer until a flush
  * confirms them (at most FLOW_UNCONFIRMED, ~1.2 KiB each); the kernel's ring buffer is 256 KiB.
- * Together under 16 MiB, whatever the traffic.
+ * Together under 4 MiB, whatever the traffic: beyond it events are dropped and counted.
  */
-export const FLOW_QUEUE = 4096;
-export const FLOW_UNCONFIRMED = 8192;
+export const FLOW_QUEUE = 1024;
+export const FLOW_UNCONFIRMED = 2048;
 
 export type FlowCountersValue = NonNullable<AgentStatusValue['flows']>;
 
@@ -108,7 +108,7 @@ export function startFlows(o: {
       identities = await followIdentities(bus, directory);
       publisher ??= bus.telemetryPublisher(FlowEvent, {
         maxUnconfirmed: FLOW_UNCONFIRMED,
-        flushEvery: 1024,
+        flushEvery: 256,
       });
     },
     async close() {
