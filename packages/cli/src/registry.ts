@@ -4,6 +4,8 @@ import { bpfEndpointListCommand } from './commands/bpf-endpoint-list.ts';
 import { bpfIpcacheListCommand } from './commands/bpf-ipcache-list.ts';
 import { endpointListCommand } from './commands/endpoint-list.ts';
 import { ipamListCommand } from './commands/ipam-list.ts';
+import { monitorCommand } from './commands/monitor.ts';
+import { observeCommand } from './commands/observe.ts';
 import { identityListCommand, policyGetCommand } from './commands/policy-get.ts';
 import { statusCommand } from './commands/status.ts';
 import { versionCommand } from './commands/version.ts';
@@ -21,5 +23,7 @@ export const COMMANDS: readonly Command[] = [
   ipamListCommand,
   identityListCommand,
   policyGetCommand,
+  observeCommand,
+  monitorCommand,
   versionCommand,
 ];

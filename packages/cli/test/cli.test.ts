@@ -253,6 +253,8 @@ describe('every built-in command', () => {
       'bpf ipcache list',
       'endpoint list',
       'ipam list',
+      'monitor',
+      'observe',
       'status',
       'version',
     ]);
