@@ -219,8 +219,10 @@ export {
 } from './flow.ts';
 export type { FlowEventValue, FlowSelector } from './flow.ts';
 
+export { ErrorReply, REPLY_INBOX } from './reply.ts';
+
 export { generateEventDocs } from './docs.ts';
-export { ALL_CONTRACTS, ALL_STREAMS, CONTRACTS_BY_TYPE } from './registry.ts';
+export { ALL_CONTRACTS, ALL_STREAMS, CONTRACTS_BY_TYPE, REQUEST_REPLY } from './registry.ts';
 
 export { DeadLetterHeader, DeadLetterStream, K8sStream } from './streams.ts';
 export type { KvBucketSpec, StreamSpec } from './streams.ts';

@@ -29,6 +29,7 @@ import {
   PolicyStream,
 } from './policy.ts';
 import { FlowEvent, FlowStream } from './flow.ts';
+import { ErrorReply } from './reply.ts';
 import type { StreamSpec } from './streams.ts';
 import { DeadLetterStream, K8sStream } from './streams.ts';
 
@@ -57,7 +58,14 @@ export const ALL_CONTRACTS: readonly MessageContract[] = [
   PodIdentityEvent,
   PolicyStatusEvent,
   FlowEvent,
+  ErrorReply,
 ];
+
+/** Requests and what may answer them (on the requester's inbox). */
+export const REQUEST_REPLY: ReadonlyArray<{
+  readonly request: MessageContract;
+  readonly replies: readonly MessageContract[];
+}> = [{ request: GrowRequest, replies: [GrowReply, ErrorReply] }];
 
 export const ALL_STREAMS: readonly StreamSpec[] = [
   K8sStream,

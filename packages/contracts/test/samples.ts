@@ -23,6 +23,7 @@ import {
   PodPolicyDesiredV2,
   PolicyStatusEvent,
   FlowEvent,
+  ErrorReply,
 } from '../src/index.ts';
 
 const meta = (name: string, namespace?: string) => ({
@@ -377,4 +378,5 @@ export const VALID_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> =
   ...AGENT_SAMPLES,
   ...POLICY_SAMPLES,
   [FlowEvent, FLOW_SAMPLE],
+  [ErrorReply, { error: { code: 'bad-request', message: 'schema: node: required' } }],
 ];
