@@ -150,7 +150,10 @@ async function main(): Promise<void> {
       maxUnconfirmed: FLOW_UNCONFIRMED,
       flushEvery: 256,
     });
-    const reader = lib.ringBuffer(maps.events.fd, decodeDatapathEvent, { maxQueued: FLOW_QUEUE });
+    const reader = lib.ringBuffer(maps.events.fd, decodeDatapathEvent, {
+      maxQueued: FLOW_QUEUE,
+      budget: FLOW_QUEUE,
+    });
     const produced0 = policyDrops(maps);
     const lost0 = ringLost(maps);
     const exporter = new FlowExporter({ source: reader, lookup, sink: () => publisher });

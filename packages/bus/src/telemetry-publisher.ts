@@ -45,6 +45,13 @@ export function telemetryPublisher<C extends MessageContract>(
   let sent = 0;
   let unconfirmed = 0;
   let sinceFlush = 0;
+  const h = natsHeaders();
+  h.set(Header.specversion, CE_SPECVERSION);
+  h.set(Header.source, ctx.source);
+  h.set(Header.type, contract.type);
+  h.set(Header.dataschema, schema);
+  h.set(Header.datacontenttype, CONTENT_TYPE_JSON);
+  h.set(Header.contentType, CONTENT_TYPE_JSON);
   const confirm = (n: number) => () => {
     unconfirmed -= n;
   };
@@ -57,16 +64,11 @@ export function telemetryPublisher<C extends MessageContract>(
     },
     publish(subject, payload, ceSubject, time) {
       if (!isConnected() || unconfirmed >= opts.maxUnconfirmed) return false;
-      const h = natsHeaders();
-      h.set(Header.specversion, CE_SPECVERSION);
+      // the client encodes headers inside publish(): one object, only what differs set anew
       h.set(Header.id, idPrefix + String(sent));
-      h.set(Header.source, ctx.source);
-      h.set(Header.type, contract.type);
       h.set(Header.time, time.toISOString());
-      h.set(Header.dataschema, schema);
-      h.set(Header.datacontenttype, CONTENT_TYPE_JSON);
-      h.set(Header.contentType, CONTENT_TYPE_JSON);
       if (ceSubject !== undefined) h.set(Header.subject, ceSubject);
+      else h.delete(Header.subject);
       try {
         ctx.nc.publish(subject, encoder.encode(JSON.stringify(payload)), { headers: h });
       } catch {

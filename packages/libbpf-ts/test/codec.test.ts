@@ -16,6 +16,7 @@ import {
   ipcacheKeyToStruct,
   datapathLayouts,
   decodeDatapathEvent,
+  eventCodec,
   defineLayout,
   encode,
   endpointsCodec,
@@ -163,6 +164,16 @@ describe('datapath codecs', () => {
       tcpFlags: 0,
       isReply: false,
     });
+  });
+
+  test('the fast event decoder agrees with the struct codec on random records', () => {
+    for (let i = 0; i < 200; i++) {
+      const b = Buffer.from(
+        Array.from({ length: eventLayout.size }, () => Math.floor(Math.random() * 256)),
+      );
+      b[26] = i % 2 === 0 ? 4 : 6;
+      expect(decodeDatapathEvent(b)).toEqual(eventCodec.decode(b, 0));
+    }
   });
 
   test('a TCP event carries the flags byte and the reply bit', () => {

@@ -82,6 +82,36 @@ export const eventCodec: Codec<DatapathEvent> = {
   },
 };
 
+const off = Object.fromEntries(eventLayout.fields.map((f) => [f.name, f.offset])) as Record<
+  (typeof eventLayout.fields)[number]['name'],
+  number
+>;
+
+/**
+ * One ring-buffer record, read field by field at the layout's offsets: the generic struct codec
+ * builds an object of every field first, which at flood rates costs more than the rest of a
+ * flow's enrichment. A test checks that both decoders agree.
+ */
 export function decodeDatapathEvent(record: Buffer): DatapathEvent {
-  return eventCodec.decode(record, 0);
+  const family = familyTag(record[off.family] ?? 0);
+  const addr = (at: number) => record.subarray(at, at + (family === 4 ? 4 : 16));
+  const reason = record[off.reason] ?? 0;
+  return {
+    tsNs: record.readBigUInt64LE(off.ts_ns),
+    type: record[off.type] === 1 ? 'drop' : 'trace',
+    reason,
+    reasonName: reasonName(reason),
+    family,
+    src: formatIp(family, addr(off.saddr)),
+    dst: formatIp(family, addr(off.daddr)),
+    sport: record.readUInt16BE(off.sport),
+    dport: record.readUInt16BE(off.dport),
+    proto: record[off.proto] ?? 0,
+    tcpFlags: record[off.tcp_flags] ?? 0,
+    isReply: ((record[off.flags] ?? 0) & EventFlags.REPLY) !== 0,
+    direction: directionName(record[off.dir] ?? 0),
+    ifindex: record.readUInt32LE(off.ifindex),
+    srcIdentity: record.readUInt32LE(off.src_identity),
+    dstIdentity: record.readUInt32LE(off.dst_identity),
+  };
 }

@@ -67,6 +67,8 @@ export function startFlows(o: {
   const directory = o.directory;
   const source = o.lib.ringBuffer(o.datapath.loaded.maps.events.fd, decodeDatapathEvent, {
     maxQueued: FLOW_QUEUE,
+    // no more per turn than the queue holds: a record read only to be dropped costs its decode
+    budget: FLOW_QUEUE,
   });
   let publisher: TelemetryPublisher<FlowEventValue> | undefined;
   let identities: BusConsumer | undefined;
