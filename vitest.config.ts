@@ -10,6 +10,7 @@ export default defineConfig({
       'lab/test/**/*.test.ts',
       'scripts/test/**/*.test.ts',
       'deploy/test/**/*.test.ts',
+      'examples/test/**/*.test.ts',
     ],
     // Hang guards, not speed limits: the lab's end-to-end tests start whole clusters.
     testTimeout: 600_000,

@@ -76,7 +76,10 @@ static __always_inline int dy_judge(struct dy_pkt *p, __u8 dir, __u32 ep_id, int
 
 	if (p->opaque)
 		return enforce ? p->opaque : 0;
-	if (dy_ct_lookup(p, dir, ep_id) != DY_CT_NEW)
+	int ct = dy_ct_lookup(p, dir, ep_id);
+
+	p->is_reply = ct == DY_CT_REPLY;
+	if (ct != DY_CT_NEW)
 		return 0;
 	if (enforce) {
 		const __u8 *peer_addr = dir == DY_DIR_EGRESS ? p->t.daddr : p->t.saddr;

@@ -50,6 +50,7 @@ enum dy_identity dy_enum_identity;
 enum dy_endpoint_flags dy_enum_endpoint_flags;
 enum dy_reason dy_enum_reason;
 enum dy_event_type dy_enum_event_type;
+enum dy_event_flags dy_enum_event_flags;
 enum dy_ipcache_prefix dy_enum_ipcache_prefix;
 enum dy_ipcache_flags dy_enum_ipcache_flags;
 enum dy_policy_prefix dy_enum_policy_prefix;

@@ -25,8 +25,11 @@ static __always_inline void dy_emit(__u8 type, __u8 reason, __u8 dir, const stru
 {
 	struct dy_event *e = bpf_ringbuf_reserve(&dy_events, sizeof(*e), 0);
 
-	if (!e)
+	if (!e) {
+		/* the reader is behind: count it, so user space can tell lost from never produced */
+		dy_count(DY_REASON_EVENT_LOST, dir, p->t.family, 0);
 		return;
+	}
 	e->ts_ns = bpf_ktime_get_ns();
 	e->ifindex = ifindex;
 	e->src_identity = src_identity;
@@ -38,9 +41,9 @@ static __always_inline void dy_emit(__u8 type, __u8 reason, __u8 dir, const stru
 	e->family = p->t.family;
 	e->proto = p->t.proto;
 	e->dir = dir;
-	e->pad[0] = 0;
-	e->pad[1] = 0;
-	e->pad[2] = 0;
+	e->tcp_flags = p->t.proto == IPPROTO_TCP ? p->tcp_flags : 0;
+	e->flags = p->is_reply ? DY_EVENT_F_REPLY : 0;
+	e->pad = 0;
 	__builtin_memcpy(e->saddr, p->t.saddr, 16);
 	__builtin_memcpy(e->daddr, p->t.daddr, 16);
 	bpf_ringbuf_submit(e, 0);

@@ -77,7 +77,8 @@ struct dy_pkt {
 	__u8 ttl;
 	__u8 frag;             /* DY_FRAG_* */
 	__u8 opaque;           /* upper layer unknown: the DY_REASON_DROP_* an enforcing endpoint uses */
-	__u8 pad[3];
+	__u8 is_reply;         /* set by the program once conntrack says DY_CT_REPLY */
+	__u8 pad[2];
 	__u32 len;
 };
 

@@ -39,6 +39,7 @@ enum dy_reason {
 	DY_REASON_FORWARDED = 1,      /* delivered or forwarded by the program */
 	DY_REASON_PASSED = 2,	      /* handed to the kernel stack unchanged */
 	DY_REASON_POLICY_ALLOWED = 3, /* new flow allowed by policy (trace) */
+	DY_REASON_EVENT_LOST = 4,     /* an event the ring buffer had no room for (counter only) */
 	DY_REASON_DROP_POLICY = 10,
 	DY_REASON_DROP_UNKNOWN_SOURCE = 11,
 	DY_REASON_DROP_MALFORMED = 12,
@@ -55,6 +56,11 @@ enum dy_reason {
 enum dy_event_type {
 	DY_EVENT_DROP = 1,
 	DY_EVENT_TRACE = 2,
+};
+
+/* Event flags. */
+enum dy_event_flags {
+	DY_EVENT_F_REPLY = 1 << 0, /* the packet belongs to the reply direction of a tracked flow */
 };
 
 #endif

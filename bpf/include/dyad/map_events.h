@@ -18,7 +18,9 @@ struct dy_event {
 	__u8 family; /* DY_FAMILY_* */
 	__u8 proto;
 	__u8 dir;    /* DY_DIR_* */
-	__u8 pad[3];
+	__u8 tcp_flags; /* the TCP header's flags byte (CWR..FIN), 0 for other protocols */
+	__u8 flags;     /* DY_EVENT_F_* */
+	__u8 pad;
 	__u8 saddr[16];
 	__u8 daddr[16];
 };

@@ -27,6 +27,8 @@ import type { SnapshotOptions } from './snapshot.ts';
 import { snapshot } from './snapshot.ts';
 import type { BusSubscription, SubscribeOptions } from './subscribe.ts';
 import { subscribe } from './subscribe.ts';
+import { telemetryPublisher } from './telemetry-publisher.ts';
+import type { TelemetryPublisher, TelemetryPublisherOptions } from './telemetry-publisher.ts';
 
 export interface ReconnectOptions {
   /** Attempts before giving up; -1 (the default) retries forever. */
@@ -134,6 +136,12 @@ export interface Bus {
   /** The bucket's @nats-io/kv handle; the bucket must exist (see ensureKv). */
   kv(bucket: string): Promise<KV>;
 
+  /** A bounded core-NATS publisher for high-rate telemetry (flows); see telemetry-publisher.ts. */
+  telemetryPublisher<C extends MessageContract>(
+    contract: C,
+    opts: TelemetryPublisherOptions,
+  ): TelemetryPublisher<PayloadOf<C>>;
+
   /** Round trip to the server: everything published before it has reached the server. */
   flush(): Promise<void>;
   /** Stops every subscription and consumer, waits for handlers in flight, flushes, closes. */
@@ -240,6 +248,8 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     request: (req, subject, payload, rep, o) => request(ctx, req, subject, payload, rep, o),
     serve: (req, subject, handler, rep, o) => serve(ctx, req, subject, handler, rep, o),
     purgeSubjects: async (stream, filter) => purgeSubjects(await jsm(), stream, filter),
+    telemetryPublisher: (contract, o) =>
+      telemetryPublisher(ctx, contract, () => connected && !nc.isClosed(), o),
     ensureStreams: async (specs) =>
       ensureStreams(await jsm(), specs, opts.logger, opts.streamReplicas ?? 1),
     ensureKv: async (specs) =>

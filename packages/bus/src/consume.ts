@@ -51,6 +51,8 @@ export interface ConsumeOptions {
 export interface BusConsumer extends BusWorker {
   /** The consumer's name on the server (the durable name, or the ordered consumer's generated one). */
   readonly name: string;
+  /** Messages the consumer had to deliver when it was made: 0 means nothing to catch up on. */
+  readonly pendingAtStart: number;
 }
 
 export const DEFAULT_MAX_DELIVER = 5;
@@ -80,7 +82,8 @@ export async function consume<C extends MessageContract>(
       : (await ensureDurable(await jsm(), opts, durable),
         await js.consumers.get(opts.stream, durable));
   const messages = await consumer.consume({ max_messages: opts.maxMessages ?? 32 });
-  const name = durable ?? (await consumer.info(true)).name;
+  const created = await consumer.info(true);
+  const name = durable ?? created.name;
   void watchStatus(ctx, messages.status(), opts.stream, name);
 
   const limit = limiter(durable === undefined ? 1 : (opts.concurrency ?? 1), (err) =>
@@ -98,7 +101,7 @@ export async function consume<C extends MessageContract>(
     await messages.close();
   };
   const worker = track(ctx, stop, loop, `${opts.stream}/${name}`);
-  return { ...worker, name };
+  return { ...worker, name, pendingAtStart: created.num_pending };
 }
 
 function startPosition(

@@ -1,4 +1,4 @@
-import { encodeEvent } from '@dyad/contracts';
+import { CONTRACTS_BY_TYPE, encodeEvent } from '@dyad/contracts';
 import type { MessageContract, PayloadOf } from '@dyad/contracts';
 import { context } from '@opentelemetry/api';
 import type { Msg } from '@nats-io/transport-node';
@@ -18,7 +18,7 @@ import type { Delivery } from './inbound.ts';
 import { decodeRaw, delivery, limiter } from './inbound.ts';
 import type { InputOf, PublishOptions } from './publish.ts';
 import { encodeOutgoing } from './publish.ts';
-import { ErrorCode, ErrorReply, KNOWN_WITH_ERROR } from './reply.ts';
+import { ErrorCode, ErrorReply } from './reply.ts';
 import type { BusSubscription } from './subscribe.ts';
 import {
   Kind,
@@ -95,7 +95,7 @@ export async function request<Req extends MessageContract, Rep extends MessageCo
       const decoded = decodeRaw<MessageContract>(
         [replyContract, ErrorReply],
         reply,
-        KNOWN_WITH_ERROR,
+        CONTRACTS_BY_TYPE,
       );
       if (!decoded.ok) {
         ctx.metrics.handled.inc({ op: 'request', outcome: 'dead-letter' });

@@ -5,6 +5,8 @@ import { bpfIpcacheListCommand } from './commands/bpf-ipcache-list.ts';
 import { bpfLbListCommand } from './commands/bpf-lb-list.ts';
 import { endpointListCommand } from './commands/endpoint-list.ts';
 import { ipamListCommand } from './commands/ipam-list.ts';
+import { monitorCommand } from './commands/monitor.ts';
+import { observeCommand } from './commands/observe.ts';
 import { identityListCommand, policyGetCommand } from './commands/policy-get.ts';
 import { serviceListCommand } from './commands/service-list.ts';
 import { statusCommand } from './commands/status.ts';
@@ -25,5 +27,7 @@ export const COMMANDS: readonly Command[] = [
   ipamListCommand,
   identityListCommand,
   policyGetCommand,
+  observeCommand,
+  monitorCommand,
   versionCommand,
 ];

@@ -254,6 +254,8 @@ describe('every built-in command', () => {
       'bpf lb list',
       'endpoint list',
       'ipam list',
+      'monitor',
+      'observe',
       'service list',
       'status',
       'version',

@@ -84,6 +84,8 @@ const cases: Array<[string[], string[]]> = [
       'identity',
       'ipam',
       'lab',
+      'monitor',
+      'observe',
       'policy',
       'service',
       'status',

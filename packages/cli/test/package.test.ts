@@ -116,8 +116,11 @@ async function helpCommands(): Promise<string[]> {
   for (const line of text.split('\n')) {
     if (/^Commands( from \S+)?:$/.test(line)) inList = true;
     else if (line === '') inList = false;
-    else if (inList)
-      out.push(...expand((/^ {2}(\S+(?: \S+)*?) {2,}/.exec(line)?.[1] ?? '').split(' ')));
+    else if (inList) {
+      // a wrapped summary continues on a line that starts with spaces only: no command there
+      const m = /^ {2}(\S+(?: \S+)*?) {2,}/.exec(line);
+      if (m?.[1] !== undefined) out.push(...expand(m[1].split(' ')));
+    }
   }
   return out;
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { EndpointState } from './agent.ts';
 import { Cidr, FamilySchema, IpAddress } from './family.ts';
+import { FlowEvent } from './flow.ts';
 import { RouterServiceEntry } from './router.ts';
 
 /**
@@ -72,6 +73,24 @@ export const AgentStatus = z.object({
   /** Per map mirror (`endpoints`, `ipcache`, `policy`). */
   writes: z.record(z.string(), MapWriteStats),
   restore: RestoreReport.optional(),
+  /**
+   * The flow exporter since start. Every event the datapath produced is in exactly one of:
+   * published, droppedQueue, droppedUnsent, or (never read) ringLost.
+   */
+  flows: z
+    .object({
+      received: Count,
+      published: Count,
+      /** Discarded by the agent's bounded queue: it fell behind the ring buffer. */
+      droppedQueue: Count,
+      /** Not sent: NATS away or slow to confirm. */
+      droppedUnsent: Count,
+      /** The datapath found the ring buffer full (DY_REASON_EVENT_LOST counters). */
+      ringLost: Count,
+      /** Flows a slow `dyad monitor` client missed (not part of the sum above). */
+      missedByMonitors: Count,
+    })
+    .optional(),
   cniSocket: z.string(),
   pinDir: z.string(),
 });
@@ -214,6 +233,16 @@ export const AgentApi = {
 } as const;
 
 export type AgentApiName = keyof typeof AgentApi;
+
+/**
+ * `/v1/monitor`: a stream, not a GET answer: one flow (`io.dyad.flow.v1` payload) per line as
+ * the agent drains the datapath, until the client closes; `dyad monitor` reads it.
+ */
+export const AgentMonitor = {
+  path: '/v1/monitor',
+  line: FlowEvent.schema,
+  description: "this node's flows as they happen, one JSON object per line",
+} as const;
 /** The validated body of a 200 answer on one path. */
 export type AgentApiBody<K extends AgentApiName> = z.output<(typeof AgentApi)[K]['schema']>;
 

@@ -18,6 +18,9 @@ export const Header = {
   time: 'ce-time',
   subject: 'ce-subject',
   dataschema: 'ce-dataschema',
+  /** The CloudEvents NATS binding's name for the body's media type. */
+  datacontenttype: 'ce-datacontenttype',
+  /** The same media type for NATS tools that know no CloudEvents. */
   contentType: 'content-type',
   traceparent: 'traceparent',
   tracestate: 'tracestate',
@@ -79,6 +82,7 @@ export function encodeEvent<C extends MessageContract>(
     [Header.type]: contract.type,
     [Header.time]: (opts.time ?? new Date()).toISOString(),
     [Header.dataschema]: dataSchemaUri(contract.type),
+    [Header.datacontenttype]: CONTENT_TYPE_JSON,
     [Header.contentType]: CONTENT_TYPE_JSON,
   };
   if (opts.subject !== undefined) headers[Header.subject] = opts.subject;
@@ -165,9 +169,11 @@ export function decodeEvent<C extends MessageContract>(
           type,
         );
   }
-  const contentType = get(Header.contentType);
-  if (contentType !== undefined && !contentType.startsWith(CONTENT_TYPE_JSON)) {
-    return fail(RejectReason.unsupportedContentType, `content-type ${contentType}`, type);
+  for (const name of [Header.datacontenttype, Header.contentType]) {
+    const contentType = get(name);
+    if (contentType !== undefined && !contentType.startsWith(CONTENT_TYPE_JSON)) {
+      return fail(RejectReason.unsupportedContentType, `${name} ${contentType}`, type);
+    }
   }
   if (body.byteLength > MAX_EVENT_BYTES) {
     return fail(

@@ -190,6 +190,7 @@ export {
   AgentApi,
   AgentApiError,
   AgentEndpoint,
+  AgentMonitor,
   AgentStatus,
   AgentVersion,
   BpfCtEntry,
@@ -219,8 +220,27 @@ export type {
   RestoreReportValue,
 } from './agent-api.ts';
 
+export {
+  FLOW_STREAM,
+  FLOW_SUBJECT_ROOT,
+  FlowDropReason,
+  FlowEndpoint,
+  FlowEvent,
+  FlowLayer4,
+  FlowStream,
+  FlowVerdict,
+  TcpFlags,
+  flowFamilyToken,
+  flowFilters,
+  flowSubject,
+  flowVerdictToken,
+} from './flow.ts';
+export type { FlowEventValue, FlowSelector } from './flow.ts';
+
+export { ErrorReply, REPLY_INBOX } from './reply.ts';
+
 export { generateEventDocs } from './docs.ts';
-export { ALL_CONTRACTS, ALL_STREAMS, CONTRACTS_BY_TYPE } from './registry.ts';
+export { ALL_CONTRACTS, ALL_STREAMS, CONTRACTS_BY_TYPE, REQUEST_REPLY } from './registry.ts';
 
 export { DeadLetterHeader, DeadLetterStream, K8sStream } from './streams.ts';
 export type { KvBucketSpec, StreamSpec } from './streams.ts';

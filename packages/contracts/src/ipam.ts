@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { defineMessage } from './contract.ts';
+import { REPLY_INBOX } from './reply.ts';
 import { Family, FamilyAddress, FamilySchema } from './family.ts';
 import type { KvBucketSpec, StreamSpec } from './streams.ts';
 import { encodeToken } from './subjects.ts';
@@ -214,7 +215,7 @@ export const GrowReply = defineMessage({
   }),
   description:
     "The reply to a grow request: the node's blocks, with the new set (also published on the node's assignment subject).",
-  subjectPattern: '(the requester reply inbox)',
+  subjectPattern: REPLY_INBOX,
 });
 
 export const NodeBlocksHeld = defineMessage({

@@ -34,6 +34,8 @@ import {
   PolicyStatusEvent,
   PolicyStream,
 } from './policy.ts';
+import { FlowEvent, FlowStream } from './flow.ts';
+import { ErrorReply } from './reply.ts';
 import type { StreamSpec } from './streams.ts';
 import { DeadLetterStream, K8sStream } from './streams.ts';
 
@@ -62,7 +64,15 @@ export const ALL_CONTRACTS: readonly MessageContract[] = [
   IdentityEvent,
   PodIdentityEvent,
   PolicyStatusEvent,
+  FlowEvent,
+  ErrorReply,
 ];
+
+/** Requests and what may answer them (on the requester's inbox). */
+export const REQUEST_REPLY: ReadonlyArray<{
+  readonly request: MessageContract;
+  readonly replies: readonly MessageContract[];
+}> = [{ request: GrowRequest, replies: [GrowReply, ErrorReply] }];
 
 export const ALL_STREAMS: readonly StreamSpec[] = [
   K8sStream,
@@ -73,6 +83,7 @@ export const ALL_STREAMS: readonly StreamSpec[] = [
   AgentStream,
   NodeDesiredStream,
   PolicyStream,
+  FlowStream,
 ];
 
 /** Lets a decoder tell "a type meant for someone else" from "a type nobody defined". */

@@ -133,6 +133,14 @@ describe('decoder reject reasons', () => {
       reason: 'unsupported-content-type',
     });
   });
+  it('a non-JSON ce-datacontenttype (the CloudEvents NATS binding name)', () => {
+    expect(good.headers[Header.datacontenttype]).toBe('application/json');
+    const h = { ...good.headers, [Header.datacontenttype]: 'application/cbor' };
+    expect(decodeEvent([PodEvent], h, good.body)).toMatchObject({
+      ok: false,
+      reason: 'unsupported-content-type',
+    });
+  });
   it('reads headers through a getter, as NATS headers are read', () => {
     const d = decodeEvent([PodEvent], (n) => good.headers[n], good.body);
     expect(d.ok).toBe(true);

@@ -23,6 +23,8 @@ import {
   PodIdentityEvent,
   PodPolicyDesiredV2,
   PolicyStatusEvent,
+  FlowEvent,
+  ErrorReply,
 } from '../src/index.ts';
 
 const meta = (name: string, namespace?: string) => ({
@@ -278,6 +280,35 @@ const POLICY_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> = [
   ],
 ];
 
+/** A policy drop of a TCP SYN between two pods, as an agent publishes it. */
+export const FLOW_SAMPLE = {
+  time: '2026-12-06T04:40:00.123Z',
+  node_name: 'node-a',
+  verdict: 'DROPPED',
+  drop_reason: 10,
+  drop_reason_desc: 'POLICY_DENIED',
+  policy_verdict: 'DENIED',
+  traffic_direction: 'INGRESS',
+  IP: { source: 'fd00:d1ad::5', destination: 'fd00:d1ad::6', ipVersion: 'IPv6' },
+  l4: { TCP: { source_port: 40000, destination_port: 8080, flags: { SYN: true } } },
+  source: {
+    identity: 0x10001,
+    namespace: 'prod',
+    pod_name: 'web-0',
+    labels: ['dyad:namespace=prod', 'k8s:app=web'],
+  },
+  destination: {
+    identity: 0x10002,
+    namespace: 'prod',
+    pod_name: 'db-0',
+    labels: ['dyad:namespace=prod', 'k8s:app=db'],
+  },
+  interface: { index: 7, name: 'dy1a2b3c' },
+  is_reply: false,
+  event_type: { type: 1 },
+  Type: 'L3_L4',
+} as const;
+
 /** One valid payload per contract, as kube-bridge would publish it. */
 export const VALID_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> = [
   [
@@ -384,4 +415,6 @@ export const VALID_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> =
   ...ROUTER_SAMPLES,
   ...AGENT_SAMPLES,
   ...POLICY_SAMPLES,
+  [FlowEvent, FLOW_SAMPLE],
+  [ErrorReply, { error: { code: 'bad-request', message: 'schema: node: required' } }],
 ];

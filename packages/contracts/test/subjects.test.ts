@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { decodeToken, encodeToken, k8sObjectSubject, parseK8sObjectSubject } from '../src/index.ts';
+import {
+  FlowEvent,
+  decodeToken,
+  encodeToken,
+  flowFilters,
+  flowSubject,
+  k8sObjectSubject,
+  parseK8sObjectSubject,
+} from '../src/index.ts';
+import { FLOW_SAMPLE } from './samples.ts';
 
 describe('subject tokens', () => {
   it('a dotted Kubernetes name stays one token', () => {
@@ -42,5 +51,42 @@ describe('subject tokens', () => {
 
   it('refuses an empty token', () => {
     expect(() => encodeToken('')).toThrow(/empty/);
+  });
+});
+
+describe('flow subjects', () => {
+  const flow = FlowEvent.schema.parse(FLOW_SAMPLE);
+
+  it('carry node, verdict, family and both namespaces as tokens', () => {
+    expect(flowSubject({ ...flow, node_name: 'node-1.lab' })).toBe(
+      'dyad.flow.v1.node-1%2Elab.dropped.ipv6.prod.prod',
+    );
+    const world = { ...flow, source: { identity: 2, labels: [] } };
+    expect(flowSubject(world)).toBe('dyad.flow.v1.node-a.dropped.ipv6._.prod');
+  });
+
+  // A NATS subject match: '*' is one token, literal tokens must be equal.
+  const matches = (filter: string, subject: string) => {
+    const f = filter.split('.');
+    const s = subject.split('.');
+    return f.length === s.length && f.every((t, i) => t === '*' || t === s[i]);
+  };
+
+  it('filters select a namespace at either end and nothing else', () => {
+    const fs = flowFilters({ namespace: 'prod', verdict: 'DROPPED', ipVersion: 'IPv6' });
+    const hit = (f: typeof flow) => fs.some((x) => matches(x, flowSubject(f)));
+    expect(hit(flow)).toBe(true);
+    expect(hit({ ...flow, source: { ...flow.source, namespace: 'other' } })).toBe(true);
+    expect(hit({ ...flow, destination: { ...flow.destination, namespace: 'other' } })).toBe(true);
+    const elsewhere = {
+      ...flow,
+      source: { ...flow.source, namespace: 'a' },
+      destination: { ...flow.destination, namespace: 'b' },
+    };
+    expect(hit(elsewhere)).toBe(false);
+    expect(hit({ ...flow, verdict: 'FORWARDED' })).toBe(false);
+    expect(hit({ ...flow, IP: { ...flow.IP, ipVersion: 'IPv4' } })).toBe(false);
+    expect(flowFilters({})).toEqual(['dyad.flow.v1.*.*.*.*.*']);
+    expect(flowFilters({ node: 'n.1' })).toEqual(['dyad.flow.v1.n%2E1.*.*.*.*']);
   });
 });

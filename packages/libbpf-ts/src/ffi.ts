@@ -12,6 +12,25 @@ type Bytes = Buffer | Uint8Array;
  * libbpf 1.x conventions: negative errno on failure. Pointer-returning ones give null and set
  * errno, read with `errno()`.
  */
+/** struct bpf_test_run_opts, the fields Dyad sets and reads (libbpf/bpf.h). */
+export interface TestRunOpts {
+  sz: number;
+  data_in: Buffer | null;
+  data_out: Buffer | null;
+  data_size_in: number;
+  data_size_out: number;
+  ctx_in: null;
+  ctx_out: null;
+  ctx_size_in: number;
+  ctx_size_out: number;
+  retval: number;
+  repeat: number;
+  duration: number;
+  flags: number;
+  cpu: number;
+  batch_size: number;
+}
+
 export interface LibbpfBindings {
   errno(): number;
   numPossibleCpus(): number;
@@ -57,6 +76,8 @@ export interface LibbpfBindings {
   programName(prog: Ptr): string;
   programFd(prog: Ptr): number;
   programSetAutoload(prog: Ptr, autoload: boolean): number;
+  /** Runs a loaded program on a packet in the kernel (BPF_PROG_TEST_RUN); fills retval, duration. */
+  progTestRun(progFd: number, opts: TestRunOpts): number;
 
   objGet(path: string): number;
   objPin(fd: number, path: string): number;
@@ -158,6 +179,25 @@ export function bindLibbpf(libbpfPath = 'libbpf.so.1', libcPath = 'libc.so.6'): 
   };
   for (const name of ['bpf_object', 'bpf_map', 'bpf_program', 'ring_buffer', 'btf'])
     ensureType(name, () => koffi.opaque(name));
+  ensureType('dy_bpf_test_run_opts', () =>
+    koffi.struct('dy_bpf_test_run_opts', {
+      sz: 'size_t',
+      data_in: 'const void *',
+      data_out: 'void *',
+      data_size_in: 'uint32_t',
+      data_size_out: 'uint32_t',
+      ctx_in: 'const void *',
+      ctx_out: 'void *',
+      ctx_size_in: 'uint32_t',
+      ctx_size_out: 'uint32_t',
+      retval: 'uint32_t',
+      repeat: 'int',
+      duration: 'uint32_t',
+      flags: 'uint32_t',
+      cpu: 'uint32_t',
+      batch_size: 'uint32_t',
+    }),
+  );
   const sampleProto = ensureType('dy_ring_buffer_sample_fn', () =>
     koffi.proto('int dy_ring_buffer_sample_fn(void *ctx, void *data, size_t size)'),
   );
@@ -219,6 +259,10 @@ export function bindLibbpf(libbpfPath = 'libbpf.so.1', libcPath = 'libc.so.6'): 
     programName: f(bpf, 'const char *bpf_program__name(const bpf_program *prog)'),
     programFd: f(bpf, 'int bpf_program__fd(const bpf_program *prog)'),
     programSetAutoload: f(bpf, 'int bpf_program__set_autoload(bpf_program *prog, bool autoload)'),
+    progTestRun: f(
+      bpf,
+      'int bpf_prog_test_run_opts(int prog_fd, _Inout_ dy_bpf_test_run_opts *opts)',
+    ),
 
     objGet: f(bpf, 'int bpf_obj_get(const char *pathname)'),
     objPin: f(bpf, 'int bpf_obj_pin(int fd, const char *pathname)'),

@@ -30,6 +30,7 @@ export {
   EndpointFlags,
   IpcacheFlags,
   Reason,
+  EventFlags,
   EventType,
   PolicyAction,
   ConfigFlags,

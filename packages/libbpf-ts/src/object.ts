@@ -31,6 +31,32 @@ export class BpfProgram {
       });
     return fd;
   }
+  /**
+   * Runs the program `repeat` times on one packet in the kernel (BPF_PROG_TEST_RUN), as if it had
+   * arrived on its hook: maps and helpers behave as for real traffic. For benches and tests.
+   */
+  testRun(packet: Buffer, repeat = 1): { retval: number; durationNs: number } {
+    const opts = {
+      sz: 80,
+      data_in: packet,
+      data_out: null,
+      data_size_in: packet.length,
+      data_size_out: 0,
+      ctx_in: null,
+      ctx_out: null,
+      ctx_size_in: 0,
+      ctx_size_out: 0,
+      retval: 0,
+      repeat,
+      duration: 0,
+      flags: 0,
+      cpu: 0,
+      batch_size: 0,
+    };
+    const rc = this.#lib.progTestRun(this.fd, opts);
+    if (rc < 0) throw new LibbpfError('bpf_prog_test_run_opts', -rc, { detail: this.name });
+    return { retval: opts.retval, durationNs: opts.duration };
+  }
 }
 
 export interface OpenObjectOptions {

@@ -6,7 +6,15 @@ export interface RingBufferOptions {
   readonly pollTimeoutMs?: number;
   /** Decoded events kept while nobody reads; beyond that the oldest are dropped and counted. */
   readonly maxQueued?: number;
+  /**
+   * Records taken per turn of the event loop. A producer as fast as the reader would otherwise
+   * keep one ring_buffer__consume call (which reads until the ring is empty) going for ever.
+   */
+  readonly budget?: number;
 }
+
+/** What the sample callback returns to make ring_buffer__consume stop after this record. */
+const BUDGET_SPENT = -11; // -EAGAIN
 
 /**
  * Consumes a BPF ring buffer as an async iterator. epoll_wait runs on a libuv worker thread;
@@ -18,6 +26,9 @@ export class RingBufferReader<T> implements AsyncIterableIterator<T>, AsyncDispo
   readonly #decode: (record: Buffer) => T;
   readonly #timeout: number;
   readonly #maxQueued: number;
+  readonly #budget: number;
+  #inTurn = 0;
+  #more: NodeJS.Immediate | undefined;
   readonly #cb: Ptr;
   readonly #rb: Ptr;
   readonly #epfd: number;
@@ -44,9 +55,10 @@ export class RingBufferReader<T> implements AsyncIterableIterator<T>, AsyncDispo
     this.#decode = decode;
     this.#timeout = opts.pollTimeoutMs ?? 100;
     this.#maxQueued = opts.maxQueued ?? 65536;
+    this.#budget = opts.budget ?? 4096;
     this.#cb = lib.registerSampleCallback((_ctx, data, size) => {
       this.#onSample(data, Number(size));
-      return 0;
+      return ++this.#inTurn >= this.#budget ? BUDGET_SPENT : 0;
     });
     const rb = lib.ringBufferNew(mapFd, this.#cb, null, null);
     if (rb === null) {
@@ -96,8 +108,15 @@ export class RingBufferReader<T> implements AsyncIterableIterator<T>, AsyncDispo
   }
 
   #consume(): void {
+    this.#inTurn = 0;
     const rc = this.#lib.ringBufferConsume(this.#rb);
-    if (rc < 0) this.#fail(new LibbpfError('ring_buffer__consume', -rc));
+    if (rc === BUDGET_SPENT) {
+      // more may be waiting: read on after the event loop has had its turn
+      this.#more ??= setImmediate(() => {
+        this.#more = undefined;
+        if (!this.#freed) this.#consume();
+      });
+    } else if (rc < 0) this.#fail(new LibbpfError('ring_buffer__consume', -rc));
   }
 
   #poll(): void {
@@ -141,6 +160,8 @@ export class RingBufferReader<T> implements AsyncIterableIterator<T>, AsyncDispo
       return;
     }
     this.#closed = true;
+    if (this.#more !== undefined) clearImmediate(this.#more);
+    this.#more = undefined;
     for (const w of this.#waiters.splice(0)) w.resolve({ value: undefined, done: true });
     await this.#inflight;
     if (!this.#freed) {

@@ -16,6 +16,7 @@ import {
   ipcacheKeyToStruct,
   datapathLayouts,
   decodeDatapathEvent,
+  eventCodec,
   defineLayout,
   encode,
   endpointsCodec,
@@ -160,6 +161,29 @@ describe('datapath codecs', () => {
       ifindex: 9,
       srcIdentity: 2001,
       dstIdentity: 1002,
+      tcpFlags: 0,
+      isReply: false,
+    });
+  });
+
+  test('the fast event decoder agrees with the struct codec on random records', () => {
+    for (let i = 0; i < 200; i++) {
+      const b = Buffer.from(
+        Array.from({ length: eventLayout.size }, () => Math.floor(Math.random() * 256)),
+      );
+      b[26] = i % 2 === 0 ? 4 : 6;
+      expect(decodeDatapathEvent(b)).toEqual(eventCodec.decode(b, 0));
+    }
+  });
+
+  test('a TCP event carries the flags byte and the reply bit', () => {
+    const b = Buffer.alloc(eventLayout.size);
+    b.set([2, 3, 4, 6, 1, 0x12, 1], 24);
+    expect(decodeDatapathEvent(b)).toMatchObject({
+      type: 'trace',
+      proto: 6,
+      tcpFlags: 0x12,
+      isReply: true,
     });
   });
 });

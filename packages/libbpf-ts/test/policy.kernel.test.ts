@@ -113,7 +113,10 @@ describe.skipIf(skip !== undefined)('default-deny ingress, drop events, allow en
     expect(await lab.echo(a, 'tcp', b.v4, 8080)).toBe(true);
 
     expect(await lab.echo(a, 'tcp', b.v4, 8081, 800)).toBe(false);
-    expect(await log.waitFor(dropOf(a.v4, b.v4, Proto.TCP, 8081))).toBeDefined();
+    const syn = await log.waitFor(dropOf(a.v4, b.v4, Proto.TCP, 8081));
+    // the refused first packet is a SYN of a new flow, not a reply
+    expect(syn?.tcpFlags).toBe(0x02);
+    expect(syn?.isReply).toBe(false);
 
     expect(await lab.echo(a, 'udp', b.v4, 8080, 800)).toBe(false);
     expect(await log.waitFor(dropOf(a.v4, b.v4, Proto.UDP, 8080))).toBeDefined();

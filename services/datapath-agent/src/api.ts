@@ -2,7 +2,7 @@ import { chmodSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
-import { AgentApi, formatIssues } from '@dyad/contracts';
+import { AgentApi, AgentMonitor, formatIssues } from '@dyad/contracts';
 import type {
   AgentApiBody,
   AgentApiErrorValue,
@@ -32,7 +32,15 @@ export interface ApiSources {
   readonly cniSocket: string;
   /** The router's Services for this node, by `namespace/name`. */
   readonly services: () => ReadonlyMap<string, RouterServiceEntryValue>;
+  /** The flow exporter, when it runs: its counters for status, its stream for `/v1/monitor`. */
+  readonly flows?: {
+    counters(): NonNullable<AgentStatusValue['flows']>;
+    listen(l: (flow: unknown) => boolean): () => void;
+  };
 }
+
+/** A monitor client further behind than this misses flows instead of growing the agent. */
+const MONITOR_MAX_BUFFERED = 1 << 20;
 
 export interface ApiServer {
   readonly path: string;
@@ -88,6 +96,7 @@ export function agentStatus(s: ApiSources): AgentStatus {
     maps: mapsOf(s.datapath.loaded.maps),
     writes: s.datapath.stats(),
     ...(restore ? { restore } : {}),
+    ...(s.flows ? { flows: s.flows.counters() } : {}),
     cniSocket: s.cniSocket,
     pinDir: s.datapath.pinDir,
   };
@@ -205,9 +214,22 @@ export async function startApiServer(path: string, sources: ApiSources): Promise
     };
     const fail = (code: number, body: AgentApiErrorValue) => send(code, body);
     if (req.method !== 'GET') return fail(405, { error: 'read-only API: GET only' });
+    if (url.pathname === AgentMonitor.path && sources.flows) {
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      const stop = sources.flows.listen((flow) => {
+        if (res.writableLength > MONITOR_MAX_BUFFERED) return false;
+        res.write(`${JSON.stringify(flow)}\n`);
+        return true;
+      });
+      res.on('close', stop);
+      return;
+    }
     const name = byPath.get(url.pathname);
     if (name === undefined)
-      return fail(404, { error: `no such path ${url.pathname}`, paths: [...byPath.keys()] });
+      return fail(404, {
+        error: `no such path ${url.pathname}`,
+        paths: [...byPath.keys(), ...(sources.flows ? [AgentMonitor.path] : [])],
+      });
     try {
       const a = answer(name, table, url);
       send(a.code, a.body);

@@ -49,6 +49,8 @@ const Env = z.object({
   DYAD_IPAM_GROW_WAIT_MS: z.coerce.number().int().min(0).default(5000),
   /** How long a grow request waits for ipam's answer. */
   DYAD_IPAM_TIMEOUT_MS: z.coerce.number().int().min(100).default(5000),
+  /** Also report every new flow policy allowed (datapath trace events), not only drops. */
+  DYAD_FLOW_TRACE: Bool.default(false),
   DYAD_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(9876),
   DYAD_HEALTH_HOST: z.string().default('127.0.0.1'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
@@ -76,6 +78,7 @@ export interface AgentConfig {
     readonly timeoutMs: number;
   };
   readonly health: { readonly host: string; readonly port: number };
+  readonly flowTrace: boolean;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 }
 
@@ -110,6 +113,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
       timeoutMs: e.DYAD_IPAM_TIMEOUT_MS,
     },
     health: { host: e.DYAD_HEALTH_HOST, port: e.DYAD_HEALTH_PORT },
+    flowTrace: e.DYAD_FLOW_TRACE,
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -64,8 +64,15 @@ export interface FollowerOptions {
   readonly routes: NodeRoutes;
   /** The node's blocks as ipam assigned them (set by set, family order). */
   readonly onBlocks: (blocks: readonly NodeBlockValue[]) => void;
+  /** The pods the ipcache names, whole after each snapshot, then per change (flow enrichment). */
+  readonly pods?: {
+    replacePods(entries: Iterable<readonly [string, PodRef | undefined]>): void;
+    setPod(prefix: string, pod: PodRef | undefined): void;
+  };
   readonly logger: AgentLogger;
 }
+
+type PodRef = { readonly namespace: string; readonly name: string };
 
 /**
  * The node's desired state from NATS, and only from NATS: the router's ipcache entries for this
@@ -141,6 +148,13 @@ export class DesiredStateFollower {
       if (d.value.op === 'upsert')
         entries.set(canonicalPrefix(d.value.entry.prefix), routerEntryInfo(d.value.entry));
     this.#router = { synced: true, entries };
+    this.#o.pods?.replacePods(
+      [...router.values()].flatMap((d) =>
+        d.value.op === 'upsert'
+          ? [[canonicalPrefix(d.value.entry.prefix), d.value.entry.pod] as const]
+          : [],
+      ),
+    );
     const pol = new Map<string, PodPolicy>();
     for (const d of policies.values())
       if (d.value.op === 'upsert')
@@ -186,6 +200,7 @@ export class DesiredStateFollower {
           const prefix = canonicalPrefix(v.op === 'upsert' ? v.entry.prefix : v.prefix);
           if (v.op === 'upsert') this.#router.entries.set(prefix, routerEntryInfo(v.entry));
           else this.#router.entries.delete(prefix);
+          this.#o.pods?.setPod(prefix, v.op === 'upsert' ? v.entry.pod : undefined);
           this.#o.reconciler.markPrefix(prefix);
         },
       ),

@@ -15,9 +15,11 @@ import {
 import type { Bus } from '@dyad/bus';
 import {
   AgentStream,
+  FlowStream,
   IpamAllocationsStream,
   IpamNodesStream,
   NodeDesiredStream,
+  PolicyStream,
   RouterStream,
 } from '@dyad/contracts';
 import { Libbpf } from '@dyad/libbpf-ts';
@@ -34,6 +36,8 @@ import { debounce } from './datapath/schedule.ts';
 import { GroupCommitFile } from './durable.ts';
 import { EndpointManager } from './endpoint-manager.ts';
 import { DesiredStateFollower } from './follower.ts';
+import { FlowDirectory } from './flows/directory.ts';
+import { startFlows } from './flows/flows.ts';
 import { nodeBlockList } from './ipam/blocks.ts';
 import { NodeIpam } from './ipam/node-ipam.ts';
 import { createAgentMetrics } from './metrics.ts';
@@ -155,11 +159,19 @@ async function main(): Promise<void> {
     schedule: debounce(cfg.coalesceMs, cfg.coalesceMaxMs),
     onError: (err) => logger.error({ err }, 'datapath maps not written'),
   });
+  // who is behind an address, for flows: the router's ipcache, else this node's own endpoints
+  const flowDirectory = new FlowDirectory(
+    (address) =>
+      holder.manager
+        ?.endpoints()
+        .find((e) => e.ipv4?.address === address || e.ipv6?.address === address)?.pod,
+  );
   const follower: DesiredStateFollower = new DesiredStateFollower({
     node: cfg.nodeName,
     reconciler,
     routes,
     onBlocks: (blocks) => ipam.setBlocks(blocks),
+    pods: flowDirectory,
     logger,
   });
   const agent = new EndpointManager({
@@ -176,6 +188,16 @@ async function main(): Promise<void> {
   });
   holder.manager = agent;
   const metrics = createAgentMetrics(registry, agent, datapath);
+  const flows = startFlows({
+    lib,
+    datapath,
+    node: cfg.nodeName,
+    trace: cfg.flowTrace,
+    directory: flowDirectory,
+    ifname: (ifindex) => agent.endpoints().find((e) => e.hostIfindex === ifindex)?.hostIfName,
+    registry,
+    onError: (err) => logger.error({ err }, 'the ring buffer is no longer drained'),
+  });
   const objectChanged = start.objectHash !== undefined && start.objectHash !== datapath.objectHash;
   let restore: RestoreReport | undefined;
   // after losing its state file the agent serves nothing until NATS has told it what it had
@@ -209,6 +231,10 @@ async function main(): Promise<void> {
     services: () => follower.services().entries,
     restore: () => restore,
     cniSocket: cfg.cniSocket,
+    flows: {
+      counters: () => flows.counters(),
+      listen: (l) => flows.exporter.listen(l),
+    },
   });
   const health = await startHealthServer({
     port: cfg.health.port,
@@ -249,6 +275,8 @@ async function main(): Promise<void> {
           RouterStream,
           IpamNodesStream,
           IpamAllocationsStream,
+          PolicyStream,
+          FlowStream,
         ]);
         if (!legacyRead) {
           ipam.adoptOnBlocks(await legacySlots(bus, cfg.nodeName));
@@ -267,6 +295,7 @@ async function main(): Promise<void> {
           );
         }
         await follower.start(bus);
+        await flows.connect(bus);
         // a server that lost its data gets the node's records again from here
         const reports = await reporter.reconcile(agent.ready());
         const allocations = await ipam.reconcile(bus);
@@ -303,6 +332,7 @@ async function main(): Promise<void> {
       records.close();
     },
     afterDrain: async () => {
+      await flows.close();
       // maps stay pinned and programs attached: pods keep their traffic while the agent is away
       datapath.close();
       await tracing.shutdown();

@@ -1,7 +1,14 @@
 import type { MessageContract } from '@dyad/contracts';
-import { K8S_STREAM, K8sStream } from '@dyad/contracts';
+import { K8S_STREAM, K8sStream, parseK8sObjectSubject } from '@dyad/contracts';
 import type { Bus } from '@dyad/bus';
 import type { ObjectEvent, ObjectStreamPort } from './bridge.ts';
+
+/** `ce-subject` as every Dyad event spells it: `<kind>/<namespace>/<name>` or `<kind>/<name>`. */
+export function ceSubjectOf(natsSubject: string): string {
+  const p = parseK8sObjectSubject(natsSubject);
+  if (p === undefined) return natsSubject;
+  return p.namespace === undefined ? `${p.kind}/${p.name}` : `${p.kind}/${p.namespace}/${p.name}`;
+}
 
 /** The bridge's view of JetStream, through the bus. */
 export function busStreamPort(bus: Bus, onError: (err: unknown) => void): ObjectStreamPort {
@@ -14,7 +21,7 @@ export function busStreamPort(bus: Bus, onError: (err: unknown) => void): Object
     async publish(contract, subject, event, opts) {
       await bus.jsPublish(contract, subject, event as never, {
         msgId: opts.msgId,
-        ceSubject: subject,
+        ceSubject: ceSubjectOf(subject),
         ...(opts.ttlMs === undefined ? {} : { ttl: `${Math.ceil(opts.ttlMs / 1000)}s` }),
       });
     },

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { V1NetworkPolicy, V1Pod, V1Service } from '@kubernetes/client-node';
-import { NetworkPolicy, Pod, Service } from '@dyad/contracts';
+import { NetworkPolicy, Pod, Service, k8sObjectSubject } from '@dyad/contracts';
 import { normalizeNetworkPolicy, normalizePod, normalizeService } from '../src/normalize.ts';
+import { ceSubjectOf } from '../src/stream-port.ts';
 
 describe('normalize', () => {
   const pod: V1Pod = {
@@ -90,5 +91,12 @@ describe('normalize', () => {
       JSON.stringify(np).replace('"_from"', '"from"'),
     ) as V1NetworkPolicy;
     expect(NetworkPolicy.parse(normalizeNetworkPolicy(fromWatch))).toEqual(out);
+  });
+});
+
+describe('ce-subject', () => {
+  it('names the object as every Dyad event does, whatever its NATS subject encodes', () => {
+    expect(ceSubjectOf(k8sObjectSubject('Pod', 'shop', 'web-0.a'))).toBe('pod/shop/web-0.a');
+    expect(ceSubjectOf(k8sObjectSubject('Node', undefined, 'node-1.lab'))).toBe('node/node-1.lab');
   });
 });

@@ -50,6 +50,8 @@ export const Reason = {
   FORWARDED: 1,
   PASSED: 2,
   POLICY_ALLOWED: 3,
+  /** Counter only: an event the ring buffer had no room for. */
+  EVENT_LOST: 4,
   DROP_POLICY: 10,
   DROP_UNKNOWN_SOURCE: 11,
   DROP_MALFORMED: 12,
@@ -63,6 +65,8 @@ export const Reason = {
 } as const;
 
 export const EventType = { DROP: 1, TRACE: 2 } as const;
+
+export const EventFlags = { REPLY: 1 << 0 } as const;
 
 /** 2 was DENY; NetworkPolicy only allows, so every entry allows. */
 export const PolicyAction = { ALLOW: 1 } as const;

@@ -1,0 +1,90 @@
+import { CE_SPECVERSION, CONTENT_TYPE_JSON, Header, dataSchemaUri } from '@dyad/contracts';
+import type { MessageContract, PayloadOf } from '@dyad/contracts';
+import { headers as natsHeaders } from '@nats-io/transport-node';
+import type { BusContext } from './context.ts';
+
+export interface TelemetryPublisherOptions {
+  /**
+   * Messages handed to the client whose arrival at the server is not confirmed yet (by a flush
+   * round trip). At the limit `publish` refuses: the client's outbound buffer, the one thing that
+   * would grow while the server is slow or away, stays under this many messages.
+   */
+  readonly maxUnconfirmed: number;
+  /** A flush round trip starts after this many messages (default maxUnconfirmed / 8). */
+  readonly flushEvery?: number;
+}
+
+export interface TelemetryPublisher<T> {
+  /**
+   * Sends one event with core NATS; false when it did not (disconnected, or maxUnconfirmed
+   * reached): the caller counts what it dropped. Never throws for the server's state.
+   */
+  publish(subject: string, payload: T, ceSubject: string | undefined, time: Date): boolean;
+  /** Messages handed to the client since start. */
+  readonly sent: number;
+  readonly unconfirmed: number;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * A publisher for high-rate telemetry (flows): core NATS, one CloudEvent per message, bounded.
+ * Unlike `publish` it opens no span per message and does not re-validate the payload: the
+ * producer builds it from a typed function whose output the contract tests validate, and at tens
+ * of thousands of events per second a parse and a span each would cost more than the send.
+ */
+export function telemetryPublisher<C extends MessageContract>(
+  ctx: BusContext,
+  contract: C,
+  isConnected: () => boolean,
+  opts: TelemetryPublisherOptions,
+): TelemetryPublisher<PayloadOf<C>> {
+  const flushEvery = Math.max(1, opts.flushEvery ?? Math.floor(opts.maxUnconfirmed / 8));
+  const idPrefix = `${crypto.randomUUID()}-`;
+  const schema = dataSchemaUri(contract.type);
+  let sent = 0;
+  let unconfirmed = 0;
+  let sinceFlush = 0;
+  const h = natsHeaders();
+  h.set(Header.specversion, CE_SPECVERSION);
+  h.set(Header.source, ctx.source);
+  h.set(Header.type, contract.type);
+  h.set(Header.dataschema, schema);
+  h.set(Header.datacontenttype, CONTENT_TYPE_JSON);
+  h.set(Header.contentType, CONTENT_TYPE_JSON);
+  const confirm = (n: number) => () => {
+    unconfirmed -= n;
+  };
+  return {
+    get sent() {
+      return sent;
+    },
+    get unconfirmed() {
+      return unconfirmed;
+    },
+    publish(subject, payload, ceSubject, time) {
+      if (!isConnected() || unconfirmed >= opts.maxUnconfirmed) return false;
+      // the client encodes headers inside publish(): one object, only what differs set anew
+      h.set(Header.id, idPrefix + String(sent));
+      h.set(Header.time, time.toISOString());
+      if (ceSubject !== undefined) h.set(Header.subject, ceSubject);
+      else h.delete(Header.subject);
+      try {
+        ctx.nc.publish(subject, encoder.encode(JSON.stringify(payload)), { headers: h });
+      } catch {
+        return false; // closed or draining
+      }
+      sent++;
+      unconfirmed++;
+      sinceFlush++;
+      ctx.metrics.published.inc({ op: 'publish' });
+      if (sinceFlush >= flushEvery) {
+        const n = sinceFlush;
+        sinceFlush = 0;
+        // a flush that fails (connection lost) also releases: those bytes are gone with it
+        ctx.nc.flush().then(confirm(n), confirm(n));
+      }
+      return true;
+    },
+  };
+}
