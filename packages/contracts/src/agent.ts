@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { defineMessage } from './contract.ts';
+import { Ipv4Address, Ipv6Address } from './family.ts';
 import type { StreamSpec } from './streams.ts';
 import { encodeToken } from './subjects.ts';
 
@@ -50,8 +51,8 @@ export const EndpointState = z.object({
     name: z.string().min(1),
     uid: z.string().min(1).optional(),
   }),
-  ipv4: z.ipv4().optional(),
-  ipv6: z.ipv6().optional(),
+  ipv4: Ipv4Address.optional(),
+  ipv6: Ipv6Address.optional(),
   /** Pod-side MAC. */
   mac: z.string(),
   hostIfName: z.string().min(1),

@@ -1,6 +1,14 @@
 import { z } from 'zod';
 import { defineMessage } from './contract.ts';
-import { Family, FamilyAddress, FamilySchema } from './family.ts';
+import {
+  Cidr4,
+  Cidr6,
+  Family,
+  FamilyAddress,
+  FamilySchema,
+  Ipv4Address,
+  Ipv6Address,
+} from './family.ts';
 import type { KvBucketSpec, StreamSpec } from './streams.ts';
 import { encodeToken } from './subjects.ts';
 
@@ -118,8 +126,8 @@ const ReleasedOwner = z.object({
 
 /** A node's block of one family and its router address; both of that family. */
 export const NodeBlock = z.discriminatedUnion('family', [
-  z.object({ family: z.literal(Family.IPv4), cidr: z.cidrv4(), gateway: z.ipv4() }),
-  z.object({ family: z.literal(Family.IPv6), cidr: z.cidrv6(), gateway: z.ipv6() }),
+  z.object({ family: z.literal(Family.IPv4), cidr: Cidr4, gateway: Ipv4Address }),
+  z.object({ family: z.literal(Family.IPv6), cidr: Cidr6, gateway: Ipv6Address }),
 ]);
 
 export const IpamNodeEvent = defineMessage({

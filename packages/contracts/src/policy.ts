@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { NODE_DESIRED_STREAM, NODE_DESIRED_SUBJECT_ROOT } from './agent.ts';
 import { defineMessage } from './contract.ts';
+import { Cidr4, Cidr6 } from './family.ts';
 import { NetworkPolicy } from './k8s.ts';
 import type { KvBucketSpec, StreamSpec } from './streams.ts';
 import { encodeToken } from './subjects.ts';
@@ -226,8 +227,8 @@ export const DirectionPolicy = z.object({
   enforce: z.boolean(),
   peers: z.array(IdentityAllow),
   cidrs: z.object({
-    IPv4: z.array(cidrAllow(z.cidrv4())),
-    IPv6: z.array(cidrAllow(z.cidrv6())),
+    IPv4: z.array(cidrAllow(Cidr4)),
+    IPv6: z.array(cidrAllow(Cidr6)),
   }),
 });
 

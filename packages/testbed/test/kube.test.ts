@@ -2,7 +2,8 @@ import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StartupError, parseCidr, startKube, toolPath } from '../src/index.ts';
+import { formatPrefix, parseIp, parsePrefixLenient } from '@dyad/netaddr';
+import { StartupError, startKube, toolPath } from '../src/index.ts';
 import type { KubeCluster } from '../src/index.ts';
 
 function kubectl(kubeconfig: string, args: readonly string[], input?: string): Promise<string> {
@@ -20,10 +21,9 @@ function kubectl(kubeconfig: string, args: readonly string[], input?: string): P
 }
 
 function inCidr(ip: string, cidr: string): boolean {
-  const range = parseCidr(cidr);
-  const addr = parseCidr(`${ip}/${range.family === 'IPv4' ? 32 : 128}`);
-  const hostBits = BigInt((range.family === 'IPv4' ? 32 : 128) - range.prefix);
-  return addr.family === range.family && addr.network >> hostBits === range.network >> hostBits;
+  const range = parsePrefixLenient(cidr);
+  if (parseIp(ip).family !== range.family) return false;
+  return formatPrefix(parsePrefixLenient(`${ip}/${range.length}`)) === formatPrefix(range);
 }
 
 /** Command lines of live processes mentioning `text` (etcd left behind by a failed start would). */

@@ -16,7 +16,7 @@ import {
 } from '@dyad/contracts';
 import type { Family, NodeBlockValue } from '@dyad/contracts';
 import { EndpointFlags } from '@dyad/libbpf-ts';
-import { maskBytes, parsePrefix, tryParseIp } from '@dyad/netaddr';
+import { maskBytes, parsePrefixLenient, tryParseIp } from '@dyad/netaddr';
 import type { NodeDatapath } from './datapath/node.ts';
 import type { AgentLogger } from './endpoint-manager.ts';
 import { NodeAllocator } from './ipam/allocator.ts';
@@ -266,7 +266,7 @@ export async function readRebuildSource(
 }
 
 function inBlock(address: string, cidr: string): boolean {
-  const p = parsePrefix(cidr);
+  const p = parsePrefixLenient(cidr);
   const a = tryParseIp(address);
   if (a === undefined || a.family !== p.family) return false;
   return Buffer.from(maskBytes(a.bytes, p.length)).equals(Buffer.from(p.bytes));

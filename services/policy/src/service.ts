@@ -30,7 +30,7 @@ import { KeyedPublisher, jsPublishJob } from '@dyad/bus';
 import type { Bus, BusWorker, JsDelivery } from '@dyad/bus';
 import type { Logger } from '@dyad/telemetry';
 import { z } from 'zod';
-import { parseCidr } from './cidr.ts';
+import { readPrefix } from './cidr.ts';
 import type { Prefix } from './cidr.ts';
 import { PolicyEngine } from './engine.ts';
 import { IdentityStore } from './identity-store.ts';
@@ -91,7 +91,7 @@ export function containerPorts(pod: PodObject): ContainerPortInput[] {
 
 export function podAddresses(pod: PodObject): Prefix[] {
   return pod.status.podIPs.flatMap((ip) => {
-    const p = parseCidr(ip);
+    const p = readPrefix(ip);
     return p === undefined ? [] : [p];
   });
 }

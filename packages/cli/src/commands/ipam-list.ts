@@ -10,7 +10,7 @@ import {
   ipamAllocFilter,
   ipamNodeSubject,
 } from '@dyad/contracts';
-import { formatPrefix, maskBytes, parsePrefix, tryParseIp } from '@dyad/netaddr';
+import { formatPrefix, maskBytes, parsePrefixLenient, tryParseIp } from '@dyad/netaddr';
 import { Exit, defineCommand } from '../command.ts';
 import { CliError } from '../errors.ts';
 import {
@@ -73,7 +73,7 @@ function blockOf(address: string, length: number): string | undefined {
 
 function canonical(cidr: string): string {
   try {
-    return formatPrefix(parsePrefix(cidr));
+    return formatPrefix(parsePrefixLenient(cidr));
   } catch {
     return cidr;
   }
