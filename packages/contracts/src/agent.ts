@@ -20,9 +20,9 @@ export function agentEndpointSubject(node: string, containerId: string, ifName: 
   return `${AGENT_SUBJECT_ROOT}.endpoint.${encodeToken(node)}.${encodeToken(containerId)}.${encodeToken(ifName)}`;
 }
 
-/** Every endpoint report of one node: `dyad.agent.v1.endpoint.<node>.>`. */
-export function agentEndpointFilter(node: string): string {
-  return `${AGENT_SUBJECT_ROOT}.endpoint.${encodeToken(node)}.>`;
+/** Every endpoint report of one node (`dyad.agent.v1.endpoint.<node>.>`), or of every node. */
+export function agentEndpointFilter(node?: string): string {
+  return `${AGENT_SUBJECT_ROOT}.endpoint.${node === undefined ? '*' : encodeToken(node)}.>`;
 }
 
 /** Everything desired of one node: `dyad.node.v1.<node>.>`. */

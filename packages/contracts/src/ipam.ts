@@ -48,6 +48,9 @@ export function ipamNodeSubject(node: string): string {
   return `${IpamSubject.node}.${encodeToken(node)}`;
 }
 
+/** Every node's assignment: `dyad.ipam.v1.node.*`. */
+export const IPAM_NODE_FILTER = `${IpamSubject.node}.*`;
+
 export function ipamEventSubject(kind: IpamEventKind): string {
   return `${IpamSubject.events}.${kind}`;
 }
@@ -57,6 +60,9 @@ export function ipamGrowSubject(node: string): string {
   return `${IpamSubject.grow}.${encodeToken(node)}`;
 }
 
+/** Every node's grow requests: `dyad.ipam.v1.grow.*`. */
+export const IPAM_GROW_FILTER = `${IpamSubject.grow}.*`;
+
 /**
  * `dyad.ipam.v1.alloc.<node>.<containerId>`: the last allocation event of one pod sandbox, written
  * only by that node's agent (one writer per node: the node is in the subject).
@@ -65,15 +71,18 @@ export function ipamAllocSubject(node: string, containerId: string): string {
   return `${IpamSubject.alloc}.${encodeToken(node)}.${encodeToken(containerId)}`;
 }
 
-/** Every allocation record of one node: `dyad.ipam.v1.alloc.<node>.>`. */
-export function ipamAllocFilter(node: string): string {
-  return `${IpamSubject.alloc}.${encodeToken(node)}.>`;
+/** Every allocation record of one node (`dyad.ipam.v1.alloc.<node>.*`), or of every node. */
+export function ipamAllocFilter(node?: string): string {
+  return `${IpamSubject.alloc}.${node === undefined ? '*' : encodeToken(node)}.*`;
 }
 
 /** `dyad.ipam.v1.held.<node>`: the blocks a node's agent holds and allocates from. */
 export function ipamHeldSubject(node: string): string {
   return `${IpamSubject.held}.${encodeToken(node)}`;
 }
+
+/** Every node's held-blocks report: `dyad.ipam.v1.held.*`. */
+export const IPAM_HELD_FILTER = `${IpamSubject.held}.*`;
 
 /**
  * Codes of the typed error replies (`io.dyad.bus.error.v1`) ipam answers a grow request with;
@@ -180,6 +189,9 @@ export const AddressesReleased = defineMessage({
 export function ipamExhaustedSubject(node: string): string {
   return `${ipamEventSubject(IpamEventKind.exhausted)}.${encodeToken(node)}`;
 }
+
+/** Every node's exhaustion events: `dyad.ipam.v1.events.exhausted.*`. */
+export const IPAM_EXHAUSTED_FILTER = `${ipamEventSubject(IpamEventKind.exhausted)}.*`;
 
 export const AddressesExhausted = defineMessage({
   type: 'io.dyad.ipam.exhausted.v1',
@@ -314,8 +326,12 @@ export const IpamKey = {
   slot: (node: string, slot: number): string => `slot.${node}.${slot}`,
   /** Legacy (see above). */
   slotPrefix: 'slot.',
+  /** Legacy (see above): every slot of one node. */
+  slotFilter: (node: string): string => `slot.${node}.*`,
   /** Legacy (see above). */
   ownerPrefix: 'owner.',
+  /** Legacy (see above): every owner record of one node. */
+  ownerFilter: (node: string): string => `owner.${node}.*`,
   /** Legacy (see above). */
   syncPrefix: 'sync.',
 } as const;

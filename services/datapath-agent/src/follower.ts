@@ -9,7 +9,8 @@ import {
   RouterRouteEvent,
   ipamNodeSubject,
   nodeDesiredFilter,
-  routerNodeFilter,
+  routerIpcacheFilter,
+  routerRouteFilter,
 } from '@dyad/contracts';
 import type { NodeBlockValue, PayloadOf } from '@dyad/contracts';
 import { IpcacheFlags } from '@dyad/libbpf-ts';
@@ -96,8 +97,8 @@ export class DesiredStateFollower {
 
   async start(bus: Bus): Promise<void> {
     const node = this.#o.node;
-    const routerFilter = `${routerNodeFilter(node).slice(0, -1)}ipcache.>`;
-    const routesFilter = `${routerNodeFilter(node).slice(0, -1)}route.>`;
+    const routerFilter = routerIpcacheFilter(node);
+    const routesFilter = routerRouteFilter(node);
     const router = await snapshotOrEmpty(() =>
       bus.snapshot([RouterIpcacheEvent], { stream: ROUTER_STREAM, filterSubjects: [routerFilter] }),
     );

@@ -152,7 +152,7 @@ export async function legacySlots(bus: Bus, node: string): Promise<AdoptedHolder
   const out: AdoptedHolder[] = [];
   let values;
   try {
-    values = await kvValues(await bus.kv(IPAM_KV_BUCKET), `${IpamKey.slotPrefix}${node}.>`);
+    values = await kvValues(await bus.kv(IPAM_KV_BUCKET), IpamKey.slotFilter(node));
   } catch {
     return out; // no bucket: nothing to adopt
   }

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { BusSubscription } from '@dyad/bus';
 import {
   AddressesExhausted,
+  IPAM_EXHAUSTED_FILTER,
   IPAM_ALLOCATIONS_STREAM,
   IPAM_KV_BUCKET,
   IpamKey,
@@ -355,7 +356,7 @@ describe.skipIf(skip !== undefined)('node-local IPAM with small blocks', () => {
     ensureBpfBuilt();
     ensureCniBuilt();
     await lab.start();
-    exhausted = lab.bus.subscribe([AddressesExhausted], 'dyad.ipam.v1.events.exhausted.>', (d) => {
+    exhausted = lab.bus.subscribe([AddressesExhausted], IPAM_EXHAUSTED_FILTER, (d) => {
       events.push(d.value);
     });
     await lab.bus.flush();

@@ -531,8 +531,8 @@ export class Assigner {
   private async purgeLegacy(name: string, always = false): Promise<void> {
     const keys = always
       ? [
-          ...(await this.store.keys(`${IpamKey.slotPrefix}${name}.*`)),
-          ...(await this.store.keys(`${IpamKey.ownerPrefix}${name}.*`)),
+          ...(await this.store.keys(IpamKey.slotFilter(name))),
+          ...(await this.store.keys(IpamKey.ownerFilter(name))),
         ]
       : (this.legacy.get(name) ?? []);
     let purged = 0;

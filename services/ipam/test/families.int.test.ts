@@ -2,7 +2,7 @@
 // exhaustion, each against a fresh nats-server and one real ipam process.
 import { RemoteError } from '@dyad/bus';
 import type { PayloadOf } from '@dyad/contracts';
-import { AddressesExhausted, IpamEventKind, ipamEventSubject } from '@dyad/contracts';
+import { AddressesExhausted, IPAM_EXHAUSTED_FILTER } from '@dyad/contracts';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Blocks, Cluster, Replica } from './harness.ts';
 import {
@@ -137,7 +137,7 @@ describe('exhaustion', () => {
   it('an empty pool refuses a set with an error naming family and pool, an event, and no claim left', async () => {
     const c = await cluster(['n1', 'n2', 'n3']);
     const events: PayloadOf<typeof AddressesExhausted>[] = [];
-    c.bus.subscribe([AddressesExhausted], `${ipamEventSubject(IpamEventKind.exhausted)}.*`, (d) => {
+    c.bus.subscribe([AddressesExhausted], IPAM_EXHAUSTED_FILTER, (d) => {
       events.push(d.value);
     });
     // Two IPv4 /30 blocks and plenty of IPv6 ones: two nodes get set 0, the third none.

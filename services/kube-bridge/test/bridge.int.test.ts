@@ -88,7 +88,7 @@ describe('each kind reaches the stream', () => {
         spec: { podCIDRs: ['198.18.4.0/24', 'fd00:d1ad:4::/120'] },
       },
     });
-    const v = await eventually(() => valueOf('dyad.k8s.v1.node._.node-1%2Elab'));
+    const v = await eventually(() => valueOf(k8sObjectSubject('Node', undefined, 'node-1.lab')));
     expect(v.object.spec).toMatchObject({ podCIDRs: ['198.18.4.0/24', 'fd00:d1ad:4::/120'] });
   });
 

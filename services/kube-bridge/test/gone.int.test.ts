@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Bus } from '@dyad/bus';
-import { k8sObjectSubject } from '@dyad/contracts';
+import { k8sKindFilter, k8sObjectSubject, subjectMatches } from '@dyad/contracts';
 import { createMetrics } from '@dyad/telemetry';
 import type { KubeCluster, NatsServer } from '@dyad/testbed';
 import { startKube, startNats } from '@dyad/testbed';
@@ -76,7 +76,7 @@ it('after a compaction makes the watch position too old, the bridge relists and 
     k8sObjectSubject('Node', undefined, n.metadata?.name ?? ''),
   );
   const streamLive = [...s].filter(
-    ([subj, v]) => subj.startsWith('dyad.k8s.v1.node.') && v.op === 'upsert',
+    ([subj, v]) => subjectMatches(k8sKindFilter('Node'), subj) && v.op === 'upsert',
   );
   expect(streamLive.map(([subj]) => subj).sort()).toEqual(live.sort());
 });

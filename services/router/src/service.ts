@@ -1,6 +1,6 @@
 import {
   AGENT_STREAM,
-  AGENT_SUBJECT_ROOT,
+  agentEndpointFilter,
   EndpointReport,
   IPAM_NODES_STREAM,
   IpamNodeEvent,
@@ -23,7 +23,7 @@ import type { NodeUpdate } from './model.ts';
 import type { RouterStreamPort, StoredNode } from './sink.ts';
 import { emptyStored, publishUpdates } from './sink.ts';
 
-const ENDPOINT_FILTER = `${AGENT_SUBJECT_ROOT}.endpoint.>`;
+const ENDPOINT_FILTER = agentEndpointFilter();
 
 export interface RouterServiceOptions {
   readonly bus: Bus;
