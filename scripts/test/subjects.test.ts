@@ -30,7 +30,7 @@ const SUBJECTISH = String.raw`[\w.]*(?:subject|filter|_root|ipamkey|policykey)\w
 
 const RULES: readonly [RegExp, string][] = [
   // `${IpamSubject.node}.>`, `${root}.x.${y}`: a subject-ish value followed by a token separator
-  [new RegExp(String.raw`\$\{\s*${SUBJECTISH}[^}]*\}(?:\.|\$\{)`, 'i'), 'appends to a subject'],
+  [new RegExp(String.raw`\$\{\s*${SUBJECTISH}[^}]*\}(?:[.>*]|\$\{)`, 'i'), 'appends to a subject'],
   // `x.${ipamNodeSubject(n)}`
   [new RegExp(String.raw`\.\$\{\s*${SUBJECTISH}`, 'i'), 'prepends to a subject'],
   // `dyad.policy.v1.identity.${id}`: the wire spelling of a subject, with a hole in it
@@ -91,6 +91,7 @@ describe('subjects are built only by @dyad/contracts', () => {
       'const f = `${IpamSubject.node}.>`;',
       'const f = `${routerNodeFilter(node).slice(0, -1)}ipcache.>`;',
       'const k = `${IpamKey.slotPrefix}${node}.>`;',
+      'kv.keys(`${IpamKey.nodePrefix}>`);',
       'm.get(`dyad.policy.v1.identity.${id}`);',
       "const s = K8S_SUBJECT_ROOT + '.pod.>';",
       'const s = `x.${ipamNodeSubject(n)}`;',

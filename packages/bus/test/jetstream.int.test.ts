@@ -120,12 +120,19 @@ describe('JetStream', () => {
         changed: ['max_msgs_per_subject'],
       });
       const kv = await t.bus.kv('test_kv');
-      await kv.put('node-1', 'a');
-      await kv.put('node-1', 'b');
-      expect((await kv.get('node-1'))?.string()).toBe('b');
-      const history = [];
-      for await (const e of await kv.history({ key: 'node-1' })) history.push(e.string());
-      expect(history).toEqual(['a', 'b']);
+      const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+      const first = await kv.put('node-1', enc('a'));
+      expect(typeof first).toBe('number');
+      const second = await kv.put('node-1', enc('b'), Number(first));
+      expect(second).toBe(Number(first) + 1);
+      // a lost race is a value, not an exception
+      expect(await kv.put('node-1', enc('c'), Number(first))).toBe('conflict');
+      expect(await kv.create('node-1', enc('c'))).toBe('conflict');
+      expect(await kv.delete('node-1', Number(first))).toBe(false);
+      expect(await kv.values('>')).toEqual([{ key: 'node-1', revision: second, value: 'b' }]);
+      expect(await kv.delete('node-1', Number(second))).toBe(true);
+      expect((await kv.get('node-1'))?.operation).toBe('DEL');
+      expect(await kv.keys()).toEqual([]);
     });
   });
 

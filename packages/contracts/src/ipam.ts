@@ -319,21 +319,32 @@ export const IpamKey = {
   config: 'config',
   node: (name: string): string => `node.${name}`,
   nodePrefix: 'node.',
+  /** Every node record. */
+  nodeFilter: 'node.>',
   block: (family: 'IPv4' | 'IPv6', cidr: string): string =>
     `block.${family}.${cidr.replace(/:/g, '-').replace('/', '_')}`,
   blockPrefix: 'block.',
+  /** Every block claim. */
+  blockFilter: 'block.>',
   /** Legacy (see above). */
   slot: (node: string, slot: number): string => `slot.${node}.${slot}`,
   /** Legacy (see above). */
   slotPrefix: 'slot.',
-  /** Legacy (see above): every slot of one node. */
-  slotFilter: (node: string): string => `slot.${node}.*`,
+  /** Legacy (see above): every slot of one node, or of every node. */
+  slotFilter: (node?: string): string => (node === undefined ? 'slot.>' : `slot.${node}.*`),
   /** Legacy (see above). */
   ownerPrefix: 'owner.',
-  /** Legacy (see above): every owner record of one node. */
-  ownerFilter: (node: string): string => `owner.${node}.*`,
+  /** Legacy (see above): which slot a sandbox held (a container id's dots written '='). */
+  owner: (node: string, containerId: string): string =>
+    `owner.${node}.${containerId.replace(/\./g, '=')}`,
+  /** Legacy (see above): every owner record of one node, or of every node. */
+  ownerFilter: (node?: string): string => (node === undefined ? 'owner.>' : `owner.${node}.*`),
   /** Legacy (see above). */
   syncPrefix: 'sync.',
+  /** Legacy (see above): a replica's watch marker. */
+  sync: (id: string): string => `sync.${id}`,
+  /** Legacy (see above): every watch marker. */
+  syncFilter: 'sync.>',
 } as const;
 
 const BlockRef = z.object({ cidr: z.string(), gateway: z.string() });

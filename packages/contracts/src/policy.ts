@@ -296,8 +296,10 @@ export const PolicyIdentityBucket: KvBucketSpec = {
 export const PolicyIdentityKey = {
   id: (identity: number): string => `id.${identity}`,
   idPrefix: 'id.',
+  idFilter: 'id.>',
   labels: (hash: string): string => `labels.${hash}`,
   labelsPrefix: 'labels.',
+  labelsFilter: 'labels.>',
 } as const;
 
 export const IdentityRecord = z.object({

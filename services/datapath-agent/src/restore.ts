@@ -1,5 +1,4 @@
 import type { Bus } from '@dyad/bus';
-import { kvValues } from '@dyad/bus';
 import {
   AGENT_STREAM,
   AddressesAllocated,
@@ -152,7 +151,7 @@ export async function legacySlots(bus: Bus, node: string): Promise<AdoptedHolder
   const out: AdoptedHolder[] = [];
   let values;
   try {
-    values = await kvValues(await bus.kv(IPAM_KV_BUCKET), IpamKey.slotFilter(node));
+    values = await (await bus.kv(IPAM_KV_BUCKET)).values(IpamKey.slotFilter(node));
   } catch {
     return out; // no bucket: nothing to adopt
   }

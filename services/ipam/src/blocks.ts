@@ -54,7 +54,7 @@ export class BlockClaimer {
 
   /** Relearns which blocks are claimed from the bucket's keys. */
   async refresh(): Promise<void> {
-    this.relearn(await this.store.keys(`${IpamKey.blockPrefix}>`));
+    this.relearn(await this.store.keys(IpamKey.blockFilter));
   }
 
   /** Replaces what this claimer believes claimed with the claim keys given. */

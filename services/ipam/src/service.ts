@@ -110,7 +110,7 @@ export class IpamService {
     await bus.ensureKv([IpamKvBucket]);
     const store = new IpamStore(await bus.kv(IPAM_KV_BUCKET));
 
-    const claims = (await store.keys(`${IpamKey.blockPrefix}>`)).flatMap((k) => {
+    const claims = (await store.keys(IpamKey.blockFilter)).flatMap((k) => {
       const b = parseBlockKey(k);
       return b === undefined ? [] : [b];
     });
@@ -121,7 +121,7 @@ export class IpamService {
       );
     }
     await this.recordConfig(store);
-    const emptyBucket = (await store.keys(`${IpamKey.nodePrefix}>`)).length === 0;
+    const emptyBucket = (await store.keys(IpamKey.nodeFilter)).length === 0;
 
     // The agents' reports first, so that no block they hold is claimed for another node.
     const snap = await bus.snapshot([NodeBlocksHeld], {
