@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { formatPrefix, parseIp, parsePrefixLenient } from '@dyad/netaddr';
 import { StartupError, startKube, toolPath } from '../src/index.ts';
 import type { KubeCluster } from '../src/index.ts';
@@ -97,20 +97,21 @@ describe('startKube', () => {
 
   it('runs the controller-manager: a new namespace gets its default ServiceAccount', async () => {
     await kubectl(kube.kubeconfigPath, ['create', 'namespace', 'testbed-sa']);
-    let names = '';
     // Bounded wait for an asynchronous controller, not a speed assertion.
-    for (let i = 0; i < 120 && !names.includes('serviceaccount/default'); i++) {
-      names = await kubectl(kube.kubeconfigPath, [
-        'get',
-        'serviceaccounts',
-        '-n',
-        'testbed-sa',
-        '-o',
-        'name',
-      ]);
-      if (!names.includes('serviceaccount/default')) await new Promise((r) => setTimeout(r, 500));
-    }
-    expect(names).toContain('serviceaccount/default');
+    await vi.waitFor(
+      async () =>
+        expect(
+          await kubectl(kube.kubeconfigPath, [
+            'get',
+            'serviceaccounts',
+            '-n',
+            'testbed-sa',
+            '-o',
+            'name',
+          ]),
+        ).toContain('serviceaccount/default'),
+      { timeout: 60_000, interval: 500 },
+    );
   });
 
   it('restartApiserver() comes back on the same URL with the stored objects', async () => {

@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { StartupError, freePorts, spawnLogged, waitUntilReady } from '../src/index.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dyad-proc-test-'));
@@ -15,14 +15,6 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-async function eventually(check: () => boolean): Promise<boolean> {
-  for (let i = 0; i < 100; i++) {
-    if (check()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return check();
 }
 
 describe('process', () => {
@@ -65,7 +57,7 @@ describe('process', () => {
     const grandchild = Number(readFileSync(pidFile, 'utf8').trim());
     expect(alive(grandchild)).toBe(true);
     await proc.stop(500);
-    expect(await eventually(() => !alive(grandchild))).toBe(true);
+    await vi.waitFor(() => expect(alive(grandchild)).toBe(false), { timeout: 5000, interval: 50 });
   });
 
   it('hands out distinct free loopback ports', async () => {

@@ -277,7 +277,8 @@ describe('convergence', () => {
     await k.core.createNamespace({ body: { metadata: meta('bridge-during-outage') } });
     await relabelNamespace('bridge-stays', { v: '3' });
     await k.core.deleteNamespacedService({ name: 'web', namespace: 'bridge-pods' });
-    await new Promise((r) => setTimeout(r, 1000));
+    // The bridge has seen the three changes and holds them (a backlog only NATS can drain).
+    await eventually(async () => expect(bridge.backlog).toBeGreaterThanOrEqual(3));
     await nats.restart();
     await eventually(async () => {
       const s = await streamState(bus);

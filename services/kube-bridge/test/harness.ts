@@ -1,4 +1,5 @@
 import { CoreV1Api, DiscoveryV1Api, KubeConfig, NetworkingV1Api } from '@kubernetes/client-node';
+import { vi } from 'vitest';
 import { ALL_CONTRACTS, ALL_STREAMS, K8S_STREAM } from '@dyad/contracts';
 import type { Bus } from '@dyad/bus';
 import { connectBus } from '@dyad/bus';
@@ -73,26 +74,11 @@ export async function streamState(bus: Bus): Promise<Map<string, StreamValue>> {
 }
 
 /** Polls until `check` returns without throwing; rethrows its last failure after the deadline. */
-export async function eventually<T>(check: () => Promise<T>, deadlineMs = 30_000): Promise<T> {
-  const until = Date.now() + deadlineMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (err) {
-      if (Date.now() > until) throw err;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
+export function eventually<T>(check: () => Promise<T>, timeout = 30_000): Promise<T> {
+  return vi.waitFor(check, { timeout, interval: 200 });
 }
 
 /** Retries an API call that can race with controller-manager set-up (e.g. the default ServiceAccount). */
-export async function retrying<T>(fn: () => Promise<T>, attempts = 50): Promise<T> {
-  for (let i = 1; ; i++) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (i >= attempts) throw err;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
+export function retrying<T>(fn: () => Promise<T>): Promise<T> {
+  return vi.waitFor(fn, { timeout: 10_000, interval: 200 });
 }
