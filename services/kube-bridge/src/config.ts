@@ -19,7 +19,7 @@ export interface BridgeConfig {
   readonly health: { readonly host: string; readonly port: number };
   readonly resyncIntervalMs: number;
   readonly tombstoneTtlMs: number;
-  readonly logLevel: string;
+  readonly logLevel: z.output<typeof Env>['LOG_LEVEL'];
 }
 
 export class ConfigError extends Error {
