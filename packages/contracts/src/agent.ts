@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineMessage } from './contract.ts';
 import { Ipv4Address, Ipv6Address } from './family.ts';
 import type { StreamSpec } from './streams.ts';
-import { encodeToken } from './subjects.ts';
+import { decodeToken, encodeToken } from './subjects.ts';
 
 /**
  * The datapath agent (one per node): what it reports about the pods it wired up, and the
@@ -33,6 +33,19 @@ export function nodeDesiredFilter(node: string): string {
 /** `dyad.node.v1.<node>.policy.<namespace>.<name>`: the policy of one pod's endpoints there. */
 export function nodePolicySubject(node: string, namespace: string, name: string): string {
   return `${NODE_DESIRED_SUBJECT_ROOT}.${encodeToken(node)}.policy.${encodeToken(namespace)}.${encodeToken(name)}`;
+}
+
+/** The inverse of `nodePolicySubject`; undefined for any other subject. */
+export function parseNodePolicySubject(
+  subject: string,
+): { node: string; namespace: string; name: string } | undefined {
+  const root = `${NODE_DESIRED_SUBJECT_ROOT}.`;
+  if (!subject.startsWith(root)) return undefined;
+  const t = subject.slice(root.length).split('.');
+  const [node, kind, namespace, name] = t;
+  return t.length === 4 && kind === 'policy' && node && namespace && name
+    ? { node: decodeToken(node), namespace: decodeToken(namespace), name: decodeToken(name) }
+    : undefined;
 }
 
 const Identity = z.number().int().min(0).max(0xffffffff);

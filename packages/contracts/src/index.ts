@@ -138,6 +138,7 @@ export {
   agentEndpointSubject,
   nodeDesiredFilter,
   nodePolicySubject,
+  parseNodePolicySubject,
 } from './agent.ts';
 export type { EndpointStateValue, PolicyRuleDesiredValue } from './agent.ts';
 

@@ -20,6 +20,7 @@ import {
   k8sObjectSubject,
   nodePolicySubject,
   parseK8sObjectSubject,
+  parseNodePolicySubject,
   policyIdentitySubject,
   policyPodSubject,
   policyStatusSubject,
@@ -137,5 +138,18 @@ describe("a contract's subject pattern is what its builder builds", () => {
     expect(subjectMatches(agentEndpointFilter('n2'), ep)).toBe(false);
     expect(subjectMatches('a.>', 'a')).toBe(false);
     expect(subjectMatches('a.*', 'a.b.c')).toBe(false);
+  });
+});
+
+describe('node policy subjects', () => {
+  it('parse back to what built them, dotted names included; other subjects do not parse', () => {
+    const s = nodePolicySubject('node-1.lab', 'prod.x', 'web.0');
+    expect(parseNodePolicySubject(s)).toEqual({
+      node: 'node-1.lab',
+      namespace: 'prod.x',
+      name: 'web.0',
+    });
+    expect(parseNodePolicySubject(policyPodSubject('a', 'b'))).toBeUndefined();
+    expect(parseNodePolicySubject(`${s}.extra`)).toBeUndefined();
   });
 });

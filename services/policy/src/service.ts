@@ -10,17 +10,18 @@ import {
   PodIdentityEvent,
   PodPolicyDesired,
   PodPolicyDesiredV2,
+  DeadLetterHeader,
   PolicyFilter,
   PolicyIdentityBucket,
   PolicyStatusEvent,
   PolicyProblemCode,
   deadLetterSubject,
-  decodeToken,
   defineMessage,
   k8sKindFilter,
   k8sObjectSubject,
   parseK8sObjectSubject,
   nodePolicySubject,
+  parseNodePolicySubject,
   policyIdentitySubject,
   policyPodSubject,
   policyStatusSubject,
@@ -94,18 +95,6 @@ export function podAddresses(pod: PodObject): Prefix[] {
     const p = readPrefix(ip);
     return p === undefined ? [] : [p];
   });
-}
-
-const DEAD_LETTER_SUBJECT_HEADER = 'dyad-dlq-subject';
-
-/** `dyad.node.v1.<node>.policy.<namespace>.<name>` → namespace and name. */
-function nodePolicyPod(subject: string): { namespace: string; name: string } | undefined {
-  const t = subject.split('.');
-  const ns = t[5];
-  const name = t[6];
-  return t.length === 7 && t[4] === 'policy' && ns !== undefined && name !== undefined
-    ? { namespace: decodeToken(ns), name: decodeToken(name) }
-    : undefined;
 }
 
 function upserts<C extends MessageContract>(
@@ -251,7 +240,7 @@ export class PolicyService {
     );
     // Our own refusals: a NetworkPolicy update that did not decode is reported in its status.
     const refusals = bus.subscribe([NetworkPolicyPresence], deadLetterSubject(bus.service), (d) => {
-      const subject = d.header(DEAD_LETTER_SUBJECT_HEADER);
+      const subject = d.header(DeadLetterHeader.subject);
       if (subject !== undefined) this.#refusedUpdate(subject);
     });
     this.#workers.push(refusals);
@@ -614,7 +603,7 @@ export class PolicyService {
       ),
     );
     sent += this.#nodePolicies.retainOnly(nodePolicies, (subject) => {
-      const pod = nodePolicyPod(subject);
+      const pod = parseNodePolicySubject(subject);
       return pod === undefined ? undefined : { op: 'delete', ...pod };
     });
     return sent;
