@@ -31,6 +31,8 @@ export default tseslint.config(
       'packages/contracts/**/*.ts',
       'packages/netaddr/**/*.ts',
       'packages/service/**/*.ts',
+      'packages/testbed/**/*.ts',
+      'services/ipam/**/*.ts',
       'packages/telemetry/**/*.ts',
     ],
     extends: [tseslint.configs.strictTypeChecked],

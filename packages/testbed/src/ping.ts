@@ -79,7 +79,12 @@ export type IcmpSocket = {
 };
 
 /** Opens a raw ICMP (v4) or ICMPv6 socket towards `address`; needs root or CAP_NET_RAW. */
-export async function openIcmp(address: string): Promise<IcmpSocket> {
+export function openIcmp(address: string): Promise<IcmpSocket> {
+  // a failure rejects, as the callers of this promise expect
+  return new Promise((resolve) => resolve(icmpSocket(address)));
+}
+
+function icmpSocket(address: string): IcmpSocket {
   const c = libc();
   const v4 = parseIp(address).family === 4;
   const fd = v4

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { formatPrefix, parseIp, parsePrefixLenient } from '@dyad/netaddr';
 import { StartupError, startKube, toolPath } from '../src/index.ts';
 import type { KubeCluster } from '../src/index.ts';
@@ -59,10 +59,7 @@ describe('startKube', () => {
 
   beforeAll(async () => {
     kube = await startKube();
-  });
-
-  afterAll(async () => {
-    await kube?.stop();
+    return () => kube.stop();
   });
 
   it('serves on 127.0.0.1 and kubectl works with the admin kubeconfig', async () => {

@@ -28,7 +28,7 @@ describe('process', () => {
       ],
       logPath: join(dir, 'fake.log'),
     });
-    const error = await waitUntilReady(proc, async () => false).then(
+    const error = await waitUntilReady(proc, () => Promise.resolve(false)).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -50,9 +50,8 @@ describe('process', () => {
       args: ['-c', `trap '' TERM; sleep 1000 & echo $! > ${pidFile}; wait`],
       logPath: join(dir, 'tree.log'),
     });
-    await waitUntilReady(
-      proc,
-      async () => existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '',
+    await waitUntilReady(proc, () =>
+      Promise.resolve(existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== ''),
     );
     const grandchild = Number(readFileSync(pidFile, 'utf8').trim());
     expect(alive(grandchild)).toBe(true);

@@ -144,7 +144,7 @@ async function run(seed: number, faults: boolean): Promise<Run> {
       deleted.add(node);
       const late = await growOnce(node, known);
       if (late !== 'unknown-node')
-        problems.push(`${node}: deleted, yet grow answered ${String(late)}`);
+        problems.push(`${node}: deleted, yet grow answered ${JSON.stringify(late)}`);
     }
   };
 

@@ -84,10 +84,16 @@ describe('ipam: dual-stack block sets, two replicas', () => {
   /** Each node's blocks as its last grow reply named them. */
   const held = new Map<string, Blocks>();
 
+  /** What beforeAll made, undone last first; a set-up that failed half way undoes its half. */
+  const teardown: Array<() => Promise<unknown>> = [];
+
   beforeAll(async () => {
     nats = await startNats();
+    teardown.push(() => nats.stop());
     bus = await clientBus(nats.url);
+    teardown.push(() => bus.close());
     raw = await connect({ servers: nats.url, name: 'ipam-test-raw' });
+    teardown.push(() => raw.close());
     for (const n of [...NODES, 'node-gone']) await publishNode(bus, n);
     // Legacy keys, as the per-pod ipam left them for two nodes whose agents are upgraded in place.
     await bus.ensureKv([IpamKvBucket]);
@@ -105,9 +111,7 @@ describe('ipam: dual-stack block sets, two replicas', () => {
 
   afterAll(async () => {
     await Promise.all(replicas.map((r) => r.proc.stop()));
-    await raw?.close();
-    await bus?.close();
-    await nats?.stop();
+    for (const undo of teardown.reverse()) await undo();
   });
 
   it('gives every announced node one block per family, published on DYAD_IPAM_NODES', async () => {
@@ -193,7 +197,7 @@ describe('ipam: dual-stack block sets, two replicas', () => {
     // No set count.
     const malformed = await send(ipamGrowSubject('node-0'), { node: 'node-0', sets: 0 });
     expect(errorOf(malformed)).toMatchObject({ code: 'bad-request' });
-    await eventually(async () => dlq.length === 2);
+    await eventually(() => Promise.resolve(dlq.length === 2));
     expect(dlq.map((m) => m.headers?.get('dyad-dlq-reason')).sort()).toEqual([
       'schema',
       'subject-mismatch',
