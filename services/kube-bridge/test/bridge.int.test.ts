@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Bus } from '@dyad/bus';
 import { k8sObjectSubject } from '@dyad/contracts';
 import type { KubeCluster, NatsServer } from '@dyad/testbed';
-import { startKube, startNats } from '@dyad/testbed';
+import { startKube } from '@dyad/testbed';
 import type { InMemoryTracing } from '@dyad/telemetry';
 import { startInMemoryTracing } from '@dyad/telemetry';
 import { ALL_CONTRACTS, K8S_STREAM } from '@dyad/contracts';
@@ -15,6 +15,7 @@ import {
   kubeClients,
   makeBridge,
   retrying,
+  startServers,
   streamState,
 } from './harness.ts';
 
@@ -28,21 +29,24 @@ let bridge: KubeBridge;
 let k: ReturnType<typeof kubeClients>;
 let tracing: InMemoryTracing;
 
+/** What beforeAll made, undone last first; a set-up that failed half way undoes its half. */
+const teardown: Array<() => Promise<unknown>> = [];
+
 beforeAll(async () => {
   tracing = startInMemoryTracing();
-  [nats, kube] = await Promise.all([startNats(), startKube()]);
+  teardown.push(() => tracing.shutdown());
+  [nats, kube] = await startServers(teardown, startKube());
   bus = await connectTestBus(nats.url, 'kube-bridge-test-reader');
+  teardown.push(() => bus.close());
   k = kubeClients(kube.kubeconfigPath);
   bridge = makeBridge(kube.kubeconfigPath, bus);
   bridge.start();
+  teardown.push(() => bridge.stop());
   await bridge.settled();
 });
 
 afterAll(async () => {
-  await bridge?.stop();
-  await bus?.close();
-  await Promise.all([nats?.stop(), kube?.stop()]);
-  await tracing?.shutdown();
+  for (const undo of teardown.reverse()) await undo();
 });
 
 async function valueOf(subject: string): Promise<StreamValue> {
@@ -278,7 +282,7 @@ describe('convergence', () => {
     await relabelNamespace('bridge-stays', { v: '3' });
     await k.core.deleteNamespacedService({ name: 'web', namespace: 'bridge-pods' });
     // The bridge has seen the three changes and holds them (a backlog only NATS can drain).
-    await eventually(async () => expect(bridge.backlog).toBeGreaterThanOrEqual(3));
+    await eventually(() => expect(bridge.backlog).toBeGreaterThanOrEqual(3));
     await nats.restart();
     await eventually(async () => {
       const s = await streamState(bus);

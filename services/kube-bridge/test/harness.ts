@@ -1,5 +1,7 @@
 import { CoreV1Api, DiscoveryV1Api, KubeConfig, NetworkingV1Api } from '@kubernetes/client-node';
 import { vi } from 'vitest';
+import { startNats } from '@dyad/testbed';
+import type { KubeCluster, NatsServer } from '@dyad/testbed';
 import { ALL_CONTRACTS, ALL_STREAMS, K8S_STREAM } from '@dyad/contracts';
 import type { Bus } from '@dyad/bus';
 import { connectBus } from '@dyad/bus';
@@ -73,8 +75,24 @@ export async function streamState(bus: Bus): Promise<Map<string, StreamValue>> {
   return out;
 }
 
+/**
+ * A nats-server and the kube cluster `kube` is starting, side by side; each that started is added
+ * to `teardown`, so a failure of the other leaves nothing running.
+ */
+export async function startServers(
+  teardown: Array<() => Promise<unknown>>,
+  kube: Promise<KubeCluster>,
+): Promise<[NatsServer, KubeCluster]> {
+  const [n, k] = await Promise.allSettled([startNats(), kube]);
+  if (n.status === 'fulfilled') teardown.push(() => n.value.stop());
+  if (k.status === 'fulfilled') teardown.push(() => k.value.stop());
+  if (n.status === 'rejected') throw n.reason;
+  if (k.status === 'rejected') throw k.reason;
+  return [n.value, k.value];
+}
+
 /** Polls until `check` returns without throwing; rethrows its last failure after the deadline. */
-export function eventually<T>(check: () => Promise<T>, timeout = 30_000): Promise<T> {
+export function eventually<T>(check: () => T | Promise<T>, timeout = 30_000): Promise<T> {
   return vi.waitFor(check, { timeout, interval: 200 });
 }
 
