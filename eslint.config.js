@@ -29,6 +29,7 @@ export default tseslint.config(
     // numbers and booleans in template text, and `() => void f()` style arrow shorthands.
     files: [
       'packages/contracts/**/*.ts',
+      'packages/bus/**/*.ts',
       'packages/netaddr/**/*.ts',
       'packages/service/**/*.ts',
       'packages/testbed/**/*.ts',

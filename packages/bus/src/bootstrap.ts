@@ -63,7 +63,7 @@ export function diffConfig(
     if (key === 'description') h = h ?? '';
     const same =
       Array.isArray(w) && Array.isArray(h)
-        ? [...w].sort().join('\n') === [...h].sort().join('\n')
+        ? [...w].sort().join('\n') === [...(h as unknown[])].sort().join('\n')
         : w === h;
     if (!same) out.push(key);
   }

@@ -12,6 +12,7 @@ import { ConfigConflictError, PublishError, kvStreamName } from '../src/index.ts
 import type { JsDelivery } from '../src/index.ts';
 import type { PayloadOf } from '@dyad/contracts';
 import {
+  Teardown,
   Note,
   collectDeadLetters,
   eventually,
@@ -36,17 +37,14 @@ describe('JetStream', () => {
   let jsm: JetStreamManager;
   let t: TestBus;
 
+  const teardown = new Teardown();
   beforeAll(async () => {
-    nats = await startNats();
-    raw = await rawConnection(nats.url);
+    nats = await teardown.add(startNats(), (s) => s.stop());
+    raw = await teardown.add(rawConnection(nats.url), (c) => c.close());
     jsm = await jetstreamManager(raw);
-    t = await testBus(nats.url, 'js-test');
+    t = await teardown.add(testBus(nats.url, 'js-test'), (b) => b.bus.close());
   });
-  afterAll(async () => {
-    await t?.bus.close();
-    await raw?.close();
-    await nats?.stop();
-  });
+  afterAll(() => teardown.run());
 
   describe('ensureStreams', () => {
     it('creates, then is a no-op, then updates what changed', async () => {
