@@ -30,6 +30,7 @@ export default tseslint.config(
     files: [
       'packages/contracts/**/*.ts',
       'packages/bus/**/*.ts',
+      'packages/cli/**/*.ts',
       'packages/netaddr/**/*.ts',
       'packages/service/**/*.ts',
       'packages/testbed/**/*.ts',
