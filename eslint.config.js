@@ -36,6 +36,7 @@ export default tseslint.config(
       'packages/testbed/**/*.ts',
       'services/ipam/**/*.ts',
       'services/kube-bridge/**/*.ts',
+      'services/policy/**/*.ts',
       'packages/telemetry/**/*.ts',
     ],
     extends: [tseslint.configs.strictTypeChecked],

@@ -316,6 +316,8 @@ export class PolicyService {
     }
     try {
       const stored = await this.#readStored();
+      // stop() may have run during the await; the type checker keeps the narrowing from before it
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
       if (this.#stopped) return;
       this.#loadSinks(stored);
       const repaired = this.#publishAll() + this.#retainDesired();

@@ -11,7 +11,8 @@ import type { PortSpec, Protocol } from './ports.ts';
  * ports would never match. Such rules are compiled as written, so SCTP traffic is dropped rather
  * than let through, and reported. Set to true once the datapath parses SCTP ports.
  */
-export const DATAPATH_MATCHES_SCTP_PORTS = false;
+// typed boolean, not `false`: a switch, whose checks stay meaningful while it is off
+export const DATAPATH_MATCHES_SCTP_PORTS: boolean = false;
 
 /** Pods matching `pod` (in the policy's namespace unless `ns` is given) in namespaces matching `ns`. */
 export interface PodsPeer {

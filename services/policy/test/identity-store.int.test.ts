@@ -15,8 +15,8 @@ import { identityLabels, labelSetHash, namespaceLabels } from '../src/labels.ts'
 const WAIT = { timeout: 20_000, interval: 25 };
 const MIN = ReservedIdentity.firstPod;
 const enc = new TextEncoder();
-const json = <T>(bytes: Uint8Array | undefined): T =>
-  JSON.parse(new TextDecoder().decode(bytes)) as T;
+const json = (bytes: Uint8Array | undefined): unknown =>
+  JSON.parse(new TextDecoder().decode(bytes));
 
 const labelsOf = (i: number) => identityLabels('x', { app: `app-${i}` }, namespaceLabels('x', {}));
 
@@ -54,22 +54,26 @@ describe('identity store over NATS', () => {
   let kv: KvBucket;
   const replicas: Replica[] = [];
 
+  /** What beforeAll made, undone last first; a set-up that failed half way undoes its half. */
+  const teardown: Array<() => Promise<unknown>> = [];
+
   beforeAll(async () => {
     nats = await startNats();
+    teardown.push(() => nats.stop());
     bus = await connectBus({
       servers: nats.url,
       name: 'identity-test',
       logger: createLogger({ service: 'identity-test', level: 'silent' }),
       registry: createMetrics(),
     });
+    teardown.push(() => bus.close());
     await bus.ensureKv([PolicyIdentityBucket]);
     kv = await bus.kv(PolicyIdentityBucket.bucket);
   });
 
   afterAll(async () => {
     for (const r of replicas) await r.store.stop();
-    await bus?.close();
-    await nats?.stop();
+    for (const undo of teardown.reverse()) await undo();
   });
 
   it('two replicas racing for the same label sets agree on one number each, never sharing a number', async () => {
@@ -89,9 +93,9 @@ describe('identity store over NATS', () => {
     for (const [i, labels] of sets.entries()) {
       const id = fromA[i] as number;
       const rec = await kv.get(PolicyIdentityKey.id(id));
-      expect(json<{ labels: string[] }>(rec?.value).labels).toEqual(labels);
+      expect(json(rec?.value)).toMatchObject({ labels });
       const ptr = await kv.get(PolicyIdentityKey.labels(labelSetHash(labels)));
-      expect(json<{ identity: number }>(ptr?.value).identity).toBe(id);
+      expect(json(ptr?.value)).toMatchObject({ identity: id });
     }
     // Each replica's copy follows the other's allocations.
     await vi.waitFor(() => {

@@ -186,10 +186,16 @@ describe('policy service over NATS', () => {
   let raw: NatsConnection;
   const dlq: Msg[] = [];
 
+  /** What beforeAll made, undone last first; a set-up that failed half way undoes its half. */
+  const teardown: Array<() => Promise<unknown>> = [];
+
   beforeAll(async () => {
     nats = await startNats();
+    teardown.push(() => nats.stop());
     inputs = await connectAs(nats.url, 'kube-bridge');
+    teardown.push(() => inputs.close());
     raw = await connect({ servers: nats.url });
+    teardown.push(() => raw.close());
     const sub = raw.subscribe(deadLetterSubject('policy'));
     void (async () => {
       for await (const m of sub) dlq.push(m);
@@ -212,16 +218,14 @@ describe('policy service over NATS', () => {
       ],
     });
     policyBus = await connectAs(nats.url, 'policy');
+    teardown.push(() => policyBus.close());
     policy = startPolicy(policyBus);
+    teardown.push(() => policy.stop());
     await policy.start();
   });
 
   afterAll(async () => {
-    await policy?.stop();
-    await policyBus?.close();
-    await inputs?.close();
-    await raw?.close();
-    await nats?.stop();
+    for (const undo of teardown.reverse()) await undo();
   });
 
   it('gives every pod an identity from its labels and its namespace, and publishes them', async () => {
