@@ -25,19 +25,20 @@ export default tseslint.config(
   },
   {
     // The type-checked strict set, package by package as each passes it (issue #14); the files
-    // list grows until it is every '**/*.ts'. Two rules relaxed where they only forbid idioms:
-    // numbers and booleans in template text, and `() => void f()` style arrow shorthands.
+    // list grows until it is every '**/*.ts' (next: libbpf-ts, router, datapath-agent, lab, bench,
+    // scripts). Two rules relaxed where they only forbid idioms: numbers and booleans in template
+    // text, and `() => void f()` style arrow shorthands.
     files: [
-      'packages/contracts/**/*.ts',
       'packages/bus/**/*.ts',
       'packages/cli/**/*.ts',
+      'packages/contracts/**/*.ts',
       'packages/netaddr/**/*.ts',
       'packages/service/**/*.ts',
+      'packages/telemetry/**/*.ts',
       'packages/testbed/**/*.ts',
       'services/ipam/**/*.ts',
       'services/kube-bridge/**/*.ts',
       'services/policy/**/*.ts',
-      'packages/telemetry/**/*.ts',
     ],
     extends: [tseslint.configs.strictTypeChecked],
     rules: {
