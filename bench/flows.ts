@@ -20,10 +20,13 @@ import type { DatapathMapSet } from '@dyad/libbpf-ts';
 import { createLogger, createMetrics } from '@dyad/telemetry';
 import { startNats } from '@dyad/testbed';
 import { connect, headers } from '@nats-io/transport-node';
-import { FlowDirectory } from '../services/datapath-agent/src/flows/directory.ts';
-import { FlowExporter } from '../services/datapath-agent/src/flows/exporter.ts';
-import { FLOW_QUEUE, FLOW_UNCONFIRMED } from '../services/datapath-agent/src/flows/flows.ts';
-import { flowOf } from '../services/datapath-agent/src/flows/flow-of.ts';
+import {
+  FLOW_QUEUE,
+  FLOW_UNCONFIRMED,
+  FlowDirectory,
+  FlowExporter,
+  flowOf,
+} from '@dyad/datapath-agent';
 
 const { values: opts } = parseArgs({
   args: process.argv.slice(2).filter((a) => a !== 'flows'),

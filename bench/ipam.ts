@@ -19,7 +19,7 @@ import {
   IPAM_KV_BUCKET,
   IpamNodeEvent,
   IpamNodesStream,
-  IpamSubject,
+  IPAM_NODE_FILTER,
   K8S_STREAM,
   K8sStream,
   encodeEvent,
@@ -174,7 +174,7 @@ async function measure(
     const assigned = new Set<string>();
     let allAssigned: () => void = () => undefined;
     const done = new Promise<void>((resolve) => (allAssigned = resolve));
-    const sub = bus.subscribe([IpamNodeEvent], `${IpamSubject.node}.>`, (d) => {
+    const sub = bus.subscribe([IpamNodeEvent], IPAM_NODE_FILTER, (d) => {
       if (d.value.op !== 'upsert' || d.value.blocks.length !== 2) return;
       assigned.add(d.value.node);
       if (assigned.size === NODES) allAssigned();

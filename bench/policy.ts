@@ -20,7 +20,7 @@ import {
   labelSetKey,
   namespaceLabels,
   normalizePolicy,
-  parseCidr,
+  readPrefix,
 } from '@dyad/policy';
 import type { PodInput, PolicySpec, Prefix } from '@dyad/policy';
 
@@ -52,7 +52,7 @@ class Identities {
 }
 
 function prefix(text: string): Prefix {
-  const p = parseCidr(text);
+  const p = readPrefix(text);
   if (p === undefined) throw new Error(`bad address ${text}`);
   return p;
 }

@@ -22,9 +22,7 @@ import { parseIp, parseMac } from '@dyad/netaddr';
 import { Libbpf, maglevTable, openPinnedDatapath } from '@dyad/libbpf-ts';
 import { KubeClient, labDown, labPaths, labUp, readState } from '@dyad/lab';
 import { repoRoot } from '@dyad/testbed';
-import { ensureBpfBuilt } from '../packages/libbpf-ts/test/helpers/build.ts';
-import { KernelFixture } from '../packages/libbpf-ts/test/helpers/kernel-fixture.ts';
-import { setupNode } from '../packages/libbpf-ts/test/helpers/topology.ts';
+import { KernelFixture, ensureBpfBuilt, setupNode } from '@dyad/libbpf-ts/testing';
 
 const { values: args } = parseArgs({
   options: {

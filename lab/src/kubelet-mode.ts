@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
-import { readImagesFile } from '../../deploy/images/images-file.ts';
+import { readImagesFile } from '@dyad/deploy/images-file';
 import type { LabPaths } from './paths.ts';
 import type { NodeRecordValue } from './state.ts';
 import type { Supervisor } from './supervisor.ts';

@@ -4,7 +4,10 @@
 // - a bare import is declared in the importing package's package.json (dependencies, or
 //   devDependencies for tests, benches and scripts, which may also use the workspace's test
 //   runner, declared once at the root);
-// - product code (a package's src/) never imports the test bed or the lab.
+// - product code (a package's src/) never imports the test bed or the lab;
+// - only @dyad/bus touches NATS: no other package's src/ imports the nats.js client. Tests and
+//   benches may, to do what the bus exists to refuse (send malformed bytes or raw headers to
+//   check the dead letters, read a stream as its operator would, load the server directly).
 // The root's bench/ and scripts/ count as one package: the root package.json.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { builtinModules } from 'node:module';
@@ -109,6 +112,8 @@ function violations(): string[] {
         if (name === pkg.name) continue;
         if (inSrc && HARNESSES.has(name) && pkg.name !== '@dyad/lab')
           problems.push(`${where}: product code imports the harness ${name}`);
+        if (inSrc && name.startsWith('@nats-io/') && pkg.name !== '@dyad/bus')
+          problems.push(`${where}: imports ${name}; only @dyad/bus touches NATS`);
         const declared =
           pkg.deps.has(name) || (!inSrc && (pkg.devDeps.has(name) || tools.has(name)));
         if (!declared)

@@ -67,7 +67,7 @@ export function diffConfig(
     if (key === 'num_replicas') h = h ?? 1;
     const same =
       Array.isArray(w) && Array.isArray(h)
-        ? [...w].sort().join('\n') === [...h].sort().join('\n')
+        ? [...w].sort().join('\n') === [...(h as unknown[])].sort().join('\n')
         : w === h;
     if (!same) out.push(key);
   }

@@ -5,12 +5,13 @@ import type { Tracer } from '@opentelemetry/api';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { JetStreamManager, PubAck } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import type { KV } from '@nats-io/kv';
 import { connect, credsAuthenticator } from '@nats-io/transport-node';
 import type { NatsConnection, NodeConnectionOptions, Status } from '@nats-io/transport-node';
 import type { Registry } from 'prom-client';
 import type { EnsureResult } from './bootstrap.ts';
 import { ensureKv, ensureStreams, purgeSubjects } from './bootstrap.ts';
+import { kvBucket } from './kv.ts';
+import type { KvBucket } from './kv.ts';
 import type { BusConsumer, ConsumeOptions } from './consume.ts';
 import { consume } from './consume.ts';
 import type { BusContext, BusLogger } from './context.ts';
@@ -133,8 +134,8 @@ export interface Bus {
 
   ensureStreams(specs: readonly StreamSpec[]): Promise<EnsureResult[]>;
   ensureKv(specs: readonly KvBucketSpec[]): Promise<EnsureResult[]>;
-  /** The bucket's @nats-io/kv handle; the bucket must exist (see ensureKv). */
-  kv(bucket: string): Promise<KV>;
+  /** The bucket (it must exist: see ensureKv), as Dyad's stores use it. */
+  kv(bucket: string): Promise<KvBucket>;
 
   /** A bounded core-NATS publisher for high-rate telemetry (flows); see telemetry-publisher.ts. */
   telemetryPublisher<C extends MessageContract>(
@@ -254,7 +255,7 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
       ensureStreams(await jsm(), specs, opts.logger, opts.streamReplicas ?? 1),
     ensureKv: async (specs) =>
       ensureKv(js, await jsm(), specs, opts.logger, opts.streamReplicas ?? 1),
-    kv: (bucket) => new Kvm(js).open(bucket),
+    kv: async (bucket) => kvBucket(await new Kvm(js).open(bucket), bucket),
     // Not a worker: drain stops workers first, and in-flight handlers still need their writes.
     flush: () => nc.flush(),
     drain,

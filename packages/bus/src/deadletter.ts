@@ -1,8 +1,8 @@
 import {
-  DEAD_LETTER_ROOT,
   DeadLetterHeader,
   RejectReason,
   deadLetterSubject,
+  isDeadLetterSubject,
 } from '@dyad/contracts';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { MsgHdrs } from '@nats-io/transport-node';
@@ -81,7 +81,7 @@ export async function deadLetter(
     subject: refused.subject,
     bytes: refused.data.byteLength,
   };
-  if (refused.subject.startsWith(`${DEAD_LETTER_ROOT}.`)) {
+  if (isDeadLetterSubject(refused.subject)) {
     // Re-dead-lettering a dead letter would loop through a wildcard subscriber forever.
     ctx.logger.error(fields, 'refused a dead-letter message; not dead-lettering it again');
     return;

@@ -1,12 +1,11 @@
 export { connectBus } from './connect.ts';
 export { coalesceWrites } from './coalesce.ts';
 export type { CoalescedWrites } from './coalesce.ts';
-export { kvValues } from './kv-read.ts';
 export { KeyedPublisher, jsPublishJob } from './keyed-publisher.ts';
 export type { PublishJob, PublisherOptions } from './keyed-publisher.ts';
 export { backoffDelay, oneAtATime, retryWithBackoff } from './backoff.ts';
 export type { BackoffPolicy, RetryOptions } from './backoff.ts';
-export type { KvValue } from './kv-read.ts';
+export type { KvBucket, KvEntry, KvValue, KvWatch, KvWrite } from './kv.ts';
 export { NatsEnv, natsSettings, readStreamReplicas } from './env.ts';
 export type { NatsSettings } from './env.ts';
 export type { Bus, BusOptions, ReconnectOptions } from './connect.ts';
@@ -51,5 +50,4 @@ export {
   RequestTimeoutError,
 } from './errors.ts';
 
-export type { KV } from '@nats-io/kv';
 export type { PubAck } from '@nats-io/jetstream';

@@ -19,7 +19,8 @@ function counter<L extends string>(
   labelNames: L[],
 ): Counter<L> {
   const existing = registry.getSingleMetric(name);
-  if (existing !== undefined) return existing as Counter<L>;
+  // another kind of metric under this name fails below, as a duplicate registration
+  if (existing instanceof Counter) return existing;
   return new Counter({ name, help, labelNames, registers: [registry] });
 }
 

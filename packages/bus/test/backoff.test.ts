@@ -15,10 +15,7 @@ describe('backoff', () => {
     const seen: Array<[number, number]> = [];
     let left = 2;
     const r = await retryWithBackoff(
-      async (n) => {
-        if (left-- > 0) throw new Error(`try ${n}`);
-        return n;
-      },
+      (n) => (left-- > 0 ? Promise.reject(new Error(`try ${n}`)) : Promise.resolve(n)),
       { policy: { initialMs: 1, maxMs: 2 }, onError: (_e, n, wait) => seen.push([n, wait]) },
     );
     expect(r).toBe(3);
@@ -29,15 +26,16 @@ describe('backoff', () => {
   it('stops when told, without another attempt', async () => {
     let attempts = 0;
     let stop = false;
-    const r = await retryWithBackoff(
-      async () => {
-        attempts++;
-        stop = true;
-        throw new Error('nats away');
-      },
-      { policy: { initialMs: 1, maxMs: 1 }, onError: () => {}, stopped: () => stop },
-    );
-    expect(r).toBeUndefined();
+    await expect(
+      retryWithBackoff(
+        () => {
+          attempts++;
+          stop = true;
+          return Promise.reject(new Error('nats away'));
+        },
+        { policy: { initialMs: 1, maxMs: 1 }, onError: () => {}, stopped: () => stop },
+      ),
+    ).resolves.toBeUndefined();
     expect(attempts).toBe(1);
   });
 

@@ -3,23 +3,20 @@ import type { NatsServer } from '@dyad/testbed';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { coalesceWrites } from '../src/index.ts';
-import { Note, rawConnection, testBus } from './helpers.ts';
+import { Note, Teardown, rawConnection, testBus } from './helpers.ts';
 
 describe('coalesceWrites', () => {
   let nats: NatsServer;
   let pub: NatsConnection;
   let sub: NatsConnection;
 
+  const teardown = new Teardown();
   beforeAll(async () => {
-    nats = await startNats();
-    pub = await rawConnection(nats.url);
-    sub = await rawConnection(nats.url);
+    nats = await teardown.add(startNats(), (s) => s.stop());
+    pub = await teardown.add(rawConnection(nats.url), (c) => c.close());
+    sub = await teardown.add(rawConnection(nats.url), (c) => c.close());
   });
-  afterAll(async () => {
-    await pub?.close();
-    await sub?.close();
-    await nats?.stop();
-  });
+  afterAll(() => teardown.run());
 
   it('changes nothing on an object that is not a nats.js connection', () => {
     expect(coalesceWrites({} as NatsConnection)).toBeUndefined();

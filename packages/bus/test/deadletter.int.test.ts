@@ -15,6 +15,7 @@ import type { Msg, MsgHdrs, NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeadLetterReason, ORIGINAL_NATS_HEADER_PREFIX } from '../src/index.ts';
 import {
+  Teardown,
   collectDeadLetters,
   counterValue,
   eventually,
@@ -140,16 +141,13 @@ describe('dead-letter path', () => {
   let raw: NatsConnection;
   let producer: TestBus;
 
+  const teardown = new Teardown();
   beforeAll(async () => {
-    nats = await startNats();
-    raw = await rawConnection(nats.url);
-    producer = await testBus(nats.url, 'dl-producer');
+    nats = await teardown.add(startNats(), (s) => s.stop());
+    raw = await teardown.add(rawConnection(nats.url), (c) => c.close());
+    producer = await teardown.add(testBus(nats.url, 'dl-producer'), (t) => t.bus.close());
   });
-  afterAll(async () => {
-    await producer?.bus.close();
-    await raw?.close();
-    await nats?.stop();
-  });
+  afterAll(() => teardown.run());
 
   describe('core subscription', () => {
     const service = 'dl-core';
@@ -157,8 +155,9 @@ describe('dead-letter path', () => {
     let dead: Msg[];
     const handled: string[] = [];
 
+    const consumerTeardown = new Teardown();
     beforeAll(async () => {
-      consumer = await testBus(nats.url, service);
+      consumer = await consumerTeardown.add(testBus(nats.url, service), (t) => t.bus.close());
       dead = collectDeadLetters(raw, service);
       consumer.bus.subscribe([PodEvent], 'dyad.k8s.v1.pod.>', (d) => {
         handled.push(d.value.object.metadata.name);
@@ -166,9 +165,7 @@ describe('dead-letter path', () => {
       await consumer.bus.flush();
       await raw.flush();
     });
-    afterAll(async () => {
-      await consumer?.bus.close();
-    });
+    afterAll(() => consumerTeardown.run());
 
     it.each(BAD_INPUTS)(
       '$kind → dead-lettered as $reason, and the next valid message is handled',
@@ -208,8 +205,9 @@ describe('dead-letter path', () => {
     const handled: string[] = [];
     const failing = new Map<string, number>();
 
+    const consumerTeardown = new Teardown();
     beforeAll(async () => {
-      consumer = await testBus(nats.url, service);
+      consumer = await consumerTeardown.add(testBus(nats.url, service), (t) => t.bus.close());
       await consumer.bus.ensureStreams([K8sStream, DeadLetterStream]);
       dead = collectDeadLetters(raw, service);
       await raw.flush();
@@ -232,9 +230,7 @@ describe('dead-letter path', () => {
         },
       );
     });
-    afterAll(async () => {
-      await consumer?.bus.close();
-    });
+    afterAll(() => consumerTeardown.run());
 
     it.each(BAD_INPUTS)(
       '$kind → dead-lettered as $reason, terminated, and the stream goes on',

@@ -138,3 +138,21 @@ export function reasonOf(m: Msg): string | undefined {
 export function uniq(prefix: string): string {
   return `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
 }
+
+/**
+ * A suite's set-up, remembering how to undo each step; `run` undoes them last first. A set-up
+ * that failed half way undoes just the half it did.
+ */
+export class Teardown {
+  readonly #undo: Array<() => Promise<unknown>> = [];
+
+  async add<T>(make: T | Promise<T>, undo: (made: T) => Promise<unknown>): Promise<T> {
+    const made = await make;
+    this.#undo.push(() => undo(made));
+    return made;
+  }
+
+  async run(): Promise<void> {
+    for (const undo of this.#undo.splice(0).reverse()) await undo();
+  }
+}

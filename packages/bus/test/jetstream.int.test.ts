@@ -12,6 +12,7 @@ import { ConfigConflictError, PublishError, kvStreamName } from '../src/index.ts
 import type { JsDelivery } from '../src/index.ts';
 import type { PayloadOf } from '@dyad/contracts';
 import {
+  Teardown,
   Note,
   collectDeadLetters,
   eventually,
@@ -36,17 +37,14 @@ describe('JetStream', () => {
   let jsm: JetStreamManager;
   let t: TestBus;
 
+  const teardown = new Teardown();
   beforeAll(async () => {
-    nats = await startNats();
-    raw = await rawConnection(nats.url);
+    nats = await teardown.add(startNats(), (s) => s.stop());
+    raw = await teardown.add(rawConnection(nats.url), (c) => c.close());
     jsm = await jetstreamManager(raw);
-    t = await testBus(nats.url, 'js-test');
+    t = await teardown.add(testBus(nats.url, 'js-test'), (b) => b.bus.close());
   });
-  afterAll(async () => {
-    await t?.bus.close();
-    await raw?.close();
-    await nats?.stop();
-  });
+  afterAll(() => teardown.run());
 
   describe('ensureStreams', () => {
     it('creates, then is a no-op, then updates what changed', async () => {
@@ -120,12 +118,19 @@ describe('JetStream', () => {
         changed: ['max_msgs_per_subject'],
       });
       const kv = await t.bus.kv('test_kv');
-      await kv.put('node-1', 'a');
-      await kv.put('node-1', 'b');
-      expect((await kv.get('node-1'))?.string()).toBe('b');
-      const history = [];
-      for await (const e of await kv.history({ key: 'node-1' })) history.push(e.string());
-      expect(history).toEqual(['a', 'b']);
+      const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+      const first = await kv.put('node-1', enc('a'));
+      expect(typeof first).toBe('number');
+      const second = await kv.put('node-1', enc('b'), Number(first));
+      expect(second).toBe(Number(first) + 1);
+      // a lost race is a value, not an exception
+      expect(await kv.put('node-1', enc('c'), Number(first))).toBe('conflict');
+      expect(await kv.create('node-1', enc('c'))).toBe('conflict');
+      expect(await kv.delete('node-1', Number(first))).toBe(false);
+      expect(await kv.values('>')).toEqual([{ key: 'node-1', revision: second, value: 'b' }]);
+      expect(await kv.delete('node-1', Number(second))).toBe(true);
+      expect((await kv.get('node-1'))?.operation).toBe('DEL');
+      expect(await kv.keys()).toEqual([]);
     });
   });
 

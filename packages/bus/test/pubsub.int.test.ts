@@ -12,6 +12,7 @@ import {
 } from '../src/index.ts';
 import type { Delivery } from '../src/index.ts';
 import {
+  Teardown,
   AddReply,
   AddRequest,
   Note,
@@ -29,16 +30,13 @@ describe('core publish/subscribe and request/reply', () => {
   let a: TestBus;
   let b: TestBus;
 
+  const teardown = new Teardown();
   beforeAll(async () => {
-    nats = await startNats();
-    a = await testBus(nats.url, 'svc-a');
-    b = await testBus(nats.url, 'svc-b');
+    nats = await teardown.add(startNats(), (s) => s.stop());
+    a = await teardown.add(testBus(nats.url, 'svc-a'), (t) => t.bus.close());
+    b = await teardown.add(testBus(nats.url, 'svc-b'), (t) => t.bus.close());
   });
-  afterAll(async () => {
-    await a?.bus.close();
-    await b?.bus.close();
-    await nats?.stop();
-  });
+  afterAll(() => teardown.run());
 
   it('delivers a published event decoded, with CloudEvents meta, to a subscriber', async () => {
     const got: Delivery<PayloadOf<typeof PodEvent>>[] = [];

@@ -1,7 +1,7 @@
 import { startNats } from '@dyad/testbed';
 import type { NatsServer } from '@dyad/testbed';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Note, counterValue, eventually, testBus } from './helpers.ts';
+import { Note, Teardown, counterValue, eventually, testBus } from './helpers.ts';
 import type { TestBus } from './helpers.ts';
 
 describe('reconnect', () => {
@@ -9,16 +9,13 @@ describe('reconnect', () => {
   let pub: TestBus;
   let sub: TestBus;
 
+  const teardown = new Teardown();
   beforeAll(async () => {
-    nats = await startNats();
-    pub = await testBus(nats.url, 'rc-pub');
-    sub = await testBus(nats.url, 'rc-sub');
+    nats = await teardown.add(startNats(), (s) => s.stop());
+    pub = await teardown.add(testBus(nats.url, 'rc-pub'), (t) => t.bus.close());
+    sub = await teardown.add(testBus(nats.url, 'rc-sub'), (t) => t.bus.close());
   });
-  afterAll(async () => {
-    await pub?.bus.close();
-    await sub?.bus.close();
-    await nats?.stop();
-  });
+  afterAll(() => teardown.run());
 
   it('a subscription receives messages published after the server restarts on the same port', async () => {
     const got: number[] = [];

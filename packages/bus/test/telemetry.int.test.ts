@@ -17,9 +17,9 @@ describe('telemetry publisher', () => {
     b = await testBus(nats.url, 'svc-b');
   });
   afterAll(async () => {
-    await a?.bus.close();
-    await b?.bus.close();
-    await nats?.stop();
+    await a.bus.close();
+    await b.bus.close();
+    await nats.stop();
   });
 
   it('sends CloudEvents a contract consumer decodes, each with its own id', async () => {

@@ -5,7 +5,7 @@ import { startInMemoryTracing } from '@dyad/telemetry';
 import type { InMemoryTracing, ReadableSpan } from '@dyad/telemetry';
 import { SpanKind, trace } from '@opentelemetry/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AddReply, AddRequest, Note, eventually, pod, testBus } from './helpers.ts';
+import { AddReply, AddRequest, Note, Teardown, eventually, pod, testBus } from './helpers.ts';
 import type { TestBus } from './helpers.ts';
 
 describe('trace context across the bus', () => {
@@ -14,18 +14,14 @@ describe('trace context across the bus', () => {
   let a: TestBus;
   let b: TestBus;
 
+  const teardown = new Teardown();
   beforeAll(async () => {
-    tracing = startInMemoryTracing();
-    nats = await startNats();
-    a = await testBus(nats.url, 'trace-a');
-    b = await testBus(nats.url, 'trace-b');
+    tracing = await teardown.add(startInMemoryTracing(), (t) => t.shutdown());
+    nats = await teardown.add(startNats(), (s) => s.stop());
+    a = await teardown.add(testBus(nats.url, 'trace-a'), (t) => t.bus.close());
+    b = await teardown.add(testBus(nats.url, 'trace-b'), (t) => t.bus.close());
   });
-  afterAll(async () => {
-    await a?.bus.close();
-    await b?.bus.close();
-    await nats?.stop();
-    await tracing?.shutdown();
-  });
+  afterAll(() => teardown.run());
 
   const tracer = () => trace.getTracer('test');
   const spanNamed = (name: string): ReadableSpan | undefined =>

@@ -173,7 +173,7 @@ function io(env: Record<string, string> = {}) {
   return { io: { stdout: out.stream, stderr: err.stream, env }, out: out.text, err: err.text };
 }
 
-const noPlugins = { plugins: async () => [] };
+const noPlugins = { plugins: () => Promise.resolve([]) };
 
 describe('dyad agent commands', () => {
   let dir: string;
@@ -372,7 +372,7 @@ describe('dyad agent commands', () => {
             : undefined;
       },
     };
-    const plugins = { plugins: async () => [lab] };
+    const plugins = { plugins: () => Promise.resolve([lab]) };
     const t = io();
     expect(await run(['endpoint', 'list', '--node', 'n1'], t.io, plugins)).toBe(0);
     expect(t.out()).toContain('web-0');
@@ -392,7 +392,7 @@ describe('dyad agent commands', () => {
     const j = io();
     expect(await run(['version', '-o', 'json', '--agent-socket', sock], j.io, noPlugins)).toBe(0);
     expect(JSON.parse(j.out())).toMatchObject({
-      client: { version: expect.any(String) },
+      client: { version: expect.any(String) as unknown },
       agent: answers.version(),
     });
     const u = io();

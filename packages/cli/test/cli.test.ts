@@ -21,7 +21,7 @@ const commands: Command[] = [
     summary: 'x',
     flags: {},
     args: { usage: '[thing]', min: 0, max: 1 },
-    run: async () => 7,
+    run: () => Promise.resolve(7),
   }),
   defineCommand({
     words: ['bpf', 'endpoint', 'list'],
@@ -31,9 +31,9 @@ const commands: Command[] = [
       node: { type: 'string', description: 'n' },
       all: { type: 'boolean', description: 'a' },
     },
-    run: async (c) => {
+    run: (c) => {
       seen.push({ flags: { ...c.flags }, positionals: c.positionals, rest: c.rest });
-      return Exit.ok;
+      return Promise.resolve(Exit.ok);
     },
   }),
   defineCommand({
@@ -41,18 +41,16 @@ const commands: Command[] = [
     summary: 'runs',
     flags: {},
     args: { usage: '<pod> -- <command...>', min: 1, max: 1, rest: true },
-    run: async (c) => {
+    run: (c) => {
       seen.push({ flags: { ...c.flags }, positionals: c.positionals, rest: c.rest });
-      return Exit.ok;
+      return Promise.resolve(Exit.ok);
     },
   }),
   defineCommand({
     words: ['boom'],
     summary: 'z',
     flags: {},
-    run: async () => {
-      throw new Error('kaboom');
-    },
+    run: () => Promise.reject(new Error('kaboom')),
   }),
 ];
 
@@ -151,14 +149,16 @@ describe('dyad dispatch', () => {
 
   it('an unknown command is a usage error; no command or --help is the root help', async () => {
     const t = io();
-    expect(await run(['nope'], t.io, { commands, plugins: async () => [] })).toBe(Exit.usage);
+    expect(await run(['nope'], t.io, { commands, plugins: () => Promise.resolve([]) })).toBe(
+      Exit.usage,
+    );
     const err = t.err();
     expect(err).toContain('unknown command "nope"');
     // The plugin that is not installed is named, so `dyad lab …` on a node explains itself.
     expect(err).toContain('commands of @dyad/lab appear when it is installed');
     for (const argv of [[], ['--help'], ['-h'], ['help']]) {
       const r = io();
-      expect(await run(argv, r.io, { commands, plugins: async () => [] })).toBe(Exit.ok);
+      expect(await run(argv, r.io, { commands, plugins: () => Promise.resolve([]) })).toBe(Exit.ok);
       const out = r.out();
       expect(out).toContain('bpf endpoint list');
       expect(out).toContain('completion bash|zsh');
@@ -179,12 +179,20 @@ describe('dyad dispatch', () => {
           words: ['lab', 'hello'],
           summary: 'greets',
           flags: {},
-          run: async (c) => (c.stdout.write('hi\n'), 0),
+          run: (c) => {
+            c.stdout.write('hi\n');
+            return Promise.resolve(0);
+          },
         }),
-        defineCommand({ words: ['boom'], summary: 'shadowed', flags: {}, run: async () => 0 }),
+        defineCommand({
+          words: ['boom'],
+          summary: 'shadowed',
+          flags: {},
+          run: () => Promise.resolve(0),
+        }),
       ],
     };
-    const plugins = async () => [plugin];
+    const plugins = () => Promise.resolve([plugin]);
     const t = io();
     expect(await run(['lab', 'hello'], t.io, { commands, plugins })).toBe(0);
     expect(t.out()).toBe('hi\n');
@@ -199,9 +207,9 @@ describe('dyad dispatch', () => {
 
   it('built-in commands never load plugins; --node asks them', async () => {
     let loads = 0;
-    const plugins = async () => {
+    const plugins = () => {
       loads++;
-      return [];
+      return Promise.resolve([]);
     };
     await run(['bpf', 'endpoint', 'list'], io().io, { commands, plugins });
     await run(['status', '--help'], io().io, { plugins });
@@ -224,12 +232,14 @@ describe('every built-in command', () => {
     '%s takes --help (stdout, exit 0) and refuses unknown flags (exit 2)',
     async (words, c) => {
       const h = io();
-      expect(await run([...c.words, '--help'], h.io, { plugins: async () => [] })).toBe(Exit.ok);
+      expect(await run([...c.words, '--help'], h.io, { plugins: () => Promise.resolve([]) })).toBe(
+        Exit.ok,
+      );
       expect(h.out()).toContain(`dyad ${words}`);
       const u = io();
-      expect(await run([...c.words, '--no-such-flag'], u.io, { plugins: async () => [] })).toBe(
-        Exit.usage,
-      );
+      expect(
+        await run([...c.words, '--no-such-flag'], u.io, { plugins: () => Promise.resolve([]) }),
+      ).toBe(Exit.usage);
       expect(u.err()).toContain('unknown flag --no-such-flag');
     },
   );

@@ -13,7 +13,7 @@ const lab: Plugin = {
       words: ['lab', 'probe'],
       summary: 'probe',
       flags: { port: { type: 'string', value: 'P', description: 'port' } },
-      run: async () => Exit.ok,
+      run: () => Promise.resolve(Exit.ok),
     }),
   ],
 };
@@ -30,7 +30,7 @@ async function script(shell: 'bash' | 'zsh'): Promise<string> {
     ['completion', shell],
     { stdout, stderr: stdout, env: {} },
     {
-      plugins: async () => [lab],
+      plugins: () => Promise.resolve([lab]),
     },
   );
   expect(code).toBe(Exit.ok);

@@ -84,8 +84,8 @@ describe('dyad observe (against NATS)', () => {
     });
   });
   afterAll(async () => {
-    await bus?.close();
-    await nats?.stop();
+    await bus.close();
+    await nats.stop();
   });
 
   it('says so when no agent ever published flows', async () => {

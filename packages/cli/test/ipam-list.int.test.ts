@@ -16,7 +16,7 @@ import {
 import { createLogger, createMetrics } from '@dyad/telemetry';
 import { startNats } from '@dyad/testbed';
 import type { NatsServer } from '@dyad/testbed';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { Exit, run } from '../src/index.ts';
 import { ipamListCommand } from '../src/commands/ipam-list.ts';
@@ -29,16 +29,21 @@ describe('dyad ipam list (against NATS)', () => {
 
   beforeAll(async () => {
     nats = await startNats();
-    bus = await connectBus({
-      servers: nats.url,
-      name: 'cli-test',
-      logger: createLogger({ service: 'cli-test', level: 'silent' }),
-      registry: createMetrics({ processMetrics: false }),
-    });
-  });
-  afterAll(async () => {
-    await bus?.close();
-    await nats?.stop();
+    try {
+      bus = await connectBus({
+        servers: nats.url,
+        name: 'cli-test',
+        logger: createLogger({ service: 'cli-test', level: 'silent' }),
+        registry: createMetrics({ processMetrics: false }),
+      });
+    } catch (err) {
+      await nats.stop();
+      throw err;
+    }
+    return async () => {
+      await bus.close();
+      await nats.stop();
+    };
   });
 
   function io() {
@@ -156,9 +161,7 @@ describe('dyad ipam list (NATS credentials)', () => {
 
   beforeAll(async () => {
     nats = await startNats({ extraArgs: ['--auth', 's3cret-token'] });
-  });
-  afterAll(async () => {
-    await nats?.stop();
+    return () => nats.stop();
   });
 
   function io(env: Record<string, string>) {

@@ -38,8 +38,8 @@ describe('dyad policy get and dyad identity list (against NATS)', () => {
     });
   });
   afterAll(async () => {
-    await bus?.close();
-    await nats?.stop();
+    await bus.close();
+    await nats.stop();
   });
 
   function io() {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { EndpointState } from './agent.ts';
-import { Cidr, FamilySchema, IpAddress } from './family.ts';
+import { Cidr, FamilySchema, IpAddress, Ipv4Address, Ipv6Address } from './family.ts';
 import { FlowEvent } from './flow.ts';
 import { RouterServiceEntry } from './router.ts';
 
@@ -99,8 +99,8 @@ export const AgentStatus = z.object({
 export const AgentEndpoint = EndpointState.extend({
   /** `adding` until the CNI ADD has wired everything, then `ready`. */
   phase: z.enum(['adding', 'ready']),
-  gateway4: z.ipv4().optional(),
-  gateway6: z.ipv6().optional(),
+  gateway4: Ipv4Address.optional(),
+  gateway6: Ipv6Address.optional(),
 });
 
 /** One entry of dy_endpoints as the kernel holds it (bpf/include/dyad/endpoints.h). */

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { defineMessage } from './contract.ts';
+import { Ipv4Address, Ipv6Address } from './family.ts';
 import type { StreamSpec } from './streams.ts';
-import { encodeToken } from './subjects.ts';
+import { decodeToken, encodeToken } from './subjects.ts';
 
 /**
  * The datapath agent (one per node): what it reports about the pods it wired up, and the
@@ -19,14 +20,27 @@ export function agentEndpointSubject(node: string, containerId: string, ifName: 
   return `${AGENT_SUBJECT_ROOT}.endpoint.${encodeToken(node)}.${encodeToken(containerId)}.${encodeToken(ifName)}`;
 }
 
-/** Every endpoint report of one node: `dyad.agent.v1.endpoint.<node>.>`. */
-export function agentEndpointFilter(node: string): string {
-  return `${AGENT_SUBJECT_ROOT}.endpoint.${encodeToken(node)}.>`;
+/** Every endpoint report of one node (`dyad.agent.v1.endpoint.<node>.>`), or of every node. */
+export function agentEndpointFilter(node?: string): string {
+  return `${AGENT_SUBJECT_ROOT}.endpoint.${node === undefined ? '*' : encodeToken(node)}.>`;
 }
 
 /** `dyad.node.v1.<node>.policy.<namespace>.<name>`: the policy of one pod's endpoints there. */
 export function nodePolicySubject(node: string, namespace: string, name: string): string {
   return `${NODE_DESIRED_SUBJECT_ROOT}.${encodeToken(node)}.policy.${encodeToken(namespace)}.${encodeToken(name)}`;
+}
+
+/** The inverse of `nodePolicySubject`; undefined for any other subject. */
+export function parseNodePolicySubject(
+  subject: string,
+): { node: string; namespace: string; name: string } | undefined {
+  const root = `${NODE_DESIRED_SUBJECT_ROOT}.`;
+  if (!subject.startsWith(root)) return undefined;
+  const t = subject.slice(root.length).split('.');
+  const [node, kind, namespace, name] = t;
+  return t.length === 4 && kind === 'policy' && node && namespace && name
+    ? { node: decodeToken(node), namespace: decodeToken(namespace), name: decodeToken(name) }
+    : undefined;
 }
 
 const Identity = z.number().int().min(0).max(0xffffffff);
@@ -45,8 +59,8 @@ export const EndpointState = z.object({
     name: z.string().min(1),
     uid: z.string().min(1).optional(),
   }),
-  ipv4: z.ipv4().optional(),
-  ipv6: z.ipv6().optional(),
+  ipv4: Ipv4Address.optional(),
+  ipv6: Ipv6Address.optional(),
   /** Pod-side MAC. */
   mac: z.string(),
   hostIfName: z.string().min(1),

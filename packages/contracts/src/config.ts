@@ -1,4 +1,6 @@
+import { parsePrefixStrict } from '@dyad/netaddr';
 import { z } from 'zod';
+import { prefixProblem } from './family.ts';
 
 /**
  * The `dyad-config` ConfigMap: the cluster-wide settings every Dyad service gets mounted (one
@@ -44,15 +46,14 @@ const Digits = (min: number, max: number) =>
     .regex(/^[0-9]{1,3}$/, 'a decimal number')
     .refine((s) => Number(s) >= min && Number(s) <= max, `between ${min} and ${max}`);
 
-/** One or more CIDRs of one family, separated by spaces or commas. */
-const cidrList = (one: z.ZodType<string>, family: string) =>
+/** One or more CIDRs of one family, separated by spaces or commas; netaddr's strict reading. */
+const cidrList = (family: 4 | 6) =>
   z.string().superRefine((text, ctx) => {
     const items = text.split(/[\s,]+/).filter((s) => s !== '');
-    if (items.length === 0) ctx.addIssue({ code: 'custom', message: `no ${family} CIDR` });
+    if (items.length === 0) ctx.addIssue({ code: 'custom', message: `no IPv${family} CIDR` });
     for (const item of items) {
-      if (!one.safeParse(item).success) {
-        ctx.addIssue({ code: 'custom', message: `'${item}' is not an ${family} CIDR` });
-      }
+      const problem = prefixProblem(item, parsePrefixStrict, family);
+      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
     }
   });
 
@@ -80,8 +81,8 @@ export const DyadConfig = z
   .strictObject({
     [DyadConfigKey.enableIPv4]: Bool,
     [DyadConfigKey.enableIPv6]: Bool,
-    [DyadConfigKey.ipv4PoolCidr]: cidrList(z.cidrv4(), 'IPv4').optional(),
-    [DyadConfigKey.ipv6PoolCidr]: cidrList(z.cidrv6(), 'IPv6').optional(),
+    [DyadConfigKey.ipv4PoolCidr]: cidrList(4).optional(),
+    [DyadConfigKey.ipv6PoolCidr]: cidrList(6).optional(),
     // /30 and /126 are the longest blocks that leave a pod address (ipam reserves the rest).
     [DyadConfigKey.ipv4MaskSize]: Digits(1, 30).optional(),
     [DyadConfigKey.ipv6MaskSize]: Digits(1, 126).optional(),

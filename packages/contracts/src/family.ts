@@ -1,3 +1,5 @@
+import { AddressError, parsePrefixLenient, parsePrefixStrict, tryParseIp } from '@dyad/netaddr';
+import type { IpFamily, Prefix } from '@dyad/netaddr';
 import { z } from 'zod';
 
 /** An address family, spelled as Kubernetes spells it in `ipFamilies`. */
@@ -5,11 +7,64 @@ export const Family = { IPv4: 'IPv4', IPv6: 'IPv6' } as const;
 export type Family = (typeof Family)[keyof typeof Family];
 export const FamilySchema = z.enum([Family.IPv4, Family.IPv6]);
 
-export const IpAddress = z.union([z.ipv4(), z.ipv6()]);
-export const Cidr = z.union([z.cidrv4(), z.cidrv6()]);
+// Address and prefix schemas read text with @dyad/netaddr, the parser every service and the
+// datapath codecs use, so a message the schema accepts is one they can read. `format` keeps the
+// JSON Schema documents saying what the text is.
+
+function address(family: IpFamily | undefined, format: string) {
+  const what = family === undefined ? 'an IP address' : `an IPv${family} address`;
+  return z
+    .string()
+    .refine(
+      (text) => {
+        const ip = tryParseIp(text);
+        return ip !== undefined && (family === undefined || ip.family === family);
+      },
+      { message: `not ${what}` },
+    )
+    .meta({ format });
+}
+
+/** The reason `parse` refuses `text` (or that it is of the other family); undefined if it reads. */
+export function prefixProblem(
+  text: string,
+  parse: (text: string) => Prefix,
+  family?: IpFamily,
+): string | undefined {
+  try {
+    const p = parse(text);
+    return family === undefined || p.family === family
+      ? undefined
+      : `'${text}' is not an IPv${family} CIDR`;
+  } catch (err) {
+    if (err instanceof AddressError) return err.message;
+    throw err;
+  }
+}
+
+function prefix(parse: (text: string) => Prefix, family: IpFamily | undefined, format: string) {
+  return z
+    .string()
+    .superRefine((text, ctx) => {
+      const problem = prefixProblem(text, parse, family);
+      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .meta({ format });
+}
+
+export const IpAddress = address(undefined, 'ip');
+export const Ipv4Address = address(4, 'ipv4');
+export const Ipv6Address = address(6, 'ipv6');
+
+/** A prefix as Dyad writes it: `addr/len` with no host bits (netaddr's strict parser). */
+export const Cidr = prefix(parsePrefixStrict, undefined, 'cidr');
+export const Cidr4 = prefix(parsePrefixStrict, 4, 'cidrv4');
+export const Cidr6 = prefix(parsePrefixStrict, 6, 'cidrv6');
+/** A prefix as Kubernetes reads a NetworkPolicy's ipBlock: host bits are masked, not refused. */
+export const LenientCidr = prefix(parsePrefixLenient, undefined, 'cidr');
 
 /** An address and its family; the address must be of the family it says. */
 export const FamilyAddress = z.discriminatedUnion('family', [
-  z.object({ family: z.literal(Family.IPv4), address: z.ipv4() }),
-  z.object({ family: z.literal(Family.IPv6), address: z.ipv6() }),
+  z.object({ family: z.literal(Family.IPv4), address: Ipv4Address }),
+  z.object({ family: z.literal(Family.IPv6), address: Ipv6Address }),
 ]);

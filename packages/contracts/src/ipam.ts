@@ -1,7 +1,15 @@
 import { z } from 'zod';
 import { defineMessage } from './contract.ts';
 import { REPLY_INBOX } from './reply.ts';
-import { Family, FamilyAddress, FamilySchema } from './family.ts';
+import {
+  Cidr4,
+  Cidr6,
+  Family,
+  FamilyAddress,
+  FamilySchema,
+  Ipv4Address,
+  Ipv6Address,
+} from './family.ts';
 import type { KvBucketSpec, StreamSpec } from './streams.ts';
 import { encodeToken } from './subjects.ts';
 
@@ -41,6 +49,9 @@ export function ipamNodeSubject(node: string): string {
   return `${IpamSubject.node}.${encodeToken(node)}`;
 }
 
+/** Every node's assignment: `dyad.ipam.v1.node.*`. */
+export const IPAM_NODE_FILTER = `${IpamSubject.node}.*`;
+
 export function ipamEventSubject(kind: IpamEventKind): string {
   return `${IpamSubject.events}.${kind}`;
 }
@@ -50,6 +61,9 @@ export function ipamGrowSubject(node: string): string {
   return `${IpamSubject.grow}.${encodeToken(node)}`;
 }
 
+/** Every node's grow requests: `dyad.ipam.v1.grow.*`. */
+export const IPAM_GROW_FILTER = `${IpamSubject.grow}.*`;
+
 /**
  * `dyad.ipam.v1.alloc.<node>.<containerId>`: the last allocation event of one pod sandbox, written
  * only by that node's agent (one writer per node: the node is in the subject).
@@ -58,15 +72,18 @@ export function ipamAllocSubject(node: string, containerId: string): string {
   return `${IpamSubject.alloc}.${encodeToken(node)}.${encodeToken(containerId)}`;
 }
 
-/** Every allocation record of one node: `dyad.ipam.v1.alloc.<node>.>`. */
-export function ipamAllocFilter(node: string): string {
-  return `${IpamSubject.alloc}.${encodeToken(node)}.>`;
+/** Every allocation record of one node (`dyad.ipam.v1.alloc.<node>.*`), or of every node. */
+export function ipamAllocFilter(node?: string): string {
+  return `${IpamSubject.alloc}.${node === undefined ? '*' : encodeToken(node)}.*`;
 }
 
 /** `dyad.ipam.v1.held.<node>`: the blocks a node's agent holds and allocates from. */
 export function ipamHeldSubject(node: string): string {
   return `${IpamSubject.held}.${encodeToken(node)}`;
 }
+
+/** Every node's held-blocks report: `dyad.ipam.v1.held.*`. */
+export const IPAM_HELD_FILTER = `${IpamSubject.held}.*`;
 
 /**
  * Codes of the typed error replies (`io.dyad.bus.error.v1`) ipam answers a grow request with;
@@ -119,8 +136,8 @@ const ReleasedOwner = z.object({
 
 /** A node's block of one family and its router address; both of that family. */
 export const NodeBlock = z.discriminatedUnion('family', [
-  z.object({ family: z.literal(Family.IPv4), cidr: z.cidrv4(), gateway: z.ipv4() }),
-  z.object({ family: z.literal(Family.IPv6), cidr: z.cidrv6(), gateway: z.ipv6() }),
+  z.object({ family: z.literal(Family.IPv4), cidr: Cidr4, gateway: Ipv4Address }),
+  z.object({ family: z.literal(Family.IPv6), cidr: Cidr6, gateway: Ipv6Address }),
 ]);
 
 export const IpamNodeEvent = defineMessage({
@@ -173,6 +190,9 @@ export const AddressesReleased = defineMessage({
 export function ipamExhaustedSubject(node: string): string {
   return `${ipamEventSubject(IpamEventKind.exhausted)}.${encodeToken(node)}`;
 }
+
+/** Every node's exhaustion events: `dyad.ipam.v1.events.exhausted.*`. */
+export const IPAM_EXHAUSTED_FILTER = `${ipamEventSubject(IpamEventKind.exhausted)}.*`;
 
 export const AddressesExhausted = defineMessage({
   type: 'io.dyad.ipam.exhausted.v1',
@@ -300,17 +320,32 @@ export const IpamKey = {
   config: 'config',
   node: (name: string): string => `node.${name}`,
   nodePrefix: 'node.',
+  /** Every node record. */
+  nodeFilter: 'node.>',
   block: (family: 'IPv4' | 'IPv6', cidr: string): string =>
     `block.${family}.${cidr.replace(/:/g, '-').replace('/', '_')}`,
   blockPrefix: 'block.',
+  /** Every block claim. */
+  blockFilter: 'block.>',
   /** Legacy (see above). */
   slot: (node: string, slot: number): string => `slot.${node}.${slot}`,
   /** Legacy (see above). */
   slotPrefix: 'slot.',
+  /** Legacy (see above): every slot of one node, or of every node. */
+  slotFilter: (node?: string): string => (node === undefined ? 'slot.>' : `slot.${node}.*`),
   /** Legacy (see above). */
   ownerPrefix: 'owner.',
+  /** Legacy (see above): which slot a sandbox held (a container id's dots written '='). */
+  owner: (node: string, containerId: string): string =>
+    `owner.${node}.${containerId.replace(/\./g, '=')}`,
+  /** Legacy (see above): every owner record of one node, or of every node. */
+  ownerFilter: (node?: string): string => (node === undefined ? 'owner.>' : `owner.${node}.*`),
   /** Legacy (see above). */
   syncPrefix: 'sync.',
+  /** Legacy (see above): a replica's watch marker. */
+  sync: (id: string): string => `sync.${id}`,
+  /** Legacy (see above): every watch marker. */
+  syncFilter: 'sync.>',
 } as const;
 
 const BlockRef = z.object({ cidr: z.string(), gateway: z.string() });

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineMessage } from './contract.ts';
-import { Cidr, FamilySchema, IpAddress } from './family.ts';
+import { Cidr, FamilySchema, IpAddress, LenientCidr } from './family.ts';
 import { K8S_SUBJECT_ROOT } from './subjects.ts';
 
 /**
@@ -158,7 +158,7 @@ const NetworkPolicyPort = z.object({
 const NetworkPolicyPeer = z.object({
   podSelector: LabelSelector.optional(),
   namespaceSelector: LabelSelector.optional(),
-  ipBlock: z.object({ cidr: Cidr, except: z.array(Cidr).default([]) }).optional(),
+  ipBlock: z.object({ cidr: LenientCidr, except: z.array(LenientCidr).default([]) }).optional(),
 });
 
 export const NetworkPolicy = z.object({

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { NODE_DESIRED_STREAM, NODE_DESIRED_SUBJECT_ROOT } from './agent.ts';
 import { defineMessage } from './contract.ts';
+import { Cidr4, Cidr6 } from './family.ts';
 import { NetworkPolicy } from './k8s.ts';
 import type { KvBucketSpec, StreamSpec } from './streams.ts';
 import { encodeToken } from './subjects.ts';
@@ -230,8 +231,8 @@ export const DirectionPolicy = z.object({
   enforce: z.boolean(),
   peers: z.array(IdentityAllow),
   cidrs: z.object({
-    IPv4: z.array(cidrAllow(z.cidrv4())),
-    IPv6: z.array(cidrAllow(z.cidrv6())),
+    IPv4: z.array(cidrAllow(Cidr4)),
+    IPv6: z.array(cidrAllow(Cidr6)),
   }),
 });
 
@@ -299,8 +300,10 @@ export const PolicyIdentityBucket: KvBucketSpec = {
 export const PolicyIdentityKey = {
   id: (identity: number): string => `id.${identity}`,
   idPrefix: 'id.',
+  idFilter: 'id.>',
   labels: (hash: string): string => `labels.${hash}`,
   labelsPrefix: 'labels.',
+  labelsFilter: 'labels.>',
 } as const;
 
 export const IdentityRecord = z.object({

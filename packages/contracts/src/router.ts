@@ -222,6 +222,16 @@ export function routerNodeFilter(node: string): string {
   return `${ROUTER_SUBJECT_ROOT}.node.${encodeToken(node)}.>`;
 }
 
+/** One node's ipcache entries: `dyad.router.v1.node.<node>.ipcache.*`. */
+export function routerIpcacheFilter(node: string): string {
+  return `${ROUTER_SUBJECT_ROOT}.node.${encodeToken(node)}.ipcache.*`;
+}
+
+/** One node's routes: `dyad.router.v1.node.<node>.route.*`. */
+export function routerRouteFilter(node: string): string {
+  return `${ROUTER_SUBJECT_ROOT}.node.${encodeToken(node)}.route.*`;
+}
+
 export function routerIpcacheSubject(node: string, prefix: string): string {
   return `${ROUTER_SUBJECT_ROOT}.node.${encodeToken(node)}.ipcache.${encodeToken(prefix)}`;
 }

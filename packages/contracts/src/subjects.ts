@@ -63,6 +63,22 @@ export function parseK8sObjectSubject(subject: string): ParsedK8sSubject | undef
 
 export const DEAD_LETTER_ROOT = 'dyad.dlq.v1';
 
+/** Whether a subject is a dead letter's (dead-lettering one again would loop). */
+export function isDeadLetterSubject(subject: string): boolean {
+  return subject.startsWith(`${DEAD_LETTER_ROOT}.`);
+}
+
+/** Whether `subject` matches the NATS filter `filter` (`*` one token, a final `>` one or more). */
+export function subjectMatches(filter: string, subject: string): boolean {
+  const f = filter.split('.');
+  const s = subject.split('.');
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '>') return i === f.length - 1 && s.length > i;
+    if (i >= s.length || (f[i] !== '*' && f[i] !== s[i])) return false;
+  }
+  return f.length === s.length;
+}
+
 /** Where a service puts what it could not accept: `dyad.dlq.v1.<service>`. */
 export function deadLetterSubject(service: string): string {
   return `${DEAD_LETTER_ROOT}.${encodeToken(service)}`;

@@ -2,16 +2,20 @@ export { AddressError } from './errors.ts';
 export {
   formatIp,
   formatMac,
-  formatPrefix,
-  maskBytes,
-  maskInPlace,
   parseIp,
   parseIpInto,
   parseMac,
   parseMacInto,
-  parsePrefix,
-  parsePrefixInto,
   tryParseIp,
 } from './text.ts';
-export type { IpBytes, IpFamily, IpPrefix } from './text.ts';
+export type { IpBytes, IpFamily } from './text.ts';
+export {
+  formatPrefix,
+  maskBytes,
+  maskInPlace,
+  parsePrefixInto,
+  parsePrefixLenient,
+  parsePrefixStrict,
+} from './prefix.ts';
+export type { Prefix } from './prefix.ts';
 export { ADDRESS_BITS, ipFromBigInt, ipToBigInt } from './int.ts';

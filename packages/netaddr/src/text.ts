@@ -8,10 +8,6 @@ export interface IpBytes {
   readonly bytes: Uint8Array;
 }
 
-export interface IpPrefix extends IpBytes {
-  readonly length: number;
-}
-
 // The one parser of address text in Dyad: the datapath codecs, ipam, the router and the test bed
 // all read addresses here, so they agree on what is an address. Hand-rolled char-code parsers:
 // map updates encode tens of thousands of addresses per batch, and regex/split based parsing
@@ -172,61 +168,6 @@ export function formatIp(family: IpFamily, bytes: Uint8Array): string {
   const hex = (xs: number[]) => xs.map((x) => x.toString(16)).join(':');
   if (bestAt < 0) return hex(g);
   return `${hex(g.slice(0, bestAt))}::${hex(g.slice(bestAt + bestLen))}`;
-}
-
-/** Zeroes every bit past `length`, so equal prefixes encode to equal keys. */
-export function maskBytes(bytes: Uint8Array, length: number): Uint8Array {
-  const out = new Uint8Array(16);
-  const full = length >> 3;
-  out.set(bytes.subarray(0, full), 0);
-  const rem = length & 7;
-  if (rem) out[full] = (bytes[full] ?? 0) & (0xff << (8 - rem)) & 0xff;
-  return out;
-}
-
-/** Zeroes every bit past `length` of the 16-byte address at bytes[at..]. */
-export function maskInPlace(bytes: Uint8Array, length: number, at = 0): void {
-  const full = length >> 3;
-  const rem = length & 7;
-  let i = full;
-  if (rem) {
-    bytes[at + i] = (bytes[at + i] ?? 0) & (0xff << (8 - rem)) & 0xff;
-    i++;
-  }
-  for (; i < 16; i++) bytes[at + i] = 0;
-}
-
-/** Parses "addr/len" (or a bare address) into out[at..at+16), masked. Returns
- *  `family << 8 | length` (a number, not an object: this runs once per entry of a batch). */
-export function parsePrefixInto(prefix: string, out: Uint8Array, at = 0): number {
-  const slash = prefix.indexOf('/');
-  const family = parseIpInto(slash < 0 ? prefix : prefix.slice(0, slash), out, at);
-  const max = family === 4 ? 32 : 128;
-  let length = max;
-  if (slash >= 0) {
-    length = 0;
-    const digits = prefix.length - slash - 1;
-    if (digits < 1 || digits > 3) throw new AddressError(`bad prefix length in ${prefix}`);
-    for (let i = slash + 1; i < prefix.length; i++) {
-      const c = prefix.charCodeAt(i);
-      if (c < 48 || c > 57) throw new AddressError(`bad prefix length in ${prefix}`);
-      length = length * 10 + (c - 48);
-    }
-    if (length > max) throw new AddressError(`bad prefix length in ${prefix}`);
-  }
-  maskInPlace(out, length, at);
-  return (family << 8) | length;
-}
-
-/** "198.18.0.0/24", "fd00::/8"; a bare address is a host prefix (/32 or /128). */
-export function parsePrefix(prefix: string): IpPrefix {
-  const bytes = new Uint8Array(16);
-  const packed = parsePrefixInto(prefix, bytes, 0);
-  return { family: packed >> 8 === 4 ? 4 : 6, bytes, length: packed & 0xff };
-}
-
-export function formatPrefix(p: IpPrefix): string {
-  return `${formatIp(p.family, p.bytes)}/${p.length}`;
 }
 
 /** Writes a MAC into out[at..at+6); throws on anything but xx:xx:xx:xx:xx:xx. */

@@ -46,7 +46,7 @@ describe('startHealthServer', () => {
       port: 0,
       registry,
       isReady: () => Promise.reject(new Error('bus down')),
-      isHealthy: async () => false,
+      isHealthy: () => Promise.resolve(false),
     });
     expect((await fetch(`${server.url}/readyz`)).status).toBe(503);
     expect((await fetch(`${server.url}/healthz`)).status).toBe(503);

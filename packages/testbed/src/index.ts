@@ -3,7 +3,7 @@ export { freePort, freePorts } from './ports.ts';
 export { ManagedProcess, readLogTail, spawnLogged, waitUntilReady } from './process.ts';
 export { keepFromEnv, makeTempDir, removeTempDir } from './reaper.ts';
 export { createCa, createServiceAccountKeys, issueCert } from './certs.ts';
-export { firstAddress, parseCidr, splitCidrs } from './cidr.ts';
+export { firstAddress, splitCidrs } from './cidr.ts';
 export { httpGet, probe200 } from './http.ts';
 export { TOOL_NAMES, defaultToolsBinDir, repoRoot, toolPath } from './tools.ts';
 export { startNats } from './nats.ts';
@@ -15,7 +15,6 @@ export { prng } from './prng.ts';
 
 export type { ExitInfo, SpawnSpec, WaitOptions } from './process.ts';
 export type { CertRequest, KeyPair, ServiceAccountKeys } from './certs.ts';
-export type { Cidr, IpFamily } from './cidr.ts';
 export type { HttpResponse, TlsMaterial } from './http.ts';
 export type { ToolName } from './tools.ts';
 export type { NatsOptions, NatsServer } from './nats.ts';

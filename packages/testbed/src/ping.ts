@@ -79,7 +79,12 @@ export type IcmpSocket = {
 };
 
 /** Opens a raw ICMP (v4) or ICMPv6 socket towards `address`; needs root or CAP_NET_RAW. */
-export async function openIcmp(address: string): Promise<IcmpSocket> {
+export function openIcmp(address: string): Promise<IcmpSocket> {
+  // a failure rejects, as the callers of this promise expect
+  return new Promise((resolve) => resolve(icmpSocket(address)));
+}
+
+function icmpSocket(address: string): IcmpSocket {
   const c = libc();
   const v4 = parseIp(address).family === 4;
   const fd = v4
@@ -134,6 +139,8 @@ export type PingOptions = {
   timeoutMs?: number;
   /** Minimum spacing between the starts of two requests; default 0. */
   intervalMs?: number;
+  /** Called on each reply, so a caller can wait for traffic instead of for time. */
+  onReply?: (seq: number) => void;
 };
 
 export type PingResult = { sent: number; received: number };
@@ -149,7 +156,10 @@ export async function ping(address: string, options: PingOptions = {}): Promise<
   try {
     for (let seq = 1; seq <= count; seq++) {
       const started = Date.now();
-      if (sock.send(seq) && sock.recv(seq, timeoutMs)) received++;
+      if (sock.send(seq) && sock.recv(seq, timeoutMs)) {
+        received++;
+        options.onReply?.(seq);
+      }
       const wait = intervalMs - (Date.now() - started);
       if (seq < count && wait > 0) await new Promise((r) => setTimeout(r, wait));
     }

@@ -175,7 +175,7 @@ export async function waitUntilReady(
       const what = options.what ?? 'ready';
       throw new StartupError(
         proc.name,
-        `not ${what} after ${timeoutMs} ms (last probe: ${lastProblem ?? 'none'})`,
+        `not ${what} after ${timeoutMs} ms (last probe: ${lastProblem})`,
         proc.logPath,
         proc.logTail(),
       );

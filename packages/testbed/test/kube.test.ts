@@ -1,8 +1,9 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StartupError, parseCidr, startKube, toolPath } from '../src/index.ts';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { formatPrefix, parseIp, parsePrefixLenient } from '@dyad/netaddr';
+import { StartupError, startKube, toolPath } from '../src/index.ts';
 import type { KubeCluster } from '../src/index.ts';
 
 function kubectl(kubeconfig: string, args: readonly string[], input?: string): Promise<string> {
@@ -20,10 +21,9 @@ function kubectl(kubeconfig: string, args: readonly string[], input?: string): P
 }
 
 function inCidr(ip: string, cidr: string): boolean {
-  const range = parseCidr(cidr);
-  const addr = parseCidr(`${ip}/${range.family === 'IPv4' ? 32 : 128}`);
-  const hostBits = BigInt((range.family === 'IPv4' ? 32 : 128) - range.prefix);
-  return addr.family === range.family && addr.network >> hostBits === range.network >> hostBits;
+  const range = parsePrefixLenient(cidr);
+  if (parseIp(ip).family !== range.family) return false;
+  return formatPrefix(parsePrefixLenient(`${ip}/${range.length}`)) === formatPrefix(range);
 }
 
 /** Command lines of live processes mentioning `text` (etcd left behind by a failed start would). */
@@ -59,10 +59,7 @@ describe('startKube', () => {
 
   beforeAll(async () => {
     kube = await startKube();
-  });
-
-  afterAll(async () => {
-    await kube?.stop();
+    return () => kube.stop();
   });
 
   it('serves on 127.0.0.1 and kubectl works with the admin kubeconfig', async () => {
@@ -97,20 +94,21 @@ describe('startKube', () => {
 
   it('runs the controller-manager: a new namespace gets its default ServiceAccount', async () => {
     await kubectl(kube.kubeconfigPath, ['create', 'namespace', 'testbed-sa']);
-    let names = '';
     // Bounded wait for an asynchronous controller, not a speed assertion.
-    for (let i = 0; i < 120 && !names.includes('serviceaccount/default'); i++) {
-      names = await kubectl(kube.kubeconfigPath, [
-        'get',
-        'serviceaccounts',
-        '-n',
-        'testbed-sa',
-        '-o',
-        'name',
-      ]);
-      if (!names.includes('serviceaccount/default')) await new Promise((r) => setTimeout(r, 500));
-    }
-    expect(names).toContain('serviceaccount/default');
+    await vi.waitFor(
+      async () =>
+        expect(
+          await kubectl(kube.kubeconfigPath, [
+            'get',
+            'serviceaccounts',
+            '-n',
+            'testbed-sa',
+            '-o',
+            'name',
+          ]),
+        ).toContain('serviceaccount/default'),
+      { timeout: 60_000, interval: 500 },
+    );
   });
 
   it('restartApiserver() comes back on the same URL with the stored objects', async () => {

@@ -2,7 +2,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { existsSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { StartupError, startNats } from '../src/index.ts';
 import type { NatsServer } from '../src/index.ts';
 
@@ -21,11 +21,10 @@ describe('startNats', () => {
 
   beforeAll(async () => {
     nats = await startNats();
-  });
-
-  afterAll(async () => {
-    await nc?.close();
-    await nats?.stop();
+    return async () => {
+      await nc?.close();
+      await nats.stop();
+    };
   });
 
   it('listens on 127.0.0.1 with JetStream storing in its temp dir', async () => {
@@ -33,7 +32,9 @@ describe('startNats', () => {
     const res = await fetch(`${nats.monitorUrl}/jsz`);
     expect(res.status).toBe(200);
     const jsz: unknown = await res.json();
-    expect(jsz).toMatchObject({ config: { store_dir: expect.stringContaining(nats.storeDir) } });
+    expect(jsz).toMatchObject({
+      config: { store_dir: expect.stringContaining(nats.storeDir) as unknown },
+    });
   });
 
   it('restart() keeps the URL and the JetStream store, and clients reconnect', async () => {

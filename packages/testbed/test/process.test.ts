@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { StartupError, freePorts, spawnLogged, waitUntilReady } from '../src/index.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dyad-proc-test-'));
@@ -17,14 +17,6 @@ function alive(pid: number): boolean {
   }
 }
 
-async function eventually(check: () => boolean): Promise<boolean> {
-  for (let i = 0; i < 100; i++) {
-    if (check()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return check();
-}
-
 describe('process', () => {
   it('reports a process that dies before ready with its name and last log lines', async () => {
     const proc = spawnLogged({
@@ -36,7 +28,7 @@ describe('process', () => {
       ],
       logPath: join(dir, 'fake.log'),
     });
-    const error = await waitUntilReady(proc, async () => false).then(
+    const error = await waitUntilReady(proc, () => Promise.resolve(false)).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -58,14 +50,13 @@ describe('process', () => {
       args: ['-c', `trap '' TERM; sleep 1000 & echo $! > ${pidFile}; wait`],
       logPath: join(dir, 'tree.log'),
     });
-    await waitUntilReady(
-      proc,
-      async () => existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '',
+    await waitUntilReady(proc, () =>
+      Promise.resolve(existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== ''),
     );
     const grandchild = Number(readFileSync(pidFile, 'utf8').trim());
     expect(alive(grandchild)).toBe(true);
     await proc.stop(500);
-    expect(await eventually(() => !alive(grandchild))).toBe(true);
+    await vi.waitFor(() => expect(alive(grandchild)).toBe(false), { timeout: 5000, interval: 50 });
   });
 
   it('hands out distinct free loopback ports', async () => {

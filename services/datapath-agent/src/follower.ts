@@ -10,7 +10,8 @@ import {
   RouterServiceEvent,
   ipamNodeSubject,
   nodePolicyFilter,
-  routerNodeFilter,
+  routerIpcacheFilter,
+  routerRouteFilter,
   routerServiceFilter,
 } from '@dyad/contracts';
 import type { NodeBlockValue, PayloadOf, RouterServiceEntryValue } from '@dyad/contracts';
@@ -114,8 +115,8 @@ export class DesiredStateFollower {
 
   async start(bus: Bus): Promise<void> {
     const node = this.#o.node;
-    const routerFilter = `${routerNodeFilter(node).slice(0, -1)}ipcache.>`;
-    const routesFilter = `${routerNodeFilter(node).slice(0, -1)}route.>`;
+    const routerFilter = routerIpcacheFilter(node);
+    const routesFilter = routerRouteFilter(node);
     const router = await snapshotOrEmpty(() =>
       bus.snapshot([RouterIpcacheEvent], { stream: ROUTER_STREAM, filterSubjects: [routerFilter] }),
     );

@@ -71,3 +71,7 @@ export type { Endpoint, EndpointAddress } from './endpoint.ts';
 export type { AgentMetrics } from './metrics.ts';
 export type { Libc } from './netlink/libc.ts';
 export type { StateFile, StoredEndpoint, Phase } from './state.ts';
+export { FlowDirectory } from './flows/directory.ts';
+export { FlowExporter } from './flows/exporter.ts';
+export { FLOW_QUEUE, FLOW_UNCONFIRMED } from './flows/flows.ts';
+export { flowOf } from './flows/flow-of.ts';

@@ -1,4 +1,4 @@
-import { parsePrefix } from '@dyad/netaddr';
+import { parsePrefixLenient } from '@dyad/netaddr';
 import { canonicalPrefix } from './datapath/desired-maps.ts';
 import { AF_INET, AF_INET6, RTM, RTPROT_DYAD_NODE, routeBody } from './netlink/message.ts';
 import type { Netns } from './netlink/netns.ts';
@@ -24,7 +24,7 @@ export function routeChanges(
 }
 
 function routeRequest(type: number, r: NodeRoute): NetlinkRequest {
-  const p = parsePrefix(r.cidr);
+  const p = parsePrefixLenient(r.cidr);
   const dst = r.cidr.split('/')[0] ?? r.cidr;
   return {
     type,

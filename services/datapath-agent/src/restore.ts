@@ -1,5 +1,4 @@
 import type { Bus } from '@dyad/bus';
-import { kvValues } from '@dyad/bus';
 import {
   AGENT_STREAM,
   AddressesAllocated,
@@ -16,7 +15,7 @@ import {
 } from '@dyad/contracts';
 import type { Family, NodeBlockValue } from '@dyad/contracts';
 import { EndpointFlags } from '@dyad/libbpf-ts';
-import { maskBytes, parsePrefix, tryParseIp } from '@dyad/netaddr';
+import { maskBytes, parsePrefixLenient, tryParseIp } from '@dyad/netaddr';
 import type { NodeDatapath } from './datapath/node.ts';
 import type { AgentLogger } from './endpoint-manager.ts';
 import { NodeAllocator } from './ipam/allocator.ts';
@@ -152,7 +151,7 @@ export async function legacySlots(bus: Bus, node: string): Promise<AdoptedHolder
   const out: AdoptedHolder[] = [];
   let values;
   try {
-    values = await kvValues(await bus.kv(IPAM_KV_BUCKET), `${IpamKey.slotPrefix}${node}.>`);
+    values = await (await bus.kv(IPAM_KV_BUCKET)).values(IpamKey.slotFilter(node));
   } catch {
     return out; // no bucket: nothing to adopt
   }
@@ -266,7 +265,7 @@ export async function readRebuildSource(
 }
 
 function inBlock(address: string, cidr: string): boolean {
-  const p = parsePrefix(cidr);
+  const p = parsePrefixLenient(cidr);
   const a = tryParseIp(address);
   if (a === undefined || a.family !== p.family) return false;
   return Buffer.from(maskBytes(a.bytes, p.length)).equals(Buffer.from(p.bytes));

@@ -8,7 +8,7 @@ import {
   agentEndpointFilter,
   agentEndpointSubject,
 } from '@dyad/contracts';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 // Relative: the CLI is not a dependency of the agent, only its client.
 import { run as dyad } from '@dyad/cli';
 import { ensureBpfBuilt, ensureCniBuilt } from './helpers/build.ts';
@@ -145,18 +145,17 @@ describe.skipIf(skip !== undefined)('dyad-cni with cnitool, one node', () => {
 
   test('each endpoint is reported on NATS (DYAD_AGENT, last value per endpoint)', async () => {
     const want = [...pods.values()].map((p) => p.containerId).sort();
-    let reports = new Map<
-      string,
-      { value: { op: string; endpoint: { containerId: string; ipv4?: string; ipv6?: string } } }
-    >();
-    for (let i = 0; i < 50; i++) {
-      reports = await lab.bus.snapshot([EndpointReport], {
-        stream: AGENT_STREAM,
-        filterSubjects: [agentEndpointFilter('n1')],
-      });
-      if (reports.size >= want.length) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    const reports = await vi.waitFor(
+      async () => {
+        const r = await lab.bus.snapshot([EndpointReport], {
+          stream: AGENT_STREAM,
+          filterSubjects: [agentEndpointFilter('n1')],
+        });
+        expect(r.size).toBeGreaterThanOrEqual(want.length);
+        return r;
+      },
+      { timeout: 5000, interval: 100 },
+    );
     const got = [...reports.values()].map((d) => d.value);
     expect(got.map((v) => v.endpoint.containerId).sort()).toEqual(want);
     for (const v of got) {
@@ -205,9 +204,10 @@ describe.skipIf(skip !== undefined)('dyad-cni with cnitool, one node', () => {
           })
         ).values(),
       ].map((d) => d.value.op);
-    for (let i = 0; i < 50 && (await ops())[0] !== 'delete'; i++)
-      await new Promise((r) => setTimeout(r, 100));
-    expect(await ops()).toEqual(['delete']);
+    await vi.waitFor(async () => expect(await ops()).toEqual(['delete']), {
+      timeout: 5000,
+      interval: 100,
+    });
     const again = await lab.cnitool(agent, 'del', a.netns, { namespace: 'default', name: 'pa' });
     expect(again, again.stderr).toMatchObject({ code: 0 });
     // and the other pod is untouched

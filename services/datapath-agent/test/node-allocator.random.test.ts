@@ -14,7 +14,7 @@
 // Seeded, so a failure names its seed and reproduces: DYAD_NODE_ALLOC_SEED=<seed>
 // DYAD_NODE_ALLOC_SEEDS=1 reruns one; DYAD_NODE_ALLOC_SEEDS=5000 runs more.
 import type { Family, NodeBlockValue } from '@dyad/contracts';
-import { ADDRESS_BITS, ipToBigInt, parseIp, parsePrefix } from '@dyad/netaddr';
+import { ADDRESS_BITS, ipToBigInt, parseIp, parsePrefixLenient } from '@dyad/netaddr';
 import { prng } from '@dyad/testbed';
 import { describe, expect, test } from 'vitest';
 import type { DurableFileHandle, DurableFs } from '../src/durable.ts';
@@ -275,7 +275,7 @@ function outsideBlocks(ipam: FakeIpam, a: SlotAddress): boolean {
   const v = ipToBigInt(parseIp(a.address));
   return !ipam.list().some((b) => {
     if (b.family !== a.family) return false;
-    const net = parsePrefix(b.cidr);
+    const net = parsePrefixLenient(b.cidr);
     const base = ipToBigInt(net);
     const size = 1n << BigInt(ADDRESS_BITS[net.family] - net.length);
     const last = base + size - (b.family === 'IPv4' ? 2n : 1n);

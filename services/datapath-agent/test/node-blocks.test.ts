@@ -104,7 +104,7 @@ describe('parseNodeBlocks', () => {
       'is not an IPv4 CIDR',
     ],
     ['not a CIDR', [v4('198.18.4.0', '198.18.4.1')], 'is not a CIDR'],
-    ['garbage', [v4('198.18.4.x/24', '198.18.4.1')], 'not an IP address'],
+    ['garbage', [v4('198.18.4.x/24', '198.18.4.1')], 'is not a CIDR'],
     ['a ragged list', [...SET0, SET1[0] as NodeBlockValue], 'do not make whole sets of 2'],
     [
       'a set out of family order',

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { BusSubscription } from '@dyad/bus';
 import {
   AddressesExhausted,
+  IPAM_EXHAUSTED_FILTER,
   IPAM_ALLOCATIONS_STREAM,
   IPAM_KV_BUCKET,
   IpamKey,
@@ -245,17 +246,19 @@ describe.skipIf(skip !== undefined)('node-local IPAM', () => {
     const kv = await lab.bus.kv(IPAM_KV_BUCKET);
     await kv.put(
       IpamKey.slot('n1', legacy.slot),
-      JSON.stringify({
-        containerId: 'inflight0',
-        namespace: 'default',
-        pod: 'inflight0',
-        podUid: 'uid-inflight0',
-        ips: legacy.ips,
-        at: Date.now(),
-      }),
+      new TextEncoder().encode(
+        JSON.stringify({
+          containerId: 'inflight0',
+          namespace: 'default',
+          pod: 'inflight0',
+          podUid: 'uid-inflight0',
+          ips: legacy.ips,
+          at: Date.now(),
+        }),
+      ),
     );
     // the previous design's agent published no records of its own, and ipam is upgraded too
-    await lab.bus.purgeSubjects(IPAM_ALLOCATIONS_STREAM, `${ipamHeldSubject('n1')}`);
+    await lab.bus.purgeSubjects(IPAM_ALLOCATIONS_STREAM, ipamHeldSubject('n1'));
     await lab.bus.purgeSubjects(IPAM_ALLOCATIONS_STREAM, ipamAllocFilter('n1'));
     await lab.stopIpam();
     await lab.startIpam('ipam-upgraded');
@@ -279,7 +282,7 @@ describe.skipIf(skip !== undefined)('node-local IPAM', () => {
     await vi.waitFor(
       async () => {
         const e = await kv.get(IpamKey.slot('n1', legacy.slot));
-        expect(e === null || e.operation !== 'PUT').toBe(true);
+        expect(e === undefined || e.operation !== 'PUT').toBe(true);
       },
       { timeout: 30_000, interval: 200 },
     );
@@ -355,7 +358,7 @@ describe.skipIf(skip !== undefined)('node-local IPAM with small blocks', () => {
     ensureBpfBuilt();
     ensureCniBuilt();
     await lab.start();
-    exhausted = lab.bus.subscribe([AddressesExhausted], 'dyad.ipam.v1.events.exhausted.>', (d) => {
+    exhausted = lab.bus.subscribe([AddressesExhausted], IPAM_EXHAUSTED_FILTER, (d) => {
       events.push(d.value);
     });
     await lab.bus.flush();

@@ -1,7 +1,7 @@
 // Restart safety: kill -9 the agent while two pods ping each other over both families. Pinned
 // maps and attached programs keep the traffic flowing; the restarted agent restores the same
 // endpoints from its state file and the kernel, and writes no map entry that was healthy.
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { ensureBpfBuilt, ensureCniBuilt } from './helpers/build.ts';
 import { kernelRequired, kernelSkipReason } from './helpers/kernel.ts';
 import { AgentHarness, apiGet, run } from './helpers/harness.ts';
@@ -62,17 +62,29 @@ describe.skipIf(skip !== undefined)('agent restart', () => {
 
     // 100 ms apart for about 12 s in both families and both directions, across kill and restart
     const count = 120;
-    const pings = Promise.all([
-      lab.ping(a.netns, b.v4, count, 1000, 100),
-      lab.ping(a.netns, b.v6, count, 1000, 100),
-      lab.ping(b.netns, a.v4, count, 1000, 100),
-      lab.ping(b.netns, a.v6, count, 1000, 100),
-    ]);
-    await new Promise((r) => setTimeout(r, 1500));
+    const flows: [string, string][] = [
+      [a.netns, b.v4],
+      [a.netns, b.v6],
+      [b.netns, a.v4],
+      [b.netns, a.v6],
+    ];
+    const progress = flows.map(() => ({ received: 0 }));
+    const pings = Promise.all(
+      flows.map(([from, to], i) => lab.ping(from, to, count, 1000, 100, progress[i])),
+    );
+    const answered = (atLeast: readonly number[]) =>
+      vi.waitFor(
+        () =>
+          progress.forEach((p, i) => expect(p.received).toBeGreaterThanOrEqual(atLeast[i] ?? 0)),
+        { timeout: 10_000, interval: 20 },
+      );
+    // every flow is answered before the kill...
+    await answered([5, 5, 5, 5]);
     const killed = await agent.proc.kill();
     expect(killed.signal).toBe('SIGKILL');
-    // the agent is gone: its CNI socket answers no more, traffic must not care
-    await new Promise((r) => setTimeout(r, 2000));
+    // ...and goes on being answered while no agent runs: its CNI socket answers no more, traffic
+    // must not care
+    await answered(progress.map((p) => p.received + 10));
     agent = await lab.startAgent('n1', agent);
     const results = await pings;
     for (const r of results) expect(r).toEqual({ sent: count, received: count });
@@ -132,9 +144,10 @@ describe.skipIf(skip !== undefined)('agent restart', () => {
       (
         (await apiGet(agent.apiSocket, '/v1/endpoints')).body as Array<{ pod: { name: string } }>
       ).map((e) => e.pod.name);
-    for (let i = 0; i < 100 && (await current()).length > 1; i++)
-      await new Promise((r) => setTimeout(r, 100));
-    expect(await current()).toEqual(['pc']);
+    await vi.waitFor(async () => expect(await current()).toEqual(['pc']), {
+      timeout: 10_000,
+      interval: 100,
+    });
     expect(lab.ipamHeld('n1', pdContainer)).toBe(false);
     const check = await lab.cnitool(agent, 'check', pc.netns, { namespace: 'default', name: 'pc' });
     expect(check, check.stderr).toMatchObject({ code: 0 });

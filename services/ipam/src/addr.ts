@@ -1,10 +1,18 @@
 import type { Family } from '@dyad/contracts';
-import { formatIp, ipFromBigInt, ipToBigInt, tryParseIp } from '@dyad/netaddr';
+import {
+  AddressError,
+  formatIp,
+  ipFromBigInt,
+  ipToBigInt,
+  parsePrefixStrict,
+  tryParseIp,
+} from '@dyad/netaddr';
+import type { Prefix } from '@dyad/netaddr';
 
 /**
  * Addresses as unsigned integers (bigint: IPv6 needs 128 bits), and CIDRs as base + prefix, for
  * carving blocks. Text is read and written by @dyad/netaddr, the parser the datapath codecs use;
- * CIDRs are strict here: one with host bits set is refused with a reason, not masked.
+ * CIDRs are read with its strict parser: one with host bits set is refused with a reason.
  */
 
 export const BITS: Readonly<Record<Family, number>> = { IPv4: 32, IPv6: 128 };
@@ -51,29 +59,19 @@ export function formatCidr(c: CidrValue): string {
   return `${formatAddress(c.family, c.base)}/${c.prefix}`;
 }
 
-export type CidrParse =
-  { readonly ok: true; readonly cidr: CidrValue } | { readonly ok: false; readonly reason: string };
+/** netaddr's strictly parsed prefix (host bits refused) as ipam does arithmetic on it. */
+export function cidrValue(p: Prefix): CidrValue {
+  return { family: p.family === 4 ? 'IPv4' : 'IPv6', base: ipToBigInt(p), prefix: p.length };
+}
 
-/** Parses `a.b.c.d/n` or `x::y/n`; an address with host bits set is refused, naming the network. */
-export function parseCidr(s: string): CidrParse {
-  const slash = s.indexOf('/');
-  if (slash < 0) return { ok: false, reason: `'${s}' is not a CIDR (no /prefix)` };
-  const addr = parseAddress(s.slice(0, slash));
-  const prefixText = s.slice(slash + 1);
-  if (addr === undefined || !/^(0|[1-9][0-9]{0,2})$/.test(prefixText)) {
-    return { ok: false, reason: `'${s}' is not a CIDR` };
+/** `parsePrefixStrict` as a CidrValue, undefined when the text is refused. */
+export function tryCidrValue(text: string): CidrValue | undefined {
+  try {
+    return cidrValue(parsePrefixStrict(text));
+  } catch (err) {
+    if (err instanceof AddressError) return undefined;
+    throw err;
   }
-  const prefix = Number(prefixText);
-  const bits = BITS[addr.family];
-  if (prefix > bits) {
-    return { ok: false, reason: `'${s}' has a prefix longer than ${bits} bits` };
-  }
-  const base = addr.value & prefixMask(addr.family, prefix);
-  if (base !== addr.value) {
-    const net = formatCidr({ family: addr.family, base, prefix });
-    return { ok: false, reason: `'${s}' has host bits set (the network is ${net})` };
-  }
-  return { ok: true, cidr: { family: addr.family, base, prefix } };
 }
 
 export function prefixMask(family: Family, prefix: number): bigint {

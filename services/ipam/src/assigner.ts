@@ -124,7 +124,7 @@ export class Assigner {
 
   /** Learns the claimed blocks (search hints) and the legacy keys; purges stale sync markers. */
   async load(): Promise<void> {
-    const claims = await this.store.keys(`${IpamKey.blockPrefix}>`);
+    const claims = await this.store.keys(IpamKey.blockFilter);
     for (const c of this.claimers.values()) c.relearn(claims);
     for (const prefix of [IpamKey.slotPrefix, IpamKey.ownerPrefix]) {
       for (const key of await this.store.keys(`${prefix}>`)) {
@@ -132,7 +132,7 @@ export class Assigner {
         if (node !== undefined) this.legacy.set(node, [...(this.legacy.get(node) ?? []), key]);
       }
     }
-    for (const key of await this.store.keys(`${IpamKey.syncPrefix}>`)) {
+    for (const key of await this.store.keys(IpamKey.syncFilter)) {
       const e = await this.store.getJson(key);
       if (e !== undefined && this.opts.now() - Number(e.value) > SYNC_MARKER_STALE_MS) {
         await this.store.purgeIf(key, e.revision);
@@ -496,7 +496,7 @@ export class Assigner {
   /** Every node record, decoded (one that does not decode is logged and left alone). */
   async readRecords(): Promise<Map<string, NodeRecord>> {
     const out = new Map<string, NodeRecord>();
-    await forEachLimited(await this.store.keys(`${IpamKey.nodePrefix}>`), async (key) => {
+    await forEachLimited(await this.store.keys(IpamKey.nodeFilter), async (key) => {
       try {
         const r = await this.store.node(key.slice(IpamKey.nodePrefix.length));
         if (r.present) out.set(r.value.name, r.value);
@@ -509,7 +509,7 @@ export class Assigner {
   }
 
   private async readClaims(): Promise<BlockClaim[]> {
-    const keys = await this.store.keys(`${IpamKey.blockPrefix}>`);
+    const keys = await this.store.keys(IpamKey.blockFilter);
     const claims: BlockClaim[] = [];
     await forEachLimited(keys, async (key) => {
       const b = parseBlockKey(key);
@@ -531,8 +531,8 @@ export class Assigner {
   private async purgeLegacy(name: string, always = false): Promise<void> {
     const keys = always
       ? [
-          ...(await this.store.keys(`${IpamKey.slotPrefix}${name}.*`)),
-          ...(await this.store.keys(`${IpamKey.ownerPrefix}${name}.*`)),
+          ...(await this.store.keys(IpamKey.slotFilter(name))),
+          ...(await this.store.keys(IpamKey.ownerFilter(name))),
         ]
       : (this.legacy.get(name) ?? []);
     let purged = 0;

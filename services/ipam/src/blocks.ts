@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Family } from '@dyad/contracts';
 import { IpamKey } from '@dyad/contracts';
-import { parseCidr } from './addr.ts';
+import { tryCidrValue } from './addr.ts';
 import type { BlockLayout } from './carve.ts';
 import { blockAddresses, blockAt, blockIndexOf, nextFree, totalBlocks } from './carve.ts';
 import type { IpamStore } from './store.ts';
@@ -54,7 +54,7 @@ export class BlockClaimer {
 
   /** Relearns which blocks are claimed from the bucket's keys. */
   async refresh(): Promise<void> {
-    this.relearn(await this.store.keys(`${IpamKey.blockPrefix}>`));
+    this.relearn(await this.store.keys(IpamKey.blockFilter));
   }
 
   /** Replaces what this claimer believes claimed with the claim keys given. */
@@ -131,8 +131,8 @@ export class BlockClaimer {
   }
 
   private indexOf(cidr: string): bigint | undefined {
-    const p = parseCidr(cidr);
-    return p.ok ? blockIndexOf(this.layout, p.cidr) : undefined;
+    const c = tryCidrValue(cidr);
+    return c === undefined ? undefined : blockIndexOf(this.layout, c);
   }
 }
 

@@ -1,5 +1,5 @@
 import type { Family, IpamClusterConfigValue } from '@dyad/contracts';
-import { formatCidr, parseCidr } from './addr.ts';
+import { formatCidr, tryCidrValue } from './addr.ts';
 import { blockIndexOf } from './carve.ts';
 import type { IpamConfig } from './config.ts';
 import { ConfigKey, layoutOf } from './config.ts';
@@ -34,17 +34,17 @@ export function compatibilityProblems(
       );
       continue;
     }
-    const p = parseCidr(c.cidr);
-    if (!p.ok) continue;
-    if (p.cidr.prefix !== layout.maskSize) {
+    const p = tryCidrValue(c.cidr);
+    if (p === undefined) continue;
+    if (p.prefix !== layout.maskSize) {
       note(
         maskKey,
-        `is ${layout.maskSize}, but nodes hold /${p.cidr.prefix} blocks; a block size cannot change while nodes hold blocks`,
+        `is ${layout.maskSize}, but nodes hold /${p.prefix} blocks; a block size cannot change while nodes hold blocks`,
         c.cidr,
       );
       continue;
     }
-    if (blockIndexOf(layout, p.cidr) === undefined) {
+    if (blockIndexOf(layout, p) === undefined) {
       note(
         cidrKey,
         `no longer lists the pool of blocks nodes hold (${layout.pools.map(formatCidr).join(', ')} listed); a pool cannot be removed while nodes hold blocks from it`,

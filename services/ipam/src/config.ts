@@ -1,6 +1,7 @@
 import type { Family } from '@dyad/contracts';
 import type { CidrValue } from './addr.ts';
-import { BITS, cidrsOverlap, formatCidr, parseCidr } from './addr.ts';
+import { AddressError, parsePrefixStrict } from '@dyad/netaddr';
+import { BITS, cidrValue, cidrsOverlap, formatCidr } from './addr.ts';
 import type { BlockLayout } from './carve.ts';
 import { maxMaskSize } from './carve.ts';
 import { IpamConfigError } from './errors.ts';
@@ -99,23 +100,24 @@ export function parseIpamConfig(raw: RawConfig): IpamConfig {
     }
     const pools: CidrValue[] = [];
     for (const text of listed) {
-      const p = parseCidr(text);
-      if (!p.ok) {
-        problems.push(`${keys.cidr}: ${p.reason}`);
+      let p: CidrValue;
+      try {
+        p = cidrValue(parsePrefixStrict(text));
+      } catch (err) {
+        if (!(err instanceof AddressError)) throw err;
+        problems.push(`${keys.cidr}: ${err.message}`);
         continue;
       }
-      if (p.cidr.family !== family) {
-        problems.push(
-          `${keys.cidr}: ${text} is an ${p.cidr.family} CIDR; it belongs in ${keys.other}`,
-        );
+      if (p.family !== family) {
+        problems.push(`${keys.cidr}: ${text} is an ${p.family} CIDR; it belongs in ${keys.other}`);
         continue;
       }
-      const clash = pools.find((q) => cidrsOverlap(q, p.cidr));
+      const clash = pools.find((q) => cidrsOverlap(q, p));
       if (clash !== undefined) {
         problems.push(`${keys.cidr}: ${text} overlaps ${formatCidr(clash)}`);
         continue;
       }
-      pools.push(p.cidr);
+      pools.push(p);
     }
     const maskText = get(keys.mask) ?? '';
     const mask = /^[0-9]{1,3}$/.test(maskText) ? Number(maskText) : Number.NaN;

@@ -44,9 +44,9 @@ export {
   formatAddress,
   formatCidr,
   parseAddress,
-  parseCidr,
+  tryCidrValue,
 } from './addr.ts';
-export type { CidrParse, CidrValue } from './addr.ts';
+export type { CidrValue } from './addr.ts';
 export {
   blockList,
   canonicalBlock,

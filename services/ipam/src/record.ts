@@ -1,5 +1,5 @@
 import type { Family, IpamNodeRecordValue, NodeBlockValue } from '@dyad/contracts';
-import { formatAddress, formatCidr, parseCidr } from './addr.ts';
+import { formatAddress, formatCidr, tryCidrValue } from './addr.ts';
 
 /**
  * Node records and block sets, pure. A node holds block sets: set 0 when kube-bridge announces
@@ -95,9 +95,9 @@ export function holdsBlock(record: NodeRecord | undefined, family: Family, cidr:
 
 /** A CIDR and its gateway in the text ipam writes (RFC 5952, host bits clear); undefined if invalid. */
 export function canonicalBlock(family: Family, cidr: string): BlockRef | undefined {
-  const p = parseCidr(cidr);
-  if (!p.ok || p.cidr.family !== family) return undefined;
-  return { cidr: formatCidr(p.cidr), gateway: formatAddress(family, p.cidr.base + 1n) };
+  const c = tryCidrValue(cidr);
+  if (c?.family !== family) return undefined;
+  return { cidr: formatCidr(c), gateway: formatAddress(family, c.base + 1n) };
 }
 
 /**

@@ -16,7 +16,8 @@ import {
   IpamKvBucket,
   IpamNodeEvent,
   IpamNodesStream,
-  IpamSubject,
+  IPAM_GROW_FILTER,
+  IPAM_HELD_FILTER,
   K8sStream,
   NodeBlocksHeld,
   decodeToken,
@@ -59,7 +60,6 @@ export interface IpamServiceOptions {
 }
 
 const TOMBSTONE_TTL = '24h';
-const HELD_FILTER = `${IpamSubject.held}.>`;
 
 type HeldDelivery = JsDelivery<PayloadOf<typeof NodeBlocksHeld>>;
 
@@ -110,7 +110,7 @@ export class IpamService {
     await bus.ensureKv([IpamKvBucket]);
     const store = new IpamStore(await bus.kv(IPAM_KV_BUCKET));
 
-    const claims = (await store.keys(`${IpamKey.blockPrefix}>`)).flatMap((k) => {
+    const claims = (await store.keys(IpamKey.blockFilter)).flatMap((k) => {
       const b = parseBlockKey(k);
       return b === undefined ? [] : [b];
     });
@@ -121,12 +121,12 @@ export class IpamService {
       );
     }
     await this.recordConfig(store);
-    const emptyBucket = (await store.keys(`${IpamKey.nodePrefix}>`)).length === 0;
+    const emptyBucket = (await store.keys(IpamKey.nodeFilter)).length === 0;
 
     // The agents' reports first, so that no block they hold is claimed for another node.
     const snap = await bus.snapshot([NodeBlocksHeld], {
       stream: IPAM_ALLOCATIONS_STREAM,
-      filterSubjects: [HELD_FILTER],
+      filterSubjects: [IPAM_HELD_FILTER],
     });
     let maxSeq = 0;
     const reported: string[] = [];
@@ -164,7 +164,7 @@ export class IpamService {
       [NodeBlocksHeld],
       {
         stream: IPAM_ALLOCATIONS_STREAM,
-        filterSubjects: [HELD_FILTER],
+        filterSubjects: [IPAM_HELD_FILTER],
         ...(maxSeq > 0 ? { startSeq: maxSeq + 1 } : { deliverPolicy: 'all' as const }),
       },
       (d) => this.onHeld(d),
@@ -173,7 +173,7 @@ export class IpamService {
     await this.nodeView.start(bus);
     for (const node of reported) this.heldReported(node);
     this.subs.push(
-      bus.serve(GrowRequest, `${IpamSubject.grow}.*`, (d) => this.grow(d), GrowReply, {
+      bus.serve(GrowRequest, IPAM_GROW_FILTER, (d) => this.grow(d), GrowReply, {
         queue: 'ipam',
         concurrency: this.opts.concurrency,
         subjectCheck: (req, subject) =>
@@ -393,7 +393,7 @@ export class IpamService {
     const mark = this.held.mark();
     const snap = await this.opts.bus.snapshot([NodeBlocksHeld], {
       stream: IPAM_ALLOCATIONS_STREAM,
-      filterSubjects: [HELD_FILTER],
+      filterSubjects: [IPAM_HELD_FILTER],
     });
     const fresh = new Map<string, { blocks: NodeBlockValue[]; seq: number }>();
     for (const d of snap.values()) {

@@ -1,7 +1,6 @@
 import type { Family, IpamBlockClaimValue } from '@dyad/contracts';
 import { IpamBlockClaim, IpamKey, IpamNodeRecord } from '@dyad/contracts';
-import type { KV } from '@dyad/bus';
-import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
+import type { KvBucket, KvEntry } from '@dyad/bus';
 import type { z } from 'zod';
 import { StoreError } from './errors.ts';
 import type { NodeRecord } from './record.ts';
@@ -30,14 +29,6 @@ export const PURGE_MARKER_TTL = '10m';
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-export function isConflict(err: unknown): boolean {
-  return (
-    err instanceof JetStreamApiError &&
-    (err.code === JetStreamApiCodes.StreamWrongLastSequence ||
-      err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
-  );
-}
-
 function storeError(what: string, err: unknown): StoreError {
   return new StoreError(`${what}: ${err instanceof Error ? err.message : String(err)}`, {
     cause: err,
@@ -65,42 +56,27 @@ export function decodeJson<S extends z.ZodType>(
 }
 
 export class IpamStore {
-  readonly kv: KV;
+  readonly kv: KvBucket;
 
-  constructor(kv: KV) {
+  constructor(kv: KvBucket) {
     this.kv = kv;
   }
 
   async read<S extends z.ZodType>(schema: S, key: string): Promise<Current<z.output<S>>> {
-    const e = await this.kv.get(key).catch((err: unknown) => {
-      throw storeError(`reading ${key}`, err);
-    });
-    if (e === null) return { present: false, revision: 0 };
+    const e = await this.#get(key);
+    if (e === undefined) return { present: false, revision: 0 };
     if (e.operation !== 'PUT') return { present: false, revision: e.revision };
     return { present: true, value: decodeJson(schema, key, e.value), revision: e.revision };
   }
 
   /** Writes `value` if the key's last revision is `expected` (0: never written). */
-  async writeIf(key: string, value: unknown, expected: number): Promise<WriteOutcome> {
-    try {
-      return await this.kv.put(key, encodeJson(value), { previousSeq: expected });
-    } catch (err) {
-      if (isConflict(err)) return 'conflict';
-      throw storeError(`writing ${key}`, err);
-    }
+  writeIf(key: string, value: unknown, expected: number): Promise<WriteOutcome> {
+    return this.#do(`writing ${key}`, () => this.kv.put(key, encodeJson(value), expected));
   }
 
   /** Deletes the key if its last revision is `expected`; false if it changed meanwhile. */
-  async deleteIf(key: string, expected: number): Promise<boolean> {
-    // The KV client sends no expectation for 0, which would delete whatever is there.
-    if (expected <= 0) throw new StoreError(`deleting ${key}: no revision to expect`);
-    try {
-      await this.kv.delete(key, { previousSeq: expected });
-      return true;
-    } catch (err) {
-      if (isConflict(err)) return false;
-      throw storeError(`deleting ${key}`, err);
-    }
+  deleteIf(key: string, expected: number): Promise<boolean> {
+    return this.#do(`deleting ${key}`, () => this.kv.delete(key, expected));
   }
 
   /**
@@ -109,42 +85,34 @@ export class IpamStore {
    * delete marker would, for ever). For keys that are not reused by revision: a deleted node's
    * record, the legacy keys. False if the key changed meanwhile.
    */
-  async purgeIf(key: string, expected: number): Promise<boolean> {
-    if (expected <= 0) throw new StoreError(`purging ${key}: no revision to expect`);
-    try {
-      await this.kv.purge(key, { previousSeq: expected, ttl: PURGE_MARKER_TTL });
-      return true;
-    } catch (err) {
-      if (isConflict(err)) return false;
-      throw storeError(`purging ${key}`, err);
-    }
+  purgeIf(key: string, expected: number): Promise<boolean> {
+    return this.#do(`purging ${key}`, () => this.kv.purge(key, expected, PURGE_MARKER_TTL));
   }
 
   /** `create` that also succeeds over a delete marker, at the cost of reading it. */
-  async create(key: string, value: unknown): Promise<WriteOutcome> {
-    try {
-      return await this.kv.create(key, encodeJson(value));
-    } catch (err) {
-      if (isConflict(err)) return 'conflict';
-      throw storeError(`creating ${key}`, err);
-    }
+  create(key: string, value: unknown): Promise<WriteOutcome> {
+    return this.#do(`creating ${key}`, () => this.kv.create(key, encodeJson(value)));
   }
 
   /** The revision of the key's live value; undefined when it has none. */
   async revisionOf(key: string): Promise<number | undefined> {
-    const e = await this.kv.get(key).catch((err: unknown) => {
-      throw storeError(`reading ${key}`, err);
-    });
-    return e === null || e.operation !== 'PUT' ? undefined : e.revision;
+    const e = await this.#get(key);
+    return e === undefined || e.operation !== 'PUT' ? undefined : e.revision;
   }
 
-  async keys(filter: string): Promise<string[]> {
+  keys(filter: string): Promise<string[]> {
+    return this.#do(`listing ${filter}`, () => this.kv.keys(filter));
+  }
+
+  #get(key: string): Promise<KvEntry | undefined> {
+    return this.#do(`reading ${key}`, () => this.kv.get(key));
+  }
+
+  async #do<T>(what: string, op: () => Promise<T>): Promise<T> {
     try {
-      const out: string[] = [];
-      for await (const k of await this.kv.keys(filter)) out.push(k);
-      return out;
+      return await op();
     } catch (err) {
-      throw storeError(`listing ${filter}`, err);
+      throw storeError(what, err);
     }
   }
 
@@ -159,15 +127,15 @@ export class IpamStore {
   }
 
   async getJson(key: string): Promise<Stored<unknown> | undefined> {
-    const e = await this.kv.get(key).catch((err: unknown) => {
-      throw storeError(`reading ${key}`, err);
-    });
-    if (e === null || e.operation !== 'PUT') return undefined;
+    const e = await this.#get(key);
+    if (e === undefined || e.operation !== 'PUT') return undefined;
     return { value: JSON.parse(dec.decode(e.value)) as unknown, revision: e.revision };
   }
 
   async putJson(key: string, value: unknown): Promise<number> {
-    return this.kv.put(key, encodeJson(value));
+    const r = await this.#do(`writing ${key}`, () => this.kv.put(key, encodeJson(value)));
+    if (r === 'conflict') throw new StoreError(`writing ${key}: conflict without an expectation`);
+    return r;
   }
 }
 

@@ -144,7 +144,7 @@ async function run(seed: number, faults: boolean): Promise<Run> {
       deleted.add(node);
       const late = await growOnce(node, known);
       if (late !== 'unknown-node')
-        problems.push(`${node}: deleted, yet grow answered ${String(late)}`);
+        problems.push(`${node}: deleted, yet grow answered ${JSON.stringify(late)}`);
     }
   };
 
@@ -170,7 +170,7 @@ async function run(seed: number, faults: boolean): Promise<Run> {
   for (const r of replicas.slice(0, 2)) await r.assigner.gcPass(r.nodesView());
 
   const records = new Map<string, NodeRecord>();
-  for (const key of kv.liveKeys(`${IpamKey.nodePrefix}>`)) {
+  for (const key of kv.liveKeys(IpamKey.nodeFilter)) {
     const r = kv.json(key) as NodeRecord;
     records.set(r.name, r);
   }
@@ -191,7 +191,7 @@ async function run(seed: number, faults: boolean): Promise<Run> {
         problems.push(`${r.name}: set ${i} is incomplete: ${JSON.stringify(s)}`);
     }
   }
-  for (const key of kv.liveKeys(`${IpamKey.blockPrefix}>`)) {
+  for (const key of kv.liveKeys(IpamKey.blockFilter)) {
     if (!holder.has(key)) problems.push(`claim ${key} leaked (${JSON.stringify(kv.json(key))})`);
   }
   for (const node of NODES) {

@@ -26,7 +26,7 @@ function record(kv: FakeKv, node: string): NodeRecord | undefined {
 /** Live block claims, as `family cidr → node`. */
 function claims(kv: FakeKv): Map<string, string> {
   return new Map(
-    kv.liveKeys(`${IpamKey.blockPrefix}>`).map((k) => [k, (kv.json(k) as { node: string }).node]),
+    kv.liveKeys(IpamKey.blockFilter).map((k) => [k, (kv.json(k) as { node: string }).node]),
   );
 }
 
@@ -261,24 +261,22 @@ describe("the agents' held blocks", () => {
     for (const k of [
       IpamKey.slot('n1', 0),
       IpamKey.slot('n1', 7),
-      `${IpamKey.ownerPrefix}n1.c=1`,
+      IpamKey.owner('n1', 'c.1'),
       IpamKey.slot('n2.lab', 3),
-      `${IpamKey.ownerPrefix}n2.lab.c2`,
-      `${IpamKey.syncPrefix}old-replica`,
+      IpamKey.owner('n2.lab', 'c2'),
+      IpamKey.sync('old-replica'),
     ])
       await put(k);
-    await kv
-      .asKv()
-      .put(`${IpamKey.syncPrefix}live-replica`, new TextEncoder().encode(String(w.now)));
-    await kv.asKv().put(`${IpamKey.syncPrefix}old-replica`, new TextEncoder().encode('1'));
+    await kv.asKv().put(IpamKey.sync('live-replica'), new TextEncoder().encode(String(w.now)));
+    await kv.asKv().put(IpamKey.sync('old-replica'), new TextEncoder().encode('1'));
     const a = fakeReplica(w);
     await a.assigner.load();
-    expect(kv.liveKeys(`${IpamKey.syncPrefix}>`)).toEqual([`${IpamKey.syncPrefix}live-replica`]);
+    expect(kv.liveKeys(IpamKey.syncFilter)).toEqual([IpamKey.sync('live-replica')]);
     await a.assigner.announce('n1');
-    expect(kv.liveKeys(`${IpamKey.slotPrefix}>`)).toHaveLength(3);
+    expect(kv.liveKeys(IpamKey.slotFilter())).toHaveLength(3);
     await a.report('n1', blockList(record(kv, 'n1') as NodeRecord, FAMILIES), 1);
-    expect(kv.liveKeys(`${IpamKey.slotPrefix}>`)).toEqual([IpamKey.slot('n2.lab', 3)]);
-    expect(kv.liveKeys(`${IpamKey.ownerPrefix}>`)).toEqual([`${IpamKey.ownerPrefix}n2.lab.c2`]);
+    expect(kv.liveKeys(IpamKey.slotFilter())).toEqual([IpamKey.slot('n2.lab', 3)]);
+    expect(kv.liveKeys(IpamKey.ownerFilter())).toEqual([IpamKey.owner('n2.lab', 'c2')]);
     expect(kv.last.get(IpamKey.slot('n1', 7))?.op).toBe('PURGE');
     expect((await a.metrics.legacyKeysPurged.get()).values[0]?.value).toBe(3);
   });
@@ -302,7 +300,7 @@ describe('garbage collection', () => {
     expect(a.returned.map((r) => cidrs(r))).toEqual([cidrs(r1)]);
     expect(record(kv, 'n1')).toBeUndefined();
     expect(kv.last.get(IpamKey.node('n1'))?.op).toBe('PURGE');
-    expect(kv.liveKeys(`${IpamKey.slotPrefix}>`)).toEqual([]);
+    expect(kv.liveKeys(IpamKey.slotFilter())).toEqual([]);
     expect([...claims(kv).values()]).toEqual(['n2', 'n2']);
     expect(a.held.blocks('n1')).toEqual([]);
   });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { CidrValue } from '../src/addr.ts';
-import { formatCidr, parseCidr } from '../src/addr.ts';
+import { parsePrefixStrict } from '@dyad/netaddr';
+import { cidrValue, formatCidr } from '../src/addr.ts';
 import type { BlockLayout } from '../src/carve.ts';
 import {
   blockAddresses,
@@ -12,9 +13,7 @@ import {
 } from '../src/carve.ts';
 
 function cidr(s: string): CidrValue {
-  const p = parseCidr(s);
-  if (!p.ok) throw new Error(p.reason);
-  return p.cidr;
+  return cidrValue(parsePrefixStrict(s));
 }
 const layout = (family: 'IPv4' | 'IPv6', pools: string[], maskSize: number): BlockLayout => ({
   family,

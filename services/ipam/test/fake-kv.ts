@@ -1,8 +1,7 @@
 // An in-memory stand-in for a JetStream KV bucket with history 1: the same revision checks and
 // delete markers, so block assignment can be driven through races and failures without a server.
 // Only what ipam uses is implemented.
-import type { KV } from '@dyad/bus';
-import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
+import type { KvBucket, KvEntry, KvWrite } from '@dyad/bus';
 
 interface Msg {
   key: string;
@@ -33,13 +32,8 @@ function matches(filter: string, key: string): boolean {
   return f.length === k.length;
 }
 
-function conflict(): JetStreamApiError {
-  return new JetStreamApiError({
-    code: 400,
-    err_code: JetStreamApiCodes.StreamWrongLastSequence,
-    description: 'wrong last sequence',
-  });
-}
+/** A write that expected another revision than the key's last. */
+class Conflict extends Error {}
 
 export class FakeKv {
   readonly last = new Map<string, Msg>();
@@ -73,7 +67,7 @@ export class FakeKv {
   ): number {
     this.fault.beforeWrite?.(key, op);
     const cur = this.last.get(key);
-    if (previousSeq !== undefined && (cur?.rev ?? 0) !== previousSeq) throw conflict();
+    if (previousSeq !== undefined && (cur?.rev ?? 0) !== previousSeq) throw new Conflict();
     const m: Msg = { key, rev: ++this.seq, op, value };
     this.last.set(key, m);
     this.writes++;
@@ -95,62 +89,71 @@ export class FakeKv {
       : JSON.parse(new TextDecoder().decode(m.value));
   }
 
-  asKv(): KV {
-    const entry = (m: Msg) => ({
-      bucket: 'FAKE',
+  asKv(): KvBucket {
+    const entry = (m: Msg): KvEntry => ({
       key: m.key,
-      rawKey: m.key,
-      value: m.value,
-      created: new Date(),
       revision: m.rev,
       operation: m.op,
-      length: m.value.length,
-      json: <T>() => JSON.parse(new TextDecoder().decode(m.value)) as T,
-      string: () => new TextDecoder().decode(m.value),
+      value: m.value,
     });
     const tick = () => new Promise<void>((r) => setImmediate(r));
-    const kv = {
-      get: async (key: string) => {
+    const conflictAs = <T>(write: () => T, onConflict: T): T => {
+      try {
+        return write();
+      } catch (err) {
+        if (err instanceof Conflict) return onConflict;
+        throw err;
+      }
+    };
+    const keys = async (filter = '>') => {
+      await tick();
+      return this.liveKeys(filter);
+    };
+    return {
+      bucket: 'FAKE',
+      get: async (key) => {
         await tick();
         this.fault.beforeRead?.(key);
         const m = this.last.get(key);
-        return m === undefined ? null : entry(m);
+        return m === undefined ? undefined : entry(m);
       },
-      put: async (key: string, value: Uint8Array, opts?: { previousSeq?: number }) => {
+      put: async (key, value, expectRevision) => {
         await tick();
         await this.fault.holdWrite?.(key);
-        return this.write(key, 'PUT', value, opts?.previousSeq);
+        return conflictAs<KvWrite>(() => this.write(key, 'PUT', value, expectRevision), 'conflict');
       },
       // As the KV client: create expects nothing there, or a delete or purge marker.
-      create: async (key: string, value: Uint8Array) => {
+      create: async (key, value) => {
         await tick();
         await this.fault.holdWrite?.(key);
         const cur = this.last.get(key);
-        return this.write(key, 'PUT', value, cur === undefined || cur.op === 'PUT' ? 0 : cur.rev);
+        const expect = cur === undefined || cur.op === 'PUT' ? 0 : cur.rev;
+        return conflictAs<KvWrite>(() => this.write(key, 'PUT', value, expect), 'conflict');
       },
-      // As the KV client, a previousSeq of 0 expects nothing: the delete is unconditional.
-      delete: async (key: string, opts?: { previousSeq?: number }) => {
+      delete: async (key, expectRevision) => {
         await tick();
         await this.fault.holdWrite?.(key);
-        this.write(key, 'DEL', new Uint8Array(), opts?.previousSeq || undefined);
+        return conflictAs(() => {
+          this.write(key, 'DEL', new Uint8Array(), expectRevision);
+          return true;
+        }, false);
       },
-      // History 1: a purge leaves just its marker (the TTL it may carry is not modelled).
-      purge: async (key: string, opts?: { previousSeq?: number }) => {
+      // History 1: a purge leaves just its marker (the TTL it carries is not modelled).
+      purge: async (key, expectRevision) => {
         await tick();
         await this.fault.holdWrite?.(key);
-        this.write(key, 'PURGE', new Uint8Array(), opts?.previousSeq || undefined);
+        return conflictAs(() => {
+          this.write(key, 'PURGE', new Uint8Array(), expectRevision);
+          return true;
+        }, false);
       },
-      keys: async (filter: string | string[] = '>') => {
-        await tick();
-        const fs = Array.isArray(filter) ? filter : [filter];
-        const ks = [...this.last.values()]
-          .filter((m) => m.op === 'PUT' && fs.some((f) => matches(f, m.key)))
-          .map((m) => m.key);
-        return (async function* () {
-          yield* ks;
-        })();
-      },
+      keys,
+      values: async (filter) =>
+        (await keys(filter)).map((key) => {
+          const m = this.last.get(key) as Msg;
+          return { key, revision: m.rev, value: this.json(key) };
+        }),
+      watchUpdates: () => Promise.reject(new Error('FakeKv does not watch')),
     };
-    return kv as unknown as KV;
   }
 }

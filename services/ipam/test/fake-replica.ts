@@ -73,17 +73,20 @@ export function fakeReplica(
     held,
     node: (name) => ({ status: w.nodes.get(name) ?? 'unknown', uid: `uid-${name}` }),
     effects: {
-      assigned: async (r) => {
+      assigned: (r) => {
         assigned.push(r);
+        return Promise.resolve();
       },
       exhausted: (node, family, message) => {
         exhausted.push({ node, family, message });
       },
-      purgeAllocations: async (node) => {
+      purgeAllocations: (node) => {
         purged.push(node);
+        return Promise.resolve();
       },
-      returned: async (r) => {
+      returned: (r) => {
         returned.push(r);
+        return Promise.resolve();
       },
     },
     metrics,

@@ -2,7 +2,7 @@
 // exhaustion, each against a fresh nats-server and one real ipam process.
 import { RemoteError } from '@dyad/bus';
 import type { PayloadOf } from '@dyad/contracts';
-import { AddressesExhausted, IpamEventKind, ipamEventSubject } from '@dyad/contracts';
+import { AddressesExhausted, IPAM_EXHAUSTED_FILTER, IpamKey } from '@dyad/contracts';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Blocks, Cluster, Replica } from './harness.ts';
 import {
@@ -137,7 +137,7 @@ describe('exhaustion', () => {
   it('an empty pool refuses a set with an error naming family and pool, an event, and no claim left', async () => {
     const c = await cluster(['n1', 'n2', 'n3']);
     const events: PayloadOf<typeof AddressesExhausted>[] = [];
-    c.bus.subscribe([AddressesExhausted], `${ipamEventSubject(IpamEventKind.exhausted)}.*`, (d) => {
+    c.bus.subscribe([AddressesExhausted], IPAM_EXHAUSTED_FILTER, (d) => {
       events.push(d.value);
     });
     // Two IPv4 /30 blocks and plenty of IPv6 ones: two nodes get set 0, the third none.
@@ -166,11 +166,7 @@ describe('exhaustion', () => {
     const [full] = ['n1', 'n2', 'n3'].filter((n) => n !== left.node);
     await blocksOf(c, full as string, 2);
     const kv = await ipamKv(c.bus);
-    const claims = async () => {
-      const out: string[] = [];
-      for await (const k of await kv.keys('block.>')) out.push(k);
-      return out.sort();
-    };
+    const claims = async () => (await kv.keys(IpamKey.blockFilter)).sort();
     const before = await claims();
     const err = await grow(c.bus, full as string, 1).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RemoteError);

@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectBus } from '@dyad/bus';
-import type { Bus, KV } from '@dyad/bus';
+import type { Bus, KvBucket } from '@dyad/bus';
 import type { IpamNodeRecordValue, NodeBlockValue, PayloadOf } from '@dyad/contracts';
 import {
   GrowReply,
@@ -238,19 +238,15 @@ export async function assignments(bus: Bus): Promise<Map<string, PayloadOf<typeo
   return new Map([...snap.values()].map((d) => [d.value.node, d.value]));
 }
 
-export async function ipamKv(bus: Bus): Promise<KV> {
+export async function ipamKv(bus: Bus): Promise<KvBucket> {
   return bus.kv(IPAM_KV_BUCKET);
 }
 
 /** Every node record in the bucket, decoded. */
-export async function readRecords(kv: KV): Promise<Map<string, IpamNodeRecordValue>> {
+export async function readRecords(kv: KvBucket): Promise<Map<string, IpamNodeRecordValue>> {
   const out = new Map<string, IpamNodeRecordValue>();
-  const keys: string[] = [];
-  for await (const k of await kv.keys(`${IpamKey.nodePrefix}>`)) keys.push(k);
-  for (const k of keys) {
-    const e = await kv.get(k);
-    if (e === null || e.operation !== 'PUT') continue;
-    const r = IpamNodeRecord.parse(e.json());
+  for (const { value } of await kv.values(IpamKey.nodeFilter)) {
+    const r = IpamNodeRecord.parse(value);
     out.set(r.name, r);
   }
   return out;

@@ -1,7 +1,7 @@
 // Two real ipam processes against a real nats-server: set 0 for announced nodes, grow requests
 // (concurrent, racing, repeated), bad input, a replica SIGKILLed mid-burst, the legacy keys of
 // agents upgraded in place, and a deleted node's blocks and records.
-import type { Bus, KV } from '@dyad/bus';
+import type { Bus, KvBucket } from '@dyad/bus';
 import { RemoteError } from '@dyad/bus';
 import type { PayloadOf } from '@dyad/contracts';
 import {
@@ -66,11 +66,11 @@ const code = (p: Promise<unknown>): Promise<string> =>
 const cidrs = (b: Blocks | undefined): string[] => (b ?? []).map((x) => x.cidr);
 
 /** Revisions of every key in the bucket: equal before and after means nothing was written. */
-async function revisions(kv: KV): Promise<Map<string, number>> {
+async function revisions(kv: KvBucket): Promise<Map<string, number>> {
   const out = new Map<string, number>();
-  for await (const k of await kv.keys()) {
+  for (const k of await kv.keys()) {
     const e = await kv.get(k);
-    if (e !== null) out.set(k, e.revision);
+    if (e !== undefined) out.set(k, e.revision);
   }
   return out;
 }
@@ -79,23 +79,30 @@ describe('ipam: dual-stack block sets, two replicas', () => {
   let nats: NatsServer;
   let bus: Bus;
   let raw: NatsConnection;
-  let kv: KV;
+  let kv: KvBucket;
   const replicas: Replica[] = [];
   /** Each node's blocks as its last grow reply named them. */
   const held = new Map<string, Blocks>();
 
+  /** What beforeAll made, undone last first; a set-up that failed half way undoes its half. */
+  const teardown: Array<() => Promise<unknown>> = [];
+
   beforeAll(async () => {
     nats = await startNats();
+    teardown.push(() => nats.stop());
     bus = await clientBus(nats.url);
+    teardown.push(() => bus.close());
     raw = await connect({ servers: nats.url, name: 'ipam-test-raw' });
+    teardown.push(() => raw.close());
     for (const n of [...NODES, 'node-gone']) await publishNode(bus, n);
     // Legacy keys, as the per-pod ipam left them for two nodes whose agents are upgraded in place.
     await bus.ensureKv([IpamKvBucket]);
     kv = await ipamKv(bus);
-    for (const k of [IpamKey.slot('node-0', 3), `${IpamKey.ownerPrefix}node-0.c1`]) {
-      await kv.put(k, '{}');
+    const empty = new TextEncoder().encode('{}');
+    for (const k of [IpamKey.slot('node-0', 3), IpamKey.owner('node-0', 'c1')]) {
+      await kv.put(k, empty);
     }
-    await kv.put(IpamKey.slot('node-1', 5), '{}');
+    await kv.put(IpamKey.slot('node-1', 5), empty);
     replicas.push(
       await startReplica(nats.url, ENV, 'ipam-a'),
       await startReplica(nats.url, ENV, 'ipam-b'),
@@ -104,9 +111,7 @@ describe('ipam: dual-stack block sets, two replicas', () => {
 
   afterAll(async () => {
     await Promise.all(replicas.map((r) => r.proc.stop()));
-    await raw?.close();
-    await bus?.close();
-    await nats?.stop();
+    for (const undo of teardown.reverse()) await undo();
   });
 
   it('gives every announced node one block per family, published on DYAD_IPAM_NODES', async () => {
@@ -192,7 +197,7 @@ describe('ipam: dual-stack block sets, two replicas', () => {
     // No set count.
     const malformed = await send(ipamGrowSubject('node-0'), { node: 'node-0', sets: 0 });
     expect(errorOf(malformed)).toMatchObject({ code: 'bad-request' });
-    await eventually(async () => dlq.length === 2);
+    await eventually(() => Promise.resolve(dlq.length === 2));
     expect(dlq.map((m) => m.headers?.get('dyad-dlq-reason')).sort()).toEqual([
       'schema',
       'subject-mismatch',
@@ -206,8 +211,8 @@ describe('ipam: dual-stack block sets, two replicas', () => {
   it("purges a node's legacy slot and owner keys once its agent has reported its blocks", async () => {
     const legacy = async () => {
       const out: string[] = [];
-      for (const p of [IpamKey.slotPrefix, IpamKey.ownerPrefix])
-        for await (const k of await kv.keys(`${p}>`)) out.push(k);
+      for (const f of [IpamKey.slotFilter(), IpamKey.ownerFilter()])
+        out.push(...(await kv.keys(f)));
       return out.sort();
     };
     expect(await legacy()).toEqual(['owner.node-0.c1', 'slot.node-0.3', 'slot.node-1.5']);

@@ -5,7 +5,7 @@
 import { IPAM_KV_BUCKET, IPAM_NODES_STREAM } from '@dyad/contracts';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Blocks, Cluster } from './harness.ts';
 import {
   DUAL_STACK,
@@ -28,9 +28,7 @@ describe('rebuild after losing the bucket', () => {
 
   beforeAll(async () => {
     c = await startCluster(['n1', 'n2'], ENV, ['ipam-1']);
-  });
-  afterAll(async () => {
-    await c?.stop();
+    return () => c.stop();
   });
 
   async function blocks(node: string, count: number): Promise<Blocks> {

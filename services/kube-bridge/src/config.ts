@@ -24,7 +24,7 @@ export interface BridgeConfig {
   readonly health: { readonly host: string; readonly port: number };
   readonly resyncIntervalMs: number;
   readonly tombstoneTtlMs: number;
-  readonly logLevel: string;
+  readonly logLevel: z.output<typeof Env>['LOG_LEVEL'];
   /** The reportingInstance of Events, when kube-bridge reports policy problems as Events. */
   readonly events: { readonly instance: string } | undefined;
 }

@@ -39,7 +39,7 @@ export function watchedKinds(kc: KubeConfig): readonly WatchedKind[] {
     namespaced,
     path,
     contract: K8S_EVENT_BY_KIND[k],
-    list: list as () => Promise<KubernetesListObject<KubernetesObject>>,
+    list,
     normalize: normalize as (o: KubernetesObject) => unknown,
   });
   return [

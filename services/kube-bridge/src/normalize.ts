@@ -32,7 +32,7 @@ type In<S extends z.ZodType> = z.input<S>;
 
 export function timestamp(v: Date | string | undefined | null): string | undefined {
   if (v === undefined || v === null) return undefined;
-  return v instanceof Date ? v.toISOString() : String(v);
+  return v instanceof Date ? v.toISOString() : v;
 }
 
 export function normalizeMeta(m: V1ObjectMeta | undefined): In<typeof ObjectMeta> {

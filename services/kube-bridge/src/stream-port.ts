@@ -19,7 +19,7 @@ export function busStreamPort(bus: Bus, onError: (err: unknown) => void): Object
       });
     },
     async publish(contract, subject, event, opts) {
-      await bus.jsPublish(contract, subject, event as never, {
+      await bus.jsPublish(contract, subject, event, {
         msgId: opts.msgId,
         ceSubject: ceSubjectOf(subject),
         ...(opts.ttlMs === undefined ? {} : { ttl: `${Math.ceil(opts.ttlMs / 1000)}s` }),

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Bus } from '@dyad/bus';
 import { k8sObjectSubject } from '@dyad/contracts';
 import type { KubeCluster, NatsServer } from '@dyad/testbed';
-import { startKube, startNats } from '@dyad/testbed';
+import { startKube } from '@dyad/testbed';
 import type { InMemoryTracing } from '@dyad/telemetry';
 import { startInMemoryTracing } from '@dyad/telemetry';
 import { ALL_CONTRACTS, K8S_STREAM } from '@dyad/contracts';
@@ -15,6 +15,7 @@ import {
   kubeClients,
   makeBridge,
   retrying,
+  startServers,
   streamState,
 } from './harness.ts';
 
@@ -28,21 +29,24 @@ let bridge: KubeBridge;
 let k: ReturnType<typeof kubeClients>;
 let tracing: InMemoryTracing;
 
+/** What beforeAll made, undone last first; a set-up that failed half way undoes its half. */
+const teardown: Array<() => Promise<unknown>> = [];
+
 beforeAll(async () => {
   tracing = startInMemoryTracing();
-  [nats, kube] = await Promise.all([startNats(), startKube()]);
+  teardown.push(() => tracing.shutdown());
+  [nats, kube] = await startServers(teardown, startKube());
   bus = await connectTestBus(nats.url, 'kube-bridge-test-reader');
+  teardown.push(() => bus.close());
   k = kubeClients(kube.kubeconfigPath);
   bridge = makeBridge(kube.kubeconfigPath, bus);
   bridge.start();
+  teardown.push(() => bridge.stop());
   await bridge.settled();
 });
 
 afterAll(async () => {
-  await bridge?.stop();
-  await bus?.close();
-  await Promise.all([nats?.stop(), kube?.stop()]);
-  await tracing?.shutdown();
+  for (const undo of teardown.reverse()) await undo();
 });
 
 async function valueOf(subject: string): Promise<StreamValue> {
@@ -88,7 +92,7 @@ describe('each kind reaches the stream', () => {
         spec: { podCIDRs: ['198.18.4.0/24', 'fd00:d1ad:4::/120'] },
       },
     });
-    const v = await eventually(() => valueOf('dyad.k8s.v1.node._.node-1%2Elab'));
+    const v = await eventually(() => valueOf(k8sObjectSubject('Node', undefined, 'node-1.lab')));
     expect(v.object.spec).toMatchObject({ podCIDRs: ['198.18.4.0/24', 'fd00:d1ad:4::/120'] });
   });
 
@@ -277,7 +281,8 @@ describe('convergence', () => {
     await k.core.createNamespace({ body: { metadata: meta('bridge-during-outage') } });
     await relabelNamespace('bridge-stays', { v: '3' });
     await k.core.deleteNamespacedService({ name: 'web', namespace: 'bridge-pods' });
-    await new Promise((r) => setTimeout(r, 1000));
+    // The bridge has seen the three changes and holds them (a backlog only NATS can drain).
+    await eventually(() => expect(bridge.backlog).toBeGreaterThanOrEqual(3));
     await nats.restart();
     await eventually(async () => {
       const s = await streamState(bus);

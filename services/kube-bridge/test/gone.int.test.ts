@@ -1,12 +1,19 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Bus } from '@dyad/bus';
-import { k8sObjectSubject } from '@dyad/contracts';
+import { k8sKindFilter, k8sObjectSubject, subjectMatches } from '@dyad/contracts';
 import { createMetrics } from '@dyad/telemetry';
 import type { KubeCluster, NatsServer } from '@dyad/testbed';
-import { startKube, startNats } from '@dyad/testbed';
+import { startKube } from '@dyad/testbed';
 import type { KubeBridge } from '../src/bridge.ts';
 import { createBridgeMetrics } from '../src/metrics.ts';
-import { connectTestBus, eventually, kubeClients, makeBridge, streamState } from './harness.ts';
+import {
+  connectTestBus,
+  eventually,
+  kubeClients,
+  makeBridge,
+  startServers,
+  streamState,
+} from './harness.ts';
 
 // A real 410 Gone. The apiserver runs without its watch cache, so watches read etcd directly,
 // and closes every watch after 1-2 s (--min-request-timeout=1), so the informer keeps
@@ -22,23 +29,26 @@ const metrics = createBridgeMetrics(createMetrics());
 const lists = async (kind: string) =>
   (await metrics.lists.get()).values.find((v) => v.labels.kind === kind)?.value ?? 0;
 
+/** What beforeAll made, undone last first; a set-up that failed half way undoes its half. */
+const teardown: Array<() => Promise<unknown>> = [];
+
 beforeAll(async () => {
-  [nats, kube] = await Promise.all([
-    startNats(),
+  [nats, kube] = await startServers(
+    teardown,
     startKube({
       extraArgs: { 'kube-apiserver': ['--watch-cache=false', '--min-request-timeout=1'] },
     }),
-  ]);
+  );
   bus = await connectTestBus(nats.url, 'kube-bridge-gone-test');
+  teardown.push(() => bus.close());
   bridge = makeBridge(kube.kubeconfigPath, bus, 3_600_000, metrics);
   bridge.start();
+  teardown.push(() => bridge.stop());
   await bridge.settled();
 });
 
 afterAll(async () => {
-  await bridge?.stop();
-  await bus?.close();
-  await Promise.all([nats?.stop(), kube?.stop()]);
+  for (const undo of teardown.reverse()) await undo();
 });
 
 async function etcd(path: string, body: unknown): Promise<{ header: { revision: string } }> {
@@ -76,7 +86,7 @@ it('after a compaction makes the watch position too old, the bridge relists and 
     k8sObjectSubject('Node', undefined, n.metadata?.name ?? ''),
   );
   const streamLive = [...s].filter(
-    ([subj, v]) => subj.startsWith('dyad.k8s.v1.node.') && v.op === 'upsert',
+    ([subj, v]) => subjectMatches(k8sKindFilter('Node'), subj) && v.op === 'upsert',
   );
   expect(streamLive.map(([subj]) => subj).sort()).toEqual(live.sort());
 });

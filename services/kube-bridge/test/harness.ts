@@ -1,4 +1,7 @@
 import { CoreV1Api, DiscoveryV1Api, KubeConfig, NetworkingV1Api } from '@kubernetes/client-node';
+import { vi } from 'vitest';
+import { startNats } from '@dyad/testbed';
+import type { KubeCluster, NatsServer } from '@dyad/testbed';
 import { ALL_CONTRACTS, ALL_STREAMS, K8S_STREAM } from '@dyad/contracts';
 import type { Bus } from '@dyad/bus';
 import { connectBus } from '@dyad/bus';
@@ -72,27 +75,28 @@ export async function streamState(bus: Bus): Promise<Map<string, StreamValue>> {
   return out;
 }
 
+/**
+ * A nats-server and the kube cluster `kube` is starting, side by side; each that started is added
+ * to `teardown`, so a failure of the other leaves nothing running.
+ */
+export async function startServers(
+  teardown: Array<() => Promise<unknown>>,
+  kube: Promise<KubeCluster>,
+): Promise<[NatsServer, KubeCluster]> {
+  const [n, k] = await Promise.allSettled([startNats(), kube]);
+  if (n.status === 'fulfilled') teardown.push(() => n.value.stop());
+  if (k.status === 'fulfilled') teardown.push(() => k.value.stop());
+  if (n.status === 'rejected') throw n.reason;
+  if (k.status === 'rejected') throw k.reason;
+  return [n.value, k.value];
+}
+
 /** Polls until `check` returns without throwing; rethrows its last failure after the deadline. */
-export async function eventually<T>(check: () => Promise<T>, deadlineMs = 30_000): Promise<T> {
-  const until = Date.now() + deadlineMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (err) {
-      if (Date.now() > until) throw err;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
+export function eventually<T>(check: () => T | Promise<T>, timeout = 30_000): Promise<T> {
+  return vi.waitFor(check, { timeout, interval: 200 });
 }
 
 /** Retries an API call that can race with controller-manager set-up (e.g. the default ServiceAccount). */
-export async function retrying<T>(fn: () => Promise<T>, attempts = 50): Promise<T> {
-  for (let i = 1; ; i++) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (i >= attempts) throw err;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
+export function retrying<T>(fn: () => Promise<T>): Promise<T> {
+  return vi.waitFor(fn, { timeout: 10_000, interval: 200 });
 }

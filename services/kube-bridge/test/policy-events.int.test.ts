@@ -26,8 +26,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await bus?.close();
-  await Promise.all([nats?.stop(), kube?.stop()]);
+  await bus.close();
+  await Promise.all([nats.stop(), kube.stop()]);
 });
 
 type Status = Extract<PayloadOf<typeof PolicyStatusEvent>, { op: 'upsert' }>;

@@ -1,5 +1,5 @@
 import type { Family, PolicyPortsValue } from '@dyad/contracts';
-import { formatPrefix, parsePrefix } from '@dyad/netaddr';
+import { formatPrefix, parsePrefixLenient } from '@dyad/netaddr';
 import { PortSet } from './ports.ts';
 
 /** A parsed, canonical prefix (host bits cleared). */
@@ -11,10 +11,11 @@ export interface Prefix {
   readonly text: string;
 }
 
-/** `addr/len`, or a bare address as a host prefix; undefined when it is neither. */
-export function parseCidr(text: string): Prefix | undefined {
+/** netaddr's lenient reading (host bits masked; a bare address is a host prefix) with canonical
+ *  text; undefined when the text is not a prefix. */
+export function readPrefix(text: string): Prefix | undefined {
   try {
-    const p = parsePrefix(text);
+    const p = parsePrefixLenient(text);
     return {
       family: p.family === 4 ? 'IPv4' : 'IPv6',
       bytes: p.bytes,

@@ -271,8 +271,7 @@ export class PolicyEngine {
       pod === undefined ||
       old.identity !== pod.identity ||
       !samePorts(old.ports, pod.ports);
-    const ipsChanged =
-      portsChanged || (old !== undefined && pod !== undefined && !sameIps(old.ips, pod.ips));
+    const ipsChanged = portsChanged || !sameIps(old.ips, pod.ips);
     if (ipsChanged) for (const k of this.#egressNamedBlocks) this.#dirtyPolicies.add(k);
     if (!portsChanged) return;
     for (const k of this.#egressNamed) {

@@ -1,7 +1,7 @@
 import type { DirectionPolicyValue, PolicyPortsValue } from '@dyad/contracts';
 import { ANY_PEER } from './assemble.ts';
 import type { Prefix } from './cidr.ts';
-import { contains, parseCidr } from './cidr.ts';
+import { contains, readPrefix } from './cidr.ts';
 import type { Protocol } from './ports.ts';
 
 /** The other end of a connection, as the datapath sees it: its identity and its address on the wire. */
@@ -40,11 +40,11 @@ export function directionAllows(
       return true;
     }
   }
-  const addr = parseCidr(peer.address);
+  const addr = readPrefix(peer.address);
   if (addr === undefined) return false;
   let best: { prefix: Prefix; allow: readonly PolicyPortsValue[] } | undefined;
   for (const e of d.cidrs[addr.family]) {
-    const p = parseCidr(e.prefix);
+    const p = readPrefix(e.prefix);
     if (
       p !== undefined &&
       contains(p, addr) &&

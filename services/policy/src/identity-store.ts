@@ -5,10 +5,7 @@ import {
   PolicyIdentityKey,
   ReservedIdentity,
 } from '@dyad/contracts';
-import type { KV } from '@dyad/bus';
-import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
-import { KvWatchInclude } from '@nats-io/kv';
-import type { KvEntry } from '@nats-io/kv';
+import type { KvBucket, KvEntry, KvWatch } from '@dyad/bus';
 import type { z } from 'zod';
 import { IdentityAllocationError, IdentityStoreError } from './errors.ts';
 import { labelSetHash, labelSetKey } from './labels.ts';
@@ -26,7 +23,7 @@ export interface IdentityStoreLogger {
 }
 
 export interface IdentityStoreOptions {
-  readonly kv: KV;
+  readonly kv: KvBucket;
   readonly logger: IdentityStoreLogger;
   /** An identity unused this long is freed. */
   readonly graceMs: number;
@@ -48,14 +45,6 @@ interface IdEntry {
 interface LabelsEntry {
   readonly identity: number;
   readonly revision: number;
-}
-
-function isConflict(err: unknown): boolean {
-  return (
-    err instanceof JetStreamApiError &&
-    (err.code === JetStreamApiCodes.StreamWrongLastSequence ||
-      err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
-  );
 }
 
 function storeError(what: string, err: unknown): IdentityStoreError {
@@ -97,7 +86,7 @@ export class IdentityStore {
   /** When each identity was first seen unused (by gc). */
   readonly #unusedSince = new Map<number, number>();
   #cursor: number;
-  #watch: AsyncIterable<KvEntry> & { stop(): void } = {
+  #watch: KvWatch = {
     stop() {},
     async *[Symbol.asyncIterator]() {},
   };
@@ -119,16 +108,15 @@ export class IdentityStore {
   async start(floor = 0): Promise<void> {
     const { kv } = this.#o;
     try {
-      this.#watch = await kv.watch({ include: KvWatchInclude.UpdatesOnly });
+      this.#watch = await kv.watchUpdates();
       this.#watching = (async () => {
         for await (const e of this.#watch)
           this.#apply(e.key, e.revision, e.operation === 'PUT' ? e.value : undefined);
       })().catch((err: unknown) => this.#o.logger.warn({ err }, 'identity bucket watch ended'));
-      const keys: string[] = [];
-      for await (const k of await kv.keys()) keys.push(k);
-      for (const key of keys) {
+      for (const key of await kv.keys()) {
         const e = await kv.get(key);
-        if (e !== null) this.#apply(key, e.revision, e.operation === 'PUT' ? e.value : undefined);
+        if (e !== undefined)
+          this.#apply(key, e.revision, e.operation === 'PUT' ? e.value : undefined);
       }
     } catch (err) {
       throw storeError('loading the identity bucket', err);
@@ -181,7 +169,6 @@ export class IdentityStore {
   }
 
   async #allocate(labels: readonly string[], hash: string): Promise<number> {
-    const { kv } = this.#o;
     const key = labelSetKey(labels);
     const labelsKey = PolicyIdentityKey.labels(hash);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
@@ -202,26 +189,28 @@ export class IdentityStore {
       const n = this.#nextCandidate();
       const idKey = PolicyIdentityKey.id(n);
       const record = { v: 1 as const, labels: [...labels], createdAt: this.#now() };
-      let idRevision: number;
-      try {
-        idRevision = await kv.create(idKey, enc.encode(JSON.stringify(record)));
-      } catch (err) {
-        if (!isConflict(err)) throw storeError(`creating ${idKey}`, err);
+      const idRevision = await this.#create(idKey, enc.encode(JSON.stringify(record)));
+      if (idRevision === 'conflict') {
         // Taken meanwhile: learn by whom, and try the next number.
         await this.#readId(n);
         continue;
       }
       this.#apply(idKey, idRevision, enc.encode(JSON.stringify(record)));
+      const labelsValue = enc.encode(JSON.stringify({ v: 1, identity: n }));
+      let rev: number | 'conflict';
       try {
-        const rev = await kv.create(labelsKey, enc.encode(JSON.stringify({ v: 1, identity: n })));
-        this.#apply(labelsKey, rev, enc.encode(JSON.stringify({ v: 1, identity: n })));
-        return n;
+        rev = await this.#create(labelsKey, labelsValue);
       } catch (err) {
-        // Lost the label set to another replica (or the write failed): free our number; the
-        // next round reads the winner's.
+        // The write failed: free our number before saying so.
         await this.#purgeIf(idKey, idRevision);
-        if (!isConflict(err)) throw storeError(`creating ${labelsKey}`, err);
+        throw err;
       }
+      if (rev !== 'conflict') {
+        this.#apply(labelsKey, rev, labelsValue);
+        return n;
+      }
+      // Lost the label set to another replica: free our number; the next round reads the winner's.
+      await this.#purgeIf(idKey, idRevision);
     }
     throw new IdentityAllocationError(
       `no identity for ${labels.join(',')} after ${MAX_ATTEMPTS} attempts`,
@@ -279,15 +268,23 @@ export class IdentityStore {
   }
 
   async #read(key: string): Promise<{ value: Uint8Array; revision: number } | undefined> {
-    let e: KvEntry | null;
+    let e: KvEntry | undefined;
     try {
       e = await this.#o.kv.get(key);
     } catch (err) {
       throw storeError(`reading ${key}`, err);
     }
-    if (e === null) return undefined;
+    if (e === undefined) return undefined;
     this.#apply(key, e.revision, e.operation === 'PUT' ? e.value : undefined);
     return e.operation === 'PUT' ? { value: e.value, revision: e.revision } : undefined;
+  }
+
+  async #create(key: string, value: Uint8Array): Promise<number | 'conflict'> {
+    try {
+      return await this.#o.kv.create(key, value);
+    } catch (err) {
+      throw storeError(`creating ${key}`, err);
+    }
   }
 
   async #readId(n: number): Promise<IdEntry | undefined> {
@@ -297,14 +294,14 @@ export class IdentityStore {
 
   /** Purges the key if its last revision is `revision`; false when it moved on meanwhile. */
   async #purgeIf(key: string, revision: number): Promise<boolean> {
+    let purged: boolean;
     try {
-      await this.#o.kv.purge(key, { previousSeq: revision, ttl: PURGE_MARKER_TTL });
+      purged = await this.#o.kv.purge(key, revision, PURGE_MARKER_TTL);
     } catch (err) {
-      if (isConflict(err)) return false;
       throw storeError(`purging ${key}`, err);
     }
-    this.#apply(key, revision + 0.5, undefined);
-    return true;
+    if (purged) this.#apply(key, revision + 0.5, undefined);
+    return purged;
   }
 
   /** Applies one key's value (undefined: deleted) if it is newer than what this copy has. */

@@ -1,5 +1,5 @@
 export { ANY_PEER, DirectionBuilder } from './assemble.ts';
-export { comparePrefixes, contains, parseCidr, resolveGrants } from './cidr.ts';
+export { comparePrefixes, contains, readPrefix, resolveGrants } from './cidr.ts';
 export { compileAll, podsPeerMatches } from './compile.ts';
 export { loadConfig } from './config.ts';
 export { PolicyEngine } from './engine.ts';

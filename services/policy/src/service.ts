@@ -9,17 +9,18 @@ import {
   PodEvent,
   PodIdentityEvent,
   PodPolicyDesiredV2,
+  DeadLetterHeader,
   PolicyFilter,
   PolicyIdentityBucket,
   PolicyStatusEvent,
   PolicyProblemCode,
   deadLetterSubject,
-  decodeToken,
   defineMessage,
   k8sKindFilter,
   k8sObjectSubject,
   parseK8sObjectSubject,
   nodePolicySubject,
+  parseNodePolicySubject,
   policyIdentitySubject,
   policyPodSubject,
   policyStatusSubject,
@@ -29,7 +30,7 @@ import { KeyedPublisher, jsPublishJob } from '@dyad/bus';
 import type { Bus, BusWorker, JsDelivery } from '@dyad/bus';
 import type { Logger } from '@dyad/telemetry';
 import { z } from 'zod';
-import { parseCidr } from './cidr.ts';
+import { readPrefix } from './cidr.ts';
 import type { Prefix } from './cidr.ts';
 import { PolicyEngine } from './engine.ts';
 import { IdentityStore } from './identity-store.ts';
@@ -90,21 +91,9 @@ export function containerPorts(pod: PodObject): ContainerPortInput[] {
 
 export function podAddresses(pod: PodObject): Prefix[] {
   return pod.status.podIPs.flatMap((ip) => {
-    const p = parseCidr(ip);
+    const p = readPrefix(ip);
     return p === undefined ? [] : [p];
   });
-}
-
-const DEAD_LETTER_SUBJECT_HEADER = 'dyad-dlq-subject';
-
-/** `dyad.node.v1.<node>.policy.<namespace>.<name>` → namespace and name. */
-function nodePolicyPod(subject: string): { namespace: string; name: string } | undefined {
-  const t = subject.split('.');
-  const ns = t[5];
-  const name = t[6];
-  return t.length === 7 && t[4] === 'policy' && ns !== undefined && name !== undefined
-    ? { namespace: decodeToken(ns), name: decodeToken(name) }
-    : undefined;
 }
 
 function upserts<C extends MessageContract>(
@@ -250,7 +239,7 @@ export class PolicyService {
     );
     // Our own refusals: a NetworkPolicy update that did not decode is reported in its status.
     const refusals = bus.subscribe([NetworkPolicyPresence], deadLetterSubject(bus.service), (d) => {
-      const subject = d.header(DEAD_LETTER_SUBJECT_HEADER);
+      const subject = d.header(DeadLetterHeader.subject);
       if (subject !== undefined) this.#refusedUpdate(subject);
     });
     this.#workers.push(refusals);
@@ -326,6 +315,8 @@ export class PolicyService {
     }
     try {
       const stored = await this.#readStored();
+      // stop() may have run during the await; the type checker keeps the narrowing from before it
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
       if (this.#stopped) return;
       this.#loadSinks(stored);
       const repaired = this.#publishAll() + this.#retainDesired();
@@ -613,7 +604,7 @@ export class PolicyService {
       ),
     );
     sent += this.#nodePolicies.retainOnly(nodePolicies, (subject) => {
-      const pod = nodePolicyPod(subject);
+      const pod = parseNodePolicySubject(subject);
       return pod === undefined ? undefined : { op: 'delete', ...pod };
     });
     return sent;

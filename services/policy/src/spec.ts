@@ -1,7 +1,7 @@
 import { PolicyProblemCode } from '@dyad/contracts';
 import type { LabelSelectorObject, NetworkPolicyObject, PolicyProblemValue } from '@dyad/contracts';
 import type { Prefix } from './cidr.ts';
-import { contains, parseCidr } from './cidr.ts';
+import { contains, readPrefix } from './cidr.ts';
 import { selectorProblem } from './labels.ts';
 import { MAX_PORT } from './ports.ts';
 import type { PortSpec, Protocol } from './ports.ts';
@@ -185,7 +185,7 @@ function normalizePeer(
       });
       return undefined;
     }
-    const prefix = parseCidr(p.ipBlock.cidr);
+    const prefix = readPrefix(p.ipBlock.cidr);
     if (prefix === undefined) {
       problems.push({
         code: PolicyProblemCode.badPeer,
@@ -196,7 +196,7 @@ function normalizePeer(
     }
     const excepts: Prefix[] = [];
     p.ipBlock.except.forEach((text, i) => {
-      const e = parseCidr(text);
+      const e = readPrefix(text);
       if (e !== undefined && contains(prefix, e)) excepts.push(e);
       else {
         problems.push({

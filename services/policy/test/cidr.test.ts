@@ -1,13 +1,13 @@
 import { prng } from '@dyad/testbed';
 import { describe, expect, it } from 'vitest';
 import type { CidrGrant, Prefix } from '../src/cidr.ts';
-import { contains, parseCidr, resolveGrants } from '../src/cidr.ts';
+import { contains, readPrefix, resolveGrants } from '../src/cidr.ts';
 import { directionAllows } from '../src/evaluate.ts';
 import { PortSet } from '../src/ports.ts';
 import type { Protocol } from '../src/ports.ts';
 
 function p(text: string): Prefix {
-  const x = parseCidr(text);
+  const x = readPrefix(text);
   if (x === undefined) throw new Error(text);
   return x;
 }
@@ -20,10 +20,10 @@ function tcp(...ports: number[]): PortSet {
 
 describe('prefixes', () => {
   it('canonical text, host bits cleared, either family', () => {
-    expect(parseCidr('198.18.1.77/24')?.text).toBe('198.18.1.0/24');
-    expect(parseCidr('FD00:0018:0::1/48')?.text).toBe('fd00:18::/48');
-    expect(parseCidr('198.18.1.7')?.text).toBe('198.18.1.7/32');
-    expect(parseCidr('not/8')).toBeUndefined();
+    expect(readPrefix('198.18.1.77/24')?.text).toBe('198.18.1.0/24');
+    expect(readPrefix('FD00:0018:0::1/48')?.text).toBe('fd00:18::/48');
+    expect(readPrefix('198.18.1.7')?.text).toBe('198.18.1.7/32');
+    expect(readPrefix('not/8')).toBeUndefined();
   });
 
   it('containment never crosses families', () => {

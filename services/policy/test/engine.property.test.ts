@@ -157,7 +157,7 @@ function runSequence(seed: number, steps: number) {
   const drainInto = (): void => {
     for (const d of engine.drain()) {
       let held = nodes.get(d.node);
-      if (held === undefined) nodes.set(d.node, (held = new Map()));
+      if (held === undefined) nodes.set(d.node, (held = new Map<string, PodPolicyBody>()));
       if (d.op === 'delete') {
         // A delete names something the node has: no noise.
         expect(held.has(d.key), `delete ${d.key} on ${d.node}`).toBe(true);
@@ -190,8 +190,8 @@ function runSequence(seed: number, steps: number) {
       engine.upsertPod(pod);
     } else if (x < 0.42) {
       // One label of a pod changes: the benchmark's case.
+      if (pods.size === 0) continue;
       const old = pick(r, [...pods.values()]);
-      if (old === undefined) continue;
       const k = pick(r, Object.keys(LABELS));
       const labels = Object.fromEntries(Object.entries(old.labels).filter(([key]) => key !== k));
       if (maybe(r)) labels[k] = pick(r, LABELS[k] as readonly string[]);
@@ -235,7 +235,7 @@ function byNode(
   const out = new Map<string, Map<string, PodPolicyBody>>();
   for (const [key, c] of [...compiled].sort(([a], [b]) => (a < b ? -1 : 1))) {
     let m = out.get(c.node);
-    if (m === undefined) out.set(c.node, (m = new Map()));
+    if (m === undefined) out.set(c.node, (m = new Map<string, PodPolicyBody>()));
     m.set(key, c.body);
   }
   return out;

@@ -3,7 +3,7 @@
 // replica that died between its two writes.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PolicyIdentityBucket, PolicyIdentityKey, ReservedIdentity } from '@dyad/contracts';
-import type { Bus, KV } from '@dyad/bus';
+import type { Bus, KvBucket } from '@dyad/bus';
 import { connectBus } from '@dyad/bus';
 import { createLogger, createMetrics } from '@dyad/telemetry';
 import { startNats } from '@dyad/testbed';
@@ -15,6 +15,8 @@ import { identityLabels, labelSetHash, namespaceLabels } from '../src/labels.ts'
 const WAIT = { timeout: 20_000, interval: 25 };
 const MIN = ReservedIdentity.firstPod;
 const enc = new TextEncoder();
+const json = (bytes: Uint8Array | undefined): unknown =>
+  JSON.parse(new TextDecoder().decode(bytes));
 
 const labelsOf = (i: number) => identityLabels('x', { app: `app-${i}` }, namespaceLabels('x', {}));
 
@@ -24,7 +26,10 @@ interface Replica {
   clock: number;
 }
 
-async function replica(kv: KV, opts: { max?: number; graceMs?: number } = {}): Promise<Replica> {
+async function replica(
+  kv: KvBucket,
+  opts: { max?: number; graceMs?: number } = {},
+): Promise<Replica> {
   const r: Replica = {
     changes: [],
     clock: 0,
@@ -46,25 +51,29 @@ async function replica(kv: KV, opts: { max?: number; graceMs?: number } = {}): P
 describe('identity store over NATS', () => {
   let nats: NatsServer;
   let bus: Bus;
-  let kv: KV;
+  let kv: KvBucket;
   const replicas: Replica[] = [];
+
+  /** What beforeAll made, undone last first; a set-up that failed half way undoes its half. */
+  const teardown: Array<() => Promise<unknown>> = [];
 
   beforeAll(async () => {
     nats = await startNats();
+    teardown.push(() => nats.stop());
     bus = await connectBus({
       servers: nats.url,
       name: 'identity-test',
       logger: createLogger({ service: 'identity-test', level: 'silent' }),
       registry: createMetrics(),
     });
+    teardown.push(() => bus.close());
     await bus.ensureKv([PolicyIdentityBucket]);
     kv = await bus.kv(PolicyIdentityBucket.bucket);
   });
 
   afterAll(async () => {
     for (const r of replicas) await r.store.stop();
-    await bus?.close();
-    await nats?.stop();
+    for (const undo of teardown.reverse()) await undo();
   });
 
   it('two replicas racing for the same label sets agree on one number each, never sharing a number', async () => {
@@ -84,9 +93,9 @@ describe('identity store over NATS', () => {
     for (const [i, labels] of sets.entries()) {
       const id = fromA[i] as number;
       const rec = await kv.get(PolicyIdentityKey.id(id));
-      expect(rec?.json<{ labels: string[] }>().labels).toEqual(labels);
+      expect(json(rec?.value)).toMatchObject({ labels });
       const ptr = await kv.get(PolicyIdentityKey.labels(labelSetHash(labels)));
-      expect(ptr?.json<{ identity: number }>().identity).toBe(id);
+      expect(json(ptr?.value)).toMatchObject({ identity: id });
     }
     // Each replica's copy follows the other's allocations.
     await vi.waitFor(() => {
@@ -94,9 +103,7 @@ describe('identity store over NATS', () => {
       expect(sets.map((l) => b.store.lookup(l))).toEqual(fromA);
     }, WAIT);
     // The losers' numbers were given back: only the 30 winners are left in the bucket.
-    const ids: string[] = [];
-    for await (const k of await kv.keys(`${PolicyIdentityKey.idPrefix}>`)) ids.push(k);
-    expect(ids).toHaveLength(30);
+    expect(await kv.keys(PolicyIdentityKey.idFilter)).toHaveLength(30);
     // Full range: the next label set cannot get a number.
     await Promise.all(Array.from({ length: 10 }, (_, i) => a.store.allocate(labelsOf(100 + i))));
     await expect(a.store.allocate(labelsOf(200))).rejects.toBeInstanceOf(IdentityAllocationError);
@@ -165,19 +172,21 @@ describe('identity store over NATS', () => {
     // it, and writes its own only after: it always takes a number, then loses the label set.
     const early = await replica(kv);
     const seen = new Set<string>();
-    const lateKv = Object.create(kv) as KV;
-    lateKv.get = async (k, o) => {
-      if (k.startsWith(PolicyIdentityKey.labelsPrefix) && !seen.has(k)) {
-        seen.add(k);
-        return null;
-      }
-      return kv.get(k, o);
-    };
-    lateKv.create = async (k, data, ttl) => {
-      if (k.startsWith(PolicyIdentityKey.labelsPrefix)) {
-        await vi.waitFor(async () => expect((await kv.get(k))?.operation).toBe('PUT'), WAIT);
-      }
-      return kv.create(k, data, ttl);
+    const lateKv: KvBucket = {
+      ...kv,
+      get: async (k) => {
+        if (k.startsWith(PolicyIdentityKey.labelsPrefix) && !seen.has(k)) {
+          seen.add(k);
+          return undefined;
+        }
+        return kv.get(k);
+      },
+      create: async (k, data) => {
+        if (k.startsWith(PolicyIdentityKey.labelsPrefix)) {
+          await vi.waitFor(async () => expect((await kv.get(k))?.operation).toBe('PUT'), WAIT);
+        }
+        return kv.create(k, data);
+      },
     };
     const late = await replica(lateKv);
     replicas.push(early, late);
@@ -189,14 +198,9 @@ describe('identity store over NATS', () => {
     expect(fromLate).toEqual(fromEarly);
     // The numbers `late` took on the way were given back: every number left is one a label set names.
     const named = new Set<number>();
-    for await (const k of await kv.keys(`${PolicyIdentityKey.labelsPrefix}>`)) {
-      const e = await kv.get(k);
-      if (e?.operation === 'PUT') named.add(e.json<{ identity: number }>().identity);
-    }
-    const taken: number[] = [];
-    for await (const k of await kv.keys(`${PolicyIdentityKey.idPrefix}>`)) {
-      if ((await kv.get(k))?.operation === 'PUT') taken.push(Number(k.slice(3)));
-    }
+    for (const { value } of await kv.values(PolicyIdentityKey.labelsFilter))
+      named.add((value as { identity: number }).identity);
+    const taken = (await kv.keys(PolicyIdentityKey.idFilter)).map((k) => Number(k.slice(3)));
     expect(taken.filter((n) => !named.has(n))).toEqual([]);
   });
 

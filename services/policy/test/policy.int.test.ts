@@ -20,7 +20,10 @@ import {
   k8sObjectSubject,
   nodePolicyFilter,
   nodePolicySubject,
+  policyIdentitySubject,
   policyPodSubject,
+  policyStatusSubject,
+  subjectMatches,
 } from '@dyad/contracts';
 import type { PayloadOf } from '@dyad/contracts';
 import type { Bus } from '@dyad/bus';
@@ -182,10 +185,16 @@ describe('policy service over NATS', () => {
   let raw: NatsConnection;
   const dlq: Msg[] = [];
 
+  /** What beforeAll made, undone last first; a set-up that failed half way undoes its half. */
+  const teardown: Array<() => Promise<unknown>> = [];
+
   beforeAll(async () => {
     nats = await startNats();
+    teardown.push(() => nats.stop());
     inputs = await connectAs(nats.url, 'kube-bridge');
+    teardown.push(() => inputs.close());
     raw = await connect({ servers: nats.url });
+    teardown.push(() => raw.close());
     const sub = raw.subscribe(deadLetterSubject('policy'));
     void (async () => {
       for await (const m of sub) dlq.push(m);
@@ -208,16 +217,14 @@ describe('policy service over NATS', () => {
       ],
     });
     policyBus = await connectAs(nats.url, 'policy');
+    teardown.push(() => policyBus.close());
     policy = startPolicy(policyBus);
+    teardown.push(() => policy.stop());
     await policy.start();
   });
 
   afterAll(async () => {
-    await policy?.stop();
-    await policyBus?.close();
-    await inputs?.close();
-    await raw?.close();
-    await nats?.stop();
+    for (const undo of teardown.reverse()) await undo();
   });
 
   it('gives every pod an identity from its labels and its namespace, and publishes them', async () => {
@@ -269,7 +276,7 @@ describe('policy service over NATS', () => {
     expect(xa.egress.enforce).toBe(false);
     // x/a lives on n1: n2 has no message for it, and has its own pods' (open) ones.
     const n2 = await readStored(inputs).then((s) =>
-      [...s.nodePolicies.keys()].filter((k) => k.startsWith(nodePolicyFilter('n2').slice(0, -1))),
+      [...s.nodePolicies.keys()].filter((k) => subjectMatches(nodePolicyFilter('n2'), k)),
     );
     expect(n2.sort()).toEqual(
       [nodePolicySubject('n2', 'x', 'b'), nodePolicySubject('n2', 'y', 'a')].sort(),
@@ -300,7 +307,7 @@ describe('policy service over NATS', () => {
       const s = await readStored(inputs);
       const live = [...s.identities.values()].filter((d) => d.value.op === 'upsert');
       expect(live.map((d) => d.value.identity)).not.toContain(before);
-      expect(s.identities.get(`dyad.policy.v1.identity.${before}`)?.value.op).toBe('delete');
+      expect(s.identities.get(policyIdentitySubject(before))?.value.op).toBe('delete');
       const kv = await inputs.kv(PolicyIdentityBucket.bucket);
       expect((await kv.get(PolicyIdentityKey.id(before)))?.operation ?? 'PURGE').not.toBe('PUT');
     }, WAIT);
@@ -366,7 +373,9 @@ describe('policy service over NATS', () => {
     expect(after?.ingress.enforce).toBe(true);
     // Not silently: the policy's status says its newest version was refused.
     await vi.waitFor(async () => {
-      const st = (await readStored(inputs)).statuses.get('dyad.policy.v1.status.x.allow-y')?.value;
+      const st = (await readStored(inputs)).statuses.get(
+        policyStatusSubject('x', 'allow-y'),
+      )?.value;
       expect(st?.op === 'upsert' ? st.problems.map((p) => p.code) : []).toEqual(['update-refused']);
     }, WAIT);
   });
@@ -399,11 +408,12 @@ describe('policy service over NATS', () => {
       [...m].filter(([, d]) => d.streamSeq > (seqs[i] ?? 0)).map(([subject]) => subject),
     );
     const markerId = await podIdentity(inputs, 'w', 'marker');
+    expect(markerId).toBeDefined();
     expect(newer.sort()).toEqual(
       [
-        `dyad.policy.v1.identity.${markerId}`,
+        policyIdentitySubject(markerId ?? -1),
         policyPodSubject('w', 'marker'),
-        'dyad.policy.v1.status.w.marker',
+        policyStatusSubject('w', 'marker'),
         nodePolicySubject('n3', 'w', 'marker'),
       ].sort(),
     );

@@ -4,7 +4,7 @@
 // person can read when a case fails.
 import { NetworkPolicy } from '@dyad/contracts';
 import type { z } from 'zod';
-import { parseCidr } from '../src/cidr.ts';
+import { readPrefix } from '../src/cidr.ts';
 import type { Prefix } from '../src/cidr.ts';
 import { directionAllows } from '../src/evaluate.ts';
 import { identityLabels, labelSetKey, namespaceLabels } from '../src/labels.ts';
@@ -46,7 +46,7 @@ export function addressOf(ns: string, pod: string, family: Family): string {
 }
 
 function host(address: string): Prefix {
-  const p = parseCidr(address);
+  const p = readPrefix(address);
   if (p === undefined) throw new Error(`bad address ${address}`);
   return p;
 }

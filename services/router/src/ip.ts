@@ -1,50 +1,39 @@
 // Canonical address and prefix text, as the router keys its tables: @dyad/netaddr's parser and
-// RFC 5952 formatter, the ones the datapath codecs use. node:net decides what is an address, so
-// the router accepts what Node does.
-import { isIP } from 'node:net';
+// RFC 5952 formatter, the ones the datapath codecs use, so the router accepts what they accept.
 import type { Family } from '@dyad/contracts';
-import { formatIp, formatPrefix, parseIp, parsePrefix } from '@dyad/netaddr';
-import type { IpBytes } from '@dyad/netaddr';
-
-/** 4 or 6 for the address part of `addr` or `addr/len`, 0 when it is not an address. */
-function ipVersion(text: string): number {
-  const slash = text.indexOf('/');
-  return isIP(slash < 0 ? text : text.slice(0, slash));
-}
-
-/** The codec throws on what it cannot parse; here that is simply "not an address". */
-function attempt<T>(text: string, parse: () => T): T | undefined {
-  if (ipVersion(text) === 0) return undefined;
-  try {
-    return parse();
-  } catch {
-    return undefined;
-  }
-}
-
-function address(text: string): IpBytes | undefined {
-  return text.includes('/') ? undefined : attempt(text, () => parseIp(text));
-}
+import {
+  AddressError,
+  formatIp,
+  formatPrefix,
+  parsePrefixLenient,
+  tryParseIp,
+} from '@dyad/netaddr';
 
 export function familyOf(text: string): Family | undefined {
-  const v = ipVersion(text);
-  return v === 4 ? 'IPv4' : v === 6 ? 'IPv6' : undefined;
+  const slash = text.indexOf('/');
+  const ip = tryParseIp(slash < 0 ? text : text.slice(0, slash));
+  return ip === undefined ? undefined : ip.family === 4 ? 'IPv4' : 'IPv6';
 }
 
 export function canonicalAddress(text: string): string | undefined {
-  const p = address(text);
-  return p === undefined ? undefined : formatIp(p.family, p.bytes);
+  const ip = tryParseIp(text);
+  return ip === undefined ? undefined : formatIp(ip.family, ip.bytes);
 }
 
 /** `addr/len` with the host bits cleared and the address in canonical form; a bare address is a host prefix. */
 export function canonicalPrefix(text: string): string | undefined {
-  return attempt(text, () => formatPrefix(parsePrefix(text)));
+  try {
+    return formatPrefix(parsePrefixLenient(text));
+  } catch (err) {
+    if (err instanceof AddressError) return undefined;
+    throw err;
+  }
 }
 
 /** The /32 or /128 prefix of one address, canonical. */
 export function hostPrefix(text: string): string | undefined {
-  const p = address(text);
-  return p === undefined
+  const ip = tryParseIp(text);
+  return ip === undefined
     ? undefined
-    : `${formatIp(p.family, p.bytes)}/${p.family === 4 ? 32 : 128}`;
+    : `${formatIp(ip.family, ip.bytes)}/${ip.family === 4 ? 32 : 128}`;
 }

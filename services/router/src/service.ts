@@ -1,6 +1,6 @@
 import {
   AGENT_STREAM,
-  AGENT_SUBJECT_ROOT,
+  agentEndpointFilter,
   EndpointReport,
   EndpointSliceEvent,
   IPAM_NODES_STREAM,
@@ -27,7 +27,7 @@ import type { NodeUpdate } from './model.ts';
 import type { RouterStreamPort, StoredNode } from './sink.ts';
 import { emptyStored, publishServiceChanges, publishUpdates } from './sink.ts';
 
-const ENDPOINT_FILTER = `${AGENT_SUBJECT_ROOT}.endpoint.>`;
+const ENDPOINT_FILTER = agentEndpointFilter();
 
 export interface RouterServiceOptions {
   readonly bus: Bus;
@@ -74,6 +74,9 @@ export class RouterService {
   readonly #consumers: BusConsumer[] = [];
   #queue: Promise<void> = Promise.resolve();
   #flushTimer: NodeJS.Timeout | undefined;
+  /** Settles when the flush `#flushTimer` will run is done (or is cancelled by stop). */
+  #flushed: Promise<undefined> | undefined;
+  #cancelFlush: () => void = () => {};
   #firstDirtyAt: number | undefined;
   #reconcileTimer: NodeJS.Timeout | undefined;
   #reconcileBackoffMs = 0;
@@ -168,11 +171,21 @@ export class RouterService {
     );
   }
 
+  /** Resolves once every input applied so far is published (or found unchanged): no flush is
+   *  pending and no publish work is queued. */
+  async idle(): Promise<void> {
+    while (this.#flushed !== undefined) await this.#flushed;
+    await this.#queue;
+  }
+
   /** Stops consuming and publishing; waits for work in flight. */
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#ready = false;
     clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    this.#flushed = undefined;
+    this.#cancelFlush();
     clearTimeout(this.#reconcileTimer);
     clearInterval(this.#resyncTimer);
     await Promise.allSettled(this.#consumers.splice(0).map((c) => c.stop()));
@@ -271,9 +284,16 @@ export class RouterService {
     apply();
     if (this.#stopped) return;
     this.#firstDirtyAt ??= performance.now();
-    this.#flushTimer ??= setTimeout(() => {
+    if (this.#flushTimer !== undefined) return;
+    const flushed = Promise.withResolvers<undefined>();
+    this.#flushed = flushed.promise;
+    this.#cancelFlush = () => flushed.resolve(undefined);
+    this.#flushTimer = setTimeout(() => {
       this.#flushTimer = undefined;
-      void this.#enqueue(() => this.#flush());
+      void this.#enqueue(() => this.#flush()).finally(() => {
+        if (this.#flushed === flushed.promise) this.#flushed = undefined;
+        flushed.resolve(undefined);
+      });
     }, this.#o.flushDelayMs);
   }
 

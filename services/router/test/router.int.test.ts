@@ -1,11 +1,16 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
+  AGENT_STREAM,
   ALL_STREAMS,
   EndpointReport,
   EndpointSliceEvent,
+  IPAM_NODES_STREAM,
   IpamNodeEvent,
+  K8S_STREAM,
   NodeEvent,
+  POLICY_STREAM,
   PodIdentityEvent,
+  PolicyFilter,
   ROUTER_STREAM,
   ReservedIdentity,
   RouterIpcacheEvent,
@@ -13,8 +18,10 @@ import {
   RouterServiceEvent,
   RouterSyncEvent,
   ServiceEvent,
+  agentEndpointFilter,
   agentEndpointSubject,
   ipamNodeSubject,
+  k8sKindFilter,
   k8sObjectSubject,
   policyPodSubject,
   routerNodeFilter,
@@ -26,6 +33,7 @@ import { createLogger, createMetrics } from '@dyad/telemetry';
 import { startNats } from '@dyad/testbed';
 import type { NatsServer } from '@dyad/testbed';
 import { createRouterMetrics } from '../src/metrics.ts';
+import type { RouterMetrics } from '../src/metrics.ts';
 import { RouterService } from '../src/service.ts';
 import { emptyStored, storedFromMessages } from '../src/sink.ts';
 import type { StoredNode } from '../src/sink.ts';
@@ -45,7 +53,7 @@ async function connect(url: string, name: string): Promise<Bus> {
   return bus;
 }
 
-function startRouter(bus: Bus): RouterService {
+function startRouter(bus: Bus, metrics = createRouterMetrics(createMetrics())): RouterService {
   return new RouterService({
     bus,
     port: busRouterPort(bus),
@@ -53,7 +61,7 @@ function startRouter(bus: Bus): RouterService {
       service: 'router-test',
       level: process.env.DYAD_TEST_LOG === '1' ? 'debug' : 'silent',
     }),
-    metrics: createRouterMetrics(createMetrics()),
+    metrics,
     tombstoneTtl: '1h',
     flushDelayMs: 5,
     resyncIntervalMs: 3_600_000,
@@ -61,16 +69,38 @@ function startRouter(bus: Bus): RouterService {
   });
 }
 
-async function eventually<T>(check: () => Promise<T>, deadlineMs = 30_000): Promise<T> {
-  const until = Date.now() + deadlineMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (err) {
-      if (Date.now() > until) throw err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+function eventually<T>(check: () => Promise<T>, timeout = 30_000): Promise<T> {
+  return vi.waitFor(check, { timeout, interval: 100 });
+}
+
+/** How many messages the router's inputs hold (last value per subject, tombstones included). */
+async function storedInputs(bus: Bus): Promise<number> {
+  const sources = await Promise.all([
+    bus.snapshot([NodeEvent], { stream: K8S_STREAM, filterSubjects: [k8sKindFilter('Node')] }),
+    bus.snapshot([IpamNodeEvent], { stream: IPAM_NODES_STREAM }),
+    bus.snapshot([EndpointReport], {
+      stream: AGENT_STREAM,
+      filterSubjects: [agentEndpointFilter()],
+    }),
+    bus.snapshot([PodIdentityEvent], {
+      stream: POLICY_STREAM,
+      filterSubjects: [PolicyFilter.pods],
+    }),
+    bus.snapshot([ServiceEvent], {
+      stream: K8S_STREAM,
+      filterSubjects: [k8sKindFilter('Service')],
+    }),
+    bus.snapshot([EndpointSliceEvent], {
+      stream: K8S_STREAM,
+      filterSubjects: [k8sKindFilter('EndpointSlice')],
+    }),
+  ]);
+  return sources.reduce((n, s) => n + s.size, 0);
+}
+
+/** How many input messages a router has applied, of every source. */
+async function inputsApplied(metrics: RouterMetrics): Promise<number> {
+  return (await metrics.inputEvents.get()).values.reduce((n, v) => n + v.value, 0);
 }
 
 const NODES = {
@@ -334,10 +364,15 @@ describe('router over NATS', () => {
     const before = await snapshotAll(inputs);
     const maxSeq = Math.max(...[...before.values()].map((d) => d.streamSeq));
 
-    router = startRouter(routerBus);
+    const metrics = createRouterMetrics(createMetrics());
+    router = startRouter(routerBus, metrics);
     await router.start();
-    // Its consumers replay every input once more; give that time to publish anything it would.
-    await new Promise((r) => setTimeout(r, 500));
+    // start() applies each stored input once and its consumers replay each once more. Once they
+    // have, and the router is idle, it has published all it ever would for them.
+    const stored = await storedInputs(inputs);
+    expect(stored).toBeGreaterThan(0);
+    await eventually(async () => expect(await inputsApplied(metrics)).toBe(2 * stored));
+    await router.idle();
     const same = await snapshotAll(inputs);
     expect(Math.max(...[...same.values()].map((d) => d.streamSeq))).toBe(maxSeq);
 

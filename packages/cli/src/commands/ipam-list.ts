@@ -6,11 +6,11 @@ import {
   IPAM_ALLOCATIONS_STREAM,
   IPAM_NODES_STREAM,
   IpamNodeEvent,
-  IpamSubject,
+  IPAM_NODE_FILTER,
   ipamAllocFilter,
   ipamNodeSubject,
 } from '@dyad/contracts';
-import { formatPrefix, maskBytes, parsePrefix, tryParseIp } from '@dyad/netaddr';
+import { formatPrefix, maskBytes, parsePrefixLenient, tryParseIp } from '@dyad/netaddr';
 import { Exit, defineCommand } from '../command.ts';
 import { CliError } from '../errors.ts';
 import {
@@ -73,7 +73,7 @@ function blockOf(address: string, length: number): string | undefined {
 
 function canonical(cidr: string): string {
   try {
-    return formatPrefix(parsePrefix(cidr));
+    return formatPrefix(parsePrefixLenient(cidr));
   } catch {
     return cidr;
   }
@@ -215,7 +215,7 @@ async function readStreams(bus: Bus, node: string | undefined): Promise<IpamList
   try {
     assigned = await bus.snapshot([IpamNodeEvent], {
       stream: IPAM_NODES_STREAM,
-      filterSubjects: [node === undefined ? `${IpamSubject.node}.>` : ipamNodeSubject(node)],
+      filterSubjects: [node === undefined ? IPAM_NODE_FILTER : ipamNodeSubject(node)],
     });
   } catch (err) {
     if (noStream(err)) return undefined;
@@ -225,7 +225,7 @@ async function readStreams(bus: Bus, node: string | undefined): Promise<IpamList
   try {
     records = await bus.snapshot([AddressesAllocated, AddressesReleased], {
       stream: IPAM_ALLOCATIONS_STREAM,
-      filterSubjects: [node === undefined ? `${IpamSubject.alloc}.>` : ipamAllocFilter(node)],
+      filterSubjects: [ipamAllocFilter(node)],
     });
   } catch (err) {
     // No agent has recorded anything yet.

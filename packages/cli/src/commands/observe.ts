@@ -16,7 +16,7 @@ const DEFAULT_LAST = 20;
 export const observeCommand = defineCommand({
   words: ['observe'],
   summary: 'flows of the whole cluster from NATS, like hubble observe',
-  description: `Without --follow: the last ${DEFAULT_LAST} (or --last N) matching flows the stream DYAD_FLOWS holds (an hour at most), then exit. With --follow: new flows as they happen (after the last N, with --last). -o json prints each flow as one JSON object per line (the io.dyad.flow.v1 payload). NATS as every service reaches it: NATS_URL, NATS_CREDS, NATS_USER/NATS_PASSWORD, NATS_TOKEN. Exit 3 when NATS or the stream is not there.`,
+  description: `Without --follow: the last ${DEFAULT_LAST} (or --last N) matching flows the stream DYAD_FLOWS holds (an hour at most), then exit. With --follow: new flows as they happen (after the last N, with --last). -o json prints each flow as one JSON object per line (the flow event as published). NATS as every service reaches it: NATS_URL, NATS_CREDS, NATS_USER/NATS_PASSWORD, NATS_TOKEN. Exit 3 when NATS or the stream is not there.`,
   flags: {
     ...FLOW_FILTER_FLAGS,
     node: {

@@ -21,9 +21,7 @@ import { identityRows, policyView, renderIdentities, renderPolicy } from './poli
 // policy service is down.
 
 type Identity = PayloadOf<typeof IdentityEvent>;
-type PodIdentity = Extract<PayloadOf<typeof PodIdentityEvent>, { op: 'upsert' }>;
 type PodPolicy = Extract<PayloadOf<typeof PodPolicyDesiredV2>, { op: 'upsert' }>;
-type PolicyStatus = Extract<PayloadOf<typeof PolicyStatusEvent>, { op: 'upsert' }>;
 
 const natsFlag = {
   type: 'string',
@@ -95,7 +93,7 @@ export const identityListCommand = defineCommand({
       );
       return identityRows(
         ids.filter((i) => i.op === 'upsert'),
-        upserts(pods) as PodIdentity[],
+        upserts(pods),
       );
     });
     ctx.stdout.write(
@@ -145,7 +143,7 @@ export const policyGetCommand = defineCommand({
           POLICY_STREAM,
           PolicyFilter.statuses,
         ),
-      ) as PolicyStatus[];
+      );
       const ids = (
         await last<Identity>(bus, [IdentityEvent], POLICY_STREAM, PolicyFilter.identities)
       ).filter((i) => i.op === 'upsert');

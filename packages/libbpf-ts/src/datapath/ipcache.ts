@@ -8,7 +8,7 @@ import {
   maskBytes,
   parseIp,
   parseIpInto,
-  parsePrefix,
+  parsePrefixLenient,
   parsePrefixInto,
 } from '@dyad/netaddr';
 import { IpcachePrefix, familyTagOf } from './constants.ts';
@@ -56,7 +56,7 @@ export function encodeIpcachePrefix(prefix: string): {
   family: number;
   addr: Uint8Array;
 } {
-  const p = parsePrefix(prefix);
+  const p = parsePrefixLenient(prefix);
   return {
     prefixlen: IPCACHE_PREFIX_BASE + p.length,
     family: familyTagOf(p.family),

@@ -2,7 +2,7 @@ import { mapCodec, mappedCodec, structCodec } from '../codec.ts';
 import type { MapCodec } from '../codec.ts';
 import { CodecError } from '../errors.ts';
 import { defineLayout } from '../layout.ts';
-import { formatPrefix, maskBytes, parsePrefix } from '@dyad/netaddr';
+import { formatPrefix, maskBytes, parsePrefixLenient } from '@dyad/netaddr';
 import {
   Direction,
   PolicyCidrPrefix,
@@ -47,7 +47,7 @@ export interface PolicyCidrValue {
 export const policyCidrKeyCodec = mappedCodec(
   structCodec(policyCidrKeyLayout),
   (k: PolicyCidrKey) => {
-    const p = parsePrefix(k.prefix);
+    const p = parsePrefixLenient(k.prefix);
     return {
       prefixlen: POLICY_CIDR_PREFIX_BASE + p.length,
       endpoint_id: k.endpointId,

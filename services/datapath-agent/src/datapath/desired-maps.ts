@@ -1,4 +1,4 @@
-import { formatPrefix, parsePrefix } from '@dyad/netaddr';
+import { formatPrefix, parsePrefixLenient } from '@dyad/netaddr';
 import type { DirectionPolicyValue, PolicyPortsValue } from '@dyad/contracts';
 import {
   EndpointFlags,
@@ -88,7 +88,7 @@ export interface DesiredMaps {
 
 /** One spelling per prefix, so two spellings of one prefix are one key here too. */
 export function canonicalPrefix(prefix: string): string {
-  return formatPrefix(parsePrefix(prefix));
+  return formatPrefix(parsePrefixLenient(prefix));
 }
 
 export function podKey(p: { readonly namespace: string; readonly name: string }): string {

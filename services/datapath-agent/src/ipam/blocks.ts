@@ -7,10 +7,10 @@ import {
   ipFromBigInt,
   ipToBigInt,
   parseIp,
-  parsePrefix,
+  parsePrefixStrict,
   tryParseIp,
 } from '@dyad/netaddr';
-import type { IpBytes, IpFamily, IpPrefix } from '@dyad/netaddr';
+import type { IpBytes, IpFamily, Prefix } from '@dyad/netaddr';
 import type { EndpointAddress } from '../endpoint.ts';
 import { NodeBlocksError } from '../errors.ts';
 
@@ -96,15 +96,11 @@ function formatAddress(family: Family, value: bigint): string {
 
 /** One block of the list, checked: a CIDR of its family without host bits, gateway at offset 1. */
 function parseBlock(b: NodeBlockValue, at: number): PodBlock | string {
-  const slash = b.cidr.indexOf('/');
-  if (slash < 0) return `block ${at}: ${b.cidr} is not a CIDR`;
   const family = ipFamily(b.family);
-  let network: IpPrefix;
-  let given: bigint;
+  let network: Prefix;
   let gateway: IpBytes;
   try {
-    network = parsePrefix(b.cidr); // masks host bits: compared with the text's address below
-    given = ipToBigInt(parseIp(b.cidr.slice(0, slash)));
+    network = parsePrefixStrict(b.cidr);
     gateway = parseIp(b.gateway);
   } catch (e) {
     if (e instanceof AddressError) return `block ${at}: ${e.message}`;
@@ -113,7 +109,6 @@ function parseBlock(b: NodeBlockValue, at: number): PodBlock | string {
   const cidr = formatPrefix(network);
   if (network.family !== family) return `block ${at}: ${b.cidr} is not an ${b.family} CIDR`;
   const base = ipToBigInt(network);
-  if (given !== base) return `block ${at}: ${b.cidr} has host bits set (the network is ${cidr})`;
   // A gateway elsewhere than offset 1 could be one of the pod addresses handed out (offsets 2..).
   if (gateway.family !== family || ipToBigInt(gateway) !== base + 1n) {
     return `block ${at}: gateway ${b.gateway} is not offset 1 of ${cidr}`;

@@ -404,20 +404,38 @@ export class AgentHarness {
     }
   }
 
-  /** ICMP echo from a pod netns path; resolves with the counts. */
+  /**
+   * ICMP echo from a pod netns path; resolves with the counts. `progress.received` counts the
+   * replies as they come, for a test that waits for traffic rather than for time.
+   */
   async ping(
     podNetns: string,
     dst: string,
     count = 1,
     timeoutMs = 1500,
     intervalMs = 0,
+    progress: { received: number } = { received: 0 },
   ): Promise<{ sent: number; received: number }> {
-    const r = await this.nsExec(
-      podNetns,
-      [process.execPath, PING, dst, String(count), String(timeoutMs), String(intervalMs)],
-      count * (timeoutMs + intervalMs) + 30_000,
-    );
-    const last = r.stdout.trim().split('\n').pop() ?? '';
+    const argv = [
+      process.execPath,
+      PING,
+      dst,
+      String(count),
+      String(timeoutMs),
+      String(intervalMs),
+    ];
+    const child = spawn('nsenter', [`--net=${podNetns}`, ...argv], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+      timeout: count * (timeoutMs + intervalMs) + 30_000,
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      out += chunk;
+      progress.received = out.split('\n').filter((l) => l.startsWith('reply ')).length;
+    });
+    await new Promise<void>((resolve) => child.on('close', () => resolve()));
+    const last = out.trim().split('\n').pop() ?? '';
     try {
       return JSON.parse(last) as { sent: number; received: number };
     } catch {

@@ -1,5 +1,5 @@
 // Run inside a pod netns: ping.ts DST COUNT TIMEOUT_MS [INTERVAL_MS]
-// prints {"sent":n,"received":m} and exits 0 when every request got its matching reply, 2 when the
+// prints a line `reply <seq>` per reply as it comes, then {"sent":n,"received":m}, and exits 0 when every request got its matching reply, 2 when the
 // raw socket could not be opened.
 import { ping } from '@dyad/testbed';
 
@@ -9,6 +9,7 @@ try {
     count: Number(countText),
     timeoutMs: Number(timeoutText),
     intervalMs: Number(intervalText),
+    onReply: (seq) => process.stdout.write(`reply ${seq}\n`),
   });
   process.stdout.write(`${JSON.stringify(r)}\n`);
   process.exit(r.received === r.sent ? 0 : 1);

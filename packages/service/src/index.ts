@@ -1,0 +1,9 @@
+export { runService, startService } from './run.ts';
+export type {
+  RunningService,
+  ServiceConfig,
+  ServiceContext,
+  ServiceSpec,
+  StartedService,
+  StartOptions,
+} from './run.ts';
