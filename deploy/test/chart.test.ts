@@ -282,7 +282,7 @@ describe('the agent DaemonSet', () => {
   it('has exactly NET_ADMIN, BPF and SYS_ADMIN; no container is privileged or may escalate', () => {
     expect(main().securityContext?.capabilities).toEqual({
       drop: ['ALL'],
-      add: ['NET_ADMIN', 'BPF', 'SYS_ADMIN'],
+      add: ['NET_ADMIN', 'BPF', 'PERFMON', 'SYS_ADMIN'],
     });
     for (const w of workloads(manifests('dual'))) {
       const pod = w.spec.template.spec;
@@ -304,6 +304,7 @@ describe('the agent DaemonSet', () => {
     expect(c?.securityContext?.capabilities?.add).toEqual([
       'NET_ADMIN',
       'BPF',
+      'PERFMON',
       'SYS_ADMIN',
       'SYS_RESOURCE',
     ]);
