@@ -18,8 +18,6 @@ const Env = z.object({
   DYAD_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(9872),
   DYAD_HEALTH_HOST: z.string().default('0.0.0.0'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
-  /** A directory with one file per IPAM key, as Kubernetes mounts a ConfigMap. */
-  DYAD_IPAM_CONFIG_DIR: z.string().min(1).optional(),
   DYAD_IPAM_GC_INTERVAL_S: seconds(60, 0.05),
   DYAD_IPAM_NODE_GRACE_S: seconds(600),
   /** At least 30 s: an assigner gives up a claim older than half of it, and a write may take 5 s. */
@@ -61,8 +59,8 @@ export function loadSettings(env: Readonly<Record<string, string | undefined>>):
     );
   }
   const e = r.data;
-  const dirFiles =
-    e.DYAD_IPAM_CONFIG_DIR === undefined ? {} : readConfigDir(e.DYAD_IPAM_CONFIG_DIR);
+  // dyad-config as Kubernetes mounts it (one file per key), the directory every service reads
+  const dirFiles = e.DYAD_CONFIG_DIR === undefined ? {} : readConfigDir(e.DYAD_CONFIG_DIR);
   return {
     nats: natsSettings(e),
     health: { host: e.DYAD_HEALTH_HOST, port: e.DYAD_HEALTH_PORT },

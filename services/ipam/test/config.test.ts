@@ -1,7 +1,11 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { formatCidr } from '../src/addr.ts';
 import { envNameOf, mergeConfigSources, parseIpamConfig } from '../src/config.ts';
 import { IpamConfigError } from '../src/errors.ts';
+import { loadSettings } from '../src/settings.ts';
 
 function problems(raw: Record<string, string>): string[] {
   try {
@@ -148,5 +152,22 @@ describe('configuration sources', () => {
       { 'enable-ipv6': 'false', 'cluster-pool-ipv6-cidr': 'fd00::/104\n', other: 'y' },
     );
     expect(raw).toEqual({ 'enable-ipv6': 'true', 'cluster-pool-ipv6-cidr': 'fd00::/104\n' });
+  });
+
+  it("reads dyad-config's directory (DYAD_CONFIG_DIR, as the chart mounts it), under the variables", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dyad-ipam-config-'));
+    try {
+      writeFileSync(join(dir, 'enable-ipv6'), 'true\n');
+      writeFileSync(join(dir, 'cluster-pool-ipv4-cidr'), '198.18.0.0/16\n');
+      writeFileSync(join(dir, 'cluster-pool-ipv6-cidr'), 'fd00:18::/104\n');
+      writeFileSync(join(dir, 'jetstream-replicas'), '1\n');
+      const s = loadSettings({ DYAD_CONFIG_DIR: dir, DYAD_CLUSTER_POOL_IPV4_MASK_SIZE: '26' });
+      expect(s.ipam.families.map((f) => [f.family, f.maskSize])).toEqual([
+        ['IPv4', 26],
+        ['IPv6', 120],
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
