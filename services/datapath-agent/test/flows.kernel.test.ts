@@ -35,12 +35,14 @@ const ID = { pa: 0x10001, pb: 0x10002 } as const;
 const DENIED_PORT = 9999;
 const FLOOD_PACKETS = 200_000;
 /**
- * What flow export may add to the agent's resident memory: its stated bound (FLOW_QUEUE decoded
- * events of ~0.5 KiB and FLOW_UNCONFIRMED encoded flows of ~1.2 KiB, under 4 MiB) plus the heap
- * growth of the garbage collector under this allocation rate. A queue without bound would hold
- * the backlog of FLOOD_PACKETS decoded events (~100 MiB).
+ * The agent runs with this old-space limit: V8 aborts the process rather than exceed it, and an
+ * agent that stops answering fails the test. Flow export's own bound is FLOW_QUEUE decoded
+ * events (~0.5 KiB) and FLOW_UNCONFIRMED encoded flows (~1.2 KiB), under 4 MiB; a queue without
+ * bound would hold the flood's backlog of decoded events (~100 MiB) on top of the agent's own
+ * heap, which does not fit. (Resident memory is logged, not asserted: how much heap slack V8
+ * keeps under this allocation rate varies with the machine's load, 45 to 123 MiB seen.)
  */
-const RSS_BOUND = 64 * 1024 * 1024;
+const HEAP_LIMIT_MIB = 128;
 
 const OPEN: DirectionPolicyValue = { enforce: false, peers: [], cidrs: { IPv4: [], IPv6: [] } };
 
@@ -77,7 +79,10 @@ describe.skipIf(skip !== undefined)('flows from the real agent', () => {
     await lab.start();
     await lab.bus.ensureStreams([RouterStream, NodeDesiredStream, PolicyStream]);
     await lab.addNode('n1');
-    agent = await lab.startAgent('n1', undefined, { LOG_LEVEL: 'info' });
+    agent = await lab.startAgent('n1', undefined, {
+      LOG_LEVEL: 'info',
+      NODE_OPTIONS: `--max-old-space-size=${HEAP_LIMIT_MIB}`,
+    });
     for (const name of ['pa', 'pb'] as const) {
       const netns = lab.addPodNetns(name);
       const r = await lab.cnitool(agent, 'add', netns, { namespace: 'shop', name });
@@ -237,6 +242,9 @@ describe.skipIf(skip !== undefined)('flows from the real agent', () => {
       }),
     );
     expect(f?.published).toBeGreaterThan(0);
-    expect(peak - before).toBeLessThan(RSS_BOUND);
+    // still the same process: it never hit its heap limit
+    expect(agent.proc.running, agent.proc.exitInfo ? JSON.stringify(agent.proc.exitInfo) : '').toBe(
+      true,
+    );
   });
 });
