@@ -17,8 +17,9 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { repoRoot } from '@dyad/testbed';
-import { KubeClient, Prober, labDown, labPaths, labUp, readPodRecord, readState } from '@dyad/lab';
+import { Prober, labDown, labPaths, labUp } from '@dyad/lab';
 import type { PodRecordValue } from '@dyad/lab';
+import { createNamespace, labKube, waitPodRecord } from './support/lab-session.ts';
 
 const { values: opts } = parseArgs({
   // `npm run bench -- lab -- --kubelet` hands the separator through
@@ -90,19 +91,8 @@ function podBody(name: string, node: string) {
   };
 }
 
-async function waitRecord(
-  podsDir: string,
-  name: string,
-  timeoutMs: number,
-): Promise<PodRecordValue> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const r = readPodRecord(podsDir, NS, name);
-    if (r !== undefined && r.podIPs.length === FAMILIES.length) return r;
-    if (Date.now() > until) throw new Error(`pod ${name} not running after ${timeoutMs} ms`);
-    await sleep(2);
-  }
-}
+const waitRecord = (podsDir: string, name: string, timeoutMs: number) =>
+  waitPodRecord(podsDir, NS, name, { families: FAMILIES.length, timeoutMs, pollMs: 2 });
 
 /** Milliseconds from `t0` until `from` connects to `address` (fresh 30 ms attempts back to back). */
 async function reachFrom(
@@ -247,19 +237,8 @@ try {
   say(`▶ lab up (3 nodes, IPv4+IPv6${opts.kubelet ? ', kubelet mode' : ''})`);
   const upArgs = ['--nodes', '3', ...(opts.kubelet ? ['--kubelet'] : [])];
   if ((await labUp(upArgs, io, paths)) !== 0) throw new Error('lab up failed');
-  const state = readState(paths.state);
-  if (state?.apiserver === undefined || state.tls === undefined)
-    throw new Error('no apiserver in the lab state');
-  const kube = new KubeClient(state.apiserver, state.tls);
-  await kube.call('POST', '/api/v1/namespaces', {
-    apiVersion: 'v1',
-    kind: 'Namespace',
-    metadata: { name: NS },
-  });
-  while (
-    (await kube.tryCall('GET', `/api/v1/namespaces/${NS}/serviceaccounts/default`)) === undefined
-  )
-    await sleep(100);
+  const kube = labKube(paths);
+  await createNamespace(kube, NS);
   await kube.call('POST', `/api/v1/namespaces/${NS}/pods`, podBody('src', 'node-1'));
   const src = await waitRecord(paths.pods, 'src', 60_000);
   const prober = new Prober({ podsDir: paths.pods });

@@ -7,10 +7,9 @@
 // and the targets closed again before the next change (not measured). Needs root.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { repoRoot } from '@dyad/testbed';
-import { KubeClient, Prober, labDown, labPaths, labUp, readPodRecord, readState } from '@dyad/lab';
-import type { PodRecordValue } from '@dyad/lab';
+import { Prober, labDown, labPaths, labUp } from '@dyad/lab';
+import { createNamespace, labKube, waitPodRecord } from './lab-session.ts';
 
 const NS = 'bench';
 const PORT = 8080;
@@ -43,15 +42,8 @@ function netpol(name: string, spec: object) {
 
 const targets = { matchLabels: { role: 'target' } };
 
-async function waitRecord(podsDir: string, name: string): Promise<PodRecordValue> {
-  const until = Date.now() + 60_000;
-  for (;;) {
-    const r = readPodRecord(podsDir, NS, name);
-    if (r !== undefined && r.podIPs.length === FAMILIES.length) return r;
-    if (Date.now() > until) throw new Error(`pod ${name} not running after 60 s`);
-    await sleep(20);
-  }
-}
+const waitRecord = (podsDir: string, name: string) =>
+  waitPodRecord(podsDir, NS, name, { families: FAMILIES.length, timeoutMs: 60_000, pollMs: 20 });
 
 interface Pair {
   readonly from: string;
@@ -90,19 +82,8 @@ export async function measurePropagation(changes: number): Promise<number[]> {
   try {
     say('▶ propagation: lab up (3 nodes, IPv4+IPv6)');
     if ((await labUp(['--nodes', '3'], io, paths)) !== 0) throw new Error('lab up failed');
-    const state = readState(paths.state);
-    if (state?.apiserver === undefined || state.tls === undefined)
-      throw new Error('no apiserver in the lab state');
-    const kube = new KubeClient(state.apiserver, state.tls);
-    await kube.call('POST', '/api/v1/namespaces', {
-      apiVersion: 'v1',
-      kind: 'Namespace',
-      metadata: { name: NS },
-    });
-    while (
-      (await kube.tryCall('GET', `/api/v1/namespaces/${NS}/serviceaccounts/default`)) === undefined
-    )
-      await sleep(100);
+    const kube = labKube(paths);
+    await createNamespace(kube, NS);
     for (const [i, node] of NODES.entries()) {
       await kube.call('POST', `/api/v1/namespaces/${NS}/pods`, pod(`t${i + 1}`, node, 'target'));
       await kube.call('POST', `/api/v1/namespaces/${NS}/pods`, pod(`c${i + 1}`, node, 'client'));
