@@ -50,7 +50,7 @@ const SERVICE = 'datapath-agent';
 
 async function main(): Promise<void> {
   const cfg = loadConfig(process.env);
-  const tracing = startTracing({ service: SERVICE });
+  const tracing = await startTracing({ service: SERVICE });
   const logger = createLogger({ service: SERVICE, level: cfg.logLevel });
   const registry = createMetrics();
   const startedAt = Date.now();

@@ -11,7 +11,7 @@ const SERVICE = 'ipam';
 
 async function main(): Promise<void> {
   const cfg = loadSettings(process.env);
-  const tracing = startTracing({ service: SERVICE });
+  const tracing = await startTracing({ service: SERVICE });
   const logger = createLogger({ service: SERVICE, level: cfg.logLevel });
   for (const w of cfg.ipam.warnings) logger.warn({}, w);
   const registry = createMetrics();

@@ -15,7 +15,7 @@ const SERVICE = 'kube-bridge';
 
 async function main(): Promise<void> {
   const cfg = loadConfig(process.env);
-  const tracing = startTracing({ service: SERVICE });
+  const tracing = await startTracing({ service: SERVICE });
   const logger = createLogger({ service: SERVICE, level: cfg.logLevel as 'info' });
   const registry = createMetrics();
 

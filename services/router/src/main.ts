@@ -12,7 +12,7 @@ const SERVICE = 'router';
 
 async function main(): Promise<void> {
   const cfg = loadConfig(process.env);
-  const tracing = startTracing({ service: SERVICE });
+  const tracing = await startTracing({ service: SERVICE });
   const logger = createLogger({ service: SERVICE, level: cfg.logLevel });
   const registry = createMetrics();
   const bus = await connectBus({
