@@ -11,6 +11,9 @@ export type {
   TracingOptions,
 } from './tracing.ts';
 
+export { TraceBatch } from './batch.ts';
+export { failSpan, withSpan } from './span.ts';
+
 export { startInMemoryTracing } from './testing.ts';
 export type { InMemoryTracing } from './testing.ts';
 

@@ -47,6 +47,7 @@ const Env = z.object({
   DYAD_IPAM_GROW_WAIT_MS: z.coerce.number().int().min(0).default(5000),
   /** How long a grow request waits for ipam's answer. */
   DYAD_IPAM_TIMEOUT_MS: z.coerce.number().int().min(100).default(5000),
+  DYAD_CNI_TRACE_LOOKUP_MS: z.coerce.number().int().min(0).max(5000).default(100),
   DYAD_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(9876),
   DYAD_HEALTH_HOST: z.string().default('127.0.0.1'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
@@ -67,6 +68,8 @@ export interface AgentConfig {
   readonly enableForwarding: boolean;
   readonly coalesceMs: number;
   readonly coalesceMaxMs: number;
+  /** How long a CNI call waits for its pod's trace context on NATS (0: never looks). */
+  readonly cniTraceLookupMs: number;
   readonly ipam: {
     readonly preAllocate: number;
     readonly growWaitMs: number;
@@ -100,6 +103,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
     enableForwarding: e.DYAD_ENABLE_FORWARDING,
     coalesceMs: e.DYAD_COALESCE_MS,
     coalesceMaxMs: e.DYAD_COALESCE_MAX_MS,
+    cniTraceLookupMs: e.DYAD_CNI_TRACE_LOOKUP_MS,
     ipam: {
       preAllocate: e.DYAD_IPAM_PRE_ALLOCATE,
       growWaitMs: e.DYAD_IPAM_GROW_WAIT_MS,

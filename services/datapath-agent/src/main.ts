@@ -24,6 +24,7 @@ import { Libbpf } from '@dyad/libbpf-ts';
 import { createLogger, createMetrics, startHealthServer, startTracing } from '@dyad/telemetry';
 import { startApiServer } from './api.ts';
 import { handleCni } from './cni/handler.ts';
+import { podContextFromBus } from './cni/trace.ts';
 import { startCniServer } from './cni/server.ts';
 import { loadConfig } from './config.ts';
 import { NodeDatapath } from './datapath/node.ts';
@@ -175,11 +176,15 @@ async function main(): Promise<void> {
   ipam.adoptOnBlocks(start.adopt);
   logger.info({ mode: start.mode, endpoints: start.endpoints.length }, 'state loaded');
 
+  const podTrace = podContextFromBus(() => conn.bus);
   const cni = await startCniServer(
     cfg.cniSocket,
     async (raw) => {
       const t0 = process.hrtime.bigint();
-      const reply = await handleCni(raw, agent);
+      const reply = await handleCni(raw, agent, {
+        podContext: podTrace,
+        lookupMs: cfg.cniTraceLookupMs,
+      });
       metrics.observeCni(reply, Number(process.hrtime.bigint() - t0) / 1e9);
       if (reply.errorCode !== undefined)
         logger.warn(

@@ -13,6 +13,7 @@ import {
 } from '@dyad/contracts';
 import type { EndpointStateValue, Family, PayloadOf } from '@dyad/contracts';
 import type { Bus, BusConsumer } from '@dyad/bus';
+import { TraceBatch } from '@dyad/telemetry';
 import type { Logger } from '@dyad/telemetry';
 import { RouterCore } from './core.ts';
 import { diffState, isEmptyUpdate } from './diff.ts';
@@ -64,6 +65,8 @@ export class RouterService {
   readonly #consumers: BusConsumer[] = [];
   #queue: Promise<void> = Promise.resolve();
   #flushTimer: NodeJS.Timeout | undefined;
+  /** The traces of the input changes the next flush publishes. */
+  readonly #batch = new TraceBatch();
   #firstDirtyAt: number | undefined;
   #reconcileTimer: NodeJS.Timeout | undefined;
   #reconcileBackoffMs = 0;
@@ -211,6 +214,7 @@ export class RouterService {
   #changed(apply: () => void): void {
     apply();
     if (this.#stopped) return;
+    this.#batch.add();
     this.#firstDirtyAt ??= performance.now();
     this.#flushTimer ??= setTimeout(() => {
       this.#flushTimer = undefined;
@@ -230,8 +234,14 @@ export class RouterService {
   async #flush(): Promise<void> {
     const started = this.#firstDirtyAt;
     this.#firstDirtyAt = undefined;
-    const updates = this.#core.drain();
-    if (updates.length === 0) return;
+    await this.#batch.run('router flush', {}, async (span) => {
+      const updates = this.#core.drain();
+      span.setAttribute('dyad.router.updates', updates.length);
+      if (updates.length > 0) await this.#publishFlush(updates, started);
+    });
+  }
+
+  async #publishFlush(updates: readonly NodeUpdate[], started: number | undefined): Promise<void> {
     try {
       await this.#publish(updates, 'flush');
       if (started !== undefined) {

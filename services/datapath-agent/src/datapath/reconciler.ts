@@ -1,3 +1,4 @@
+import { TraceBatch } from '@dyad/telemetry';
 import type { Endpoint } from '../endpoint.ts';
 import { endpointKey } from '../endpoint.ts';
 import {
@@ -42,6 +43,8 @@ export class DatapathReconciler {
   #endpoints = new Map<string, Endpoint>();
   #prefixes = new Set<string>();
   #pods = new Set<string>();
+  /** The traces of what was marked since the last pass: a CNI call, router or policy messages. */
+  readonly #batch = new TraceBatch();
   readonly #pass = (): void => {
     this.flush().catch(this.#o.onError);
   };
@@ -52,27 +55,36 @@ export class DatapathReconciler {
 
   markAll(): void {
     this.#all = true;
+    this.#batch.add();
     this.#o.schedule(this.#pass);
   }
 
   /** An endpoint was added, changed or removed; pass it as it was if it is gone. */
   markEndpoint(ep: Endpoint): void {
     this.#endpoints.set(endpointKey(ep), ep);
+    this.#batch.add();
     this.#o.schedule(this.#pass);
   }
 
   markPrefix(prefix: string): void {
     this.#prefixes.add(canonicalPrefix(prefix));
+    this.#batch.add();
     this.#o.schedule(this.#pass);
   }
 
   markPod(namespace: string, name: string): void {
     this.#pods.add(podKey({ namespace, name }));
+    this.#batch.add();
     this.#o.schedule(this.#pass);
   }
 
   /** Writes what is marked now; resolves once the kernel holds it. */
   async flush(): Promise<void> {
+    if (this.#batch.size === 0) return this.#write();
+    return this.#batch.run('datapath write', {}, () => this.#write());
+  }
+
+  async #write(): Promise<void> {
     const all = this.#all;
     const endpoints = this.#endpoints;
     const prefixes = this.#prefixes;
