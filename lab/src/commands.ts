@@ -138,6 +138,7 @@ function summary(s: LabStateValue, paths: LabPaths, seconds: number): string {
     `  KUBECONFIG   ${rel(paths.kubeconfig)}    (e.g. KUBECONFIG=${rel(paths.kubeconfig)} tools/bin/kubectl get nodes -o wide)`,
     `  apiserver    ${s.apiserver ?? '-'}`,
     `  NATS         ${s.natsUrl ?? '-'}`,
+    ...(s.jaeger ? [`  Jaeger       ${s.jaeger.queryUrl}    (traces: UI and /api/traces)`] : []),
     `  pod pools    ${Object.values(s.podPools).join('  ')}`,
     `  services     ${s.serviceRange}`,
     ...s.nodes.map(
@@ -242,7 +243,7 @@ export function formatLabStatus(report: LabStatusReport, paths: LabPaths): strin
 }
 
 export const LAB_USAGE = [
-  'usage: npm run lab -- up [--nodes N] [--ipv4=false|--ipv6=false]',
+  'usage: npm run lab -- up [--nodes N] [--ipv4=false|--ipv6=false] [--tracing]',
   '       npm run lab -- down',
   '       npm run lab -- status [-o json]',
   '',

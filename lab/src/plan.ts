@@ -6,9 +6,11 @@ export interface LabOptions {
   readonly nodes: number;
   readonly ipv4: boolean;
   readonly ipv6: boolean;
+  /** Run Jaeger and point every service at it (default false). */
+  readonly tracing?: boolean;
 }
 
-export const DEFAULT_OPTIONS: LabOptions = { nodes: 3, ipv4: true, ipv6: true };
+export const DEFAULT_OPTIONS: LabOptions = { nodes: 3, ipv4: true, ipv6: true, tracing: false };
 export const MAX_NODES = 16;
 
 export interface NodePlan {
@@ -120,13 +122,14 @@ export function prefixLength(cidr: string): number {
 export const PREFIX_PATTERN = /^dl[0-9a-f]{4}$/;
 
 /**
- * `up` options from the command line: `--nodes N`, `--nodes=N`, `--ipv4=false`, `--ipv6=false`
- * (also `=true`, and bare `--ipv4`/`--ipv6` meaning true).
+ * `up` options from the command line: `--nodes N`, `--nodes=N`, `--ipv4=false`, `--ipv6=false`,
+ * `--tracing` (also `=true`/`=false`; a bare boolean flag means true).
  */
 export function parseUpArgs(args: readonly string[]): LabOptions {
   let nodes = DEFAULT_OPTIONS.nodes;
   let ipv4 = true;
   let ipv6 = true;
+  let tracing = false;
   const bool = (flag: string, v: string): boolean => {
     if (v === 'true') return true;
     if (v === 'false') return false;
@@ -145,13 +148,15 @@ export function parseUpArgs(args: readonly string[]): LabOptions {
       ipv4 = inline === undefined ? true : bool(flag, inline);
     } else if (flag === '--ipv6') {
       ipv6 = inline === undefined ? true : bool(flag, inline);
+    } else if (flag === '--tracing') {
+      tracing = inline === undefined ? true : bool(flag, inline);
     } else {
       throw new LabUsageError(
-        `unknown option ${a} (up takes --nodes N, --ipv4=false, --ipv6=false)`,
+        `unknown option ${a} (up takes --nodes N, --ipv4=false, --ipv6=false, --tracing)`,
       );
     }
   }
-  const options = { nodes, ipv4, ipv6 };
+  const options = { nodes, ipv4, ipv6, tracing };
   makePlan(options, new Uint8Array(6)); // validates
   return options;
 }

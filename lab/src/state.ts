@@ -35,7 +35,12 @@ export const LabState = z.object({
   warnings: z.array(z.string()).default([]),
   startedAt: z.string(),
   readyAt: z.string().optional(),
-  options: z.object({ nodes: z.number(), ipv4: z.boolean(), ipv6: z.boolean() }),
+  options: z.object({
+    nodes: z.number(),
+    ipv4: z.boolean(),
+    ipv6: z.boolean(),
+    tracing: z.boolean().default(false),
+  }),
   families: z.array(z.enum(['IPv4', 'IPv6'])),
   supervisorPid: z.number().int(),
   supervisorStartTime: z.number().optional(),
@@ -46,6 +51,8 @@ export const LabState = z.object({
   pinRoot: z.string(),
   natsUrl: z.string().optional(),
   apiserver: z.string().optional(),
+  /** With `up --tracing`: Jaeger's query API and UI, and where OTLP/HTTP goes. */
+  jaeger: z.object({ queryUrl: z.string(), otlpUrl: z.string() }).optional(),
   kubeconfig: z.string(),
   tls: z.object({ caPath: z.string(), certPath: z.string(), keyPath: z.string() }).optional(),
   nodes: z.array(NodeRecord),

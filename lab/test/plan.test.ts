@@ -58,17 +58,21 @@ describe('lab plan', () => {
   });
 
   it('parses up options as the README spells them and refuses the rest', () => {
-    expect(parseUpArgs([])).toEqual({ nodes: 3, ipv4: true, ipv6: true });
+    expect(parseUpArgs([])).toEqual({ nodes: 3, ipv4: true, ipv6: true, tracing: false });
     expect(parseUpArgs(['--nodes', '5', '--ipv6=false'])).toEqual({
       nodes: 5,
       ipv4: true,
       ipv6: false,
+      tracing: false,
     });
     expect(parseUpArgs(['--nodes=2', '--ipv4=false'])).toEqual({
       nodes: 2,
       ipv4: false,
       ipv6: true,
+      tracing: false,
     });
+    expect(parseUpArgs(['--tracing']).tracing).toBe(true);
+    expect(parseUpArgs(['--tracing=false']).tracing).toBe(false);
     expect(() => parseUpArgs(['--ipv4=false', '--ipv6=false'])).toThrow(/at least one/);
     expect(() => parseUpArgs(['--nodes', '0'])).toThrow(/1 to 16/);
     expect(() => parseUpArgs(['--nodes', 'x'])).toThrow(/number/);

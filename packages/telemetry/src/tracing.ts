@@ -7,6 +7,8 @@ export type Env = Readonly<Record<string, string | undefined>>;
 
 export interface TracingOptions {
   readonly service: string;
+  /** More resource attributes, e.g. the node of a per-node process (`k8s.node.name`). */
+  readonly resource?: Readonly<Record<string, string>>;
 }
 
 export interface Tracing {
@@ -30,7 +32,7 @@ export async function startTracing(opts: TracingOptions): Promise<Tracing> {
   const { BatchSpanProcessor, TracerProvider } = await import('@opentelemetry/sdk-trace');
   const { resourceFromAttributes } = await import('@opentelemetry/resources');
   const provider = new TracerProvider({
-    resource: resourceFromAttributes({ 'service.name': opts.service }),
+    resource: resourceFromAttributes({ ...opts.resource, 'service.name': opts.service }),
     sampler: await samplerFrom(plan.sampler),
     spanProcessors: [new BatchSpanProcessor({ exporter: await exporterFor(plan.protocol) })],
   });

@@ -51,7 +51,10 @@ const SERVICE = 'datapath-agent';
 
 async function main(): Promise<void> {
   const cfg = loadConfig(process.env);
-  const tracing = await startTracing({ service: SERVICE });
+  const tracing = await startTracing({
+    service: SERVICE,
+    resource: { 'k8s.node.name': cfg.nodeName },
+  });
   const logger = createLogger({ service: SERVICE, level: cfg.logLevel });
   const registry = createMetrics();
   const startedAt = Date.now();
