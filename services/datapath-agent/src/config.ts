@@ -49,7 +49,7 @@ const Env = z.object({
   DYAD_IPAM_TIMEOUT_MS: z.coerce.number().int().min(100).default(5000),
   DYAD_CNI_TRACE_LOOKUP_MS: z.coerce.number().int().min(0).max(5000).default(100),
   DYAD_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(9876),
-  DYAD_HEALTH_HOST: z.string().default('127.0.0.1'),
+  DYAD_HEALTH_HOST: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
 });
 
@@ -75,7 +75,8 @@ export interface AgentConfig {
     readonly growWaitMs: number;
     readonly timeoutMs: number;
   };
-  readonly health: { readonly host: string; readonly port: number };
+  /** host undefined: every address of both families. */
+  readonly health: { readonly host: string | undefined; readonly port: number };
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 }
 

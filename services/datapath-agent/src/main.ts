@@ -36,7 +36,7 @@ import { EndpointManager } from './endpoint-manager.ts';
 import { DesiredStateFollower } from './follower.ts';
 import { nodeBlockList } from './ipam/blocks.ts';
 import { NodeIpam } from './ipam/node-ipam.ts';
-import { createAgentMetrics } from './metrics.ts';
+import { createAgentMetrics, createReconcileHistogram } from './metrics.ts';
 import { openLibc } from './netlink/libc.ts';
 import { Netns } from './netlink/netns.ts';
 import { linkByName } from './netlink/rtnl.ts';
@@ -138,6 +138,7 @@ async function main(): Promise<void> {
     router: () => follower.router(),
     policy: () => follower.policy(),
   };
+  const reconcileSeconds = createReconcileHistogram(registry);
   const reconciler: DatapathReconciler = new DatapathReconciler({
     datapath,
     inputs: () => ({
@@ -150,6 +151,7 @@ async function main(): Promise<void> {
     onView: (ep, view) => holder.manager?.applyView(ep, view),
     schedule: debounce(cfg.coalesceMs, cfg.coalesceMaxMs),
     onError: (err) => logger.error({ err }, 'datapath maps not written'),
+    onPass: (seconds, kind) => reconcileSeconds.observe({ kind }, seconds),
   });
   const follower: DesiredStateFollower = new DesiredStateFollower({
     node: cfg.nodeName,
@@ -171,7 +173,7 @@ async function main(): Promise<void> {
     logger,
   });
   holder.manager = agent;
-  const metrics = createAgentMetrics(registry, agent, datapath);
+  const metrics = createAgentMetrics(registry, agent, datapath, allocator, cfg.nodeName);
   const objectChanged = start.objectHash !== undefined && start.objectHash !== datapath.objectHash;
   let restore: RestoreReport | undefined;
   // after losing its state file the agent serves nothing until NATS has told it what it had

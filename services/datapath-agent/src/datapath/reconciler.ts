@@ -27,6 +27,8 @@ export interface ReconcilerOptions {
   /** When a marked change is written if nobody flushes first (coalescing). */
   readonly schedule: Schedule;
   readonly onError: (err: unknown) => void;
+  /** How long a pass took (a full one after markAll, else partial). */
+  readonly onPass?: (seconds: number, kind: 'full' | 'partial') => void;
 }
 
 /**
@@ -93,12 +95,14 @@ export class DatapathReconciler {
     this.#endpoints = new Map();
     this.#prefixes = new Set();
     this.#pods = new Set();
+    const started = performance.now();
     const inputs = this.#o.inputs();
     const writes: Array<Promise<void>> = [];
     if (all) this.#full(inputs, writes);
     else this.#partial(inputs, endpoints, prefixes, pods, writes);
     this.#o.datapath.flush();
     await Promise.all(writes);
+    this.#o.onPass?.((performance.now() - started) / 1000, all ? 'full' : 'partial');
   }
 
   #view(ep: Endpoint, inputs: DesiredInputs): EndpointView {
