@@ -75,7 +75,7 @@ describe.skipIf(skip !== undefined)('lab: tracing', () => {
         spans.filter((s) => s.service === service && s.name === name);
       const router = of('router', 'router flush')[0];
       return {
-        bridge: of('kube-bridge', 'k8s add Pod')[0],
+        bridge: of('kube-bridge', 'k8s upsert Pod')[0],
         cni: of('datapath-agent', 'cni ADD')[0],
         allocate: of('datapath-agent', 'ipam allocate')[0],
         router,
