@@ -227,6 +227,7 @@ export function formatLabStatus(report: LabStatusReport, paths: LabPaths): strin
   const lines = [
     `lab ${s.prefix}: ${up ? s.phase : `${s.phase}, but its supervisor (pid ${s.supervisorPid}) is gone: run npm run lab -- down`}${s.error ? ` (${s.error})` : ''}`,
     `  since ${s.startedAt}; ${s.nodes.length} nodes, ${s.families.join('+')}; KUBECONFIG ${relative(process.cwd(), paths.kubeconfig)}`,
+    ...(s.jaeger ? [`  Jaeger ${s.jaeger.queryUrl}`] : []),
     '  processes:',
     ...s.processes.map(
       (p) =>
