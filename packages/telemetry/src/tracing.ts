@@ -34,7 +34,9 @@ export async function startTracing(opts: TracingOptions): Promise<Tracing> {
   const provider = new TracerProvider({
     resource: resourceFromAttributes({ ...opts.resource, 'service.name': opts.service }),
     sampler: await samplerFrom(plan.sampler),
-    spanProcessors: [new BatchSpanProcessor({ exporter: await exporterFor(plan.protocol) })],
+    spanProcessors: [
+      new BatchSpanProcessor({ ...plan.batch, exporter: await exporterFor(plan.protocol) }),
+    ],
   });
   trace.setGlobalTracerProvider(provider);
   let done: Promise<void> | undefined;
@@ -57,9 +59,18 @@ export interface SamplerSpec {
   readonly ratio: number;
 }
 
+/** The batch span processor's settings that OTEL_BSP_* give (the SDK reads none of them). */
+export interface BatchSpec {
+  readonly scheduledDelayMillis?: number;
+  readonly exportTimeoutMillis?: number;
+  readonly maxQueueSize?: number;
+  readonly maxExportBatchSize?: number;
+}
+
 export interface ExportPlan {
   readonly protocol: OtlpProtocol;
   readonly sampler: SamplerSpec;
+  readonly batch: BatchSpec;
 }
 
 /**
@@ -92,7 +103,25 @@ export function exportPlan(env: Env): ExportPlan | undefined {
       name: value(env, 'OTEL_TRACES_SAMPLER') ?? 'parentbased_always_on',
       ratio: Number.isFinite(ratio) && ratio >= 0 && ratio <= 1 ? ratio : 1,
     },
+    batch: {
+      ...count(env, 'OTEL_BSP_SCHEDULE_DELAY', 'scheduledDelayMillis'),
+      ...count(env, 'OTEL_BSP_EXPORT_TIMEOUT', 'exportTimeoutMillis'),
+      ...count(env, 'OTEL_BSP_MAX_QUEUE_SIZE', 'maxQueueSize'),
+      ...count(env, 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', 'maxExportBatchSize'),
+    },
   };
+}
+
+/** `{ [field]: n }` for a non-negative integer variable; nothing when unset or not one. */
+function count<F extends keyof BatchSpec>(env: Env, key: string, field: F): Partial<BatchSpec> {
+  const v = value(env, key);
+  if (v === undefined) return {};
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) {
+    diag.warn(`${key}=${v} is not a non-negative integer; ignored`);
+    return {};
+  }
+  return { [field]: n };
 }
 
 function value(env: Env, key: string): string | undefined {

@@ -59,6 +59,7 @@ describe('exportPlan', () => {
     expect(exportPlan(ep)).toEqual({
       protocol: 'http/protobuf',
       sampler: { name: 'parentbased_always_on', ratio: 1 },
+      batch: {},
     });
     expect(
       exportPlan({
@@ -68,7 +69,14 @@ describe('exportPlan', () => {
         OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
         OTEL_TRACES_SAMPLER_ARG: '0.25',
       }),
-    ).toEqual({ protocol: 'grpc', sampler: { name: 'parentbased_traceidratio', ratio: 0.25 } });
+    ).toEqual({
+      protocol: 'grpc',
+      sampler: { name: 'parentbased_traceidratio', ratio: 0.25 },
+      batch: {},
+    });
+    expect(
+      exportPlan({ ...ep, OTEL_BSP_SCHEDULE_DELAY: '200', OTEL_BSP_MAX_QUEUE_SIZE: 'lots' })?.batch,
+    ).toEqual({ scheduledDelayMillis: 200 });
     expect(exportPlan({ ...ep, OTEL_EXPORTER_OTLP_PROTOCOL: 'carrier-pigeon' })?.protocol).toBe(
       'http/protobuf',
     );
