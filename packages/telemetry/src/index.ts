@@ -3,6 +3,7 @@ export type { LoggerOptions } from './logger.ts';
 
 export { exportPlan, startTracing, traceContextPropagator } from './tracing.ts';
 export type {
+  BatchSpec,
   Env,
   ExportPlan,
   OtlpProtocol,
