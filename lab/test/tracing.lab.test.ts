@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, test, vi } from 'vitest';
 import { labStatusReport } from '../src/commands.ts';
 import { fetchTrace, findTraces } from '../src/jaeger.ts';
 import type { JaegerSpan } from '../src/jaeger.ts';
@@ -70,59 +70,52 @@ describe.skipIf(skip !== undefined)('lab: tracing', () => {
       return ids.length > 0 ? ids : undefined;
     });
     expect(traceId).toBeDefined();
-    const wanted = (spans: readonly JaegerSpan[]) => {
-      const of = (service: string, name: string) =>
-        spans.filter((s) => s.service === service && s.name === name);
-      const router = of('router', 'router flush')[0];
-      return {
-        bridge: of('kube-bridge', 'k8s upsert Pod')[0],
-        cni: of('datapath-agent', 'cni ADD')[0],
-        allocate: of('datapath-agent', 'ipam allocate')[0],
-        router,
-        policy: of('policy', 'policy compile')[0],
-        // the map write on the pod's node that the router's message caused
-        agentWrite: of('datapath-agent', 'datapath write').find(
-          (s) =>
-            s.process['k8s.node.name'] === 'node-2' &&
-            router !== undefined &&
-            s.startTime > router.startTime,
-        ),
-      };
-    };
-    const { spans, found } = await waitFor('every service in the trace', async () => {
-      const spans = await fetchTrace(queryUrl, traceId ?? '');
-      const found = wanted(spans);
-      return Object.values(found).every((s) => s !== undefined) ? { spans, found } : undefined;
-    });
-    const must = (s: JaegerSpan | undefined): JaegerSpan => {
-      if (s === undefined) throw new Error('span missing');
-      return s;
-    };
-    const bridge = must(found.bridge);
-    const cni = must(found.cni);
-    const allocate = must(found.allocate);
-    const router = must(found.router);
-    const policy = must(found.policy);
-    const agentWrite = must(found.agentWrite);
-    const byId = new Map(spans.map((s) => [s.spanId, s]));
-    const ancestors = (s: JaegerSpan): string[] => {
-      const out: string[] = [];
-      for (let p = byId.get(s.parentSpanId ?? ''); p; p = byId.get(p.parentSpanId ?? ''))
-        out.push(p.spanId);
-      return out;
-    };
-    // correctly parented: each step descends from the one that caused it
-    expect(bridge.parentSpanId).toBeUndefined();
-    expect(cni.process['k8s.node.name']).toBe('node-2');
-    expect(ancestors(cni)).toContain(bridge.spanId);
-    expect(allocate.parentSpanId).toBe(cni.spanId);
-    expect(ancestors(router)).toContain(cni.spanId);
-    expect(ancestors(policy)).toContain(bridge.spanId);
-    expect(ancestors(agentWrite)).toContain(router.spanId);
-    // in order
-    const order = [bridge, cni, router, agentWrite].map((s) => s.startTime);
-    expect([...order].sort((a, b) => a - b)).toEqual(order);
-    expect(policy.startTime).toBeGreaterThanOrEqual(bridge.startTime);
+    // Spans arrive at Jaeger in batches from six processes: check until the whole chain is there.
+    await vi.waitFor(
+      async () => {
+        const spans = await fetchTrace(queryUrl, traceId ?? '');
+        const byId = new Map(spans.map((s) => [s.spanId, s]));
+        const ancestors = (s: JaegerSpan): string[] => {
+          const out: string[] = [];
+          for (let p = byId.get(s.parentSpanId ?? ''); p; p = byId.get(p.parentSpanId ?? ''))
+            out.push(p.spanId);
+          return out;
+        };
+        const of = (service: string, name: string, under?: JaegerSpan): JaegerSpan => {
+          const s = spans.find(
+            (x) =>
+              x.service === service &&
+              x.name === name &&
+              (under === undefined || ancestors(x).includes(under.spanId)),
+          );
+          if (s === undefined)
+            throw new Error(`no ${service} ${name}${under ? ` under ${under.name}` : ''} yet`);
+          return s;
+        };
+        // correctly parented: each step descends from the one that caused it
+        const bridge = of('kube-bridge', 'k8s upsert Pod');
+        expect(bridge.parentSpanId).toBeUndefined();
+        const cni = of('datapath-agent', 'cni ADD', bridge);
+        expect(cni.process['k8s.node.name']).toBe('node-2');
+        expect(of('datapath-agent', 'ipam allocate', cni).parentSpanId).toBe(cni.spanId);
+        // the router's computation of the pod's endpoint report, and the map write it causes
+        // on the pod's node
+        const router = of('router', 'router flush', cni);
+        const write = spans.find(
+          (x) =>
+            x.name === 'datapath write' &&
+            x.process['k8s.node.name'] === 'node-2' &&
+            ancestors(x).includes(router.spanId),
+        );
+        if (write === undefined) throw new Error("no map write under the router's flush yet");
+        const policy = of('policy', 'policy compile', bridge);
+        // in order
+        const order = [bridge, cni, router, write].map((s) => s.startTime);
+        expect([...order].sort((x, y) => x - y)).toEqual(order);
+        expect(policy.startTime).toBeGreaterThanOrEqual(bridge.startTime);
+      },
+      { timeout: 60_000, interval: 500 },
+    );
 
     // the agent's log lines of that call carry the same trace id
     const log = readFileSync(join(lab.paths.logs, 'agent-node-2.log'), 'utf8');

@@ -8,8 +8,9 @@ const MAX_LINKS = 128;
 /**
  * The traces that fed one batch of debounced or coalesced work. Each input change is remembered
  * with the span active when it arrived; the batch's span is a child of the first input (so a
- * single change, the common case, stays one trace from end to end) and links to every input,
- * so no input's trace loses sight of the work it caused.
+ * single change, the common case, stays one trace from end to end) and links to every other
+ * input, so no input's trace loses sight of the work it caused. (The parent is not linked as
+ * well: Jaeger folds a link to the parent into the parent reference and loses the latter.)
  */
 export class TraceBatch {
   #first: Context | undefined;
@@ -22,8 +23,12 @@ export class TraceBatch {
     const sc = trace.getSpanContext(ctx);
     if (sc === undefined || !trace.isSpanContextValid(sc)) return;
     this.#inputs++;
-    this.#first ??= ctx;
     const id = `${sc.traceId}/${sc.spanId}`;
+    if (this.#first === undefined) {
+      this.#first = ctx;
+      this.#seen.add(id);
+      return;
+    }
     if (this.#seen.has(id) || this.#links.length >= MAX_LINKS) return;
     this.#seen.add(id);
     this.#links.push({ context: sc });
