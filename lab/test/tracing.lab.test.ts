@@ -98,19 +98,17 @@ describe.skipIf(skip !== undefined)('lab: tracing', () => {
         const cni = of('datapath-agent', 'cni ADD', bridge);
         expect(cni.process['k8s.node.name']).toBe('node-2');
         expect(of('datapath-agent', 'ipam allocate', cni).parentSpanId).toBe(cni.spanId);
-        // the router's computation of the pod's endpoint report, and the map write it causes
-        // on the pod's node
+        // the pod's node writes its maps inside the call
+        const ownWrite = of('datapath-agent', 'datapath write', cni);
+        expect(ownWrite.process['k8s.node.name']).toBe('node-2');
+        // the router's computation of the pod's endpoint report, and the batched map write it
+        // causes on the node that learns where the pod is
         const router = of('router', 'router flush', cni);
-        const write = spans.find(
-          (x) =>
-            x.name === 'datapath write' &&
-            x.process['k8s.node.name'] === 'node-2' &&
-            ancestors(x).includes(router.spanId),
-        );
-        if (write === undefined) throw new Error("no map write under the router's flush yet");
+        const write = of('datapath-agent', 'datapath write', router);
+        expect(write.process['k8s.node.name']).toBe('node-1');
         const policy = of('policy', 'policy compile', bridge);
         // in order
-        const order = [bridge, cni, router, write].map((s) => s.startTime);
+        const order = [bridge, cni, ownWrite, router, write].map((s) => s.startTime);
         expect([...order].sort((x, y) => x - y)).toEqual(order);
         expect(policy.startTime).toBeGreaterThanOrEqual(bridge.startTime);
       },
