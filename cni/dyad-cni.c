@@ -256,8 +256,11 @@ static int write_all(int fd, const char *p, size_t n)
 
 int main(void)
 {
+	/* TRACEPARENT/TRACESTATE: a runtime's W3C trace context (the OpenTelemetry environment
+	 * carrier), so the agent's span of this call joins the runtime's trace. */
 	static const char *vars[] = { "CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS",
-				      "CNI_IFNAME",  "CNI_ARGS",        "CNI_PATH" };
+				      "CNI_IFNAME",  "CNI_ARGS",        "CNI_PATH",
+				      "TRACEPARENT", "TRACESTATE" };
 	struct buf in = { 0 }, req = { 0 }, reply = { 0 };
 	char version[32] = LATEST_VERSION;
 	char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];

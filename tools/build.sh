@@ -15,7 +15,7 @@ CACHE="${DYAD_TOOLS_CACHE:-$HOME/.cache/dyad/tools}"
 # shellcheck source=versions.env
 source "$TOOLS_DIR/versions.env"
 
-ALL=(nats-server cnitool helm etcd kubectl kube-apiserver kube-controller-manager kube-scheduler kubelet)
+ALL=(nats-server cnitool helm etcd kubectl kube-apiserver kube-controller-manager kube-scheduler kubelet jaeger)
 
 # Bump when the build recipe (flags, layout) changes so cached binaries get rebuilt.
 RECIPE=1
@@ -32,6 +32,7 @@ version_of() {
     nats-server) echo "$NATS_SERVER_VERSION" ;;
     cnitool) echo "$CNI_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
+    jaeger) echo "$JAEGER_VERSION" ;;
     *) die "unknown binary '$1' (known: ${ALL[*]})" ;;
   esac
 }
@@ -142,6 +143,23 @@ build_etcd() {
   run_logged "$name" "$log" bash -c "cd '$moddir' && $(declare -f go_env); go_env go build -trimpath -ldflags '-s -w' -o '$out' go.etcd.io/etcd/server/v3"
 }
 
+# Jaeger's go.mod pins a dependency with a version replace (sarama), which `go install pkg@version`
+# refuses and a requiring module ignores: the throwaway module repeats it.
+build_jaeger() {
+  local name=$1 version=$2 out=$3 log=$4
+  local module=github.com/jaegertracing/jaeger
+  local moddir="$CACHE/jaeger-$version-module"
+  prepare_module "$name" "$moddir" "$module" "$version" "$version" "$log"
+  local gomod
+  gomod=$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p' "$moddir/download.json")
+  local r
+  while read -r r; do
+    [[ -n "$r" ]] && run_logged "$name" "$log" bash -c "cd '$moddir' && go mod edit -replace='$r'"
+  done < <(awk '$1 == "replace" && $3 == "=>" && $4 !~ /^\.\.?\// { print $2 "=" $4 "@" $5 }' "$gomod")
+  local ld="-s -w -X github.com/jaegertracing/jaeger/internal/version.latestVersion=$version"
+  run_logged "$name" "$log" bash -c "cd '$moddir' && $(declare -f go_env); go_env go build -trimpath -ldflags '$ld' -o '$out' $module/cmd/jaeger"
+}
+
 build_go_install() {
   local name=$1 pkg=$2 version=$3 outdir=$4 log=$5
   run_logged "$name" "$log" bash -c "cd '$outdir' && $(declare -f go_env); GOBIN='$outdir' go_env go install -trimpath -ldflags '-s -w' '$pkg@$version'"
@@ -180,6 +198,7 @@ reported_version() {
     kubectl) "$bin" version --client 2>/dev/null | head -n 1 ;;
     cnitool) echo "(no --version flag)" ;;
     helm) "$bin" version --template '{{.Version}} {{.GoVersion}}' 2>/dev/null ;;
+    jaeger) "$bin" version 2>/dev/null | head -n 1 ;;
     *) "$bin" --version 2>/dev/null | head -n 1 ;;
   esac
 }
@@ -217,6 +236,10 @@ build_one() {
       ;;
     helm)
       build_helm "$name" "$version" "$dir" "$log"
+      ;;
+    jaeger)
+      build_jaeger "$name" "$version" "$dir/$name.tmp" "$log"
+      mv -f "$dir/$name.tmp" "$dir/$name"
       ;;
   esac
   [[ -x "$dir/$name" ]] || die "building $name produced no binary at $dir/$name (see $log)"

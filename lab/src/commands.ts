@@ -138,6 +138,7 @@ function summary(s: LabStateValue, paths: LabPaths, seconds: number): string {
     `  KUBECONFIG   ${rel(paths.kubeconfig)}    (e.g. KUBECONFIG=${rel(paths.kubeconfig)} tools/bin/kubectl get nodes -o wide)`,
     `  apiserver    ${s.apiserver ?? '-'}`,
     `  NATS         ${s.natsUrl ?? '-'}`,
+    ...(s.jaeger ? [`  Jaeger       ${s.jaeger.queryUrl}    (traces: UI and /api/traces)`] : []),
     `  pod pools    ${Object.values(s.podPools).join('  ')}`,
     `  services     ${s.serviceRange}`,
     ...s.nodes.map(
@@ -226,6 +227,7 @@ export function formatLabStatus(report: LabStatusReport, paths: LabPaths): strin
   const lines = [
     `lab ${s.prefix}: ${up ? s.phase : `${s.phase}, but its supervisor (pid ${s.supervisorPid}) is gone: run npm run lab -- down`}${s.error ? ` (${s.error})` : ''}`,
     `  since ${s.startedAt}; ${s.nodes.length} nodes, ${s.families.join('+')}; KUBECONFIG ${relative(process.cwd(), paths.kubeconfig)}`,
+    ...(s.jaeger ? [`  Jaeger ${s.jaeger.queryUrl}`] : []),
     '  processes:',
     ...s.processes.map(
       (p) =>
@@ -242,7 +244,7 @@ export function formatLabStatus(report: LabStatusReport, paths: LabPaths): strin
 }
 
 export const LAB_USAGE = [
-  'usage: npm run lab -- up [--nodes N] [--ipv4=false|--ipv6=false]',
+  'usage: npm run lab -- up [--nodes N] [--ipv4=false|--ipv6=false] [--kubelet] [--tracing]',
   '       npm run lab -- down',
   '       npm run lab -- status [-o json]',
   '',

@@ -14,6 +14,7 @@ import { createLogger, createMetrics } from '@dyad/telemetry';
 import { startKube, startNats } from '@dyad/testbed';
 import type { KubeCluster, NatsServer } from '@dyad/testbed';
 import { cleanupRun } from './cleanup.ts';
+import { freePort, jaegerConfig } from './jaeger.ts';
 import { KubeClient } from './kube-client.ts';
 import { buildFabric } from './network.ts';
 import { ENV_DIR, ENV_RUN, OWNER_DIR, labPaths } from './paths.ts';
@@ -32,6 +33,7 @@ const Args = z.object({
     ipv4: z.boolean(),
     ipv6: z.boolean(),
     kubelet: z.boolean().optional(),
+    tracing: z.boolean().optional(),
   }),
   seed: z.string().regex(/^[0-9a-f]{12}$/),
 });
@@ -115,6 +117,7 @@ let nats: NatsServer | undefined;
 let kube: KubeCluster | undefined;
 let relay: Server | undefined;
 let apiRelay: Server | undefined;
+let otlpRelay: Server | undefined;
 let bus: Bus | undefined;
 let stopping = false;
 
@@ -122,6 +125,7 @@ async function teardown(): Promise<void> {
   await supervisor.stop();
   relay?.close();
   apiRelay?.close();
+  otlpRelay?.close();
   await bus?.close().catch(() => undefined);
   await Promise.allSettled([kube?.stop(), nats?.stop()]);
   await cleanupRun(plan.prefix);
@@ -140,13 +144,48 @@ async function shutdown(signal: string): Promise<void> {
 for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const)
   process.on(sig, () => void shutdown(sig));
 
-function serviceEnv(natsUrl: string): NodeJS.ProcessEnv {
+/** Where OTLP goes from the machine's netns (Jaeger's port) and from node netns (the relay). */
+const OTLP_IN_NODE = 'http://127.0.0.1:4318';
+let otlpUrl: string | undefined;
+
+function serviceEnv(natsUrl: string, otlp: string | undefined = otlpUrl): NodeJS.ProcessEnv {
   return {
     NATS_URL: natsUrl,
     DYAD_HEALTH_PORT: '0',
     DYAD_HEALTH_HOST: '127.0.0.1',
     LOG_LEVEL: process.env.DYAD_LAB_LOG_LEVEL ?? 'info',
+    // The standard variables only: the services' tracing reads nothing else. A short batch
+    // delay so a trace is complete in Jaeger soon after the work, for the lab's tests and users.
+    ...(otlp === undefined
+      ? {}
+      : { OTEL_EXPORTER_OTLP_ENDPOINT: otlp, OTEL_BSP_SCHEDULE_DELAY: '200' }),
   };
+}
+
+/** Starts Jaeger (tools/bin/jaeger) on free loopback ports; resolves once its query API answers. */
+async function startJaeger(): Promise<{ queryUrl: string; otlpUrl: string; otlpPort: number }> {
+  const bin = repo('tools', 'bin', 'jaeger');
+  if (!existsSync(bin)) throw new Error(`${bin} is missing: run bash tools/build.sh jaeger`);
+  const ports = {
+    otlpHttp: await freePort(),
+    queryHttp: await freePort(),
+    queryGrpc: await freePort(),
+  };
+  const config = join(paths.dir, 'jaeger.yaml');
+  writeFileSync(config, jaegerConfig(ports));
+  supervisor.start({ name: 'jaeger', command: bin, args: ['--config', config], restart: true });
+  const queryUrl = `http://127.0.0.1:${ports.queryHttp}`;
+  const until = Date.now() + 60_000;
+  for (;;) {
+    const ok = await fetch(`${queryUrl}/api/services`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) break;
+    if (Date.now() > until) throw new Error(`Jaeger's query API at ${queryUrl} did not answer`);
+    await sleep(200);
+  }
+  return { queryUrl, otlpUrl: `http://127.0.0.1:${ports.otlpHttp}`, otlpPort: ports.otlpHttp };
 }
 
 function ipamEnv(): NodeJS.ProcessEnv {
@@ -168,7 +207,12 @@ function ipamEnv(): NodeJS.ProcessEnv {
 
 const AGENT_MAIN = repo('services', 'datapath-agent', 'src', 'main.ts');
 
-function startNode(n: NodeRecordValue, index: number, natsSock: string): void {
+function startNode(
+  n: NodeRecordValue,
+  index: number,
+  natsSock: string,
+  otlpSock: string | undefined,
+): void {
   mkdirSync(join(paths.run, n.name), { recursive: true });
   mkdirSync(join(paths.cni, n.name), { recursive: true });
   mkdirSync(join(paths.agents, n.name), { recursive: true });
@@ -191,6 +235,15 @@ function startNode(n: NodeRecordValue, index: number, natsSock: string): void {
     args: [repo('lab', 'src', 'forward.ts'), '127.0.0.1:4222', natsSock],
     restart: true,
   });
+  if (otlpSock !== undefined) {
+    supervisor.start({
+      name: `otlp-relay-${n.name}`,
+      netns: n.netns,
+      command: node,
+      args: [repo('lab', 'src', 'forward.ts'), '127.0.0.1:4318', otlpSock],
+      restart: true,
+    });
+  }
   if (existsSync(AGENT_MAIN)) {
     supervisor.start({
       name: `agent-${n.name}`,
@@ -198,7 +251,7 @@ function startNode(n: NodeRecordValue, index: number, natsSock: string): void {
       command: node,
       args: [AGENT_MAIN],
       env: {
-        ...serviceEnv('nats://127.0.0.1:4222'),
+        ...serviceEnv('nats://127.0.0.1:4222', otlpSock === undefined ? undefined : OTLP_IN_NODE),
         DYAD_NODE_NAME: n.name,
         DYAD_NODE_ID: String(index + 1),
         DYAD_CNI_SOCKET: n.cniSocket,
@@ -304,6 +357,15 @@ try {
   state.tls = kube.tls;
   const natsSock = join(paths.run, 'nats.sock');
   relay = await unixToTcpRelay(natsSock, '127.0.0.1', nats.port);
+  let otlpSock: string | undefined;
+  if (plan.options.tracing === true) {
+    step('Jaeger');
+    const jaeger = await startJaeger();
+    otlpUrl = jaeger.otlpUrl;
+    otlpSock = join(paths.run, 'otlp.sock');
+    otlpRelay = await unixToTcpRelay(otlpSock, '127.0.0.1', jaeger.otlpPort);
+    state.jaeger = { queryUrl: jaeger.queryUrl, otlpUrl: jaeger.otlpUrl };
+  }
   step('Dyad services');
   supervisor.start({
     name: 'kube-bridge',
@@ -341,7 +403,7 @@ try {
   step('nodes: agents and pod runtimes');
   plan.nodes.forEach((_, i) => {
     const n = nodes[i];
-    if (n !== undefined) startNode(n, i, natsSock);
+    if (n !== undefined) startNode(n, i, natsSock, otlpSock);
   });
   if (plan.options.kubelet === true) {
     step('nodes: containerd and kubelets');

@@ -8,6 +8,8 @@ export interface LabOptions {
   readonly ipv6: boolean;
   /** Real kubelets and containerd on the nodes instead of the pod runtime (kubelet-mode.ts). */
   readonly kubelet?: boolean;
+  /** Run Jaeger and point every service at it. */
+  readonly tracing?: boolean;
 }
 
 export const DEFAULT_OPTIONS: LabOptions = { nodes: 3, ipv4: true, ipv6: true };
@@ -122,14 +124,15 @@ export function prefixLength(cidr: string): number {
 export const PREFIX_PATTERN = /^dl[0-9a-f]{4}$/;
 
 /**
- * `up` options from the command line: `--nodes N`, `--nodes=N`, `--ipv4=false`, `--ipv6=false`
- * (also `=true`, and bare `--ipv4`/`--ipv6` meaning true).
+ * `up` options from the command line: `--nodes N`, `--nodes=N`, `--ipv4=false`, `--ipv6=false`,
+ * `--kubelet`, `--tracing` (also `=true`/`=false`; a bare boolean flag means true).
  */
 export function parseUpArgs(args: readonly string[]): LabOptions {
   let nodes = DEFAULT_OPTIONS.nodes;
   let ipv4 = true;
   let ipv6 = true;
   let kubelet = false;
+  let tracing = false;
   const bool = (flag: string, v: string): boolean => {
     if (v === 'true') return true;
     if (v === 'false') return false;
@@ -150,13 +153,21 @@ export function parseUpArgs(args: readonly string[]): LabOptions {
       ipv6 = inline === undefined ? true : bool(flag, inline);
     } else if (flag === '--kubelet') {
       kubelet = inline === undefined ? true : bool(flag, inline);
+    } else if (flag === '--tracing') {
+      tracing = inline === undefined ? true : bool(flag, inline);
     } else {
       throw new LabUsageError(
-        `unknown option ${a} (up takes --nodes N, --ipv4=false, --ipv6=false, --kubelet)`,
+        `unknown option ${a} (up takes --nodes N, --ipv4=false, --ipv6=false, --kubelet, --tracing)`,
       );
     }
   }
-  const options = { nodes, ipv4, ipv6, ...(kubelet ? { kubelet } : {}) };
+  const options = {
+    nodes,
+    ipv4,
+    ipv6,
+    ...(kubelet ? { kubelet } : {}),
+    ...(tracing ? { tracing } : {}),
+  };
   makePlan(options, new Uint8Array(6)); // validates
   return options;
 }

@@ -40,6 +40,7 @@ export const LabState = z.object({
     ipv4: z.boolean(),
     ipv6: z.boolean(),
     kubelet: z.boolean().optional(),
+    tracing: z.boolean().optional(),
   }),
   families: z.array(z.enum(['IPv4', 'IPv6'])),
   supervisorPid: z.number().int(),
@@ -51,6 +52,8 @@ export const LabState = z.object({
   pinRoot: z.string(),
   natsUrl: z.string().optional(),
   apiserver: z.string().optional(),
+  /** With `up --tracing`: Jaeger's query API and UI, and where OTLP/HTTP goes. */
+  jaeger: z.object({ queryUrl: z.string(), otlpUrl: z.string() }).optional(),
   kubeconfig: z.string(),
   tls: z.object({ caPath: z.string(), certPath: z.string(), keyPath: z.string() }).optional(),
   nodes: z.array(NodeRecord),

@@ -69,6 +69,9 @@ describe('lab plan', () => {
       ipv4: false,
       ipv6: true,
     });
+    expect(parseUpArgs(['--tracing']).tracing).toBe(true);
+    expect(parseUpArgs(['--tracing=false']).tracing).toBeUndefined();
+    expect(parseUpArgs(['--kubelet', '--tracing'])).toMatchObject({ kubelet: true, tracing: true });
     expect(() => parseUpArgs(['--ipv4=false', '--ipv6=false'])).toThrow(/at least one/);
     expect(() => parseUpArgs(['--nodes', '0'])).toThrow(/1 to 16/);
     expect(() => parseUpArgs(['--nodes', 'x'])).toThrow(/number/);

@@ -1,3 +1,4 @@
+import { subjectRoot } from './metrics.ts';
 import type { MessageContract, PayloadOf } from '@dyad/contracts';
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import type {
@@ -210,7 +211,11 @@ async function handleOne<C extends MessageContract>(
       if (acked && info.deliveryCount > maxDeliver) {
         const detail = `delivered ${info.deliveryCount} times without an ack (consumer died or exceeded ack wait)`;
         failSpan(span, new Error(detail));
-        ctx.metrics.handled.inc({ op: 'consume', outcome: 'dead-letter' });
+        ctx.metrics.handled.inc({
+          op: 'consume',
+          outcome: 'dead-letter',
+          subject_root: subjectRoot(m.subject),
+        });
         await deadLetter(ctx, m, DeadLetterReason.handlerFailed, detail, where);
         m.term(`dead-lettered: ${DeadLetterReason.handlerFailed}`);
         return;
@@ -218,7 +223,11 @@ async function handleOne<C extends MessageContract>(
       const decoded = decodeRaw(accepted, m);
       if (!decoded.ok) {
         failSpan(span, new Error(`${decoded.reason}: ${decoded.detail}`));
-        ctx.metrics.handled.inc({ op: 'consume', outcome: 'dead-letter' });
+        ctx.metrics.handled.inc({
+          op: 'consume',
+          outcome: 'dead-letter',
+          subject_root: subjectRoot(m.subject),
+        });
         await deadLetter(ctx, m, decoded.reason, decoded.detail, { ...where, type: decoded.type });
         // Terminated, not nak'd: a message that cannot decode never will.
         if (acked) m.term(`dead-lettered: ${decoded.reason}`);
@@ -240,7 +249,11 @@ async function handleOne<C extends MessageContract>(
         failSpan(span, err);
         const why = err instanceof Error ? err.message : String(err);
         if (!acked || info.deliveryCount >= maxDeliver) {
-          ctx.metrics.handled.inc({ op: 'consume', outcome: 'dead-letter' });
+          ctx.metrics.handled.inc({
+            op: 'consume',
+            outcome: 'dead-letter',
+            subject_root: subjectRoot(m.subject),
+          });
           const detail = acked
             ? `handler failed ${info.deliveryCount} times, last: ${why}`
             : `handler failed: ${why}`;
@@ -249,7 +262,11 @@ async function handleOne<C extends MessageContract>(
           return;
         }
         const delay = (opts.nakDelayMs ?? defaultNakDelayMs)(info.deliveryCount);
-        ctx.metrics.handled.inc({ op: 'consume', outcome: 'handler-error' });
+        ctx.metrics.handled.inc({
+          op: 'consume',
+          outcome: 'handler-error',
+          subject_root: subjectRoot(m.subject),
+        });
         ctx.logger.warn(
           { ...where, err, retryInMs: delay },
           'handler failed; message will be redelivered',
@@ -258,7 +275,11 @@ async function handleOne<C extends MessageContract>(
         return;
       }
       if (acked) m.ack();
-      ctx.metrics.handled.inc({ op: 'consume', outcome: 'ok' });
+      ctx.metrics.handled.inc({
+        op: 'consume',
+        outcome: 'ok',
+        subject_root: subjectRoot(m.subject),
+      });
     },
   );
 }

@@ -34,7 +34,8 @@ export type { EnsureResult } from './bootstrap.ts';
 export { installSignalHandlers } from './shutdown.ts';
 export type { Drainable, SignalOptions } from './shutdown.ts';
 
-export { subjectRoot } from './metrics.ts';
+export { busMetrics, subjectRoot } from './metrics.ts';
+export type { BusMetrics } from './metrics.ts';
 
 export {
   BusError,

@@ -1,3 +1,4 @@
+import { context } from '@opentelemetry/api';
 import type { MessageContract } from '@dyad/contracts';
 import { backoffDelay } from './backoff.ts';
 import type { BackoffPolicy } from './backoff.ts';
@@ -28,7 +29,9 @@ export interface PublisherOptions {
 
 /**
  * A job that publishes one message through whatever connection `bus` returns now (undefined
- * before the first connect): for a publisher created before NATS is up.
+ * before the first connect): for a publisher created before NATS is up. The publish runs in the
+ * context the job was made in, so the message's `traceparent` names the span that decided it,
+ * not whatever the queue happens to run in.
  */
 export function jsPublishJob<C extends MessageContract>(
   bus: () => Bus | undefined,
@@ -37,13 +40,14 @@ export function jsPublishJob<C extends MessageContract>(
   payload: InputOf<C>,
   opts: JsPublishOptions = {},
 ): PublishJob {
+  const ctx = context.active();
   return {
     subject,
     send: () => {
       const b = bus();
       if (b === undefined || !b.isConnected())
         return Promise.reject(new NotConnectedError(`not connected to NATS: ${subject} waits`));
-      return b.jsPublish(contract, subject, payload, opts);
+      return context.with(ctx, () => b.jsPublish(contract, subject, payload, opts));
     },
   };
 }

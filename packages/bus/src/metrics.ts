@@ -5,8 +5,8 @@ export interface BusMetrics {
   /** Messages refused and sent to the dead-letter subject. */
   readonly deadLetters: Counter<'reason' | 'subject_root'>;
   /** Inbound messages by operation and outcome (ok, handler-error, dead-letter). */
-  readonly handled: Counter<'op' | 'outcome'>;
-  readonly published: Counter<'op'>;
+  readonly handled: Counter<'op' | 'outcome' | 'subject_root'>;
+  readonly published: Counter<'op' | 'subject_root'>;
   /** Connection status events (disconnect, reconnect, ...). */
   readonly statusEvents: Counter<'type'>;
 }
@@ -35,14 +35,14 @@ export function busMetrics(registry: Registry): BusMetrics {
     handled: counter(
       registry,
       'dyad_bus_messages_handled_total',
-      'Inbound messages by operation and outcome.',
-      ['op', 'outcome'],
+      'Inbound messages by operation, outcome and subject family (subjectRoot).',
+      ['op', 'outcome', 'subject_root'],
     ),
     published: counter(
       registry,
       'dyad_bus_messages_published_total',
-      'Messages published by operation.',
-      ['op'],
+      'Messages published by operation and subject family (subjectRoot).',
+      ['op', 'subject_root'],
     ),
     statusEvents: counter(
       registry,

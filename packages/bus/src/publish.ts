@@ -1,3 +1,4 @@
+import { subjectRoot } from './metrics.ts';
 import { encodeEvent } from '@dyad/contracts';
 import type { MessageContract } from '@dyad/contracts';
 import { context, trace } from '@opentelemetry/api';
@@ -70,7 +71,7 @@ export function publish<C extends MessageContract>(
     );
     span.setAttribute('messaging.message.id', out.id);
     ctx.nc.publish(subject, out.body, { headers: out.headers });
-    ctx.metrics.published.inc({ op: 'publish' });
+    ctx.metrics.published.inc({ op: 'publish', subject_root: subjectRoot(subject) });
   } catch (err) {
     failSpan(span, err);
     throw err;
@@ -110,7 +111,7 @@ export async function jsPublish<C extends MessageContract>(
           cause: err,
         });
       }
-      ctx.metrics.published.inc({ op: 'jetstream' });
+      ctx.metrics.published.inc({ op: 'jetstream', subject_root: subjectRoot(subject) });
       span.setAttribute('messaging.nats.stream_sequence', ack.seq);
       if (ack.duplicate) span.setAttribute('messaging.nats.duplicate', true);
       return ack;

@@ -18,6 +18,7 @@ import type { Delivery } from './inbound.ts';
 import { decodeRaw, delivery, limiter } from './inbound.ts';
 import type { InputOf, PublishOptions } from './publish.ts';
 import { encodeOutgoing } from './publish.ts';
+import { subjectRoot } from './metrics.ts';
 import { ErrorCode, ErrorReply } from './reply.ts';
 import type { BusSubscription } from './subscribe.ts';
 import {
@@ -91,14 +92,18 @@ export async function request<Req extends MessageContract, Rep extends MessageCo
         }
         throw err;
       }
-      ctx.metrics.published.inc({ op: 'request' });
+      ctx.metrics.published.inc({ op: 'request', subject_root: subjectRoot(subject) });
       const decoded = decodeRaw<MessageContract>(
         [replyContract, ErrorReply],
         reply,
         CONTRACTS_BY_TYPE,
       );
       if (!decoded.ok) {
-        ctx.metrics.handled.inc({ op: 'request', outcome: 'dead-letter' });
+        ctx.metrics.handled.inc({
+          op: 'request',
+          outcome: 'dead-letter',
+          subject_root: subjectRoot(subject),
+        });
         await deadLetter(ctx, reply, decoded.reason, decoded.detail, {
           type: decoded.type,
           request: subject,
@@ -107,10 +112,14 @@ export async function request<Req extends MessageContract, Rep extends MessageCo
       }
       if (decoded.contract === ErrorReply) {
         const { error } = decoded.value as PayloadOf<typeof ErrorReply>;
-        ctx.metrics.handled.inc({ op: 'request', outcome: 'error-reply' });
+        ctx.metrics.handled.inc({
+          op: 'request',
+          outcome: 'error-reply',
+          subject_root: subjectRoot(subject),
+        });
         throw new RemoteError(subject, error.code, error.message);
       }
-      ctx.metrics.handled.inc({ op: 'request', outcome: 'ok' });
+      ctx.metrics.handled.inc({ op: 'request', outcome: 'ok', subject_root: subjectRoot(subject) });
       return decoded.value as PayloadOf<Rep>;
     },
   );
@@ -165,7 +174,11 @@ async function answer<Req extends MessageContract, Rep extends MessageContract>(
       const decoded = decodeRaw([reqContract], msg);
       if (!decoded.ok) {
         failSpan(span, new Error(`${decoded.reason}: ${decoded.detail}`));
-        ctx.metrics.handled.inc({ op: 'serve', outcome: 'dead-letter' });
+        ctx.metrics.handled.inc({
+          op: 'serve',
+          outcome: 'dead-letter',
+          subject_root: subjectRoot(msg.subject),
+        });
         await deadLetter(ctx, msg, decoded.reason, decoded.detail, { type: decoded.type });
         respondError(ctx, msg, ErrorCode.badRequest, `${decoded.reason}: ${decoded.detail}`);
         return;
@@ -174,7 +187,11 @@ async function answer<Req extends MessageContract, Rep extends MessageContract>(
       const mismatch = subjectCheck?.(decoded.value, msg.subject);
       if (mismatch !== undefined) {
         failSpan(span, new Error(`${DeadLetterReason.subjectMismatch}: ${mismatch}`));
-        ctx.metrics.handled.inc({ op: 'serve', outcome: 'dead-letter' });
+        ctx.metrics.handled.inc({
+          op: 'serve',
+          outcome: 'dead-letter',
+          subject_root: subjectRoot(msg.subject),
+        });
         await deadLetter(ctx, msg, DeadLetterReason.subjectMismatch, mismatch, {
           type: decoded.meta.type,
         });
@@ -195,7 +212,11 @@ async function answer<Req extends MessageContract, Rep extends MessageContract>(
         replyHeaders = out.headers;
       } catch (err) {
         failSpan(span, err);
-        ctx.metrics.handled.inc({ op: 'serve', outcome: 'handler-error' });
+        ctx.metrics.handled.inc({
+          op: 'serve',
+          outcome: 'handler-error',
+          subject_root: subjectRoot(msg.subject),
+        });
         const code = err instanceof ReplyError ? err.code : ErrorCode.internal;
         const message = err instanceof Error ? err.message : String(err);
         if (!(err instanceof ReplyError)) {
@@ -207,7 +228,11 @@ async function answer<Req extends MessageContract, Rep extends MessageContract>(
         respondError(ctx, msg, code, message);
         return;
       }
-      ctx.metrics.handled.inc({ op: 'serve', outcome: 'ok' });
+      ctx.metrics.handled.inc({
+        op: 'serve',
+        outcome: 'ok',
+        subject_root: subjectRoot(msg.subject),
+      });
       if (msg.reply === undefined || msg.reply === '') {
         ctx.logger.warn(
           { subject: msg.subject, id: decoded.meta.id },

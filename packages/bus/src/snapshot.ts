@@ -5,6 +5,7 @@ import type { JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstrea
 import { nanos } from '@nats-io/transport-node';
 import type { BusContext } from './context.ts';
 import { deadLetter } from './deadletter.ts';
+import { subjectRoot } from './metrics.ts';
 import type { JsDelivery } from './inbound.ts';
 import { decodeRaw, delivery } from './inbound.ts';
 import { Kind, inSpan, messagingAttributes } from './tracing.ts';
@@ -100,7 +101,11 @@ async function take<C extends MessageContract>(
   }
   // A newer, bad value replaces an older good one: the old one is no longer the current state.
   out.delete(m.subject);
-  ctx.metrics.handled.inc({ op: 'snapshot', outcome: 'dead-letter' });
+  ctx.metrics.handled.inc({
+    op: 'snapshot',
+    outcome: 'dead-letter',
+    subject_root: subjectRoot(m.subject),
+  });
   await deadLetter(ctx, m, decoded.reason, decoded.detail, {
     type: decoded.type,
     stream,

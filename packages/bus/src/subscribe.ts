@@ -1,3 +1,4 @@
+import { subjectRoot } from './metrics.ts';
 import type { MessageContract, PayloadOf } from '@dyad/contracts';
 import type { Msg } from '@nats-io/transport-node';
 import type { BusContext, BusWorker } from './context.ts';
@@ -60,7 +61,11 @@ async function handleOne<C extends MessageContract>(
       const decoded = decodeRaw(accepted, msg);
       if (!decoded.ok) {
         failSpan(span, new Error(`${decoded.reason}: ${decoded.detail}`));
-        ctx.metrics.handled.inc({ op: 'subscribe', outcome: 'dead-letter' });
+        ctx.metrics.handled.inc({
+          op: 'subscribe',
+          outcome: 'dead-letter',
+          subject_root: subjectRoot(msg.subject),
+        });
         await deadLetter(ctx, msg, decoded.reason, decoded.detail, { type: decoded.type });
         return;
       }
@@ -68,10 +73,18 @@ async function handleOne<C extends MessageContract>(
       span.setAttribute('cloudevents.event_type', decoded.meta.type);
       try {
         await handler(delivery(msg, decoded.value, decoded.meta, decoded.contract));
-        ctx.metrics.handled.inc({ op: 'subscribe', outcome: 'ok' });
+        ctx.metrics.handled.inc({
+          op: 'subscribe',
+          outcome: 'ok',
+          subject_root: subjectRoot(msg.subject),
+        });
       } catch (err) {
         failSpan(span, err);
-        ctx.metrics.handled.inc({ op: 'subscribe', outcome: 'handler-error' });
+        ctx.metrics.handled.inc({
+          op: 'subscribe',
+          outcome: 'handler-error',
+          subject_root: subjectRoot(msg.subject),
+        });
         ctx.logger.error(
           { err, subject: msg.subject, type: decoded.meta.type, id: decoded.meta.id },
           'handler failed',

@@ -2,6 +2,7 @@ import { CE_SPECVERSION, CONTENT_TYPE_JSON, Header, dataSchemaUri } from '@dyad/
 import type { MessageContract, PayloadOf } from '@dyad/contracts';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { BusContext } from './context.ts';
+import { subjectRoot } from './metrics.ts';
 
 export interface TelemetryPublisherOptions {
   /**
@@ -77,7 +78,7 @@ export function telemetryPublisher<C extends MessageContract>(
       sent++;
       unconfirmed++;
       sinceFlush++;
-      ctx.metrics.published.inc({ op: 'publish' });
+      ctx.metrics.published.inc({ op: 'publish', subject_root: subjectRoot(subject) });
       if (sinceFlush >= flushEvery) {
         const n = sinceFlush;
         sinceFlush = 0;

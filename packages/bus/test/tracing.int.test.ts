@@ -1,9 +1,10 @@
 import { K8sStream, PodEvent, k8sObjectSubject } from '@dyad/contracts';
 import { startNats } from '@dyad/testbed';
+import { KeyedPublisher, jsPublishJob } from '../src/index.ts';
 import type { NatsServer } from '@dyad/testbed';
 import { startInMemoryTracing } from '@dyad/telemetry';
 import type { InMemoryTracing, ReadableSpan } from '@dyad/telemetry';
-import { SpanKind, trace } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, context, trace } from '@opentelemetry/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AddReply, AddRequest, Note, Teardown, eventually, pod, testBus } from './helpers.ts';
 import type { TestBus } from './helpers.ts';
@@ -98,6 +99,40 @@ describe('trace context across the bus', () => {
     });
     await eventually(() => seen.length === 1);
     expect(seen[0]).toBe(traceId);
+    await c.stop();
+  });
+
+  it("a KeyedPublisher job publishes in the context it was made in, not the queue's", async () => {
+    await a.bus.ensureStreams([K8sStream]);
+    const subject = k8sObjectSubject('Pod', 'default', 'queued');
+    const seen: string[] = [];
+    const c = await b.bus.consume(
+      [PodEvent],
+      { stream: K8sStream.name, filterSubjects: [subject], deliverPolicy: 'last_per_subject' },
+      () => {
+        seen.push(trace.getActiveSpan()?.spanContext().traceId ?? 'none');
+      },
+    );
+    // NATS is "away" when the job is queued; it goes out on a kick made outside any span.
+    let connected = false;
+    let failures = 0;
+    const publisher = new KeyedPublisher({
+      concurrency: 1,
+      backoff: { initialMs: 60_000, maxMs: 60_000 },
+      onError: () => failures++,
+    });
+    const traceId = await inRoot('origin-queued', () => {
+      publisher.enqueue(
+        jsPublishJob(() => (connected ? a.bus : undefined), PodEvent, subject, pod('queued')),
+      );
+    });
+    await eventually(() => failures === 1);
+    connected = true;
+    context.with(ROOT_CONTEXT, () => publisher.kick());
+    await publisher.idle();
+    await eventually(() => seen.length === 1);
+    expect(seen[0]).toBe(traceId);
+    publisher.close();
     await c.stop();
   });
 

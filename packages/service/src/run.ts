@@ -6,7 +6,8 @@ import type { HealthServer, Logger, LoggerOptions, Registry } from '@dyad/teleme
 /** What every service's configuration carries, whatever else it holds. */
 export interface ServiceConfig {
   readonly nats: NatsSettings;
-  readonly health: { readonly host: string; readonly port: number };
+  /** host undefined: every address of both families. */
+  readonly health: { readonly host: string | undefined; readonly port: number };
   readonly logLevel: LoggerOptions['level'];
 }
 
@@ -65,7 +66,7 @@ export async function startService<C extends ServiceConfig>(
   opts: StartOptions = {},
 ): Promise<StartedService> {
   const cfg = spec.loadConfig(opts.env ?? process.env);
-  const tracing = startTracing({
+  const tracing = await startTracing({
     service: spec.name,
     ...(opts.env === undefined ? {} : { env: opts.env }),
   });

@@ -9,8 +9,11 @@ export type Probe = () => boolean | Promise<boolean>;
 export interface HealthServerOptions {
   /** 0 binds a free port; the bound one is returned. */
   readonly port: number;
-  /** Defaults to 127.0.0.1: probes and scrapes come from the node, not the world. */
-  readonly host?: string;
+  /**
+   * Defaults to every address of both families (`::` with IPv4 mapped, or `0.0.0.0` on a host
+   * without IPv6): the kubelet's probes and Prometheus come from outside the process's loopback.
+   */
+  readonly host?: string | undefined;
   readonly registry: Registry;
   /** Ready to take work (e.g. connected to the bus). Drives /readyz. */
   readonly isReady: Probe;
@@ -28,7 +31,6 @@ export interface HealthServer {
 
 /** `/metrics` (Prometheus text), `/healthz` and `/readyz` (200 or 503). */
 export async function startHealthServer(opts: HealthServerOptions): Promise<HealthServer> {
-  const host = opts.host ?? '127.0.0.1';
   const isHealthy = opts.isHealthy ?? (() => true);
   const server = createServer((req, res) => {
     handle(req, res, opts.registry, opts.isReady, isHealthy).catch((err: unknown) => {
@@ -41,22 +43,29 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<Heal
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => {
       reject(
-        new HealthServerListenError(`cannot listen on ${host}:${opts.port}: ${err.message}`, {
-          cause: err,
-        }),
+        new HealthServerListenError(
+          `cannot listen on ${opts.host ?? '*'}:${opts.port}: ${err.message}`,
+          {
+            cause: err,
+          },
+        ),
       );
     };
     server.once('error', onError);
-    server.listen(opts.port, host, () => {
+    const listening = (): void => {
       server.off('error', onError);
       resolve();
-    });
+    };
+    if (opts.host === undefined) server.listen({ port: opts.port, ipv6Only: false }, listening);
+    else server.listen(opts.port, opts.host, listening);
   });
-  const port = (server.address() as AddressInfo).port;
+  const { port, address: host } = server.address() as AddressInfo;
+  // A wildcard is not an address to dial: the URL names the loopback of its family.
+  const dial = host === '::' ? '::1' : host === '0.0.0.0' ? '127.0.0.1' : host;
   return {
     port,
     host,
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    url: `http://${dial.includes(':') ? `[${dial}]` : dial}:${port}`,
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.close((err) => (err === undefined ? resolve() : reject(err)));

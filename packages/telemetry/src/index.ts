@@ -1,8 +1,19 @@
 export { createLogger } from './logger.ts';
 export type { LoggerOptions } from './logger.ts';
 
-export { startTracing, traceContextPropagator, tracesUrl, tracingWanted } from './tracing.ts';
-export type { Tracing, TracingOptions } from './tracing.ts';
+export { exportPlan, startTracing, traceContextPropagator } from './tracing.ts';
+export type {
+  BatchSpec,
+  Env,
+  ExportPlan,
+  OtlpProtocol,
+  SamplerSpec,
+  Tracing,
+  TracingOptions,
+} from './tracing.ts';
+
+export { TraceBatch } from './batch.ts';
+export { failSpan, withSpan } from './span.ts';
 
 export { startInMemoryTracing } from './testing.ts';
 export type { InMemoryTracing } from './testing.ts';

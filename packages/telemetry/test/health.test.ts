@@ -10,6 +10,29 @@ describe('startHealthServer', () => {
     server = undefined;
   });
 
+  it('listens on every address of both families unless told a host, so scrapes from outside loopback reach it', async () => {
+    const registry = createMetrics({ processMetrics: false });
+    server = await startHealthServer({ port: 0, registry, isReady: () => true });
+    expect(['::', '0.0.0.0']).toContain(server.host);
+    const ipv4 = await fetch(`http://127.0.0.1:${server.port}/healthz`);
+    expect(ipv4.status).toBe(200);
+    if (server.host === '::') {
+      // bound to a wildcard, not to one loopback: the other family's address answers too
+      expect((await fetch(`http://[::1]:${server.port}/healthz`)).status).toBe(200);
+    }
+    const pinned = await startHealthServer({
+      port: 0,
+      host: '127.0.0.1',
+      registry,
+      isReady: () => true,
+    });
+    try {
+      expect(pinned.url).toBe(`http://127.0.0.1:${pinned.port}`);
+    } finally {
+      await pinned.close();
+    }
+  });
+
   it('answers /healthz, flips /readyz with the probe, and serves registered metrics', async () => {
     const registry = createMetrics({ defaultLabels: { service: 'svc-h' } });
     const counter = new Counter({

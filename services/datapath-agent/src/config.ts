@@ -51,8 +51,9 @@ const Env = z.object({
   DYAD_IPAM_TIMEOUT_MS: z.coerce.number().int().min(100).default(5000),
   /** Also report every new flow policy allowed (datapath trace events), not only drops. */
   DYAD_FLOW_TRACE: Bool.default(false),
+  DYAD_CNI_TRACE_LOOKUP_MS: z.coerce.number().int().min(0).max(5000).default(100),
   DYAD_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(9876),
-  DYAD_HEALTH_HOST: z.string().default('127.0.0.1'),
+  DYAD_HEALTH_HOST: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
 });
 
@@ -72,12 +73,15 @@ export interface AgentConfig {
   readonly coalesceMs: number;
   readonly coalesceMaxMs: number;
   readonly ctEntries: number;
+  /** How long a CNI call waits for its pod's trace context on NATS (0: never looks). */
+  readonly cniTraceLookupMs: number;
   readonly ipam: {
     readonly preAllocate: number;
     readonly growWaitMs: number;
     readonly timeoutMs: number;
   };
-  readonly health: { readonly host: string; readonly port: number };
+  /** host undefined: every address of both families. */
+  readonly health: { readonly host: string | undefined; readonly port: number };
   readonly flowTrace: boolean;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 }
@@ -107,6 +111,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
     coalesceMs: e.DYAD_COALESCE_MS,
     coalesceMaxMs: e.DYAD_COALESCE_MAX_MS,
     ctEntries: e.DYAD_CT_ENTRIES,
+    cniTraceLookupMs: e.DYAD_CNI_TRACE_LOOKUP_MS,
     ipam: {
       preAllocate: e.DYAD_IPAM_PRE_ALLOCATE,
       growWaitMs: e.DYAD_IPAM_GROW_WAIT_MS,

@@ -1,5 +1,6 @@
 import type { InputOf, JsPublishOptions } from '@dyad/bus';
 import type { MessageContract } from '@dyad/contracts';
+import { withSpan } from '@dyad/telemetry';
 import type { CniBackend } from './cni/handler.ts';
 import type { AddRequest, CheckRequest, DelRequest, GcRequest, PodRef } from './cni/request.ts';
 import { CniCode } from './cni/spec.ts';
@@ -303,11 +304,13 @@ export class EndpointManager implements CniBackend {
           `${req.ifName} exists in ${req.netns}`,
         );
       const fresh = !this.#o.addressing.holders().includes(req.containerId);
-      const allocated = await this.#o.addressing.allocate({
-        containerId: req.containerId,
-        pod: req.pod,
-        ...(req.conf.ipFamilies ? { families: req.conf.ipFamilies } : {}),
-      });
+      const allocated = await withSpan('ipam allocate', () =>
+        this.#o.addressing.allocate({
+          containerId: req.containerId,
+          pod: req.pod,
+          ...(req.conf.ipFamilies ? { families: req.conf.ipFamilies } : {}),
+        }),
+      );
       mark('allocate');
       const macs = endpointMacs(req.containerId, req.ifName);
       const intent: StoredEndpoint = {

@@ -16,7 +16,7 @@ export { buildResult, errorResult, versionResult } from './cni/result.ts';
 export { startCniServer } from './cni/server.ts';
 export { CniCode, LATEST_VERSION, SUPPORTED_VERSIONS } from './cni/spec.ts';
 export { endpointMacs, hostIfName, nextEndpointId, endpointKey } from './endpoint.ts';
-export { createAgentMetrics } from './metrics.ts';
+export { createAgentMetrics, createReconcileHistogram } from './metrics.ts';
 export { openLibc } from './netlink/libc.ts';
 export { Netns } from './netlink/netns.ts';
 export { NetlinkSocket } from './netlink/socket.ts';

@@ -26,6 +26,7 @@ import { Libbpf } from '@dyad/libbpf-ts';
 import { createLogger, createMetrics, startHealthServer, startTracing } from '@dyad/telemetry';
 import { startApiServer } from './api.ts';
 import { handleCni } from './cni/handler.ts';
+import { podContextFromBus } from './cni/trace.ts';
 import { startCniServer } from './cni/server.ts';
 import { loadConfig } from './config.ts';
 import { NodeDatapath } from './datapath/node.ts';
@@ -40,7 +41,7 @@ import { FlowDirectory } from './flows/directory.ts';
 import { startFlows } from './flows/flows.ts';
 import { nodeBlockList } from './ipam/blocks.ts';
 import { NodeIpam } from './ipam/node-ipam.ts';
-import { createAgentMetrics } from './metrics.ts';
+import { createAgentMetrics, createReconcileHistogram } from './metrics.ts';
 import { openLibc } from './netlink/libc.ts';
 import { Netns } from './netlink/netns.ts';
 import { linkByName } from './netlink/rtnl.ts';
@@ -55,7 +56,10 @@ const SERVICE = 'datapath-agent';
 
 async function main(): Promise<void> {
   const cfg = loadConfig(process.env);
-  const tracing = startTracing({ service: SERVICE });
+  const tracing = await startTracing({
+    service: SERVICE,
+    resource: { 'k8s.node.name': cfg.nodeName },
+  });
   const logger = createLogger({ service: SERVICE, level: cfg.logLevel });
   const registry = createMetrics();
   const startedAt = Date.now();
@@ -145,6 +149,7 @@ async function main(): Promise<void> {
     policy: () => follower.policy(),
     services: () => follower.services(),
   };
+  const reconcileSeconds = createReconcileHistogram(registry);
   const reconciler: DatapathReconciler = new DatapathReconciler({
     datapath,
     inputs: () => ({
@@ -158,6 +163,7 @@ async function main(): Promise<void> {
     onView: (ep, view) => holder.manager?.applyView(ep, view),
     schedule: debounce(cfg.coalesceMs, cfg.coalesceMaxMs),
     onError: (err) => logger.error({ err }, 'datapath maps not written'),
+    onPass: (seconds, kind) => reconcileSeconds.observe({ kind }, seconds),
   });
   // who is behind an address, for flows: the router's ipcache, else this node's own endpoints
   const flowDirectory = new FlowDirectory(
@@ -187,7 +193,7 @@ async function main(): Promise<void> {
     logger,
   });
   holder.manager = agent;
-  const metrics = createAgentMetrics(registry, agent, datapath);
+  const metrics = createAgentMetrics(registry, agent, datapath, allocator, cfg.nodeName);
   const flows = startFlows({
     lib,
     datapath,
@@ -205,11 +211,15 @@ async function main(): Promise<void> {
   ipam.adoptOnBlocks(start.adopt);
   logger.info({ mode: start.mode, endpoints: start.endpoints.length }, 'state loaded');
 
+  const podTrace = podContextFromBus(() => conn.bus);
   const cni = await startCniServer(
     cfg.cniSocket,
     async (raw) => {
       const t0 = process.hrtime.bigint();
-      const reply = await handleCni(raw, agent);
+      const reply = await handleCni(raw, agent, {
+        podContext: podTrace,
+        lookupMs: cfg.cniTraceLookupMs,
+      });
       metrics.observeCni(reply, Number(process.hrtime.bigint() - t0) / 1e9);
       if (reply.errorCode !== undefined)
         logger.warn(

@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startInMemoryTracing } from '@dyad/telemetry';
 import { kernelRequired } from '@dyad/testbed';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handleCni } from '../src/cni/handler.ts';
@@ -109,6 +110,28 @@ describe.skipIf(skip !== undefined)('dyad-cni forwarder', () => {
     const req = seen.at(-1);
     expect(req?.conf['note']).toBe('quotes " backslash \\ tab \t newline \n unicode é ✓');
     expect(req).toMatchObject({ containerId: 'c1', netns: '/run/netns/x', pod: { name: 'p1' } });
+  });
+
+  it("forwards the runtime's TRACEPARENT and TRACESTATE: the agent's span is their child", async () => {
+    const tracing = startInMemoryTracing();
+    try {
+      const r = await runCni(
+        env({
+          DYAD_CNI_SOCKET: sock,
+          CNI_CONTAINERID: 'c-traced',
+          TRACEPARENT: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+          TRACESTATE: 'rt=1',
+        }),
+        JSON.stringify({ cniVersion: '1.1.0', name: 'dyad', type: 'dyad-cni' }),
+      );
+      expect(r.code).toBe(0);
+      const span = tracing.spans().find((s) => s.name === 'cni ADD');
+      expect(span?.spanContext().traceId).toBe('4bf92f3577b34da6a3ce929d0e0e4736');
+      expect(span?.parentSpanContext?.spanId).toBe('00f067aa0ba902b7');
+      expect(span?.spanContext().traceState?.get('rt')).toBe('1');
+    } finally {
+      await tracing.shutdown();
+    }
   });
 
   it('DYAD_CNI_SOCKET wins over the config and the agent error comes back with exit 1', async () => {

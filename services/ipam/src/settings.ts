@@ -16,7 +16,7 @@ const seconds = (def: number, min = 0) => z.coerce.number().min(min).default(def
 const Env = z.object({
   ...NatsEnv,
   DYAD_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(9872),
-  DYAD_HEALTH_HOST: z.string().default('0.0.0.0'),
+  DYAD_HEALTH_HOST: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   DYAD_IPAM_GC_INTERVAL_S: seconds(60, 0.05),
   DYAD_IPAM_NODE_GRACE_S: seconds(600),
@@ -29,7 +29,8 @@ const Env = z.object({
 
 export interface IpamSettings {
   readonly nats: NatsSettings;
-  readonly health: { readonly host: string; readonly port: number };
+  /** host undefined: every address of both families. */
+  readonly health: { readonly host: string | undefined; readonly port: number };
   readonly logLevel: z.output<typeof Env>['LOG_LEVEL'];
   readonly ipam: IpamConfig;
   readonly gcIntervalMs: number;

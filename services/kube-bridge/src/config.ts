@@ -8,7 +8,7 @@ const Env = z.object({
   KUBECONFIG: z.string().min(1).optional(),
   ...NatsEnv,
   DYAD_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(9871),
-  DYAD_HEALTH_HOST: z.string().default('0.0.0.0'),
+  DYAD_HEALTH_HOST: z.string().min(1).optional(),
   DYAD_RESYNC_INTERVAL_S: z.coerce.number().positive().default(300),
   DYAD_TOMBSTONE_TTL_S: z.coerce.number().int().min(1).default(86_400),
   /** Warning Events on NetworkPolicies Dyad does not enforce as written (needs RBAC to create Events). */
@@ -21,7 +21,8 @@ const Env = z.object({
 export interface BridgeConfig {
   readonly kubeconfig: string | undefined;
   readonly nats: NatsSettings;
-  readonly health: { readonly host: string; readonly port: number };
+  /** host undefined: every address of both families. */
+  readonly health: { readonly host: string | undefined; readonly port: number };
   readonly resyncIntervalMs: number;
   readonly tombstoneTtlMs: number;
   readonly logLevel: z.output<typeof Env>['LOG_LEVEL'];

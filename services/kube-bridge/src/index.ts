@@ -1,1 +1,2 @@
-export {};
+export { createBridgeMetrics } from './metrics.ts';
+export type { BridgeMetrics } from './metrics.ts';

@@ -9,7 +9,7 @@ const Bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' |
 const Env = z.object({
   ...NatsEnv,
   DYAD_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(9874),
-  DYAD_HEALTH_HOST: z.string().default('127.0.0.1'),
+  DYAD_HEALTH_HOST: z.string().min(1).optional(),
   /** Input changes within this window are compiled and published together. */
   DYAD_POLICY_FLUSH_MS: z.coerce.number().int().min(0).max(10_000).default(5),
   /** Full check this often: a from-scratch compile and the stored outputs against the live state. */
@@ -25,7 +25,8 @@ const Env = z.object({
 
 export interface PolicyConfig {
   readonly nats: NatsSettings;
-  readonly health: { readonly host: string; readonly port: number };
+  /** host undefined: every address of both families. */
+  readonly health: { readonly host: string | undefined; readonly port: number };
   readonly flushDelayMs: number;
   readonly resyncIntervalMs: number;
   readonly tombstoneTtl: string;

@@ -28,6 +28,7 @@ import {
 import type { MessageContract, NetworkPolicyObject, PayloadOf, PodObject } from '@dyad/contracts';
 import { KeyedPublisher, jsPublishJob } from '@dyad/bus';
 import type { Bus, BusWorker, JsDelivery } from '@dyad/bus';
+import { TraceBatch } from '@dyad/telemetry';
 import type { Logger } from '@dyad/telemetry';
 import { z } from 'zod';
 import { readPrefix } from './cidr.ts';
@@ -135,6 +136,8 @@ export class PolicyService {
   readonly #workers: BusWorker[] = [];
   readonly #timers: NodeJS.Timeout[] = [];
   #flushTimer: NodeJS.Timeout | undefined;
+  /** The traces of the input changes the next flush compiles. */
+  readonly #batch = new TraceBatch();
   #retryTimer: NodeJS.Timeout | undefined;
   #reconciling: Promise<void> | undefined;
   #offReconnect: () => void = () => undefined;
@@ -534,7 +537,9 @@ export class PolicyService {
   // ---- outputs ----
 
   #changed(): void {
-    if (this.#stopped || this.#flushTimer !== undefined) return;
+    if (this.#stopped) return;
+    this.#batch.add();
+    if (this.#flushTimer !== undefined) return;
     this.#flushTimer = setTimeout(() => {
       this.#flushTimer = undefined;
       this.#flush();
@@ -542,10 +547,14 @@ export class PolicyService {
   }
 
   #flush(): void {
-    const started = performance.now();
-    const deltas = this.#engine.drain();
-    this.#o.metrics.compileSeconds.observe((performance.now() - started) / 1000);
-    for (const d of deltas) this.#publishDelta(d);
+    // The publishes are queued inside the span and carry it as their parent.
+    this.#batch.runSync('policy compile', {}, (span) => {
+      const started = performance.now();
+      const deltas = this.#engine.drain();
+      this.#o.metrics.compileSeconds.observe((performance.now() - started) / 1000);
+      span.setAttribute('dyad.policy.deltas', deltas.length);
+      for (const d of deltas) this.#publishDelta(d);
+    });
   }
 
   #publishDelta(d: PolicyDelta): void {

@@ -7,7 +7,7 @@ import { RouterConfigError } from './errors.ts';
 const Env = z.object({
   ...NatsEnv,
   DYAD_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(9873),
-  DYAD_HEALTH_HOST: z.string().default('127.0.0.1'),
+  DYAD_HEALTH_HOST: z.string().min(1).optional(),
   /** Input changes within this window are published together. */
   DYAD_ROUTER_FLUSH_MS: z.coerce.number().int().min(0).max(10_000).default(5),
   /** Full comparison of the stored state with the computed one, this often. */
@@ -19,7 +19,8 @@ const Env = z.object({
 
 export interface RouterConfig {
   readonly nats: NatsSettings;
-  readonly health: { readonly host: string; readonly port: number };
+  /** host undefined: every address of both families. */
+  readonly health: { readonly host: string | undefined; readonly port: number };
   readonly flushDelayMs: number;
   readonly resyncIntervalMs: number;
   readonly tombstoneTtl: string;

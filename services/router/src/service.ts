@@ -15,6 +15,7 @@ import {
 } from '@dyad/contracts';
 import type { EndpointStateValue, Family, PayloadOf } from '@dyad/contracts';
 import type { Bus, BusConsumer } from '@dyad/bus';
+import { TraceBatch } from '@dyad/telemetry';
 import type { Logger } from '@dyad/telemetry';
 import { RouterCore } from './core.ts';
 import { diffState, isEmptyUpdate } from './diff.ts';
@@ -77,6 +78,8 @@ export class RouterService {
   /** Settles when the flush `#flushTimer` will run is done (or is cancelled by stop). */
   #flushed: Promise<undefined> | undefined;
   #cancelFlush: () => void = () => {};
+  /** The traces of the input changes the next flush publishes. */
+  readonly #batch = new TraceBatch();
   #firstDirtyAt: number | undefined;
   #reconcileTimer: NodeJS.Timeout | undefined;
   #reconcileBackoffMs = 0;
@@ -283,6 +286,7 @@ export class RouterService {
   #changed(apply: () => void): void {
     apply();
     if (this.#stopped) return;
+    this.#batch.add();
     this.#firstDirtyAt ??= performance.now();
     if (this.#flushTimer !== undefined) return;
     const flushed = Promise.withResolvers<undefined>();
@@ -309,7 +313,14 @@ export class RouterService {
   async #flush(): Promise<void> {
     const started = this.#firstDirtyAt;
     this.#firstDirtyAt = undefined;
-    const updates = this.#core.drain();
+    await this.#batch.run('router flush', {}, async (span) => {
+      const updates = this.#core.drain();
+      span.setAttribute('dyad.router.updates', updates.length);
+      await this.#publishFlush(updates, started);
+    });
+  }
+
+  async #publishFlush(updates: readonly NodeUpdate[], started: number | undefined): Promise<void> {
     try {
       if (updates.length > 0) await this.#publish(updates, 'flush');
       await this.#publishServices();

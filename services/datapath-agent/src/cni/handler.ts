@@ -1,9 +1,13 @@
+import { SpanKind, trace } from '@opentelemetry/api';
+import { failSpan } from '@dyad/telemetry';
 import type { Endpoint } from '../endpoint.ts';
 import { CniError } from '../errors.ts';
 import { Envelope, parseRequest, versionForError } from './request.ts';
 import type { AddRequest, CheckRequest, CniRequest, DelRequest, GcRequest } from './request.ts';
 import { buildResult, errorResult, versionResult } from './result.ts';
 import { CniCode } from './spec.ts';
+import { cniParent } from './trace.ts';
+import type { CniTraceOptions } from './trace.ts';
 
 /** The agent operations behind the CNI commands. */
 export interface CniBackend {
@@ -28,8 +32,15 @@ function json(v: unknown): string {
   return `${JSON.stringify(v)}\n`;
 }
 
-/** Reads one forwarded call, runs it, and renders the spec's result or error. Never throws. */
-export async function handleCni(raw: string, backend: CniBackend): Promise<CniReply> {
+/**
+ * Reads one forwarded call, runs it in a `cni <COMMAND>` span (parented as trace.ts says), and
+ * renders the spec's result or error. Never throws.
+ */
+export async function handleCni(
+  raw: string,
+  backend: CniBackend,
+  tracing?: CniTraceOptions,
+): Promise<CniReply> {
   let envelope: Envelope | undefined;
   let request: CniRequest | undefined;
   try {
@@ -52,7 +63,7 @@ export async function handleCni(raw: string, backend: CniBackend): Promise<CniRe
       );
     envelope = env.data;
     request = parseRequest(envelope);
-    return { exitCode: 0, stdout: await run(request, backend), request };
+    return { exitCode: 0, stdout: await traced(envelope.env, request, backend, tracing), request };
   } catch (e) {
     const err =
       e instanceof CniError
@@ -71,6 +82,42 @@ export async function handleCni(raw: string, backend: CniBackend): Promise<CniRe
       ...(request ? { request } : {}),
     };
   }
+}
+
+async function traced(
+  env: Readonly<Record<string, string>>,
+  req: CniRequest,
+  backend: CniBackend,
+  tracing: CniTraceOptions | undefined,
+): Promise<string> {
+  if (req.command === 'VERSION') return run(req, backend);
+  const pod = 'pod' in req ? req.pod : undefined;
+  const parent = await cniParent(env, pod, tracing);
+  const attributes = {
+    'cni.command': req.command,
+    ...('containerId' in req ? { 'cni.container_id': req.containerId } : {}),
+    ...('ifName' in req ? { 'cni.ifname': req.ifName } : {}),
+    ...(pod
+      ? { 'k8s.namespace': pod.namespace, 'k8s.name': pod.name, 'k8s.pod.uid': pod.uid ?? '' }
+      : {}),
+  };
+  return trace
+    .getTracer('@dyad/datapath-agent')
+    .startActiveSpan(
+      `cni ${req.command}`,
+      { kind: SpanKind.SERVER, attributes },
+      parent,
+      async (span) => {
+        try {
+          return await run(req, backend);
+        } catch (e) {
+          failSpan(span, e);
+          throw e;
+        } finally {
+          span.end();
+        }
+      },
+    );
 }
 
 async function run(req: CniRequest, backend: CniBackend): Promise<string> {

@@ -1,3 +1,4 @@
+import { TraceBatch } from '@dyad/telemetry';
 import type { Endpoint } from '../endpoint.ts';
 import { endpointKey } from '../endpoint.ts';
 import {
@@ -27,6 +28,8 @@ export interface ReconcilerOptions {
   /** When a marked change is written if nobody flushes first (coalescing). */
   readonly schedule: Schedule;
   readonly onError: (err: unknown) => void;
+  /** How long a pass took (a full one after markAll, else partial). */
+  readonly onPass?: (seconds: number, kind: 'full' | 'partial') => void;
 }
 
 /**
@@ -45,6 +48,8 @@ export class DatapathReconciler {
   #pods = new Set<string>();
   #services = false;
   #lbIds: LbIds | undefined;
+  /** The traces of what was marked since the last pass: a CNI call, router or policy messages. */
+  readonly #batch = new TraceBatch();
   readonly #pass = (): void => {
     this.flush().catch(this.#o.onError);
   };
@@ -55,33 +60,43 @@ export class DatapathReconciler {
 
   markAll(): void {
     this.#all = true;
+    this.#batch.add();
     this.#o.schedule(this.#pass);
   }
 
   /** An endpoint was added, changed or removed; pass it as it was if it is gone. */
   markEndpoint(ep: Endpoint): void {
     this.#endpoints.set(endpointKey(ep), ep);
+    this.#batch.add();
     this.#o.schedule(this.#pass);
   }
 
   markPrefix(prefix: string): void {
     this.#prefixes.add(canonicalPrefix(prefix));
+    this.#batch.add();
     this.#o.schedule(this.#pass);
   }
 
   markPod(namespace: string, name: string): void {
     this.#pods.add(podKey({ namespace, name }));
+    this.#batch.add();
     this.#o.schedule(this.#pass);
   }
 
   /** The node's Services changed. */
   markServices(): void {
     this.#services = true;
+    this.#batch.add();
     this.#o.schedule(this.#pass);
   }
 
   /** Writes what is marked now; resolves once the kernel holds it. */
   async flush(): Promise<void> {
+    if (this.#batch.size === 0) return this.#write();
+    return this.#batch.run('datapath write', {}, () => this.#write());
+  }
+
+  async #write(): Promise<void> {
     const all = this.#all;
     const endpoints = this.#endpoints;
     const prefixes = this.#prefixes;
@@ -92,6 +107,7 @@ export class DatapathReconciler {
     this.#endpoints = new Map();
     this.#prefixes = new Set();
     this.#pods = new Set();
+    const started = performance.now();
     const inputs = this.#o.inputs();
     const writes: Array<Promise<void>> = [];
     if (all) this.#full(inputs, writes);
@@ -99,6 +115,7 @@ export class DatapathReconciler {
     if (services) this.#lb(inputs, writes);
     this.#o.datapath.flush();
     await Promise.all(writes);
+    this.#o.onPass?.((performance.now() - started) / 1000, all ? 'full' : 'partial');
   }
 
   /** The LB maps as a whole (a few entries per Service); the mirrors drop what is unchanged. */
