@@ -252,6 +252,9 @@ function startNode(
       args: [AGENT_MAIN],
       env: {
         ...serviceEnv('nats://127.0.0.1:4222', otlpSock === undefined ? undefined : OTLP_IN_NODE),
+        // traced: a CNI call may wait longer for its pod's trace context (a NATS read), so one
+        // pod stays one trace on a busy machine too
+        ...(otlpSock === undefined ? {} : { DYAD_CNI_TRACE_LOOKUP_MS: '2000' }),
         DYAD_NODE_NAME: n.name,
         DYAD_NODE_ID: String(index + 1),
         DYAD_CNI_SOCKET: n.cniSocket,

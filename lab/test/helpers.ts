@@ -11,12 +11,12 @@ import type { PodRecordValue } from '../src/records.ts';
 import { readState } from '../src/state.ts';
 import type { LabStateValue } from '../src/state.ts';
 
-/** Why the lab tier cannot run here, or undefined when it can. */
-export function labSkipReason(): string | undefined {
+/** Why the lab tier cannot run here, or undefined when it can; `pinned` names more tools/bin needs. */
+export function labSkipReason(pinned: readonly string[] = []): string | undefined {
   return kernelSkipReason({
     notRoot: 'lab tests need root (netns, eBPF, tc)',
     tools: ['ip', 'nsenter', 'make', 'clang', 'gcc'],
-    pinned: ['kube-apiserver', 'etcd', 'nats-server', 'kube-scheduler'],
+    pinned: ['kube-apiserver', 'etcd', 'nats-server', 'kube-scheduler', ...pinned],
   });
 }
 

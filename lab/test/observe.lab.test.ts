@@ -1,0 +1,211 @@
+// What an operator observes, in one lab (`up --nodes 2 --tracing`) so CI starts one lab for both:
+// - flows: a pod whose NetworkPolicy admits nothing refuses a connection from a pod on another
+//   node, and `dyad observe --verdict dropped` (cluster-wide, from NATS) shows that drop with both
+//   pods' names, for IPv4 and for IPv6;
+// - traces: one Pod creation is one trace in Jaeger, from kube-bridge's watch event to the
+//   agents' map writes, and the agent's log lines carry its trace id.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { FlowEventValue } from '@dyad/contracts';
+import { afterAll, beforeAll, describe, expect, it, test, vi } from 'vitest';
+import { labStatusReport } from '../src/commands.ts';
+import { fetchTrace, findTraces } from '../src/jaeger.ts';
+import type { JaegerSpan } from '../src/jaeger.ts';
+import { TestLab, labRequired, labSkipReason, podManifest } from './helpers.ts';
+
+const skip = labSkipReason(['jaeger']);
+if (skip && labRequired()) test('lab tier is required', () => expect.fail(skip));
+
+const PORT = 8080;
+const NS = 'observe';
+/** Policy reaches the node a moment after the apiserver has it; flows reach NATS after the drop. */
+const DEADLINE_MS = 60_000;
+
+describe.skipIf(skip !== undefined)('lab --tracing: flows and traces', () => {
+  const lab = new TestLab('observe');
+  /** The server pod's UID: its creation is the traced one. */
+  let uid = '';
+
+  beforeAll(async () => {
+    // debug: the agent logs each ADD inside the call's span
+    process.env.DYAD_LAB_LOG_LEVEL = 'debug';
+    const state = await lab.up(['--nodes', '2', '--tracing']);
+    lab.env['NATS_URL'] = state.natsUrl;
+    lab.kubectl(['create', 'namespace', NS]);
+    lab.kubectl(
+      ['apply', '-f', '-'],
+      podManifest(
+        [
+          { namespace: NS, name: 'client', node: 'node-1' },
+          { namespace: NS, name: 'server', node: 'node-2' },
+        ],
+        PORT,
+      ),
+    );
+    await lab.waitPods([`${NS}/client`, `${NS}/server`], state.families.length);
+    uid = lab.kubectl(['get', 'pod', '-n', NS, 'server', '-o', 'jsonpath={.metadata.uid}']);
+    lab.kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'networking.k8s.io/v1',
+        kind: 'NetworkPolicy',
+        metadata: { name: 'deny-ingress', namespace: NS },
+        spec: { podSelector: { matchLabels: { app: 'server' } }, policyTypes: ['Ingress'] },
+      }),
+    );
+  }, 600_000);
+
+  afterAll(async () => {
+    delete process.env.DYAD_LAB_LOG_LEVEL;
+    await lab.down();
+  }, 120_000);
+
+  describe('flows: policy drops in dyad observe', () => {
+    it.each(['IPv4', 'IPv6'] as const)(
+      '%s: the refused connection is a dropped flow naming both pods',
+      async (family) => {
+        const until = Date.now() + DEADLINE_MS;
+        for (;;) {
+          const [r] = await lab.probeBatch(
+            [{ from: `${NS}/client`, to: `${NS}/server`, port: PORT, protocol: 'TCP', family }],
+            1000,
+          );
+          const out = lab.dyad([
+            'observe',
+            '--verdict',
+            'dropped',
+            '--namespace',
+            NS,
+            '--family',
+            family,
+            '--last',
+            '50',
+            '-o',
+            'json',
+          ]);
+          expect(out.status, out.stderr).toBe(0);
+          const seen = out.stdout
+            .split('\n')
+            .filter((l) => l !== '')
+            .map((l) => JSON.parse(l) as FlowEventValue);
+          const hit = seen.find(
+            (f) => f.source.pod_name === 'client' && f.destination.pod_name === 'server',
+          );
+          if (r?.result === 'blocked' && hit) {
+            expect(hit).toMatchObject({
+              verdict: 'DROPPED',
+              drop_reason_desc: 'POLICY_DENIED',
+              traffic_direction: 'INGRESS',
+              node_name: 'node-2',
+              IP: { ipVersion: family },
+              l4: { TCP: { destination_port: PORT, flags: { SYN: true } } },
+              source: { namespace: NS, pod_name: 'client' },
+              destination: { namespace: NS, pod_name: 'server' },
+            });
+            expect(hit.destination.labels).toContain('k8s:app=server');
+            return;
+          }
+          if (Date.now() > until)
+            throw new Error(`no dropped ${family} flow client -> server: ${JSON.stringify(seen)}`);
+          await sleep(500);
+        }
+      },
+      DEADLINE_MS + 30_000,
+    );
+  });
+
+  describe('traces: one Pod creation, one trace in Jaeger', () => {
+    let queryUrl = '';
+
+    it("names Jaeger's query URL in `lab status -o json`", async () => {
+      const report = labStatusReport(lab.paths);
+      queryUrl = report.state?.jaeger?.queryUrl ?? '';
+      expect(queryUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      // every process exports in batches: wait until each has sent something
+      await vi.waitFor(
+        async () => {
+          const services = (await (await fetch(`${queryUrl}/api/services`)).json()) as {
+            data: string[];
+          };
+          expect(services.data).toEqual(
+            expect.arrayContaining(['kube-bridge', 'router', 'policy', 'datapath-agent']),
+          );
+        },
+        { timeout: 60_000, interval: 500 },
+      );
+    });
+
+    it("one trace holds the pod's path through kube-bridge, the agent, router and policy, in order", async () => {
+      const traceId = await vi.waitFor(
+        async () => {
+          const ids = await findTraces(queryUrl, 'datapath-agent', 'cni ADD', {
+            'k8s.pod.uid': uid,
+          });
+          const [id] = ids;
+          if (id === undefined) throw new Error('no CNI ADD trace of the pod yet');
+          return id;
+        },
+        { timeout: 120_000, interval: 500 },
+      );
+      // Spans arrive at Jaeger in batches from six processes: check until the whole chain is there.
+      await vi.waitFor(
+        async () => {
+          const spans = await fetchTrace(queryUrl, traceId);
+          const byId = new Map(spans.map((s) => [s.spanId, s]));
+          const ancestors = (s: JaegerSpan): string[] => {
+            const out: string[] = [];
+            for (let p = byId.get(s.parentSpanId ?? ''); p; p = byId.get(p.parentSpanId ?? ''))
+              out.push(p.spanId);
+            return out;
+          };
+          const of = (
+            service: string,
+            name: string,
+            under?: JaegerSpan,
+            node?: string,
+          ): JaegerSpan => {
+            const s = spans.find(
+              (x) =>
+                x.service === service &&
+                x.name === name &&
+                (under === undefined || ancestors(x).includes(under.spanId)) &&
+                (node === undefined || x.process['k8s.node.name'] === node),
+            );
+            if (s === undefined)
+              throw new Error(
+                `no ${service} ${name}${under ? ` under ${under.name}` : ''}${node ? ` on ${node}` : ''} yet`,
+              );
+            return s;
+          };
+          // correctly parented: each step descends from the one that caused it
+          const bridge = of('kube-bridge', 'k8s upsert Pod');
+          expect(bridge.parentSpanId).toBeUndefined();
+          const cni = of('datapath-agent', 'cni ADD', bridge);
+          expect(cni.process['k8s.node.name']).toBe('node-2');
+          expect(of('datapath-agent', 'ipam allocate', cni).parentSpanId).toBe(cni.spanId);
+          // the pod's node writes its maps inside the call
+          const ownWrite = of('datapath-agent', 'datapath write', cni, 'node-2');
+          // the router's computation of the pod's endpoint report, and the batched map write it
+          // causes on the node that learns where the pod is (the pod's own node may write too)
+          const router = of('router', 'router flush', cni);
+          const write = of('datapath-agent', 'datapath write', router, 'node-1');
+          const policy = of('policy', 'policy compile', bridge);
+          // in order
+          const order = [bridge, cni, ownWrite, router, write].map((s) => s.startTime);
+          expect([...order].sort((x, y) => x - y)).toEqual(order);
+          expect(policy.startTime).toBeGreaterThanOrEqual(bridge.startTime);
+        },
+        { timeout: 60_000, interval: 500 },
+      );
+
+      // the agent's log lines of that call carry the same trace id
+      const log = readFileSync(join(lab.paths.logs, 'agent-node-2.log'), 'utf8');
+      const lines = log
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { trace_id?: string; msg?: string });
+      expect(lines.some((l) => l.trace_id === traceId && l.msg === 'ADD done')).toBe(true);
+    });
+  });
+});
