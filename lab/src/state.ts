@@ -1,3 +1,4 @@
+import { FamilySchema } from '@dyad/contracts';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { z } from 'zod';
 
@@ -41,7 +42,7 @@ export const LabState = z.object({
     ipv6: z.boolean(),
     kubelet: z.boolean().optional(),
   }),
-  families: z.array(z.enum(['IPv4', 'IPv6'])),
+  families: z.array(FamilySchema),
   supervisorPid: z.number().int(),
   supervisorStartTime: z.number().optional(),
   fabricNetns: z.string(),

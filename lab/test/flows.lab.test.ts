@@ -1,6 +1,7 @@
 // Flows in the lab: a pod whose NetworkPolicy admits nothing refuses a connection from a pod on
 // another node, and `dyad observe --verdict dropped` (cluster-wide, from NATS) shows that drop
 // with both pods' names, for IPv4 and for IPv6.
+import { FAMILIES } from '@dyad/netaddr';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FlowEventValue } from '@dyad/contracts';
 import { afterAll, beforeAll, describe, expect, it, test } from 'vitest';
@@ -47,7 +48,7 @@ describe.skipIf(skip !== undefined)('lab: policy drops in dyad observe', () => {
     await lab.down();
   }, 120_000);
 
-  it.each(['IPv4', 'IPv6'] as const)(
+  it.each(FAMILIES)(
     '%s: the refused connection is a dropped flow naming both pods',
     async (family) => {
       const until = Date.now() + DEADLINE_MS;
