@@ -16,6 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { connectBus } from '@dyad/bus';
 import { FlowEvent, flowSubject } from '@dyad/contracts';
 import { EndpointFlags, Libbpf, Reason, decodeDatapathEvent, loadDatapath } from '@dyad/libbpf-ts';
+import { Family } from '@dyad/netaddr';
 import type { DatapathMapSet } from '@dyad/libbpf-ts';
 import { createLogger, createMetrics } from '@dyad/telemetry';
 import { startNats } from '@dyad/testbed';
@@ -186,7 +187,7 @@ async function main(): Promise<void> {
         type: 'drop',
         reason: Reason.DROP_POLICY,
         reasonName: 'DROP_POLICY',
-        family: 4,
+        family: Family.IPv4,
         src: SRC,
         dst: DST,
         sport: 40000,

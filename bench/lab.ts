@@ -10,6 +10,8 @@
 // --kubelet: the lab's kubelet mode (real kubelets and containerd 1.6 on the nodes; pods use the
 // pause image, and a pod counts as created-to-reachable through the kubelet's sandbox, CNI ADD
 // and status report). Needs root. Detail lines go to stderr; the last stdout line is the summary JSON.
+import { FAMILIES } from '@dyad/netaddr';
+import type { Family } from '@dyad/netaddr';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
@@ -42,9 +44,6 @@ if (process.getuid?.() !== 0) {
   say('bench lab needs root');
   process.exit(2);
 }
-
-type Family = 'IPv4' | 'IPv6';
-const FAMILIES: readonly Family[] = ['IPv4', 'IPv6'];
 
 function sh(
   cmd: string,

@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { parseIp, parseMac } from '@dyad/netaddr';
+import { Family, parseIp, parseMac } from '@dyad/netaddr';
 import { Libbpf, maglevTable, openPinnedDatapath } from '@dyad/libbpf-ts';
 import { KubeClient, labDown, labPaths, labUp, readState } from '@dyad/lab';
 import { repoRoot } from '@dyad/testbed';
@@ -48,7 +48,7 @@ function tcpPacket(o: {
 }): Buffer {
   const s = parseIp(o.src);
   const d = parseIp(o.dst);
-  const v4 = s.family === 4;
+  const v4 = s.family === Family.IPv4;
   const eth = Buffer.concat([
     Buffer.from(parseMac(o.dstMac)),
     Buffer.from(parseMac(o.srcMac)),

@@ -5,6 +5,7 @@
 // connects to the target on the next node in both families (a connect answers at once, so the
 // polling resolves to a few ms; a block would only show as a timeout). Then the policy is deleted
 // and the targets closed again before the next change (not measured). Needs root.
+import { FAMILIES } from '@dyad/netaddr';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '@dyad/testbed';
@@ -14,7 +15,6 @@ import { createNamespace, labKube, waitPodRecord } from './lab-session.ts';
 const NS = 'bench';
 const PORT = 8080;
 const NODES = ['node-1', 'node-2', 'node-3'] as const;
-const FAMILIES = ['IPv4', 'IPv6'] as const;
 const POLICIES = `/apis/networking.k8s.io/v1/namespaces/${NS}/networkpolicies`;
 
 const say = (s: string): boolean => process.stderr.write(`${s}\n`);

@@ -1,3 +1,4 @@
+import { Family } from '@dyad/netaddr';
 import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
@@ -182,14 +183,11 @@ function spawnWithInput(
 }
 
 /** Pod addresses from a result, one per family, primary family first. */
-export function podIpsFromResult(
-  result: CniResultValue,
-  families: readonly ('IPv4' | 'IPv6')[],
-): string[] {
-  const byFamily = new Map<string, string>();
+export function podIpsFromResult(result: CniResultValue, families: readonly Family[]): string[] {
+  const byFamily = new Map<Family, string>();
   for (const ip of result.ips) {
     const addr = ip.address.split('/')[0] ?? '';
-    const f = addr.includes(':') ? 'IPv6' : 'IPv4';
+    const f = addr.includes(':') ? Family.IPv6 : Family.IPv4;
     if (!byFamily.has(f)) byFamily.set(f, addr);
   }
   return families.map((f) => byFamily.get(f)).filter((a): a is string => a !== undefined);

@@ -2,6 +2,7 @@
 // two namespaces on different nodes, shows them reaching each other across nodes over IPv4 and
 // IPv6 (ICMP echo, TCP, UDP), lists each node's endpoints with `dyad endpoint list`, and prints a
 // summary. Without --keep the lab is removed at the end.
+import { FAMILIES } from '@dyad/netaddr';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -77,7 +78,7 @@ spec:
   for (const from of PODS) {
     for (const to of PODS) {
       if (from === to) continue;
-      for (const family of ['IPv4', 'IPv6'] as const) {
+      for (const family of FAMILIES) {
         for (const protocol of ['ICMP', 'TCP', 'UDP'] as const) {
           const spec: ProbeSpecValue = {
             from: `${from.namespace}/${from.name}`,

@@ -22,7 +22,7 @@ export type { LabIo } from './commands.ts';
 export type { CleanupReport } from './cleanup.ts';
 export type { ConflistValue, CniResultValue, RuntimeConf } from './cni.ts';
 export type { KubeTls, WatchEvent } from './kube-client.ts';
-export type { Family, LabOptions, LabPlan, NodePlan } from './plan.ts';
+export type { LabOptions, LabPlan, NodePlan } from './plan.ts';
 export type { LabPaths } from './paths.ts';
 export type { ProbeAnswer, ProbeResult, ProbeSpecValue } from './probe.ts';
 export type { ProbeOutcome, ProbeProtocol } from './probe-once.ts';

@@ -4,6 +4,7 @@
 // calls dyad-cni through a conflist of the chart's cniVersion; the kubelet writes status.podIPs
 // from the CNI result. The lab's stand-in still serves probes: kubelet-pods.ts starts one in each
 // Running pod's netns and writes the pod record the CLI reads.
+import type { Family } from '@dyad/netaddr';
 import { execFile } from 'node:child_process';
 import {
   existsSync,
@@ -159,11 +160,9 @@ export function writeNodeFiles(paths: LabPaths, n: NodeRecordValue): KubeletNode
 export function kubeletArgs(
   f: KubeletNodeFiles,
   n: NodeRecordValue,
-  families: readonly string[],
+  families: readonly Family[],
 ): string[] {
-  const ips = families
-    .map((fam) => n.addresses[fam as 'IPv4' | 'IPv6'])
-    .filter((a) => a !== undefined);
+  const ips = families.map((fam) => n.addresses[fam]).filter((a) => a !== undefined);
   return [
     '--config',
     f.kubeletConfig,
@@ -273,7 +272,7 @@ export interface KubeletNodeStart {
   readonly supervisor: Supervisor;
   readonly paths: LabPaths;
   readonly node: NodeRecordValue;
-  readonly families: readonly string[];
+  readonly families: readonly Family[];
   /** The machine-side unix socket relayed to the apiserver. */
   readonly apiserverSocket: string;
   /** The pause image's OCI archive (`npm run images`). */

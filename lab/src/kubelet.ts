@@ -1,6 +1,6 @@
 import { KubeApiError } from './errors.ts';
 import type { KubeClient } from './kube-client.ts';
-import type { Family } from './plan.ts';
+import type { Family } from '@dyad/netaddr';
 
 export interface NodeIdentity {
   readonly name: string;

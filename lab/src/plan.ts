@@ -1,6 +1,5 @@
+import type { Family } from '@dyad/netaddr';
 import { LabUsageError } from './errors.ts';
-
-export type Family = 'IPv4' | 'IPv6';
 
 export interface LabOptions {
   readonly nodes: number;

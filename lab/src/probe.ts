@@ -1,3 +1,4 @@
+import { FamilySchema } from '@dyad/contracts';
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { ControlClient } from './control.ts';
@@ -14,7 +15,7 @@ export const ProbeSpec = z.object({
   port: z.union([z.number().int().min(0).max(65535), z.string().min(1)]),
   protocol: z.enum(['TCP', 'UDP', 'ICMP']),
   /** Which of a pod target's addresses; optional for an address target (its own family). */
-  family: z.enum(['IPv4', 'IPv6']).optional(),
+  family: FamilySchema.optional(),
 });
 export type ProbeSpecValue = z.output<typeof ProbeSpec>;
 

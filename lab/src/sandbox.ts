@@ -17,7 +17,7 @@ import { z } from 'zod';
 import { CniResult, cniAdd, cniDel, podIpsFromResult } from './cni.ts';
 import type { CniExec, CniResultValue, ConflistValue, RuntimeConf } from './cni.ts';
 import { ControlClient } from './control.ts';
-import type { Family } from './plan.ts';
+import type { Family } from '@dyad/netaddr';
 import { alive, ip, kill, netnsExists } from './sys.ts';
 
 const STANDIN = fileURLToPath(new URL('./standin.ts', import.meta.url));

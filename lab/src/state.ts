@@ -1,3 +1,4 @@
+import { FamilySchema } from '@dyad/contracts';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { z } from 'zod';
 
@@ -42,7 +43,7 @@ export const LabState = z.object({
     kubelet: z.boolean().optional(),
     tracing: z.boolean().optional(),
   }),
-  families: z.array(z.enum(['IPv4', 'IPv6'])),
+  families: z.array(FamilySchema),
   supervisorPid: z.number().int(),
   supervisorStartTime: z.number().optional(),
   fabricNetns: z.string(),

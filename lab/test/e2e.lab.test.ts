@@ -1,3 +1,4 @@
+import { FAMILIES } from '@dyad/netaddr';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -151,7 +152,7 @@ describe.skipIf(skip !== undefined)('lab: 3 nodes, dual-stack', () => {
       prober.close();
     }
     const lines = sources.flatMap((from) =>
-      (['IPv4', 'IPv6'] as const).flatMap((family) =>
+      FAMILIES.flatMap((family) =>
         (['TCP', 'UDP'] as const).map((protocol) => ({
           from,
           to: freshRef,

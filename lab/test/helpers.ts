@@ -1,3 +1,4 @@
+import type { Family } from '@dyad/netaddr';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -135,7 +136,7 @@ export interface ProbeLine {
   readonly to: string;
   readonly port: number;
   readonly protocol: 'TCP' | 'UDP' | 'ICMP';
-  readonly family: 'IPv4' | 'IPv6';
+  readonly family: Family;
 }
 export interface ProbeReply extends ProbeLine {
   readonly result: 'connected' | 'blocked' | 'error';
@@ -146,7 +147,7 @@ export interface ProbeReply extends ProbeLine {
 export function matrix(
   refs: readonly string[],
   port: number,
-  families: readonly ('IPv4' | 'IPv6')[],
+  families: readonly Family[],
   protocols: readonly ('TCP' | 'UDP' | 'ICMP')[] = ['TCP', 'UDP'],
 ): ProbeLine[] {
   const out: ProbeLine[] = [];

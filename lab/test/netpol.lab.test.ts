@@ -3,12 +3,14 @@
 // its hand-written truth table. A case passes once the whole matrix matches (policy reaches the
 // nodes a moment after the apiserver has it); a case that does not match within the deadline
 // fails with the matrices a person can read.
+import { FAMILIES } from '@dyad/netaddr';
+import type { Family } from '@dyad/netaddr';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it, test } from 'vitest';
 import type { ProbeReply } from './helpers.ts';
 import { TestLab, labRequired, labSkipReason } from './helpers.ts';
 import { CASES } from './netpol/cases.ts';
-import type { CaseContext, Family, Probe, Step } from './netpol/model.ts';
+import type { CaseContext, Probe, Step } from './netpol/model.ts';
 import {
   PODS,
   TCP80,
@@ -24,7 +26,6 @@ import {
 const skip = labSkipReason();
 if (skip && labRequired()) test('lab tier is required', () => expect.fail(skip));
 
-const FAMILIES: readonly Family[] = ['IPv4', 'IPv6'];
 /** How long a step may take to be enforced on every node before it counts as failed. */
 const CONVERGE_MS = 30_000;
 

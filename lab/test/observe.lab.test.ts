@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { FAMILIES } from '@dyad/netaddr';
 import type { FlowEventValue } from '@dyad/contracts';
 import { afterAll, beforeAll, describe, expect, it, test, vi } from 'vitest';
 import { labStatusReport } from '../src/commands.ts';
@@ -62,7 +63,7 @@ describe.skipIf(skip !== undefined)('lab --tracing: flows and traces', () => {
   }, 120_000);
 
   describe('flows: policy drops in dyad observe', () => {
-    it.each(['IPv4', 'IPv6'] as const)(
+    it.each(FAMILIES)(
       '%s: the refused connection is a dropped flow naming both pods',
       async (family) => {
         const until = Date.now() + DEADLINE_MS;

@@ -1,6 +1,8 @@
 // The conformance cases: the upstream NetworkPolicy e2e cases, each over IPv4 and IPv6, plus
 // cases where the two families must differ. Policies are written as users write them.
-import type { Case, CaseContext, Family, PodRef, Probe, Step, Truth } from './model.ts';
+import { FAMILIES } from '@dyad/netaddr';
+import type { Family } from '@dyad/netaddr';
+import type { Case, CaseContext, PodRef, Probe, Step, Truth } from './model.ts';
 import { TCP80, TCP81, UDP80, UDP81, is, refOf } from './model.ts';
 
 type Obj = Record<string, unknown>;
@@ -256,14 +258,12 @@ export const CASES: readonly Case[] = [
           policyTypes: ['Egress'],
           egress: [
             {
-              to: (['IPv4', 'IPv6'] as const)
-                .filter((f) => ctx.pools[f] !== undefined)
-                .map((f) => ({
-                  ipBlock: {
-                    cidr: pool(ctx, f),
-                    except: [hostPrefix(ctx, { ns: 'z', pod: 'c' }, f)],
-                  },
-                })),
+              to: FAMILIES.filter((f) => ctx.pools[f] !== undefined).map((f) => ({
+                ipBlock: {
+                  cidr: pool(ctx, f),
+                  except: [hostPrefix(ctx, { ns: 'z', pod: 'c' }, f)],
+                },
+              })),
             },
           ],
         }),

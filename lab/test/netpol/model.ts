@@ -2,6 +2,7 @@
 // namespaces x, y, z labelled ns=<name>, pods a, b, c in each labelled pod=<name>, every pod
 // serving TCP and UDP on 80 and 81 under the upstream port names. A case's truth table is written
 // by hand here, never derived from Dyad's compiler, so the suite cannot agree with a wrong compiler.
+import type { Family } from '@dyad/netaddr';
 import type { ProbeLine, ProbeReply } from '../helpers.ts';
 
 export const NAMESPACES = ['x', 'y', 'z'] as const;
@@ -9,7 +10,6 @@ export const POD_NAMES = ['a', 'b', 'c'] as const;
 export const NODES = ['node-1', 'node-2', 'node-3'] as const;
 export type Ns = (typeof NAMESPACES)[number];
 export type PodName = (typeof POD_NAMES)[number];
-export type Family = 'IPv4' | 'IPv6';
 export type Protocol = ProbeLine['protocol'];
 
 export interface PodRef {

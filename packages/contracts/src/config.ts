@@ -1,6 +1,6 @@
-import { parsePrefixStrict } from '@dyad/netaddr';
+import { Family, parsePrefixStrict } from '@dyad/netaddr';
 import { z } from 'zod';
-import { prefixProblem } from './family.ts';
+import { FamilySchema, prefixProblem } from './family.ts';
 
 /**
  * The `dyad-config` ConfigMap: the cluster-wide settings every Dyad service gets mounted (one
@@ -47,10 +47,10 @@ const Digits = (min: number, max: number) =>
     .refine((s) => Number(s) >= min && Number(s) <= max, `between ${min} and ${max}`);
 
 /** One or more CIDRs of one family, separated by spaces or commas; netaddr's strict reading. */
-const cidrList = (family: 4 | 6) =>
+const cidrList = (family: Family) =>
   z.string().superRefine((text, ctx) => {
     const items = text.split(/[\s,]+/).filter((s) => s !== '');
-    if (items.length === 0) ctx.addIssue({ code: 'custom', message: `no IPv${family} CIDR` });
+    if (items.length === 0) ctx.addIssue({ code: 'custom', message: `no ${family} CIDR` });
     for (const item of items) {
       const problem = prefixProblem(item, parsePrefixStrict, family);
       if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
@@ -59,13 +59,13 @@ const cidrList = (family: 4 | 6) =>
 
 const FAMILY_KEYS = [
   {
-    family: 'IPv4',
+    family: Family.IPv4,
     enable: DyadConfigKey.enableIPv4,
     cidr: DyadConfigKey.ipv4PoolCidr,
     mask: DyadConfigKey.ipv4MaskSize,
   },
   {
-    family: 'IPv6',
+    family: Family.IPv6,
     enable: DyadConfigKey.enableIPv6,
     cidr: DyadConfigKey.ipv6PoolCidr,
     mask: DyadConfigKey.ipv6MaskSize,
@@ -81,12 +81,12 @@ export const DyadConfig = z
   .strictObject({
     [DyadConfigKey.enableIPv4]: Bool,
     [DyadConfigKey.enableIPv6]: Bool,
-    [DyadConfigKey.ipv4PoolCidr]: cidrList(4).optional(),
-    [DyadConfigKey.ipv6PoolCidr]: cidrList(6).optional(),
+    [DyadConfigKey.ipv4PoolCidr]: cidrList(Family.IPv4).optional(),
+    [DyadConfigKey.ipv6PoolCidr]: cidrList(Family.IPv6).optional(),
     // /30 and /126 are the longest blocks that leave a pod address (ipam reserves the rest).
     [DyadConfigKey.ipv4MaskSize]: Digits(1, 30).optional(),
     [DyadConfigKey.ipv6MaskSize]: Digits(1, 126).optional(),
-    [DyadConfigKey.primaryFamily]: z.enum(['IPv4', 'IPv6']),
+    [DyadConfigKey.primaryFamily]: FamilySchema,
     [DyadConfigKey.jetstreamReplicas]: Digits(1, 5),
   })
   .superRefine((cfg, ctx) => {

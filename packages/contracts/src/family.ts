@@ -1,18 +1,22 @@
-import { AddressError, parsePrefixLenient, parsePrefixStrict, tryParseIp } from '@dyad/netaddr';
-import type { IpFamily, Prefix } from '@dyad/netaddr';
+import {
+  AddressError,
+  Family,
+  parsePrefixLenient,
+  parsePrefixStrict,
+  tryParseIp,
+} from '@dyad/netaddr';
+import type { Prefix } from '@dyad/netaddr';
 import { z } from 'zod';
 
-/** An address family, spelled as Kubernetes spells it in `ipFamilies`. */
-export const Family = { IPv4: 'IPv4', IPv6: 'IPv6' } as const;
-export type Family = (typeof Family)[keyof typeof Family];
+/** An address family on the wire: netaddr's `Family`, spelled as Kubernetes spells it. */
 export const FamilySchema = z.enum([Family.IPv4, Family.IPv6]);
 
 // Address and prefix schemas read text with @dyad/netaddr, the parser every service and the
 // datapath codecs use, so a message the schema accepts is one they can read. `format` keeps the
 // JSON Schema documents saying what the text is.
 
-function address(family: IpFamily | undefined, format: string) {
-  const what = family === undefined ? 'an IP address' : `an IPv${family} address`;
+function address(family: Family | undefined, format: string) {
+  const what = family === undefined ? 'an IP address' : `an ${family} address`;
   return z
     .string()
     .refine(
@@ -29,20 +33,20 @@ function address(family: IpFamily | undefined, format: string) {
 export function prefixProblem(
   text: string,
   parse: (text: string) => Prefix,
-  family?: IpFamily,
+  family?: Family,
 ): string | undefined {
   try {
     const p = parse(text);
     return family === undefined || p.family === family
       ? undefined
-      : `'${text}' is not an IPv${family} CIDR`;
+      : `'${text}' is not an ${family} CIDR`;
   } catch (err) {
     if (err instanceof AddressError) return err.message;
     throw err;
   }
 }
 
-function prefix(parse: (text: string) => Prefix, family: IpFamily | undefined, format: string) {
+function prefix(parse: (text: string) => Prefix, family: Family | undefined, format: string) {
   return z
     .string()
     .superRefine((text, ctx) => {
@@ -53,13 +57,13 @@ function prefix(parse: (text: string) => Prefix, family: IpFamily | undefined, f
 }
 
 export const IpAddress = address(undefined, 'ip');
-export const Ipv4Address = address(4, 'ipv4');
-export const Ipv6Address = address(6, 'ipv6');
+export const Ipv4Address = address(Family.IPv4, 'ipv4');
+export const Ipv6Address = address(Family.IPv6, 'ipv6');
 
 /** A prefix as Dyad writes it: `addr/len` with no host bits (netaddr's strict parser). */
 export const Cidr = prefix(parsePrefixStrict, undefined, 'cidr');
-export const Cidr4 = prefix(parsePrefixStrict, 4, 'cidrv4');
-export const Cidr6 = prefix(parsePrefixStrict, 6, 'cidrv6');
+export const Cidr4 = prefix(parsePrefixStrict, Family.IPv4, 'cidrv4');
+export const Cidr6 = prefix(parsePrefixStrict, Family.IPv6, 'cidrv6');
 /** A prefix as Kubernetes reads a NetworkPolicy's ipBlock: host bits are masked, not refused. */
 export const LenientCidr = prefix(parsePrefixLenient, undefined, 'cidr');
 

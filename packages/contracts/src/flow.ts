@@ -1,6 +1,7 @@
+import type { Family } from '@dyad/netaddr';
 import { z } from 'zod';
 import { defineMessage } from './contract.ts';
-import { IpAddress } from './family.ts';
+import { FamilySchema, IpAddress } from './family.ts';
 import type { StreamSpec } from './streams.ts';
 import { CLUSTER_SCOPE_TOKEN, encodeToken } from './subjects.ts';
 
@@ -91,7 +92,7 @@ export const FlowEvent = defineMessage({
     IP: z.object({
       source: IpAddress,
       destination: IpAddress,
-      ipVersion: z.enum(['IPv4', 'IPv6']),
+      ipVersion: FamilySchema,
     }),
     l4: FlowLayer4,
     source: FlowEndpoint,
@@ -117,7 +118,7 @@ export function flowVerdictToken(v: FlowVerdict): string {
 }
 
 /** Subject token of a family: `ipv4`, `ipv6`. */
-export function flowFamilyToken(ipVersion: 'IPv4' | 'IPv6'): string {
+export function flowFamilyToken(ipVersion: Family): string {
   return ipVersion.toLowerCase();
 }
 
@@ -139,7 +140,7 @@ export function flowSubject(f: FlowEventValue): string {
 export interface FlowSelector {
   readonly node?: string;
   readonly verdict?: FlowVerdict;
-  readonly ipVersion?: 'IPv4' | 'IPv6';
+  readonly ipVersion?: Family;
   /** Flows with this namespace at either end. */
   readonly namespace?: string;
 }

@@ -22,7 +22,7 @@ export type {
 
 export { ContractError, InvalidOutgoingMessageError, InvalidSubjectTokenError } from './errors.ts';
 
-export { Cidr, Family, FamilyAddress, FamilySchema, IpAddress } from './family.ts';
+export { Cidr, FamilyAddress, FamilySchema, IpAddress } from './family.ts';
 
 export {
   EndpointSlice,

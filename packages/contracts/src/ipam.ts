@@ -1,15 +1,8 @@
+import { Family } from '@dyad/netaddr';
 import { z } from 'zod';
 import { defineMessage } from './contract.ts';
 import { REPLY_INBOX } from './reply.ts';
-import {
-  Cidr4,
-  Cidr6,
-  Family,
-  FamilyAddress,
-  FamilySchema,
-  Ipv4Address,
-  Ipv6Address,
-} from './family.ts';
+import { Cidr4, Cidr6, FamilyAddress, FamilySchema, Ipv4Address, Ipv6Address } from './family.ts';
 import type { KvBucketSpec, StreamSpec } from './streams.ts';
 import { encodeToken } from './subjects.ts';
 
@@ -322,7 +315,7 @@ export const IpamKey = {
   nodePrefix: 'node.',
   /** Every node record. */
   nodeFilter: 'node.>',
-  block: (family: 'IPv4' | 'IPv6', cidr: string): string =>
+  block: (family: Family, cidr: string): string =>
     `block.${family}.${cidr.replace(/:/g, '-').replace('/', '_')}`,
   blockPrefix: 'block.',
   /** Every block claim. */

@@ -1,3 +1,4 @@
+import { Family } from '@dyad/netaddr';
 import { z } from 'zod';
 import { defineMessage } from './contract.ts';
 import { Cidr, FamilySchema, IpAddress, LenientCidr } from './family.ts';
@@ -112,7 +113,7 @@ export const Service = z.object({
 
 export const EndpointSlice = z.object({
   metadata: ObjectMeta,
-  addressType: z.enum(['IPv4', 'IPv6', 'FQDN']),
+  addressType: z.enum([Family.IPv4, Family.IPv6, 'FQDN']),
   /** From the `kubernetes.io/service-name` label. */
   serviceName: z.string().optional(),
   endpoints: z

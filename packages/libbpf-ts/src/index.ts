@@ -20,7 +20,7 @@ export {
 export { defineLayout, validateLayout, fieldSize, fieldAt } from './layout.ts';
 
 export {
-  FamilyTag,
+  familyOfTag,
   IpcachePrefix,
   PolicyPrefix,
   PolicyCidrPrefix,

@@ -1,3 +1,4 @@
+import { Family } from '@dyad/netaddr';
 import { describe, expect, test } from 'vitest';
 import {
   CodecError,
@@ -152,7 +153,7 @@ describe('datapath codecs', () => {
     expect(decodeDatapathEvent(b)).toMatchObject({
       type: 'drop',
       reasonName: 'DROP_POLICY',
-      family: 6,
+      family: Family.IPv6,
       src: 'fd00:18:1::11',
       dst: 'fd00:18:1::12',
       dport: 128,

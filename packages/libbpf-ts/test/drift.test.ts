@@ -1,3 +1,4 @@
+import { FamilyVersion } from '@dyad/netaddr';
 import { beforeAll, describe, expect, test } from 'vitest';
 import {
   ConfigFlags,
@@ -6,7 +7,6 @@ import {
   EndpointFlags,
   EventFlags,
   EventType,
-  FamilyTag,
   Identity,
   IpcacheFlags,
   IpcachePrefix,
@@ -71,7 +71,8 @@ describe('TypeScript layouts match the compiled C structs (BTF)', () => {
 
 /** Each C enum of the contract, the prefix of its names, and the TypeScript object mirroring it. */
 const ENUMS: ReadonlyArray<readonly [string, string, Readonly<Record<string, number>>]> = [
-  ['dy_family', 'DY_FAMILY_', FamilyTag],
+  // The family tags are netaddr's FamilyVersion (the one family vocabulary); C spells them V4, V6.
+  ['dy_family', 'DY_FAMILY_', { V4: FamilyVersion.IPv4, V6: FamilyVersion.IPv6 }],
   ['dy_direction', 'DY_DIR_', Direction],
   ['dy_identity', 'DY_IDENTITY_', Identity],
   ['dy_endpoint_flags', 'DY_EP_F_', EndpointFlags],

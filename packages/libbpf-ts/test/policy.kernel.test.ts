@@ -1,3 +1,4 @@
+import { Family } from '@dyad/netaddr';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
   EndpointFlags,
@@ -79,8 +80,8 @@ describe.skipIf(skip !== undefined)('default-deny ingress, drop events, allow en
   });
 
   test.each([
-    ['IPv4', () => a.v4, () => b.v4, Proto.ICMP, 8, 4],
-    ['IPv6', () => a.v6, () => b.v6, Proto.ICMPV6, 128, 6],
+    ['IPv4', () => a.v4, () => b.v4, Proto.ICMP, 8, Family.IPv4],
+    ['IPv6', () => a.v6, () => b.v6, Proto.ICMPV6, 128, Family.IPv6],
   ])(
     '%s ping into the default-deny pod is dropped and reported',
     async (_n, src, dst, proto, type, family) => {
@@ -91,7 +92,7 @@ describe.skipIf(skip !== undefined)('default-deny ingress, drop events, allow en
       expect(e?.family).toBe(family);
       expect(e?.direction).toBe('ingress');
       expect(e?.ifindex).toBe(b.hostIfindex);
-      expect(e?.srcIdentity).toBe(family === 4 ? ID_A4 : ID_A6);
+      expect(e?.srcIdentity).toBe(family === Family.IPv4 ? ID_A4 : ID_A6);
       expect(e?.dstIdentity).toBe(1002);
     },
   );
@@ -125,7 +126,7 @@ describe.skipIf(skip !== undefined)('default-deny ingress, drop events, allow en
     expect(await lab.echo(a, 'tcp', b.v6, 8080, 800)).toBe(false);
     const e6 = await log.waitFor(dropOf(a.v6, b.v6, Proto.TCP, 8080));
     expect(e6?.srcIdentity).toBe(ID_A6);
-    expect(e6?.family).toBe(6);
+    expect(e6?.family).toBe(Family.IPv6);
   });
 
   test('a port range entry covers its ends and nothing past them', async () => {

@@ -8,7 +8,15 @@ export {
   parseMacInto,
   tryParseIp,
 } from './text.ts';
-export type { IpBytes, IpFamily } from './text.ts';
+export type { IpBytes } from './text.ts';
+export {
+  ADDRESS_BITS,
+  FAMILIES,
+  Family,
+  FamilyVersion,
+  familyOfVersion,
+  isFamily,
+} from './family.ts';
 export {
   formatPrefix,
   maskBytes,
@@ -18,4 +26,4 @@ export {
   parsePrefixStrict,
 } from './prefix.ts';
 export type { Prefix } from './prefix.ts';
-export { ADDRESS_BITS, ipFromBigInt, ipToBigInt } from './int.ts';
+export { ipFromBigInt, ipToBigInt } from './int.ts';

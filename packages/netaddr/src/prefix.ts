@@ -1,4 +1,5 @@
 import { AddressError } from './errors.ts';
+import { ADDRESS_BITS, Family, FamilyVersion, familyOfVersion } from './family.ts';
 import { formatIp, parseIpInto } from './text.ts';
 import type { IpBytes } from './text.ts';
 
@@ -51,15 +52,16 @@ function lengthAfter(text: string, slash: number, max: number): number {
 }
 
 /** Lenient: parses "addr/len" (or a bare address) into out[at..at+16), masked. Returns
- *  `family << 8 | length` (a number, not an object: this runs once per entry of a batch). */
+ *  `version << 8 | length` with the family's `FamilyVersion` (a number, not an object: this runs
+ *  once per entry of a batch). */
 export function parsePrefixInto(prefix: string, out: Uint8Array, at = 0): number {
   const slash = prefix.indexOf('/');
   const family = parseIpInto(slash < 0 ? prefix : prefix.slice(0, slash), out, at);
-  const max = family === 4 ? 32 : 128;
+  const max = ADDRESS_BITS[family];
   const length = slash < 0 ? max : lengthAfter(prefix, slash, max);
   if (length < 0) throw new AddressError(`bad prefix length in ${prefix}`);
   maskInPlace(out, length, at);
-  return (family << 8) | length;
+  return (FamilyVersion[family] << 8) | length;
 }
 
 /**
@@ -69,7 +71,7 @@ export function parsePrefixInto(prefix: string, out: Uint8Array, at = 0): number
 export function parsePrefixLenient(prefix: string): Prefix {
   const bytes = new Uint8Array(16);
   const packed = parsePrefixInto(prefix, bytes, 0);
-  return { family: packed >> 8 === 4 ? 4 : 6, bytes, length: packed & 0xff };
+  return { family: familyOfVersion(packed >> 8) ?? Family.IPv6, bytes, length: packed & 0xff };
 }
 
 /**
@@ -80,13 +82,13 @@ export function parsePrefixStrict(prefix: string): Prefix {
   const slash = prefix.indexOf('/');
   if (slash < 0) throw new AddressError(`'${prefix}' is not a CIDR (no /prefix)`);
   const bytes = new Uint8Array(16);
-  let family: 4 | 6;
+  let family: Family;
   try {
     family = parseIpInto(prefix.slice(0, slash), bytes, 0);
   } catch {
     throw new AddressError(`'${prefix}' is not a CIDR`);
   }
-  const max = family === 4 ? 32 : 128;
+  const max = ADDRESS_BITS[family];
   const length = lengthAfter(prefix, slash, max);
   if (length < 0) {
     const tooLong = /^[1-9][0-9]*$/.test(prefix.slice(slash + 1));

@@ -1,9 +1,8 @@
 import { AddressError } from './errors.ts';
-
-export type IpFamily = 4 | 6;
+import { Family } from './family.ts';
 
 export interface IpBytes {
-  readonly family: IpFamily;
+  readonly family: Family;
   /** 16 bytes, network order; IPv4 fills the first 4, the rest stay zero. */
   readonly bytes: Uint8Array;
 }
@@ -118,13 +117,13 @@ function v6Into(s: string, end: number, out: Uint8Array, at: number): boolean {
 }
 
 /** Parses into out[at..at+16) (IPv4 zero-padded); returns the family. */
-export function parseIpInto(address: string, out: Uint8Array, at = 0): IpFamily {
+export function parseIpInto(address: string, out: Uint8Array, at = 0): Family {
   if (address.indexOf(':') < 0) {
     for (let i = 4; i < 16; i++) out[at + i] = 0;
-    if (v4Into(address, 0, address.length, out, at)) return 4;
+    if (v4Into(address, 0, address.length, out, at)) return Family.IPv4;
   } else if (v6Into(address, address.length, out, at)) {
     // No zone index ('%eth0'): it names a link on one host, never a pod's or a node's address.
-    return 6;
+    return Family.IPv6;
   }
   throw new AddressError(`not an IP address: ${address}`);
 }
@@ -146,8 +145,8 @@ export function tryParseIp(address: string): IpBytes | undefined {
 }
 
 /** RFC 5952 text: lowercase, longest zero run (2+ groups) compressed. */
-export function formatIp(family: IpFamily, bytes: Uint8Array): string {
-  if (family === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
+export function formatIp(family: Family, bytes: Uint8Array): string {
+  if (family === Family.IPv4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
   const g: number[] = [];
   for (let i = 0; i < 8; i++) g.push(((bytes[i * 2] ?? 0) << 8) | (bytes[i * 2 + 1] ?? 0));
   let bestAt = -1;

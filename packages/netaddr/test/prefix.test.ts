@@ -81,7 +81,9 @@ describe('parsePrefixLenient', () => {
     const out = new Uint8Array(20).fill(0xee);
     expect(parsePrefixInto('fd00::ff/120', out, 4)).toBe((6 << 8) | 120);
     expect(out.subarray(0, 4)).toEqual(new Uint8Array(4).fill(0xee));
-    expect(formatPrefix({ family: 6, bytes: out.subarray(4), length: 120 })).toBe('fd00::/120');
+    expect(formatPrefix({ family: 'IPv6', bytes: out.subarray(4), length: 120 })).toBe(
+      'fd00::/120',
+    );
     expect(parsePrefixInto('198.18.3.9/16', out, 4)).toBe((4 << 8) | 16);
     expect(Array.from(out.subarray(4))).toEqual([198, 18, ...new Array<number>(14).fill(0)]);
   });

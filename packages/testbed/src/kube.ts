@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createCa, createServiceAccountKeys, issueCert } from './certs.ts';
 import type { KeyPair } from './certs.ts';
-import { parsePrefixLenient } from '@dyad/netaddr';
+import { Family, parsePrefixLenient } from '@dyad/netaddr';
 import { firstAddress, splitCidrs } from './cidr.ts';
 import { probe200 } from './http.ts';
 import type { TlsMaterial } from './http.ts';
@@ -175,7 +175,7 @@ async function startKubeOnce(options: KubeOptions): Promise<KubeCluster> {
   const serviceRanges = splitCidrs(serviceClusterIpRange);
   const primary = serviceRanges[0];
   if (primary === undefined) throw new Error('serviceClusterIpRange is empty');
-  const advertiseAddress = parsePrefixLenient(primary).family === 4 ? '127.0.0.1' : '::1';
+  const advertiseAddress = parsePrefixLenient(primary).family === Family.IPv4 ? '127.0.0.1' : '::1';
   const keep = options.keep ?? keepFromEnv();
   const timeoutMs = options.readyTimeoutMs ?? 120_000;
   const extra = (c: KubeComponent): readonly string[] => options.extraArgs?.[c] ?? [];

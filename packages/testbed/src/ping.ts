@@ -2,7 +2,7 @@
 // no raw sockets. libc is bound on first use, so importing the package costs nothing for callers
 // that never ping.
 import koffi from 'koffi';
-import { parseIp } from '@dyad/netaddr';
+import { Family, parseIp } from '@dyad/netaddr';
 
 const AF_INET = 2;
 const AF_INET6 = 10;
@@ -53,7 +53,7 @@ function checksum(b: Buffer): number {
 
 function sockaddr(address: string): Buffer {
   const ip = parseIp(address);
-  if (ip.family === 4) {
+  if (ip.family === Family.IPv4) {
     const sa = Buffer.alloc(16);
     sa.writeUInt16LE(AF_INET, 0);
     sa.set(ip.bytes.subarray(0, 4), 4);
@@ -86,7 +86,7 @@ export function openIcmp(address: string): Promise<IcmpSocket> {
 
 function icmpSocket(address: string): IcmpSocket {
   const c = libc();
-  const v4 = parseIp(address).family === 4;
+  const v4 = parseIp(address).family === Family.IPv4;
   const fd = v4
     ? c.socket(AF_INET, SOCK_RAW, IPPROTO_ICMP)
     : c.socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6);

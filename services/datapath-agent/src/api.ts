@@ -11,6 +11,7 @@ import type {
   RouterServiceEntryValue,
 } from '@dyad/contracts';
 import { directionName, monotonicNs } from '@dyad/libbpf-ts';
+import { FAMILIES, Family } from '@dyad/netaddr';
 import type { DatapathMapSet } from '@dyad/libbpf-ts';
 import { z } from 'zod';
 import type { EndpointManager, RestoreReport } from './endpoint-manager.ts';
@@ -27,7 +28,7 @@ export interface ApiSources {
   readonly startedAt: number;
   readonly natsConnected: () => boolean;
   readonly natsServers: readonly string[];
-  readonly blocks: () => ReadonlyArray<{ family: 'IPv4' | 'IPv6'; cidr: string; gateway: string }>;
+  readonly blocks: () => ReadonlyArray<{ family: Family; cidr: string; gateway: string }>;
   readonly restore: () => RestoreReport | undefined;
   readonly cniSocket: string;
   /** The router's Services for this node, by `namespace/name`. */
@@ -74,8 +75,8 @@ export function agentStatus(s: ApiSources): AgentStatus {
   const st = s.agent.status();
   const blocks = s.blocks();
   const eps = s.agent.endpoints();
-  const seen = (fam: 'IPv4' | 'IPv6') =>
-    eps.some((e) => (fam === 'IPv4' ? e.ipv4 : e.ipv6) !== undefined);
+  const seen = (fam: Family) =>
+    eps.some((e) => (fam === Family.IPv4 ? e.ipv4 : e.ipv6) !== undefined);
   const restore = s.restore();
   return {
     node: s.node,
@@ -83,7 +84,7 @@ export function agentStatus(s: ApiSources): AgentStatus {
     details: st.details,
     uptimeS: Math.round((Date.now() - s.startedAt) / 1000),
     nats: { connected: s.natsConnected(), servers: [...s.natsServers] },
-    families: (['IPv4', 'IPv6'] as const).map((family) => {
+    families: FAMILIES.map((family) => {
       const b = blocks.find((x) => x.family === family);
       return b
         ? { family, enabled: true, cidr: b.cidr, gateway: b.gateway }

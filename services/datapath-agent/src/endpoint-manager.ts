@@ -1,5 +1,6 @@
 import type { InputOf, JsPublishOptions } from '@dyad/bus';
 import type { MessageContract } from '@dyad/contracts';
+import type { Family } from '@dyad/netaddr';
 import { withSpan } from '@dyad/telemetry';
 import type { CniBackend } from './cni/handler.ts';
 import type { AddRequest, CheckRequest, DelRequest, GcRequest, PodRef } from './cni/request.ts';
@@ -61,7 +62,7 @@ export interface PodAddressing {
   allocate(req: {
     readonly containerId: string;
     readonly pod: PodRef;
-    readonly families?: readonly ('IPv4' | 'IPv6')[];
+    readonly families?: readonly Family[];
   }): Promise<Allocated>;
   /** Frees what the container holds; false when it held nothing. Memory only, as allocate. */
   release(containerId: string): boolean;

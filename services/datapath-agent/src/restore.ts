@@ -1,3 +1,4 @@
+import type { Family } from '@dyad/netaddr';
 import type { Bus } from '@dyad/bus';
 import {
   AGENT_STREAM,
@@ -13,7 +14,7 @@ import {
   ipamAllocFilter,
   ipamNodeSubject,
 } from '@dyad/contracts';
-import type { Family, NodeBlockValue } from '@dyad/contracts';
+import type { NodeBlockValue } from '@dyad/contracts';
 import { EndpointFlags } from '@dyad/libbpf-ts';
 import { maskBytes, parsePrefixLenient, tryParseIp } from '@dyad/netaddr';
 import type { NodeDatapath } from './datapath/node.ts';

@@ -1,6 +1,7 @@
 import { FlowEvent, flowSubject } from '@dyad/contracts';
 import type { FlowEventValue } from '@dyad/contracts';
 import { Proto, Reason } from '@dyad/libbpf-ts';
+import { Family } from '@dyad/netaddr';
 import type { DatapathEvent } from '@dyad/libbpf-ts';
 import { describe, expect, it } from 'vitest';
 import { FlowDirectory } from '../src/flows/directory.ts';
@@ -14,7 +15,7 @@ const drop: DatapathEvent = {
   type: 'drop',
   reason: Reason.DROP_POLICY,
   reasonName: 'DROP_POLICY',
-  family: 6,
+  family: Family.IPv6,
   src: 'fd00:d1ad::5',
   dst: 'fd00:d1ad::6',
   sport: 40000,
@@ -85,7 +86,7 @@ describe('flowOf', () => {
       ...drop,
       type: 'trace',
       reason: Reason.POLICY_ALLOWED,
-      family: 4,
+      family: Family.IPv4,
       src: '198.18.1.9',
       dst: '198.19.255.1',
       sport: 0,

@@ -13,7 +13,8 @@
 // And at the end, once every sandbox is deleted, nothing is held (no leak), across a crash too.
 // Seeded, so a failure names its seed and reproduces: DYAD_NODE_ALLOC_SEED=<seed>
 // DYAD_NODE_ALLOC_SEEDS=1 reruns one; DYAD_NODE_ALLOC_SEEDS=5000 runs more.
-import type { Family, NodeBlockValue } from '@dyad/contracts';
+import type { Family } from '@dyad/netaddr';
+import type { NodeBlockValue } from '@dyad/contracts';
 import { ADDRESS_BITS, ipToBigInt, parseIp, parsePrefixLenient } from '@dyad/netaddr';
 import { prng } from '@dyad/testbed';
 import { describe, expect, test } from 'vitest';

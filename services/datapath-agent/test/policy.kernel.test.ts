@@ -20,6 +20,7 @@ import {
 import type { DirectionPolicyValue } from '@dyad/contracts';
 import { EndpointFlags, Libbpf, Reason, openPinnedDatapath } from '@dyad/libbpf-ts';
 import type { DatapathMapSet } from '@dyad/libbpf-ts';
+import { FAMILIES, Family, FamilyVersion } from '@dyad/netaddr';
 import { directionEntries } from '../src/datapath/desired-maps.ts';
 import { REPO_ROOT, ensureBpfBuilt, ensureCniBuilt } from './helpers/build.ts';
 import { kernelRequired, kernelSkipReason } from './helpers/kernel.ts';
@@ -72,13 +73,13 @@ describe.skipIf(skip !== undefined)('NetworkPolicy v2 enforced in the kernel', (
   };
 
   /** One crafted SCTP packet from `from` to `to` (address of `family`); true when it arrived. */
-  const sctp = async (from: Pod, to: Pod, family: 4 | 6, dport: number) => {
+  const sctp = async (from: Pod, to: Pod, family: Family, dport: number) => {
     const nonce = Math.floor(Math.random() * 0xffffffff);
     const rx = spawnIn(to.netns, [
       process.execPath,
       SCTP,
       'recv',
-      String(family),
+      String(FamilyVersion[family]),
       // a hang guard: the verdict is taken below, a moment after the packet has been sent
       '60000',
       String(nonce),
@@ -91,7 +92,7 @@ describe.skipIf(skip !== undefined)('NetworkPolicy v2 enforced in the kernel', (
       });
       rx.once('exit', (code) => reject(new Error(`sctp receiver exited ${code}`)));
     });
-    const dst = family === 4 ? to.v4 : to.v6;
+    const dst = family === Family.IPv4 ? to.v4 : to.v6;
     const tx = await lab.nsExec(from.netns, [
       process.execPath,
       SCTP,
@@ -157,7 +158,7 @@ describe.skipIf(skip !== undefined)('NetworkPolicy v2 enforced in the kernel', (
     await vi.waitFor(() => expect(kernelState(pod)).toEqual(want), WAIT);
   };
 
-  const dropCount = async (family: 4 | 6) => {
+  const dropCount = async (family: Family) => {
     const m = (await apiGet(agent.apiSocket, '/v1/bpf/metrics')).body as Array<{
       reason: number;
       direction: string | number;
@@ -166,7 +167,7 @@ describe.skipIf(skip !== undefined)('NetworkPolicy v2 enforced in the kernel', (
     }>;
     return m
       .filter((e) => e.reason === Reason.DROP_POLICY && e.direction === 'ingress')
-      .filter((e) => e.family === family)
+      .filter((e) => e.family === FamilyVersion[family])
       .reduce((a, e) => a + e.packets, 0);
   };
 
@@ -266,26 +267,26 @@ describe.skipIf(skip !== undefined)('NetworkPolicy v2 enforced in the kernel', (
     expect(await echo(pb, 'tcp', pa.v6, 8080)).toBe(false);
   });
 
-  test.each([4, 6] as const)(
-    'IPv%i ipBlock with except: the block opens its ports, the except stays closed',
+  test.each(FAMILIES)(
+    '%s ipBlock with except: the block opens its ports, the except stays closed',
     async (family) => {
       const { pa, pb, pc } = pods;
-      const block = family === 4 ? POOL4 : POOL6;
-      const except = family === 4 ? `${pc.v4}/32` : `${pc.v6}/128`;
+      const block = family === Family.IPv4 ? POOL4 : POOL6;
+      const except = family === Family.IPv4 ? `${pc.v4}/32` : `${pc.v6}/128`;
       const entries = [
         { prefix: block, allow: [{ protocol: 'TCP' as const, ports: { from: 8080, to: 8080 } }] },
         { prefix: except, allow: [] },
       ];
       await enforce(pb, {
         ...DENY,
-        cidrs: family === 4 ? { IPv4: entries, IPv6: [] } : { IPv4: [], IPv6: entries },
+        cidrs: family === Family.IPv4 ? { IPv4: entries, IPv6: [] } : { IPv4: [], IPv6: entries },
       });
-      const dst = family === 4 ? pb.v4 : pb.v6;
+      const dst = family === Family.IPv4 ? pb.v4 : pb.v6;
       expect(await echo(pa, 'tcp', dst, 8080)).toBe(true);
       expect(await echo(pa, 'tcp', dst, 8081)).toBe(false);
       expect(await echo(pc, 'tcp', dst, 8080)).toBe(false);
       // the other family has no block: closed, whoever asks
-      const other = family === 4 ? pb.v6 : pb.v4;
+      const other = family === Family.IPv4 ? pb.v6 : pb.v4;
       expect(await echo(pa, 'tcp', other, 8080)).toBe(false);
     },
   );
@@ -296,18 +297,18 @@ describe.skipIf(skip !== undefined)('NetworkPolicy v2 enforced in the kernel', (
       ...DENY,
       cidrs: { IPv4: [{ prefix: '0.0.0.0/0', allow: [{}] }], IPv6: [] },
     });
-    const before6 = await dropCount(6);
-    const before4 = await dropCount(4);
+    const before6 = await dropCount(Family.IPv6);
+    const before4 = await dropCount(Family.IPv4);
     expect(await echo(pa, 'tcp', pb.v4, 8080)).toBe(true);
     expect(await lab.ping(pa.netns, pb.v4, 1)).toEqual({ sent: 1, received: 1 });
     expect(await echo(pa, 'tcp', pb.v6, 8080)).toBe(false);
     expect(await echo(pa, 'udp', pb.v6, 8080)).toBe(false);
     expect(await lab.ping(pa.netns, pb.v6, 1, 500)).toEqual({ sent: 1, received: 0 });
     await vi.waitFor(
-      async () => expect(await dropCount(6)).toBeGreaterThanOrEqual(before6 + 3),
+      async () => expect(await dropCount(Family.IPv6)).toBeGreaterThanOrEqual(before6 + 3),
       WAIT,
     );
-    expect(await dropCount(4)).toBe(before4);
+    expect(await dropCount(Family.IPv4)).toBe(before4);
   });
 
   test('an SCTP port rule admits that SCTP port only, in both families', async () => {
@@ -318,10 +319,10 @@ describe.skipIf(skip !== undefined)('NetworkPolicy v2 enforced in the kernel', (
         { identities: [ID.pa], allow: [{ protocol: 'SCTP', ports: { from: 9000, to: 9000 } }] },
       ],
     });
-    for (const family of [4, 6] as const) {
-      expect(await sctp(pa, pb, family, 9000), `IPv${family} a → b 9000`).toBe(true);
-      expect(await sctp(pa, pb, family, 9001), `IPv${family} a → b 9001`).toBe(false);
-      expect(await sctp(pc, pb, family, 9000), `IPv${family} c → b 9000`).toBe(false);
+    for (const family of FAMILIES) {
+      expect(await sctp(pa, pb, family, 9000), `${family} a → b 9000`).toBe(true);
+      expect(await sctp(pa, pb, family, 9001), `${family} a → b 9001`).toBe(false);
+      expect(await sctp(pc, pb, family, 9000), `${family} c → b 9000`).toBe(false);
     }
     // the datapath does not take SCTP's ports for TCP's
     expect(await echo(pa, 'tcp', pb.v4, 9000)).toBe(false);

@@ -1,6 +1,7 @@
-import type { Family } from '@dyad/contracts';
 import {
+  ADDRESS_BITS,
   AddressError,
+  Family,
   formatIp,
   ipFromBigInt,
   ipToBigInt,
@@ -15,44 +16,42 @@ import type { Prefix } from '@dyad/netaddr';
  * CIDRs are read with its strict parser: one with host bits set is refused with a reason.
  */
 
-export const BITS: Readonly<Record<Family, number>> = { IPv4: 32, IPv6: 128 };
-
 export interface CidrValue {
   readonly family: Family;
   readonly base: bigint;
   readonly prefix: number;
 }
 
-function parseFamily(s: string, family: 4 | 6): bigint | undefined {
+function parseFamily(s: string, family: Family): bigint | undefined {
   const ip = tryParseIp(s);
   return ip?.family === family ? ipToBigInt(ip) : undefined;
 }
 
 export function parseIPv4(s: string): bigint | undefined {
-  return parseFamily(s, 4);
+  return parseFamily(s, Family.IPv4);
 }
 
 export function parseIPv6(s: string): bigint | undefined {
-  return parseFamily(s, 6);
+  return parseFamily(s, Family.IPv6);
 }
 
 export function parseAddress(s: string): { family: Family; value: bigint } | undefined {
   const ip = tryParseIp(s);
   if (ip === undefined) return undefined;
-  return { family: ip.family === 4 ? 'IPv4' : 'IPv6', value: ipToBigInt(ip) };
+  return { family: ip.family, value: ipToBigInt(ip) };
 }
 
 export function formatIPv4(v: bigint): string {
-  return formatIp(4, ipFromBigInt(4, v).bytes);
+  return formatIp(Family.IPv4, ipFromBigInt(Family.IPv4, v).bytes);
 }
 
 /** RFC 5952: lowercase, no leading zeros, the longest run of two or more zero groups as '::'. */
 export function formatIPv6(v: bigint): string {
-  return formatIp(6, ipFromBigInt(6, v).bytes);
+  return formatIp(Family.IPv6, ipFromBigInt(Family.IPv6, v).bytes);
 }
 
 export function formatAddress(family: Family, v: bigint): string {
-  return family === 'IPv4' ? formatIPv4(v) : formatIPv6(v);
+  return family === Family.IPv4 ? formatIPv4(v) : formatIPv6(v);
 }
 
 export function formatCidr(c: CidrValue): string {
@@ -61,7 +60,7 @@ export function formatCidr(c: CidrValue): string {
 
 /** netaddr's strictly parsed prefix (host bits refused) as ipam does arithmetic on it. */
 export function cidrValue(p: Prefix): CidrValue {
-  return { family: p.family === 4 ? 'IPv4' : 'IPv6', base: ipToBigInt(p), prefix: p.length };
+  return { family: p.family, base: ipToBigInt(p), prefix: p.length };
 }
 
 /** `parsePrefixStrict` as a CidrValue, undefined when the text is refused. */
@@ -75,13 +74,13 @@ export function tryCidrValue(text: string): CidrValue | undefined {
 }
 
 export function prefixMask(family: Family, prefix: number): bigint {
-  const bits = BigInt(BITS[family]);
+  const bits = BigInt(ADDRESS_BITS[family]);
   const all = (1n << bits) - 1n;
   return (all >> BigInt(prefix)) ^ all;
 }
 
 export function cidrSize(c: Pick<CidrValue, 'family' | 'prefix'>): bigint {
-  return 1n << BigInt(BITS[c.family] - c.prefix);
+  return 1n << BigInt(ADDRESS_BITS[c.family] - c.prefix);
 }
 
 export function cidrContains(c: CidrValue, family: Family, v: bigint): boolean {

@@ -1,5 +1,5 @@
+import type { Family } from '@dyad/netaddr';
 import type { BusLogger } from '@dyad/bus';
-import type { Family } from '@dyad/contracts';
 import { IpamErrorCode, IpamKey } from '@dyad/contracts';
 import { formatCidr } from './addr.ts';
 import type { ClaimedBlock } from './blocks.ts';

@@ -1,5 +1,5 @@
+import type { Family } from '@dyad/netaddr';
 import { randomBytes } from 'node:crypto';
-import type { Family } from '@dyad/contracts';
 import { IpamKey } from '@dyad/contracts';
 import { tryCidrValue } from './addr.ts';
 import type { BlockLayout } from './carve.ts';

@@ -1,6 +1,7 @@
-import type { Family } from '@dyad/contracts';
+import { ADDRESS_BITS } from '@dyad/netaddr';
+import type { Family } from '@dyad/netaddr';
 import type { CidrValue } from './addr.ts';
-import { BITS, cidrContains, cidrSize, formatAddress, formatCidr } from './addr.ts';
+import { cidrContains, cidrSize, formatAddress, formatCidr } from './addr.ts';
 
 /**
  * Carving a family's pools into node blocks, and the reserved addresses of a block. Pure.
@@ -30,7 +31,7 @@ export function reservedHigh(family: Family): bigint {
 /** The longest mask that still leaves one pod address in a block. */
 export function maxMaskSize(family: Family): number {
   // size 4 (IPv4 /30) leaves 1 after network, gateway and broadcast; IPv6 /127 leaves none.
-  return BITS[family] - 2;
+  return ADDRESS_BITS[family] - 2;
 }
 
 export function blocksPerPool(layout: BlockLayout, pool: CidrValue): bigint {

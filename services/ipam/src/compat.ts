@@ -1,4 +1,5 @@
-import type { Family, IpamClusterConfigValue } from '@dyad/contracts';
+import type { Family } from '@dyad/netaddr';
+import type { IpamClusterConfigValue } from '@dyad/contracts';
 import { formatCidr, tryCidrValue } from './addr.ts';
 import { blockIndexOf } from './carve.ts';
 import type { IpamConfig } from './config.ts';

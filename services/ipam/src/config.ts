@@ -1,7 +1,6 @@
-import type { Family } from '@dyad/contracts';
 import type { CidrValue } from './addr.ts';
-import { AddressError, parsePrefixStrict } from '@dyad/netaddr';
-import { BITS, cidrValue, cidrsOverlap, formatCidr } from './addr.ts';
+import { ADDRESS_BITS, AddressError, FAMILIES, Family, parsePrefixStrict } from '@dyad/netaddr';
+import { cidrValue, cidrsOverlap, formatCidr } from './addr.ts';
 import type { BlockLayout } from './carve.ts';
 import { maxMaskSize } from './carve.ts';
 import { IpamConfigError } from './errors.ts';
@@ -85,7 +84,7 @@ export function parseIpamConfig(raw: RawConfig): IpamConfig {
   }
 
   const layouts = new Map<Family, BlockLayout>();
-  for (const family of ['IPv4', 'IPv6'] as const) {
+  for (const family of FAMILIES) {
     const keys = KEYS[family];
     const listed = (get(keys.cidr) ?? '').split(/[\s,]+/).filter((s) => s !== '');
     if (!enabled[family]) {
@@ -121,8 +120,10 @@ export function parseIpamConfig(raw: RawConfig): IpamConfig {
     }
     const maskText = get(keys.mask) ?? '';
     const mask = /^[0-9]{1,3}$/.test(maskText) ? Number(maskText) : Number.NaN;
-    if (Number.isNaN(mask) || mask > BITS[family]) {
-      problems.push(`${keys.mask}: '${maskText}' is not a prefix length (0-${BITS[family]})`);
+    if (Number.isNaN(mask) || mask > ADDRESS_BITS[family]) {
+      problems.push(
+        `${keys.mask}: '${maskText}' is not a prefix length (0-${ADDRESS_BITS[family]})`,
+      );
       continue;
     }
     if (mask > maxMaskSize(family)) {
@@ -145,11 +146,11 @@ export function parseIpamConfig(raw: RawConfig): IpamConfig {
     layouts.set(family, { family, pools, maskSize: mask });
   }
 
-  let order: Family[] = ['IPv4', 'IPv6'];
+  let order: readonly Family[] = FAMILIES;
   const primaryText = raw[ConfigKey.primaryFamily]?.trim();
   if (primaryText !== undefined && primaryText !== '') {
     const p = primaryText.toLowerCase();
-    if (p === 'ipv6') order = ['IPv6', 'IPv4'];
+    if (p === 'ipv6') order = [Family.IPv6, Family.IPv4];
     else if (p !== 'ipv4') {
       problems.push(`${ConfigKey.primaryFamily}: expected IPv4 or IPv6, got '${primaryText}'`);
     }

@@ -1,4 +1,4 @@
-import type { Family } from '@dyad/contracts';
+import type { Family } from '@dyad/netaddr';
 import type { NodeRecord } from './record.ts';
 import { holdsBlock } from './record.ts';
 

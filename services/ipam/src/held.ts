@@ -1,4 +1,5 @@
-import type { Family, NodeBlockValue } from '@dyad/contracts';
+import type { Family } from '@dyad/netaddr';
+import type { NodeBlockValue } from '@dyad/contracts';
 import { canonicalBlock } from './record.ts';
 
 interface Report {

@@ -1,4 +1,6 @@
-import type { Family, IpamNodeRecordValue, NodeBlockValue } from '@dyad/contracts';
+import { FAMILIES } from '@dyad/netaddr';
+import type { Family } from '@dyad/netaddr';
+import type { IpamNodeRecordValue, NodeBlockValue } from '@dyad/contracts';
 import { formatAddress, formatCidr, tryCidrValue } from './addr.ts';
 
 /**
@@ -11,11 +13,9 @@ export type NodeRecord = IpamNodeRecordValue;
 export type BlockSet = NodeRecord['sets'][number];
 export type BlockRef = { readonly cidr: string; readonly gateway: string };
 
-const ALL_FAMILIES: readonly Family[] = ['IPv4', 'IPv6'];
-
 /** The cluster's families first (primary first), then any other, so every block is listed. */
 function familyOrder(families: readonly Family[]): Family[] {
-  return [...families, ...ALL_FAMILIES.filter((f) => !families.includes(f))];
+  return [...families, ...FAMILIES.filter((f) => !families.includes(f))];
 }
 
 export function setCount(record: NodeRecord | undefined): number {
@@ -81,7 +81,7 @@ export function blockList(record: NodeRecord, families: readonly Family[]): Node
 /** Every block of the record with its family. */
 export function recordBlocks(record: NodeRecord): { family: Family; cidr: string }[] {
   return record.sets.flatMap((set) =>
-    ALL_FAMILIES.flatMap((family) => {
+    FAMILIES.flatMap((family) => {
       const b = set[family];
       return b === undefined ? [] : [{ family, cidr: b.cidr }];
     }),
@@ -119,5 +119,5 @@ export function setsFromBlocks(blocks: readonly NodeBlockValue[]): BlockSet[] {
 
 /** Two records hold the same sets, in the same order. */
 export function sameSets(a: NodeRecord, b: NodeRecord): boolean {
-  return JSON.stringify(blockList(a, ALL_FAMILIES)) === JSON.stringify(blockList(b, ALL_FAMILIES));
+  return JSON.stringify(blockList(a, FAMILIES)) === JSON.stringify(blockList(b, FAMILIES));
 }

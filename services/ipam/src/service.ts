@@ -1,6 +1,7 @@
+import type { Family } from '@dyad/netaddr';
 import type { Bus, BusConsumer, BusLogger, BusSubscription, Delivery, JsDelivery } from '@dyad/bus';
 import { ReplyError } from '@dyad/bus';
-import type { Family, NodeBlockValue, PayloadOf } from '@dyad/contracts';
+import type { NodeBlockValue, PayloadOf } from '@dyad/contracts';
 import {
   AddressesExhausted,
   DeadLetterStream,

@@ -1,4 +1,5 @@
-import type { Family, IpamBlockClaimValue } from '@dyad/contracts';
+import type { Family } from '@dyad/netaddr';
+import type { IpamBlockClaimValue } from '@dyad/contracts';
 import { IpamBlockClaim, IpamKey, IpamNodeRecord } from '@dyad/contracts';
 import type { KvBucket, KvEntry } from '@dyad/bus';
 import type { z } from 'zod';

@@ -1,6 +1,7 @@
 // Block assignment scenarios over the in-memory KV: set 0, grow and its idempotence, replicas
 // racing, exhaustion, unacknowledged writes, rebuilding from held reports, legacy keys, GC.
 import { IpamKey } from '@dyad/contracts';
+import { FAMILIES } from '@dyad/netaddr';
 import type { NodeBlockValue } from '@dyad/contracts';
 import { describe, expect, it } from 'vitest';
 import { AssignError } from '../src/assigner.ts';
@@ -9,8 +10,6 @@ import type { NodeRecord } from '../src/record.ts';
 import { FakeKv } from './fake-kv.ts';
 import type { World } from './fake-replica.ts';
 import { DUAL, fakeReplica, world } from './fake-replica.ts';
-
-const FAMILIES = ['IPv4', 'IPv6'] as const;
 
 function setup(raw: Readonly<Record<string, string>> = DUAL, live: string[] = ['n1', 'n2']) {
   const kv = new FakeKv();

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { CidrValue } from '../src/addr.ts';
 import { parsePrefixStrict } from '@dyad/netaddr';
+import type { Family } from '@dyad/netaddr';
 import { cidrValue, formatCidr } from '../src/addr.ts';
 import type { BlockLayout } from '../src/carve.ts';
 import {
@@ -15,7 +16,7 @@ import {
 function cidr(s: string): CidrValue {
   return cidrValue(parsePrefixStrict(s));
 }
-const layout = (family: 'IPv4' | 'IPv6', pools: string[], maskSize: number): BlockLayout => ({
+const layout = (family: Family, pools: string[], maskSize: number): BlockLayout => ({
   family,
   pools: pools.map(cidr),
   maskSize,

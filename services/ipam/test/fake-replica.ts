@@ -1,6 +1,7 @@
 // An ipam replica's decision-making (the Assigner) over the in-memory KV, with a node view, a
 // clock and effects the test controls and records; for the unit and randomized tests.
-import type { Family, NodeBlockValue } from '@dyad/contracts';
+import type { Family } from '@dyad/netaddr';
+import type { NodeBlockValue } from '@dyad/contracts';
 import { createLogger, createMetrics } from '@dyad/telemetry';
 import type { NodeStatus } from '../src/assigner.ts';
 import { Assigner } from '../src/assigner.ts';

@@ -1,4 +1,5 @@
-import type { Family, PolicyPortsValue } from '@dyad/contracts';
+import type { Family } from '@dyad/netaddr';
+import type { PolicyPortsValue } from '@dyad/contracts';
 import { formatPrefix, parsePrefixLenient } from '@dyad/netaddr';
 import { PortSet } from './ports.ts';
 
@@ -17,7 +18,7 @@ export function readPrefix(text: string): Prefix | undefined {
   try {
     const p = parsePrefixLenient(text);
     return {
-      family: p.family === 4 ? 'IPv4' : 'IPv6',
+      family: p.family,
       bytes: p.bytes,
       length: p.length,
       text: formatPrefix(p),

@@ -10,7 +10,8 @@ import { PolicyEngine } from '../src/engine.ts';
 import type { CompiledPod, PodInput } from '../src/model.ts';
 import type { Protocol } from '../src/ports.ts';
 import type { PolicySpec } from '../src/spec.ts';
-import type { Family } from './world.ts';
+import { FAMILIES } from '@dyad/netaddr';
+import type { Family } from '@dyad/netaddr';
 import {
   IdentityTable,
   expected,
@@ -51,10 +52,8 @@ interface Probe {
   readonly blocked: (from: string, to: string) => boolean;
 }
 
-const BOTH: readonly Family[] = ['IPv4', 'IPv6'];
-
 /** The same expectation on TCP 80 over each family. */
-function tcp80(blocked: Probe['blocked'], families = BOTH): Probe[] {
+function tcp80(blocked: Probe['blocked'], families = FAMILIES): Probe[] {
   return families.map((family) => ({ protocol: 'TCP', port: 80, family, blocked }));
 }
 

@@ -2,6 +2,7 @@
 // pods a, b, c labelled pod=<name>, serving TCP and UDP on 80 and 81 under the upstream port
 // names) in both families, a deterministic identity table, and a reachability matrix that a
 // person can read when a case fails.
+import type { Family } from '@dyad/netaddr';
 import { NetworkPolicy } from '@dyad/contracts';
 import type { z } from 'zod';
 import { readPrefix } from '../src/cidr.ts';
@@ -17,7 +18,6 @@ import type { PolicySpec } from '../src/spec.ts';
 
 export const NAMESPACES = ['x', 'y', 'z'] as const;
 export const POD_NAMES = ['a', 'b', 'c'] as const;
-export type Family = 'IPv4' | 'IPv6';
 
 /** One number per label set, in the order label sets are first seen: the allocator's contract. */
 export class IdentityTable {

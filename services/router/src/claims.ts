@@ -1,5 +1,6 @@
+import { FAMILIES } from '@dyad/netaddr';
+import type { Family } from '@dyad/netaddr';
 import { ReservedIdentity } from '@dyad/contracts';
-import type { Family } from '@dyad/contracts';
 import { canonicalAddress, canonicalPrefix, familyOf, hostPrefix } from './ip.ts';
 import type { EndpointInput, IpcacheEntry, NodeInput, RouteEntry } from './model.ts';
 
@@ -44,8 +45,6 @@ export const claimKey = {
   cidr: (name: string) => `c:${name}`,
   endpoint: (id: string) => `p:${id}`,
 } as const;
-
-const FAMILIES: readonly Family[] = ['IPv4', 'IPv6'];
 
 /**
  * A node's canonical input: unparseable values dropped, each address of the family it claims, pod

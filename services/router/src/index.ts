@@ -12,7 +12,6 @@ export { busRouterPort } from './stream-port.ts';
 export { loadConfig } from './config.ts';
 export { RouterConfigError, RouterError, RouterPublishError } from './errors.ts';
 
-export type { Family } from '@dyad/contracts';
 export type {
   EndpointInput,
   IpcacheEntry,

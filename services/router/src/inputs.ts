@@ -1,4 +1,5 @@
-import type { EndpointStateValue, Family, NodeBlockValue, NodeObject } from '@dyad/contracts';
+import type { Family } from '@dyad/netaddr';
+import type { EndpointStateValue, NodeBlockValue, NodeObject } from '@dyad/contracts';
 import type { IdentitySource } from './identity.ts';
 import { canonicalAddress, canonicalPrefix, familyOf } from './ip.ts';
 import type { EndpointInput } from './model.ts';

@@ -1,7 +1,8 @@
 // Canonical address and prefix text, as the router keys its tables: @dyad/netaddr's parser and
 // RFC 5952 formatter, the ones the datapath codecs use, so the router accepts what they accept.
-import type { Family } from '@dyad/contracts';
+import type { Family } from '@dyad/netaddr';
 import {
+  ADDRESS_BITS,
   AddressError,
   formatIp,
   formatPrefix,
@@ -12,7 +13,7 @@ import {
 export function familyOf(text: string): Family | undefined {
   const slash = text.indexOf('/');
   const ip = tryParseIp(slash < 0 ? text : text.slice(0, slash));
-  return ip === undefined ? undefined : ip.family === 4 ? 'IPv4' : 'IPv6';
+  return ip?.family;
 }
 
 export function canonicalAddress(text: string): string | undefined {
@@ -35,5 +36,5 @@ export function hostPrefix(text: string): string | undefined {
   const ip = tryParseIp(text);
   return ip === undefined
     ? undefined
-    : `${formatIp(ip.family, ip.bytes)}/${ip.family === 4 ? 32 : 128}`;
+    : `${formatIp(ip.family, ip.bytes)}/${ADDRESS_BITS[ip.family]}`;
 }

@@ -1,6 +1,6 @@
+import type { Family } from '@dyad/netaddr';
 import type {
   EndpointSliceObject,
-  Family,
   RouterServiceEntryValue,
   ServiceBackendValue,
   ServiceFrontendValue,

@@ -1,9 +1,5 @@
-import type {
-  EndpointSliceObject,
-  Family,
-  RouterServiceEntryValue,
-  ServiceObject,
-} from '@dyad/contracts';
+import type { Family } from '@dyad/netaddr';
+import type { EndpointSliceObject, RouterServiceEntryValue, ServiceObject } from '@dyad/contracts';
 import { compileService, sameServiceEntry } from './lb-compile.ts';
 
 /** One node's Services by `namespace/name`. */

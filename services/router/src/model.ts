@@ -1,4 +1,5 @@
-import type { Family, RouterIpcacheEntryValue, RouterRouteEntryValue } from '@dyad/contracts';
+import type { Family } from '@dyad/netaddr';
+import type { RouterIpcacheEntryValue, RouterRouteEntryValue } from '@dyad/contracts';
 
 /**
  * A node as the router knows it: pod CIDRs from IPAM (every block of every set the node holds, of

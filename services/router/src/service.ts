@@ -1,3 +1,5 @@
+import { FAMILIES } from '@dyad/netaddr';
+import type { Family } from '@dyad/netaddr';
 import {
   AGENT_STREAM,
   agentEndpointFilter,
@@ -13,7 +15,7 @@ import {
   ServiceEvent,
   k8sKindFilter,
 } from '@dyad/contracts';
-import type { EndpointStateValue, Family, PayloadOf } from '@dyad/contracts';
+import type { EndpointStateValue, PayloadOf } from '@dyad/contracts';
 import type { Bus, BusConsumer } from '@dyad/bus';
 import { TraceBatch } from '@dyad/telemetry';
 import type { Logger } from '@dyad/telemetry';
@@ -51,7 +53,7 @@ type PodIdentityMsg = PayloadOf<typeof PodIdentityEvent>;
 type ServiceMsg = PayloadOf<typeof ServiceEvent>;
 type SliceMsg = PayloadOf<typeof EndpointSliceEvent>;
 
-const BOTH_FAMILIES: ReadonlySet<Family> = new Set<Family>(['IPv4', 'IPv6']);
+const BOTH_FAMILIES: ReadonlySet<Family> = new Set(FAMILIES);
 
 /**
  * The router service: folds four input streams (Node objects for addresses, IPAM assignments

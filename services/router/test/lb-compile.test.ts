@@ -1,9 +1,11 @@
+import { FAMILIES } from '@dyad/netaddr';
+import type { Family } from '@dyad/netaddr';
 import { describe, expect, it } from 'vitest';
 import { EndpointSlice, Service } from '@dyad/contracts';
-import type { EndpointSliceObject, Family, ServiceObject } from '@dyad/contracts';
+import type { EndpointSliceObject, ServiceObject } from '@dyad/contracts';
 import { compileService, sameServiceEntry } from '../src/lb-compile.ts';
 
-const BOTH = new Set<Family>(['IPv4', 'IPv6']);
+const BOTH = new Set(FAMILIES);
 
 function service(spec: Record<string, unknown>): ServiceObject {
   return Service.parse({
@@ -18,7 +20,7 @@ function service(spec: Record<string, unknown>): ServiceObject {
 
 function slice(
   name: string,
-  addressType: 'IPv4' | 'IPv6',
+  addressType: Family,
   endpoints: ReadonlyArray<{
     ip: string;
     node?: string;

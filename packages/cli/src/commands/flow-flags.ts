@@ -1,3 +1,4 @@
+import { Family } from '@dyad/netaddr';
 import type { FlagSpecs } from '../command.ts';
 import { UsageError } from '../errors.ts';
 import type { FlowFilter } from './flow-view.ts';
@@ -45,7 +46,7 @@ export function flowFilter(flags: {
     ...(flags.family === undefined
       ? {}
       : {
-          ipVersion: flags.family.toLowerCase() === 'ipv6' ? ('IPv6' as const) : ('IPv4' as const),
+          ipVersion: flags.family.toLowerCase() === 'ipv6' ? Family.IPv6 : Family.IPv4,
         }),
   };
 }

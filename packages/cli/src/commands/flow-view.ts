@@ -1,4 +1,5 @@
 import type { FlowEventValue } from '@dyad/contracts';
+import type { Family } from '@dyad/netaddr';
 
 // What `dyad observe` and `dyad monitor` print: one line per flow, as `hubble observe` does, and
 // the filters both apply. Pure.
@@ -8,7 +9,7 @@ export interface FlowFilter {
   readonly namespace?: string;
   readonly pod?: string;
   readonly verdict?: 'FORWARDED' | 'DROPPED';
-  readonly ipVersion?: 'IPv4' | 'IPv6';
+  readonly ipVersion?: Family;
 }
 
 type End = FlowEventValue['source'];

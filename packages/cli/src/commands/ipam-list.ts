@@ -1,5 +1,7 @@
 import type { Bus } from '@dyad/bus';
-import type { Family, PayloadOf } from '@dyad/contracts';
+import type { PayloadOf } from '@dyad/contracts';
+import { FAMILIES } from '@dyad/netaddr';
+import type { Family } from '@dyad/netaddr';
 import {
   AddressesAllocated,
   AddressesReleased,
@@ -104,10 +106,7 @@ export function listing(
 ): IpamListing {
   const live = assignments.filter((a) => a.op === 'upsert');
   const families = familyOrder(live);
-  const order: Family[] = [
-    ...families,
-    ...(['IPv4', 'IPv6'] as const).filter((f) => !families.includes(f)),
-  ];
+  const order: Family[] = [...families, ...FAMILIES.filter((f) => !families.includes(f))];
   // Pod addresses per node and block, found by masking each address to its family's block size.
   const used = new Map<string, number>();
   const lengths = new Map<string, number>();
@@ -179,7 +178,7 @@ export function renderListing(l: IpamListing, wide = false): string {
       ]),
     ),
   );
-  const fams: Family[] = l.families.length > 0 ? [...l.families] : ['IPv4', 'IPv6'];
+  const fams: readonly Family[] = l.families.length > 0 ? l.families : FAMILIES;
   const pods = formatTable(
     [
       'NODE',

@@ -1,5 +1,4 @@
 import type {
-  Family,
   PayloadOf,
   IdentityEvent,
   PodIdentityEvent,
@@ -7,6 +6,8 @@ import type {
   PolicyStatusEvent,
 } from '@dyad/contracts';
 import { ReservedIdentity } from '@dyad/contracts';
+import { FAMILIES } from '@dyad/netaddr';
+import type { Family } from '@dyad/netaddr';
 import type { DirectionPolicyValue, PolicyPortsValue, PolicyProblemValue } from '@dyad/contracts';
 import { formatTable } from '../output.ts';
 
@@ -142,7 +143,7 @@ function directionView(
         allow: describePorts(p.allow),
       });
   const closed: Family[] = [];
-  for (const family of ['IPv4', 'IPv6'] as const) {
+  for (const family of FAMILIES) {
     for (const c of d.cidrs[family])
       rules.push({
         family,

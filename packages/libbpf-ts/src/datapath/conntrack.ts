@@ -1,9 +1,8 @@
 import { mapCodec, mappedCodec, structCodec } from '../codec.ts';
 import type { MapCodec } from '../codec.ts';
 import { defineLayout } from '../layout.ts';
-import { formatIp, parseIp } from '@dyad/netaddr';
-import { Direction } from './constants.ts';
-import { familyTag } from './endpoints.ts';
+import { FamilyVersion, formatIp, parseIp } from '@dyad/netaddr';
+import { Direction, familyOfTag } from './constants.ts';
 import type { BpfMap } from '../map.ts';
 import type { Libbpf } from '../libbpf.ts';
 import { MapType } from '../map-types.ts';
@@ -58,12 +57,12 @@ export const ctKeyCodec = mappedCodec(
       sport: k.sport,
       dport: k.dport,
       proto: k.proto,
-      family: s.family,
+      family: FamilyVersion[s.family],
       dir: k.direction === 'ingress' ? Direction.INGRESS : Direction.EGRESS,
     };
   },
   (s): CtKey => {
-    const f = familyTag(s.family);
+    const f = familyOfTag(s.family);
     return {
       src: formatIp(f, s.saddr),
       dst: formatIp(f, s.daddr),

@@ -1,28 +1,19 @@
-import type { IpFamily } from '@dyad/netaddr';
+import { familyOfVersion } from '@dyad/netaddr';
+import type { Family } from '@dyad/netaddr';
 import { CodecError } from '../errors.ts';
 /**
  * Mirrors the C enums of bpf/include/dyad/*.h; numbers are part of the datapath contract, and
  * the drift test compares every one of them with the objects' BTF.
  */
 
-/** The family tag in keys and events (`enum dy_family`). */
-export const FamilyTag = { V4: 4, V6: 6 } as const;
-export type FamilyTag = (typeof FamilyTag)[keyof typeof FamilyTag];
-
 /**
- * The datapath's tag of netaddr's family. The numbers are equal by design (4 and 6), so the fast
- * encoders write netaddr's family as it is; this is the one place that says so, and the drift
- * test fails if `enum dy_family` ever changes.
+ * The family of a datapath tag (`enum dy_family`, whose numbers are netaddr's `FamilyVersion`:
+ * encoders write `FamilyVersion[family]`); a byte that is no tag is a codec error.
  */
-export function familyTagOf(family: IpFamily): FamilyTag {
-  return family === 4 ? FamilyTag.V4 : FamilyTag.V6;
-}
-
-/** netaddr's family of a datapath tag; a byte that is no tag is a codec error. */
-export function ipFamilyOfTag(tag: number): IpFamily {
-  if (tag === FamilyTag.V4) return 4;
-  if (tag === FamilyTag.V6) return 6;
-  throw new CodecError(`bad family tag ${tag}`);
+export function familyOfTag(tag: number): Family {
+  const family = familyOfVersion(tag);
+  if (family === undefined) throw new CodecError(`bad family tag ${tag}`);
+  return family;
 }
 
 export const Direction = { EGRESS: 1, INGRESS: 2, NODE: 3 } as const;

@@ -2,8 +2,16 @@ import { mapCodec, structCodec } from '../codec.ts';
 import type { Codec, MapCodec } from '../codec.ts';
 import { defineLayout, fieldAt } from '../layout.ts';
 import type { StructValue } from '../layout.ts';
-import { formatIp, formatMac, parseIp, parseIpInto, parseMac, parseMacInto } from '@dyad/netaddr';
-import { familyTagOf, ipFamilyOfTag } from './constants.ts';
+import {
+  FamilyVersion,
+  formatIp,
+  formatMac,
+  parseIp,
+  parseIpInto,
+  parseMac,
+  parseMacInto,
+} from '@dyad/netaddr';
+import { familyOfTag } from './constants.ts';
 import { u32At, zeroAt } from './write.ts';
 
 /** bpf/include/dyad/map_endpoints.h */
@@ -41,7 +49,7 @@ export interface EndpointInfo {
 /** Reference mapping to the plain struct; the fast encoders below must agree with it (tested). */
 export function endpointKeyToStruct(k: EndpointKey): StructValue<typeof endpointKeyLayout.fields> {
   const ip = parseIp(k.address);
-  return { addr: ip.bytes, family: familyTagOf(ip.family) };
+  return { addr: ip.bytes, family: FamilyVersion[ip.family] };
 }
 
 export function endpointInfoToStruct(
@@ -73,12 +81,12 @@ export const endpointKeyCodec: Codec<EndpointKey> = {
   size: endpointKeyLayout.size,
   layout: endpointKeyLayout,
   encodeInto(k, buf, off) {
-    buf[off + K_FAMILY] = familyTagOf(parseIpInto(k.address, buf, off + K_ADDR));
+    buf[off + K_FAMILY] = FamilyVersion[parseIpInto(k.address, buf, off + K_ADDR)];
     zeroAt(buf, off + K_PAD, 3);
   },
   decode(buf, off) {
     const s = keyStruct.decode(buf, off);
-    return { address: formatIp(ipFamilyOfTag(s.family), s.addr) };
+    return { address: formatIp(familyOfTag(s.family), s.addr) };
   },
 };
 
@@ -110,5 +118,3 @@ export const endpointsCodec: MapCodec<EndpointKey, EndpointInfo> = mapCodec(
   endpointKeyCodec,
   endpointInfoCodec,
 );
-
-export { ipFamilyOfTag as familyTag };

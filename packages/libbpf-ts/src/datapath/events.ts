@@ -2,10 +2,9 @@ import { structCodec } from '../codec.ts';
 import type { Codec } from '../codec.ts';
 import { defineLayout } from '../layout.ts';
 import { formatIp } from '@dyad/netaddr';
-import { EventFlags, directionName, reasonName } from './constants.ts';
+import { Family } from '@dyad/netaddr';
+import { EventFlags, directionName, familyOfTag, reasonName } from './constants.ts';
 import type { DirectionName } from './constants.ts';
-import { familyTag } from './endpoints.ts';
-import type { IpFamily } from '@dyad/netaddr';
 
 /** bpf/include/dyad/map_events.h */
 export const eventLayout = defineLayout('dy_event', 64, [
@@ -32,7 +31,7 @@ export interface DatapathEvent {
   readonly type: 'drop' | 'trace';
   readonly reason: number;
   readonly reasonName: string;
-  readonly family: IpFamily;
+  readonly family: Family;
   readonly src: string;
   readonly dst: string;
   /** 0 for ICMP */
@@ -60,7 +59,7 @@ export const eventCodec: Codec<DatapathEvent> = {
   },
   decode(buf, offset) {
     const s = eventStructCodec.decode(buf, offset);
-    const family = familyTag(s.family);
+    const family = familyOfTag(s.family);
     return {
       tsNs: s.ts_ns,
       type: s.type === 1 ? 'drop' : 'trace',
@@ -93,8 +92,8 @@ const off = Object.fromEntries(eventLayout.fields.map((f) => [f.name, f.offset])
  * flow's enrichment. A test checks that both decoders agree.
  */
 export function decodeDatapathEvent(record: Buffer): DatapathEvent {
-  const family = familyTag(record[off.family] ?? 0);
-  const addr = (at: number) => record.subarray(at, at + (family === 4 ? 4 : 16));
+  const family = familyOfTag(record[off.family] ?? 0);
+  const addr = (at: number) => record.subarray(at, at + (family === Family.IPv4 ? 4 : 16));
   const reason = record[off.reason] ?? 0;
   return {
     tsNs: record.readBigUInt64LE(off.ts_ns),

@@ -3,6 +3,7 @@ import type { Codec, MapCodec } from '../codec.ts';
 import { defineLayout, fieldAt } from '../layout.ts';
 import type { StructValue } from '../layout.ts';
 import {
+  FamilyVersion,
   formatIp,
   formatPrefix,
   maskBytes,
@@ -11,9 +12,7 @@ import {
   parsePrefixLenient,
   parsePrefixInto,
 } from '@dyad/netaddr';
-import { IpcachePrefix, familyTagOf } from './constants.ts';
-import { familyTag } from './endpoints.ts';
-import type { IpFamily } from '@dyad/netaddr';
+import { IpcachePrefix, familyOfTag } from './constants.ts';
 import { u32At, u8At, zeroAt } from './write.ts';
 
 /** bpf/include/dyad/map_ipcache.h */
@@ -59,7 +58,7 @@ export function encodeIpcachePrefix(prefix: string): {
   const p = parsePrefixLenient(prefix);
   return {
     prefixlen: IPCACHE_PREFIX_BASE + p.length,
-    family: familyTagOf(p.family),
+    family: FamilyVersion[p.family],
     addr: p.bytes,
   };
 }
@@ -74,7 +73,7 @@ export function ipcacheInfoToStruct(v: IpcacheInfo): StructValue<typeof ipcacheI
   return {
     identity: v.identity,
     node_id: v.nodeId,
-    node_family: node ? familyTagOf(node.family) : 0,
+    node_family: node ? FamilyVersion[node.family] : 0,
     flags: v.flags,
     node_addr: node?.bytes ?? new Uint8Array(16),
   };
@@ -99,7 +98,7 @@ export const ipcacheKeyCodec: Codec<IpcacheKey> = {
   encodeInto(k, buf, off) {
     const p = parsePrefixInto(k.prefix, buf, off + K_ADDR);
     u32At(buf, off + K_PREFIXLEN, IPCACHE_PREFIX_BASE + (p & 0xff), 'prefixlen');
-    buf[off + K_FAMILY] = familyTagOf((p >> 8) as IpFamily);
+    buf[off + K_FAMILY] = p >> 8;
     zeroAt(buf, off + K_PAD, 3);
   },
   decode(buf, off) {
@@ -107,7 +106,7 @@ export const ipcacheKeyCodec: Codec<IpcacheKey> = {
     const length = s.prefixlen - IPCACHE_PREFIX_BASE;
     return {
       prefix: formatPrefix({
-        family: familyTag(s.family),
+        family: familyOfTag(s.family),
         bytes: maskBytes(s.addr, length),
         length,
       }),
@@ -125,7 +124,7 @@ export const ipcacheInfoCodec: Codec<IpcacheInfo> = {
       buf[off + I_NODE_FAMILY] = 0;
       zeroAt(buf, off + I_NODE_ADDR, 16);
     } else {
-      buf[off + I_NODE_FAMILY] = familyTagOf(parseIpInto(v.nodeAddress, buf, off + I_NODE_ADDR));
+      buf[off + I_NODE_FAMILY] = FamilyVersion[parseIpInto(v.nodeAddress, buf, off + I_NODE_ADDR)];
     }
     u8At(buf, off + I_FLAGS, v.flags, 'flags');
     zeroAt(buf, off + I_PAD, 2);
@@ -135,7 +134,7 @@ export const ipcacheInfoCodec: Codec<IpcacheInfo> = {
     const base = { identity: s.identity, nodeId: s.node_id, flags: s.flags };
     return s.node_family === 0
       ? base
-      : { ...base, nodeAddress: formatIp(familyTag(s.node_family), s.node_addr) };
+      : { ...base, nodeAddress: formatIp(familyOfTag(s.node_family), s.node_addr) };
   },
 };
 

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { formatIp, parseIp } from '@dyad/netaddr';
+import { FamilyVersion, formatIp, parseIp } from '@dyad/netaddr';
 import { mapCodec, mappedCodec, structCodec, u32Codec } from '../codec.ts';
 import type { Codec, MapCodec } from '../codec.ts';
 import { CodecError } from '../errors.ts';
 import { defineLayout } from '../layout.ts';
-import { familyTagOf, ipFamilyOfTag } from './constants.ts';
+import { familyOfTag } from './constants.ts';
 
 /** bpf/include/dyad/map_lb.h */
 
@@ -151,11 +151,11 @@ export const lbServiceKeyCodec: Codec<LbServiceKey> = mappedCodec(
       addr: ip.bytes,
       port: k.port,
       proto: PROTO_NUM[k.protocol],
-      family: familyTagOf(ip.family),
+      family: FamilyVersion[ip.family],
     };
   },
   (s): LbServiceKey => ({
-    address: formatIp(ipFamilyOfTag(s.family), s.addr),
+    address: formatIp(familyOfTag(s.family), s.addr),
     port: s.port,
     protocol: protocolOf(s.proto),
   }),
@@ -197,10 +197,10 @@ export const lbBackendCodec: Codec<LbBackend> = mappedCodec(
   structCodec(lbBackendLayout),
   (v: LbBackend) => {
     const ip = parseIp(v.address);
-    return { addr: ip.bytes, port: v.port, family: familyTagOf(ip.family), flags: v.flags };
+    return { addr: ip.bytes, port: v.port, family: FamilyVersion[ip.family], flags: v.flags };
   },
   (s): LbBackend => ({
-    address: formatIp(ipFamilyOfTag(s.family), s.addr),
+    address: formatIp(familyOfTag(s.family), s.addr),
     port: s.port,
     flags: s.flags,
   }),
@@ -217,11 +217,11 @@ export const lbFlowKeyCodec: Codec<LbFlowKey> = mappedCodec(
       sport: k.sport,
       dport: k.dport,
       proto: PROTO_NUM[k.protocol],
-      family: familyTagOf(s.family),
+      family: FamilyVersion[s.family],
     };
   },
   (s): LbFlowKey => {
-    const f = ipFamilyOfTag(s.family);
+    const f = familyOfTag(s.family);
     return {
       src: formatIp(f, s.saddr),
       dst: formatIp(f, s.daddr),
@@ -247,12 +247,12 @@ export const lbRnatCodec: Codec<LbRnat> = mappedCodec(
       addr: ip.bytes,
       port: v.port,
       flags: v.flags,
-      family: familyTagOf(ip.family),
+      family: FamilyVersion[ip.family],
     };
   },
   (s): LbRnat => ({
     expiresNs: s.expires_ns,
-    address: formatIp(ipFamilyOfTag(s.family), s.addr),
+    address: formatIp(familyOfTag(s.family), s.addr),
     port: s.port,
     flags: s.flags,
   }),
@@ -262,11 +262,11 @@ export const lbAffinityKeyCodec: Codec<LbAffinityKey> = mappedCodec(
   structCodec(lbAffinityKeyLayout),
   (k: LbAffinityKey) => {
     const ip = parseIp(k.client);
-    return { service_id: k.serviceId, family: familyTagOf(ip.family), client: ip.bytes };
+    return { service_id: k.serviceId, family: FamilyVersion[ip.family], client: ip.bytes };
   },
   (s): LbAffinityKey => ({
     serviceId: s.service_id,
-    client: formatIp(ipFamilyOfTag(s.family), s.client),
+    client: formatIp(familyOfTag(s.family), s.client),
   }),
 );
 

@@ -2,14 +2,8 @@ import { mapCodec, mappedCodec, structCodec } from '../codec.ts';
 import type { MapCodec } from '../codec.ts';
 import { CodecError } from '../errors.ts';
 import { defineLayout } from '../layout.ts';
-import { formatPrefix, maskBytes, parsePrefixLenient } from '@dyad/netaddr';
-import {
-  Direction,
-  PolicyCidrPrefix,
-  PolicyClass,
-  familyTagOf,
-  ipFamilyOfTag,
-} from './constants.ts';
+import { FamilyVersion, formatPrefix, maskBytes, parsePrefixLenient } from '@dyad/netaddr';
+import { Direction, PolicyCidrPrefix, PolicyClass, familyOfTag } from './constants.ts';
 import type { PolicyDirection } from './policy.ts';
 
 /** bpf/include/dyad/map_policy_cidr.h */
@@ -52,7 +46,7 @@ export const policyCidrKeyCodec = mappedCodec(
       prefixlen: POLICY_CIDR_PREFIX_BASE + p.length,
       endpoint_id: k.endpointId,
       dir: k.direction === 'ingress' ? Direction.INGRESS : Direction.EGRESS,
-      family: familyTagOf(p.family),
+      family: FamilyVersion[p.family],
       addr: p.bytes,
     };
   },
@@ -62,7 +56,7 @@ export const policyCidrKeyCodec = mappedCodec(
       endpointId: s.endpoint_id,
       direction: s.dir === Direction.INGRESS ? 'ingress' : 'egress',
       prefix: formatPrefix({
-        family: ipFamilyOfTag(s.family),
+        family: familyOfTag(s.family),
         bytes: maskBytes(s.addr, length),
         length,
       }),

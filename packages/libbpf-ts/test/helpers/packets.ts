@@ -1,7 +1,7 @@
 // Frames for crafted-packet tests, written byte by byte: Ethernet, IPv4/IPv6 (with extension
 // and fragment headers), UDP, ICMP/ICMPv6. Checksums are real so the receiving stack would
 // accept what the datapath lets through.
-import { parseIp, parseMac } from '@dyad/netaddr';
+import { Family, parseIp, parseMac } from '@dyad/netaddr';
 
 export const ETH_P_IP = 0x0800;
 export const ETH_P_IPV6 = 0x86dd;
@@ -20,7 +20,7 @@ function fold(s: number): number {
 
 function addr(a: string): Buffer {
   const ip = parseIp(a);
-  return Buffer.from(ip.family === 4 ? ip.bytes.subarray(0, 4) : ip.bytes);
+  return Buffer.from(ip.family === Family.IPv4 ? ip.bytes.subarray(0, 4) : ip.bytes);
 }
 
 /** The pseudo-header sum of an upper-layer checksum (RFC 768 / RFC 8200 8.1). */

@@ -1,3 +1,4 @@
+import { FamilySchema } from '@dyad/contracts';
 import { z } from 'zod';
 import { CniError } from '../errors.ts';
 import {
@@ -20,9 +21,6 @@ export const Envelope = z.object({
   stdin: z.string(),
 });
 export type Envelope = z.output<typeof Envelope>;
-
-export const Family = z.enum(['IPv4', 'IPv6']);
-export type Family = z.output<typeof Family>;
 
 /** A CNI result as found in `prevResult`, any supported version (0.3+ layout). */
 export const PrevResult = z.looseObject({
@@ -60,7 +58,7 @@ export const NetConf = z
     mtu: z.number().int().min(1280).max(65535).default(1500),
     /** Families to give pods on this network; default: every family IPAM enables. */
     ipFamilies: z
-      .array(Family)
+      .array(FamilySchema)
       .min(1)
       .max(2)
       .refine((f) => new Set(f).size === f.length, 'lists a family twice')

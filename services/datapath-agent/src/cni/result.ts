@@ -1,3 +1,4 @@
+import type { FamilyVersion } from '@dyad/netaddr';
 import type { Endpoint } from '../endpoint.ts';
 import type { PrevResult } from './request.ts';
 import { SUPPORTED_VERSIONS, compareVersions } from './spec.ts';
@@ -12,7 +13,8 @@ interface ResultIp {
   address: string;
   gateway?: string;
   interface?: number;
-  version?: '4' | '6';
+  /** CNI before 1.0: the family as its IP version, in text. */
+  version?: `${FamilyVersion}`;
 }
 interface ResultRoute {
   dst: string;

@@ -87,7 +87,7 @@ export function flowOf(e: DatapathEvent, l: FlowLookup): FlowEventValue {
         : e.direction === 'egress'
           ? 'EGRESS'
           : 'TRAFFIC_DIRECTION_UNKNOWN',
-    IP: { source: e.src, destination: e.dst, ipVersion: e.family === 4 ? 'IPv4' : 'IPv6' },
+    IP: { source: e.src, destination: e.dst, ipVersion: e.family },
     l4: layer4(e),
     source: endpoint(l, e.src, e.srcIdentity),
     destination: endpoint(l, e.dst, e.dstIdentity),

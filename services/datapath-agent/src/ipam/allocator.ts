@@ -1,4 +1,5 @@
-import type { Family, NodeBlockValue } from '@dyad/contracts';
+import type { Family } from '@dyad/netaddr';
+import type { NodeBlockValue } from '@dyad/contracts';
 import { FamilySchema, NodeBlock } from '@dyad/contracts';
 import { z } from 'zod';
 import { BlocksChangeError, NodeBlocksError, StateError } from '../errors.ts';

@@ -1,7 +1,8 @@
-import type { Family, NodeBlockValue } from '@dyad/contracts';
+import type { NodeBlockValue } from '@dyad/contracts';
 import {
   ADDRESS_BITS,
   AddressError,
+  Family,
   formatIp,
   formatPrefix,
   ipFromBigInt,
@@ -10,7 +11,7 @@ import {
   parsePrefixStrict,
   tryParseIp,
 } from '@dyad/netaddr';
-import type { IpBytes, IpFamily, Prefix } from '@dyad/netaddr';
+import type { IpBytes, Prefix } from '@dyad/netaddr';
 import type { EndpointAddress } from '../endpoint.ts';
 import { NodeBlocksError } from '../errors.ts';
 
@@ -78,25 +79,20 @@ const FIRST_POD_OFFSET = 2n;
 
 export const NO_BLOCKS: NodeBlocks = { families: [], sets: [], capacity: 0 };
 
-function ipFamily(family: Family): IpFamily {
-  return family === 'IPv4' ? 4 : 6;
-}
-
 /** Pod addresses of a block of this size: all but offsets 0 and 1, and the IPv4 broadcast. */
 export function podAddressCount(family: Family, prefix: number): bigint {
-  const size = 1n << BigInt(ADDRESS_BITS[ipFamily(family)] - prefix);
-  const n = size - FIRST_POD_OFFSET - (family === 'IPv4' ? 1n : 0n);
+  const size = 1n << BigInt(ADDRESS_BITS[family] - prefix);
+  const n = size - FIRST_POD_OFFSET - (family === Family.IPv4 ? 1n : 0n);
   return n > 0n ? n : 0n;
 }
 
 function formatAddress(family: Family, value: bigint): string {
-  const f = ipFamily(family);
-  return formatIp(f, ipFromBigInt(f, value).bytes);
+  return formatIp(family, ipFromBigInt(family, value).bytes);
 }
 
 /** One block of the list, checked: a CIDR of its family without host bits, gateway at offset 1. */
 function parseBlock(b: NodeBlockValue, at: number): PodBlock | string {
-  const family = ipFamily(b.family);
+  const family = b.family;
   let network: Prefix;
   let gateway: IpBytes;
   try {
@@ -125,7 +121,7 @@ function parseBlock(b: NodeBlockValue, at: number): PodBlock | string {
 }
 
 function blockSize(b: PodBlock): bigint {
-  return 1n << BigInt(ADDRESS_BITS[ipFamily(b.family)] - b.prefix);
+  return 1n << BigInt(ADDRESS_BITS[b.family] - b.prefix);
 }
 
 /** Two blocks that share an address would give it to two slots. */
@@ -258,7 +254,7 @@ export function slotAddresses(
 export function slotOfAddress(nb: NodeBlocks, address: string): number | undefined {
   const ip = tryParseIp(address);
   if (ip === undefined) return undefined;
-  const family: Family = ip.family === 4 ? 'IPv4' : 'IPv6';
+  const family = ip.family;
   const value = ipToBigInt(ip);
   for (const set of nb.sets) {
     for (const block of set.blocks) {

@@ -1,3 +1,4 @@
+import type { Family } from '@dyad/netaddr';
 import type { Bus } from '@dyad/bus';
 import { RemoteError } from '@dyad/bus';
 import {
@@ -15,7 +16,7 @@ import {
   ipamGrowSubject,
   ipamHeldSubject,
 } from '@dyad/contracts';
-import type { Family, NodeBlockValue } from '@dyad/contracts';
+import type { NodeBlockValue } from '@dyad/contracts';
 import type { PodRef } from '../cni/request.ts';
 import { CniCode } from '../cni/spec.ts';
 import type { Allocated, AgentLogger, PodAddressing, PublishLatest } from '../endpoint-manager.ts';

@@ -1,7 +1,7 @@
 // rtnetlink message encoding and decoding (pure: bytes in, bytes out). Layouts from
 // <linux/netlink.h>, <linux/rtnetlink.h>, <linux/if_link.h>, <linux/if_addr.h>,
 // <linux/neighbour.h>, <linux/veth.h>; all host byte order (little-endian here).
-import { formatIp, formatMac, parseIp, parseMac } from '@dyad/netaddr';
+import { Family, formatIp, formatMac, parseIp, parseMac } from '@dyad/netaddr';
 
 export const NLMSG_HDRLEN = 16;
 export const NLMSG_ERROR = 2;
@@ -104,13 +104,13 @@ export function formatMacBytes(b: Buffer): string {
 /** Address bytes in network order (4 or 16) and its AF_* family. */
 export function ipBytes(address: string): { family: number; bytes: Buffer } {
   const ip = parseIp(address);
-  return ip.family === 4
+  return ip.family === Family.IPv4
     ? { family: AF_INET, bytes: Buffer.from(ip.bytes.subarray(0, 4)) }
     : { family: AF_INET6, bytes: Buffer.from(ip.bytes) };
 }
 
 export function formatIpBytes(b: Buffer): string {
-  return b.length === 4 ? formatIp(4, b) : formatIp(6, b);
+  return b.length === 4 ? formatIp(Family.IPv4, b) : formatIp(Family.IPv6, b);
 }
 
 export function encodeAttrs(attrs: readonly Attr[]): Buffer {

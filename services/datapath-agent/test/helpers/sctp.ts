@@ -6,7 +6,7 @@
 // common header's ports, so a crafted packet is exactly what policy sees. Raw sockets receive
 // every packet of their protocol whether or not the kernel handles that protocol.
 import koffi from 'koffi';
-import { parseIp } from '@dyad/netaddr';
+import { Family, parseIp } from '@dyad/netaddr';
 
 const AF_INET = 2;
 const AF_INET6 = 10;
@@ -35,8 +35,8 @@ const poll = lib.func('int poll(_Inout_ void *fds, unsigned long nfds, int timeo
   timeout: number,
 ) => number;
 
-function open(family: 4 | 6): number {
-  const fd = socket(family === 4 ? AF_INET : AF_INET6, SOCK_RAW, IPPROTO_SCTP);
+function open(family: Family): number {
+  const fd = socket(family === Family.IPv4 ? AF_INET : AF_INET6, SOCK_RAW, IPPROTO_SCTP);
   if (fd < 0) {
     process.stderr.write('raw SCTP socket refused\n');
     process.exit(2);
@@ -53,13 +53,16 @@ if (mode === 'send') {
   pkt.writeUInt16BE(Number(dport), 2);
   pkt.writeUInt32BE(Number(nonce), 12);
   // sockaddr_in / sockaddr_in6 with port 0: the kernel builds the IP header
-  const sa = Buffer.alloc(ip.family === 4 ? 16 : 28);
-  sa.writeUInt16LE(ip.family === 4 ? AF_INET : AF_INET6, 0);
-  sa.set(ip.family === 4 ? ip.bytes.subarray(0, 4) : ip.bytes, ip.family === 4 ? 4 : 8);
+  const sa = Buffer.alloc(ip.family === Family.IPv4 ? 16 : 28);
+  sa.writeUInt16LE(ip.family === Family.IPv4 ? AF_INET : AF_INET6, 0);
+  sa.set(
+    ip.family === Family.IPv4 ? ip.bytes.subarray(0, 4) : ip.bytes,
+    ip.family === Family.IPv4 ? 4 : 8,
+  );
   const fd = open(ip.family);
   process.exit(sendto(fd, pkt, pkt.length, 0, sa, sa.length) === pkt.length ? 0 : 1);
 } else if (mode === 'recv') {
-  const family = args[0] === '4' ? 4 : 6;
+  const family = args[0] === '4' ? Family.IPv4 : Family.IPv6;
   const deadline = Date.now() + Number(args[1] ?? '1500');
   const nonce = Number(args[2] ?? '0');
   const fd = open(family);
@@ -74,7 +77,7 @@ if (mode === 'send') {
     if (poll(fds, 1, left) <= 0) continue;
     const n = recv(fd, buf, buf.length, 0);
     // an IPv4 raw socket hands over the IP header too, an IPv6 one does not
-    const off = family === 4 ? ((buf[0] ?? 0) & 0x0f) * 4 : 0;
+    const off = family === Family.IPv4 ? ((buf[0] ?? 0) & 0x0f) * 4 : 0;
     if (n < off + 16 || buf.readUInt32BE(off + 12) !== nonce) continue;
     process.stdout.write(`${buf.readUInt16BE(off + 2)}\n`);
     process.exit(0);
