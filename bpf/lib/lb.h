@@ -1,4 +1,4 @@
-/* Service load balancing at the tc layer, both families (ClusterIP).
+/* Service load balancing at the tc layer, both families (ClusterIP and NodePort).
  *
  * from-container translates a pod's packet to a cluster IP (DNAT) before anything else judges
  * it, so conntrack, policy and forwarding all see the backend: a connection keeps the backend it
@@ -10,8 +10,9 @@
  * cluster IP as its peer: both ends are rewritten and the packet goes straight back into the pod
  * (a pod cannot block itself, so no policy applies, as in Kubernetes).
  *
- * Not balanced: IPv6 packets with extension headers, IP fragments, SCTP; ICMP errors about a
- * translated flow are not translated back.
+ * Not balanced: IPv6 packets with extension headers, IP fragments, SCTP. ICMP errors about a
+ * translated flow are translated back for pods that reached a cluster IP (below), not for
+ * NodePort clients behind SNAT.
  */
 #ifndef DYAD_LIB_LB_H
 #define DYAD_LIB_LB_H
