@@ -195,15 +195,19 @@ int dy_from_netdev(struct __sk_buff *skb)
 
 	if (rc != DY_PARSE_IP || p.control)
 		return TC_ACT_OK;
-	/* NodePort: to a local backend goes on below, anything else is already on its way */
-	rc = dy_lb_from_netdev(skb, &p);
-	if (rc != DY_LB_CONTINUE)
-		return rc;
 
 	struct dy_endpoint_info *ep = dy_endpoint_lookup(p.t.family, p.t.daddr);
 	if (!ep) {
-		dy_count(DY_REASON_PASSED, dir, p.t.family, skb->len);
-		return TC_ACT_OK;
+		/* to the node: NodePort, or a reply to one of its SNAT ports */
+		rc = dy_lb_from_netdev(skb, &p);
+		if (rc != DY_LB_CONTINUE && rc != DY_LB_TO_LOCAL)
+			return rc;
+		if (rc == DY_LB_TO_LOCAL)
+			ep = dy_endpoint_lookup(p.t.family, p.t.daddr);
+		if (!ep) {
+			dy_count(DY_REASON_PASSED, dir, p.t.family, skb->len);
+			return TC_ACT_OK;
+		}
 	}
 	dy_count(DY_REASON_FORWARDED, dir, p.t.family, skb->len);
 	return dy_deliver_local(skb, ep);

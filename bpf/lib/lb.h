@@ -11,8 +11,7 @@
  * (a pod cannot block itself, so no policy applies, as in Kubernetes).
  *
  * Not balanced: IPv6 packets with extension headers, IP fragments, SCTP. ICMP errors about a
- * translated flow are translated back for pods that reached a cluster IP (below), not for
- * NodePort clients behind SNAT.
+ * translated flow are translated back (below) for cluster IPs and NodePorts alike.
  */
 #ifndef DYAD_LIB_LB_H
 #define DYAD_LIB_LB_H
@@ -88,6 +87,8 @@ struct {
 
 /* from-container goes on with the (possibly translated) packet */
 #define DY_LB_CONTINUE -1
+/* from-netdev: translated to a backend on this node, deliver it */
+#define DY_LB_TO_LOCAL -2
 
 #define DY_LB_TCP_S 21600
 #define DY_LB_TCP_CLOSE_S 10
@@ -520,85 +521,171 @@ static __always_inline int dy_lb_to_container(struct __sk_buff *skb, const struc
  * stack (port unreachable) reports about the packet as it left the client's node: client ->
  * backend. The client's socket is connected to the cluster IP and would never match it (PMTU
  * discovery breaks, a refused UDP send is never seen), so to-container rewrites the quoted
- * destination back to the cluster IP and port. The outer source stays whoever sent the error. */
+ * destination back to the cluster IP and port. The outer source stays whoever sent the error.
+ * NodePort: from-container does the same for a local backend's error to a client beyond the node,
+ * from-netdev for an error about a SNAT'd packet (quoted source back to the client, error sent to
+ * it); both also show the node address as the error's source when the backend sent it. */
 
-/* to-container, after conntrack matched the error to the pod's flow. Returns -1 when the
- * packet could not be rewritten. */
+/* Offsets in an ICMP error: its header, the quoted IP header, the quoted TCP/UDP header. */
+struct dy_lb_icmp_off {
+	__u32 l4;
+	__u32 in;
+	__u32 in_l4;
+};
+
+/* 0 with the offsets, 1 when the error is left alone (IPv6 extension headers), -1 on failure */
+static __always_inline int dy_lb_icmp_offsets(struct __sk_buff *skb, const struct dy_pkt *p,
+					      struct dy_lb_icmp_off *o)
+{
+	__u8 b;
+
+	if (p->t.family == DY_FAMILY_V4) {
+		if (bpf_skb_load_bytes(skb, DY_L3_OFF, &b, 1) < 0)
+			return -1;
+		o->l4 = DY_L3_OFF + (b & 0x0f) * 4;
+		o->in = o->l4 + 8;
+		if (bpf_skb_load_bytes(skb, o->in, &b, 1) < 0)
+			return -1;
+		o->in_l4 = o->in + (b & 0x0f) * 4;
+		return 0;
+	}
+	if (bpf_skb_load_bytes(skb, DY_L3_OFF + offsetof(struct ipv6hdr, nexthdr), &b, 1) < 0)
+		return -1;
+	if (b != IPPROTO_ICMPV6)
+		return 1;
+	o->l4 = DY_L3_OFF + sizeof(struct ipv6hdr);
+	o->in = o->l4 + 8;
+	if (bpf_skb_load_bytes(skb, o->in + offsetof(struct ipv6hdr, nexthdr), &b, 1) < 0)
+		return -1;
+	if (b != p->inner.proto)
+		return 1;
+	o->in_l4 = o->in + sizeof(struct ipv6hdr);
+	return 0;
+}
+
+/* Rewrites the source (is_src) or destination address and port of the quoted packet. IPv4: the
+ * quoted header's checksum compensates its address change, so the ICMP checksum over both only
+ * takes the port change; ICMPv6 takes both. The quoted L4 checksum is left alone. */
+static __always_inline int dy_lb_icmp_inner(struct __sk_buff *skb, __u8 family,
+					    const struct dy_lb_icmp_off *o, int is_src,
+					    const __u8 *old_addr, const __u8 *new_addr,
+					    __be16 old_port, __be16 new_port)
+{
+	__u32 csum = o->l4 + 2;
+
+	if (family == DY_FAMILY_V4) {
+		__be32 a, n;
+
+		__builtin_memcpy(&a, old_addr, 4);
+		__builtin_memcpy(&n, new_addr, 4);
+		if (bpf_l3_csum_replace(skb, o->in + offsetof(struct iphdr, check), a, n, 4) < 0)
+			return -1;
+		if (bpf_skb_store_bytes(skb,
+					o->in + (is_src ? offsetof(struct iphdr, saddr)
+							: offsetof(struct iphdr, daddr)),
+					&n, 4, 0) < 0)
+			return -1;
+	} else {
+		__be32 a[4], n[4];
+
+		__builtin_memcpy(a, old_addr, 16);
+		__builtin_memcpy(n, new_addr, 16);
+		__s64 d = bpf_csum_diff(a, 16, n, 16, 0);
+
+		if (d < 0)
+			return -1;
+		if (bpf_l4_csum_replace(skb, csum, 0, (__u32)d, 0) < 0)
+			return -1;
+		if (bpf_skb_store_bytes(skb,
+					o->in + (is_src ? offsetof(struct ipv6hdr, saddr)
+							: offsetof(struct ipv6hdr, daddr)),
+					n, 16, 0) < 0)
+			return -1;
+	}
+	if (old_port != new_port) {
+		if (bpf_l4_csum_replace(skb, csum, old_port, new_port, 2) < 0)
+			return -1;
+		if (bpf_skb_store_bytes(skb, o->in_l4 + (is_src ? 0 : 2), &new_port, 2, 0) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Rewrites the error's own source (is_src) or destination: the IPv4 header checksum, or the
+ * ICMPv6 checksum (its pseudo-header holds the addresses). */
+static __always_inline int dy_lb_icmp_outer(struct __sk_buff *skb, __u8 family,
+					    const struct dy_lb_icmp_off *o, int is_src,
+					    const __u8 *old_addr, const __u8 *new_addr)
+{
+	if (family == DY_FAMILY_V4) {
+		__be32 a, n;
+
+		__builtin_memcpy(&a, old_addr, 4);
+		__builtin_memcpy(&n, new_addr, 4);
+		if (bpf_l3_csum_replace(skb, DY_L3_OFF + offsetof(struct iphdr, check), a, n, 4) < 0)
+			return -1;
+		return bpf_skb_store_bytes(skb,
+					   DY_L3_OFF + (is_src ? offsetof(struct iphdr, saddr)
+							       : offsetof(struct iphdr, daddr)),
+					   &n, 4, 0);
+	}
+	__be32 a[4], n[4];
+
+	__builtin_memcpy(a, old_addr, 16);
+	__builtin_memcpy(n, new_addr, 16);
+	__s64 d = bpf_csum_diff(a, 16, n, 16, 0);
+
+	if (d < 0)
+		return -1;
+	if (bpf_l4_csum_replace(skb, o->l4 + 2, 0, (__u32)d, BPF_F_PSEUDO_HDR) < 0)
+		return -1;
+	return bpf_skb_store_bytes(skb,
+				   DY_L3_OFF + (is_src ? offsetof(struct ipv6hdr, saddr)
+						       : offsetof(struct ipv6hdr, daddr)),
+				   n, 16, 0);
+}
+
+static __always_inline int dy_lb_icmp_balanced(const struct dy_pkt *p)
+{
+	return p->is_icmp_error &&
+	       (p->inner.proto == IPPROTO_TCP || p->inner.proto == IPPROTO_UDP);
+}
+
+/* The reply tuple of the quoted packet: how the maps key the flow it belongs to. */
+static __always_inline void dy_lb_icmp_reply_key(struct dy_lb_flow_key *k, const struct dy_pkt *p)
+{
+	__builtin_memcpy(k->saddr, p->inner.daddr, 16);
+	__builtin_memcpy(k->daddr, p->inner.saddr, 16);
+	k->sport = p->inner.dport;
+	k->dport = p->inner.sport;
+	k->proto = p->inner.proto;
+	k->family = p->inner.family;
+}
+
+/* to-container, after conntrack matched the error to the pod's flow: the quoted destination
+ * becomes the cluster IP and port again. -1 when the packet could not be rewritten. */
 static __always_inline int dy_lb_icmp_error_to_container(struct __sk_buff *skb,
 							 const struct dy_pkt *p)
 {
 	struct dy_lb_flow_key rk = {};
-	__u32 l4_off, in_off, in_l4;
-	__u8 b;
+	struct dy_lb_icmp_off o = {};
+	__u8 vip[16];
 
-	if (!p->is_icmp_error || (p->inner.proto != IPPROTO_TCP && p->inner.proto != IPPROTO_UDP))
+	if (!dy_lb_icmp_balanced(p))
 		return 0;
-	/* the quoted packet is client -> backend; its reply tuple names the frontend */
-	__builtin_memcpy(rk.saddr, p->inner.daddr, 16);
-	__builtin_memcpy(rk.daddr, p->inner.saddr, 16);
-	rk.sport = p->inner.dport;
-	rk.dport = p->inner.sport;
-	rk.proto = p->inner.proto;
-	rk.family = p->inner.family;
+	dy_lb_icmp_reply_key(&rk, p);
 	struct dy_lb_rnat *rn = bpf_map_lookup_elem(&dy_lb_rnat, &rk);
 	if (!rn || (rn->flags & (DY_LB_RNAT_F_HAIRPIN | DY_LB_RNAT_F_NODEPORT)) ||
 	    rn->expires_ns < bpf_ktime_get_ns())
 		return 0;
-	__u8 vip[16];
 	__be16 vport = rn->port;
-	__be16 bport = p->inner.dport;
 
 	__builtin_memcpy(vip, rn->addr, 16);
-	if (p->t.family == DY_FAMILY_V4) {
-		if (bpf_skb_load_bytes(skb, DY_L3_OFF, &b, 1) < 0)
-			return -1;
-		l4_off = DY_L3_OFF + (b & 0x0f) * 4;
-		in_off = l4_off + 8;
-		if (bpf_skb_load_bytes(skb, in_off, &b, 1) < 0)
-			return -1;
-		in_l4 = in_off + (b & 0x0f) * 4;
-		__be32 o, n;
-
-		__builtin_memcpy(&o, p->inner.daddr, 4);
-		__builtin_memcpy(&n, vip, 4);
-		/* the quoted header's checksum compensates its address change, so the ICMP
-		 * checksum over both stays as it was */
-		if (bpf_l3_csum_replace(skb, in_off + offsetof(struct iphdr, check), o, n, 4) < 0)
-			return -1;
-		if (bpf_skb_store_bytes(skb, in_off + offsetof(struct iphdr, daddr), &n, 4, 0) < 0)
-			return -1;
-	} else {
-		if (bpf_skb_load_bytes(skb, DY_L3_OFF + offsetof(struct ipv6hdr, nexthdr), &b, 1) < 0)
-			return -1;
-		if (b != IPPROTO_ICMPV6)
-			return 0; /* extension headers before the error: left alone */
-		l4_off = DY_L3_OFF + sizeof(struct ipv6hdr);
-		in_off = l4_off + 8;
-		if (bpf_skb_load_bytes(skb, in_off + offsetof(struct ipv6hdr, nexthdr), &b, 1) < 0)
-			return -1;
-		if (b != p->inner.proto)
-			return 0;
-		in_l4 = in_off + sizeof(struct ipv6hdr);
-		__be32 o[4], n[4];
-
-		__builtin_memcpy(o, p->inner.daddr, 16);
-		__builtin_memcpy(n, vip, 16);
-		__s64 d = bpf_csum_diff(o, 16, n, 16, 0);
-
-		if (d < 0)
-			return -1;
-		if (bpf_l4_csum_replace(skb, l4_off + 2, 0, (__u32)d, 0) < 0)
-			return -1;
-		if (bpf_skb_store_bytes(skb, in_off + offsetof(struct ipv6hdr, daddr), n, 16, 0) < 0)
-			return -1;
-	}
-	if (vport != bport) {
-		if (bpf_l4_csum_replace(skb, l4_off + 2, bport, vport, 2) < 0)
-			return -1;
-		if (bpf_skb_store_bytes(skb, in_l4 + 2, &vport, 2, 0) < 0)
-			return -1;
-	}
-	return 0;
+	int rc = dy_lb_icmp_offsets(skb, p, &o);
+	if (rc)
+		return rc < 0 ? -1 : 0;
+	return dy_lb_icmp_inner(skb, p->t.family, &o, 0, p->inner.daddr, vip, p->inner.dport,
+				vport);
 }
 
 /* ---- NodePort ----
@@ -618,8 +705,49 @@ static __always_inline int dy_lb_icmp_error_to_container(struct __sk_buff *skb,
  *   this node: dropped (LB_NO_LOCAL_BACKEND), as kube-proxy drops it.
  */
 
-/* from-container, after conntrack and policy judged a local backend's reply to a NodePort
- * client beyond the node: it leaves from the node address and NodePort. -1: not rewritable. */
+static __always_inline int dy_lb_addr_eq(const __u8 *a, const __u8 *b)
+{
+	__u64 a0, a1, b0, b1;
+
+	__builtin_memcpy(&a0, a, 8);
+	__builtin_memcpy(&a1, a + 8, 8);
+	__builtin_memcpy(&b0, b, 8);
+	__builtin_memcpy(&b1, b + 8, 8);
+	return a0 == b0 && a1 == b1;
+}
+
+/* An ICMP error a local backend sends about a NodePort client's packet: the quoted destination
+ * becomes node:NodePort, and the error comes from the node address when the backend sent it. */
+static __always_inline int dy_lb_nodeport_icmp(struct __sk_buff *skb, struct dy_pkt *p)
+{
+	struct dy_lb_flow_key rk = {};
+	struct dy_lb_icmp_off o = {};
+	__u8 fe[16], be[16];
+
+	dy_lb_icmp_reply_key(&rk, p);
+	struct dy_lb_rnat *rn = bpf_map_lookup_elem(&dy_lb_rnat, &rk);
+	if (!rn || !(rn->flags & DY_LB_RNAT_F_NODEPORT) || rn->expires_ns < bpf_ktime_get_ns())
+		return 0;
+	__be16 fport = rn->port;
+
+	__builtin_memcpy(fe, rn->addr, 16);
+	__builtin_memcpy(be, p->inner.daddr, 16);
+	int rc = dy_lb_icmp_offsets(skb, p, &o);
+	if (rc)
+		return rc < 0 ? -1 : 0;
+	if (dy_lb_icmp_inner(skb, p->t.family, &o, 0, be, fe, p->inner.dport, fport) < 0)
+		return -1;
+	if (dy_lb_addr_eq(p->t.saddr, be)) {
+		if (dy_lb_icmp_outer(skb, p->t.family, &o, 1, be, fe) < 0)
+			return -1;
+		__builtin_memcpy(p->t.saddr, fe, 16);
+	}
+	return 0;
+}
+
+/* from-container, after conntrack and policy judged a local backend's reply (or ICMP error) to
+ * a NodePort client beyond the node: it leaves from the node address and NodePort. -1: not
+ * rewritable. */
 static __always_inline int dy_lb_nodeport_reply(struct __sk_buff *skb, struct dy_pkt *p)
 {
 	struct dy_lb_flow_key fk = {};
@@ -627,6 +755,8 @@ static __always_inline int dy_lb_nodeport_reply(struct __sk_buff *skb, struct dy
 	__be16 fport;
 	__u32 l4_off;
 
+	if (dy_lb_icmp_balanced(p))
+		return dy_lb_nodeport_icmp(skb, p);
 	if (!p->is_reply || (p->t.proto != IPPROTO_TCP && p->t.proto != IPPROTO_UDP))
 		return 0;
 	dy_lb_key_of(&fk, &p->t);
@@ -744,9 +874,44 @@ static __always_inline int dy_lb_snat_reply(struct __sk_buff *skb, struct dy_pkt
 	return dy_lb_netdev_forward(skb, p);
 }
 
+/* An ICMP error about a SNAT'd packet (quoted: node:SNAT port -> backend) coming back over the
+ * uplink: quoted as the client sent it (client -> node:NodePort), sent to the client, from the
+ * node address when the backend sent it. */
+static __always_inline int dy_lb_snat_icmp(struct __sk_buff *skb, struct dy_pkt *p, __u64 now)
+{
+	struct dy_lb_flow_key rk = {};
+	struct dy_lb_icmp_off o = {};
+	__u8 client[16], node[16], be[16];
+
+	dy_lb_icmp_reply_key(&rk, p);
+	struct dy_lb_snat *sn = bpf_map_lookup_elem(&dy_lb_snat, &rk);
+	if (!sn || !(sn->flags & DY_LB_SNAT_F_REPLY) || sn->expires_ns < now)
+		return DY_LB_CONTINUE;
+	__be16 cport = sn->port;
+	__be16 fport = sn->fport;
+
+	__builtin_memcpy(client, sn->addr, 16);
+	__builtin_memcpy(node, p->inner.saddr, 16);
+	__builtin_memcpy(be, p->inner.daddr, 16);
+	int rc = dy_lb_icmp_offsets(skb, p, &o);
+	if (rc)
+		return rc < 0 ? TC_ACT_SHOT : DY_LB_CONTINUE;
+	if (dy_lb_icmp_inner(skb, p->t.family, &o, 1, node, client, p->inner.sport, cport) < 0 ||
+	    dy_lb_icmp_inner(skb, p->t.family, &o, 0, be, node, p->inner.dport, fport) < 0 ||
+	    dy_lb_icmp_outer(skb, p->t.family, &o, 0, p->t.daddr, client) < 0)
+		return TC_ACT_SHOT;
+	if (dy_lb_addr_eq(p->t.saddr, be)) {
+		if (dy_lb_icmp_outer(skb, p->t.family, &o, 1, be, node) < 0)
+			return TC_ACT_SHOT;
+		__builtin_memcpy(p->t.saddr, node, 16);
+	}
+	__builtin_memcpy(p->t.daddr, client, 16);
+	return dy_lb_netdev_forward(skb, p);
+}
+
 /*
- * from-netdev, before delivery to local pods. Returns DY_LB_CONTINUE with p translated to a
- * local backend (or untouched when the packet is no NodePort traffic), else a verdict.
+ * from-netdev, for packets to no local pod. Returns DY_LB_TO_LOCAL with p translated to a
+ * local backend, DY_LB_CONTINUE when the packet is no NodePort traffic, else a verdict.
  */
 static __always_inline int dy_lb_from_netdev(struct __sk_buff *skb, struct dy_pkt *p)
 {
@@ -756,11 +921,14 @@ static __always_inline int dy_lb_from_netdev(struct __sk_buff *skb, struct dy_pk
 	__u32 l4_off;
 	__u64 now;
 
-	if ((p->t.proto != IPPROTO_TCP && p->t.proto != IPPROTO_UDP) || p->control ||
-	    p->frag != DY_FRAG_NONE)
+	if (p->control || p->frag != DY_FRAG_NONE)
+		return DY_LB_CONTINUE;
+	now = bpf_ktime_get_ns();
+	if (dy_lb_icmp_balanced(p))
+		return dy_lb_snat_icmp(skb, p, now);
+	if (p->t.proto != IPPROTO_TCP && p->t.proto != IPPROTO_UDP)
 		return DY_LB_CONTINUE;
 	dy_lb_key_of(&fk, &p->t);
-	now = bpf_ktime_get_ns();
 	if (bpf_ntohs(p->t.dport) >= DY_LB_SNAT_PORT_MIN) {
 		int rc = dy_lb_snat_reply(skb, p, &fk, now);
 		if (rc != DY_LB_CONTINUE)
@@ -822,7 +990,7 @@ static __always_inline int dy_lb_from_netdev(struct __sk_buff *skb, struct dy_pk
 			return TC_ACT_SHOT;
 		__builtin_memcpy(p->t.daddr, baddr, 16);
 		p->t.dport = bport;
-		return DY_LB_CONTINUE;
+		return DY_LB_TO_LOCAL;
 	}
 	if (svc_flags & DY_LB_SVC_F_LOCAL)
 		return dy_drop(skb, p, DY_REASON_LB_NO_LOCAL_BACKEND, DY_DIR_NODE, skb->ifindex, 0, 0);

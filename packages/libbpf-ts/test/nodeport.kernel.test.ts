@@ -42,7 +42,10 @@ describe.skipIf(skip !== undefined)('NodePort on the uplink, both families', () 
     local: 30003, // b1 and b2, Local: n1's table holds only b1
     localNone: 30004, // Local, no backend on n1
     empty: 30005, // Cluster, no backend at all
+    closedRemote: 30006, // b2 on a port nothing listens on: its ICMP error comes back via SNAT
+    closedLocal: 30007, // the same on b1, Local
   } as const;
+  const CLOSED = 7999;
 
   beforeAll(async () => {
     ensureBpfBuilt();
@@ -88,6 +91,8 @@ describe.skipIf(skip !== undefined)('NodePort on the uplink, both families', () 
         [NP.local, [bb1], LOCAL],
         [NP.localNone, [], LOCAL],
         [NP.empty, [], NODEPORT],
+        [NP.closedRemote, [{ ...bb2, id: 3 + off, port: CLOSED }], NODEPORT],
+        [NP.closedLocal, [{ ...bb1, id: 4 + off, port: CLOSED }], LOCAL],
       ] as const;
       for (const [port, backends, flags] of frontends)
         for (const protocol of ['TCP', 'UDP'] as const)
@@ -161,6 +166,18 @@ describe.skipIf(skip !== undefined)('NodePort on the uplink, both families', () 
       const r = await lab.who(client(), proto, up.a[fam], NP.empty, 1, 5000);
       expect(r.refused, r.stderr).toBe(true);
       expect(counted(m1, Reason.LB_NO_BACKEND, f)).toBeGreaterThan(before);
+    },
+  );
+
+  // The backend's port unreachable quotes the packet it got (node:SNAT port -> b2, or client ->
+  // b1); untranslated, the client's socket (connected to n1:NodePort) would never see it.
+  test.each(['v4', 'v6'] as const)(
+    'ICMP errors about a NodePort flow reach the client (%s; backend behind SNAT and local)',
+    async (fam) => {
+      for (const port of [NP.closedRemote, NP.closedLocal]) {
+        const r = await lab.who(client(), 'udp', up.a[fam], port, 1, 3000);
+        expect({ port, refused: r.refused }, r.stderr).toEqual({ port, refused: true });
+      }
     },
   );
 
