@@ -8,8 +8,8 @@ import type { ProbeLine } from './helpers.ts';
 // ClusterIP Services end to end: the lab's apiserver allocates the cluster IPs of each
 // ipFamilyPolicy, its controller manager writes the EndpointSlices, kube-bridge and the router
 // carry them to every node's agent, and a pod on another node reaches every cluster IP.
-// NodePort Services: a node's own stack (a client beyond the node it reaches) connects to
-// another node's address and nodePort, in each family.
+// NodePort Services: a node's own stack (a client beyond the node it reaches) and a pod connect
+// to another node's address and nodePort, in each family.
 const skip = labSkipReason();
 if (skip && labRequired()) test('lab tier is required', () => expect.fail(skip));
 
@@ -307,6 +307,24 @@ spec:
       },
       { timeout: 60_000, interval: 500 },
     );
+    // a pod (svc/client on node-1) reaches other nodes' NodePorts too: from-container forwards
+    // to the node address, whose from-netdev translates
+    const nodes = lab.state().nodes;
+    const fromPod: ProbeLine[] = FAMILIES.flatMap((family) =>
+      PROTOCOLS.flatMap((protocol) =>
+        (['np-cluster', 'np-local'] as const).map((service) => ({
+          from: `${NS}/client`,
+          to: nodes.find((n) => n.name === 'node-2')?.addresses[family] ?? '',
+          port: nodePorts.get(service)?.get(protocol) ?? 0,
+          protocol,
+          family,
+        })),
+      ),
+    );
+    const replies = await lab.probeBatch(fromPod);
+    expect(replies.filter((r) => r.result !== 'connected')).toEqual([]);
+    expect(replies).toHaveLength(8);
+
     // Local on a node without a backend of its own: dropped (no answer, no refusal), as
     // kube-proxy does
     for (const family of FAMILIES)
