@@ -7,8 +7,9 @@
  *   dy_to_container    tc egress of a pod's host-side veth: packets entering the pod,
  *                      whoever sent them (local pod via redirect, uplink via redirect, or
  *                      the node's own stack). Ingress policy.
- *   dy_from_netdev     tc ingress of the node's uplink: packets for a local pod are
- *                      redirected to its veth (and so through dy_to_container).
+ *   dy_from_netdev     tc ingress of the node's uplink: NodePort translation (lib/lb.h),
+ *                      then packets for a local pod are redirected to its veth (and so
+ *                      through dy_to_container).
  *
  * ARP and other non-IP frames, IPv6 neighbour discovery and MLD go to the stack untouched;
  * every other packet (multicast and link-local included) meets the endpoint and policy checks. */
@@ -126,6 +127,10 @@ int dy_from_container(struct __sk_buff *skb)
 			      dst_identity, skb->ifindex);
 	if (reason)
 		return dy_drop(skb, &p, reason, dir, skb->ifindex, src_identity, dst_identity);
+	/* a backend's reply to a NodePort client beyond the node leaves from node:NodePort */
+	if (dy_lb_nodeport_reply(skb, &p) < 0)
+		return dy_drop(skb, &p, DY_REASON_DROP_MALFORMED, dir, skb->ifindex, src_identity,
+			       dst_identity);
 
 	if (dst) {
 		dy_count(DY_REASON_FORWARDED, dir, p.t.family, skb->len);
@@ -172,8 +177,9 @@ int dy_to_container(struct __sk_buff *skb)
 			      src_identity, ep_ifindex);
 	if (reason)
 		return dy_drop(skb, &p, reason, dir, ep_ifindex, src_identity, ep_identity);
-	/* a backend's reply shows the Service address the pod connected to */
-	if (dy_lb_to_container(skb, &p) < 0)
+	/* a backend's reply (or an ICMP error about the pod's packet to it) shows the Service
+	 * address the pod connected to */
+	if (dy_lb_to_container(skb, &p) < 0 || dy_lb_icmp_error_to_container(skb, &p) < 0)
 		return dy_drop(skb, &p, DY_REASON_DROP_MALFORMED, dir, ep_ifindex, src_identity,
 			       ep_identity);
 	dy_count(DY_REASON_FORWARDED, dir, p.t.family, skb->len);
@@ -192,8 +198,16 @@ int dy_from_netdev(struct __sk_buff *skb)
 
 	struct dy_endpoint_info *ep = dy_endpoint_lookup(p.t.family, p.t.daddr);
 	if (!ep) {
-		dy_count(DY_REASON_PASSED, dir, p.t.family, skb->len);
-		return TC_ACT_OK;
+		/* to the node: NodePort, or a reply to one of its SNAT ports */
+		rc = dy_lb_from_netdev(skb, &p);
+		if (rc != DY_LB_CONTINUE && rc != DY_LB_TO_LOCAL)
+			return rc;
+		if (rc == DY_LB_TO_LOCAL)
+			ep = dy_endpoint_lookup(p.t.family, p.t.daddr);
+		if (!ep) {
+			dy_count(DY_REASON_PASSED, dir, p.t.family, skb->len);
+			return TC_ACT_OK;
+		}
 	}
 	dy_count(DY_REASON_FORWARDED, dir, p.t.family, skb->len);
 	return dy_deliver_local(skb, ep);

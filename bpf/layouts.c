@@ -40,6 +40,7 @@ struct dy_lb_backend dy_layout_lb_backend;
 struct dy_lb_flow_key dy_layout_lb_flow_key;
 struct dy_lb_flow dy_layout_lb_flow;
 struct dy_lb_rnat dy_layout_lb_rnat;
+struct dy_lb_snat dy_layout_lb_snat;
 struct dy_lb_affinity_key dy_layout_lb_affinity_key;
 struct dy_lb_affinity dy_layout_lb_affinity;
 
@@ -63,5 +64,6 @@ enum dy_lb_const dy_enum_lb_const;
 enum dy_lb_service_flags dy_enum_lb_service_flags;
 enum dy_lb_backend_flags dy_enum_lb_backend_flags;
 enum dy_lb_rnat_flags dy_enum_lb_rnat_flags;
+enum dy_lb_snat_flags dy_enum_lb_snat_flags;
 
 char LICENSE[] SEC("license") = "GPL";

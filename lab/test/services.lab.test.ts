@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, test, vi } from 'vitest';
 import { Prober } from '../src/probe.ts';
 import { TestLab, labRequired, labSkipReason } from './helpers.ts';
@@ -6,10 +8,13 @@ import type { ProbeLine } from './helpers.ts';
 // ClusterIP Services end to end: the lab's apiserver allocates the cluster IPs of each
 // ipFamilyPolicy, its controller manager writes the EndpointSlices, kube-bridge and the router
 // carry them to every node's agent, and a pod on another node reaches every cluster IP.
+// NodePort Services: a node's own stack (a client beyond the node it reaches) and a pod connect
+// to another node's address and nodePort, in each family.
 const skip = labSkipReason();
 if (skip && labRequired()) test('lab tier is required', () => expect.fail(skip));
 
 const NS = 'svc';
+const NODE_CLIENT = join(import.meta.dirname, 'node-client.ts');
 const TARGET = 8080;
 const PORT = 80;
 
@@ -47,12 +52,20 @@ spec: ${JSON.stringify({
     pod('client', 'node-1', 'client'),
     ...Object.entries(SERVICES).map(([name, spec]) => svc(name, spec, 'echo')),
     svc('empty', { ipFamilyPolicy: 'RequireDualStack' }, 'nobody'),
+    svc('np-cluster', { type: 'NodePort', ipFamilyPolicy: 'RequireDualStack' }, 'echo'),
+    svc(
+      'np-local',
+      { type: 'NodePort', ipFamilyPolicy: 'RequireDualStack', externalTrafficPolicy: 'Local' },
+      'echo',
+    ),
   ].join('---\n');
 }
 
 describe.skipIf(skip !== undefined)('lab: ClusterIP Services of every ipFamilyPolicy', () => {
   const lab = new TestLab('services');
   const clusterIPs = new Map<string, string[]>();
+  /** Service name -> protocol -> its nodePort. */
+  const nodePorts = new Map<string, Map<string, number>>();
 
   beforeAll(async () => {
     await lab.up(['--nodes', '3']);
@@ -60,9 +73,20 @@ describe.skipIf(skip !== undefined)('lab: ClusterIP Services of every ipFamilyPo
     lab.kubectl(['apply', '-f', '-'], manifest());
     await lab.waitPods([`${NS}/echo-0`, `${NS}/echo-1`, `${NS}/client`], 2);
     const list = JSON.parse(lab.kubectl(['get', 'services', '-n', NS, '-o', 'json'])) as {
-      items: Array<{ metadata: { name: string }; spec: { clusterIPs: string[] } }>;
+      items: Array<{
+        metadata: { name: string };
+        spec: {
+          clusterIPs: string[];
+          ports: Array<{ protocol: string; nodePort?: number }>;
+        };
+      }>;
     };
-    for (const s of list.items) clusterIPs.set(s.metadata.name, s.spec.clusterIPs);
+    for (const s of list.items) {
+      clusterIPs.set(s.metadata.name, s.spec.clusterIPs);
+      const np = new Map<string, number>();
+      for (const p of s.spec.ports) if (p.nodePort !== undefined) np.set(p.protocol, p.nodePort);
+      nodePorts.set(s.metadata.name, np);
+    }
   }, 600_000);
 
   afterAll(async () => {
@@ -202,6 +226,116 @@ spec:
     }
   });
 
+  /** One round trip from a node's own stack to another node's address and nodePort. */
+  function fromNode(
+    client: string,
+    target: string,
+    service: string,
+    protocol: 'TCP' | 'UDP',
+    family: 'IPv4' | 'IPv6',
+  ): string {
+    const nodes = lab.state().nodes;
+    const from = nodes.find((n) => n.name === client);
+    const address = nodes.find((n) => n.name === target)?.addresses[family];
+    const port = nodePorts.get(service)?.get(protocol);
+    if (!from || !address || !port) throw new Error(`no ${family} ${service} on ${target}`);
+    const r = spawnSync(
+      'nsenter',
+      [
+        `--net=/run/netns/${from.netns}`,
+        process.execPath,
+        NODE_CLIENT,
+        protocol,
+        address,
+        String(port),
+      ],
+      { encoding: 'utf8' },
+    );
+    return (JSON.parse(r.stdout || '{}') as { result?: string }).result ?? `error ${r.stderr}`;
+  }
+
+  // echo-0 runs on node-2, echo-1 on node-3, none on node-1
+  it('NodePort from a node address of each family: externalTrafficPolicy Cluster and Local', async () => {
+    const FAMILIES = ['IPv4', 'IPv6'] as const;
+    const PROTOCOLS = ['TCP', 'UDP'] as const;
+    const cases = FAMILIES.flatMap((family) =>
+      PROTOCOLS.flatMap((protocol) => [
+        // Cluster on a node without a backend: SNAT to a backend on another node
+        {
+          client: 'node-2',
+          target: 'node-1',
+          service: 'np-cluster',
+          protocol,
+          family,
+          want: 'connected',
+        },
+        {
+          client: 'node-1',
+          target: 'node-3',
+          service: 'np-cluster',
+          protocol,
+          family,
+          want: 'connected',
+        },
+        // Local on nodes with a backend of their own
+        {
+          client: 'node-1',
+          target: 'node-2',
+          service: 'np-local',
+          protocol,
+          family,
+          want: 'connected',
+        },
+        {
+          client: 'node-2',
+          target: 'node-3',
+          service: 'np-local',
+          protocol,
+          family,
+          want: 'connected',
+        },
+      ]),
+    );
+    // the Services reach the agents a moment after the slices are written
+    await vi.waitFor(
+      () => {
+        const got = cases.map((c) => ({
+          ...c,
+          want: fromNode(c.client, c.target, c.service, c.protocol, c.family),
+        }));
+        expect(got).toEqual(cases);
+      },
+      { timeout: 60_000, interval: 500 },
+    );
+    // a pod (svc/client on node-1) reaches other nodes' NodePorts too: from-container forwards
+    // to the node address, whose from-netdev translates
+    const nodes = lab.state().nodes;
+    const fromPod: ProbeLine[] = FAMILIES.flatMap((family) =>
+      PROTOCOLS.flatMap((protocol) =>
+        (['np-cluster', 'np-local'] as const).map((service) => ({
+          from: `${NS}/client`,
+          to: nodes.find((n) => n.name === 'node-2')?.addresses[family] ?? '',
+          port: nodePorts.get(service)?.get(protocol) ?? 0,
+          protocol,
+          family,
+        })),
+      ),
+    );
+    const replies = await lab.probeBatch(fromPod);
+    expect(replies.filter((r) => r.result !== 'connected')).toEqual([]);
+    expect(replies).toHaveLength(8);
+
+    // Local on a node without a backend of its own: dropped (no answer, no refusal), as
+    // kube-proxy does
+    for (const family of FAMILIES)
+      for (const protocol of PROTOCOLS)
+        expect(fromNode('node-2', 'node-1', 'np-local', protocol, family)).toBe('timeout');
+
+    const s = lab.dyad(['service', 'list', '--node', 'node-1']);
+    expect(s.status).toBe(0);
+    expect(s.stdout).toMatch(/svc\/np-local\s+\S+:\d+\s+TCP\s+NodePort\s+\(none here: dropped\)/);
+  });
+
   it('dyad service list shows each Service with its frontends and backends', () => {
     const s = lab.dyad(['service', 'list', '--node', 'node-1', '-o', 'json']);
     expect(s.status).toBe(0);
@@ -214,7 +348,9 @@ spec:
       .filter((x) => x.namespace === NS)
       .map((x) => x.name)
       .sort();
-    expect(mine).toEqual([...Object.keys(SERVICES), 'empty', 'web'].sort());
+    expect(mine).toEqual(
+      [...Object.keys(SERVICES), 'empty', 'np-cluster', 'np-local', 'web'].sort(),
+    );
     const dual = list.find((x) => x.name === 'require-dual');
     // 2 cluster IPs x 2 ports, 2 backends each
     expect(dual?.frontends.map((f) => f.backends.length)).toEqual([2, 2, 2, 2]);

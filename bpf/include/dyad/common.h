@@ -50,6 +50,7 @@ enum dy_reason {
 	DY_REASON_DROP_FRAG_UNKNOWN = 17, /* non-first fragment whose first fragment was not seen */
 	DY_REASON_DROP_NO_ENDPOINT = 18,  /* multicast/broadcast/link-local into a pod, not ND/MLD */
 	DY_REASON_LB_NO_BACKEND = 19,	  /* to a Service frontend without ready backend: refused */
+	DY_REASON_LB_NO_LOCAL_BACKEND = 20, /* NodePort, externalTrafficPolicy Local, none here */
 };
 
 /* Event types in the ring buffer. */

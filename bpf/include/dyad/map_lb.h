@@ -6,6 +6,8 @@
  *   dy_lb_flows     client -> frontend tuple of a connection -> the backend it was given
  *   dy_lb_rnat      backend -> client tuple (a reply as it arrives) -> the frontend to show
  *   dy_lb_affinity  (frontend, client address) -> backend, for sessionAffinity ClientIP
+ *   dy_lb_snat      NodePort to a backend on another node: client tuple -> the node's source
+ *                   port for it, and the backend's reply tuple -> the client to answer
  */
 #ifndef DYAD_MAP_LB_H
 #define DYAD_MAP_LB_H
@@ -20,10 +22,16 @@
 /* Numbers of the user-space contract (libbpf-ts mirrors them; the drift test compares). */
 enum dy_lb_const {
 	DY_LB_MAGLEV_M = 1021, /* Maglev table size per frontend: prime, ~100x the backends */
+	/* NodePort SNAT source ports: above Linux's default ephemeral range (32768-60999), so the
+	 * node's own connections never hold a port a translated one takes */
+	DY_LB_SNAT_PORT_MIN = 61000,
+	DY_LB_SNAT_PORT_MAX = 65535,
 };
 
 enum dy_lb_service_flags {
 	DY_LB_SVC_F_AFFINITY = 1 << 0, /* sessionAffinity: ClientIP */
+	DY_LB_SVC_F_NODEPORT = 1 << 1, /* a node address: also served to clients beyond the node */
+	DY_LB_SVC_F_LOCAL = 1 << 2,    /* externalTrafficPolicy Local: only this node's backends */
 };
 
 enum dy_lb_backend_flags {
@@ -32,6 +40,12 @@ enum dy_lb_backend_flags {
 
 enum dy_lb_rnat_flags {
 	DY_LB_RNAT_F_HAIRPIN = 1 << 0, /* client and backend are one pod: both ends rewritten */
+	DY_LB_RNAT_F_NODEPORT = 1 << 1, /* a local backend answering a NodePort client from beyond
+					 * the node: from-container rewrites the reply's source */
+};
+
+enum dy_lb_snat_flags {
+	DY_LB_SNAT_F_REPLY = 1 << 0, /* keyed by the backend's reply: addr/port are the client's */
 };
 
 struct dy_lb_service_key {
@@ -83,6 +97,19 @@ struct dy_lb_rnat {
 	__u8 flags;    /* DY_LB_RNAT_F_* */
 	__u8 family;
 	__u8 pad[4];
+};
+
+/* NodePort with a backend on another node, keyed by dy_lb_flow_key:
+ *   client -> frontend tuple (as it arrives)  => addr: the node address, port: the SNAT port
+ *   backend -> node:SNAT port tuple (reply)    => addr/port: the client, fport: the NodePort */
+struct dy_lb_snat {
+	__u64 expires_ns;
+	__u8 addr[16];
+	__be16 port;
+	__be16 fport;
+	__u8 family;
+	__u8 flags; /* DY_LB_SNAT_F_* */
+	__u8 pad[2];
 };
 
 struct dy_lb_affinity_key {

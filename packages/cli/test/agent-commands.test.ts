@@ -124,6 +124,26 @@ const answers: { [K in AgentApiName]: () => AgentApiBody<K> } = {
           portName: 'http',
           backends: [],
         },
+        {
+          family: 'IPv4',
+          address: '198.19.7.11',
+          port: 30080,
+          protocol: 'TCP',
+          portName: 'http',
+          backends: [{ address: '198.18.1.5', port: 8080, state: 'ready' }],
+          type: 'NodePort',
+          externalTrafficPolicy: 'Local',
+        },
+        {
+          family: 'IPv6',
+          address: 'fd00:19:7::b',
+          port: 30080,
+          protocol: 'TCP',
+          portName: 'http',
+          backends: [],
+          type: 'NodePort',
+          externalTrafficPolicy: 'Local',
+        },
       ],
       affinityTimeoutSeconds: 30,
       internalTrafficPolicy: 'Cluster',
@@ -149,6 +169,16 @@ const answers: { [K in AgentApiName]: () => AgentApiBody<K> } = {
       backends: 0,
       affinityTimeoutS: 0,
       flags: 0,
+      slots: [],
+    },
+    {
+      address: 'fd00:19:7::b',
+      port: 30080,
+      protocol: 'TCP',
+      id: 5,
+      backends: 0,
+      affinityTimeoutS: 0,
+      flags: 6,
       slots: [],
     },
   ],
@@ -306,19 +336,28 @@ describe('dyad agent commands', () => {
     );
   });
 
-  it('service list and bpf lb list: one line per frontend or backend, refusal and states shown', async () => {
+  it('service list and bpf lb list: one line per frontend or backend, NodePorts, refusal and states shown', async () => {
     const s = io();
     expect(await run(['service', 'list', '--agent-socket', sock], s.io, noPlugins)).toBe(0);
     expect(s.out()).toMatch(
-      /shop\/web\s+\[fd00:96::a\]:80\s+TCP\s+\[fd00:d1ad::5\]:8080, \[fd00:d1ad::6\]:8080 \(terminating\)\s+ClientIP 30s\s+Cluster\s+port-name-unresolved/,
+      /shop\/web\s+\[fd00:96::a\]:80\s+TCP\s+ClusterIP\s+\[fd00:d1ad::5\]:8080, \[fd00:d1ad::6\]:8080 \(terminating\)\s+ClientIP 30s\s+Cluster\s+port-name-unresolved/,
     );
-    expect(s.out()).toMatch(/shop\/web\s+198\.18\.96\.10:80\s+TCP\s+\(none: refused\)/);
+    expect(s.out()).toMatch(/shop\/web\s+198\.18\.96\.10:80\s+TCP\s+ClusterIP\s+\(none: refused\)/);
+    expect(s.out()).toMatch(
+      /shop\/web\s+198\.19\.7\.11:30080\s+TCP\s+NodePort\s+198\.18\.1\.5:8080\s+ClientIP 30s\s+Local/,
+    );
+    expect(s.out()).toMatch(
+      /shop\/web\s+\[fd00:19:7::b\]:30080\s+TCP\s+NodePort\s+\(none here: dropped\)\s+ClientIP 30s\s+Local/,
+    );
     const b = io();
     expect(await run(['bpf', 'lb', 'list', '--agent-socket', sock], b.io, noPlugins)).toBe(0);
     const out = b.out();
     expect(out).toMatch(/198\.18\.96\.10:80\s+UDP\s+4\s+\(no backend: refused\)/);
     expect(out).toMatch(
       /\[fd00:96::a\]:80\s+TCP\s+3\s+\[fd00:d1ad::5\]:8080\s+7\s+1021\s+affinity timeout=30s/,
+    );
+    expect(out).toMatch(
+      /\[fd00:19:7::b\]:30080\s+TCP\s+5\s+\(no local backend: dropped\)\s+-\s+0\s+nodeport,local/,
     );
     expect(out.indexOf('198.18.96.10')).toBeLessThan(out.indexOf('fd00:96::a'));
   });

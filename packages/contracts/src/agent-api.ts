@@ -175,7 +175,7 @@ export const BpfLbEntry = z.object({
   /** Ready backends the datapath counts; 0 refuses at once. */
   backends: Count,
   affinityTimeoutS: U32,
-  /** Bits: 1 sessionAffinity ClientIP. */
+  /** Bits: 1 sessionAffinity ClientIP, 2 NodePort (a node address), 4 externalTrafficPolicy Local. */
   flags: U32,
   /** The backends of the Maglev table, each with its share of the table's slots. */
   slots: z.array(

@@ -148,14 +148,25 @@ export const ServiceBackend = z.object({
 /** One address, port and protocol a Service answers on, with the backends of that address's family. */
 export const ServiceFrontend = z.object({
   family: FamilySchema,
-  /** The cluster IP (one entry of `clusterIPs`). */
+  /** The cluster IP (one entry of `clusterIPs`), or with `type` NodePort this node's address. */
   address: IpAddress,
+  /** The Service port, or with `type` NodePort its `nodePort`. */
   port: z.number().int().min(1).max(65535),
   protocol: z.enum(['TCP', 'UDP']),
   /** The Service port's name ('' when it has none). */
   portName: z.string(),
   /** Ready and terminating backends, ordered by address then port. Empty: refuse at once. */
   backends: z.array(ServiceBackend),
+  /**
+   * `NodePort`: the node's own address of the family (Services of type NodePort and
+   * LoadBalancer), reached from beyond the node too. Absent: a cluster IP.
+   */
+  type: z.enum(['ClusterIP', 'NodePort']).optional(),
+  /**
+   * NodePort frontends only. With `Local`, `backends` are only this node's; when there are none
+   * the node drops new connections (kube-proxy does the same) instead of refusing them.
+   */
+  externalTrafficPolicy: z.enum(['Cluster', 'Local']).optional(),
 });
 
 /**

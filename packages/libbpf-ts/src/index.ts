@@ -109,12 +109,14 @@ export {
   LbConst,
   LbRnatFlags,
   LbServiceFlags,
+  LbSnatFlags,
   lbAffinityMapCodec,
   lbBackendsCodec,
   lbFlowsCodec,
   lbMaglevMapCodec,
   lbRnatMapCodec,
   lbServicesCodec,
+  lbSnatMapCodec,
   maglevTable,
 } from './datapath/lb.ts';
 export { loadDatapath, openPinnedDatapath, DEFAULT_DATAPATH_OBJECT } from './datapath/loader.ts';
@@ -148,5 +150,6 @@ export type {
   LbRnat,
   LbService,
   LbServiceKey,
+  LbSnat,
 } from './datapath/lb.ts';
 export type { DatapathMapSet, LoadedDatapath, LoadDatapathOptions } from './datapath/loader.ts';

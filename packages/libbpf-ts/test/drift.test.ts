@@ -14,6 +14,7 @@ import {
   LbConst,
   LbRnatFlags,
   LbServiceFlags,
+  LbSnatFlags,
   PolicyAction,
   PolicyPrefix,
   PolicyCidrPrefix,
@@ -91,6 +92,7 @@ const ENUMS: ReadonlyArray<readonly [string, string, Readonly<Record<string, num
   ['dy_lb_service_flags', 'DY_LB_SVC_F_', LbServiceFlags],
   ['dy_lb_backend_flags', 'DY_LB_BE_F_', LbBackendFlags],
   ['dy_lb_rnat_flags', 'DY_LB_RNAT_F_', LbRnatFlags],
+  ['dy_lb_snat_flags', 'DY_LB_SNAT_F_', LbSnatFlags],
 ];
 
 describe('TypeScript constants match the C enums (BTF)', () => {

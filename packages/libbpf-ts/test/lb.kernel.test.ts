@@ -1,61 +1,17 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createInterface } from 'node:readline';
-import {
-  LbBackendFlags,
-  LbServiceFlags,
-  Libbpf,
-  maglevTable,
-  openPinnedDatapath,
-  Reason,
-  Direction,
-  sumPerCpu,
-} from '../src/index.ts';
-import type { DatapathMapSet, LbProtocol } from '../src/index.ts';
+import { Libbpf, openPinnedDatapath, Reason, Direction, sumPerCpu } from '../src/index.ts';
+import type { DatapathMapSet } from '../src/index.ts';
 import { ensureBpfBuilt } from './helpers/build.ts';
 import { kernelRequired, kernelSkipReason } from './helpers/kernel.ts';
 import { KernelFixture, WHO_SCRIPT } from './helpers/kernel-fixture.ts';
+import { setFrontend } from './helpers/lb.ts';
+import type { Backend } from './helpers/lb.ts';
 import type { Pod, Uplink } from './helpers/kernel-fixture.ts';
 import { podAgentSpec, setupNode } from './helpers/topology.ts';
 
 const skip = kernelSkipReason();
 if (skip && kernelRequired()) test('kernel tier is required', () => expect.fail(skip));
-
-interface Backend {
-  readonly id: number;
-  readonly address: string;
-  readonly port: number;
-  readonly flags?: number;
-}
-
-/** Writes one frontend with its backends into a node's LB maps, as the agent would. */
-function setFrontend(
-  maps: DatapathMapSet,
-  f: {
-    id: number;
-    address: string;
-    port: number;
-    protocol: LbProtocol;
-    backends: readonly Backend[];
-    affinityS?: number;
-  },
-): void {
-  const ready = f.backends.filter((b) => !((b.flags ?? 0) & LbBackendFlags.TERMINATING));
-  for (const b of f.backends)
-    maps.lbBackends.update(b.id, { address: b.address, port: b.port, flags: b.flags ?? 0 });
-  maps.lbMaglev.update(
-    f.id,
-    maglevTable(ready.map((b) => ({ id: b.id, name: `${b.address}|${b.port}` }))),
-  );
-  maps.lbServices.update(
-    { address: f.address, port: f.port, protocol: f.protocol },
-    {
-      id: f.id,
-      backends: ready.length,
-      affinityTimeoutS: f.affinityS ?? 0,
-      flags: f.affinityS ? LbServiceFlags.AFFINITY : 0,
-    },
-  );
-}
 
 function refusals(maps: DatapathMapSet, family: number): bigint {
   const v = maps.metrics.lookupPerCpu({
@@ -98,6 +54,8 @@ const VIP = {
   self: { v4: '198.18.96.14', v6: 'fd00:96::14' },
   affine: { v4: '198.18.96.15', v6: 'fd00:96::15' },
   shrink: { v4: '198.18.96.16', v6: 'fd00:96::16' },
+  deadLocal: { v4: '198.18.96.17', v6: 'fd00:96::17' },
+  deadRemote: { v4: '198.18.96.18', v6: 'fd00:96::18' },
 } as const;
 
 // Node n1 holds the client pod a and backend b1, node n2 holds backend b2. The client's node
@@ -111,6 +69,8 @@ describe.skipIf(skip !== undefined)('ClusterIP load balancing in tc, both famili
   let m1: DatapathMapSet;
   const PORT = 80;
   const TARGET = 7000;
+  /** No server listens here: the backend's stack answers ICMP port unreachable. */
+  const CLOSED = 7999;
 
   const be = (pod: Pod, fam: 'v4' | 'v6', id: number): Backend => ({
     id,
@@ -171,6 +131,21 @@ describe.skipIf(skip !== undefined)('ClusterIP load balancing in tc, both famili
             protocol,
             backends: backends.map((b) => ({ ...b, id: b.id + (fam === 'v6' ? 10 : 0) })),
           });
+      const off = fam === 'v6' ? 10 : 0;
+      setFrontend(m1, {
+        id: id++,
+        address: VIP.deadLocal[fam],
+        port: PORT,
+        protocol: 'UDP',
+        backends: [{ id: 4 + off, address: b1[fam], port: CLOSED }],
+      });
+      setFrontend(m1, {
+        id: id++,
+        address: VIP.deadRemote[fam],
+        port: PORT,
+        protocol: 'UDP',
+        backends: [{ id: 5 + off, address: b2[fam], port: CLOSED }],
+      });
       setFrontend(m1, {
         id: id++,
         address: VIP.affine[fam],
@@ -241,6 +216,18 @@ describe.skipIf(skip !== undefined)('ClusterIP load balancing in tc, both famili
       const r = await lab.who(a, proto, VIP.empty[fam], PORT, 1, 5000);
       expect(r.refused).toBe(true);
       expect(refusals(m1, fam === 'v4' ? 4 : 6)).toBeGreaterThan(before);
+    },
+  );
+
+  // Without translating the quoted packet back, the client's socket (connected to the cluster
+  // IP) never matches the error and the send times out instead.
+  test.each(FAMILIES)(
+    'ICMP errors about a translated flow reach the client over %s (backend on this node and another)',
+    async (_n, fam) => {
+      for (const vip of [VIP.deadLocal[fam], VIP.deadRemote[fam]]) {
+        const r = await lab.who(a, 'udp', vip, PORT, 1, 3000);
+        expect({ vip, refused: r.refused }, r.stderr).toEqual({ vip, refused: true });
+      }
     },
   );
 

@@ -57,6 +57,32 @@ describe('desiredLb', () => {
     );
   });
 
+  it('NodePort frontends carry the NODEPORT flag, and LOCAL with externalTrafficPolicy Local', () => {
+    const np = (etp: 'Cluster' | 'Local', port: number) => ({
+      family: 'IPv4' as const,
+      address: '198.19.7.11',
+      port,
+      protocol: 'UDP' as const,
+      portName: '',
+      backends: [{ address: '198.18.1.5', port: 8080, state: 'ready' as const }],
+      type: 'NodePort' as const,
+      externalTrafficPolicy: etp,
+    });
+    const d = desiredLb(
+      {
+        synced: true,
+        entries: new Map([
+          ['shop/web', svc({ frontends: [np('Cluster', 30080), np('Local', 30081)] })],
+        ]),
+      },
+      new LbIds(),
+    );
+    expect(d.services.map(([k, v]) => [k.port, v.flags, v.backends])).toEqual([
+      [30080, LbServiceFlags.NODEPORT, 1],
+      [30081, LbServiceFlags.NODEPORT | LbServiceFlags.LOCAL, 1],
+    ]);
+  });
+
   it('affinity sets the flag and timeout', () => {
     const d = desiredLb(
       { synced: true, entries: new Map([['shop/web', svc({ affinityTimeoutSeconds: 30 })]]) },

@@ -10,11 +10,13 @@ import type {
 import { canonicalAddress, familyOf } from './ip.ts';
 
 /**
- * A Service as one node's datapath should serve it, from the Service and its EndpointSlices
- * alone: pure, so it is tested without NATS. Every entry of `clusterIPs` is a frontend per port,
- * each with the backends of its own family taken from the slices of that `addressType`; the
- * apiserver already applied `ipFamilyPolicy` when it allocated `clusterIPs`. A headless Service
- * and an ExternalName one have no frontend.
+ * A Service as one node's datapath should serve it, from the Service, its EndpointSlices and the
+ * node's addresses alone: pure, so it is tested without NATS. Every entry of `clusterIPs` is a
+ * frontend per port, each with the backends of its own family taken from the slices of that
+ * `addressType`; the apiserver already applied `ipFamilyPolicy` when it allocated `clusterIPs`.
+ * A NodePort or LoadBalancer Service also gets, per port with a `nodePort` and per family of its
+ * cluster IPs, a frontend on the node's address of that family (`externalTrafficPolicy: Local`
+ * keeps only the node's backends there). A headless Service and an ExternalName one have none.
  */
 
 /** The sessionAffinity timeout Kubernetes defaults to (3 h). */
@@ -28,6 +30,8 @@ export interface CompileInput {
   readonly families: ReadonlySet<Family>;
   /** The node whose state this is: `internalTrafficPolicy: Local` keeps only its backends. */
   readonly node: string;
+  /** The node's addresses (its NodePort frontends); none: no NodePort frontend. */
+  readonly nodeAddresses?: Partial<Record<Family, string>>;
 }
 
 function backendOrder(a: ServiceBackendValue, b: ServiceBackendValue): number {
@@ -44,6 +48,79 @@ export function compileService(input: CompileInput): RouterServiceEntryValue {
   };
   const local = spec.internalTrafficPolicy === 'Local';
   const frontends: ServiceFrontendValue[] = [];
+
+  /** The backends of one family for one Service port (`onlyNode`: those on this node). */
+  const collect = (
+    family: Family,
+    protocol: 'TCP' | 'UDP',
+    portName: string,
+    targetPort: number | string | undefined,
+    servicePort: number,
+    onlyNode: boolean,
+  ): ServiceBackendValue[] => {
+    const backends = new Map<string, ServiceBackendValue>();
+    for (const slice of input.slices) {
+      if (slice.addressType !== family) continue;
+      // The slice controller resolved targetPort (by number or by name) for the pods of this
+      // slice; a slice port without a number is a name none of its pods declares.
+      const slicePort = slice.ports.find(
+        (p) => (p.name ?? '') === portName && (p.protocol ?? 'TCP') === protocol,
+      );
+      if (slicePort === undefined) continue;
+      if (slicePort.port === undefined || slicePort.port < 1 || slicePort.port > 65535) {
+        if (slice.endpoints.length > 0)
+          problem({
+            code: 'port-name-unresolved',
+            message: `targetPort ${String(targetPort ?? portName)} of port ${servicePort}/${protocol} is declared by no backend of slice ${slice.metadata.name}`,
+          });
+        continue;
+      }
+      for (const ep of slice.endpoints) {
+        const c = ep.conditions;
+        // Kubernetes: an unset `ready` means ready; terminating endpoints keep serving theirs.
+        const state =
+          c.terminating === true
+            ? c.serving === false
+              ? undefined
+              : 'terminating'
+            : c.ready === false
+              ? undefined
+              : 'ready';
+        if (state === undefined) continue;
+        if (onlyNode && ep.nodeName !== node) continue;
+        for (const raw of ep.addresses) {
+          const address = canonicalAddress(raw);
+          if (address === undefined || familyOf(address) !== family) {
+            problem({
+              code: 'address-family-mismatch',
+              message: `slice ${slice.metadata.name} (${slice.addressType}) holds ${raw}`,
+            });
+            continue;
+          }
+          const b: ServiceBackendValue = {
+            address,
+            port: slicePort.port,
+            state,
+            ...(ep.nodeName !== undefined ? { nodeName: ep.nodeName } : {}),
+            ...(ep.targetRef?.kind === 'Pod'
+              ? {
+                  pod: {
+                    namespace: ep.targetRef.namespace ?? namespace,
+                    name: ep.targetRef.name,
+                  },
+                }
+              : {}),
+          };
+          const key = `${address}|${slicePort.port}`;
+          const had = backends.get(key);
+          // one endpoint in two slices (a slice being replaced): ready wins
+          if (had === undefined || (had.state === 'terminating' && state === 'ready'))
+            backends.set(key, b);
+        }
+      }
+    }
+    return [...backends.values()].sort(backendOrder);
+  };
 
   const vips =
     spec.type === 'ExternalName'
@@ -71,74 +148,37 @@ export function compileService(input: CompileInput): RouterServiceEntryValue {
         continue;
       }
       const portName = sp.name ?? '';
-      const backends = new Map<string, ServiceBackendValue>();
-      for (const slice of input.slices) {
-        if (slice.addressType !== vip.family) continue;
-        // The slice controller resolved targetPort (by number or by name) for the pods of this
-        // slice; a slice port without a number is a name none of its pods declares.
-        const slicePort = slice.ports.find(
-          (p) => (p.name ?? '') === portName && (p.protocol ?? 'TCP') === sp.protocol,
-        );
-        if (slicePort === undefined) continue;
-        if (slicePort.port === undefined || slicePort.port < 1 || slicePort.port > 65535) {
-          if (slice.endpoints.length > 0)
-            problem({
-              code: 'port-name-unresolved',
-              message: `targetPort ${String(sp.targetPort ?? portName)} of port ${sp.port}/${sp.protocol} is declared by no backend of slice ${slice.metadata.name}`,
-            });
-          continue;
-        }
-        for (const ep of slice.endpoints) {
-          const c = ep.conditions;
-          // Kubernetes: an unset `ready` means ready; terminating endpoints keep serving theirs.
-          const state =
-            c.terminating === true
-              ? c.serving === false
-                ? undefined
-                : 'terminating'
-              : c.ready === false
-                ? undefined
-                : 'ready';
-          if (state === undefined) continue;
-          if (local && ep.nodeName !== node) continue;
-          for (const raw of ep.addresses) {
-            const address = canonicalAddress(raw);
-            if (address === undefined || familyOf(address) !== vip.family) {
-              problem({
-                code: 'address-family-mismatch',
-                message: `slice ${slice.metadata.name} (${slice.addressType}) holds ${raw}`,
-              });
-              continue;
-            }
-            const b: ServiceBackendValue = {
-              address,
-              port: slicePort.port,
-              state,
-              ...(ep.nodeName !== undefined ? { nodeName: ep.nodeName } : {}),
-              ...(ep.targetRef?.kind === 'Pod'
-                ? {
-                    pod: {
-                      namespace: ep.targetRef.namespace ?? namespace,
-                      name: ep.targetRef.name,
-                    },
-                  }
-                : {}),
-            };
-            const key = `${address}|${slicePort.port}`;
-            const had = backends.get(key);
-            // one endpoint in two slices (a slice being replaced): ready wins
-            if (had === undefined || (had.state === 'terminating' && state === 'ready'))
-              backends.set(key, b);
-          }
-        }
-      }
+      const backends = collect(vip.family, sp.protocol, portName, sp.targetPort, sp.port, local);
       frontends.push({
         family: vip.family,
         address: vip.address,
         port: sp.port,
         protocol: sp.protocol,
         portName,
-        backends: [...backends.values()].sort(backendOrder),
+        backends,
+      });
+    }
+  }
+
+  // NodePort: on the node's own address of each family the Service has a cluster IP of
+  const nodePorts = spec.type === 'NodePort' || spec.type === 'LoadBalancer';
+  const etpLocal = spec.externalTrafficPolicy === 'Local';
+  for (const family of nodePorts ? new Set(vips.map((v) => v.family)) : []) {
+    const address = input.nodeAddresses?.[family];
+    if (address === undefined || !input.families.has(family)) continue;
+    for (const sp of spec.ports) {
+      if (sp.nodePort === undefined || sp.nodePort < 1 || sp.nodePort > 65535) continue;
+      if (sp.protocol !== 'TCP' && sp.protocol !== 'UDP') continue;
+      const portName = sp.name ?? '';
+      frontends.push({
+        family,
+        address,
+        port: sp.nodePort,
+        protocol: sp.protocol,
+        portName,
+        backends: collect(family, sp.protocol, portName, sp.targetPort, sp.port, etpLocal),
+        type: 'NodePort',
+        externalTrafficPolicy: etpLocal ? 'Local' : 'Cluster',
       });
     }
   }

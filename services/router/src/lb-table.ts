@@ -2,6 +2,9 @@ import type { Family } from '@dyad/netaddr';
 import type { EndpointSliceObject, RouterServiceEntryValue, ServiceObject } from '@dyad/contracts';
 import { compileService, sameServiceEntry } from './lb-compile.ts';
 
+/** A node's address per family (its NodePort frontends). */
+export type NodeAddressesOf = (node: string) => Partial<Record<Family, string>> | undefined;
+
 /** One node's Services by `namespace/name`. */
 export type NodeServices = Map<string, RouterServiceEntryValue>;
 
@@ -18,9 +21,9 @@ export function serviceKey(namespace: string, name: string): string {
 
 /**
  * The Services and EndpointSlices the router has seen, and what it last published per node.
- * Changes mark Services dirty; `drain(nodes, families)` compiles the dirty ones for every node
- * (all of them when the node set or the cluster's families changed) and returns what differs from
- * the published state, which it then takes as published.
+ * Changes mark Services dirty; `drain(nodes, families, addressesOf)` compiles the dirty ones for
+ * every node (all of them when the node set, their addresses or the cluster's families changed)
+ * and returns what differs from the published state, which it then takes as published.
  */
 export class ServiceTable {
   readonly #services = new Map<string, ServiceObject>();
@@ -73,10 +76,14 @@ export class ServiceTable {
   }
 
   /** Every Service's entry for one node, as the inputs say now. */
-  compute(node: string, families: ReadonlySet<Family>): NodeServices {
+  compute(
+    node: string,
+    families: ReadonlySet<Family>,
+    nodeAddresses?: Partial<Record<Family, string>>,
+  ): NodeServices {
     const out: NodeServices = new Map();
     for (const key of this.#services.keys()) {
-      const e = this.#compile(key, node, families);
+      const e = this.#compile(key, node, families, nodeAddresses);
       if (e !== undefined) out.set(key, e);
     }
     return out;
@@ -86,6 +93,7 @@ export class ServiceTable {
     key: string,
     node: string,
     families: ReadonlySet<Family>,
+    nodeAddresses: Partial<Record<Family, string>> | undefined,
   ): RouterServiceEntryValue | undefined {
     const service = this.#services.get(key);
     if (service === undefined) return undefined;
@@ -94,12 +102,25 @@ export class ServiceTable {
       const s = this.#slices.get(k);
       if (s !== undefined) slices.push(s);
     }
-    return compileService({ service, slices, families, node });
+    return compileService({
+      service,
+      slices,
+      families,
+      node,
+      ...(nodeAddresses !== undefined ? { nodeAddresses } : {}),
+    });
   }
 
   /** What to publish so every node's stored Services equal the computed ones. */
-  drain(nodes: readonly string[], families: ReadonlySet<Family>): ServiceChange[] {
-    const nodeSig = [...nodes].sort().join(',');
+  drain(
+    nodes: readonly string[],
+    families: ReadonlySet<Family>,
+    addressesOf: NodeAddressesOf = () => undefined,
+  ): ServiceChange[] {
+    const nodeSig = [...nodes]
+      .sort()
+      .map((n) => `${n}=${addressesOf(n)?.IPv4 ?? ''}/${addressesOf(n)?.IPv6 ?? ''}`)
+      .join(',');
     const famSig = [...families].sort().join(',');
     const all = this.#allDirty || nodeSig !== this.#lastNodes || famSig !== this.#lastFamilies;
     this.#lastNodes = nodeSig;
@@ -120,7 +141,7 @@ export class ServiceTable {
       const upserts: RouterServiceEntryValue[] = [];
       const deletes: string[] = [];
       for (const key of keys) {
-        const want = this.#compile(key, node, families);
+        const want = this.#compile(key, node, families, addressesOf(node));
         const had = have.get(key);
         if (want === undefined) {
           if (had !== undefined) {

@@ -269,7 +269,9 @@ export class RouterService {
 
   /** Compiles what changed in Services and publishes it under a fresh revision. */
   async #publishServices(): Promise<void> {
-    const changes = this.#services.drain(this.#core.publishedNodes, this.#families());
+    const changes = this.#services.drain(this.#core.publishedNodes, this.#families(), (n) =>
+      this.#kubeNodes.get(n),
+    );
     if (changes.length === 0) return;
     const revision = this.#core.nextRevision();
     await publishServiceChanges(this.#o.port, changes, revision, {

@@ -204,6 +204,98 @@ describe('compileService', () => {
     expect(onA.internalTrafficPolicy).toBe('Local');
   });
 
+  describe('NodePort', () => {
+    const NODE_A = { IPv4: '198.19.7.11', IPv6: 'fd00:19:7::b' } as const;
+    const nodePortSvc = (extra: Record<string, unknown> = {}) =>
+      service({
+        type: 'NodePort',
+        clusterIPs: ['198.18.96.10', 'fd00:5e::10'],
+        ipFamilies: ['IPv4', 'IPv6'],
+        ports: [{ name: 'http', port: 80, targetPort: 'http', nodePort: 30080 }],
+        ...extra,
+      });
+    const nodePorts = (e: ReturnType<typeof compileService>) =>
+      e.frontends
+        .filter((f) => f.type === 'NodePort')
+        .map((f) => ({
+          address: f.address,
+          port: f.port,
+          etp: f.externalTrafficPolicy,
+          backends: f.backends.map((b) => b.address),
+        }));
+
+    it('a frontend on the node address of each family, with that family’s backends', () => {
+      const e = compileService({
+        service: nodePortSvc(),
+        slices: [v4Slice, v6Slice],
+        families: BOTH,
+        node: 'a',
+        nodeAddresses: NODE_A,
+      });
+      expect(nodePorts(e)).toEqual([
+        {
+          address: '198.19.7.11',
+          port: 30080,
+          etp: 'Cluster',
+          backends: ['198.18.1.7', '198.18.2.5'],
+        },
+        {
+          address: 'fd00:19:7::b',
+          port: 30080,
+          etp: 'Cluster',
+          backends: ['fd00:18:1::7', 'fd00:18:2::5'],
+        },
+      ]);
+      // the cluster IPs stay served as before
+      expect(e.frontends.filter((f) => f.type === undefined).map((f) => f.address)).toEqual([
+        '198.18.96.10',
+        'fd00:5e::10',
+      ]);
+    });
+
+    it('externalTrafficPolicy Local keeps only the node’s backends, on NodePort frontends only', () => {
+      const onB = compileService({
+        service: nodePortSvc({ externalTrafficPolicy: 'Local' }),
+        slices: [v4Slice],
+        families: BOTH,
+        node: 'b',
+        nodeAddresses: NODE_A,
+      });
+      expect(nodePorts(onB)).toEqual([
+        { address: '198.19.7.11', port: 30080, etp: 'Local', backends: ['198.18.2.5'] },
+        { address: 'fd00:19:7::b', port: 30080, etp: 'Local', backends: [] },
+      ]);
+      expect(onB.frontends.find((f) => f.type === undefined)?.backends).toHaveLength(2);
+    });
+
+    it('only the families of its cluster IPs, only with a node address, and not for ClusterIP', () => {
+      const single = compileService({
+        service: nodePortSvc({ clusterIPs: ['fd00:5e::10'], ipFamilies: ['IPv6'] }),
+        slices: [v4Slice, v6Slice],
+        families: BOTH,
+        node: 'a',
+        nodeAddresses: NODE_A,
+      });
+      expect(nodePorts(single).map((f) => f.address)).toEqual(['fd00:19:7::b']);
+      const noV6Address = compileService({
+        service: nodePortSvc(),
+        slices: [],
+        families: BOTH,
+        node: 'a',
+        nodeAddresses: { IPv4: NODE_A.IPv4 },
+      });
+      expect(nodePorts(noV6Address).map((f) => f.address)).toEqual(['198.19.7.11']);
+      const clusterIp = compileService({
+        service: nodePortSvc({ type: 'ClusterIP' }),
+        slices: [],
+        families: BOTH,
+        node: 'a',
+        nodeAddresses: NODE_A,
+      });
+      expect(nodePorts(clusterIp)).toEqual([]);
+    });
+  });
+
   it('sessionAffinity ClientIP carries its timeout (default 3 h)', () => {
     const dflt = compileService({
       service: service({ clusterIPs: ['198.18.96.10'], sessionAffinity: 'ClientIP' }),

@@ -21,11 +21,21 @@ export const bpfLbListCommand = mapListCommand({
       .flatMap((f) => {
         const front = hostPort(f.address, f.port);
         const flags = [
-          flagNames(f.flags, { 1: 'affinity' }),
+          flagNames(f.flags, { 1: 'affinity', 2: 'nodeport', 4: 'local' }),
           ...(f.flags & 1 ? [`timeout=${f.affinityTimeoutS}s`] : []),
         ].join(' ');
         if (f.slots.length === 0)
-          return [[front, f.protocol, String(f.id), '(no backend: refused)', '-', '0', flags]];
+          return [
+            [
+              front,
+              f.protocol,
+              String(f.id),
+              f.flags & 4 ? '(no local backend: dropped)' : '(no backend: refused)',
+              '-',
+              '0',
+              flags,
+            ],
+          ];
         return [...f.slots]
           .sort((a, b) => a.backendId - b.backendId)
           .map((s) => [

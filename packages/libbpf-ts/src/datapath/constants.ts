@@ -53,6 +53,7 @@ export const Reason = {
   DROP_FRAG_UNKNOWN: 17,
   DROP_NO_ENDPOINT: 18,
   LB_NO_BACKEND: 19,
+  LB_NO_LOCAL_BACKEND: 20,
 } as const;
 
 export const EventType = { DROP: 1, TRACE: 2 } as const;
@@ -100,6 +101,7 @@ export const DatapathMaps = {
   lbFlows: 'dy_lb_flows',
   lbRnat: 'dy_lb_rnat',
   lbAffinity: 'dy_lb_affinity',
+  lbSnat: 'dy_lb_snat',
 } as const;
 
 export const DatapathPrograms = {

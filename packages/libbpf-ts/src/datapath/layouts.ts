@@ -15,6 +15,7 @@ import {
   lbMaglevLayout,
   lbRnatLayout,
   lbServiceKeyLayout,
+  lbSnatLayout,
   lbServiceLayout,
 } from './lb.ts';
 import { metricsKeyLayout, metricsValueLayout } from './metrics.ts';
@@ -46,6 +47,7 @@ export const datapathLayouts: readonly StructLayout[] = [
   lbFlowKeyLayout,
   lbFlowLayout,
   lbRnatLayout,
+  lbSnatLayout,
   lbAffinityKeyLayout,
   lbAffinityLayout,
 ];
@@ -74,5 +76,6 @@ export const datapathMapLayouts: ReadonlyArray<{
   { map: DatapathMaps.lbBackends, value: lbBackendLayout },
   { map: DatapathMaps.lbFlows, key: lbFlowKeyLayout, value: lbFlowLayout },
   { map: DatapathMaps.lbRnat, key: lbFlowKeyLayout, value: lbRnatLayout },
+  { map: DatapathMaps.lbSnat, key: lbFlowKeyLayout, value: lbSnatLayout },
   { map: DatapathMaps.lbAffinity, key: lbAffinityKeyLayout, value: lbAffinityLayout },
 ];

@@ -9,10 +9,11 @@ import { familyOfTag } from './constants.ts';
 /** bpf/include/dyad/map_lb.h */
 
 /** `enum dy_lb_const`: the Maglev table size of every frontend (prime). */
-export const LbConst = { MAGLEV_M: 1021 } as const;
-export const LbServiceFlags = { AFFINITY: 1 << 0 } as const;
+export const LbConst = { MAGLEV_M: 1021, SNAT_PORT_MIN: 61000, SNAT_PORT_MAX: 65535 } as const;
+export const LbServiceFlags = { AFFINITY: 1 << 0, NODEPORT: 1 << 1, LOCAL: 1 << 2 } as const;
 export const LbBackendFlags = { TERMINATING: 1 << 0 } as const;
-export const LbRnatFlags = { HAIRPIN: 1 << 0 } as const;
+export const LbRnatFlags = { HAIRPIN: 1 << 0, NODEPORT: 1 << 1 } as const;
+export const LbSnatFlags = { REPLY: 1 << 0 } as const;
 
 export const lbServiceKeyLayout = defineLayout('dy_lb_service_key', 20, [
   { name: 'addr', offset: 0, kind: 'bytes', length: 16 },
@@ -62,6 +63,16 @@ export const lbRnatLayout = defineLayout('dy_lb_rnat', 32, [
   { name: 'flags', offset: 26, kind: 'u8' },
   { name: 'family', offset: 27, kind: 'u8' },
   { name: 'pad', offset: 28, kind: 'pad', length: 4 },
+] as const);
+
+export const lbSnatLayout = defineLayout('dy_lb_snat', 32, [
+  { name: 'expires_ns', offset: 0, kind: 'u64' },
+  { name: 'addr', offset: 8, kind: 'bytes', length: 16 },
+  { name: 'port', offset: 24, kind: 'be16' },
+  { name: 'fport', offset: 26, kind: 'be16' },
+  { name: 'family', offset: 28, kind: 'u8' },
+  { name: 'flags', offset: 29, kind: 'u8' },
+  { name: 'pad', offset: 30, kind: 'pad', length: 2 },
 ] as const);
 
 export const lbAffinityKeyLayout = defineLayout('dy_lb_affinity_key', 24, [
@@ -130,6 +141,20 @@ export interface LbRnat {
   readonly address: string;
   readonly port: number;
   /** LbRnatFlags bits */
+  readonly flags: number;
+}
+
+/**
+ * A NodePort connection to a backend on another node. Keyed by the client's tuple: `address` and
+ * `port` are the node's source for it. Keyed by the backend's reply (`flags` REPLY): they are the
+ * client's, and `frontendPort` the NodePort the reply comes from.
+ */
+export interface LbSnat {
+  readonly expiresNs: bigint;
+  readonly address: string;
+  readonly port: number;
+  readonly frontendPort: number;
+  /** LbSnatFlags bits */
   readonly flags: number;
 }
 
@@ -258,6 +283,28 @@ export const lbRnatCodec: Codec<LbRnat> = mappedCodec(
   }),
 );
 
+export const lbSnatCodec: Codec<LbSnat> = mappedCodec(
+  structCodec(lbSnatLayout),
+  (v: LbSnat) => {
+    const ip = parseIp(v.address);
+    return {
+      expires_ns: v.expiresNs,
+      addr: ip.bytes,
+      port: v.port,
+      fport: v.frontendPort,
+      family: familyTagOf(ip.family),
+      flags: v.flags,
+    };
+  },
+  (s): LbSnat => ({
+    expiresNs: s.expires_ns,
+    address: formatIp(ipFamilyOfTag(s.family), s.addr),
+    port: s.port,
+    frontendPort: s.fport,
+    flags: s.flags,
+  }),
+);
+
 export const lbAffinityKeyCodec: Codec<LbAffinityKey> = mappedCodec(
   structCodec(lbAffinityKeyLayout),
   (k: LbAffinityKey) => {
@@ -287,6 +334,7 @@ export const lbMaglevMapCodec: MapCodec<number, readonly number[]> = mapCodec(
 export const lbBackendsCodec: MapCodec<number, LbBackend> = mapCodec(u32Codec, lbBackendCodec);
 export const lbFlowsCodec: MapCodec<LbFlowKey, LbFlow> = mapCodec(lbFlowKeyCodec, lbFlowCodec);
 export const lbRnatMapCodec: MapCodec<LbFlowKey, LbRnat> = mapCodec(lbFlowKeyCodec, lbRnatCodec);
+export const lbSnatMapCodec: MapCodec<LbFlowKey, LbSnat> = mapCodec(lbFlowKeyCodec, lbSnatCodec);
 export const lbAffinityMapCodec: MapCodec<LbAffinityKey, LbAffinity> = mapCodec(
   lbAffinityKeyCodec,
   lbAffinityCodec,

@@ -19,6 +19,7 @@ import {
   lbMaglevMapCodec,
   lbRnatMapCodec,
   lbServicesCodec,
+  lbSnatMapCodec,
 } from './lb.ts';
 import type {
   LbAffinity,
@@ -29,6 +30,7 @@ import type {
   LbRnat,
   LbService,
   LbServiceKey,
+  LbSnat,
 } from './lb.ts';
 import { metricsCodec } from './metrics.ts';
 import type { MetricsKey, MetricsValue } from './metrics.ts';
@@ -61,6 +63,7 @@ export interface DatapathMapSet extends Disposable {
   readonly lbFlows: BpfMap<LbFlowKey, LbFlow>;
   readonly lbRnat: BpfMap<LbFlowKey, LbRnat>;
   readonly lbAffinity: BpfMap<LbAffinityKey, LbAffinity>;
+  readonly lbSnat: BpfMap<LbFlowKey, LbSnat>;
   close(): void;
 }
 
@@ -106,6 +109,7 @@ function mapSet(
     lbFlows: get(Names.lbFlows, lbFlowsCodec),
     lbRnat: get(Names.lbRnat, lbRnatMapCodec),
     lbAffinity: get(Names.lbAffinity, lbAffinityMapCodec),
+    lbSnat: get(Names.lbSnat, lbSnatMapCodec),
   };
   const close = () => {
     for (const m of Object.values(maps)) m.close();

@@ -264,22 +264,27 @@ export class KernelFixture {
     await this.#serve(pod, WHO_SCRIPT, ['server', name, ...ports.map(String)]);
   }
 
-  /** `count` round trips to a who server: the names that answered, or the failure. */
+  /**
+   * `count` round trips to a who server from a pod or a node's own netns: the names that
+   * answered (with `request` "peer": "name client-address"), or the failure.
+   */
   async who(
-    pod: Pod,
+    from: Pick<Pod, 'netns'>,
     proto: 'tcp' | 'udp',
     dst: string,
     port: number,
     count = 1,
     timeoutMs = 1500,
+    request = 'who',
   ): Promise<{ names: string[]; refused: boolean; ok: boolean; stderr: string }> {
-    const r = await this.nodeScript(pod.netns, WHO_SCRIPT, [
+    const r = await this.nodeScript(from.netns, WHO_SCRIPT, [
       'client',
       proto,
       dst,
       String(port),
       String(timeoutMs),
       String(count),
+      request,
     ]);
     return {
       names: r.stdout.split('\n').filter((l) => l !== ''),

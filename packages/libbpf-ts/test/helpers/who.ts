@@ -1,8 +1,9 @@
 // Who answers a Service address. server NAME PORT...: TCP and UDP on [::] (both families) for
 // each port; every TCP connection and UDP datagram gets NAME back; prints "ready".
-// client tcp|udp ADDR PORT TIMEOUT_MS [COUNT]: COUNT round trips (a new connection or a new
-// socket each), prints each answer on a line; exit 0 when all answered, 3 on ECONNREFUSED
-// (the datapath's refusal), 1 otherwise.
+// A request "peer" is answered with "NAME ADDR", ADDR the client's address as the server sees it.
+// client tcp|udp ADDR PORT TIMEOUT_MS [COUNT] [REQUEST]: COUNT round trips (a new connection or a
+// new socket each) sending REQUEST ("who" by default), prints each answer on a line; exit 0 when
+// all answered, 3 on ECONNREFUSED (the datapath's refusal), 1 otherwise.
 // hold ADDR PORT: one TCP connection; prints the answer to every line read on stdin.
 import { createServer, connect, isIPv6 } from 'node:net';
 import type { Socket } from 'node:net';
@@ -11,7 +12,13 @@ import { createInterface } from 'node:readline';
 
 const [mode, ...rest] = process.argv.slice(2);
 
-function once(proto: string, addr: string, port: number, timeoutMs: number): Promise<string> {
+function once(
+  proto: string,
+  addr: string,
+  port: number,
+  timeoutMs: number,
+  request: string,
+): Promise<string> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('timeout')), timeoutMs);
     const done = (err: Error | undefined, v?: string) => {
@@ -20,7 +27,7 @@ function once(proto: string, addr: string, port: number, timeoutMs: number): Pro
       else resolve(v ?? '');
     };
     if (proto === 'tcp') {
-      const s = connect({ host: addr, port }, () => s.write('who'));
+      const s = connect({ host: addr, port }, () => s.write(request));
       s.on('data', (d) => {
         s.destroy();
         done(undefined, d.toString());
@@ -37,7 +44,7 @@ function once(proto: string, addr: string, port: number, timeoutMs: number): Pro
         done(e);
       });
       // connected, so an ICMP port unreachable surfaces as ECONNREFUSED
-      u.connect(port, addr, () => u.send('who'));
+      u.connect(port, addr, () => u.send(request));
     }
   });
 }
@@ -50,20 +57,24 @@ if (mode === 'server') {
   };
   for (const p of ports) {
     const port = Number(p);
-    createServer((s: Socket) => s.on('data', () => s.write(name))).listen(
+    const answer = (req: Buffer, peer: string | undefined) =>
+      req.toString() === 'peer' ? `${name} ${(peer ?? '').replace(/^::ffff:/, '')}` : name;
+    createServer((s: Socket) => s.on('data', (d) => s.write(answer(d, s.remoteAddress)))).listen(
       { port, host: '::', ipv6Only: false },
       ready,
     );
     const u = createSocket({ type: 'udp6', ipv6Only: false });
-    u.on('message', (_m, rinfo) => u.send(name, rinfo.port, rinfo.address));
+    u.on('message', (m, rinfo) => u.send(answer(m, rinfo.address), rinfo.port, rinfo.address));
     u.bind(port, '::', ready);
   }
 } else if (mode === 'client') {
-  const [proto = 'tcp', addr = '', port, timeout, count] = rest;
+  const [proto = 'tcp', addr = '', port, timeout, count, request = 'who'] = rest;
   const n = Number(count ?? 1);
   try {
     for (let i = 0; i < n; i++) {
-      process.stdout.write(`${await once(proto, addr, Number(port), Number(timeout ?? 1500))}\n`);
+      process.stdout.write(
+        `${await once(proto, addr, Number(port), Number(timeout ?? 1500), request)}\n`,
+      );
     }
     process.exit(0);
   } catch (e) {

@@ -4,7 +4,8 @@ import type { LbBackend, LbService, LbServiceKey } from '@dyad/libbpf-ts';
 
 /**
  * What the load-balancing maps should hold, from the router's Services for this node: one
- * dy_lb_services entry and one Maglev table per frontend (cluster IP, port, protocol), one
+ * dy_lb_services entry and one Maglev table per frontend (cluster IP or, for NodePort, the
+ * node's address, with port and protocol), one
  * dy_lb_backends entry per backend (address, port). Ids come from `LbIds`, which keeps them
  * stable for as long as the frontend or backend exists (the kernel's flows hold them).
  */
@@ -94,14 +95,13 @@ export function desiredLb(state: ServiceState, ids: LbIds): DesiredLb {
         if (b.state === 'ready') ready.push({ id: bid, name: bn });
       }
       const affinity = svc.affinityTimeoutSeconds;
+      let flags = affinity !== undefined ? LbServiceFlags.AFFINITY : 0;
+      if (f.type === 'NodePort') flags |= LbServiceFlags.NODEPORT;
+      if (f.type === 'NodePort' && f.externalTrafficPolicy === 'Local')
+        flags |= LbServiceFlags.LOCAL;
       services.set(name, [
         key,
-        {
-          id,
-          backends: ready.length,
-          affinityTimeoutS: affinity ?? 0,
-          flags: affinity !== undefined ? LbServiceFlags.AFFINITY : 0,
-        },
+        { id, backends: ready.length, affinityTimeoutS: affinity ?? 0, flags },
       ]);
       maglev.push([id, maglevTable(ready)]);
     }
