@@ -6,7 +6,9 @@
 // is its whole cost. The last stdout line is one JSON object.
 //
 // Also printed: lb_extra_ns_ipv4/6, what translation adds to dy_from_container per packet, from
-// in-kernel test runs (not disturbed by the machine's load as the rps ratios are).
+// in-kernel test runs (not disturbed by the machine's load as the rps ratios are), and
+// np_extra_ns_ipv4/6, what NodePort translation to a backend on another node (DNAT + SNAT,
+// an established connection's packet) adds to dy_from_netdev the same way.
 // update_p99_ms: on a fresh 3-node lab (.lab/bench-services), a Service without selector and an
 // EndpointSlice the bench writes itself; 50 times the slice is replaced (one ready endpoint, then
 // two, then one...) and the time from the apiserver's answer until node-1's pinned dy_lb_services
@@ -19,10 +21,10 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { Family, parseIp, parseMac } from '@dyad/netaddr';
-import { Libbpf, maglevTable, openPinnedDatapath } from '@dyad/libbpf-ts';
+import { LbServiceFlags, Libbpf, maglevTable, openPinnedDatapath } from '@dyad/libbpf-ts';
 import { KubeClient, labDown, labPaths, labUp, readState } from '@dyad/lab';
 import { repoRoot } from '@dyad/testbed';
-import { KernelFixture, ensureBpfBuilt, setupNode } from '@dyad/libbpf-ts/testing';
+import { KernelFixture, ensureBpfBuilt, podAgentSpec, setupNode } from '@dyad/libbpf-ts/testing';
 
 const { values: args } = parseArgs({
   options: {
@@ -175,12 +177,21 @@ ensureBpfBuilt();
 const lab = new KernelFixture();
 try {
   const node = lab.addNode('n1');
+  // an uplink for dy_from_netdev (the NodePort figures); nothing is sent over it
+  const peer = lab.addNode('n2');
+  const up = lab.link(node, '198.19.0.1', 'fd00:19::1', peer, '198.19.0.2', 'fd00:19::2');
   const a = lab.addPod(node, 'pa', '198.18.1.11', 'fd00:18:1::11');
   const b = lab.addPod(node, 'pb', '198.18.1.12', 'fd00:18:1::12');
-  await setupNode(lab, node, [
+  const pods = [
     { pod: a, endpointId: 1, identity: 3001 },
     { pod: b, endpointId: 2, identity: 3001 },
-  ]);
+  ];
+  await setupNode(lab, node, pods, {
+    attach: [
+      ...podAgentSpec(pods).attach,
+      { ifindex: up.a.ifindex, program: 'fromNetdev', direction: 'ingress' },
+    ],
+  });
   const maps = openPinnedDatapath(Libbpf.open(), node.pinDir);
   const vip = { v4: '198.18.96.10', v6: 'fd00:96::10' } as const;
   let id = 1;
@@ -204,16 +215,31 @@ try {
   // translation (frontend, flow and reverse entries, address, port and checksums). The
   // baseline is a packet to an address that is no frontend and takes the same path after it
   // (no endpoint, no route: handed to the stack).
-  const netText = lab.nsExec(node.netns, ['bpftool', '-j', 'net', 'show', 'dev', a.hostIf]);
-  const nets = JSON.parse(netText) as Array<{
-    tc?: Array<{ kind?: string; id?: number; prog_id?: number }>;
-  }>;
-  const tc = nets[0]?.tc?.find((t) => t.kind?.endsWith('ingress') === true);
-  const progId = tc?.id ?? tc?.prog_id;
-  if (progId === undefined) throw new Error(`no tc ingress program on ${a.hostIf}: ${netText}`);
+  const ingressProg = (dev: string): number => {
+    const netText = lab.nsExec(node.netns, ['bpftool', '-j', 'net', 'show', 'dev', dev]);
+    const nets = JSON.parse(netText) as Array<{
+      tc?: Array<{ kind?: string; id?: number; prog_id?: number }>;
+    }>;
+    const tc = nets[0]?.tc?.find((t) => t.kind?.endsWith('ingress') === true);
+    const id = tc?.id ?? tc?.prog_id;
+    if (id === undefined) throw new Error(`no tc ingress program on ${dev}: ${netText}`);
+    return id;
+  };
+  const progId = ingressProg(a.hostIf);
+  const netdevProgId = ingressProg(up.a.ifname);
   const pair = {
     v4: ['198.18.96.20', '198.18.96.21', '198.18.200.1'],
     v6: ['fd00:96::20', 'fd00:96::21', 'fd00:200::1'],
+  } as const;
+  // NodePort the same way: two node-address frontends whose backend (on no local pod, so
+  // SNAT) is the other one. Each run's output is the next run's client tuple; the chain of
+  // tuples closes into a cycle after a few thousand runs (of 500,000 per family), after which
+  // every run is an established connection's packet (flow, SNAT and reply records found,
+  // nothing allocated). Measured once: 11,868 dy_lb_snat records (two per allocation) after
+  // both families, so over 99 % of the runs were established ones.
+  const npPair = {
+    v4: ['198.18.97.20', '198.18.97.21', '198.18.97.30', '198.18.50.1'],
+    v6: ['fd00:97::20', 'fd00:97::21', 'fd00:97::30', 'fd00:50::1'],
   } as const;
   {
     const m = openPinnedDatapath(Libbpf.open(), node.pinDir);
@@ -232,18 +258,38 @@ try {
           { id: svcId, backends: 1, affinityTimeoutS: 0, flags: 0 },
         );
       }
+      const [nx, ny] = npPair[fam];
+      for (const [from, to] of [
+        [nx, ny],
+        [ny, nx],
+      ] as const) {
+        const backendId = id++;
+        const svcId = id++;
+        m.lbBackends.update(backendId, { address: to, port: 80, flags: 0 });
+        m.lbMaglev.update(svcId, maglevTable([{ id: backendId, name: `${to}|80` }]));
+        m.lbServices.update(
+          { address: from, port: 80, protocol: 'TCP' },
+          { id: svcId, backends: 1, affinityTimeoutS: 0, flags: LbServiceFlags.NODEPORT },
+        );
+      }
     }
     m.close();
   }
   const tmp = mkdtempSync(join(tmpdir(), 'dyad-bench-lb-'));
-  const ctx = Buffer.alloc(44);
-  ctx.writeUInt32LE(a.hostIfindex, 36); // ingress_ifindex
-  ctx.writeUInt32LE(a.hostIfindex, 40); // ifindex
-  writeFileSync(join(tmp, 'ctx'), ctx);
-  const progNs = (dst: string): number => {
+  const ctxFor = (ifindex: number, name: string): string => {
+    const ctx = Buffer.alloc(44);
+    ctx.writeUInt32LE(ifindex, 36); // ingress_ifindex
+    ctx.writeUInt32LE(ifindex, 40); // ifindex
+    writeFileSync(join(tmp, name), ctx);
+    return join(tmp, name);
+  };
+  const podCtx = ctxFor(a.hostIfindex, 'ctx');
+  const upCtx = ctxFor(up.a.ifindex, 'ctx-up');
+  const progNs = (dst: string, from?: string): number => {
     const f = join(tmp, dst);
-    const src = dst.includes(':') ? a.v6 : a.v4;
+    const src = from ?? (dst.includes(':') ? a.v6 : a.v4);
     writeFileSync(f, tcpPacket({ src, dst, dport: 80, srcMac: a.mac, dstMac: a.hostMac }));
+    const id = from === undefined ? progId : netdevProgId;
     const runs: number[] = [];
     for (let i = 0; i < 5; i++) {
       const r = lab.nsExec(node.netns, [
@@ -251,11 +297,11 @@ try {
         'prog',
         'run',
         'id',
-        String(progId),
+        String(id),
         'data_in',
         f,
         'ctx_in',
-        join(tmp, 'ctx'),
+        from === undefined ? podCtx : upCtx,
         'repeat',
         '100000',
       ]);
@@ -275,6 +321,20 @@ try {
         `${fam}: dy_from_container ${base} ns/packet to a plain address, ${lb} ns/packet to a cluster IP (test runs, medians of 5 x 100,000)`,
       );
       extra[`lb_extra_ns_ip${fam}`] = lb - base;
+      const [nx, , nnone, client] = npPair[fam];
+      const npBase = progNs(nnone, client);
+      const np = progNs(nx, client);
+      log(
+        `${fam}: dy_from_netdev ${npBase} ns/packet to a node address without NodePort, ${np} ns/packet to a NodePort with a remote backend (SNAT; test runs, medians of 5 x 100,000)`,
+      );
+      extra[`np_extra_ns_ip${fam}`] = np - npBase;
+    }
+    {
+      // two records per allocation: far fewer than the 1,000,000 NodePort runs means the runs
+      // went round a cycle of established connections
+      const m = openPinnedDatapath(Libbpf.open(), node.pinDir);
+      log(`dy_lb_snat holds ${m.lbSnat.lookupBatch().length} records after the NodePort runs`);
+      m.close();
     }
   } finally {
     rmSync(tmp, { recursive: true, force: true });

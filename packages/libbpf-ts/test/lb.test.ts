@@ -4,6 +4,7 @@ import {
   lbFlowsCodec,
   lbRnatMapCodec,
   lbServicesCodec,
+  lbSnatMapCodec,
   maglevTable,
 } from '../src/index.ts';
 
@@ -61,5 +62,12 @@ describe('LB codecs round-trip both families', () => {
     const b4 = Buffer.alloc(lbRnatMapCodec.value.size);
     lbRnatMapCodec.value.encodeInto(rn, b4, 0);
     expect(lbRnatMapCodec.value.decode(b4, 0)).toEqual(rn);
+    const sn = { expiresNs: 9n, address: client, port: 40000, frontendPort: 30080, flags: 1 };
+    const b5 = Buffer.alloc(lbSnatMapCodec.value.size);
+    lbSnatMapCodec.value.encodeInto(sn, b5, 0);
+    expect(lbSnatMapCodec.value.decode(b5, 0)).toEqual(sn);
+    // network order on the wire, as the datapath compares them with packet bytes
+    expect(b5.readUInt16BE(24)).toBe(40000);
+    expect(b5.readUInt16BE(26)).toBe(30080);
   });
 });

@@ -2,4 +2,4 @@
 // @dyad/libbpf-ts/testing: product code never imports it (scripts/test/boundaries.test.ts).
 export { ensureBpfBuilt } from './build.ts';
 export { KernelFixture } from './kernel-fixture.ts';
-export { setupNode } from './topology.ts';
+export { podAgentSpec, setupNode } from './topology.ts';
