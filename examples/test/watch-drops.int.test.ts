@@ -1,7 +1,7 @@
 // The example consumer against a real nats-server, fed by the same publisher the agent uses.
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { connectBus } from '@dyad/bus';
+import { connectBus, jsonText } from '@dyad/bus';
 import type { Bus } from '@dyad/bus';
 import { FlowEvent, flowSubject } from '@dyad/contracts';
 import type { FlowEventValue } from '@dyad/contracts';
@@ -71,7 +71,7 @@ describe('examples/watch-drops.ts', () => {
         time: '2026-12-06T04:41:00.000Z',
       };
       for (const f of [drop, forwarded, v6])
-        expect(p.publish(flowSubject(f), f, 'pod/shop/pb', new Date(f.time))).toBe(true);
+        expect(p.publish(flowSubject(f), jsonText(f), 'pod/shop/pb', f.time)).toBe(true);
       await vi.waitFor(
         () =>
           expect(out.split('\n').slice(1, 3)).toEqual([

@@ -21,7 +21,12 @@ export { DEFAULT_MAX_DELIVER, defaultNakDelayMs } from './consume.ts';
 export type { BusConsumer, ConsumeOptions, StartPolicy } from './consume.ts';
 
 export type { SnapshotOptions } from './snapshot.ts';
-export type { TelemetryPublisher, TelemetryPublisherOptions } from './telemetry-publisher.ts';
+export { jsonText } from './telemetry-publisher.ts';
+export type {
+  JsonText,
+  TelemetryPublisher,
+  TelemetryPublisherOptions,
+} from './telemetry-publisher.ts';
 
 export type { RequestOptions, ServeHandler, ServeOptions } from './request.ts';
 export { ErrorCode, ErrorReply } from './reply.ts';

@@ -15,18 +15,35 @@ export interface TelemetryPublisherOptions {
   readonly flushEvery?: number;
 }
 
+/**
+ * The JSON text of a `T`, as `JSON.stringify` writes it. A producer that writes the text of a
+ * fixed shape itself (flows) brands it, and its tests compare it with `JSON.stringify` of the
+ * object and parse it with the contract's schema; `jsonText` brands `JSON.stringify`'s own.
+ */
+export type JsonText<T> = string & { readonly __jsonOf: T };
+
+export function jsonText<T>(value: T): JsonText<T> {
+  return JSON.stringify(value) as JsonText<T>;
+}
+
 export interface TelemetryPublisher<T> {
   /**
    * Sends one event with core NATS; false when it did not (disconnected, or maxUnconfirmed
-   * reached): the caller counts what it dropped. Never throws for the server's state.
+   * reached): the caller counts what it dropped. Never throws for the server's state. `time` is
+   * the event's `ce-time` (RFC 3339).
    */
-  publish(subject: string, payload: T, ceSubject: string | undefined, time: Date): boolean;
+  publish(
+    subject: string,
+    payload: JsonText<T>,
+    ceSubject: string | undefined,
+    time: string,
+  ): boolean;
+  /** Whether `publish` would send now: lets a producer skip encoding what would be refused. */
+  readonly accepting: boolean;
   /** Messages handed to the client since start. */
   readonly sent: number;
   readonly unconfirmed: number;
 }
-
-const encoder = new TextEncoder();
 
 /**
  * A publisher for high-rate telemetry (flows): core NATS, one CloudEvent per message, bounded.
@@ -46,6 +63,11 @@ export function telemetryPublisher<C extends MessageContract>(
   let sent = 0;
   let unconfirmed = 0;
   let sinceFlush = 0;
+  // one family of subjects per contract: the counter's child is bound once
+  const published = ctx.metrics.published.labels({
+    op: 'publish',
+    subject_root: subjectRoot(contract.subjectPattern),
+  });
   const h = natsHeaders();
   h.set(Header.specversion, CE_SPECVERSION);
   h.set(Header.source, ctx.source);
@@ -63,22 +85,26 @@ export function telemetryPublisher<C extends MessageContract>(
     get unconfirmed() {
       return unconfirmed;
     },
+    get accepting() {
+      return unconfirmed < opts.maxUnconfirmed && isConnected();
+    },
     publish(subject, payload, ceSubject, time) {
       if (!isConnected() || unconfirmed >= opts.maxUnconfirmed) return false;
       // the client encodes headers inside publish(): one object, only what differs set anew
       h.set(Header.id, idPrefix + String(sent));
-      h.set(Header.time, time.toISOString());
+      h.set(Header.time, time);
       if (ceSubject !== undefined) h.set(Header.subject, ceSubject);
       else h.delete(Header.subject);
       try {
-        ctx.nc.publish(subject, encoder.encode(JSON.stringify(payload)), { headers: h });
+        // Buffer.from: small strings are encoded into a pooled slab, no allocation of their own
+        ctx.nc.publish(subject, Buffer.from(payload), { headers: h });
       } catch {
         return false; // closed or draining
       }
       sent++;
       unconfirmed++;
       sinceFlush++;
-      ctx.metrics.published.inc({ op: 'publish', subject_root: subjectRoot(subject) });
+      published.inc();
       if (sinceFlush >= flushEvery) {
         const n = sinceFlush;
         sinceFlush = 0;

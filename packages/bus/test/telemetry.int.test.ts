@@ -2,9 +2,12 @@ import type { PayloadOf } from '@dyad/contracts';
 import { startNats } from '@dyad/testbed';
 import type { NatsServer } from '@dyad/testbed';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jsonText } from '../src/index.ts';
 import type { Delivery } from '../src/index.ts';
 import { Note, eventually, testBus } from './helpers.ts';
 import type { TestBus } from './helpers.ts';
+
+const now = () => new Date().toISOString();
 
 describe('telemetry publisher', () => {
   let nats: NatsServer;
@@ -29,16 +32,18 @@ describe('telemetry publisher', () => {
     });
     await b.bus.flush();
     const p = a.bus.telemetryPublisher(Note, { maxUnconfirmed: 64 });
-    const t = new Date('2026-12-06T00:00:00Z');
-    expect(p.publish('dyad.test.v1.note.1', { n: 1, text: 'x' }, 'note/1', t)).toBe(true);
-    expect(p.publish('dyad.test.v1.note.2', { n: 2, text: 'y' }, undefined, t)).toBe(true);
+    const t = '2026-12-06T00:00:00.000Z';
+    expect(p.publish('dyad.test.v1.note.1', jsonText({ n: 1, text: 'x' }), 'note/1', t)).toBe(true);
+    expect(p.publish('dyad.test.v1.note.2', jsonText({ n: 2, text: 'y' }), undefined, t)).toBe(
+      true,
+    );
     await eventually(() => got.length === 2);
     expect(got.map((d) => d.value)).toEqual([
       { n: 1, text: 'x' },
       { n: 2, text: 'y' },
     ]);
     expect(got[0]?.meta).toMatchObject({ source: '/dyad/svc-a', subject: 'note/1' });
-    expect(got[0]?.meta.time).toBe(t.toISOString());
+    expect(got[0]?.meta.time).toBe(t);
     expect(got[0]?.header('ce-datacontenttype')).toBe('application/json');
     expect(got[0]?.meta.id).not.toBe(got[1]?.meta.id);
     await sub.stop();
@@ -49,10 +54,15 @@ describe('telemetry publisher', () => {
     let accepted = 0;
     // one synchronous burst: no flush can complete inside it
     for (let i = 0; i < 100; i++)
-      if (p.publish('dyad.test.v1.note.9', { n: i, text: '' }, undefined, new Date())) accepted++;
+      if (p.publish('dyad.test.v1.note.9', jsonText({ n: i, text: '' }), undefined, now()))
+        accepted++;
     expect(accepted).toBe(8);
     expect(p.unconfirmed).toBe(8);
+    expect(p.accepting).toBe(false);
     await eventually(() => p.unconfirmed === 0);
-    expect(p.publish('dyad.test.v1.note.9', { n: 0, text: '' }, undefined, new Date())).toBe(true);
+    expect(p.accepting).toBe(true);
+    expect(p.publish('dyad.test.v1.note.9', jsonText({ n: 0, text: '' }), undefined, now())).toBe(
+      true,
+    );
   });
 });

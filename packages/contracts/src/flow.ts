@@ -127,13 +127,33 @@ function nsToken(ns: string | undefined): string {
 }
 
 export function flowSubject(f: FlowEventValue): string {
+  return flowSubjectOf({
+    node: f.node_name,
+    verdict: f.verdict,
+    ipVersion: f.IP.ipVersion,
+    srcNamespace: f.source.namespace,
+    dstNamespace: f.destination.namespace,
+  });
+}
+
+/** What of a flow its subject names, for a producer that has not built the flow as an object. */
+export interface FlowSubjectParts {
+  readonly node: string;
+  readonly verdict: FlowVerdict;
+  readonly ipVersion: 'IPv4' | 'IPv6';
+  readonly srcNamespace: string | undefined;
+  readonly dstNamespace: string | undefined;
+}
+
+/** `flowSubject` from the parts it reads. */
+export function flowSubjectOf(p: FlowSubjectParts): string {
   return [
     FLOW_SUBJECT_ROOT,
-    encodeToken(f.node_name),
-    flowVerdictToken(f.verdict),
-    flowFamilyToken(f.IP.ipVersion),
-    nsToken(f.source.namespace),
-    nsToken(f.destination.namespace),
+    encodeToken(p.node),
+    flowVerdictToken(p.verdict),
+    flowFamilyToken(p.ipVersion),
+    nsToken(p.srcNamespace),
+    nsToken(p.dstNamespace),
   ].join('.');
 }
 

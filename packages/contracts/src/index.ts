@@ -240,9 +240,10 @@ export {
   flowFamilyToken,
   flowFilters,
   flowSubject,
+  flowSubjectOf,
   flowVerdictToken,
 } from './flow.ts';
-export type { FlowEventValue, FlowSelector } from './flow.ts';
+export type { FlowEventValue, FlowSelector, FlowSubjectParts } from './flow.ts';
 
 export { ErrorReply, REPLY_INBOX } from './reply.ts';
 

@@ -122,10 +122,13 @@ export interface LibbpfBindings {
   tcDetach(hook: Bytes, opts: Bytes): number;
   tcQuery(hook: Bytes, opts: Bytes): number;
 
-  ringBufferNew(fd: number, cb: Ptr, ctx: null, opts: null): MaybePtr;
-  ringBufferFree(rb: Ptr): void;
-  ringBufferConsume(rb: Ptr): number;
-  ringBufferEpollFd(rb: Ptr): number;
+  /** libc mmap; MAP_FAILED comes back as null (errno set). */
+  mmap(length: number, prot: number, flags: number, fd: number, offset: number): MaybePtr;
+  munmap(addr: Ptr, length: number): number;
+  pageSize(): number;
+  epollCreate1(flags: number): number;
+  /** `event` is a packed struct epoll_event (u32 events, u64 data: 12 bytes on x86-64). */
+  epollCtl(epfd: number, op: number, fd: number, event: Bytes): number;
   /** Runs epoll_wait on a libuv worker so the event loop never blocks. */
   epollWaitAsync(
     epfd: number,
@@ -134,10 +137,10 @@ export interface LibbpfBindings {
     timeoutMs: number,
     done: (err: unknown, n: number) => void,
   ): void;
-  registerSampleCallback(fn: (ctx: unknown, data: Ptr, size: number | bigint) => number): Ptr;
-  unregisterCallback(cb: Ptr): void;
   /** Copies `len` bytes at a native address into a fresh Buffer. */
   copyOut(ptr: Ptr, len: number): Buffer;
+  /** The `len` bytes at a native address as an ArrayBuffer over that memory (no copy). */
+  view(ptr: Ptr, len: number): ArrayBuffer;
 
   btfParse(path: string, ext: null): MaybePtr;
   btfFree(btf: Ptr): void;
@@ -160,6 +163,9 @@ function ensureType(name: string, make: () => TypeObject): TypeObject {
   }
 }
 
+const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
+const SC_PAGESIZE = 30;
+
 /** Loads libbpf and libc and binds every symbol eagerly, so a missing one fails at start. */
 export function bindLibbpf(libbpfPath = 'libbpf.so.1', libcPath = 'libc.so.6'): LibbpfBindings {
   let bpf: LibraryHandle;
@@ -177,7 +183,7 @@ export function bindLibbpf(libbpfPath = 'libbpf.so.1', libcPath = 'libc.so.6'): 
       throw new LibbpfLoadError(`libbpf symbol missing: ${decl}`, { cause });
     }
   };
-  for (const name of ['bpf_object', 'bpf_map', 'bpf_program', 'ring_buffer', 'btf'])
+  for (const name of ['bpf_object', 'bpf_map', 'bpf_program', 'btf'])
     ensureType(name, () => koffi.opaque(name));
   ensureType('dy_bpf_test_run_opts', () =>
     koffi.struct('dy_bpf_test_run_opts', {
@@ -198,11 +204,13 @@ export function bindLibbpf(libbpfPath = 'libbpf.so.1', libcPath = 'libc.so.6'): 
       batch_size: 'uint32_t',
     }),
   );
-  const sampleProto = ensureType('dy_ring_buffer_sample_fn', () =>
-    koffi.proto('int dy_ring_buffer_sample_fn(void *ctx, void *data, size_t size)'),
-  );
 
   const epollWait = libc.func('int epoll_wait(int epfd, void *events, int maxevents, int timeout)');
+  const mmap = f<(...a: unknown[]) => MaybePtr>(
+    libc,
+    'void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)',
+  );
+  const sysconf = f<(name: number) => number>(libc, 'long sysconf(int name)');
   const updateBatch = bpf.func(
     'int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32_t *count, const void *opts)',
   );
@@ -304,19 +312,20 @@ export function bindLibbpf(libbpfPath = 'libbpf.so.1', libcPath = 'libc.so.6'): 
     tcDetach: f(bpf, 'int bpf_tc_detach(const void *hook, const void *opts)'),
     tcQuery: f(bpf, 'int bpf_tc_query(const void *hook, _Inout_ void *opts)'),
 
-    ringBufferNew: f(
-      bpf,
-      'ring_buffer *ring_buffer__new(int map_fd, void *sample_cb, void *ctx, const void *opts)',
-    ),
-    ringBufferFree: f(bpf, 'void ring_buffer__free(ring_buffer *rb)'),
-    ringBufferConsume: f(bpf, 'int ring_buffer__consume(ring_buffer *rb)'),
-    ringBufferEpollFd: f(bpf, 'int ring_buffer__epoll_fd(const ring_buffer *rb)'),
+    mmap: (length, prot, flags, fd, offset) => {
+      const p = mmap(null, length, prot, flags, fd, offset);
+      // MAP_FAILED is (void *)-1
+      return p === null || p === MAP_FAILED ? null : p;
+    },
+    munmap: f(libc, 'int munmap(void *addr, size_t length)'),
+    pageSize: () => sysconf(SC_PAGESIZE),
+    epollCreate1: f(libc, 'int epoll_create1(int flags)'),
+    epollCtl: f(libc, 'int epoll_ctl(int epfd, int op, int fd, void *event)'),
     epollWaitAsync: (epfd, events, max, timeoutMs, done) => {
       (epollWait.async as (...a: unknown[]) => void)(epfd, events, max, timeoutMs, done);
     },
-    registerSampleCallback: (fn) => koffi.register(fn, koffi.pointer(sampleProto)),
-    unregisterCallback: (cb) => koffi.unregister(cb),
     copyOut: (ptr, len) => Buffer.from(new Uint8Array(koffi.view(ptr, len)).slice()),
+    view: (ptr, len) => koffi.view(ptr, len),
 
     btfParse: f(bpf, 'btf *btf__parse(const char *path, void *btf_ext)'),
     btfFree: f(bpf, 'void btf__free(btf *btf)'),

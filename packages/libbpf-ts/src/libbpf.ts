@@ -128,7 +128,8 @@ export class Libbpf {
     opts?: RingBufferOptions,
   ): RingBufferReader<T> {
     const fd = typeof map === 'number' ? map : map.fd;
-    return new RingBufferReader(this.native, fd, decode, opts);
+    const { maxEntries } = this.mapInfoByFd(fd);
+    return new RingBufferReader(this.native, fd, maxEntries, decode, opts);
   }
 
   readBtfStruct(objectPath: string, structName: string): BtfStruct {

@@ -6,7 +6,9 @@ import {
   CodecError,
   DatapathMaps,
   DatapathPrograms,
+  decodeDatapathEvent,
   encode,
+  EndpointFlags,
   endpointsCodec,
   Libbpf,
   LibbpfError,
@@ -242,6 +244,63 @@ describe.skipIf(skip !== undefined)('libbpf-ts against the kernel', () => {
         new Promise((r) => setTimeout(() => r('timer'), 30)),
       ]);
       expect(winner).toBe('timer');
+    } finally {
+      await reader.close();
+    }
+  });
+
+  test('the ring buffer reader takes every record in order across the end of the ring, at most `budget` per read', async () => {
+    // dy_to_container on a datagram to a pod whose policy admits nothing: one drop event per run
+    using dp = loadDatapath(lib, { pinDir: `${pinRoot}/ring` });
+    dp.maps.endpoints.update(
+      { address: '198.18.0.2' },
+      {
+        ifindex: 1,
+        endpointId: 2,
+        identity: 0x10002,
+        flags: EndpointFlags.ENFORCE_INGRESS,
+        mac: '02:00:00:00:00:02',
+        nodeMac: '02:00:00:00:00:01',
+      },
+    );
+    const datagram = (sport: number): Buffer => {
+      const b = Buffer.alloc(14 + 20 + 8);
+      b.writeUInt16BE(0x0800, 12);
+      b[14] = 0x45;
+      b.writeUInt16BE(28, 16);
+      b[22] = 64;
+      b[23] = 17;
+      b.set([198, 18, 0, 1], 26);
+      b.set([198, 18, 0, 2], 30);
+      b.writeUInt16BE(sport, 34);
+      b.writeUInt16BE(9999, 36);
+      b.writeUInt16BE(8, 38);
+      return b;
+    };
+    const { maxEntries } = lib.mapInfoByFd(dp.maps.events.fd);
+    const reader = lib.ringBuffer(dp.maps.events, decodeDatapathEvent, { budget: 100 });
+    try {
+      // 64-byte events take 72 bytes of ring each: three rounds write past its end twice
+      const perRound = Math.floor(maxEntries / 72 / 2);
+      const seen: number[] = [];
+      for (let round = 0; round < 6; round++) {
+        dp.toContainer.testRun(datagram(1000 + round), perRound);
+        for (;;) {
+          const batch = reader.drainNow();
+          expect(batch.length).toBeLessThanOrEqual(100);
+          if (batch.length === 0) break;
+          for (const e of batch) {
+            expect(e).toMatchObject({ type: 'drop', src: '198.18.0.1', dst: '198.18.0.2' });
+            expect(e.dport).toBe(9999);
+            seen.push(e.sport);
+          }
+        }
+      }
+      expect(seen.length).toBe(6 * perRound);
+      expect(seen).toEqual(
+        Array.from({ length: 6 }, (_, r) => Array<number>(perRound).fill(1000 + r)).flat(),
+      );
+      expect(6 * perRound * 72).toBeGreaterThan(2 * maxEntries);
     } finally {
       await reader.close();
     }

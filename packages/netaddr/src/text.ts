@@ -147,8 +147,10 @@ export function tryParseIp(address: string): IpBytes | undefined {
 /** RFC 5952 text: lowercase, longest zero run (2+ groups) compressed. */
 export function formatIp(family: Family, bytes: Uint8Array): string {
   if (family === Family.IPv4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
-  const g: number[] = [];
-  for (let i = 0; i < 8; i++) g.push(((bytes[i * 2] ?? 0) << 8) | (bytes[i * 2 + 1] ?? 0));
+  // RFC 5952: the longest run of two or more zero groups (the first of equals) becomes '::'.
+  // Written without intermediate arrays: flow export formats two addresses per event.
+  const g = formatGroups;
+  for (let i = 0; i < 8; i++) g[i] = ((bytes[i * 2] ?? 0) << 8) | (bytes[i * 2 + 1] ?? 0);
   let bestAt = -1;
   let bestLen = 1;
   for (let i = 0; i < 8;) {
@@ -164,10 +166,21 @@ export function formatIp(family: Family, bytes: Uint8Array): string {
     }
     i = j;
   }
-  const hex = (xs: number[]) => xs.map((x) => x.toString(16)).join(':');
-  if (bestAt < 0) return hex(g);
-  return `${hex(g.slice(0, bestAt))}::${hex(g.slice(bestAt + bestLen))}`;
+  let out = '';
+  for (let i = 0; i < 8; i++) {
+    if (i === bestAt) {
+      out += '::';
+      i += bestLen - 1;
+      continue;
+    }
+    if (out !== '' && !out.endsWith(':')) out += ':';
+    out += (g[i] ?? 0).toString(16);
+  }
+  return out;
 }
+
+/** formatIp's scratch: one address's eight groups. */
+const formatGroups = new Uint16Array(8);
 
 /** Writes a MAC into out[at..at+6); throws on anything but xx:xx:xx:xx:xx:xx. */
 export function parseMacInto(mac: string, out: Uint8Array, at: number): void {

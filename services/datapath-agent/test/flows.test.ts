@@ -3,10 +3,11 @@ import type { FlowEventValue } from '@dyad/contracts';
 import { Proto, Reason } from '@dyad/libbpf-ts';
 import { Family } from '@dyad/netaddr';
 import type { DatapathEvent } from '@dyad/libbpf-ts';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { FlowDirectory } from '../src/flows/directory.ts';
 import { FlowExporter } from '../src/flows/exporter.ts';
 import type { FlowSink, FlowSource } from '../src/flows/exporter.ts';
+import { FlowEncoder } from '../src/flows/flow-json.ts';
 import { flowCeSubject, flowOf } from '../src/flows/flow-of.ts';
 import type { FlowLookup } from '../src/flows/flow-of.ts';
 
@@ -145,10 +146,11 @@ describe('FlowExporter', () => {
     const sent: FlowEventValue[] = [];
     let budget = 6;
     const sink: FlowSink = {
+      accepting: true,
       publish: (_s, f) => {
         if (budget === 0) return false;
         budget--;
-        sent.push(f);
+        sent.push(FlowEvent.schema.parse(JSON.parse(f)));
         return true;
       },
     };
@@ -184,5 +186,117 @@ describe('FlowExporter', () => {
     ex.start(() => undefined);
     await ex.close();
     expect(ex.counters()).toMatchObject({ received: 2, published: 0, droppedUnsent: 2 });
+  });
+});
+
+describe('FlowEncoder', () => {
+  /** A small deterministic generator, so a failure names a reproducible case. */
+  function random(seed: number): () => number {
+    let s = seed;
+    return () => {
+      s = (s * 1_103_515_245 + 12_345) % 2 ** 31;
+      return s / 2 ** 31;
+    };
+  }
+  const pick = <T>(r: () => number, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)] as T;
+
+  it('writes exactly JSON.stringify(flowOf(e)), a valid flow, and the same subject and ce-subject, for every kind of event', () => {
+    const r = random(17);
+    const dir = directory();
+    // a label that JSON must escape, and a pod known only to the node
+    dir.replaceLabels([
+      [0x10002, ['dyad:namespace=prod', 'k8s:app=db']],
+      [0x10001, ['k8s:quote="x"\\y', 'k8s:\u00e9\u0001']],
+    ]);
+    const l = lookup(dir);
+    const encoder = new FlowEncoder(l);
+    const reasons = [...Object.values(Reason), 0, 200];
+    const protos = [Proto.TCP, Proto.UDP, Proto.SCTP, Proto.ICMP, Proto.ICMPV6, 47];
+    const v4 = ['198.18.1.9', '198.19.255.1', '198.18.0.77'];
+    const v6 = ['fd00:d1ad::5', 'fd00:d1ad::6', 'fd00::1'];
+    for (let i = 0; i < 2000; i++) {
+      const family = r() < 0.5 ? 4 : 6;
+      const proto = pick(r, protos);
+      // the datapath keeps the ICMP type in dport
+      const icmp = proto === Proto.ICMP || proto === Proto.ICMPV6;
+      const e: DatapathEvent = {
+        tsNs: BigInt(Math.floor(r() * 1e12)),
+        type: r() < 0.5 ? 'drop' : 'trace',
+        reason: pick(r, reasons),
+        reasonName: 'X',
+        family,
+        src: pick(r, family === 4 ? v4 : v6),
+        dst: pick(r, family === 4 ? v4 : v6),
+        sport: icmp ? 0 : Math.floor(r() * 65536),
+        dport: Math.floor(r() * (icmp ? 256 : 65536)),
+        proto,
+        tcpFlags: Math.floor(r() * 256),
+        isReply: r() < 0.3,
+        direction: pick(r, ['ingress', 'egress', undefined] as const),
+        ifindex: pick(r, [7, 8]),
+        srcIdentity: pick(r, [0x10001, 0x10002, 2]),
+        dstIdentity: pick(r, [0x10001, 0x10002, 2]),
+      };
+      const f = flowOf(e, l);
+      const got = encoder.encode(e);
+      expect(got.json).toBe(JSON.stringify(f));
+      expect(FlowEvent.schema.parse(JSON.parse(got.json))).toEqual(f);
+      expect(got.subject).toBe(flowSubject(f));
+      expect(got.ceSubject).toBe(flowCeSubject(f));
+      expect(got.time).toBe(f.time);
+    }
+  });
+
+  it('the exporter counts what a sink that is not accepting would refuse, without writing it', async () => {
+    const source = new ListSource([drop, drop, drop]);
+    let calls = 0;
+    const sink: FlowSink = {
+      accepting: false,
+      publish: () => {
+        calls++;
+        return false;
+      },
+    };
+    const ex = new FlowExporter({ source, lookup: () => lookup(directory()), sink: () => sink });
+    ex.start(() => undefined);
+    await ex.close();
+    expect(calls).toBe(0);
+    expect(ex.counters()).toMatchObject({ received: 3, published: 0, droppedUnsent: 3 });
+  });
+
+  it('the exporter takes a fresh lookup on a later turn: a pod the directory learns shows', async () => {
+    const dir = new FlowDirectory();
+    const sent: FlowEventValue[] = [];
+    const events: DatapathEvent[] = [];
+    const source: FlowSource = {
+      dropped: 0,
+      async *[Symbol.asyncIterator]() {
+        for (;;) {
+          const e = events.shift();
+          if (e !== undefined) yield e;
+          else await new Promise((r) => setImmediate(r));
+          if (sent.length === 2) return;
+        }
+      },
+      close: async () => {},
+    };
+    const sink: FlowSink = {
+      accepting: true,
+      publish: (_s, f) => {
+        sent.push(FlowEvent.schema.parse(JSON.parse(f)));
+        return true;
+      },
+    };
+    const ex = new FlowExporter({ source, lookup: () => lookup(dir), sink: () => sink });
+    ex.start(() => undefined);
+    events.push(drop);
+    await vi.waitFor(() => expect(sent).toHaveLength(1));
+    dir.setPod('fd00:d1ad::6/128', { namespace: 'prod', name: 'db-0' });
+    await new Promise((r) => setImmediate(r));
+    events.push(drop);
+    await vi.waitFor(() => expect(sent).toHaveLength(2));
+    await ex.close();
+    expect(sent[0]?.destination.pod_name).toBeUndefined();
+    expect(sent[1]?.destination.pod_name).toBe('db-0');
   });
 });

@@ -79,9 +79,12 @@ export function directionName(n: number): DirectionName | undefined {
         : undefined;
 }
 
+// built once: every ring-buffer event names its reason
+const REASON_NAMES = new Map<number, string>();
+for (const [k, v] of Object.entries(Reason)) if (!REASON_NAMES.has(v)) REASON_NAMES.set(v, k);
+
 export function reasonName(n: number): string {
-  for (const [k, v] of Object.entries(Reason)) if (v === n) return k;
-  return `UNKNOWN_${n}`;
+  return REASON_NAMES.get(n) ?? `UNKNOWN_${n}`;
 }
 
 /** Map names in the datapath object (bpf/lib/maps.h). */

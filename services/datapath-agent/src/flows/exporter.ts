@@ -1,7 +1,8 @@
+import type { JsonText } from '@dyad/bus';
 import type { FlowEventValue } from '@dyad/contracts';
-import { flowSubject } from '@dyad/contracts';
 import type { DatapathEvent } from '@dyad/libbpf-ts';
-import { flowCeSubject, flowOf } from './flow-of.ts';
+import { FlowEncoder } from './flow-json.ts';
+import { flowOf } from './flow-of.ts';
 import type { FlowLookup } from './flow-of.ts';
 
 /** The drained ring buffer: events in order, and how many its bounded queue discarded. */
@@ -12,11 +13,13 @@ export interface FlowSource extends AsyncIterable<DatapathEvent> {
 
 /** Where flows go on NATS; `publish` answers false when it did not send (counted here). */
 export interface FlowSink {
+  /** False while `publish` would refuse: the flow is then counted without being written. */
+  readonly accepting: boolean;
   publish(
     subject: string,
-    flow: FlowEventValue,
+    flow: JsonText<FlowEventValue>,
     ceSubject: string | undefined,
-    time: Date,
+    time: string,
   ): boolean;
 }
 
@@ -48,6 +51,8 @@ export class FlowExporter {
   #unsent = 0;
   #missedByMonitors = 0;
   #run: Promise<void> | undefined;
+  /** The lookup and what it has written, for the events of this turn of the event loop. */
+  #encoder: FlowEncoder | undefined;
 
   constructor(opts: {
     source: FlowSource;
@@ -68,12 +73,29 @@ export class FlowExporter {
 
   #take(e: DatapathEvent): void {
     this.#received++;
-    const flow = flowOf(e, this.#lookup());
-    for (const l of this.#listeners) if (!l(flow)) this.#missedByMonitors++;
+    const encoder = this.#encoder ?? this.#newEncoder();
+    if (this.#listeners.size > 0) {
+      const flow = flowOf(e, encoder.lookup);
+      for (const l of this.#listeners) if (!l(flow)) this.#missedByMonitors++;
+    }
     const sink = this.#sink();
-    const time = new Date(flow.time);
-    if (sink?.publish(flowSubject(flow), flow, flowCeSubject(flow), time)) this.#published++;
+    if (sink === undefined || !sink.accepting) {
+      this.#unsent++;
+      return;
+    }
+    const f = encoder.encode(e);
+    if (sink.publish(f.subject, f.json, f.ceSubject, f.time)) this.#published++;
     else this.#unsent++;
+  }
+
+  /** One lookup per turn: the reader hands over a turn's records together. */
+  #newEncoder(): FlowEncoder {
+    const encoder = new FlowEncoder(this.#lookup());
+    this.#encoder = encoder;
+    setImmediate(() => {
+      if (this.#encoder === encoder) this.#encoder = undefined;
+    });
+    return encoder;
   }
 
   /** Adds a monitor client; returns its removal. */

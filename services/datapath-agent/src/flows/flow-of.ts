@@ -18,7 +18,7 @@ export interface FlowLookup {
   ifname(ifindex: number): string | undefined;
 }
 
-const DROP_DESC: Readonly<Record<number, FlowDropReason>> = {
+export const DROP_DESC: Readonly<Record<number, FlowDropReason>> = {
   [Reason.DROP_POLICY]: 'POLICY_DENIED',
   [Reason.DROP_UNKNOWN_SOURCE]: 'INVALID_SOURCE_IP',
   [Reason.DROP_MALFORMED]: 'INVALID_PACKET_DROPPED',
@@ -28,7 +28,7 @@ const DROP_DESC: Readonly<Record<number, FlowDropReason>> = {
 
 const TCP_FLAG_NAMES = ['FIN', 'SYN', 'RST', 'PSH', 'ACK', 'URG', 'ECE', 'CWR'] as const;
 
-function tcpFlags(byte: number): Partial<Record<(typeof TCP_FLAG_NAMES)[number], true>> {
+export function tcpFlags(byte: number): Partial<Record<(typeof TCP_FLAG_NAMES)[number], true>> {
   const out: Partial<Record<(typeof TCP_FLAG_NAMES)[number], true>> = {};
   TCP_FLAG_NAMES.forEach((name, bit) => {
     if (byte & (1 << bit)) out[name] = true;
@@ -54,7 +54,11 @@ function layer4(e: DatapathEvent): FlowEventValue['l4'] {
   }
 }
 
-function endpoint(l: FlowLookup, address: string, identity: number): FlowEventValue['source'] {
+export function endpoint(
+  l: FlowLookup,
+  address: string,
+  identity: number,
+): FlowEventValue['source'] {
   const pod = l.pod(address);
   return {
     identity,
@@ -101,7 +105,12 @@ export function flowOf(e: DatapathEvent, l: FlowLookup): FlowEventValue {
 /** `pod/<namespace>/<name>` of the pod whose program saw the packet, for `ce-subject`. */
 export function flowCeSubject(f: FlowEventValue): string | undefined {
   const local = f.traffic_direction === 'EGRESS' ? f.source : f.destination;
-  return local.pod_name === undefined || local.namespace === undefined
-    ? undefined
-    : `pod/${local.namespace}/${local.pod_name}`;
+  return podCeSubject(local.namespace, local.pod_name);
+}
+
+export function podCeSubject(
+  namespace: string | undefined,
+  name: string | undefined,
+): string | undefined {
+  return name === undefined || namespace === undefined ? undefined : `pod/${namespace}/${name}`;
 }
