@@ -4,7 +4,17 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/node_modules/**', 'tools/bin/**', '.lab/**', 'docs/**', 'bpf/build/**'] },
+  {
+    // dist/: tsc's output of the sources linted here
+    ignores: [
+      '**/node_modules/**',
+      '**/dist/**',
+      'tools/bin/**',
+      '.lab/**',
+      'docs/**',
+      'bpf/build/**',
+    ],
+  },
   js.configs.recommended,
   {
     files: ['**/*.js'],
