@@ -1,9 +1,9 @@
 /**
  * A hash table of fixed-size byte keys to fixed-size byte values, held in three typed arrays: no
- * JavaScript object per entry. The agent keeps its cluster-sized state in these (a map's known
- * content, the router's entries, the pods behind addresses), so 100,000 entries cost a few MiB
- * and no garbage collector work. Open addressing with linear probing; it grows at 70 % use and
- * shrinks when under 1/8 full, so its size follows what it holds.
+ * JavaScript object per entry. The agent keeps its cluster-sized state in these (the router's
+ * entries, the pods behind addresses), so 100,000 entries cost a few MiB and no garbage
+ * collector work. Open addressing with linear probing; it doubles at 80 % use (short keys make
+ * the longer probes cheap) and shrinks when under 1/8 full, so its size follows what it holds.
  */
 const EMPTY = 0;
 const FULL = 1;
@@ -83,7 +83,7 @@ export class ByteTable {
     if (value.length - valueAt < this.valueSize) throw new RangeError('ByteTable: short value');
     let s = this.find(key, keyAt);
     if (s < 0) {
-      if ((this.#used + 1) * 10 > this.#state.length * 7) this.#resize(this.#size + 1);
+      if ((this.#used + 1) * 10 > this.#state.length * 8) this.#resize(this.#size + 1);
       s = this.#insertSlot(key, keyAt);
     }
     this.#values.set(value.subarray(valueAt, valueAt + this.valueSize), s * this.valueSize);
@@ -133,10 +133,10 @@ export class ByteTable {
     return s;
   }
 
-  /** Rehashes into the smallest power of two that keeps `entries` under 50 % use. */
+  /** Rehashes into the smallest power of two that keeps `entries` at or under 40 % use. */
   #resize(entries: number): void {
     let slots = MIN_SLOTS;
-    while (slots < entries * 2) slots *= 2;
+    while (slots * 4 < entries * 10) slots *= 2;
     const state = this.#state;
     const keys = this.#keys;
     const values = this.#values;

@@ -77,6 +77,39 @@ function bufferMapKnown(): Known {
 const asBuffer = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.length);
 
 /**
+ * The pinned map itself as what is known: nothing held in the agent, a lookup per written key.
+ * For maps whose size follows the cluster's (the ipcache): no memory per entry, and nothing to
+ * load at start.
+ */
+function kernelKnown<K, V>(map: BpfMap<K, V>): Known {
+  const val = Buffer.alloc(map.codec.value.size);
+  return {
+    get size() {
+      let n = 0;
+      for (const k of map.keyBuffers()) if (k.length > 0) n++;
+      return n;
+    },
+    has: (k) => map.lookupRaw(asBuffer(k), val),
+    holds: (k, v) => map.lookupRaw(asBuffer(k), val) && val.equals(v),
+    // the kernel holds what was written: nothing to remember
+    set: () => undefined,
+    delete: () => true,
+    clear: () => undefined,
+    *entries() {
+      for (const k of map.keyBuffers()) if (map.lookupRaw(k, val)) yield [k, val];
+    },
+  };
+}
+
+export interface MirrorOptions {
+  /**
+   * Where the mirror learns what the kernel holds: `memory` (default) keeps a copy, loaded at
+   * start; `kernel` asks the pinned map (a lookup per written key, no memory per entry).
+   */
+  readonly known?: 'memory' | 'kernel';
+}
+
+/**
  * A BPF map plus what the agent knows the kernel holds, with writes coalesced: every set/delete
  * made before the next flush is merged per key (last one wins), compared with the known
  * content, and what differs goes to the kernel as one batch update and one batch delete. A burst
@@ -88,19 +121,22 @@ export class MirroredMap<K, V> {
   readonly map: BpfMap<K, V>;
   readonly stats: MapWriteStats = { syscalls: 0, written: 0, deleted: 0, unchanged: 0 };
   readonly #known: Known;
+  readonly #inKernel: boolean;
   #pending = new Map<string, Pending<K, V>>();
   readonly #schedule: Schedule;
   readonly #flush = () => this.flush();
   readonly #keyBuf: Buffer;
   readonly #valBuf: Buffer;
 
-  constructor(map: BpfMap<K, V>, schedule: Schedule = nextTick()) {
+  constructor(map: BpfMap<K, V>, schedule: Schedule = nextTick(), opts: MirrorOptions = {}) {
     this.map = map;
     this.#schedule = schedule;
     this.#keyBuf = Buffer.alloc(map.codec.key.size);
     this.#valBuf = Buffer.alloc(map.codec.value.size);
-    this.#known =
-      map.codec.value.size <= INLINE_VALUE_MAX
+    this.#inKernel = opts.known === 'kernel';
+    this.#known = this.#inKernel
+      ? kernelKnown(map)
+      : map.codec.value.size <= INLINE_VALUE_MAX
         ? byteTableKnown(map.codec.key.size, map.codec.value.size)
         : bufferMapKnown();
   }
@@ -129,6 +165,7 @@ export class MirroredMap<K, V> {
   /** Reads the kernel's current content (start-up, restore). Iterates keys: LPM tries have no
    *  batch lookup. */
   load(): void {
+    if (this.#inKernel) return;
     this.#known.clear();
     // raw bytes straight into the table: no decoding, no object per entry
     for (const k of this.map.keyBuffers())
