@@ -29,7 +29,17 @@ export const FAMILY_COPIES = [
 ];
 
 export default tseslint.config(
-  { ignores: ['**/node_modules/**', 'tools/bin/**', '.lab/**', 'docs/**', 'bpf/build/**'] },
+  {
+    // dist/: tsc's output of the sources linted here
+    ignores: [
+      '**/node_modules/**',
+      '**/dist/**',
+      'tools/bin/**',
+      '.lab/**',
+      'docs/**',
+      'bpf/build/**',
+    ],
+  },
   js.configs.recommended,
   {
     files: ['**/*.js'],

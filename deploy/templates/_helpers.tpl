@@ -27,13 +27,16 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/*
-How a Dyad service is started: the image's command plus the service's entry. One place, so the
-switch to compiled JavaScript is one values change. Argument: the directory under services/.
+How a Dyad service is started: the image's command, the workload's node flags (optional third
+argument, e.g. the agent's V8 heap limits), then the service's entry. Arguments: the root, the
+directory under services/, the flags.
 */}}
 {{- define "dyad.command" -}}
 {{- $root := index . 0 -}}
 {{- $service := index . 1 -}}
-{{- $cmd := concat $root.Values.image.command (list (printf $root.Values.image.entry $service)) -}}
+{{- $flags := list -}}
+{{- if gt (len .) 2 }}{{ $flags = index . 2 | default list }}{{ end -}}
+{{- $cmd := concat $root.Values.image.command $flags (list (printf $root.Values.image.entry $service)) -}}
 {{- toJson $cmd -}}
 {{- end }}
 

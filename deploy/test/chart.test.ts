@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { ALL_DYAD_CONFIG_KEYS, DYAD_CONFIG_DIR, dyadConfigProblems } from '@dyad/contracts';
 import { ALL_CONFIG_KEYS as IPAM_CONFIG_KEYS } from '@dyad/ipam';
 import { repoRoot } from '@dyad/testbed';
@@ -26,6 +27,12 @@ import type { Container, Manifest, Variant, Workload } from './chart.ts';
 import { rbacProblems } from './rbac.ts';
 
 const rendered = new Map<Variant, Manifest[]>();
+/** The agent's V8 flags as the chart's defaults set them (README: the agent's memory). */
+const AGENT_FLAGS = (
+  parse(readFileSync(join(repoRoot(), 'deploy', 'values.yaml'), 'utf8')) as {
+    agent: { nodeFlags: string[] };
+  }
+).agent.nodeFlags;
 beforeAll(async () => {
   for (const v of VARIANTS) rendered.set(v, await render(v));
 });
@@ -398,18 +405,23 @@ describe('the agent DaemonSet', () => {
 
 describe('the Dyad services', () => {
   it('each runs its entry from one values setting, and every entry exists', async () => {
+    // the DaemonSet's heap is bounded: the agent's state does not grow with the cluster
+    expect(AGENT_FLAGS).toContainEqual(expect.stringMatching(/^--max-old-space-size=\d+$/));
     for (const [w, c] of dyadContainers(manifests('dual'))) {
       const service =
         w.metadata.name === 'dyad-agent' ? 'datapath-agent' : w.metadata.name.slice(5);
-      expect(c.command).toEqual(['node', `services/${service}/src/main.ts`]);
-      expect(existsSync(join(repoRoot(), c.command?.[1] ?? '')), c.command?.[1]).toBe(true);
+      const flags = service === 'datapath-agent' ? AGENT_FLAGS : [];
+      expect(c.command).toEqual(['node', ...flags, `services/${service}/dist/main.js`]);
+      // compiled by `npm run build` (scripts/ensure.sh runs it)
+      const entry = c.command?.at(-1) ?? '';
+      expect(existsSync(join(repoRoot(), entry)), entry).toBe(true);
     }
     const ms = await render('dual', {
       set: { 'image.command': ['node', '--enable-source-maps'], 'image.entry': 'dist/%s/main.js' },
     });
     for (const [w, c] of dyadContainers(ms)) {
       expect(c.command?.slice(0, 2), w.metadata.name).toEqual(['node', '--enable-source-maps']);
-      expect(c.command?.[2], w.metadata.name).toMatch(/^dist\/[a-z-]+\/main\.js$/);
+      expect(c.command?.at(-1), w.metadata.name).toMatch(/^dist\/[a-z-]+\/main\.js$/);
     }
   });
 
@@ -484,7 +496,7 @@ describe('the Dyad services', () => {
     const w = workload(ms, 'Deployment', 'dyad-policy');
     expect(w.spec.template.spec.containers[0]?.command).toEqual([
       'node',
-      'services/policy/src/main.ts',
+      'services/policy/dist/main.js',
     ]);
     expect(find(ms, 'ServiceAccount', 'dyad-policy').automountServiceAccountToken).toBe(false);
     expect(rbacProblems(ms)).toEqual([]);

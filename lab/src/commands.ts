@@ -28,8 +28,10 @@ function requireRoot(): void {
   }
 }
 
-/** Builds what the lab runs that is not TypeScript: the datapath object and dyad-cni. */
+/** Builds what the lab runs: the services' JavaScript, the datapath object and dyad-cni. */
 function ensureBuilt(paths: LabPaths, io: LabIo): void {
+  // tsc emits only what changed since the last build
+  run('npm', ['--prefix', paths.root, 'run', '-s', 'build']);
   for (const [dir, artefact] of [
     ['bpf', 'build/datapath.o'],
     ['cni', 'build/dyad-cni'],

@@ -24,6 +24,7 @@ import { pauseArchive, startKubeletNode } from './kubelet-mode.ts';
 import { unixToTcpRelay } from './relay.ts';
 import type { LabStateValue, NodeRecordValue } from './state.ts';
 import { writeState } from './state.ts';
+import { chartServiceCommand } from './service-command.ts';
 import { Supervisor } from './supervisor.ts';
 import { startTime } from './sys.ts';
 
@@ -205,7 +206,9 @@ function ipamEnv(): NodeJS.ProcessEnv {
   return e;
 }
 
-const AGENT_MAIN = repo('services', 'datapath-agent', 'src', 'main.ts');
+const service = (name: string) => chartServiceCommand(paths.root, name);
+const AGENT = service('datapath-agent');
+const AGENT_MAIN = AGENT.args.at(-1) ?? '';
 
 function startNode(
   n: NodeRecordValue,
@@ -249,8 +252,9 @@ function startNode(
       name: `agent-${n.name}`,
       netns: n.netns,
       command: node,
-      args: [AGENT_MAIN],
+      args: AGENT.args,
       env: {
+        ...AGENT.env,
         ...serviceEnv('nats://127.0.0.1:4222', otlpSock === undefined ? undefined : OTLP_IN_NODE),
         // traced: a CNI call may wait longer for its pod's trace context (a NATS read), so one
         // pod stays one trace on a busy machine too
@@ -373,31 +377,36 @@ try {
   supervisor.start({
     name: 'kube-bridge',
     command: node,
-    args: [repo('services', 'kube-bridge', 'src', 'main.ts')],
-    env: { ...serviceEnv(nats.url), KUBECONFIG: paths.kubeconfig, DYAD_KUBE_BRIDGE_EVENTS: 'true' },
+    args: service('kube-bridge').args,
+    env: {
+      ...service('kube-bridge').env,
+      ...serviceEnv(nats.url),
+      KUBECONFIG: paths.kubeconfig,
+      DYAD_KUBE_BRIDGE_EVENTS: 'true',
+    },
     restart: true,
   });
   for (const i of [1, 2]) {
     supervisor.start({
       name: `ipam-${i}`,
       command: node,
-      args: [repo('services', 'ipam', 'src', 'main.ts')],
-      env: { ...serviceEnv(nats.url), ...ipamEnv() },
+      args: service('ipam').args,
+      env: { ...service('ipam').env, ...serviceEnv(nats.url), ...ipamEnv() },
       restart: true,
     });
   }
   supervisor.start({
     name: 'router',
     command: node,
-    args: [repo('services', 'router', 'src', 'main.ts')],
-    env: serviceEnv(nats.url),
+    args: service('router').args,
+    env: { ...service('router').env, ...serviceEnv(nats.url) },
     restart: true,
   });
   supervisor.start({
     name: 'policy',
     command: node,
-    args: [repo('services', 'policy', 'src', 'main.ts')],
-    env: serviceEnv(nats.url),
+    args: service('policy').args,
+    env: { ...service('policy').env, ...serviceEnv(nats.url) },
     restart: true,
   });
   if (!existsSync(AGENT_MAIN)) {

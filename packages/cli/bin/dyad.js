@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Thin launcher: the CLI is TypeScript, run by the pinned Node 24 (npx puts it first on PATH).
-import { run } from '../src/main.ts';
+// Thin launcher: the CLI's sources under Node 24's type stripping (npx puts the pinned Node first
+// on PATH), or its compiled dist/ under the dyad-dist condition (the image sets it).
+import { run } from '@dyad/cli/main';
 
 process.exitCode = await run(process.argv.slice(2), {
   stdout: process.stdout,

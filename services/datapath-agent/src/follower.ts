@@ -18,6 +18,7 @@ import type { NodeBlockValue, PayloadOf, RouterServiceEntryValue } from '@dyad/c
 import { IpcacheFlags } from '@dyad/libbpf-ts';
 import type { IpcacheInfo } from '@dyad/libbpf-ts';
 import type { ServiceState } from './datapath/desired-lb.ts';
+import { RouterEntries } from './datapath/router-entries.ts';
 import type { DatapathReconciler } from './datapath/reconciler.ts';
 import { canonicalPrefix } from './datapath/desired-maps.ts';
 import type { PodPolicy, PolicyState, RouterState } from './datapath/desired-maps.ts';
@@ -84,9 +85,9 @@ type PodRef = { readonly namespace: string; readonly name: string };
 export class DesiredStateFollower {
   readonly #o: FollowerOptions;
   readonly #consumers: BusConsumer[] = [];
-  #router: { synced: boolean; entries: Map<string, IpcacheInfo> } = {
+  #router: { synced: boolean; entries: RouterEntries } = {
     synced: false,
-    entries: new Map(),
+    entries: new RouterEntries(),
   };
   #policy: { synced: boolean; policies: Map<string, PodPolicy> } = {
     synced: false,
@@ -144,10 +145,10 @@ export class DesiredStateFollower {
     );
     for (const d of blocks.values()) this.#takeBlocks(d.value);
 
-    const entries = new Map<string, IpcacheInfo>();
+    const entries = new RouterEntries();
     for (const d of router.values())
       if (d.value.op === 'upsert')
-        entries.set(canonicalPrefix(d.value.entry.prefix), routerEntryInfo(d.value.entry));
+        entries.set(d.value.entry.prefix, routerEntryInfo(d.value.entry));
     this.#router = { synced: true, entries };
     this.#o.pods?.replacePods(
       [...router.values()].flatMap((d) =>

@@ -56,6 +56,27 @@ describe('coalesced map writes', () => {
     expect(calls.updateBatch).toBe(1);
   });
 
+  it('known in the kernel: the same writes, no copy held, nothing to load after a restart', async () => {
+    const { map, calls, store } = fakeEndpointsMap();
+    const m = new MirroredMap(map, undefined, { known: 'kernel' });
+    await Promise.all([0, 1, 2].map((i) => m.set({ address: addr(i) }, info(i))));
+    expect(calls.updateBatch).toBe(1);
+    expect(m.size).toBe(3);
+    // a successor asks the map: what it holds is not written again, what differs is
+    const next = new MirroredMap(map, undefined, { known: 'kernel' });
+    next.load();
+    await Promise.all([0, 1, 2].map((i) => next.set({ address: addr(i) }, info(i))));
+    expect(next.stats).toMatchObject({ syscalls: 0, written: 0, unchanged: 3 });
+    await next.set({ address: addr(1) }, info(7));
+    expect(next.stats).toMatchObject({ syscalls: 1, written: 1 });
+    expect(next.holds({ address: addr(1) }, info(7))).toBe(true);
+    await next.delete({ address: addr(2) });
+    await next.delete({ address: addr(2) });
+    expect(calls.deleteBatch).toBe(1);
+    expect(store.size).toBe(2);
+    expect([...next.entries()].map(([k]) => k.address).sort()).toEqual([addr(0), addr(1)]);
+  });
+
   it('two spellings of one address are one key', () => {
     const { map } = fakeEndpointsMap();
     const m = new MirroredMap(map);

@@ -1,4 +1,5 @@
 import type { BpfMap } from '@dyad/libbpf-ts';
+import { ByteTable } from './byte-table.ts';
 import { nextTick } from './schedule.ts';
 import type { Schedule } from './schedule.ts';
 
@@ -20,27 +21,130 @@ interface Pending<K, V> {
   waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }>;
 }
 
+/** What the kernel holds, as encoded keys and values. */
+interface Known {
+  readonly size: number;
+  has(key: Uint8Array): boolean;
+  holds(key: Uint8Array, value: Uint8Array): boolean;
+  set(key: Uint8Array, value: Uint8Array): void;
+  delete(key: Uint8Array): boolean;
+  clear(): void;
+  /** Every key and value; views, valid until the next change (a flush). */
+  entries(): Generator<[Uint8Array, Uint8Array]>;
+}
+
+/** Values up to this size are held inline in a ByteTable; larger ones (Maglev tables) apart. */
+const INLINE_VALUE_MAX = 64;
+
+function byteTableKnown(keySize: number, valueSize: number): Known {
+  const t = new ByteTable(keySize, valueSize);
+  return {
+    get size() {
+      return t.size;
+    },
+    has: (k) => t.has(k),
+    holds: (k, v) => t.holds(k, v),
+    set: (k, v) => t.set(k, v),
+    delete: (k) => t.delete(k),
+    clear: () => t.clear(),
+    *entries() {
+      for (const s of t.slots()) yield [t.keyAt(s), t.valueAt(s)];
+    },
+  };
+}
+
+function bufferMapKnown(): Known {
+  const m = new Map<string, [Uint8Array, Uint8Array]>();
+  const id = (k: Uint8Array) => Buffer.from(k.buffer, k.byteOffset, k.length).toString('hex');
+  return {
+    get size() {
+      return m.size;
+    },
+    has: (k) => m.has(id(k)),
+    holds: (k, v) => {
+      const e = m.get(id(k));
+      return e !== undefined && Buffer.from(e[1]).equals(v);
+    },
+    set: (k, v) => void m.set(id(k), [k.slice(), v.slice()]),
+    delete: (k) => m.delete(id(k)),
+    clear: () => m.clear(),
+    *entries() {
+      yield* [...m.values()];
+    },
+  };
+}
+
+const asBuffer = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.length);
+
+/**
+ * The pinned map itself as what is known: nothing held in the agent, a lookup per written key.
+ * For maps whose size follows the cluster's (the ipcache): no memory per entry, and nothing to
+ * load at start.
+ */
+function kernelKnown<K, V>(map: BpfMap<K, V>): Known {
+  const val = Buffer.alloc(map.codec.value.size);
+  return {
+    get size() {
+      let n = 0;
+      for (const k of map.keyBuffers()) if (k.length > 0) n++;
+      return n;
+    },
+    has: (k) => map.lookupRaw(asBuffer(k), val),
+    holds: (k, v) => map.lookupRaw(asBuffer(k), val) && val.equals(v),
+    // the kernel holds what was written: nothing to remember
+    set: () => undefined,
+    delete: () => true,
+    clear: () => undefined,
+    *entries() {
+      for (const k of map.keyBuffers()) if (map.lookupRaw(k, val)) yield [k, val];
+    },
+  };
+}
+
+export interface MirrorOptions {
+  /**
+   * Where the mirror learns what the kernel holds: `memory` (default) keeps a copy, loaded at
+   * start; `kernel` asks the pinned map (a lookup per written key, no memory per entry).
+   */
+  readonly known?: 'memory' | 'kernel';
+}
+
 /**
  * A BPF map plus what the agent knows the kernel holds, with writes coalesced: every set/delete
  * made before the next flush is merged per key (last one wins), compared with the known
  * content, and what differs goes to the kernel as one batch update and one batch delete. A burst
- * of a thousand changes is a couple of syscalls; a change that changes nothing is none.
+ * of a thousand changes is a couple of syscalls; a change that changes nothing is none. The known
+ * content is held encoded (a ByteTable: no object per entry), so a mirror of the cluster's
+ * ipcache costs about 80 bytes per entry; entries are decoded when read.
  */
 export class MirroredMap<K, V> {
   readonly map: BpfMap<K, V>;
   readonly stats: MapWriteStats = { syscalls: 0, written: 0, deleted: 0, unchanged: 0 };
-  readonly #known = new Map<string, { key: K; bytes: Buffer; value: V }>();
+  readonly #known: Known;
+  readonly #inKernel: boolean;
   #pending = new Map<string, Pending<K, V>>();
   readonly #schedule: Schedule;
   readonly #flush = () => this.flush();
   readonly #keyBuf: Buffer;
   readonly #valBuf: Buffer;
 
-  constructor(map: BpfMap<K, V>, schedule: Schedule = nextTick()) {
+  constructor(map: BpfMap<K, V>, schedule: Schedule = nextTick(), opts: MirrorOptions = {}) {
     this.map = map;
     this.#schedule = schedule;
     this.#keyBuf = Buffer.alloc(map.codec.key.size);
     this.#valBuf = Buffer.alloc(map.codec.value.size);
+    this.#inKernel = opts.known === 'kernel';
+    this.#known = this.#inKernel
+      ? kernelKnown(map)
+      : map.codec.value.size <= INLINE_VALUE_MAX
+        ? byteTableKnown(map.codec.key.size, map.codec.value.size)
+        : bufferMapKnown();
+  }
+
+  /** The key's bytes, in a buffer reused by the next call. */
+  #keyBytes(key: K): Buffer {
+    this.map.codec.key.encodeInto(key, this.#keyBuf, 0);
+    return this.#keyBuf;
   }
 
   #id(key: K): string {
@@ -61,32 +165,35 @@ export class MirroredMap<K, V> {
   /** Reads the kernel's current content (start-up, restore). Iterates keys: LPM tries have no
    *  batch lookup. */
   load(): void {
+    if (this.#inKernel) return;
     this.#known.clear();
-    for (const [key, value] of this.map.entries()) {
-      this.#known.set(this.#id(key), { key, value, bytes: this.#bytes(value) });
-    }
+    // raw bytes straight into the table: no decoding, no object per entry
+    for (const k of this.map.keyBuffers())
+      if (this.map.lookupRaw(k, this.#valBuf)) this.#known.set(k, this.#valBuf);
   }
 
-  entries(): Array<[K, V]> {
-    return [...this.#known.values()].map((e) => [e.key, e.value]);
+  /**
+   * What the kernel holds (as known), decoded one entry at a time. Queueing writes while reading
+   * is fine; a flush is not (it changes what is read).
+   */
+  *entries(): Generator<[K, V]> {
+    const { key, value } = this.map.codec;
+    for (const [k, v] of this.#known.entries())
+      yield [key.decode(asBuffer(k), 0), value.decode(asBuffer(v), 0)];
   }
 
   get size(): number {
     return this.#known.size;
   }
 
-  get(key: K): V | undefined {
-    return this.#known.get(this.#id(key))?.value;
-  }
-
   has(key: K): boolean {
-    return this.#known.has(this.#id(key));
+    return this.#known.has(this.#keyBytes(key));
   }
 
   /** Whether the kernel (as known) holds exactly this value for the key. */
   holds(key: K, value: V): boolean {
-    const e = this.#known.get(this.#id(key));
-    return e !== undefined && e.bytes.equals(this.#bytes(value));
+    const v = this.#bytes(value);
+    return this.#known.holds(this.#keyBytes(key), v);
   }
 
   set(key: K, value: V): Promise<void> {
@@ -121,13 +228,12 @@ export class MirroredMap<K, V> {
     const upserts: Array<[string, Pending<K, V>, Buffer]> = [];
     const deletes: Array<[string, Pending<K, V>]> = [];
     for (const [id, p] of pending) {
-      const known = this.#known.get(id);
       if (p.value === undefined) {
-        if (known) deletes.push([id, p]);
+        if (this.#known.has(this.#keyBytes(p.key))) deletes.push([id, p]);
         else this.stats.unchanged++;
       } else {
         const bytes = this.#bytes(p.value);
-        if (known?.bytes.equals(bytes)) this.stats.unchanged++;
+        if (this.#known.holds(this.#keyBytes(p.key), bytes)) this.stats.unchanged++;
         else upserts.push([id, p, bytes]);
       }
     }
@@ -136,14 +242,14 @@ export class MirroredMap<K, V> {
       try {
         this.stats.syscalls++;
         this.map.updateBatch(upserts.map(([, p]) => [p.key, p.value as V] as const));
-        for (const [id, p, bytes] of upserts) {
-          this.#known.set(id, { key: p.key, value: p.value as V, bytes });
+        for (const [, p, bytes] of upserts) {
+          this.#known.set(this.#keyBytes(p.key), bytes);
           this.stats.written++;
         }
       } catch (e) {
         // part may have landed: learn the truth key by key
         for (const [id, p] of upserts) {
-          this.#resync(id, p.key);
+          this.#resync(p.key);
           failed.set(id, e);
         }
       }
@@ -152,8 +258,8 @@ export class MirroredMap<K, V> {
       try {
         this.stats.syscalls++;
         this.map.deleteBatch(deletes.map(([, p]) => p.key));
-        for (const [id] of deletes) {
-          this.#known.delete(id);
+        for (const [, p] of deletes) {
+          this.#known.delete(this.#keyBytes(p.key));
           this.stats.deleted++;
         }
       } catch {
@@ -162,10 +268,10 @@ export class MirroredMap<K, V> {
           try {
             this.stats.syscalls++;
             if (this.map.delete(p.key)) this.stats.deleted++;
-            this.#known.delete(id);
+            this.#known.delete(this.#keyBytes(p.key));
           } catch (e) {
-            this.#resync(id, p.key);
-            if (this.#known.has(id)) failed.set(id, e);
+            this.#resync(p.key);
+            if (this.#known.has(this.#keyBytes(p.key))) failed.set(id, e);
           }
         }
       }
@@ -179,9 +285,9 @@ export class MirroredMap<K, V> {
     }
   }
 
-  #resync(id: string, key: K): void {
+  #resync(key: K): void {
     const v = this.map.lookup(key);
-    if (v === undefined) this.#known.delete(id);
-    else this.#known.set(id, { key, value: v, bytes: this.#bytes(v) });
+    if (v === undefined) this.#known.delete(this.#keyBytes(key));
+    else this.#known.set(this.#keyBytes(key), this.#bytes(v));
   }
 }

@@ -66,7 +66,8 @@ export class NodeDatapath {
     });
     const m = this.loaded.maps;
     this.endpoints = new MirroredMap(m.endpoints, opts.schedule);
-    this.ipcache = new MirroredMap(m.ipcache, opts.schedule);
+    // cluster-sized: the pinned map is what the agent knows of it (README: memory)
+    this.ipcache = new MirroredMap(m.ipcache, opts.schedule, { known: 'kernel' });
     this.policy = new MirroredMap(m.policy, opts.schedule);
     this.policyCidr = new MirroredMap(m.policyCidr, opts.schedule);
     this.conntrack = m.conntrack;

@@ -42,6 +42,14 @@ export function fakeMap<K, V>(codec: MapCodec<K, V>) {
       const v = store.get(id(k));
       return v ? codec.value.decode(v, 0) : undefined;
     },
+    *keyBuffers(): Generator<Buffer> {
+      for (const k of [...store.keys()]) yield Buffer.from(k, 'hex');
+    },
+    lookupRaw(key: Buffer, value: Buffer) {
+      const v = store.get(key.toString('hex'));
+      v?.copy(value);
+      return v !== undefined;
+    },
     *entries(): Generator<[K, V]> {
       for (const [k, v] of store)
         yield [codec.key.decode(Buffer.from(k, 'hex'), 0), codec.value.decode(v, 0)];

@@ -1,0 +1,32 @@
+// How the lab starts a Dyad service: as the chart and the image do (deploy/values.yaml
+// `image.entry`, `agent.nodeFlags`; deploy/images/runtime.ts), so the lab runs and measures the
+// compiled JavaScript production runs, with the agent's heap limits. `npm run build` makes it;
+// `labUp` runs the build first.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { z } from 'zod';
+import { IMAGE_NODE_OPTIONS } from '@dyad/deploy/runtime';
+
+const ChartValues = z.object({
+  image: z.object({ entry: z.string().includes('%s') }),
+  agent: z.object({ nodeFlags: z.array(z.string()).default([]) }),
+});
+
+export interface ServiceCommand {
+  /** Node's own flags, then the entry script. */
+  readonly args: string[];
+  readonly env: NodeJS.ProcessEnv;
+}
+
+/** `service` is its directory under services/. */
+export function chartServiceCommand(root: string, service: string): ServiceCommand {
+  const values = ChartValues.parse(
+    parse(readFileSync(join(root, 'deploy', 'values.yaml'), 'utf8')),
+  );
+  const flags = service === 'datapath-agent' ? values.agent.nodeFlags : [];
+  return {
+    args: [...flags, join(root, values.image.entry.replace('%s', service))],
+    env: { NODE_OPTIONS: IMAGE_NODE_OPTIONS },
+  };
+}
