@@ -215,7 +215,7 @@ describe('FlowEncoder', () => {
     const v4 = ['198.18.1.9', '198.19.255.1', '198.18.0.77'];
     const v6 = ['fd00:d1ad::5', 'fd00:d1ad::6', 'fd00::1'];
     for (let i = 0; i < 2000; i++) {
-      const family = r() < 0.5 ? 4 : 6;
+      const family = r() < 0.5 ? Family.IPv4 : Family.IPv6;
       const proto = pick(r, protos);
       // the datapath keeps the ICMP type in dport
       const icmp = proto === Proto.ICMP || proto === Proto.ICMPV6;
@@ -225,8 +225,8 @@ describe('FlowEncoder', () => {
         reason: pick(r, reasons),
         reasonName: 'X',
         family,
-        src: pick(r, family === 4 ? v4 : v6),
-        dst: pick(r, family === 4 ? v4 : v6),
+        src: pick(r, family === Family.IPv4 ? v4 : v6),
+        dst: pick(r, family === Family.IPv4 ? v4 : v6),
         sport: icmp ? 0 : Math.floor(r() * 65536),
         dport: Math.floor(r() * (icmp ? 256 : 65536)),
         proto,

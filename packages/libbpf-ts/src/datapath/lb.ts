@@ -292,13 +292,13 @@ export const lbSnatCodec: Codec<LbSnat> = mappedCodec(
       addr: ip.bytes,
       port: v.port,
       fport: v.frontendPort,
-      family: familyTagOf(ip.family),
+      family: FamilyVersion[ip.family],
       flags: v.flags,
     };
   },
   (s): LbSnat => ({
     expiresNs: s.expires_ns,
-    address: formatIp(ipFamilyOfTag(s.family), s.addr),
+    address: formatIp(familyOfTag(s.family), s.addr),
     port: s.port,
     frontendPort: s.fport,
     flags: s.flags,

@@ -1,5 +1,5 @@
 import { formatIp, formatPrefix, parseIpInto, parsePrefixInto } from '@dyad/netaddr';
-import type { IpFamily } from '@dyad/netaddr';
+import { familyOfTag } from '@dyad/libbpf-ts';
 import type { IpcacheInfo } from '@dyad/libbpf-ts';
 import { ByteTable } from './byte-table.ts';
 
@@ -43,7 +43,7 @@ export class RouterEntries implements ReadonlyMap<string, IpcacheInfo> {
   }
 
   #decodeKey(k: Uint8Array): string {
-    return formatPrefix({ family: k[16] as IpFamily, bytes: k.slice(0, 16), length: k[17] ?? 0 });
+    return formatPrefix({ family: familyOfTag(k[16] ?? 0), bytes: k.slice(0, 16), length: k[17] ?? 0 });
   }
 
   #decodeValue(v: Uint8Array): IpcacheInfo {

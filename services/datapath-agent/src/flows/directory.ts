@@ -53,7 +53,7 @@ export class FlowDirectory {
     const ip = tryParseIp(address);
     if (ip === undefined) return false;
     this.#key.set(ip.bytes, 0);
-    this.#key[16] = ip.family;
+    this.#key[16] = FamilyVersion[ip.family];
     return true;
   }
 

@@ -104,7 +104,7 @@ export class FlowEncoder {
     const time = this.#iso;
     const src = this.#endpoint(e.src, e.srcIdentity);
     const dst = this.#endpoint(e.dst, e.dstIdentity);
-    const ipVersion = e.family === 4 ? 'IPv4' : 'IPv6';
+    const ipVersion = e.family;
     const dropped = e.type === 'drop';
     const json =
       `{"time":"${time}","node_name":${this.#node},${verdictText(e)}` +
