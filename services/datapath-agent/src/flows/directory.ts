@@ -1,4 +1,4 @@
-import { tryParseIp } from '@dyad/netaddr';
+import { FamilyVersion, tryParseIp } from '@dyad/netaddr';
 import { ByteTable } from '../datapath/byte-table.ts';
 import type { PodName } from './flow-of.ts';
 
