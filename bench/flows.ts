@@ -1,6 +1,7 @@
 // `npm run bench -- flows [--seconds S]`: flow export from a flooded ring buffer, on one core.
 // A child process keeps dy_events full (BPF_PROG_TEST_RUN of dy_to_container on a datagram to a
-// pod whose policy admits nothing: one drop event per run). In this process, one after the other
+// pod whose policy admits nothing: one drop event per run; it pauses 5 ms whenever the ring is
+// full, so it keeps the ring full without taking a core from nats-server). In this process, one after the other
 // for S seconds each: the ring buffer drained and discarded (drain_per_s); the agent's flow
 // exporter (enrich, encode, publish to a real nats-server: events_per_s); and the client's own
 // ceiling, a plain nats.js loop publishing pre-encoded messages of a flow's size with the same

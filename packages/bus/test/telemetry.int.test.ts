@@ -46,6 +46,12 @@ describe('telemetry publisher', () => {
     expect(got[0]?.meta.time).toBe(t);
     expect(got[0]?.header('ce-datacontenttype')).toBe('application/json');
     expect(got[0]?.meta.id).not.toBe(got[1]?.meta.id);
+    expect(got[1]?.header('ce-subject')).toBeUndefined();
+    expect(got[1]?.meta).toMatchObject({ type: Note.type, time: t });
+    // a value that would break the header block is refused, not sent
+    expect(p.publish('dyad.test.v1.note.3', jsonText({ n: 3, text: '' }), 'a\r\nb: c', t)).toBe(
+      false,
+    );
     await sub.stop();
   });
 
