@@ -11,10 +11,13 @@ import { ROUTER_STREAM, RouterSyncEvent, routerSyncSubject } from '@dyad/contrac
 import { connectBus } from '@dyad/bus';
 import type { Bus } from '@dyad/bus';
 import { createLogger, createMetrics } from '@dyad/telemetry';
-import { startKube, startNats } from '@dyad/testbed';
-import type { KubeCluster, NatsServer } from '@dyad/testbed';
+import { startKube } from '@dyad/testbed';
+import type { KubeCluster } from '@dyad/testbed';
 import { cleanupRun } from './cleanup.ts';
+import { writeDyadConfig } from './dyad-config.ts';
 import { KubeClient } from './kube-client.ts';
+import { planNatsCluster, startNatsCluster, waitNatsHealthy } from './nats-cluster.ts';
+import type { NatsMember } from './nats-cluster.ts';
 import { buildFabric } from './network.ts';
 import { ENV_DIR, ENV_RUN, OWNER_DIR, labPaths } from './paths.ts';
 import { makePlan } from './plan.ts';
@@ -111,19 +114,18 @@ function step(s: string): void {
   save();
 }
 
-let nats: NatsServer | undefined;
 let kube: KubeCluster | undefined;
-let relay: Server | undefined;
+let natsRelays: Server[] = [];
 let apiRelay: Server | undefined;
 let bus: Bus | undefined;
 let stopping = false;
 
 async function teardown(): Promise<void> {
   await supervisor.stop();
-  relay?.close();
+  for (const r of natsRelays) r.close();
   apiRelay?.close();
   await bus?.close().catch(() => undefined);
-  await Promise.allSettled([kube?.stop(), nats?.stop()]);
+  await Promise.allSettled([kube?.stop()]);
   await cleanupRun(plan.prefix);
 }
 
@@ -140,35 +142,32 @@ async function shutdown(signal: string): Promise<void> {
 for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const)
   process.on(sig, () => void shutdown(sig));
 
+/** dyad-config as the chart mounts it: every service and agent reads it (pools, stream replicas). */
+const configDir = join(paths.tmp, 'dyad-config');
+
 function serviceEnv(natsUrl: string): NodeJS.ProcessEnv {
   return {
     NATS_URL: natsUrl,
+    DYAD_CONFIG_DIR: configDir,
     DYAD_HEALTH_PORT: '0',
     DYAD_HEALTH_HOST: '127.0.0.1',
     LOG_LEVEL: process.env.DYAD_LAB_LOG_LEVEL ?? 'info',
   };
 }
 
-function ipamEnv(): NodeJS.ProcessEnv {
-  const e: NodeJS.ProcessEnv = {
-    DYAD_ENABLE_IPV4: String(plan.options.ipv4),
-    DYAD_ENABLE_IPV6: String(plan.options.ipv6),
-    DYAD_IPAM_PRIMARY_FAMILY: plan.families[0] ?? 'IPv4',
-  };
-  if (plan.podPools.IPv4) {
-    e.DYAD_CLUSTER_POOL_IPV4_CIDR = plan.podPools.IPv4.cidr;
-    e.DYAD_CLUSTER_POOL_IPV4_MASK_SIZE = String(plan.podPools.IPv4.maskSize);
-  }
-  if (plan.podPools.IPv6) {
-    e.DYAD_CLUSTER_POOL_IPV6_CIDR = plan.podPools.IPv6.cidr;
-    e.DYAD_CLUSTER_POOL_IPV6_MASK_SIZE = String(plan.podPools.IPv6.maskSize);
-  }
-  return e;
+/** Every server's URL: each process gets all of them and moves on when one is away. */
+function natsUrls(members: readonly NatsMember[]): string {
+  return members.map((m) => m.url).join(',');
+}
+
+/** The machine-side end of a node's relay to one server. */
+function natsSocket(m: NatsMember): string {
+  return join(paths.run, `${m.name}.sock`);
 }
 
 const AGENT_MAIN = repo('services', 'datapath-agent', 'src', 'main.ts');
 
-function startNode(n: NodeRecordValue, index: number, natsSock: string): void {
+function startNode(n: NodeRecordValue, index: number, members: readonly NatsMember[]): void {
   mkdirSync(join(paths.run, n.name), { recursive: true });
   mkdirSync(join(paths.cni, n.name), { recursive: true });
   mkdirSync(join(paths.agents, n.name), { recursive: true });
@@ -188,7 +187,10 @@ function startNode(n: NodeRecordValue, index: number, natsSock: string): void {
     name: `nats-relay-${n.name}`,
     netns: n.netns,
     command: node,
-    args: [repo('lab', 'src', 'forward.ts'), '127.0.0.1:4222', natsSock],
+    args: [
+      repo('lab', 'src', 'forward.ts'),
+      ...members.flatMap((m) => [`127.0.0.1:${m.port}`, natsSocket(m)]),
+    ],
     restart: true,
   });
   if (existsSync(AGENT_MAIN)) {
@@ -198,7 +200,7 @@ function startNode(n: NodeRecordValue, index: number, natsSock: string): void {
       command: node,
       args: [AGENT_MAIN],
       env: {
-        ...serviceEnv('nats://127.0.0.1:4222'),
+        ...serviceEnv(natsUrls(members)),
         DYAD_NODE_NAME: n.name,
         DYAD_NODE_ID: String(index + 1),
         DYAD_CNI_SOCKET: n.cniSocket,
@@ -293,23 +295,34 @@ async function waitReady(kc: KubeClient, b: Bus, timeoutMs: number): Promise<voi
 try {
   step('network namespaces and the node fabric');
   buildFabric(plan);
-  step('nats-server and the Kubernetes control plane');
-  [nats, kube] = await Promise.all([
-    startNats(),
+  step('NATS cluster and the Kubernetes control plane');
+  writeDyadConfig(configDir, plan);
+  const members = await planNatsCluster(join(paths.tmp, 'nats'));
+  startNatsCluster(supervisor, join(paths.tmp, 'nats'), members);
+  [, kube] = await Promise.all([
+    waitNatsHealthy(members, 120_000),
     startKube({ scheduler: true, serviceClusterIpRange: plan.serviceRange }),
   ]);
   writeFileSync(paths.kubeconfig, readFileSync(kube.kubeconfigPath));
-  state.natsUrl = nats.url;
+  const natsUrl = natsUrls(members);
+  state.natsUrl = natsUrl;
+  state.nats = members.map((m) => ({
+    name: m.name,
+    url: m.url,
+    monitorUrl: m.monitorUrl,
+    storeDir: m.storeDir,
+  }));
   state.apiserver = kube.server;
   state.tls = kube.tls;
-  const natsSock = join(paths.run, 'nats.sock');
-  relay = await unixToTcpRelay(natsSock, '127.0.0.1', nats.port);
+  natsRelays = await Promise.all(
+    members.map((m) => unixToTcpRelay(natsSocket(m), '127.0.0.1', m.port)),
+  );
   step('Dyad services');
   supervisor.start({
     name: 'kube-bridge',
     command: node,
     args: [repo('services', 'kube-bridge', 'src', 'main.ts')],
-    env: { ...serviceEnv(nats.url), KUBECONFIG: paths.kubeconfig, DYAD_KUBE_BRIDGE_EVENTS: 'true' },
+    env: { ...serviceEnv(natsUrl), KUBECONFIG: paths.kubeconfig, DYAD_KUBE_BRIDGE_EVENTS: 'true' },
     restart: true,
   });
   for (const i of [1, 2]) {
@@ -317,7 +330,7 @@ try {
       name: `ipam-${i}`,
       command: node,
       args: [repo('services', 'ipam', 'src', 'main.ts')],
-      env: { ...serviceEnv(nats.url), ...ipamEnv() },
+      env: serviceEnv(natsUrl),
       restart: true,
     });
   }
@@ -325,14 +338,14 @@ try {
     name: 'router',
     command: node,
     args: [repo('services', 'router', 'src', 'main.ts')],
-    env: serviceEnv(nats.url),
+    env: serviceEnv(natsUrl),
     restart: true,
   });
   supervisor.start({
     name: 'policy',
     command: node,
     args: [repo('services', 'policy', 'src', 'main.ts')],
-    env: serviceEnv(nats.url),
+    env: serviceEnv(natsUrl),
     restart: true,
   });
   if (!existsSync(AGENT_MAIN)) {
@@ -341,7 +354,7 @@ try {
   step('nodes: agents and pod runtimes');
   plan.nodes.forEach((_, i) => {
     const n = nodes[i];
-    if (n !== undefined) startNode(n, i, natsSock);
+    if (n !== undefined) startNode(n, i, members);
   });
   if (plan.options.kubelet === true) {
     step('nodes: containerd and kubelets');
@@ -363,7 +376,7 @@ try {
     );
   }
   bus = await connectBus({
-    servers: nats.url,
+    servers: members.map((m) => m.url),
     name: 'lab',
     logger: createLogger({ service: 'lab', level: 'warn' }),
     registry: createMetrics(),

@@ -49,7 +49,14 @@ export const LabState = z.object({
   podPools: FamilyMap,
   serviceRange: z.string(),
   pinRoot: z.string(),
+  /** Every NATS server's URL, comma-separated, as services get them. */
   natsUrl: z.string().optional(),
+  /** The NATS cluster's members (supervised processes of the same names). */
+  nats: z
+    .array(
+      z.object({ name: z.string(), url: z.string(), monitorUrl: z.string(), storeDir: z.string() }),
+    )
+    .optional(),
   apiserver: z.string().optional(),
   kubeconfig: z.string(),
   tls: z.object({ caPath: z.string(), certPath: z.string(), keyPath: z.string() }).optional(),
