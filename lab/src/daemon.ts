@@ -155,6 +155,31 @@ function serviceEnv(natsUrl: string): NodeJS.ProcessEnv {
   };
 }
 
+/**
+ * Restarts kube-apiserver whenever it exits (as a kubelet restarts a static pod), so a fault
+ * that kills it is bounded; its pid is in state.json for whoever kills it.
+ */
+async function keepApiserver(k: KubeCluster): Promise<void> {
+  for (;;) {
+    const { pid, exited } = k.apiserver();
+    state.apiserverPid = pid;
+    save();
+    const exit = await exited;
+    if (stopping) return;
+    say(`kube-apiserver exited (${exit.signal ?? `code ${exit.code}`}): restarting it`);
+    for (;;) {
+      try {
+        await k.restartApiserver({ graceMs: 0 });
+        break;
+      } catch (err) {
+        if (stopping) return;
+        say(`kube-apiserver did not start again: ${String(err)}`);
+        await sleep(1000);
+      }
+    }
+  }
+}
+
 /** Every server's URL: each process gets all of them and moves on when one is away. */
 function natsUrls(members: readonly NatsMember[]): string {
   return members.map((m) => m.url).join(',');
@@ -313,6 +338,8 @@ try {
     storeDir: m.storeDir,
   }));
   state.apiserver = kube.server;
+  state.etcdUrl = kube.etcdUrl;
+  void keepApiserver(kube);
   state.tls = kube.tls;
   natsRelays = await Promise.all(
     members.map((m) => unixToTcpRelay(natsSocket(m), '127.0.0.1', m.port)),

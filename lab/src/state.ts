@@ -58,6 +58,9 @@ export const LabState = z.object({
     )
     .optional(),
   apiserver: z.string().optional(),
+  /** The kube-apiserver's pid now (the supervisor restarts it when it exits) and etcd's URL. */
+  apiserverPid: z.number().int().optional(),
+  etcdUrl: z.string().optional(),
   kubeconfig: z.string(),
   tls: z.object({ caPath: z.string(), certPath: z.string(), keyPath: z.string() }).optional(),
   nodes: z.array(NodeRecord),
