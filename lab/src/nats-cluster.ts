@@ -88,7 +88,9 @@ export async function waitNatsHealthy(
   const until = Date.now() + timeoutMs;
   for (;;) {
     const ok = await Promise.all(
-      members.map(async (m) => (await probe200(`${m.monitorUrl}/healthz`)) === true),
+      members.map(
+        async (m) => (await probe200(`${m.monitorUrl}/healthz`).catch(() => false)) === true,
+      ),
     );
     if (ok.every(Boolean)) return;
     if (Date.now() > until) {

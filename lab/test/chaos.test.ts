@@ -25,6 +25,12 @@ const healthy: Snapshot = {
     blocks: ['IPv4', 'IPv6'] as const,
     drift: { endpoints: 0, ipcache: 0, policy: 0, policyCidr: 0 },
   })),
+  bridged: new Map([
+    ['a', 'upsert'],
+    ['b', 'upsert'],
+    ['c', 'upsert'],
+    ['d', 'delete'],
+  ]),
   matrixFailures: [],
 };
 
@@ -101,6 +107,16 @@ describe('chaos invariants', () => {
         ),
       },
       /^n1: agent unreachable/,
+    ],
+    [
+      'a pod kube-bridge never published',
+      { bridged: new Map([['a', 'upsert']]) },
+      /^b: not in DYAD_K8S/,
+    ],
+    [
+      'a deleted pod kube-bridge still shows live',
+      { bridged: new Map([...(healthy.bridged as Map<string, 'upsert'>), ['d', 'upsert']]) },
+      /^d \(deleted\): DYAD_K8S still has it live/,
     ],
     ['a hole in the matrix', { matrixFailures: ['a->b IPv6 timeout'] }, /^matrix: a->b IPv6/],
   ])('finds %s', (_what, change, expected) => {

@@ -159,14 +159,14 @@ async function compactEtcd(etcdUrl: string): Promise<number> {
 }
 
 const watchExpiry: Fault = {
-  name: 'kube-bridge watch expires (410 Gone after etcd compaction)',
+  name: 'watch expiry: etcd compacted past kube-bridge, apiserver restarted',
   run: async (ctx) => {
     const s = state(ctx);
     if (s.etcdUrl === undefined || s.apiserverPid === undefined)
       throw new Error('the lab records no etcd URL or apiserver pid');
     const bridge = pidOf(ctx, 'kube-bridge');
-    // kube-bridge falls behind while pods change, etcd forgets the revisions it saw, and the
-    // apiserver restarts with an empty watch cache: its watches resume from a revision that is gone
+    // kube-bridge falls behind while pods change, etcd forgets every revision it saw, and the
+    // apiserver restarts with an empty watch cache: no watch can resume where it stopped
     kill(bridge, 'SIGSTOP');
     await sleep(3000);
     const revision = await compactEtcd(s.etcdUrl);
@@ -175,6 +175,7 @@ const watchExpiry: Fault = {
     await until('kube-apiserver restarted', () => state(ctx).apiserverPid !== s.apiserverPid);
     await apiserverAnswers(ctx);
     kill(bridge, 'SIGCONT');
+    return undefined;
   },
 };
 

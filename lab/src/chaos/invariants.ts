@@ -34,6 +34,11 @@ export interface Snapshot {
   readonly deleted: ReadonlySet<string>;
   readonly endpoints: readonly EndpointFact[];
   readonly nodes: readonly NodeFact[];
+  /**
+   * Each chaos pod's last value in DYAD_K8S as kube-bridge published it (`upsert`/`delete`), or
+   * why the stream could not be read.
+   */
+  readonly bridged: ReadonlyMap<string, 'upsert' | 'delete'> | string;
   /** Probes of the matrix between the pods that did not connect: `a->b IPv6 (reason)`. */
   readonly matrixFailures: readonly string[];
 }
@@ -90,6 +95,15 @@ export function violations(s: Snapshot): string[] {
         out.push(`${a} held by both ${other} and ${e.pod}`);
       holder.set(a, e.pod);
     }
+  }
+  if (typeof s.bridged === 'string') out.push(`DYAD_K8S not readable: ${s.bridged}`);
+  else {
+    // kube-bridge lost nothing: what exists is on NATS, what was deleted is not there as live
+    for (const p of s.pods)
+      if (s.bridged.get(p.name) !== 'upsert') out.push(`${p.name}: not in DYAD_K8S`);
+    for (const name of s.deleted)
+      if (!live.has(name) && !s.terminating.has(name) && s.bridged.get(name) === 'upsert')
+        out.push(`${name} (deleted): DYAD_K8S still has it live`);
   }
   out.push(...s.matrixFailures.map((f) => `matrix: ${f}`));
   return out;

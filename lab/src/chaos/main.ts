@@ -5,7 +5,11 @@
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import { connectBus } from '@dyad/bus';
+import type { Bus } from '@dyad/bus';
 import { agentGet } from '@dyad/cli';
+import { K8S_STREAM, K8sKind, PodEvent, k8sKindFilter } from '@dyad/contracts';
+import { createLogger, createMetrics } from '@dyad/telemetry';
 import { repoRoot } from '@dyad/testbed';
 import { labDown, labUp } from '../commands.ts';
 import { ControlClient } from '../control.ts';
@@ -64,7 +68,10 @@ async function main(): Promise<number> {
       { stdout: process.stderr, stderr: process.stderr },
       paths,
     );
-    if (code !== 0) return 1;
+    if (code !== 0) {
+      say(JSON.stringify({ profile: profile.name, error: 'lab up failed', violations: null }));
+      return 1;
+    }
     lab = readState(paths.state);
   }
   if (lab?.tls === undefined || lab.apiserver === undefined)
@@ -111,6 +118,12 @@ async function suite(
   const monitor = new ConnectivityMonitor(sentinels, families);
   const churn = new Churn(kube, nodes, profile.churnIntervalMs, profile.steadyPods);
   const ctx: FaultContext = { statePath: paths.state, kube, profile, say };
+  const bus = await connectBus({
+    servers: (lab.natsUrl ?? '').split(','),
+    name: 'chaos',
+    logger: createLogger({ service: 'chaos', level: 'silent' }),
+    registry: createMetrics(),
+  });
   monitor.start();
   const reports: FaultReport[] = [];
   try {
@@ -127,6 +140,7 @@ async function suite(
         ctx,
         churn,
         monitor,
+        bus,
         paths,
         families,
         nodes,
@@ -134,10 +148,11 @@ async function suite(
     );
     for (let round = 0; round < profile.rounds; round++)
       for (const fault of faults(nodes))
-        reports.push(await runOne(fault, ctx, churn, monitor, paths, families, nodes));
+        reports.push(await runOne(fault, ctx, churn, monitor, bus, paths, families, nodes));
   } finally {
     await churn.pause();
     await monitor.stop();
+    await bus.close();
   }
   const total = reports.reduce((a, r) => a + r.violations, 0);
   say(
@@ -162,6 +177,7 @@ async function runOne(
   ctx: FaultContext,
   churn: Churn,
   monitor: ConnectivityMonitor,
+  bus: Bus,
   paths: LabPaths,
   families: readonly Family[],
   nodes: readonly string[],
@@ -188,7 +204,7 @@ async function runOne(
   const healed = Date.now();
   let last: string[];
   for (;;) {
-    last = violations(await snapshot(ctx.kube, paths, families, nodes, churn.deleted));
+    last = violations(await snapshot(ctx.kube, bus, paths, families, nodes, churn.deleted));
     if (last.length === 0 || Date.now() - healed > ctx.profile.convergeMs) break;
     await sleep(1000);
   }
@@ -237,6 +253,7 @@ interface PodItem {
 
 async function snapshot(
   kube: KubeClient,
+  bus: Bus,
   paths: LabPaths,
   families: readonly Family[],
   nodes: readonly string[],
@@ -288,6 +305,20 @@ async function snapshot(
     }
   }
   const live = new Set(pods.map((p) => p.name));
+  const bridged = await bus
+    .snapshot([PodEvent], {
+      stream: K8S_STREAM,
+      filterSubjects: [k8sKindFilter(K8sKind.Pod)],
+    })
+    .then(
+      (m) =>
+        new Map(
+          [...m.values()]
+            .filter((d) => d.value.object.metadata.namespace === CHAOS_NAMESPACE)
+            .map((d) => [d.value.object.metadata.name, d.value.op] as const),
+        ),
+      (err: unknown) => (err instanceof Error ? err.message : String(err)),
+    );
   const records = listPodRecords(paths.pods).filter(
     (r) => r.namespace === CHAOS_NAMESPACE && live.has(r.name),
   );
@@ -298,6 +329,7 @@ async function snapshot(
     deleted,
     endpoints,
     nodes: nodeFacts,
+    bridged,
     matrixFailures: await matrix(records, pods, families),
   };
 }
@@ -339,4 +371,12 @@ async function matrix(
   return out;
 }
 
-process.exitCode = await main();
+try {
+  process.exitCode = await main();
+} catch (err) {
+  // the last line stays one JSON object, whatever happened
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`${err instanceof Error ? (err.stack ?? message) : message}\n`);
+  say(JSON.stringify({ error: message, violations: null }));
+  process.exitCode = 1;
+}
