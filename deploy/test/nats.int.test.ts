@@ -101,6 +101,12 @@ describe('the rendered NATS', () => {
     expect(jsz.meta_cluster?.cluster_size).toBe(3);
   });
 
+  it('fsyncs JetStream every 10 s, as the lab does (lab/README.md says why)', async () => {
+    const res = await fetch(`http://${NODES[0]}:${monitorPort}/varz`);
+    const varz = (await res.json()) as { jetstream?: { config?: { sync_interval?: number } } };
+    expect(varz.jetstream?.config?.sync_interval).toBe(10e9);
+  });
+
   it('refuses a client without the token', async () => {
     await expect(
       connect({ servers: natsUrl.split(','), reconnect: false, timeout: 5000 }),

@@ -11,11 +11,14 @@ import { ROUTER_STREAM, RouterSyncEvent, routerSyncSubject } from '@dyad/contrac
 import { connectBus } from '@dyad/bus';
 import type { Bus } from '@dyad/bus';
 import { createLogger, createMetrics } from '@dyad/telemetry';
-import { startKube, startNats } from '@dyad/testbed';
-import type { KubeCluster, NatsServer } from '@dyad/testbed';
+import { startKube } from '@dyad/testbed';
+import type { KubeCluster } from '@dyad/testbed';
 import { cleanupRun } from './cleanup.ts';
 import { freePort, jaegerConfig } from './jaeger.ts';
+import { writeDyadConfig } from './dyad-config.ts';
 import { KubeClient } from './kube-client.ts';
+import { planNatsCluster, startNatsCluster, waitNatsHealthy } from './nats-cluster.ts';
+import type { NatsMember } from './nats-cluster.ts';
 import { buildFabric } from './network.ts';
 import { ENV_DIR, ENV_RUN, OWNER_DIR, labPaths } from './paths.ts';
 import { makePlan } from './plan.ts';
@@ -114,9 +117,8 @@ function step(s: string): void {
   save();
 }
 
-let nats: NatsServer | undefined;
 let kube: KubeCluster | undefined;
-let relay: Server | undefined;
+let natsRelays: Server[] = [];
 let apiRelay: Server | undefined;
 let otlpRelay: Server | undefined;
 let bus: Bus | undefined;
@@ -124,11 +126,11 @@ let stopping = false;
 
 async function teardown(): Promise<void> {
   await supervisor.stop();
-  relay?.close();
+  for (const r of natsRelays) r.close();
   apiRelay?.close();
   otlpRelay?.close();
   await bus?.close().catch(() => undefined);
-  await Promise.allSettled([kube?.stop(), nats?.stop()]);
+  await Promise.allSettled([kube?.stop()]);
   await cleanupRun(plan.prefix);
 }
 
@@ -149,9 +151,13 @@ for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const)
 const OTLP_IN_NODE = 'http://127.0.0.1:4318';
 let otlpUrl: string | undefined;
 
+/** dyad-config as the chart mounts it: every service and agent reads it (pools, stream replicas). */
+const configDir = join(paths.tmp, 'dyad-config');
+
 function serviceEnv(natsUrl: string, otlp: string | undefined = otlpUrl): NodeJS.ProcessEnv {
   return {
     NATS_URL: natsUrl,
+    DYAD_CONFIG_DIR: configDir,
     DYAD_HEALTH_PORT: '0',
     DYAD_HEALTH_HOST: '127.0.0.1',
     LOG_LEVEL: process.env.DYAD_LAB_LOG_LEVEL ?? 'info',
@@ -189,21 +195,39 @@ async function startJaeger(): Promise<{ queryUrl: string; otlpUrl: string; otlpP
   return { queryUrl, otlpUrl: `http://127.0.0.1:${ports.otlpHttp}`, otlpPort: ports.otlpHttp };
 }
 
-function ipamEnv(): NodeJS.ProcessEnv {
-  const e: NodeJS.ProcessEnv = {
-    DYAD_ENABLE_IPV4: String(plan.options.ipv4),
-    DYAD_ENABLE_IPV6: String(plan.options.ipv6),
-    DYAD_IPAM_PRIMARY_FAMILY: plan.families[0] ?? 'IPv4',
-  };
-  if (plan.podPools.IPv4) {
-    e.DYAD_CLUSTER_POOL_IPV4_CIDR = plan.podPools.IPv4.cidr;
-    e.DYAD_CLUSTER_POOL_IPV4_MASK_SIZE = String(plan.podPools.IPv4.maskSize);
+/**
+ * Restarts kube-apiserver whenever it exits (as a kubelet restarts a static pod), so a fault
+ * that kills it is bounded; its pid is in state.json for whoever kills it.
+ */
+async function keepApiserver(k: KubeCluster): Promise<void> {
+  for (;;) {
+    const { pid, exited } = k.apiserver();
+    state.apiserverPid = pid;
+    save();
+    const exit = await exited;
+    if (stopping) return;
+    say(`kube-apiserver exited (${exit.signal ?? `code ${exit.code}`}): restarting it`);
+    for (;;) {
+      try {
+        await k.restartApiserver({ graceMs: 0 });
+        break;
+      } catch (err) {
+        if (stopping) return;
+        say(`kube-apiserver did not start again: ${String(err)}`);
+        await sleep(1000);
+      }
+    }
   }
-  if (plan.podPools.IPv6) {
-    e.DYAD_CLUSTER_POOL_IPV6_CIDR = plan.podPools.IPv6.cidr;
-    e.DYAD_CLUSTER_POOL_IPV6_MASK_SIZE = String(plan.podPools.IPv6.maskSize);
-  }
-  return e;
+}
+
+/** Every server's URL: each process gets all of them and moves on when one is away. */
+function natsUrls(members: readonly NatsMember[]): string {
+  return members.map((m) => m.url).join(',');
+}
+
+/** The machine-side end of a node's relay to one server. */
+function natsSocket(m: NatsMember): string {
+  return join(paths.run, `${m.name}.sock`);
 }
 
 const service = (name: string) => chartServiceCommand(paths.root, name);
@@ -213,7 +237,7 @@ const AGENT_MAIN = AGENT.args.at(-1) ?? '';
 function startNode(
   n: NodeRecordValue,
   index: number,
-  natsSock: string,
+  members: readonly NatsMember[],
   otlpSock: string | undefined,
 ): void {
   mkdirSync(join(paths.run, n.name), { recursive: true });
@@ -235,7 +259,10 @@ function startNode(
     name: `nats-relay-${n.name}`,
     netns: n.netns,
     command: node,
-    args: [repo('lab', 'src', 'forward.ts'), '127.0.0.1:4222', natsSock],
+    args: [
+      repo('lab', 'src', 'forward.ts'),
+      ...members.flatMap((m) => [`127.0.0.1:${m.port}`, natsSocket(m)]),
+    ],
     restart: true,
   });
   if (otlpSock !== undefined) {
@@ -255,7 +282,7 @@ function startNode(
       args: AGENT.args,
       env: {
         ...AGENT.env,
-        ...serviceEnv('nats://127.0.0.1:4222', otlpSock === undefined ? undefined : OTLP_IN_NODE),
+        ...serviceEnv(natsUrls(members), otlpSock === undefined ? undefined : OTLP_IN_NODE),
         // traced: a CNI call may wait longer for its pod's trace context (a NATS read), so one
         // pod stays one trace on a busy machine too
         ...(otlpSock === undefined ? {} : { DYAD_CNI_TRACE_LOOKUP_MS: '2000' }),
@@ -353,17 +380,30 @@ async function waitReady(kc: KubeClient, b: Bus, timeoutMs: number): Promise<voi
 try {
   step('network namespaces and the node fabric');
   buildFabric(plan);
-  step('nats-server and the Kubernetes control plane');
-  [nats, kube] = await Promise.all([
-    startNats(),
+  step('NATS cluster and the Kubernetes control plane');
+  writeDyadConfig(configDir, plan);
+  const members = await planNatsCluster(join(paths.tmp, 'nats'));
+  startNatsCluster(supervisor, join(paths.tmp, 'nats'), members);
+  [, kube] = await Promise.all([
+    waitNatsHealthy(members, 120_000),
     startKube({ scheduler: true, serviceClusterIpRange: plan.serviceRange }),
   ]);
   writeFileSync(paths.kubeconfig, readFileSync(kube.kubeconfigPath));
-  state.natsUrl = nats.url;
+  const natsUrl = natsUrls(members);
+  state.natsUrl = natsUrl;
+  state.nats = members.map((m) => ({
+    name: m.name,
+    url: m.url,
+    monitorUrl: m.monitorUrl,
+    storeDir: m.storeDir,
+  }));
   state.apiserver = kube.server;
+  state.etcdUrl = kube.etcdUrl;
+  void keepApiserver(kube);
   state.tls = kube.tls;
-  const natsSock = join(paths.run, 'nats.sock');
-  relay = await unixToTcpRelay(natsSock, '127.0.0.1', nats.port);
+  natsRelays = await Promise.all(
+    members.map((m) => unixToTcpRelay(natsSocket(m), '127.0.0.1', m.port)),
+  );
   let otlpSock: string | undefined;
   if (plan.options.tracing === true) {
     step('Jaeger');
@@ -380,7 +420,7 @@ try {
     args: service('kube-bridge').args,
     env: {
       ...service('kube-bridge').env,
-      ...serviceEnv(nats.url),
+      ...serviceEnv(natsUrl),
       KUBECONFIG: paths.kubeconfig,
       DYAD_KUBE_BRIDGE_EVENTS: 'true',
     },
@@ -391,7 +431,7 @@ try {
       name: `ipam-${i}`,
       command: node,
       args: service('ipam').args,
-      env: { ...service('ipam').env, ...serviceEnv(nats.url), ...ipamEnv() },
+      env: { ...service('ipam').env, ...serviceEnv(natsUrl) },
       restart: true,
     });
   }
@@ -399,14 +439,14 @@ try {
     name: 'router',
     command: node,
     args: service('router').args,
-    env: { ...service('router').env, ...serviceEnv(nats.url) },
+    env: { ...service('router').env, ...serviceEnv(natsUrl) },
     restart: true,
   });
   supervisor.start({
     name: 'policy',
     command: node,
     args: service('policy').args,
-    env: { ...service('policy').env, ...serviceEnv(nats.url) },
+    env: { ...service('policy').env, ...serviceEnv(natsUrl) },
     restart: true,
   });
   if (!existsSync(AGENT_MAIN)) {
@@ -415,7 +455,7 @@ try {
   step('nodes: agents and pod runtimes');
   plan.nodes.forEach((_, i) => {
     const n = nodes[i];
-    if (n !== undefined) startNode(n, i, natsSock, otlpSock);
+    if (n !== undefined) startNode(n, i, members, otlpSock);
   });
   if (plan.options.kubelet === true) {
     step('nodes: containerd and kubelets');
@@ -437,7 +477,7 @@ try {
     );
   }
   bus = await connectBus({
-    servers: nats.url,
+    servers: members.map((m) => m.url),
     name: 'lab',
     logger: createLogger({ service: 'lab', level: 'warn' }),
     registry: createMetrics(),

@@ -51,10 +51,20 @@ export const LabState = z.object({
   podPools: FamilyMap,
   serviceRange: z.string(),
   pinRoot: z.string(),
+  /** Every NATS server's URL, comma-separated, as services get them. */
   natsUrl: z.string().optional(),
+  /** The NATS cluster's members (supervised processes of the same names). */
+  nats: z
+    .array(
+      z.object({ name: z.string(), url: z.string(), monitorUrl: z.string(), storeDir: z.string() }),
+    )
+    .optional(),
   apiserver: z.string().optional(),
   /** With `up --tracing`: Jaeger's query API and UI, and where OTLP/HTTP goes. */
   jaeger: z.object({ queryUrl: z.string(), otlpUrl: z.string() }).optional(),
+  /** The kube-apiserver's pid now (the supervisor restarts it when it exits) and etcd's URL. */
+  apiserverPid: z.number().int().optional(),
+  etcdUrl: z.string().optional(),
   kubeconfig: z.string(),
   tls: z.object({ caPath: z.string(), certPath: z.string(), keyPath: z.string() }).optional(),
   nodes: z.array(NodeRecord),

@@ -14,6 +14,7 @@ export {
   outputFormat,
 } from './output.ts';
 export { toYaml } from './yaml.ts';
+export { agentGet } from './agent/client.ts';
 export { PLUGIN_ENTRY, PLUGIN_PACKAGES, isPlugin, loadPlugins } from './plugins.ts';
 export { parseCommandArgs } from './parse.ts';
 export { CLIENT_VERSION } from './commands/version.ts';

@@ -93,6 +93,15 @@ export const AgentStatus = z.object({
     .optional(),
   cniSocket: z.string(),
   pinDir: z.string(),
+  /**
+   * Entries of the node's maps that differ from its desired state (missing, extra or another
+   * value), per map, read from the kernel: 0 everywhere when the maps equal what the endpoints,
+   * the router's and the policy service's state call for. Briefly non-zero after a change (the
+   * agent coalesces writes); lasting drift is a lost write or a stale entry.
+   */
+  drift: z
+    .object({ endpoints: Count, ipcache: Count, policy: Count, policyCidr: Count })
+    .optional(),
 });
 
 /** One entry of `/v1/endpoints`: the endpoint as reported on NATS plus agent-local facts. */

@@ -8,7 +8,7 @@ import { probe200 } from './http.ts';
 import type { TlsMaterial } from './http.ts';
 import { freePorts, retryOnPortClash } from './ports.ts';
 import { readLogTail, spawnLogged, waitUntilReady } from './process.ts';
-import type { ManagedProcess } from './process.ts';
+import type { ExitInfo, ManagedProcess } from './process.ts';
 import { keepFromEnv, makeTempDir, removeTempDir } from './reaper.ts';
 import { toolPath } from './tools.ts';
 
@@ -54,6 +54,8 @@ export interface KubeCluster {
    * controllers are connected, so it is SIGKILLed after `graceMs` (default 5000).
    */
   restartApiserver(options?: { graceMs?: number }): Promise<void>;
+  /** The kube-apiserver process running now: its pid, and when it exits (to restart it). */
+  apiserver(): { readonly pid: number | undefined; readonly exited: Promise<ExitInfo> };
 }
 
 interface Paths {
@@ -359,6 +361,7 @@ async function startKubeOnce(options: KubeOptions): Promise<KubeCluster> {
         await teardown();
         removeTempDir(dir, keep);
       },
+      apiserver: () => ({ pid: apiserver.pid, exited: apiserver.exited }),
       restartApiserver: async (restart = {}) => {
         const index = running.indexOf(apiserver);
         await apiserver.stop(restart.graceMs ?? 5_000);

@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { probe200 } from './http.ts';
+import { natsConfig } from './nats-config.ts';
 import { freePorts, retryOnPortClash } from './ports.ts';
 import { spawnLogged, waitUntilReady } from './process.ts';
 import type { ManagedProcess } from './process.ts';
@@ -53,17 +54,13 @@ async function startNatsOnce(options: NatsOptions): Promise<NatsServer> {
   const logPath = join(dir, 'nats-server.log');
   writeFileSync(
     configPath,
-    [
-      'server_name: dyad-testbed',
-      `listen: "127.0.0.1:${port}"`,
-      `http: "127.0.0.1:${monitorPort}"`,
-      'jetstream {',
-      `  store_dir: ${JSON.stringify(storeDir)}`,
-      '  max_memory_store: 256MB',
-      '  max_file_store: 1GB',
-      '}',
-      '',
-    ].join('\n'),
+    natsConfig({
+      serverName: 'dyad-testbed',
+      host: '127.0.0.1',
+      port,
+      monitorPort,
+      storeDir,
+    }),
   );
   const monitorUrl = `http://127.0.0.1:${monitorPort}`;
   let proc: ManagedProcess | undefined;

@@ -15,6 +15,7 @@ import { FAMILIES, Family } from '@dyad/netaddr';
 import type { DatapathMapSet } from '@dyad/libbpf-ts';
 import { z } from 'zod';
 import type { EndpointManager, RestoreReport } from './endpoint-manager.ts';
+import type { MapDrift } from './datapath/drift.ts';
 import type { NodeDatapath } from './datapath/node.ts';
 import { endpointState } from './reporter.ts';
 
@@ -34,6 +35,8 @@ export interface ApiSources {
   /** The router's Services for this node, by `namespace/name`. */
   readonly services: () => ReadonlyMap<string, RouterServiceEntryValue>;
   /** The flow exporter, when it runs: its counters for status, its stream for `/v1/monitor`. */
+  /** The node's maps against its desired state, now. */
+  readonly drift?: () => MapDrift;
   readonly flows?: {
     counters(): NonNullable<AgentStatusValue['flows']>;
     listen(l: (flow: unknown) => boolean): () => void;
@@ -100,6 +103,7 @@ export function agentStatus(s: ApiSources): AgentStatus {
     ...(s.flows ? { flows: s.flows.counters() } : {}),
     cniSocket: s.cniSocket,
     pinDir: s.datapath.pinDir,
+    ...(s.drift ? { drift: s.drift() } : {}),
   };
 }
 

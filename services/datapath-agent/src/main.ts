@@ -31,6 +31,9 @@ import { startCniServer } from './cni/server.ts';
 import { loadConfig } from './config.ts';
 import { NodeDatapath } from './datapath/node.ts';
 import { DatapathReconciler } from './datapath/reconciler.ts';
+import { desiredMaps } from './datapath/desired-maps.ts';
+import type { DesiredInputs } from './datapath/desired-maps.ts';
+import { mapDrift } from './datapath/drift.ts';
 import type { PolicyState, RouterState } from './datapath/desired-maps.ts';
 import type { ServiceState } from './datapath/desired-lb.ts';
 import { debounce } from './datapath/schedule.ts';
@@ -150,16 +153,17 @@ async function main(): Promise<void> {
     services: () => follower.services(),
   };
   const reconcileSeconds = createReconcileHistogram(registry);
+  const desiredInputs = (): DesiredInputs => ({
+    endpoints: holder.manager?.ready() ?? [],
+    router: inputs.router(),
+    policy: inputs.policy(),
+    services: inputs.services(),
+    nodeId: cfg.nodeId,
+    initIdentity: cfg.initIdentity,
+  });
   const reconciler: DatapathReconciler = new DatapathReconciler({
     datapath,
-    inputs: () => ({
-      endpoints: holder.manager?.ready() ?? [],
-      router: inputs.router(),
-      policy: inputs.policy(),
-      services: inputs.services(),
-      nodeId: cfg.nodeId,
-      initIdentity: cfg.initIdentity,
-    }),
+    inputs: desiredInputs,
     onView: (ep, view) => holder.manager?.applyView(ep, view),
     schedule: debounce(cfg.coalesceMs, cfg.coalesceMaxMs),
     onError: (err) => logger.error({ err }, 'datapath maps not written'),
@@ -241,6 +245,14 @@ async function main(): Promise<void> {
     services: () => follower.services().entries,
     restore: () => restore,
     cniSocket: cfg.cniSocket,
+    drift: () => {
+      const now = desiredInputs();
+      return mapDrift(
+        desiredMaps(now),
+        datapath.loaded.maps,
+        new Set(now.endpoints.map((e) => e.endpointId)),
+      );
+    },
     flows: {
       counters: () => flows.counters(),
       listen: (l) => flows.exporter.listen(l),

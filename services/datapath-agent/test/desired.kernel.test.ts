@@ -130,6 +130,14 @@ describe.skipIf(skip !== undefined)('desired state from NATS', () => {
     expect(all.some((e) => e.prefix === 'fd00:19::1/128')).toBe(false);
   });
 
+  test('the agent reports no drift once the maps hold the desired state (status.drift)', async () => {
+    const drift = async () =>
+      ((await apiGet(agent.apiSocket, '/v1/status')).body as { drift?: Record<string, number> })
+        .drift;
+    const d = await until(drift, (x) => x !== undefined && Object.values(x).every((n) => n === 0));
+    expect(d).toEqual({ endpoints: 0, ipcache: 0, policy: 0, policyCidr: 0 });
+  });
+
   test("the router's identity for a local pod becomes the endpoint's identity", async () => {
     const a = pods['pa'] as Pod;
     for (const prefix of [`${a.v4}/32`, `${a.v6}/128`])

@@ -14,9 +14,11 @@ import type { DesiredInputs, PodPolicy } from '../src/datapath/desired-maps.ts';
 import { MirroredMap } from '../src/datapath/mirror.ts';
 import type { NodeDatapath } from '../src/datapath/node.ts';
 import { DatapathReconciler } from '../src/datapath/reconciler.ts';
+import { mapDrift } from '../src/datapath/drift.ts';
 import type { Endpoint } from '../src/endpoint.ts';
 import { fakeMap } from './helpers/fake-map.ts';
 
+const NO_DRIFT = { endpoints: 0, ipcache: 0, policy: 0, policyCidr: 0 };
 const SEEDS = Number(process.env['DYAD_RECONCILER_SEEDS'] ?? 200);
 const STEPS = 60;
 
@@ -147,6 +149,12 @@ function run(seed: number): Promise<void> {
     },
   });
 
+  const kernel = {
+    endpoints: maps.endpoints.map,
+    ipcache: maps.ipcache.map,
+    policy: maps.policy.map,
+    policyCidr: maps.policyCidr.map,
+  } as unknown as Parameters<typeof mapDrift>[1];
   // what the kernel held before the change: an unknown live endpoint must still hold it
   let before = { policy: [...maps.policy.map.entries()], cidr: [...maps.policyCidr.map.entries()] };
   const check = async (what: string) => {
@@ -164,6 +172,8 @@ function run(seed: number): Promise<void> {
     expect(content(maps.policyCidr.store), ctx).toEqual(
       wantContent(policyCidrCodec, [...want.policyCidr, ...before.cidr.filter(([k]) => kept(k))]),
     );
+    // the agent's own report (status.drift) agrees: nothing differs
+    expect(mapDrift(want, kernel, live), ctx).toEqual(NO_DRIFT);
     before = { policy: [...maps.policy.map.entries()], cidr: [...maps.policyCidr.map.entries()] };
     expect([...dp.conntrack.tables].sort(), ctx).toEqual(
       [...new Set(inputs().endpoints.map((e) => e.endpointId))].sort(),
@@ -208,6 +218,29 @@ function run(seed: number): Promise<void> {
 
   async function runSteps(): Promise<void> {
     await check('the first full pass');
+    // a stale entry the reconciler never wrote, and a lost write, are each counted once
+    maps.ipcache.map.updateBatch([
+      [{ prefix: '198.19.8.0/24' }, { identity: 8, nodeId: 0, flags: 0 }],
+    ]);
+    const first = inputs().endpoints[0];
+    const firstWant = desiredMaps(inputs()).endpoints.find(
+      ([k]) => first !== undefined && k.address === first.ipv4?.address,
+    );
+    if (firstWant !== undefined)
+      maps.endpoints.map.updateBatch([
+        [firstWant[0], { ...firstWant[1], flags: firstWant[1].flags ^ 1 }],
+      ]);
+    const live = new Set(inputs().endpoints.map((e) => e.endpointId));
+    expect(mapDrift(desiredMaps(inputs()), kernel, live), `seed ${seed}`).toEqual({
+      ...NO_DRIFT,
+      ipcache: 1,
+      endpoints: firstWant === undefined ? 0 : 1,
+    });
+    // as after an agent restart: the mirrors read the kernel, a full pass repairs both
+    dp.endpoints.load();
+    dp.ipcache.load();
+    rec.markAll();
+    await check('repairing them');
     for (let step = 0; step < STEPS; step++) {
       const op = pick(7);
       const i = pick(12);
