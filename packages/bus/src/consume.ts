@@ -74,9 +74,16 @@ export async function consume<C extends MessageContract>(
   const consumer =
     durable === undefined
       ? await js.consumers.get(opts.stream, {
+          // One filter as a string: nats.js then sends it as `filter_subject`, in the create
+          // request's subject, where a server permission can confine it (contracts' identities).
           ...(opts.filterSubjects === undefined
             ? {}
-            : { filter_subjects: [...opts.filterSubjects] }),
+            : {
+                filter_subjects:
+                  opts.filterSubjects.length === 1
+                    ? opts.filterSubjects[0]
+                    : [...opts.filterSubjects],
+              }),
           ...startPosition(opts),
         })
       : (await ensureDurable(await jsm(), opts, durable),

@@ -1,6 +1,8 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { probe200 } from './http.ts';
+import { natsSecurityConfig } from './nats-security.ts';
+import type { NatsSecurity } from './nats-security.ts';
 import { freePorts, retryOnPortClash } from './ports.ts';
 import { spawnLogged, waitUntilReady } from './process.ts';
 import type { ManagedProcess } from './process.ts';
@@ -15,6 +17,8 @@ export interface NatsOptions {
   readyTimeoutMs?: number;
   /** Keep the temp dir (config, JetStream store, log) after stop; default: env DYAD_KEEP_TESTBED=1. */
   keep?: boolean;
+  /** TLS and NKey identities with permissions (natsSecurityConfig); default: open, for tests. */
+  security?: NatsSecurity;
 }
 
 export interface NatsServer {
@@ -63,6 +67,9 @@ async function startNatsOnce(options: NatsOptions): Promise<NatsServer> {
       '  max_file_store: 1GB',
       '}',
       '',
+      ...(options.security === undefined
+        ? []
+        : [natsSecurityConfig(options.security.identities, options.security.tls)]),
     ].join('\n'),
   );
   const monitorUrl = `http://127.0.0.1:${monitorPort}`;

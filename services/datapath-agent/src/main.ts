@@ -268,7 +268,8 @@ async function main(): Promise<void> {
     await retryWithBackoff(
       async (attempt) => {
         await follower.stop();
-        // the same declarations their writers use: creating one first is harmless
+        // the same declarations their writers use; where the bus has identities only the
+        // bootstrap identity may create them, and this waits (retries) until it has
         await bus.ensureStreams([
           AgentStream,
           NodeDesiredStream,
