@@ -11,7 +11,7 @@ import { nanos } from '@nats-io/transport-node';
 import type { BusContext, BusWorker } from './context.ts';
 import { track } from './context.ts';
 import { DeadLetterReason, deadLetter } from './deadletter.ts';
-import { ConfigConflictError } from './errors.ts';
+import { ConfigConflictError, Refusal } from './errors.ts';
 import type { Handler, JsDelivery } from './inbound.ts';
 import { decodeRaw, delivery, limiter } from './inbound.ts';
 import { Kind, extractTrace, failSpan, inSpan, messagingAttributes } from './tracing.ts';
@@ -245,6 +245,12 @@ async function handleOne<C extends MessageContract>(
         await handler(d);
       } catch (err) {
         failSpan(span, err);
+        if (err instanceof Refusal) {
+          ctx.metrics.handled.inc({ op: 'consume', outcome: 'dead-letter' });
+          await deadLetter(ctx, m, err.reason, err.message, where);
+          if (acked) m.term(`dead-lettered: ${err.reason}`);
+          return;
+        }
         const why = err instanceof Error ? err.message : String(err);
         if (!acked || info.deliveryCount >= maxDeliver) {
           ctx.metrics.handled.inc({ op: 'consume', outcome: 'dead-letter' });

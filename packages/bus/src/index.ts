@@ -46,6 +46,7 @@ export {
   NoRespondersError,
   NotConnectedError,
   PublishError,
+  Refusal,
   RemoteError,
   ReplyError,
   RequestTimeoutError,
