@@ -219,23 +219,28 @@ async function main(): Promise<void> {
       return reply;
     },
     (err) => logger.warn({ err }, 'CNI socket error'),
+    { onRefused: (why) => logger.warn({ socket: cfg.cniSocket, why }, 'CNI connection refused') },
   );
-  const api = await startApiServer(cfg.apiSocket, {
-    node: cfg.nodeName,
-    agent,
-    datapath,
-    startedAt,
-    natsConnected: () => conn.bus?.isConnected() ?? false,
-    natsServers: cfg.nats.servers,
-    blocks: () => nodeBlockList(allocator.blocks()),
-    services: () => follower.services().entries,
-    restore: () => restore,
-    cniSocket: cfg.cniSocket,
-    flows: {
-      counters: () => flows.counters(),
-      listen: (l) => flows.exporter.listen(l),
+  const api = await startApiServer(
+    cfg.apiSocket,
+    {
+      node: cfg.nodeName,
+      agent,
+      datapath,
+      startedAt,
+      natsConnected: () => conn.bus?.isConnected() ?? false,
+      natsServers: cfg.nats.servers,
+      blocks: () => nodeBlockList(allocator.blocks()),
+      services: () => follower.services().entries,
+      restore: () => restore,
+      cniSocket: cfg.cniSocket,
+      flows: {
+        counters: () => flows.counters(),
+        listen: (l) => flows.exporter.listen(l),
+      },
     },
-  });
+    { onRefused: (why) => logger.warn({ socket: cfg.apiSocket, why }, 'API connection refused') },
+  );
   const health = await startHealthServer({
     port: cfg.health.port,
     host: cfg.health.host,
