@@ -137,7 +137,8 @@ function summary(s: LabStateValue, paths: LabPaths, seconds: number): string {
     `lab ${s.prefix} is up: ${s.nodes.length} nodes, ${fam}, in ${seconds.toFixed(1)} s`,
     `  KUBECONFIG   ${rel(paths.kubeconfig)}    (e.g. KUBECONFIG=${rel(paths.kubeconfig)} tools/bin/kubectl get nodes -o wide)`,
     `  apiserver    ${s.apiserver ?? '-'}`,
-    `  NATS         ${s.natsUrl ?? '-'}`,
+    `  NATS         ${s.natsUrl ?? '-'}   TLS CA ${s.natsCa === undefined ? '-' : rel(s.natsCa)}`,
+    `  NATS creds   ${s.natsCreds === undefined ? '-' : `${rel(s.natsCreds)}/<identity>.creds`}    (e.g. NATS_CREDS=${s.natsCreds === undefined ? '-' : rel(join(s.natsCreds, 'operator.creds'))} NATS_CA=… npx dyad ipam list)`,
     `  pod pools    ${Object.values(s.podPools).join('  ')}`,
     `  services     ${s.serviceRange}`,
     ...s.nodes.map(

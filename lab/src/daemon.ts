@@ -7,12 +7,22 @@ import type { Server } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { ROUTER_STREAM, RouterSyncEvent, routerSyncSubject } from '@dyad/contracts';
+import {
+  ALL_KV_BUCKETS,
+  ALL_STREAMS,
+  ROUTER_STREAM,
+  RouterSyncEvent,
+  ServiceIdentity,
+  agentIdentity,
+  clusterIdentities,
+  inboxPermission,
+  routerSyncSubject,
+} from '@dyad/contracts';
 import { connectBus } from '@dyad/bus';
 import type { Bus } from '@dyad/bus';
 import { createLogger, createMetrics } from '@dyad/telemetry';
-import { startKube, startNats } from '@dyad/testbed';
-import type { KubeCluster, NatsServer } from '@dyad/testbed';
+import { createNatsSecurity, startKube, startNats } from '@dyad/testbed';
+import type { KubeCluster, NatsSecurity, NatsServer } from '@dyad/testbed';
 import { cleanupRun } from './cleanup.ts';
 import { KubeClient } from './kube-client.ts';
 import { buildFabric } from './network.ts';
@@ -140,9 +150,20 @@ async function shutdown(signal: string): Promise<void> {
 for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const)
   process.on(sig, () => void shutdown(sig));
 
-function serviceEnv(natsUrl: string): NodeJS.ProcessEnv {
+let security: NatsSecurity | undefined;
+
+/** Where `identity`'s credentials are: `.lab/creds/<identity>.creds`. */
+function credsOf(identity: string): string {
+  const path = security?.creds.get(identity);
+  if (path === undefined) throw new Error(`no NATS identity ${identity}`);
+  return path;
+}
+
+function serviceEnv(natsUrl: string, identity: string): NodeJS.ProcessEnv {
   return {
     NATS_URL: natsUrl,
+    NATS_CREDS: credsOf(identity),
+    NATS_CA: security?.tls.caFile,
     DYAD_HEALTH_PORT: '0',
     DYAD_HEALTH_HOST: '127.0.0.1',
     LOG_LEVEL: process.env.DYAD_LAB_LOG_LEVEL ?? 'info',
@@ -198,7 +219,7 @@ function startNode(n: NodeRecordValue, index: number, natsSock: string): void {
       command: node,
       args: [AGENT_MAIN],
       env: {
-        ...serviceEnv('nats://127.0.0.1:4222'),
+        ...serviceEnv('nats://127.0.0.1:4222', agentIdentity(n.name)),
         DYAD_NODE_NAME: n.name,
         DYAD_NODE_ID: String(index + 1),
         DYAD_CNI_SOCKET: n.cniSocket,
@@ -294,22 +315,49 @@ try {
   step('network namespaces and the node fabric');
   buildFabric(plan);
   step('nats-server and the Kubernetes control plane');
+  // Every service and node agent its own NATS identity over TLS, as the chart runs them:
+  // .lab/creds/<identity>.creds, the CA in .lab/tls/ca.crt.
+  security = await createNatsSecurity(paths.dir, {
+    identities: clusterIdentities(plan.nodes.map((n) => n.name)),
+    inbox: inboxPermission,
+  });
   [nats, kube] = await Promise.all([
-    startNats(),
+    startNats({ security }),
     startKube({ scheduler: true, serviceClusterIpRange: plan.serviceRange }),
   ]);
+  state.natsCa = security.tls.caFile;
+  state.natsCreds = join(paths.dir, 'creds');
   writeFileSync(paths.kubeconfig, readFileSync(kube.kubeconfigPath));
   state.natsUrl = nats.url;
   state.apiserver = kube.server;
   state.tls = kube.tls;
   const natsSock = join(paths.run, 'nats.sock');
   relay = await unixToTcpRelay(natsSock, '127.0.0.1', nats.port);
+  step('streams and buckets (the bootstrap identity)');
+  const boot = await connectBus({
+    servers: nats.url,
+    name: 'lab-bootstrap',
+    credsFile: credsOf(ServiceIdentity.bootstrap),
+    caFile: security.tls.caFile,
+    logger: createLogger({ service: 'lab', level: 'warn' }),
+    registry: createMetrics(),
+  });
+  try {
+    await boot.ensureStreams(ALL_STREAMS);
+    await boot.ensureKv(ALL_KV_BUCKETS);
+  } finally {
+    await boot.close();
+  }
   step('Dyad services');
   supervisor.start({
     name: 'kube-bridge',
     command: node,
     args: [repo('services', 'kube-bridge', 'src', 'main.ts')],
-    env: { ...serviceEnv(nats.url), KUBECONFIG: paths.kubeconfig, DYAD_KUBE_BRIDGE_EVENTS: 'true' },
+    env: {
+      ...serviceEnv(nats.url, ServiceIdentity.kubeBridge),
+      KUBECONFIG: paths.kubeconfig,
+      DYAD_KUBE_BRIDGE_EVENTS: 'true',
+    },
     restart: true,
   });
   for (const i of [1, 2]) {
@@ -317,7 +365,7 @@ try {
       name: `ipam-${i}`,
       command: node,
       args: [repo('services', 'ipam', 'src', 'main.ts')],
-      env: { ...serviceEnv(nats.url), ...ipamEnv() },
+      env: { ...serviceEnv(nats.url, ServiceIdentity.ipam), ...ipamEnv() },
       restart: true,
     });
   }
@@ -325,14 +373,14 @@ try {
     name: 'router',
     command: node,
     args: [repo('services', 'router', 'src', 'main.ts')],
-    env: serviceEnv(nats.url),
+    env: serviceEnv(nats.url, ServiceIdentity.router),
     restart: true,
   });
   supervisor.start({
     name: 'policy',
     command: node,
     args: [repo('services', 'policy', 'src', 'main.ts')],
-    env: serviceEnv(nats.url),
+    env: serviceEnv(nats.url, ServiceIdentity.policy),
     restart: true,
   });
   if (!existsSync(AGENT_MAIN)) {
@@ -365,6 +413,8 @@ try {
   bus = await connectBus({
     servers: nats.url,
     name: 'lab',
+    credsFile: credsOf(ServiceIdentity.operator),
+    caFile: security.tls.caFile,
     logger: createLogger({ service: 'lab', level: 'warn' }),
     registry: createMetrics(),
   });

@@ -50,6 +50,10 @@ export const LabState = z.object({
   serviceRange: z.string(),
   pinRoot: z.string(),
   natsUrl: z.string().optional(),
+  /** The CA that signed nats-server's certificate (clients connect over TLS). */
+  natsCa: z.string().optional(),
+  /** The directory of every identity's credentials: `<identity>.creds`. */
+  natsCreds: z.string().optional(),
   apiserver: z.string().optional(),
   kubeconfig: z.string(),
   tls: z.object({ caPath: z.string(), certPath: z.string(), keyPath: z.string() }).optional(),

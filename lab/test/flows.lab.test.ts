@@ -20,6 +20,9 @@ describe.skipIf(skip !== undefined)('lab: policy drops in dyad observe', () => {
   beforeAll(async () => {
     const state = await lab.up(['--nodes', '2']);
     lab.env['NATS_URL'] = state.natsUrl;
+    // A third-party tool's view: the observer identity, which reads flows and nothing else.
+    lab.env['NATS_CREDS'] = `${state.natsCreds}/observer.creds`;
+    lab.env['NATS_CA'] = state.natsCa;
     lab.kubectl(['create', 'namespace', NS]);
     lab.kubectl(
       ['apply', '-f', '-'],

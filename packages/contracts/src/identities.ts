@@ -38,6 +38,8 @@ export const ServiceIdentity = {
   policy: 'policy',
   router: 'router',
   observer: 'observer',
+  /** Reads all of Dyad's state (the `dyad` CLI, the lab's readiness check); writes nothing. */
+  operator: 'operator',
 } as const;
 export type ServiceIdentity = (typeof ServiceIdentity)[keyof typeof ServiceIdentity];
 
@@ -153,6 +155,8 @@ export function servicePermissions(identity: ServiceIdentity): SubjectPermission
       };
     case ServiceIdentity.observer:
       return observerPermissions();
+    case ServiceIdentity.operator:
+      return { publish: JS_READ, subscribe: PUBLIC_EVENT_SUBJECTS, allowResponses: false };
   }
 }
 
