@@ -6,6 +6,7 @@ import {
   ALL_KV_BUCKETS,
   ALL_STREAMS,
   EndpointReport,
+  FLOW_STREAM,
   FlowEvent,
   IpamNodeEvent,
   NodeEvent,
@@ -273,6 +274,16 @@ describe('NATS identities: NKeys over TLS, least privilege enforced by nats-serv
     await eventually(() => refusals(observer, subject).length > 0);
     // The server answers in order: the flow subscription, made first, was accepted.
     expect(refusals(observer, flows)).toEqual([]);
+    // It reads the flow stream, as `dyad observe` does (several filters), and no other stream.
+    const reader = await observer.bus.consume(
+      [FlowEvent],
+      { stream: FLOW_STREAM, filterSubjects: ['dyad.flow.v1.node-a.>', 'dyad.flow.v1.node-b.>'] },
+      () => undefined,
+    );
+    await reader.stop();
+    await expect(
+      observer.bus.snapshot([RouterSyncEvent], { stream: ROUTER_STREAM }),
+    ).rejects.toThrow();
   });
 
   function seedOf(identity: string): Uint8Array {

@@ -87,6 +87,9 @@ const JS_READ: readonly string[] = [
   `${JS_API}.STREAM.LIST`,
   `${JS_API}.STREAM.MSG.GET.*`,
   `${JS_API}.DIRECT.GET.>`,
+  // With several filters the create request names only the stream (nats.js then uses the
+  // older API subject), so both forms.
+  `${JS_API}.CONSUMER.CREATE.*`,
   `${JS_API}.CONSUMER.CREATE.>`,
   `${JS_API}.CONSUMER.DURABLE.CREATE.>`,
   `${JS_API}.CONSUMER.INFO.>`,
@@ -175,6 +178,7 @@ function observerPermissions(): SubjectPermissions {
     publish: [
       `${JS_API}.INFO`,
       `${JS_API}.STREAM.INFO.${stream}`,
+      `${JS_API}.CONSUMER.CREATE.${stream}`,
       `${JS_API}.CONSUMER.CREATE.${stream}.>`,
       `${JS_API}.CONSUMER.INFO.${stream}.>`,
       `${JS_API}.CONSUMER.DELETE.${stream}.>`,
