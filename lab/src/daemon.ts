@@ -7,17 +7,32 @@ import type { Server } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { ROUTER_STREAM, RouterSyncEvent, routerSyncSubject } from '@dyad/contracts';
+import {
+  ALL_KV_BUCKETS,
+  ALL_STREAMS,
+  ROUTER_STREAM,
+  RouterSyncEvent,
+  ServiceIdentity,
+  agentIdentity,
+  clusterIdentities,
+  inboxPermission,
+  routerSyncSubject,
+} from '@dyad/contracts';
 import { connectBus } from '@dyad/bus';
 import type { Bus } from '@dyad/bus';
 import { createLogger, createMetrics } from '@dyad/telemetry';
-import { startKube } from '@dyad/testbed';
-import type { KubeCluster } from '@dyad/testbed';
+import { createNatsSecurity, natsSecurityConfig, startKube } from '@dyad/testbed';
+import type { KubeCluster, NatsSecurity } from '@dyad/testbed';
 import { cleanupRun } from './cleanup.ts';
 import { freePort, jaegerConfig } from './jaeger.ts';
 import { writeDyadConfig } from './dyad-config.ts';
 import { KubeClient } from './kube-client.ts';
-import { planNatsCluster, startNatsCluster, waitNatsHealthy } from './nats-cluster.ts';
+import {
+  NATS_CLUSTER_SIZE,
+  planNatsCluster,
+  startNatsCluster,
+  waitNatsHealthy,
+} from './nats-cluster.ts';
 import type { NatsMember } from './nats-cluster.ts';
 import { buildFabric } from './network.ts';
 import { ENV_DIR, ENV_RUN, OWNER_DIR, labPaths } from './paths.ts';
@@ -154,9 +169,24 @@ let otlpUrl: string | undefined;
 /** dyad-config as the chart mounts it: every service and agent reads it (pools, stream replicas). */
 const configDir = join(paths.tmp, 'dyad-config');
 
-function serviceEnv(natsUrl: string, otlp: string | undefined = otlpUrl): NodeJS.ProcessEnv {
+let security: NatsSecurity | undefined;
+
+/** Where `identity`'s credentials are: `.lab/creds/<identity>.creds`. */
+function credsOf(identity: string): string {
+  const path = security?.creds.get(identity);
+  if (path === undefined) throw new Error(`no NATS identity ${identity}`);
+  return path;
+}
+
+function serviceEnv(
+  natsUrl: string,
+  identity: string,
+  otlp: string | undefined = otlpUrl,
+): NodeJS.ProcessEnv {
   return {
     NATS_URL: natsUrl,
+    NATS_CREDS: credsOf(identity),
+    NATS_CA: security?.tls.caFile,
     DYAD_CONFIG_DIR: configDir,
     DYAD_HEALTH_PORT: '0',
     DYAD_HEALTH_HOST: '127.0.0.1',
@@ -282,7 +312,7 @@ function startNode(
       args: AGENT.args,
       env: {
         ...AGENT.env,
-        ...serviceEnv(natsUrls(members), otlpSock === undefined ? undefined : OTLP_IN_NODE),
+        ...serviceEnv(natsUrls(members), agentIdentity(n.name), otlpSock === undefined ? undefined : OTLP_IN_NODE),
         // traced: a CNI call may wait longer for its pod's trace context (a NATS read), so one
         // pod stays one trace on a busy machine too
         ...(otlpSock === undefined ? {} : { DYAD_CNI_TRACE_LOOKUP_MS: '2000' }),
@@ -382,12 +412,23 @@ try {
   buildFabric(plan);
   step('NATS cluster and the Kubernetes control plane');
   writeDyadConfig(configDir, plan);
-  const members = await planNatsCluster(join(paths.tmp, 'nats'));
+  // Every service and node agent its own NATS identity over TLS, as the chart runs them:
+  // .lab/creds/<identity>.creds, the CA in .lab/tls/ca.crt.
+  security = await createNatsSecurity(paths.dir, {
+    identities: clusterIdentities(plan.nodes.map((n) => n.name)),
+    inbox: inboxPermission,
+  });
+  const members = await planNatsCluster(
+    join(paths.tmp, 'nats'),
+    natsSecurityConfig(security.identities, security.tls),
+  );
   startNatsCluster(supervisor, join(paths.tmp, 'nats'), members);
   [, kube] = await Promise.all([
     waitNatsHealthy(members, 120_000),
     startKube({ scheduler: true, serviceClusterIpRange: plan.serviceRange }),
   ]);
+  state.natsCa = security.tls.caFile;
+  state.natsCreds = join(paths.dir, 'creds');
   writeFileSync(paths.kubeconfig, readFileSync(kube.kubeconfigPath));
   const natsUrl = natsUrls(members);
   state.natsUrl = natsUrl;
@@ -413,6 +454,22 @@ try {
     otlpRelay = await unixToTcpRelay(otlpSock, '127.0.0.1', jaeger.otlpPort);
     state.jaeger = { queryUrl: jaeger.queryUrl, otlpUrl: jaeger.otlpUrl };
   }
+  step('streams and buckets (the bootstrap identity)');
+  const boot = await connectBus({
+    servers: members.map((m) => m.url),
+    name: 'lab-bootstrap',
+    credsFile: credsOf(ServiceIdentity.bootstrap),
+    caFile: security.tls.caFile,
+    streamReplicas: NATS_CLUSTER_SIZE,
+    logger: createLogger({ service: 'lab', level: 'warn' }),
+    registry: createMetrics(),
+  });
+  try {
+    await boot.ensureStreams(ALL_STREAMS);
+    await boot.ensureKv(ALL_KV_BUCKETS);
+  } finally {
+    await boot.close();
+  }
   step('Dyad services');
   supervisor.start({
     name: 'kube-bridge',
@@ -420,7 +477,7 @@ try {
     args: service('kube-bridge').args,
     env: {
       ...service('kube-bridge').env,
-      ...serviceEnv(natsUrl),
+      ...serviceEnv(natsUrl, ServiceIdentity.kubeBridge),
       KUBECONFIG: paths.kubeconfig,
       DYAD_KUBE_BRIDGE_EVENTS: 'true',
     },
@@ -431,7 +488,7 @@ try {
       name: `ipam-${i}`,
       command: node,
       args: service('ipam').args,
-      env: { ...service('ipam').env, ...serviceEnv(natsUrl) },
+      env: { ...service('ipam').env, ...serviceEnv(natsUrl, ServiceIdentity.ipam) },
       restart: true,
     });
   }
@@ -439,14 +496,14 @@ try {
     name: 'router',
     command: node,
     args: service('router').args,
-    env: { ...service('router').env, ...serviceEnv(natsUrl) },
+    env: { ...service('router').env, ...serviceEnv(natsUrl, ServiceIdentity.router) },
     restart: true,
   });
   supervisor.start({
     name: 'policy',
     command: node,
     args: service('policy').args,
-    env: { ...service('policy').env, ...serviceEnv(natsUrl) },
+    env: { ...service('policy').env, ...serviceEnv(natsUrl, ServiceIdentity.policy) },
     restart: true,
   });
   if (!existsSync(AGENT_MAIN)) {
@@ -479,6 +536,8 @@ try {
   bus = await connectBus({
     servers: members.map((m) => m.url),
     name: 'lab',
+    credsFile: credsOf(ServiceIdentity.operator),
+    caFile: security.tls.caFile,
     logger: createLogger({ service: 'lab', level: 'warn' }),
     registry: createMetrics(),
   });

@@ -22,8 +22,11 @@ export interface NatsMember {
   readonly monitorUrl: string;
 }
 
-/** Picks the ports and writes every member's configuration; starts nothing. */
-export async function planNatsCluster(dir: string): Promise<NatsMember[]> {
+/**
+ * Picks the ports and writes every member's configuration; starts nothing. `clientAuth` (TLS and
+ * the identities' permissions, from `natsSecurityConfig`) is appended to every member's file.
+ */
+export async function planNatsCluster(dir: string, clientAuth = ''): Promise<NatsMember[]> {
   const ports = await freePorts(NATS_CLUSTER_SIZE * 3);
   const members: NatsMember[] = [];
   for (let i = 0; i < NATS_CLUSTER_SIZE; i++) {
@@ -52,7 +55,7 @@ export async function planNatsCluster(dir: string): Promise<NatsMember[]> {
         storeDir: m.storeDir,
         cluster: { name: 'dyad-lab', port: m.clusterPort, routes },
         syncInterval: NATS_SYNC_INTERVAL,
-      }),
+      }) + clientAuth,
     );
   }
   return members;

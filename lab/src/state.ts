@@ -59,6 +59,10 @@ export const LabState = z.object({
       z.object({ name: z.string(), url: z.string(), monitorUrl: z.string(), storeDir: z.string() }),
     )
     .optional(),
+  /** The CA that signed nats-server's certificate (clients connect over TLS). */
+  natsCa: z.string().optional(),
+  /** The directory of every identity's credentials: `<identity>.creds`. */
+  natsCreds: z.string().optional(),
   apiserver: z.string().optional(),
   /** With `up --tracing`: Jaeger's query API and UI, and where OTLP/HTTP goes. */
   jaeger: z.object({ queryUrl: z.string(), otlpUrl: z.string() }).optional(),

@@ -33,6 +33,9 @@ describe.skipIf(skip !== undefined)('lab --tracing: flows and traces', () => {
     process.env.DYAD_LAB_LOG_LEVEL = 'debug';
     const state = await lab.up(['--nodes', '2', '--tracing']);
     lab.env['NATS_URL'] = state.natsUrl;
+    // A third-party tool's view: the observer identity, which reads flows and nothing else.
+    lab.env['NATS_CREDS'] = `${state.natsCreds}/observer.creds`;
+    lab.env['NATS_CA'] = state.natsCa;
     lab.kubectl(['create', 'namespace', NS]);
     lab.kubectl(
       ['apply', '-f', '-'],

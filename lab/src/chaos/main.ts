@@ -121,6 +121,8 @@ async function suite(
   const bus = await connectBus({
     servers: (lab.natsUrl ?? '').split(','),
     name: 'chaos',
+    ...(lab.natsCreds === undefined ? {} : { credsFile: join(lab.natsCreds, 'operator.creds') }),
+    ...(lab.natsCa === undefined ? {} : { caFile: lab.natsCa }),
     logger: createLogger({ service: 'chaos', level: 'silent' }),
     registry: createMetrics(),
   });

@@ -1,11 +1,12 @@
 import { readFile } from 'node:fs/promises';
+import { inboxPrefix } from '@dyad/contracts';
 import type { KvBucketSpec, MessageContract, PayloadOf, StreamSpec } from '@dyad/contracts';
 import { trace } from '@opentelemetry/api';
 import type { Tracer } from '@opentelemetry/api';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { JetStreamManager, PubAck } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { connect, credsAuthenticator } from '@nats-io/transport-node';
+import { connect, errors, nkeyAuthenticator, nkeys } from '@nats-io/transport-node';
 import type { NatsConnection, NodeConnectionOptions, Status } from '@nats-io/transport-node';
 import type { Registry } from 'prom-client';
 import type { EnsureResult } from './bootstrap.ts';
@@ -16,6 +17,7 @@ import type { BusConsumer, ConsumeOptions } from './consume.ts';
 import { consume } from './consume.ts';
 import type { BusContext, BusLogger } from './context.ts';
 import { ConnectError } from './errors.ts';
+import { seedFromCreds } from './creds.ts';
 import { coalesceWrites } from './coalesce.ts';
 import type { CoalescedWrites } from './coalesce.ts';
 import type { Delivery, Handler, JsDelivery } from './inbound.ts';
@@ -47,8 +49,10 @@ export interface BusOptions {
   readonly user?: string;
   readonly pass?: string;
   readonly token?: string;
-  /** A NATS `.creds` file (JWT + NKey seed), for per-service accounts. */
+  /** The identity's NKey seed file (see credsFileText): its permissions are the server's. */
   readonly credsFile?: string;
+  /** Connect over TLS, trusting servers whose certificate this CA signed. */
+  readonly caFile?: string;
   readonly logger: BusLogger;
   readonly registry: Registry;
   readonly reconnect?: ReconnectOptions;
@@ -171,8 +175,13 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     ...(opts.token === undefined ? {} : { token: opts.token }),
   };
   if (opts.credsFile !== undefined) {
-    natsOpts.authenticator = credsAuthenticator(await readFile(opts.credsFile));
+    const seed = seedFromCreds(await readFile(opts.credsFile, 'utf8'), opts.credsFile);
+    natsOpts.authenticator = nkeyAuthenticator(new TextEncoder().encode(seed));
+    natsOpts.inboxPrefix = inboxPrefix(
+      nkeys.fromSeed(new TextEncoder().encode(seed)).getPublicKey(),
+    );
   }
+  if (opts.caFile !== undefined) natsOpts.tls = { caFile: opts.caFile };
   let nc: NatsConnection;
   try {
     nc = await connect(natsOpts);
@@ -281,6 +290,18 @@ function logStatus(ctx: BusContext, s: Status): void {
       ctx.logger.info(fields, 'reconnected to NATS');
       return;
     case 'error':
+      if (s.error instanceof errors.PermissionViolationError) {
+        // The server refused this identity something its permissions do not allow: a bug or an
+        // attempt, either way worth an error and a count.
+        ctx.metrics.permissionViolations.inc({ operation: s.error.operation });
+        ctx.logger.error(
+          { operation: s.error.operation, subject: s.error.subject },
+          'NATS refused: permission violation',
+        );
+        return;
+      }
+      ctx.logger.warn(fields, `NATS status: ${s.type}`);
+      return;
     case 'ldm':
     case 'slowConsumer':
     case 'staleConnection':

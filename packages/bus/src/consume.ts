@@ -12,7 +12,7 @@ import { nanos } from '@nats-io/transport-node';
 import type { BusContext, BusWorker } from './context.ts';
 import { track } from './context.ts';
 import { DeadLetterReason, deadLetter } from './deadletter.ts';
-import { ConfigConflictError } from './errors.ts';
+import { ConfigConflictError, Refusal } from './errors.ts';
 import type { Handler, JsDelivery } from './inbound.ts';
 import { decodeRaw, delivery, limiter } from './inbound.ts';
 import { Kind, extractTrace, failSpan, inSpan, messagingAttributes } from './tracing.ts';
@@ -75,9 +75,16 @@ export async function consume<C extends MessageContract>(
   const consumer =
     durable === undefined
       ? await js.consumers.get(opts.stream, {
+          // One filter as a string: nats.js then sends it as `filter_subject`, in the create
+          // request's subject, where a server permission can confine it (contracts' identities).
           ...(opts.filterSubjects === undefined
             ? {}
-            : { filter_subjects: [...opts.filterSubjects] }),
+            : {
+                filter_subjects:
+                  opts.filterSubjects.length === 1
+                    ? opts.filterSubjects[0]
+                    : [...opts.filterSubjects],
+              }),
           ...startPosition(opts),
         })
       : (await ensureDurable(await jsm(), opts, durable),
@@ -247,6 +254,16 @@ async function handleOne<C extends MessageContract>(
         await handler(d);
       } catch (err) {
         failSpan(span, err);
+        if (err instanceof Refusal) {
+          ctx.metrics.handled.inc({
+            op: 'consume',
+            outcome: 'dead-letter',
+            subject_root: subjectRoot(m.subject),
+          });
+          await deadLetter(ctx, m, err.reason, err.message, where);
+          if (acked) m.term(`dead-lettered: ${err.reason}`);
+          return;
+        }
         const why = err instanceof Error ? err.message : String(err);
         if (!acked || info.deliveryCount >= maxDeliver) {
           ctx.metrics.handled.inc({

@@ -12,13 +12,16 @@ import { subjectRoot } from './metrics.ts';
 
 /**
  * Why a message was dead-lettered: a decode refusal from contracts, `handler-failed` when a
- * valid message kept failing its handler (JetStream) or was never acknowledged, or
- * `subject-mismatch` when a request's payload disagreed with its subject (ServeOptions.subjectCheck).
+ * valid message kept failing its handler (JetStream) or was never acknowledged,
+ * `subject-mismatch` when a payload disagreed with its subject (ServeOptions.subjectCheck, or a
+ * handler's Refusal), or `outside-node-blocks` when a node's record claims an address outside
+ * that node's blocks (a handler's Refusal).
  */
 export const DeadLetterReason = {
   ...RejectReason,
   handlerFailed: 'handler-failed',
   subjectMismatch: 'subject-mismatch',
+  outsideNodeBlocks: 'outside-node-blocks',
 } as const;
 export type DeadLetterReason = (typeof DeadLetterReason)[keyof typeof DeadLetterReason];
 

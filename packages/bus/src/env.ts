@@ -12,8 +12,13 @@ import { ConfigFileError } from './errors.ts';
 export const NatsEnv = {
   /** One or more URLs, comma-separated. */
   NATS_URL: z.string().min(1).default('nats://127.0.0.1:4222'),
-  /** A `.creds` file (JWT + NKey seed): the per-service accounts a later issue turns on. */
+  /**
+   * This identity's credentials: a file holding its NKey seed (`<identity>.creds`, see
+   * testbed's credsFileText). Required where dyad-config's `environment` is `production`.
+   */
   NATS_CREDS: z.string().min(1).optional(),
+  /** The CA that signed the servers' certificates: connects over TLS, verifying the server. */
+  NATS_CA: z.string().min(1).optional(),
   NATS_USER: z.string().min(1).optional(),
   NATS_PASSWORD: z.string().min(1).optional(),
   NATS_TOKEN: z.string().min(1).optional(),
@@ -30,6 +35,7 @@ export const NatsEnv = {
 export interface NatsSettings {
   readonly servers: readonly string[];
   readonly credsFile?: string;
+  readonly caFile?: string;
   readonly user?: string;
   readonly pass?: string;
   readonly token?: string;
@@ -61,18 +67,40 @@ export function readStreamReplicas(configDir: string): number {
   return Number(r.data);
 }
 
+/**
+ * Whether dyad-config forbids connecting without credentials: its `environment` says
+ * `production`.
+ */
+export function requiresCredentials(configDir: string): boolean {
+  const path = join(configDir, DyadConfigKey.environment);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8').trim();
+  } catch {
+    return false;
+  }
+  return text === 'production';
+}
+
 export function natsSettings(e: {
   readonly NATS_URL: string;
   readonly NATS_CREDS?: string | undefined;
+  readonly NATS_CA?: string | undefined;
   readonly NATS_USER?: string | undefined;
   readonly NATS_PASSWORD?: string | undefined;
   readonly NATS_TOKEN?: string | undefined;
   readonly DYAD_NATS_COALESCE?: '0' | '1' | undefined;
   readonly DYAD_CONFIG_DIR?: string | undefined;
 }): NatsSettings {
+  if (!e.NATS_CREDS && e.DYAD_CONFIG_DIR !== undefined && requiresCredentials(e.DYAD_CONFIG_DIR)) {
+    throw new ConfigFileError(
+      `NATS_CREDS is not set: ${join(e.DYAD_CONFIG_DIR, DyadConfigKey.environment)} says production, where connecting without credentials is refused`,
+    );
+  }
   return {
     servers: e.NATS_URL.split(',').map((s) => s.trim()),
     ...(e.NATS_CREDS ? { credsFile: e.NATS_CREDS } : {}),
+    ...(e.NATS_CA ? { caFile: e.NATS_CA } : {}),
     ...(e.NATS_USER ? { user: e.NATS_USER } : {}),
     ...(e.NATS_PASSWORD ? { pass: e.NATS_PASSWORD } : {}),
     ...(e.NATS_TOKEN ? { token: e.NATS_TOKEN } : {}),

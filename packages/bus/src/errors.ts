@@ -1,3 +1,5 @@
+import type { DeadLetterReason } from './deadletter.ts';
+
 /** Base of the errors @dyad/bus raises; each accepts `{ cause }` as Error does. */
 export class BusError extends Error {
   override name = 'BusError';
@@ -88,4 +90,18 @@ export class ConfigConflictError extends BusError {
 /** dyad-config's jetstream-replicas is missing or not a valid count. */
 export class ConfigFileError extends Error {
   override name = 'ConfigFileError';
+}
+
+/**
+ * Thrown by a handler to refuse a message that decoded but must not be applied (it names a node
+ * its subject does not, an address outside its node's blocks): the bus dead-letters it with
+ * `reason` at once and does not retry it. The handler must have changed nothing.
+ */
+export class Refusal extends BusError {
+  override name = 'Refusal';
+  readonly reason: DeadLetterReason;
+  constructor(reason: DeadLetterReason, detail: string) {
+    super(detail);
+    this.reason = reason;
+  }
 }

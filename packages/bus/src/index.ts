@@ -6,7 +6,8 @@ export type { PublishJob, PublisherOptions } from './keyed-publisher.ts';
 export { backoffDelay, oneAtATime, retryWithBackoff } from './backoff.ts';
 export type { BackoffPolicy, RetryOptions } from './backoff.ts';
 export type { KvBucket, KvEntry, KvValue, KvWatch, KvWrite } from './kv.ts';
-export { NatsEnv, natsSettings, readStreamReplicas } from './env.ts';
+export { NatsEnv, requiresCredentials, natsSettings, readStreamReplicas } from './env.ts';
+export { seedFromCreds } from './creds.ts';
 export type { NatsSettings } from './env.ts';
 export type { Bus, BusOptions, ReconnectOptions } from './connect.ts';
 
@@ -51,6 +52,7 @@ export {
   NoRespondersError,
   NotConnectedError,
   PublishError,
+  Refusal,
   RemoteError,
   ReplyError,
   RequestTimeoutError,

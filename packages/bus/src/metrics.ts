@@ -9,6 +9,8 @@ export interface BusMetrics {
   readonly published: Counter<'op' | 'subject_root'>;
   /** Connection status events (disconnect, reconnect, ...). */
   readonly statusEvents: Counter<'type'>;
+  /** Operations the server refused this identity (publish or subscription). */
+  readonly permissionViolations: Counter<'operation'>;
 }
 
 /** Reuses a metric already on the registry, so two buses can share one registry. */
@@ -49,6 +51,12 @@ export function busMetrics(registry: Registry): BusMetrics {
       'dyad_bus_connection_events_total',
       'NATS connection status events.',
       ['type'],
+    ),
+    permissionViolations: counter(
+      registry,
+      'dyad_bus_permission_violations_total',
+      'Operations nats-server refused this identity: publishes and subscriptions outside its permissions.',
+      ['operation'],
     ),
   };
 }

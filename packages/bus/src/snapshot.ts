@@ -2,7 +2,7 @@ import type { MessageContract, PayloadOf } from '@dyad/contracts';
 import { context } from '@opentelemetry/api';
 import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
 import type { JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstream';
-import { nanos } from '@nats-io/transport-node';
+import { nanos, nuid } from '@nats-io/transport-node';
 import type { BusContext } from './context.ts';
 import { deadLetter } from './deadletter.ts';
 import { subjectRoot } from './metrics.ts';
@@ -42,7 +42,10 @@ export async function snapshot<C extends MessageContract>(
     async (span) => {
       // An ephemeral, unacknowledged consumer: its creation reply says how much there is to read,
       // so an empty result needs no waiting.
+      // Named, so a single filter travels in the create request's subject, where a server
+      // permission can confine it (contracts' identities).
       const ci = await jsm.consumers.add(opts.stream, {
+        name: nuid.next(),
         ack_policy: AckPolicy.None,
         deliver_policy: DeliverPolicy.LastPerSubject,
         ...(filters.length === 1 ? { filter_subject: filters[0] } : {}),

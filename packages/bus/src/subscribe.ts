@@ -4,6 +4,7 @@ import type { Msg } from '@nats-io/transport-node';
 import type { BusContext, BusWorker } from './context.ts';
 import { track } from './context.ts';
 import { deadLetter } from './deadletter.ts';
+import { Refusal } from './errors.ts';
 import type { Delivery, Handler } from './inbound.ts';
 import { decodeRaw, delivery, limiter } from './inbound.ts';
 import { Kind, extractTrace, failSpan, inSpan, messagingAttributes } from './tracing.ts';
@@ -80,6 +81,17 @@ async function handleOne<C extends MessageContract>(
         });
       } catch (err) {
         failSpan(span, err);
+        if (err instanceof Refusal) {
+          ctx.metrics.handled.inc({
+            op: 'subscribe',
+            outcome: 'dead-letter',
+            subject_root: subjectRoot(msg.subject),
+          });
+          await deadLetter(ctx, msg, err.reason, err.message, {
+            type: decoded.meta.type,
+          });
+          return;
+        }
         ctx.metrics.handled.inc({
           op: 'subscribe',
           outcome: 'handler-error',

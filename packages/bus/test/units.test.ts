@@ -183,6 +183,24 @@ describe('jetstream-replicas from dyad-config', () => {
     expect(readStreamReplicas(withValue('5'))).toBe(5);
   });
 
+  it("refuses to connect without credentials when dyad-config's environment says production", () => {
+    const d = withValue('1');
+    // No config directory (unit and integration tests), or no key: no credentials needed.
+    expect(natsSettings({ NATS_URL: 'nats://a:4222' }).credsFile).toBeUndefined();
+    expect(natsSettings({ NATS_URL: 'nats://a:4222', DYAD_CONFIG_DIR: d }).credsFile).toBe(
+      undefined,
+    );
+    writeFileSync(join(d, 'environment'), 'production\n');
+    expect(() => natsSettings({ NATS_URL: 'nats://a:4222', DYAD_CONFIG_DIR: d })).toThrow(
+      /NATS_CREDS is not set: .*environment says production/,
+    );
+    expect(
+      natsSettings({ NATS_URL: 'nats://a:4222', NATS_CREDS: '/c', DYAD_CONFIG_DIR: d }).credsFile,
+    ).toBe('/c');
+    writeFileSync(join(d, 'environment'), 'test\n');
+    expect(natsSettings({ NATS_URL: 'nats://a:4222', DYAD_CONFIG_DIR: d }).streamReplicas).toBe(1);
+  });
+
   it('refuses a missing key or a count the ConfigMap schema refuses, naming the file', () => {
     expect(() => readStreamReplicas(withValue(undefined))).toThrow(ConfigFileError);
     expect(() => readStreamReplicas(withValue('0'))).toThrow(

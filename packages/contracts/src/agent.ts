@@ -25,6 +25,23 @@ export function agentEndpointFilter(node?: string): string {
   return `${AGENT_SUBJECT_ROOT}.endpoint.${node === undefined ? '*' : encodeToken(node)}.>`;
 }
 
+/** The inverse of `agentEndpointSubject`; undefined for any other subject. */
+export function parseAgentEndpointSubject(
+  subject: string,
+): { node: string; containerId: string; ifName: string } | undefined {
+  const root = `${AGENT_SUBJECT_ROOT}.endpoint.`;
+  if (!subject.startsWith(root)) return undefined;
+  const t = subject.slice(root.length).split('.');
+  const [node, containerId, ifName] = t;
+  return t.length === 3 && node && containerId && ifName
+    ? {
+        node: decodeToken(node),
+        containerId: decodeToken(containerId),
+        ifName: decodeToken(ifName),
+      }
+    : undefined;
+}
+
 /** `dyad.node.v1.<node>.policy.<namespace>.<name>`: the policy of one pod's endpoints there. */
 export function nodePolicySubject(node: string, namespace: string, name: string): string {
   return `${NODE_DESIRED_SUBJECT_ROOT}.${encodeToken(node)}.policy.${encodeToken(namespace)}.${encodeToken(name)}`;

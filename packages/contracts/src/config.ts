@@ -34,6 +34,12 @@ export const DyadConfigKey = {
    * 3-server NATS, so a stream survives the loss of one server). At most the number of servers.
    */
   jetstreamReplicas: 'jetstream-replicas',
+  /**
+   * Dyad's own: `production` makes every service refuse to connect to NATS without credentials
+   * (the no-auth mode is for unit and integration tests, which run nats-server open); `test` or
+   * absent allows it.
+   */
+  environment: 'environment',
 } as const;
 export type DyadConfigKey = (typeof DyadConfigKey)[keyof typeof DyadConfigKey];
 
@@ -88,6 +94,7 @@ export const DyadConfig = z
     [DyadConfigKey.ipv6MaskSize]: Digits(1, 126).optional(),
     [DyadConfigKey.primaryFamily]: FamilySchema,
     [DyadConfigKey.jetstreamReplicas]: Digits(1, 5),
+    [DyadConfigKey.environment]: z.enum(['production', 'test']).optional(),
   })
   .superRefine((cfg, ctx) => {
     const enabled = { IPv4: cfg['enable-ipv4'] === 'true', IPv6: cfg['enable-ipv6'] === 'true' };

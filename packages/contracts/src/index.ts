@@ -151,6 +151,7 @@ export {
   agentEndpointFilter,
   agentEndpointSubject,
   nodePolicySubject,
+  parseAgentEndpointSubject,
   parseNodePolicySubject,
 } from './agent.ts';
 export type { EndpointStateValue } from './agent.ts';
@@ -248,7 +249,13 @@ export type { FlowEventValue, FlowSelector, FlowSubjectParts } from './flow.ts';
 export { ErrorReply, REPLY_INBOX } from './reply.ts';
 
 export { generateEventDocs } from './docs.ts';
-export { ALL_CONTRACTS, ALL_STREAMS, CONTRACTS_BY_TYPE, REQUEST_REPLY } from './registry.ts';
+export {
+  ALL_CONTRACTS,
+  ALL_KV_BUCKETS,
+  ALL_STREAMS,
+  CONTRACTS_BY_TYPE,
+  REQUEST_REPLY,
+} from './registry.ts';
 
 export { DeadLetterHeader, DeadLetterStream, K8sStream } from './streams.ts';
 export type { KvBucketSpec, StreamSpec } from './streams.ts';
@@ -277,3 +284,16 @@ export {
   dyadConfigProblems,
 } from './config.ts';
 export type { DyadConfigValue } from './config.ts';
+
+export {
+  AGENT_SERVICE,
+  PUBLIC_EVENT_SUBJECTS,
+  ServiceIdentity,
+  agentIdentity,
+  agentPermissions,
+  clusterIdentities,
+  inboxPermission,
+  inboxPrefix,
+  servicePermissions,
+} from './identities.ts';
+export type { SubjectPermissions } from './identities.ts';

@@ -15,6 +15,7 @@ import {
   GrowReply,
   GrowRequest,
   IpamAllocationsStream,
+  IpamKvBucket,
   IpamNodeEvent,
   IpamNodesStream,
   NodeBlocksHeld,
@@ -31,12 +32,13 @@ import {
   IdentityEvent,
   PodIdentityEvent,
   PodPolicyDesiredV2,
+  PolicyIdentityBucket,
   PolicyStatusEvent,
   PolicyStream,
 } from './policy.ts';
 import { FlowEvent, FlowStream } from './flow.ts';
 import { ErrorReply } from './reply.ts';
-import type { StreamSpec } from './streams.ts';
+import type { KvBucketSpec, StreamSpec } from './streams.ts';
 import { DeadLetterStream, K8sStream } from './streams.ts';
 
 /** Every contract Dyad publishes. Docs are generated from this list; add new contracts here. */
@@ -85,6 +87,9 @@ export const ALL_STREAMS: readonly StreamSpec[] = [
   PolicyStream,
   FlowStream,
 ];
+
+/** Every KV bucket Dyad's services declare. */
+export const ALL_KV_BUCKETS: readonly KvBucketSpec[] = [IpamKvBucket, PolicyIdentityBucket];
 
 /** Lets a decoder tell "a type meant for someone else" from "a type nobody defined". */
 export const CONTRACTS_BY_TYPE: ReadonlyMap<string, MessageContract> = new Map(

@@ -10,6 +10,7 @@ const DUAL = {
   'cluster-pool-ipv6-mask-size': '120',
   'ipam-primary-family': 'IPv4',
   'jetstream-replicas': '3',
+  environment: 'production',
 };
 
 const V6_ONLY = {
@@ -33,6 +34,13 @@ describe('dyad-config schema', () => {
 
   it('knows every key of a full configuration, and no other', () => {
     expect([...ALL_DYAD_CONFIG_KEYS].sort()).toEqual(Object.keys(DUAL).sort());
+  });
+
+  it("takes environment 'production' or 'test' and nothing else", () => {
+    expect(dyadConfigProblems({ ...DUAL, environment: 'test' })).toEqual([]);
+    expect(dyadConfigProblems({ ...DUAL, environment: 'prod' })).toEqual([
+      expect.stringMatching(/^environment: /),
+    ]);
   });
 
   it('refuses a key it does not know, naming it (a renamed key fails)', () => {

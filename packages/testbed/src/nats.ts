@@ -2,6 +2,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { probe200 } from './http.ts';
 import { natsConfig } from './nats-config.ts';
+import { natsSecurityConfig } from './nats-security.ts';
+import type { NatsSecurity } from './nats-security.ts';
 import { freePorts, retryOnPortClash } from './ports.ts';
 import { spawnLogged, waitUntilReady } from './process.ts';
 import type { ManagedProcess } from './process.ts';
@@ -16,6 +18,8 @@ export interface NatsOptions {
   readyTimeoutMs?: number;
   /** Keep the temp dir (config, JetStream store, log) after stop; default: env DYAD_KEEP_TESTBED=1. */
   keep?: boolean;
+  /** TLS and NKey identities with permissions (natsSecurityConfig); default: open, for tests. */
+  security?: NatsSecurity;
 }
 
 export interface NatsServer {
@@ -60,7 +64,10 @@ async function startNatsOnce(options: NatsOptions): Promise<NatsServer> {
       port,
       monitorPort,
       storeDir,
-    }),
+    }) +
+      (options.security === undefined
+        ? ''
+        : natsSecurityConfig(options.security.identities, options.security.tls)),
   );
   const monitorUrl = `http://127.0.0.1:${monitorPort}`;
   let proc: ManagedProcess | undefined;

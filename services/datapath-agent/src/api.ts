@@ -1,6 +1,7 @@
-import { chmodSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { AgentApi, AgentMonitor, formatIssues } from '@dyad/contracts';
 import type {
@@ -17,6 +18,7 @@ import { z } from 'zod';
 import type { EndpointManager, RestoreReport } from './endpoint-manager.ts';
 import type { MapDrift } from './datapath/drift.ts';
 import type { NodeDatapath } from './datapath/node.ts';
+import { admitPeer, listenPrivate } from './private-socket.ts';
 import { endpointState } from './reporter.ts';
 
 /** What `dyad status` reads: the `/v1/status` schema in @dyad/contracts (agent-api.ts). */
@@ -200,7 +202,26 @@ function answer(name: AgentApiName, table: Handlers, url: URL): { code: number; 
  * The agent's read-only API for the `dyad` CLI: JSON over HTTP on a unix socket (root only, no
  * TCP port). GET only.
  */
-export async function startApiServer(path: string, sources: ApiSources): Promise<ApiServer> {
+export interface ApiSocketLimits {
+  /** Clients at once (`dyad` commands, monitors). */
+  readonly maxConnections?: number;
+  /** A client that has not sent its whole request in this long is cut off. */
+  readonly requestTimeoutMs?: number;
+  /** Peers allowed by uid (default: root and the agent's own uid). */
+  readonly allowedUids?: readonly number[];
+  readonly onRefused?: (why: string) => void;
+}
+
+export async function startApiServer(
+  path: string,
+  sources: ApiSources,
+  limits: ApiSocketLimits = {},
+): Promise<ApiServer> {
+  const guard = {
+    maxConnections: limits.maxConnections ?? 32,
+    ...(limits.allowedUids === undefined ? {} : { allowedUids: limits.allowedUids }),
+    onRefused: limits.onRefused ?? (() => undefined),
+  };
   mkdirSync(dirname(path), { recursive: true });
   try {
     unlinkSync(path);
@@ -243,14 +264,15 @@ export async function startApiServer(path: string, sources: ApiSources): Promise
     }
   });
   server.keepAliveTimeout = 1000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => {
-      server.off('error', reject);
-      resolve();
-    });
+  // An idle client holds no slot for long: the request (headers and body) must arrive in time;
+  // a monitor stream, once answered, may stay quiet.
+  server.requestTimeout = limits.requestTimeoutMs ?? 10_000;
+  server.headersTimeout = Math.min(server.requestTimeout, 10_000);
+  // Before http's own listener: a refused peer's bytes are never parsed.
+  server.prependListener('connection', (sock: Socket) => {
+    if (!admitPeer(sock, guard)) sock.destroy();
   });
-  chmodSync(path, 0o600);
+  await listenPrivate(server, path, guard);
   return {
     path,
     close: () =>

@@ -233,31 +233,36 @@ async function main(): Promise<void> {
       return reply;
     },
     (err) => logger.warn({ err }, 'CNI socket error'),
+    { onRefused: (why) => logger.warn({ socket: cfg.cniSocket, why }, 'CNI connection refused') },
   );
-  const api = await startApiServer(cfg.apiSocket, {
-    node: cfg.nodeName,
-    agent,
-    datapath,
-    startedAt,
-    natsConnected: () => conn.bus?.isConnected() ?? false,
-    natsServers: cfg.nats.servers,
-    blocks: () => nodeBlockList(allocator.blocks()),
-    services: () => follower.services().entries,
-    restore: () => restore,
-    cniSocket: cfg.cniSocket,
-    drift: () => {
-      const now = desiredInputs();
-      return mapDrift(
-        desiredMaps(now),
-        datapath.loaded.maps,
-        new Set(now.endpoints.map((e) => e.endpointId)),
-      );
+  const api = await startApiServer(
+    cfg.apiSocket,
+    {
+      node: cfg.nodeName,
+      agent,
+      datapath,
+      startedAt,
+      natsConnected: () => conn.bus?.isConnected() ?? false,
+      natsServers: cfg.nats.servers,
+      blocks: () => nodeBlockList(allocator.blocks()),
+      services: () => follower.services().entries,
+      restore: () => restore,
+      cniSocket: cfg.cniSocket,
+      drift: () => {
+        const now = desiredInputs();
+        return mapDrift(
+          desiredMaps(now),
+          datapath.loaded.maps,
+          new Set(now.endpoints.map((e) => e.endpointId)),
+        );
+      },
+      flows: {
+        counters: () => flows.counters(),
+        listen: (l) => flows.exporter.listen(l),
+      },
     },
-    flows: {
-      counters: () => flows.counters(),
-      listen: (l) => flows.exporter.listen(l),
-    },
-  });
+    { onRefused: (why) => logger.warn({ socket: cfg.apiSocket, why }, 'API connection refused') },
+  );
   const health = await startHealthServer({
     port: cfg.health.port,
     host: cfg.health.host,
@@ -290,7 +295,8 @@ async function main(): Promise<void> {
     await retryWithBackoff(
       async (attempt) => {
         await follower.stop();
-        // the same declarations their writers use: creating one first is harmless
+        // the same declarations their writers use; where the bus has identities only the
+        // bootstrap identity may create them, and this waits (retries) until it has
         await bus.ensureStreams([
           AgentStream,
           NodeDesiredStream,

@@ -16,6 +16,7 @@ import {
   k8sKindFilter,
 } from '@dyad/contracts';
 import type { EndpointStateValue, PayloadOf } from '@dyad/contracts';
+import { Refusal } from '@dyad/bus';
 import type { Bus, BusConsumer } from '@dyad/bus';
 import { TraceBatch } from '@dyad/telemetry';
 import type { Logger } from '@dyad/telemetry';
@@ -25,6 +26,7 @@ import { PodIdentities } from './identity.ts';
 import { endpointInput, nodeAddresses, nodePodCidrs } from './inputs.ts';
 import { familyOf } from './ip.ts';
 import { ServiceTable } from './lb-table.ts';
+import { endpointProblem } from './ownership.ts';
 import type { RouterMetrics } from './metrics.ts';
 import type { NodeUpdate } from './model.ts';
 import type { RouterStreamPort, StoredNode } from './sink.ts';
@@ -71,6 +73,8 @@ export class RouterService {
   readonly #identities = new PodIdentities();
   /** Endpoint reports by subject, and their subjects by pod: a pod's new identity re-derives them. */
   readonly #endpoints = new Map<string, EndpointStateValue>();
+  /** Reports refused for addresses outside their node's blocks, by subject, retried on new blocks. */
+  readonly #refused = new Map<string, EndpointMsg>();
   readonly #endpointsByPod = new Map<string, Set<string>>();
   /** Services and EndpointSlices, compiled per node into the nodes' Service entries. */
   readonly #services = new ServiceTable();
@@ -129,7 +133,7 @@ export class RouterService {
     for (const d of ipam.values()) this.#onIpam(d.value);
     // Identities before endpoints: a restart does not publish `unknown` for a moment.
     for (const d of pods.values()) this.#onPodIdentity(d.value);
-    for (const d of endpoints.values()) this.#onEndpoint(d.subject, d.value);
+    for (const d of endpoints.values()) this.#applyChecked(d.subject, d.value);
     await this.#enqueue(async () => {
       try {
         await this.#reconcileWith(stored);
@@ -210,10 +214,40 @@ export class RouterService {
     if (m.op === 'delete') this.#ipamNodes.delete(m.node);
     else this.#ipamNodes.set(m.node, nodePodCidrs(m.blocks));
     this.#applyNode(m.node);
+    for (const [subject, ep] of this.#refused) {
+      if (ep.endpoint.node === m.node) this.#applyChecked(subject, ep);
+    }
+  }
+
+  /** Applies a report that may be refused (start-up snapshot, a refused one retried): a refusal
+   *  was already dead-lettered or will be by the live consumer, so it is only logged here. */
+  #applyChecked(subject: string, m: EndpointMsg): void {
+    try {
+      this.#onEndpoint(subject, m);
+    } catch (err) {
+      if (!(err instanceof Refusal)) throw err;
+      this.#o.logger.debug(
+        { subject, reason: err.reason, detail: err.message },
+        'endpoint refused',
+      );
+    }
   }
 
   #onEndpoint(subject: string, m: EndpointMsg): void {
     this.#o.metrics.inputEvents.inc({ source: 'endpoint', op: m.op });
+    // Refused before anything changes: a bad report never replaces the valid one it follows.
+    const problem = endpointProblem(
+      subject,
+      m.endpoint,
+      this.#ipamNodes.get(m.endpoint.node) ?? [],
+      m.op,
+    );
+    if (problem !== undefined) {
+      // Its node's blocks may not have arrived yet (another consumer): checked again when they do.
+      if (problem.reason === 'outside-node-blocks') this.#refused.set(subject, m);
+      throw new Refusal(problem.reason, problem.detail);
+    }
+    this.#refused.delete(subject);
     const pod = `${m.endpoint.pod.namespace}/${m.endpoint.pod.name}`;
     const had = this.#endpoints.get(subject);
     if (had !== undefined) {

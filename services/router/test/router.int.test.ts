@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   AGENT_STREAM,
+  DeadLetterHeader,
   ALL_STREAMS,
   EndpointReport,
   EndpointSliceEvent,
@@ -20,6 +21,7 @@ import {
   ServiceEvent,
   agentEndpointFilter,
   agentEndpointSubject,
+  deadLetterSubject,
   ipamNodeSubject,
   k8sKindFilter,
   k8sObjectSubject,
@@ -241,6 +243,71 @@ describe('router over NATS', () => {
     const b = await nodeState(inputs, 'b');
     expect(b.ipcache.get('198.18.2.10/32')?.local).toBe(true);
     expect(b.routes.size).toBe(4);
+  });
+
+  it("refuses an endpoint record whose addresses lie outside its node's blocks, or whose node is not its subject's: dead-lettered, nothing changed", async () => {
+    const refused: Array<{ subject: string; reason: string | undefined }> = [];
+    const dlq = inputs.subscribe([EndpointReport], deadLetterSubject('router'), (d) => {
+      refused.push({
+        subject: d.header(DeadLetterHeader.subject) ?? '',
+        reason: d.header(DeadLetterHeader.reason),
+      });
+    });
+    await inputs.flush();
+    try {
+      // Node a's agent claims web's address, which lies in node b's block.
+      const forged = {
+        ...endpoint('a', 'forged', web.ipv4, 'fd00:18:1::99'),
+        containerId: 'ctr-forged',
+      };
+      await publishEndpoint(inputs, forged);
+      // A record whose payload names node b on node a's subject.
+      const misnamed = { ...endpoint('b', 'misnamed', '198.18.2.77', 'fd00:18:2::77') };
+      await inputs.jsPublish(
+        EndpointReport,
+        agentEndpointSubject('a', misnamed.containerId, misnamed.ifName),
+        { op: 'upsert', endpoint: misnamed },
+      );
+      // A valid record, then garbage (an address outside the node's blocks) on its subject.
+      const api = endpoint('a', 'api', '198.18.1.20', 'fd00:18:1::14');
+      await publishEndpoint(inputs, api);
+      await eventually(async () => {
+        expect((await nodeState(inputs, 'b')).ipcache.get('198.18.1.20/32')?.hostNode).toBe('a');
+      });
+      await publishEndpoint(inputs, { ...api, ipv4: '198.18.3.20' });
+      await eventually(async () => {
+        expect(refused).toHaveLength(3);
+      });
+      expect(refused).toEqual([
+        {
+          subject: agentEndpointSubject('a', 'ctr-forged', 'eth0'),
+          reason: 'outside-node-blocks',
+        },
+        {
+          subject: agentEndpointSubject('a', 'ctr-misnamed', 'eth0'),
+          reason: 'subject-mismatch',
+        },
+        { subject: agentEndpointSubject('a', 'ctr-api', 'eth0'), reason: 'outside-node-blocks' },
+      ]);
+      await router.idle();
+      for (const node of ['a', 'b', 'c.lab']) {
+        const st = await nodeState(inputs, node);
+        // web's address is still web's, on node b; api keeps its valid addresses.
+        expect(st.ipcache.get('198.18.2.10/32')).toMatchObject({ kind: 'pod', hostNode: 'b' });
+        expect(st.ipcache.get('198.18.2.10/32')?.pod?.name).toBe('web');
+        expect(st.ipcache.get('198.18.1.20/32')?.pod?.name).toBe('api');
+        expect(st.ipcache.has('198.18.3.20/32')).toBe(false);
+        expect(st.ipcache.has('198.18.2.77/32')).toBe(false);
+      }
+      // Leave the stream as the later tests expect it.
+      await publishEndpoint(inputs, api, 'delete');
+      await publishEndpoint(inputs, forged, 'delete');
+      await eventually(async () => {
+        expect((await nodeState(inputs, 'a')).ipcache.has('198.18.1.20/32')).toBe(false);
+      });
+    } finally {
+      await dlq.stop();
+    }
   });
 
   it("carries the policy service's pod identities into every node's ipcache; unknown until there is one", async () => {

@@ -8,6 +8,7 @@ export interface Libc {
   send(fd: number, buf: Buffer, len: number, flags: number): number;
   recv(fd: number, buf: Buffer, len: number, flags: number): number;
   setsockopt(fd: number, level: number, name: number, value: Buffer, len: number): number;
+  getsockopt(fd: number, level: number, name: number, value: Buffer, len: Buffer): number;
   close(fd: number): number;
   open(path: string, flags: number): number;
   setns(fd: number, nstype: number): number;
@@ -19,6 +20,7 @@ export const SOCK_CLOEXEC = 0o2000000;
 export const NETLINK_ROUTE = 0;
 export const SOL_SOCKET = 1;
 export const SO_RCVBUF = 8;
+export const SO_PEERCRED = 17;
 export const SOL_NETLINK = 270;
 export const NETLINK_EXT_ACK = 11;
 export const NETLINK_GET_STRICT_CHK = 12;
@@ -37,6 +39,9 @@ export function openLibc(): Libc {
   const setsockopt = lib.func(
     'int setsockopt(int, int, int, const void *, uint32_t)',
   ) as Libc['setsockopt'];
+  const getsockopt = lib.func(
+    'int getsockopt(int, int, int, _Out_ void *, _Inout_ void *)',
+  ) as Libc['getsockopt'];
   const close = lib.func('int close(int)') as Libc['close'];
   const open = lib.func('int open(const char *, int)') as Libc['open'];
   const setns = lib.func('int setns(int, int)') as Libc['setns'];
@@ -47,6 +52,7 @@ export function openLibc(): Libc {
     send,
     recv,
     setsockopt,
+    getsockopt,
     close,
     open,
     setns,
