@@ -8,7 +8,8 @@ const [pinDir = '', hex = ''] = process.argv.slice(2);
 const lib = Libbpf.open();
 const dp = loadDatapath(lib, { pinDir });
 const packet = Buffer.from(hex, 'hex');
-let stop = false;
+// set by a callback: declared boolean so TypeScript does not take the loop's test for constant
+let stop = false as boolean;
 process.on('SIGTERM', () => (stop = true));
 console.log('ready');
 while (!stop) {

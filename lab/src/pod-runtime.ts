@@ -172,11 +172,16 @@ async function patchStatus(pod: Pod, podIPs: string[]): Promise<void> {
   );
 }
 
+/** Whether the pod is still wanted; a call, so each retry reads what other events changed since. */
+function unwanted(t: Tracked): boolean {
+  return t.gone || t.pod.metadata.deletionTimestamp !== undefined;
+}
+
 /** Brings a wanted pod to Running: a sandbox (retrying the ADD while the pod is wanted), then status. */
 async function ensureRunning(t: Tracked): Promise<void> {
   const pod = t.pod;
   const id = `${pod.metadata.namespace}/${pod.metadata.name}`;
-  if (t.gone || pod.metadata.deletionTimestamp !== undefined) return;
+  if (unwanted(t)) return;
   if (pod.spec.hostNetwork === true) {
     if (pod.status?.phase !== 'Running') await patchStatus(pod, hostIPs);
     return;
@@ -188,7 +193,7 @@ async function ensureRunning(t: Tracked): Promise<void> {
   }
   if (t.sandbox === undefined) {
     for (let attempt = 0; ; attempt++) {
-      if (t.gone || t.pod.metadata.deletionTimestamp !== undefined) return;
+      if (unwanted(t)) return;
       try {
         const started = await createSandbox(env, pod.metadata, ports(pod));
         t.sandbox = started.file;
@@ -202,33 +207,31 @@ async function ensureRunning(t: Tracked): Promise<void> {
     }
   }
   const sandbox = t.sandbox;
-  const podIPs = t.podIPs ?? (sandbox === undefined ? [] : sandboxPodIps(env, sandbox));
+  const podIPs = t.podIPs ?? sandboxPodIps(env, sandbox);
   t.podIPs = podIPs;
   const have = (pod.status?.podIPs ?? []).map((p) => p.ip);
-  if (sandbox !== undefined) {
-    writePodRecord(paths.pods, {
-      namespace: pod.metadata.namespace,
-      name: pod.metadata.name,
-      uid: pod.metadata.uid,
-      node: nodeName,
-      netns: sandbox.netns,
-      containerId: sandbox.containerId,
-      podIPs,
-      ports: pod.spec.containers.flatMap((c) =>
-        (c.ports ?? []).map((p) => ({
-          ...(p.name === undefined ? {} : { name: p.name }),
-          port: p.containerPort,
-          protocol: p.protocol ?? 'TCP',
-        })),
-      ),
-      control: sandbox.control,
-      standinPid: sandbox.standinPid ?? 0,
-      ...(pod.metadata.creationTimestamp === undefined
-        ? {}
-        : { createdAt: pod.metadata.creationTimestamp }),
-      runningAt: new Date().toISOString(),
-    });
-  }
+  writePodRecord(paths.pods, {
+    namespace: pod.metadata.namespace,
+    name: pod.metadata.name,
+    uid: pod.metadata.uid,
+    node: nodeName,
+    netns: sandbox.netns,
+    containerId: sandbox.containerId,
+    podIPs,
+    ports: pod.spec.containers.flatMap((c) =>
+      (c.ports ?? []).map((p) => ({
+        ...(p.name === undefined ? {} : { name: p.name }),
+        port: p.containerPort,
+        protocol: p.protocol ?? 'TCP',
+      })),
+    ),
+    control: sandbox.control,
+    standinPid: sandbox.standinPid ?? 0,
+    ...(pod.metadata.creationTimestamp === undefined
+      ? {}
+      : { createdAt: pod.metadata.creationTimestamp }),
+    runningAt: new Date().toISOString(),
+  });
   if (pod.status?.phase !== 'Running' || have.join(',') !== podIPs.join(',')) {
     for (let attempt = 0; ; attempt++) {
       try {
@@ -297,8 +300,10 @@ const selector = encodeURIComponent(`spec.nodeName=${nodeName}`);
 
 /** List, then watch from the list's resourceVersion; a 410 or any failure leads to a fresh list. */
 async function followPods(signal: AbortSignal): Promise<void> {
+  // a call, so each check after an await reads the signal again (TypeScript keeps its narrowing)
+  const stopped = () => signal.aborted;
   let first = true;
-  while (!signal.aborted) {
+  while (!stopped()) {
     let rv: string;
     try {
       const list = await kube.call<{ metadata: { resourceVersion: string }; items: unknown[] }>(
@@ -325,8 +330,9 @@ async function followPods(signal: AbortSignal): Promise<void> {
       continue;
     }
     for (;;) {
-      if (signal.aborted) return;
-      let expired = false;
+      if (stopped()) return;
+      // set by the watch callback: declared boolean so TypeScript does not take it for constant
+      let expired = false as boolean;
       try {
         await kube.watch(
           `/api/v1/pods?fieldSelector=${selector}&watch=1&allowWatchBookmarks=true&timeoutSeconds=300&resourceVersion=${rv}`,
@@ -342,7 +348,7 @@ async function followPods(signal: AbortSignal): Promise<void> {
           signal,
         );
       } catch (err) {
-        if (signal.aborted) return;
+        if (stopped()) return;
         logger.warn({ err }, 'pod watch failed; relisting');
         await sleep(500);
         break;
