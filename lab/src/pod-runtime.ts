@@ -6,6 +6,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
+import { retryWithBackoff } from '@dyad/bus';
 import { createLogger } from '@dyad/telemetry';
 import { Conflist } from './cni.ts';
 import { KubeApiError } from './errors.ts';
@@ -192,19 +193,16 @@ async function ensureRunning(t: Tracked): Promise<void> {
     t.sandbox = undefined;
   }
   if (t.sandbox === undefined) {
-    for (let attempt = 0; ; attempt++) {
-      if (unwanted(t)) return;
-      try {
-        const started = await createSandbox(env, pod.metadata, ports(pod));
-        t.sandbox = started.file;
-        t.podIPs = started.podIPs;
-        logger.info({ pod: id, podIPs: started.podIPs, ...started.timings }, 'sandbox ready');
-        break;
-      } catch (err) {
-        logger.warn({ err, pod: id, attempt }, 'sandbox creation failed; retrying');
-        await sleep(Math.min(5000, 250 * 2 ** attempt));
-      }
-    }
+    const started = await retryWithBackoff(() => createSandbox(env, pod.metadata, ports(pod)), {
+      policy: { initialMs: 250, maxMs: 5000 },
+      stopped: () => unwanted(t),
+      onError: (err, attempt) =>
+        logger.warn({ err, pod: id, attempt }, 'sandbox creation failed; retrying'),
+    });
+    if (started === undefined) return;
+    t.sandbox = started.file;
+    t.podIPs = started.podIPs;
+    logger.info({ pod: id, podIPs: started.podIPs, ...started.timings }, 'sandbox ready');
   }
   const sandbox = t.sandbox;
   const podIPs = t.podIPs ?? sandboxPodIps(env, sandbox);
