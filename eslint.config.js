@@ -70,22 +70,12 @@ export default tseslint.config(
     },
   },
   {
-    // The type-checked strict set, package by package as each passes it (issue #14); the files
-    // list grows until it is every '**/*.ts' (next: libbpf-ts, router, datapath-agent, lab, bench,
-    // scripts). Two rules relaxed where they only forbid idioms: numbers and booleans in template
-    // text, and `() => void f()` style arrow shorthands.
-    files: [
-      'packages/bus/**/*.ts',
-      'packages/cli/**/*.ts',
-      'packages/contracts/**/*.ts',
-      'packages/netaddr/**/*.ts',
-      'packages/service/**/*.ts',
-      'packages/telemetry/**/*.ts',
-      'packages/testbed/**/*.ts',
-      'services/ipam/**/*.ts',
-      'services/kube-bridge/**/*.ts',
-      'services/policy/**/*.ts',
-    ],
+    // The type-checked strict set on every TypeScript file (issue #14) but deploy/test, left for
+    // after the chart work in flight there merges (7 findings today). Two rules relaxed where
+    // they only forbid idioms: numbers and booleans in template text, and `() => void f()` style
+    // arrow shorthands.
+    files: ['**/*.ts'],
+    ignores: ['deploy/test/**'],
     extends: [tseslint.configs.strictTypeChecked],
     rules: {
       '@typescript-eslint/restrict-template-expressions': [

@@ -139,7 +139,8 @@ async function main(): Promise<void> {
     await startFlood();
     const t0 = process.hrtime.bigint();
     const pump = (async () => {
-      for await (const e of drainReader) if (e) drained++;
+      const events = drainReader[Symbol.asyncIterator]();
+      while (!(await events.next()).done) drained++;
     })();
     await during(SECONDS * 1000);
     const drainCount = drained + drainReader.dropped;

@@ -370,7 +370,7 @@ try {
     out[`rps_ratio_ip${fam}`] = Math.round((median(viaVip) / median(direct)) * 1000) / 1000;
   }
   let update: number[] | undefined;
-  if (args['no-lab'] !== true) {
+  if (!args['no-lab']) {
     update = await updateLatencies();
     log(
       `update: EndpointSlice change to node-1's datapath, p50 ${percentile(update, 50).toFixed(1)} ms, p99 ${percentile(update, 99).toFixed(1)} ms over ${update.length} changes`,

@@ -18,7 +18,8 @@ const ringLost = (): number => {
     if (k.reason === Reason.EVENT_LOST) for (const v of vs) n += Number(v.packets);
   return n;
 };
-let stop = false;
+// set by a callback: declared boolean so TypeScript does not take the loop's test for constant
+let stop = false as boolean;
 process.on('SIGTERM', () => (stop = true));
 console.log('ready');
 let lost = ringLost();

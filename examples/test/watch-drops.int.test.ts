@@ -33,19 +33,22 @@ const drop = FlowEvent.schema.parse({
 describe('examples/watch-drops.ts', () => {
   let nats: NatsServer;
   let bus: Bus;
+  // What beforeAll started, stopped in reverse even when it stopped half-way.
+  const teardown: (() => unknown)[] = [];
 
   beforeAll(async () => {
     nats = await startNats();
+    teardown.push(() => nats.stop());
     bus = await connectBus({
       servers: nats.url,
       name: 'datapath-agent',
       logger: createLogger({ service: 'example-test', level: 'silent' }),
       registry: createMetrics({ processMetrics: false }),
     });
+    teardown.push(() => bus.close());
   });
   afterAll(async () => {
-    await bus?.close();
-    await nats?.stop();
+    for (const undo of teardown.reverse()) await undo();
   });
 
   it('prints each dropped flow with both pods, and nothing else', async () => {

@@ -8,14 +8,14 @@ import {
   outputFlag,
   outputFormat,
 } from '@dyad/cli';
-import type { CommandContext, FlagSpecs } from '@dyad/cli';
+import type { CommandContext } from '@dyad/cli';
 import { formatLabStatus, labDown, labReady, labStatusReport, labUp } from './commands.ts';
 import { LabUsageError } from './errors.ts';
 import { labPaths } from './paths.ts';
 import type { LabPaths } from './paths.ts';
 
 /** This lab's files: DYAD_LAB_DIR as the command sees it, else <repo>/.lab. */
-function pathsOf(ctx: CommandContext<FlagSpecs>): LabPaths {
+function pathsOf(ctx: CommandContext): LabPaths {
   return labPaths(undefined, ctx.env['DYAD_LAB_DIR']);
 }
 
@@ -68,7 +68,7 @@ export const labStatusCommand = defineCommand({
   words: ['lab', 'status'],
   summary: "the lab's processes, nodes and pods; exit 0 when it is ready",
   flags: { output: outputFlag(['table', 'json', 'yaml']) },
-  run: async (ctx) => {
+  run: (ctx) => {
     const format = outputFormat(ctx.flags.output);
     const paths = pathsOf(ctx);
     const report = labStatusReport(paths);
@@ -79,6 +79,6 @@ export const labStatusCommand = defineCommand({
           : formatStructured(format, report)
         : formatLabStatus(report, paths),
     );
-    return labReady(report) ? Exit.ok : Exit.failed;
+    return Promise.resolve(labReady(report) ? Exit.ok : Exit.failed);
   },
 });

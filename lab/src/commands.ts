@@ -204,11 +204,11 @@ export function labReady(r: LabStatusReport): boolean {
 }
 
 /** `lab status [-o json]`: the lab's state, its processes and pods. Exit 0 when ready. */
-export async function labStatus(
+export function labStatus(
   args: readonly string[],
   io: LabIo,
   paths: LabPaths = labPaths(),
-): Promise<number> {
+): number {
   const json = args.includes('-o')
     ? args[args.indexOf('-o') + 1] === 'json'
     : args.includes('--output=json') || args.includes('-ojson');
@@ -259,7 +259,7 @@ export async function labMain(argv: readonly string[], io: LabIo): Promise<numbe
   try {
     if (cmd === 'up') return await labUp(rest, io);
     if (cmd === 'down') return await labDown(rest, io);
-    if (cmd === 'status') return await labStatus(rest, io);
+    if (cmd === 'status') return labStatus(rest, io);
     io.stderr.write(LAB_USAGE);
     return cmd === undefined || cmd === 'help' || cmd === '--help' ? 0 : 2;
   } catch (err) {

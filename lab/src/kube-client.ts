@@ -51,7 +51,8 @@ export class KubeClient {
     if (status < 200 || status >= 300) {
       let message = text;
       try {
-        message = String((JSON.parse(text) as { message?: unknown }).message ?? text);
+        const m = (JSON.parse(text) as { message?: unknown }).message;
+        if (typeof m === 'string') message = m;
       } catch {
         // not JSON
       }

@@ -6,6 +6,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
+import { retryWithBackoff } from '@dyad/bus';
 import { createLogger } from '@dyad/telemetry';
 import { Conflist } from './cni.ts';
 import { KubeApiError } from './errors.ts';
@@ -172,11 +173,16 @@ async function patchStatus(pod: Pod, podIPs: string[]): Promise<void> {
   );
 }
 
+/** Whether the pod is still wanted; a call, so each retry reads what other events changed since. */
+function unwanted(t: Tracked): boolean {
+  return t.gone || t.pod.metadata.deletionTimestamp !== undefined;
+}
+
 /** Brings a wanted pod to Running: a sandbox (retrying the ADD while the pod is wanted), then status. */
 async function ensureRunning(t: Tracked): Promise<void> {
   const pod = t.pod;
   const id = `${pod.metadata.namespace}/${pod.metadata.name}`;
-  if (t.gone || pod.metadata.deletionTimestamp !== undefined) return;
+  if (unwanted(t)) return;
   if (pod.spec.hostNetwork === true) {
     if (pod.status?.phase !== 'Running') await patchStatus(pod, hostIPs);
     return;
@@ -187,48 +193,43 @@ async function ensureRunning(t: Tracked): Promise<void> {
     t.sandbox = undefined;
   }
   if (t.sandbox === undefined) {
-    for (let attempt = 0; ; attempt++) {
-      if (t.gone || t.pod.metadata.deletionTimestamp !== undefined) return;
-      try {
-        const started = await createSandbox(env, pod.metadata, ports(pod));
-        t.sandbox = started.file;
-        t.podIPs = started.podIPs;
-        logger.info({ pod: id, podIPs: started.podIPs, ...started.timings }, 'sandbox ready');
-        break;
-      } catch (err) {
-        logger.warn({ err, pod: id, attempt }, 'sandbox creation failed; retrying');
-        await sleep(Math.min(5000, 250 * 2 ** attempt));
-      }
-    }
+    const started = await retryWithBackoff(() => createSandbox(env, pod.metadata, ports(pod)), {
+      policy: { initialMs: 250, maxMs: 5000 },
+      stopped: () => unwanted(t),
+      onError: (err, attempt) =>
+        logger.warn({ err, pod: id, attempt }, 'sandbox creation failed; retrying'),
+    });
+    if (started === undefined) return;
+    t.sandbox = started.file;
+    t.podIPs = started.podIPs;
+    logger.info({ pod: id, podIPs: started.podIPs, ...started.timings }, 'sandbox ready');
   }
   const sandbox = t.sandbox;
-  const podIPs = t.podIPs ?? (sandbox === undefined ? [] : sandboxPodIps(env, sandbox));
+  const podIPs = t.podIPs ?? sandboxPodIps(env, sandbox);
   t.podIPs = podIPs;
   const have = (pod.status?.podIPs ?? []).map((p) => p.ip);
-  if (sandbox !== undefined) {
-    writePodRecord(paths.pods, {
-      namespace: pod.metadata.namespace,
-      name: pod.metadata.name,
-      uid: pod.metadata.uid,
-      node: nodeName,
-      netns: sandbox.netns,
-      containerId: sandbox.containerId,
-      podIPs,
-      ports: pod.spec.containers.flatMap((c) =>
-        (c.ports ?? []).map((p) => ({
-          ...(p.name === undefined ? {} : { name: p.name }),
-          port: p.containerPort,
-          protocol: p.protocol ?? 'TCP',
-        })),
-      ),
-      control: sandbox.control,
-      standinPid: sandbox.standinPid ?? 0,
-      ...(pod.metadata.creationTimestamp === undefined
-        ? {}
-        : { createdAt: pod.metadata.creationTimestamp }),
-      runningAt: new Date().toISOString(),
-    });
-  }
+  writePodRecord(paths.pods, {
+    namespace: pod.metadata.namespace,
+    name: pod.metadata.name,
+    uid: pod.metadata.uid,
+    node: nodeName,
+    netns: sandbox.netns,
+    containerId: sandbox.containerId,
+    podIPs,
+    ports: pod.spec.containers.flatMap((c) =>
+      (c.ports ?? []).map((p) => ({
+        ...(p.name === undefined ? {} : { name: p.name }),
+        port: p.containerPort,
+        protocol: p.protocol ?? 'TCP',
+      })),
+    ),
+    control: sandbox.control,
+    standinPid: sandbox.standinPid ?? 0,
+    ...(pod.metadata.creationTimestamp === undefined
+      ? {}
+      : { createdAt: pod.metadata.creationTimestamp }),
+    runningAt: new Date().toISOString(),
+  });
   if (pod.status?.phase !== 'Running' || have.join(',') !== podIPs.join(',')) {
     for (let attempt = 0; ; attempt++) {
       try {
@@ -297,8 +298,10 @@ const selector = encodeURIComponent(`spec.nodeName=${nodeName}`);
 
 /** List, then watch from the list's resourceVersion; a 410 or any failure leads to a fresh list. */
 async function followPods(signal: AbortSignal): Promise<void> {
+  // a call, so each check after an await reads the signal again (TypeScript keeps its narrowing)
+  const stopped = () => signal.aborted;
   let first = true;
-  while (!signal.aborted) {
+  while (!stopped()) {
     let rv: string;
     try {
       const list = await kube.call<{ metadata: { resourceVersion: string }; items: unknown[] }>(
@@ -325,8 +328,9 @@ async function followPods(signal: AbortSignal): Promise<void> {
       continue;
     }
     for (;;) {
-      if (signal.aborted) return;
-      let expired = false;
+      if (stopped()) return;
+      // set by the watch callback: declared boolean so TypeScript does not take it for constant
+      let expired = false as boolean;
       try {
         await kube.watch(
           `/api/v1/pods?fieldSelector=${selector}&watch=1&allowWatchBookmarks=true&timeoutSeconds=300&resourceVersion=${rv}`,
@@ -342,7 +346,7 @@ async function followPods(signal: AbortSignal): Promise<void> {
           signal,
         );
       } catch (err) {
-        if (signal.aborted) return;
+        if (stopped()) return;
         logger.warn({ err }, 'pod watch failed; relisting');
         await sleep(500);
         break;

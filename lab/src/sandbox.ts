@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { CniResult, cniAdd, cniDel, podIpsFromResult } from './cni.ts';
-import type { CniExec, CniResultValue, ConflistValue, RuntimeConf } from './cni.ts';
+import type { CniExec, ConflistValue, RuntimeConf } from './cni.ts';
 import { ControlClient } from './control.ts';
 import type { Family } from '@dyad/netaddr';
 import { alive, ip, kill, netnsExists } from './sys.ts';
@@ -258,7 +258,7 @@ export function sandboxIntact(s: SandboxFileValue): boolean {
 }
 
 export function sandboxPodIps(env: SandboxEnv, s: SandboxFileValue): string[] {
-  return s.result === undefined ? [] : podIpsFromResult(s.result as CniResultValue, env.families);
+  return s.result === undefined ? [] : podIpsFromResult(s.result, env.families);
 }
 
 /** Stops the stand-in, CNI DEL (with the cached result), removes the netns and the file. */
@@ -273,7 +273,7 @@ export async function destroySandbox(
     kill(s.standinPid, 'SIGKILL');
   }
   rmSync(s.control, { force: true });
-  let lastErr: unknown;
+  let lastErr: Error | undefined;
   // DEL must succeed eventually or the addresses leak until ipam's GC; the agent may be
   // restarting, so retry for a while.
   for (let attempt = 0; attempt < attempts; attempt++) {
@@ -282,7 +282,7 @@ export async function destroySandbox(
       lastErr = undefined;
       break;
     } catch (err) {
-      lastErr = err;
+      lastErr = err instanceof Error ? err : new Error(String(err));
       await sleep(Math.min(2000, 100 * 2 ** attempt));
     }
   }

@@ -15,7 +15,7 @@ import { plugin } from '../src/dyad-plugin.ts';
 // ::1, so no root and no namespaces are needed.
 describe('dyad lab probe', () => {
   const dir = mkdtempSync(join(tmpdir(), 'dyad-cli-lab-'));
-  let standin: ChildProcess;
+  let standin: ChildProcess | undefined;
   let open = 0;
   let closed = 0;
 
@@ -25,7 +25,7 @@ describe('dyad lab probe', () => {
     const text = (s: PassThrough) => (s.read() as Buffer | null)?.toString() ?? '';
     return {
       io: { stdout: out, stderr: err, env: { DYAD_LAB_DIR: dir }, stdin: Readable.from([stdin]) },
-      commands: { commands: [], plugins: async () => [plugin] },
+      commands: { commands: [], plugins: () => Promise.resolve([plugin]) },
       out: () => text(out),
       err: () => text(err),
     };
@@ -34,16 +34,17 @@ describe('dyad lab probe', () => {
   beforeAll(async () => {
     [open = 0, closed = 0] = await freePorts(2);
     const control = join(dir, 'src.sock');
-    standin = spawn(
+    const child = spawn(
       process.execPath,
       [join(repoRoot(), 'lab/src/standin.ts'), control, JSON.stringify([open])],
       {
         stdio: ['ignore', 'pipe', 'inherit'],
       },
     );
+    standin = child;
     await new Promise<void>((resolve, reject) => {
-      standin.stdout?.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
-      standin.on('exit', (code) => reject(new Error(`stand-in exited ${code}`)));
+      child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+      child.on('exit', (code) => reject(new Error(`stand-in exited ${code}`)));
     });
     mkdirSync(join(dir, 'pods'));
     const record = (name: string, podIPs: string[], ctl: string) => ({
@@ -56,7 +57,7 @@ describe('dyad lab probe', () => {
       podIPs,
       ports: [{ name: 'echo', port: open, protocol: 'TCP' }],
       control: ctl,
-      standinPid: standin.pid ?? 0,
+      standinPid: child.pid ?? 0,
       runningAt: new Date().toISOString(),
     });
     writeFileSync(

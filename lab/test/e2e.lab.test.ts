@@ -176,7 +176,8 @@ describe.skipIf(skip !== undefined)('lab: 3 nodes, dual-stack', () => {
     let failedAttempts = 0;
     let attempts = 0;
     const intervals: number[] = [];
-    let stop = false;
+    // set by a callback: declared boolean so TypeScript does not take the loop's test for constant
+    let stop = false as boolean;
     const loop = (async () => {
       while (!stop) {
         await Promise.all(

@@ -152,8 +152,6 @@ export interface LibbpfBindings {
   close(fd: number): number;
 }
 
-type Fn = (...args: never[]) => unknown;
-
 // koffi keeps a process-wide registry of type names; binding twice must reuse, not redeclare.
 function ensureType(name: string, make: () => TypeObject): TypeObject {
   try {
@@ -176,9 +174,10 @@ export function bindLibbpf(libbpfPath = 'libbpf.so.1', libcPath = 'libc.so.6'): 
   } catch (cause) {
     throw new LibbpfLoadError(`cannot load ${libbpfPath} / ${libcPath}`, { cause });
   }
-  const f = <T extends Fn>(lib: LibraryHandle, decl: string): T => {
+  // koffi's functions take and return `any`: each is typed where it is stored, in LibbpfBindings
+  const f = (lib: LibraryHandle, decl: string): ReturnType<LibraryHandle['func']> => {
     try {
-      return lib.func(decl) as unknown as T;
+      return lib.func(decl);
     } catch (cause) {
       throw new LibbpfLoadError(`libbpf symbol missing: ${decl}`, { cause });
     }
@@ -293,7 +292,7 @@ export function bindLibbpf(libbpfPath = 'libbpf.so.1', libcPath = 'libc.so.6'): 
       bpf,
       'int bpf_map_get_next_key(int fd, const void *key, _Out_ void *next_key)',
     ),
-    mapUpdateBatch: updateBatch as unknown as LibbpfBindings['mapUpdateBatch'],
+    mapUpdateBatch: updateBatch,
     mapUpdateBatchAsync: (fd, keys, values, count, opts, done) => {
       (updateBatch.async as (...a: unknown[]) => void)(fd, keys, values, count, opts, done);
     },

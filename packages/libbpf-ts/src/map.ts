@@ -313,7 +313,8 @@ export class BpfMap<K, V> implements Disposable {
         count,
         batchOpts(0n),
         (err, rc) => {
-          if (err) reject(err instanceof Error ? err : new Error(String(err)));
+          if (err)
+            reject(err instanceof Error ? err : new Error('batch update failed', { cause: err }));
           else if (rc < 0) {
             reject(
               new LibbpfError('bpf_map_update_batch', -rc, {

@@ -62,7 +62,7 @@ export class RingBufferReader<T> implements AsyncIterableIterator<T>, AsyncDispo
     resolve: (r: IteratorResult<T>) => void;
     reject: (e: unknown) => void;
   }> = [];
-  #error: unknown = undefined;
+  #error: Error | undefined = undefined;
   #closed = false;
   #freed = false;
   #inflight: Promise<void> | undefined;
@@ -152,8 +152,9 @@ export class RingBufferReader<T> implements AsyncIterableIterator<T>, AsyncDispo
   }
 
   #fail(e: unknown): void {
-    this.#error = e;
-    for (const w of this.#waiters.splice(0)) w.reject(e);
+    const err = e instanceof Error ? e : new Error('ring buffer failed', { cause: e });
+    this.#error = err;
+    for (const w of this.#waiters.splice(0)) w.reject(err);
   }
 
   /** Reads what the ring holds, up to the budget; schedules the rest for the next turn. */

@@ -51,6 +51,8 @@ describe.skipIf(skip !== undefined)('no way around policy in the datapath', () =
   let d: Pod;
   let maps: DatapathMapSet;
   let log: EventLog;
+  // What beforeAll opened, closed in reverse even when it stopped half-way.
+  const teardown: (() => unknown)[] = [];
 
   const allow = (rule: PolicyRule) => {
     for (const k of policyKeys(rule))
@@ -123,7 +125,9 @@ describe.skipIf(skip !== undefined)('no way around policy in the datapath', () =
     lab.nsExec(node.netns, ['ip', 'route', 'add', 'blackhole', `${WORLD.v4}/32`]);
     lab.nsExec(node.netns, ['ip', '-6', 'route', 'add', 'blackhole', `${WORLD.v6}/128`]);
     maps = openPinnedDatapath(lib as Libbpf, node.pinDir);
+    teardown.push(() => maps.close());
     log = new EventLog(lib as Libbpf, maps.events.fd);
+    teardown.push(() => log.close());
     // b admits UDP 7200 from a, and anything from c (an any-protocol rule: what a port-less
     // packet would slip through)
     allow({
@@ -141,8 +145,7 @@ describe.skipIf(skip !== undefined)('no way around policy in the datapath', () =
   });
 
   afterAll(async () => {
-    await log?.close();
-    maps?.close();
+    for (const undo of teardown.reverse()) await undo();
     lab.cleanup();
   });
 

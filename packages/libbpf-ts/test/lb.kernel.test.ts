@@ -67,6 +67,8 @@ describe.skipIf(skip !== undefined)('ClusterIP load balancing in tc, both famili
   let b2: Pod;
   let up: Uplink;
   let m1: DatapathMapSet;
+  // What beforeAll opened, closed in reverse even when it stopped half-way.
+  const teardown: (() => unknown)[] = [];
   const PORT = 80;
   const TARGET = 7000;
   /** No server listens here: the backend's stack answers ICMP port unreachable. */
@@ -112,6 +114,7 @@ describe.skipIf(skip !== undefined)('ClusterIP load balancing in tc, both famili
       ],
     });
     m1 = openPinnedDatapath(Libbpf.open(), n1.pinDir);
+    teardown.push(() => m1.close());
     let id = 1;
     for (const fam of ['v4', 'v6'] as const) {
       const frontends = [
@@ -163,8 +166,8 @@ describe.skipIf(skip !== undefined)('ClusterIP load balancing in tc, both famili
     await lab.whoServer(b2, 'b2', [TARGET]);
   });
 
-  afterAll(() => {
-    m1?.close();
+  afterAll(async () => {
+    for (const undo of teardown.reverse()) await undo();
     lab.cleanup();
   });
 

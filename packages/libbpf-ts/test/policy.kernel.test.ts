@@ -35,6 +35,8 @@ describe.skipIf(skip !== undefined)('default-deny ingress, drop events, allow en
   let c: Pod;
   let maps: DatapathMapSet;
   let log: EventLog;
+  // What beforeAll opened, closed in reverse even when it stopped half-way.
+  const teardown: (() => unknown)[] = [];
 
   const allow = (rule: PolicyRule) => {
     for (const k of policyKeys(rule))
@@ -69,13 +71,14 @@ describe.skipIf(skip !== undefined)('default-deny ingress, drop events, allow en
       },
     );
     maps = openPinnedDatapath(lib as Libbpf, node.pinDir);
+    teardown.push(() => maps.close());
     log = new EventLog(lib as Libbpf, maps.events.fd);
+    teardown.push(() => log.close());
     await lab.echoServer(b, [8080, 8081, 9003, 9004]);
   });
 
   afterAll(async () => {
-    await log?.close();
-    maps?.close();
+    for (const undo of teardown.reverse()) await undo();
     lab.cleanup();
   });
 

@@ -28,6 +28,8 @@ describe.skipIf(skip !== undefined)('two pods on one node', () => {
   let a: Pod;
   let b: Pod;
   let maps: DatapathMapSet;
+  // What beforeAll opened, closed in reverse even when it stopped half-way.
+  const teardown: (() => unknown)[] = [];
 
   beforeAll(async () => {
     ensureBpfBuilt();
@@ -39,11 +41,12 @@ describe.skipIf(skip !== undefined)('two pods on one node', () => {
       { pod: b, endpointId: 2, identity: 1002 },
     ]);
     maps = openPinnedDatapath(Libbpf.open(), node.pinDir);
+    teardown.push(() => maps.close());
     await lab.echoServer(b, [7000]);
   });
 
-  afterAll(() => {
-    maps?.close();
+  afterAll(async () => {
+    for (const undo of teardown.reverse()) await undo();
     lab.cleanup();
   });
 

@@ -24,6 +24,8 @@ describe.skipIf(skip !== undefined)('pod to pod across two nodes', () => {
   let up: Uplink;
   let m1: DatapathMapSet;
   let m2: DatapathMapSet;
+  // What beforeAll opened, closed in reverse even when it stopped half-way.
+  const teardown: (() => unknown)[] = [];
 
   beforeAll(async () => {
     ensureBpfBuilt();
@@ -56,13 +58,14 @@ describe.skipIf(skip !== undefined)('pod to pod across two nodes', () => {
     });
     const lib = Libbpf.open();
     m1 = openPinnedDatapath(lib, n1.pinDir);
+    teardown.push(() => m1.close());
     m2 = openPinnedDatapath(lib, n2.pinDir);
+    teardown.push(() => m2.close());
     await lab.echoServer(b, [7000]);
   });
 
-  afterAll(() => {
-    m1?.close();
-    m2?.close();
+  afterAll(async () => {
+    for (const undo of teardown.reverse()) await undo();
     lab.cleanup();
   });
 

@@ -239,7 +239,10 @@ export async function startApiServer(
       res.end(`${JSON.stringify(body)}\n`);
     };
     const fail = (code: number, body: AgentApiErrorValue) => send(code, body);
-    if (req.method !== 'GET') return fail(405, { error: 'read-only API: GET only' });
+    if (req.method !== 'GET') {
+      fail(405, { error: 'read-only API: GET only' });
+      return;
+    }
     if (url.pathname === AgentMonitor.path && sources.flows) {
       res.writeHead(200, { 'content-type': 'application/x-ndjson' });
       const stop = sources.flows.listen((flow) => {
@@ -251,11 +254,13 @@ export async function startApiServer(
       return;
     }
     const name = byPath.get(url.pathname);
-    if (name === undefined)
-      return fail(404, {
+    if (name === undefined) {
+      fail(404, {
         error: `no such path ${url.pathname}`,
         paths: [...byPath.keys(), ...(sources.flows ? [AgentMonitor.path] : [])],
       });
+      return;
+    }
     try {
       const a = answer(name, table, url);
       send(a.code, a.body);

@@ -196,7 +196,7 @@ export class EndpointManager implements CniBackend {
 
   async check(req: CheckRequest): Promise<void> {
     this.#requireRestored();
-    await this.#withLock(req.containerId, async () => this.#check(req));
+    await this.#withLock(req.containerId, () => this.#check(req));
   }
 
   /**
@@ -256,7 +256,7 @@ export class EndpointManager implements CniBackend {
       );
   }
 
-  async #withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  async #withLock<T>(key: string, fn: () => T | Promise<T>): Promise<T> {
     const prev = this.#locks.get(key) ?? Promise.resolve();
     const run = prev.then(fn, fn);
     const tail = run.catch(() => undefined);

@@ -160,7 +160,8 @@ describe.skipIf(skip !== undefined)('single-family networks and bad input', () =
       'eth0',
     );
     await assertNoLeak(1);
-    expect(await lab.ping(first, JSON.parse(ok.stdout).routes[0].gw, 1)).toEqual({
+    const gateway = (JSON.parse(ok.stdout) as { routes: { gw: string }[] }).routes[0]?.gw ?? '';
+    expect(await lab.ping(first, gateway, 1)).toEqual({
       sent: 1,
       received: 1,
     });

@@ -87,6 +87,8 @@ describe.skipIf(skip !== undefined)(
     let agent: AgentHandle;
     let root: string;
     let cli: string;
+    // What beforeAll made, removed even when it stopped half-way.
+    const teardown: (() => unknown)[] = [];
 
     /** Runs the copied `dyad` with a bare environment: no DYAD_*, no NODE_PATH. */
     const dyad = (...args: string[]) =>
@@ -101,6 +103,7 @@ describe.skipIf(skip !== undefined)(
       ensureBpfBuilt();
       ensureCniBuilt();
       root = mkdtempSync(join(tmpdir(), 'dyad-cli-alone-'));
+      teardown.push(() => rmSync(root, { recursive: true, force: true }));
       cli = isolate(join(REPO_ROOT, 'packages', 'cli'), root, new Map());
       await lab.start();
       await lab.addNode('n1');
@@ -114,7 +117,7 @@ describe.skipIf(skip !== undefined)(
 
     afterAll(async () => {
       await lab.cleanup();
-      if (root !== undefined) rmSync(root, { recursive: true, force: true });
+      for (const undo of teardown.reverse()) await undo();
     });
 
     test('the copy cannot reach the lab, the test bed or anything it does not declare', () => {

@@ -84,9 +84,11 @@ describe.skipIf(skip !== undefined)('dyad-cni with cnitool, one node', () => {
         .map((a) => `${a.local}/${a.prefixlen}`)
         .sort();
       expect(have).toEqual([v4?.address, v6?.address].sort());
-      const containerId = JSON.parse(
-        JSON.stringify((await apiGet(agent.apiSocket, '/v1/endpoints')).body),
-      ).find((e: { pod: { name: string } }) => e.pod.name === name).containerId as string;
+      const endpoints = (await apiGet(agent.apiSocket, '/v1/endpoints')).body as {
+        containerId: string;
+        pod: { name: string };
+      }[];
+      const containerId = endpoints.find((e) => e.pod.name === name)?.containerId ?? '';
       pods.set(name, {
         v4: (v4?.address ?? '').split('/')[0] ?? '',
         v6: (v6?.address ?? '').split('/')[0] ?? '',

@@ -32,21 +32,21 @@ class FakeBackend implements CniBackend {
   calls: Array<{ cmd: string; req: unknown }> = [];
   ready = true;
   failWith: Error | undefined;
-  async add(req: AddRequest): Promise<Endpoint> {
+  add(req: AddRequest): Promise<Endpoint> {
     this.calls.push({ cmd: 'ADD', req });
-    if (this.failWith) throw this.failWith;
-    return endpoint;
+    return this.failWith ? Promise.reject(this.failWith) : Promise.resolve(endpoint);
   }
-  async del(req: DelRequest): Promise<void> {
+  del(req: DelRequest): Promise<void> {
     this.calls.push({ cmd: 'DEL', req });
-    if (this.failWith) throw this.failWith;
+    return this.failWith ? Promise.reject(this.failWith) : Promise.resolve();
   }
-  async check(req: CheckRequest): Promise<void> {
+  check(req: CheckRequest): Promise<void> {
     this.calls.push({ cmd: 'CHECK', req });
-    if (this.failWith) throw this.failWith;
+    return this.failWith ? Promise.reject(this.failWith) : Promise.resolve();
   }
-  async gc(req: GcRequest): Promise<void> {
+  gc(req: GcRequest): Promise<void> {
     this.calls.push({ cmd: 'GC', req });
+    return Promise.resolve();
   }
   status() {
     return { ready: this.ready, details: this.ready ? 'ok' : 'restoring endpoints' };

@@ -207,7 +207,8 @@ describe.skipIf(skip !== undefined)('flows from the real agent', () => {
       [process.execPath, FLOOD, pods.pb.v4, String(DENIED_PORT), String(FLOOD_PACKETS)],
       300_000,
     );
-    let done = false;
+    // set by a callback: declared boolean so TypeScript does not take the loop's test for constant
+    let done = false as boolean;
     void flood.finally(() => (done = true));
     while (!done) {
       // the API is served on the same event loop that drains the ring buffer

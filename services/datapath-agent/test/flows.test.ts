@@ -131,8 +131,9 @@ class ListSource implements FlowSource {
   constructor(events: DatapathEvent[]) {
     this.events = events;
   }
-  async *[Symbol.asyncIterator](): AsyncIterator<DatapathEvent> {
-    for (const e of this.events) yield e;
+  [Symbol.asyncIterator](): AsyncIterator<DatapathEvent> {
+    const it = this.events[Symbol.iterator]();
+    return { next: () => Promise.resolve(it.next()) };
   }
   async close(): Promise<void> {}
 }

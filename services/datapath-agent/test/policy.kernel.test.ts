@@ -57,6 +57,8 @@ describe.skipIf(skip !== undefined)('NetworkPolicy v2 enforced in the kernel', (
   const lib = skip === undefined ? Libbpf.open() : undefined;
   let agent: AgentHandle;
   let maps: DatapathMapSet;
+  // What beforeAll opened, closed in reverse even when it stopped half-way.
+  const teardown: (() => unknown)[] = [];
   const pods = {} as Record<keyof typeof ID, Pod>;
 
   const echo = async (from: Pod, proto: 'tcp' | 'udp', dst: string, port: number) => {
@@ -179,6 +181,7 @@ describe.skipIf(skip !== undefined)('NetworkPolicy v2 enforced in the kernel', (
     await lab.addNode('n1');
     agent = await lab.startAgent('n1');
     maps = openPinnedDatapath(lib as Libbpf, agent.pinDir);
+    teardown.push(() => maps.close());
     for (const name of ['pa', 'pb', 'pc'] as const) {
       const netns = lab.addPodNetns(name);
       const r = await lab.cnitool(agent, 'add', netns, { namespace: 'default', name });
@@ -236,7 +239,7 @@ describe.skipIf(skip !== undefined)('NetworkPolicy v2 enforced in the kernel', (
   });
 
   afterAll(async () => {
-    maps?.close();
+    for (const undo of teardown.reverse()) await undo();
     await lab.cleanup();
   });
 

@@ -33,7 +33,11 @@ function fakeDatapath() {
   const tables = new Set<number>([42]); // a leftover of an endpoint gone before the restart
   const conntrack = {
     tables,
-    ensure: (id: number) => !tables.has(id) && tables.add(id) !== undefined,
+    ensure: (id: number) => {
+      if (tables.has(id)) return false;
+      tables.add(id);
+      return true;
+    },
     remove: (id: number) => tables.delete(id),
     endpointIds: () => [...tables],
   };

@@ -296,7 +296,7 @@ export class RouterCore {
 
   #assert(prefix: string, claim: Claim): void {
     let byKey = this.#claims.get(prefix);
-    if (byKey === undefined) this.#claims.set(prefix, (byKey = new Map()));
+    if (byKey === undefined) this.#claims.set(prefix, (byKey = new Map<string, Claim>()));
     byKey.set(claim.key, claim);
     const held = this.#claimPrefixes.get(claim.key);
     if (held === undefined) this.#claimPrefixes.set(claim.key, [prefix]);
@@ -343,7 +343,8 @@ export class RouterCore {
     );
     for (const r of routes) {
       let byNode = this.#routeClaims.get(r.cidr);
-      if (byNode === undefined) this.#routeClaims.set(r.cidr, (byNode = new Map()));
+      if (byNode === undefined)
+        this.#routeClaims.set(r.cidr, (byNode = new Map<string, RouteEntry>()));
       byNode.set(name, r);
       this.#dirtyCidrs.add(r.cidr);
     }

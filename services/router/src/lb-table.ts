@@ -43,7 +43,7 @@ export class ServiceTable {
   }
 
   published(node: string): NodeServices {
-    return this.#published.get(node) ?? new Map();
+    return this.#published.get(node) ?? new Map<string, RouterServiceEntryValue>();
   }
 
   setService(s: ServiceObject | undefined, namespace: string, name: string): void {

@@ -15,7 +15,7 @@ import {
   ServiceEvent,
   k8sKindFilter,
 } from '@dyad/contracts';
-import type { EndpointStateValue, PayloadOf } from '@dyad/contracts';
+import type { EndpointStateValue, PayloadOf, RouterServiceEntryValue } from '@dyad/contracts';
 import { Refusal } from '@dyad/bus';
 import type { Bus, BusConsumer } from '@dyad/bus';
 import { TraceBatch } from '@dyad/telemetry';
@@ -414,7 +414,10 @@ export class RouterService {
     this.#core.drain();
     const nodes = new Set([...this.#core.publishedNodes, ...stored.keys()]);
     for (const node of nodes)
-      this.#services.setPublished(node, stored.get(node)?.services ?? new Map());
+      this.#services.setPublished(
+        node,
+        stored.get(node)?.services ?? new Map<string, RouterServiceEntryValue>(),
+      );
     await this.#publishServices();
     const pending: NodeUpdate[] = [];
     for (const node of nodes) {

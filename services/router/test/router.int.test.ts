@@ -173,7 +173,7 @@ async function publishEndpoint(
 type Snapshot = Map<string, { value: PayloadOf<(typeof OUTPUT)[number]>; streamSeq: number }>;
 
 async function snapshotAll(bus: Bus): Promise<Snapshot> {
-  return (await bus.snapshot(OUTPUT, { stream: ROUTER_STREAM })) as unknown as Snapshot;
+  return bus.snapshot(OUTPUT, { stream: ROUTER_STREAM });
 }
 
 async function nodeState(bus: Bus, node: string): Promise<StoredNode> {
@@ -189,25 +189,29 @@ describe('router over NATS', () => {
   let inputs: Bus;
   let routerBus: Bus;
   let router: RouterService;
+  // What beforeAll opened, closed in reverse even when it stopped half-way.
+  const teardown: (() => unknown)[] = [];
   const web = endpoint('b', 'web', '198.18.2.10', 'fd00:18:2::a');
   const db = endpoint('c.lab', 'db', '198.18.3.10', 'fd00:18:3::a');
 
   beforeAll(async () => {
     nats = await startNats();
+    teardown.push(() => nats.stop());
     inputs = await connect(nats.url, 'router-test-inputs');
+    teardown.push(() => inputs.close());
     for (const n of Object.keys(NODES) as NodeName[]) await publishNode(inputs, n);
     await publishEndpoint(inputs, web);
     await publishEndpoint(inputs, db);
     routerBus = await connect(nats.url, 'router');
+    teardown.push(() => routerBus.close());
     router = startRouter(routerBus);
+    // the test may replace the router: stop the one running then
+    teardown.push(() => router.stop());
     await router.start();
   });
 
   afterAll(async () => {
-    await router?.stop();
-    await routerBus?.close();
-    await inputs?.close();
-    await nats?.stop();
+    for (const undo of teardown.reverse()) await undo();
   });
 
   it('gives every node the full dual-stack ipcache and native routes to the other nodes', async () => {

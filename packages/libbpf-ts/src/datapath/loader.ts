@@ -164,7 +164,7 @@ export function openPinnedDatapath(lib: Libbpf, pinDir: string): DatapathMapSet 
       lib,
       (name, codec) => {
         const m = lib.openPinnedMap(join(pinDir, name), codec);
-        opened.push(m as BpfMap<unknown, unknown>);
+        opened.push(m);
         return m;
       },
       () => undefined,

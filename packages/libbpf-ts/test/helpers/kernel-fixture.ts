@@ -334,9 +334,9 @@ export class KernelFixture {
       { stdio: ['pipe', 'ignore', 'pipe'] },
     );
     let err = '';
-    child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
-    child.stdin?.end(frames.map((f) => f.toString('hex')).join('\n') + '\n');
+    child.stdin.end(frames.map((f) => f.toString('hex')).join('\n') + '\n');
     const code = await exited;
     if (code !== 0) throw new Error(`raw send on ${ifname} in ${netns} failed (${code}): ${err}`);
   }
@@ -377,13 +377,13 @@ export class KernelFixture {
       });
     });
     await new Promise<void>((resolve, reject) => {
-      child.stdout?.on('data', (d: Buffer) => {
+      child.stdout.on('data', (d: Buffer) => {
         out += d.toString();
         if (out.includes('ready')) resolve();
       });
       count.catch(reject);
     });
-    return { count, stop: () => child.stdin?.end() };
+    return { count, stop: () => child.stdin.end() };
   }
 
   cleanup(): void {

@@ -108,8 +108,8 @@ export class AgentHarness {
   readonly prefix = `dy${randomBytes(2).toString('hex')}`;
   readonly dir: string;
   readonly pinRoot: string;
-  nats!: NatsServer;
-  bus!: Bus;
+  #nats: NatsServer | undefined;
+  #bus: Bus | undefined;
   readonly #netns: string[] = [];
   readonly #procs = new Set<ManagedProcess>();
   readonly #children = new Set<ChildProcess>();
@@ -125,9 +125,19 @@ export class AgentHarness {
     process.once('exit', this.#onExit);
   }
 
+  get nats(): NatsServer {
+    if (this.#nats === undefined) throw new Error('AgentHarness: start() first');
+    return this.#nats;
+  }
+
+  get bus(): Bus {
+    if (this.#bus === undefined) throw new Error('AgentHarness: start() first');
+    return this.#bus;
+  }
+
   async start(ipamReplicas = 1): Promise<void> {
-    this.nats = await startNats();
-    this.bus = await connectBus({
+    this.#nats = await startNats();
+    this.#bus = await connectBus({
       servers: this.nats.url,
       name: 'agent-test',
       logger: createLogger({ service: 'agent-test', level: 'silent' }),
@@ -306,7 +316,7 @@ export class AgentHarness {
       },
     });
     this.#procs.add(proc);
-    const handle = { ...h, proc } as AgentHandle;
+    const handle: AgentHandle = { ...h, proc };
     this.#agents.set(node, handle);
     await waitUntilReady(
       proc,
@@ -522,8 +532,8 @@ export class AgentHarness {
 
   async cleanup(): Promise<void> {
     for (const p of this.#procs) await p.stop(3000).catch(() => undefined);
-    await this.bus?.close().catch(() => undefined);
-    await this.nats?.stop().catch(() => undefined);
+    await this.#bus?.close().catch(() => undefined);
+    await this.#nats?.stop().catch(() => undefined);
     this.cleanupSync();
     removeTempDir(this.dir, process.env['DYAD_KEEP_TESTBED'] === '1');
   }
