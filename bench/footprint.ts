@@ -172,9 +172,13 @@ function cniAnswers(path: string): Promise<boolean> {
   });
 }
 
-async function waitFor(what: string, ok: () => Promise<boolean>, timeoutMs: number) {
+async function waitFor(what: string, ok: () => boolean | Promise<boolean>, timeoutMs: number) {
   const until = Date.now() + timeoutMs;
-  while (!(await ok().catch(() => false))) {
+  while (
+    !(await Promise.resolve()
+      .then(ok)
+      .catch(() => false))
+  ) {
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await sleep(20);
   }
@@ -203,7 +207,7 @@ async function restartAgent(
   let successor = 0;
   await waitFor(
     'the supervisor to restart the agent',
-    async () => {
+    () => {
       const s = readState(statePath);
       successor = s === undefined ? 0 : processPid(s, `agent-${n.name}`);
       return successor !== 0 && successor !== pid;

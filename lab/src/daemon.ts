@@ -137,7 +137,8 @@ let natsRelays: Server[] = [];
 let apiRelay: Server | undefined;
 let otlpRelay: Server | undefined;
 let bus: Bus | undefined;
-let stopping = false;
+let stopping = false as boolean;
+const isStopping = (): boolean => stopping;
 
 async function teardown(): Promise<void> {
   await supervisor.stop();
@@ -242,7 +243,8 @@ async function keepApiserver(k: KubeCluster): Promise<void> {
         await k.restartApiserver({ graceMs: 0 });
         break;
       } catch (err) {
-        if (stopping) return;
+        // read through a call: shutdown() sets it while this loop awaits
+        if (isStopping()) return;
         say(`kube-apiserver did not start again: ${String(err)}`);
         await sleep(1000);
       }
@@ -312,7 +314,11 @@ function startNode(
       args: AGENT.args,
       env: {
         ...AGENT.env,
-        ...serviceEnv(natsUrls(members), agentIdentity(n.name), otlpSock === undefined ? undefined : OTLP_IN_NODE),
+        ...serviceEnv(
+          natsUrls(members),
+          agentIdentity(n.name),
+          otlpSock === undefined ? undefined : OTLP_IN_NODE,
+        ),
         // traced: a CNI call may wait longer for its pod's trace context (a NATS read), so one
         // pod stays one trace on a busy machine too
         ...(otlpSock === undefined ? {} : { DYAD_CNI_TRACE_LOOKUP_MS: '2000' }),

@@ -1,5 +1,6 @@
 // The chaos suite's own logic, without a lab: the invariant check finds each kind of damage it
 // names, the gap meter measures the longest outage, and the kube-bridge outage outlasts every grace.
+import { FAMILIES } from '@dyad/netaddr';
 import { describe, expect, it } from 'vitest';
 import { GapMeter } from '../src/chaos/connectivity.ts';
 import { violations } from '../src/chaos/invariants.ts';
@@ -22,7 +23,7 @@ const healthy: Snapshot = {
   ],
   nodes: ['n1', 'n2'].map((node) => ({
     node,
-    blocks: ['IPv4', 'IPv6'] as const,
+    blocks: FAMILIES,
     drift: { endpoints: 0, ipcache: 0, policy: 0, policyCidr: 0 },
   })),
   bridged: new Map([
@@ -130,7 +131,7 @@ describe('chaos invariants', () => {
 
 describe('the gap meter', () => {
   it('reports the longest stretch without a success per family, open ones up to now', () => {
-    const m = new GapMeter(['IPv4', 'IPv6']);
+    const m = new GapMeter(FAMILIES);
     for (const t of [0, 500, 1000]) m.record('a->b', 'IPv4', true, t);
     m.record('a->b', 'IPv4', false, 1500);
     m.record('a->b', 'IPv4', false, 2000);

@@ -1,5 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { FAMILIES } from '@dyad/netaddr';
+import type { Family } from '@dyad/netaddr';
 import { afterAll, beforeAll, describe, expect, it, test, vi } from 'vitest';
 import { Prober } from '../src/probe.ts';
 import { TestLab, labRequired, labSkipReason } from './helpers.ts';
@@ -232,7 +234,7 @@ spec:
     target: string,
     service: string,
     protocol: 'TCP' | 'UDP',
-    family: 'IPv4' | 'IPv6',
+    family: Family,
   ): string {
     const nodes = lab.state().nodes;
     const from = nodes.find((n) => n.name === client);
@@ -256,7 +258,6 @@ spec:
 
   // echo-0 runs on node-2, echo-1 on node-3, none on node-1
   it('NodePort from a node address of each family: externalTrafficPolicy Cluster and Local', async () => {
-    const FAMILIES = ['IPv4', 'IPv6'] as const;
     const PROTOCOLS = ['TCP', 'UDP'] as const;
     const cases = FAMILIES.flatMap((family) =>
       PROTOCOLS.flatMap((protocol) => [

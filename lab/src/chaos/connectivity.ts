@@ -1,11 +1,10 @@
 // A probe loop between long-lived pods, one per node, in every family: the longest time any
 // ordered pair could not connect, and which probes failed in a given window.
+import type { Family } from '@dyad/netaddr';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ControlClient } from '../control.ts';
 import type { PodRecordValue } from '../records.ts';
 import { ECHO_PORT } from './churn.ts';
-
-export type Family = 'IPv4' | 'IPv6';
 
 export interface ProbeFailure {
   readonly at: number;

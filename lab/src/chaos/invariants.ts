@@ -1,6 +1,6 @@
 // What must hold after every fault, as a pure check over one snapshot of the cluster: the
 // apiserver's pods, each node's agent (its endpoints, blocks and map drift) and a probe matrix.
-import type { Family } from './connectivity.ts';
+import type { Family } from '@dyad/netaddr';
 
 export interface PodFact {
   readonly name: string;

@@ -23,7 +23,7 @@ import type { LabStateValue } from '../state.ts';
 import { CHAOS_NAMESPACE, Churn, ECHO_PORT, podBody } from './churn.ts';
 import type { OpCounts } from './churn.ts';
 import { ConnectivityMonitor, addressOf } from './connectivity.ts';
-import type { Family } from './connectivity.ts';
+import type { Family } from '@dyad/netaddr';
 import { faults } from './faults.ts';
 import type { Fault, FaultContext } from './faults.ts';
 import { violations } from './invariants.ts';

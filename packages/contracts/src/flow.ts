@@ -140,7 +140,7 @@ export function flowSubject(f: FlowEventValue): string {
 export interface FlowSubjectParts {
   readonly node: string;
   readonly verdict: FlowVerdict;
-  readonly ipVersion: 'IPv4' | 'IPv6';
+  readonly ipVersion: Family;
   readonly srcNamespace: string | undefined;
   readonly dstNamespace: string | undefined;
 }

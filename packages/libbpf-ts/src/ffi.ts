@@ -205,11 +205,11 @@ export function bindLibbpf(libbpfPath = 'libbpf.so.1', libcPath = 'libc.so.6'): 
   );
 
   const epollWait = libc.func('int epoll_wait(int epfd, void *events, int maxevents, int timeout)');
-  const mmap = f<(...a: unknown[]) => MaybePtr>(
+  const mmap = f(
     libc,
     'void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)',
   );
-  const sysconf = f<(name: number) => number>(libc, 'long sysconf(int name)');
+  const sysconf = f(libc, 'long sysconf(int name)');
   const updateBatch = bpf.func(
     'int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32_t *count, const void *opts)',
   );
@@ -312,12 +312,12 @@ export function bindLibbpf(libbpfPath = 'libbpf.so.1', libcPath = 'libc.so.6'): 
     tcQuery: f(bpf, 'int bpf_tc_query(const void *hook, _Inout_ void *opts)'),
 
     mmap: (length, prot, flags, fd, offset) => {
-      const p = mmap(null, length, prot, flags, fd, offset);
+      const p = mmap(null, length, prot, flags, fd, offset) as MaybePtr;
       // MAP_FAILED is (void *)-1
       return p === null || p === MAP_FAILED ? null : p;
     },
     munmap: f(libc, 'int munmap(void *addr, size_t length)'),
-    pageSize: () => sysconf(SC_PAGESIZE),
+    pageSize: () => sysconf(SC_PAGESIZE) as number,
     epollCreate1: f(libc, 'int epoll_create1(int flags)'),
     epollCtl: f(libc, 'int epoll_ctl(int epfd, int op, int fd, void *event)'),
     epollWaitAsync: (epfd, events, max, timeoutMs, done) => {

@@ -34,6 +34,7 @@ describe.skipIf(skip !== undefined)('NodePort on the uplink, both families', () 
   let b1: Pod;
   let b2: Pod;
   let up: Uplink;
+  const teardown: (() => unknown)[] = [];
   let m1: DatapathMapSet;
   const TARGET = 7000;
   const NP = {
@@ -78,6 +79,7 @@ describe.skipIf(skip !== undefined)('NodePort on the uplink, both families', () 
         ],
       });
     m1 = openPinnedDatapath(Libbpf.open(), n1.pinDir);
+    teardown.push(() => m1.close());
     let id = 1;
     for (const fam of ['v4', 'v6'] as const) {
       const off = fam === 'v6' ? 10 : 0;
@@ -103,7 +105,7 @@ describe.skipIf(skip !== undefined)('NodePort on the uplink, both families', () 
   });
 
   afterAll(() => {
-    m1?.close();
+    for (const undo of teardown.reverse()) undo();
     lab.cleanup();
   });
 

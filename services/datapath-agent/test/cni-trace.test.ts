@@ -30,10 +30,10 @@ const endpoint: Endpoint = {
 };
 
 const backend: CniBackend = {
-  add: () => withSpan('ipam allocate', async () => endpoint),
-  del: async () => undefined,
-  check: async () => undefined,
-  gc: async () => undefined,
+  add: () => withSpan('ipam allocate', () => Promise.resolve(endpoint)),
+  del: () => Promise.resolve(undefined),
+  check: () => Promise.resolve(undefined),
+  gc: () => Promise.resolve(undefined),
   status: () => ({ ready: true, details: 'ok' }),
 };
 
@@ -79,9 +79,9 @@ describe('the CNI span', () => {
       { TRACEPARENT: RUNTIME },
       {
         lookupMs: 1000,
-        podContext: async (pod) => {
+        podContext: (pod) => {
           looked.push(pod);
-          return bridgeContext();
+          return Promise.resolve(bridgeContext());
         },
       },
     );
@@ -101,9 +101,9 @@ describe('the CNI span', () => {
       {},
       {
         lookupMs: 1000,
-        podContext: async (pod) => {
+        podContext: (pod) => {
           looked.push(pod);
-          return bridgeContext();
+          return Promise.resolve(bridgeContext());
         },
       },
     );
@@ -114,7 +114,7 @@ describe('the CNI span', () => {
   });
 
   it('starts a root when the look-up finds nothing, fails, or takes longer than its bound', async () => {
-    await add({}, { lookupMs: 1000, podContext: async () => undefined });
+    await add({}, { lookupMs: 1000, podContext: () => Promise.resolve(undefined) });
     await add({}, { lookupMs: 1000, podContext: () => Promise.reject(new Error('nats away')) });
     await add({}, { lookupMs: 20, podContext: () => new Promise<undefined>(() => undefined) });
     // an invalid runtime traceparent is ignored, not trusted
@@ -129,9 +129,9 @@ describe('the CNI span', () => {
     const out: Record<string, string> = {};
     const capture: CniBackend = {
       ...backend,
-      add: async () => {
+      add: () => {
         propagation.inject(context.active(), out);
-        return endpoint;
+        return Promise.resolve(endpoint);
       },
     };
     const raw = JSON.stringify({

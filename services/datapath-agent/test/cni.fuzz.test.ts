@@ -103,6 +103,7 @@ const stdinArb = fc.oneof(
 );
 
 describe.skipIf(skip !== undefined)('dyad-cni under random input (fast-check)', () => {
+  const teardown: (() => unknown)[] = [];
   let dir: string;
   let server: CniServer;
   let sock: string;
@@ -119,9 +120,10 @@ describe.skipIf(skip !== undefined)('dyad-cni under random input (fast-check)', 
       async (raw) => (seen.last = await handleCni(raw, backend)),
       () => undefined,
     );
+    teardown.push(() => server.close());
   });
   afterAll(async () => {
-    await server?.close();
+    for (const undo of teardown.reverse()) await undo();
     rmSync(dir, { recursive: true, force: true });
   });
 

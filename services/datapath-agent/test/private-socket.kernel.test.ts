@@ -52,7 +52,10 @@ function clientAs(uid: number, path: string, request: string): Promise<string> {
       PYTHON,
       ['-c', script, path, request],
       { uid, gid: uid, encoding: 'utf8', timeout: 20_000 },
-      (err, stdout) => (err ? reject(err) : resolve(stdout)),
+      (err, stdout) => {
+        if (err === null) resolve(stdout);
+        else reject(new Error(`python client failed: ${err.message}`, { cause: err }));
+      },
     );
   });
 }
@@ -68,6 +71,7 @@ function openIdle(path: string): Promise<Socket> {
 const closed = (s: Socket) => new Promise<void>((r) => (s.closed ? r() : s.once('close', r)));
 
 describe.skipIf(skip !== undefined)("the agent's unix sockets", () => {
+  const teardown: (() => unknown)[] = [];
   let dir: string;
   let cni: CniServer;
   let api: ApiServer;
@@ -84,13 +88,14 @@ describe.skipIf(skip !== undefined)("the agent's unix sockets", () => {
     process.umask(umaskBefore);
     cni = await startCniServer(
       join(dir, 'cni.sock'),
-      async (raw): Promise<CniReply> => {
+      (raw): Promise<CniReply> => {
         handled.push(raw);
-        return { exitCode: 0, stdout: `echo:${raw}` };
+        return Promise.resolve({ exitCode: 0, stdout: `echo:${raw}` });
       },
       () => undefined,
       { maxConnections: 2, idleTimeoutMs: 300, onRefused: (why) => refused.push(why) },
     );
+    teardown.push(() => cni.close());
     const sources = {
       node: 'node-1',
       datapath: { loaded: { maps: {} } },
@@ -98,11 +103,11 @@ describe.skipIf(skip !== undefined)("the agent's unix sockets", () => {
     api = await startApiServer(join(dir, 'api.sock'), sources, {
       onRefused: (why) => apiRefused.push(why),
     });
+    teardown.push(() => api.close());
   });
 
   afterAll(async () => {
-    await cni?.close();
-    await api?.close();
+    for (const undo of teardown.reverse()) await undo();
     rmSync(dir, { recursive: true, force: true });
   });
 

@@ -89,6 +89,7 @@ function applicable(headers: Record<string, string>, body: Uint8Array): boolean 
 }
 
 describe('garbage after valid state on a last-value subject (fast-check, real NATS)', () => {
+  const teardown: (() => unknown)[] = [];
   let nats: NatsServer;
   let inputs: Bus;
   let routerBus: Bus;
@@ -108,6 +109,7 @@ describe('garbage after valid state on a last-value subject (fast-check, real NA
 
   beforeAll(async () => {
     nats = await startNats();
+    teardown.push(() => nats.stop());
     const bus = (name: string) =>
       connectBus({
         servers: nats.url,
@@ -116,6 +118,7 @@ describe('garbage after valid state on a last-value subject (fast-check, real NA
         registry: createMetrics(),
       });
     inputs = await bus('garbage-inputs');
+    teardown.push(() => inputs.close());
     await inputs.ensureStreams(ALL_STREAMS);
     await inputs.jsPublish(NodeEvent, k8sObjectSubject('Node', undefined, 'a'), {
       op: 'upsert',
@@ -141,6 +144,7 @@ describe('garbage after valid state on a last-value subject (fast-check, real NA
     });
     await inputs.jsPublish(EndpointReport, SUBJECT, { op: 'upsert', endpoint: WEB });
     routerBus = await bus('router');
+    teardown.push(() => routerBus.close());
     router = new RouterService({
       bus: routerBus,
       port: busRouterPort(routerBus),
@@ -152,10 +156,12 @@ describe('garbage after valid state on a last-value subject (fast-check, real NA
       publishConcurrency: 64,
     });
     await router.start();
+    teardown.push(() => router.stop());
     await vi.waitFor(async () => expect((await webEntry())?.pod?.name).toBe('web'), {
       timeout: 30_000,
     });
     nc = await connect({ servers: nats.url });
+    teardown.push(() => nc.close());
     const sub = nc.subscribe(deadLetterSubject('router'));
     void (async () => {
       for await (const m of sub)
@@ -165,11 +171,7 @@ describe('garbage after valid state on a last-value subject (fast-check, real NA
   });
 
   afterAll(async () => {
-    await router?.stop();
-    await nc?.close();
-    await routerBus?.close();
-    await inputs?.close();
-    await nats?.stop();
+    for (const undo of teardown.reverse()) await undo();
   });
 
   it("each garbage message is dead-lettered and web's entry stays as it was", async () => {

@@ -25,10 +25,15 @@ import { createRouterMetrics } from '../src/metrics.ts';
 import { RouterService } from '../src/service.ts';
 import { busRouterPort } from '../src/stream-port.ts';
 
-async function waitFor<T>(check: () => Promise<T | undefined>, deadlineMs = 30_000): Promise<T> {
+async function waitFor<T>(
+  check: () => T | undefined | Promise<T | undefined>,
+  deadlineMs = 30_000,
+): Promise<T> {
   const until = Date.now() + deadlineMs;
   for (;;) {
-    const v = await check().catch(() => undefined);
+    const v = await Promise.resolve()
+      .then(check)
+      .catch(() => undefined);
     if (v !== undefined) return v;
     if (Date.now() > until) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 50));
@@ -63,6 +68,7 @@ async function publishNode(bus: Bus, name: string, v4: string, cidr: string): Pr
 }
 
 describe('router tracing', () => {
+  const teardown: (() => unknown)[] = [];
   let tracing: InMemoryTracing;
   let nats: NatsServer;
   let inputs: Bus;
@@ -71,11 +77,15 @@ describe('router tracing', () => {
 
   beforeAll(async () => {
     tracing = startInMemoryTracing();
+    teardown.push(() => tracing.shutdown());
     nats = await startNats();
+    teardown.push(() => nats.stop());
     inputs = await connect(nats.url, 'router-trace-inputs');
+    teardown.push(() => inputs.close());
     await publishNode(inputs, 'a', '198.19.0.1', '198.18.1.0/24');
     await publishNode(inputs, 'b', '198.19.0.2', '198.18.2.0/24');
     routerBus = await connect(nats.url, 'router');
+    teardown.push(() => routerBus.close());
     router = new RouterService({
       bus: routerBus,
       port: busRouterPort(routerBus),
@@ -87,13 +97,10 @@ describe('router tracing', () => {
       publishConcurrency: 16,
     });
     await router.start();
+    teardown.push(() => router.stop());
   });
   afterAll(async () => {
-    await router?.stop();
-    await routerBus?.close();
-    await inputs?.close();
-    await nats?.stop();
-    await tracing?.shutdown();
+    for (const undo of teardown.reverse()) await undo();
   });
 
   it('an endpoint report, the flush it causes and the ipcache entry it yields are one trace', async () => {
@@ -134,7 +141,7 @@ describe('router tracing', () => {
       (await inputs.snapshot([RouterIpcacheEvent], { stream: ROUTER_STREAM })).get(podEntry),
     );
     expect(d.header('traceparent')?.split('-')[1]).toBe(traceId);
-    const flush = await waitFor(async () =>
+    const flush = await waitFor(() =>
       tracing.spans().find((s) => s.name === 'router flush' && s.spanContext().traceId === traceId),
     );
     const consumed = tracing

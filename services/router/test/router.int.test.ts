@@ -71,7 +71,7 @@ function startRouter(bus: Bus, metrics = createRouterMetrics(createMetrics())): 
   });
 }
 
-function eventually<T>(check: () => Promise<T>, timeout = 30_000): Promise<T> {
+function eventually<T>(check: () => T | Promise<T>, timeout = 30_000): Promise<T> {
   return vi.waitFor(check, { timeout, interval: 100 });
 }
 
@@ -279,7 +279,7 @@ describe('router over NATS', () => {
         expect((await nodeState(inputs, 'b')).ipcache.get('198.18.1.20/32')?.hostNode).toBe('a');
       });
       await publishEndpoint(inputs, { ...api, ipv4: '198.18.3.20' });
-      await eventually(async () => {
+      await eventually(() => {
         expect(refused).toHaveLength(3);
       });
       expect(refused).toEqual([

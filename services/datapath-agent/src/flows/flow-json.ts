@@ -3,6 +3,7 @@ import { flowSubjectOf } from '@dyad/contracts';
 import type { FlowEventValue } from '@dyad/contracts';
 import { Proto, Reason } from '@dyad/libbpf-ts';
 import type { DatapathEvent } from '@dyad/libbpf-ts';
+import type { Family } from '@dyad/netaddr';
 import { DROP_DESC, endpoint, podCeSubject, tcpFlags } from './flow-of.ts';
 import type { FlowLookup } from './flow-of.ts';
 
@@ -146,7 +147,7 @@ export class FlowEncoder {
 
   #subject(
     dropped: boolean,
-    ipVersion: 'IPv4' | 'IPv6',
+    ipVersion: Family,
     src: string | undefined,
     dst: string | undefined,
   ): string {
