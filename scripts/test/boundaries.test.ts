@@ -112,7 +112,13 @@ function violations(): string[] {
         if (name === pkg.name) continue;
         if (inSrc && HARNESSES.has(name) && pkg.name !== '@dyad/lab')
           problems.push(`${where}: product code imports the harness ${name}`);
-        if (inSrc && name.startsWith('@nats-io/') && pkg.name !== '@dyad/bus')
+        // @nats-io/nkeys is key material (ed25519), not the client: test beds mint identities with it
+        if (
+          inSrc &&
+          name.startsWith('@nats-io/') &&
+          name !== '@nats-io/nkeys' &&
+          pkg.name !== '@dyad/bus'
+        )
           problems.push(`${where}: imports ${name}; only @dyad/bus touches NATS`);
         const declared =
           pkg.deps.has(name) || (!inSrc && (pkg.devDeps.has(name) || tools.has(name)));

@@ -1,6 +1,6 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { nkeys } from '@nats-io/transport-node';
+import * as nkeys from '@nats-io/nkeys';
 import { createCa, issueCert } from './certs.ts';
 
 /** What one identity may do; the same shape as contracts' SubjectPermissions. */

@@ -43,7 +43,11 @@ export class RouterEntries implements ReadonlyMap<string, IpcacheInfo> {
   }
 
   #decodeKey(k: Uint8Array): string {
-    return formatPrefix({ family: familyOfTag(k[16] ?? 0), bytes: k.slice(0, 16), length: k[17] ?? 0 });
+    return formatPrefix({
+      family: familyOfTag(k[16] ?? 0),
+      bytes: k.slice(0, 16),
+      length: k[17] ?? 0,
+    });
   }
 
   #decodeValue(v: Uint8Array): IpcacheInfo {
