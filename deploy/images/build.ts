@@ -41,6 +41,7 @@ const IMAGE_WORKSPACES = [
   'packages/contracts',
   'packages/libbpf-ts',
   'packages/netaddr',
+  'packages/service',
   'packages/telemetry',
 ];
 
