@@ -50,6 +50,8 @@ export const LabState = z.object({
   serviceRange: z.string(),
   pinRoot: z.string(),
   natsUrl: z.string().optional(),
+  /** Kubelet mode: seconds from \`helm install\` to a ready agent on every node. */
+  installSeconds: z.number().optional(),
   apiserver: z.string().optional(),
   kubeconfig: z.string(),
   tls: z.object({ caPath: z.string(), certPath: z.string(), keyPath: z.string() }).optional(),
