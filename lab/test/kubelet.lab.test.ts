@@ -9,10 +9,11 @@
 // established connections stay open. Deleting a pod goes through the kubelet (CNI DEL: its
 // endpoint leaves the agent), and `down` leaves no namespace, mount or container behind.
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, test } from 'vitest';
 import { kubeletNodeFiles } from '../src/kubelet-mode.ts';
+import { mountNsDir } from '../src/node-mounts.ts';
 import { listNetns } from '../src/sys.ts';
 import { TestLab, fullMatrix, labRequired, labSkipReason, matrix } from './helpers.ts';
 import type { ProbeLine } from './helpers.ts';
@@ -55,7 +56,7 @@ describe.skipIf(skip !== undefined)('lab --kubelet: real kubelets and containerd
     prefix = (await lab.up(['--kubelet'])).prefix;
     lab.kubectl(['apply', '-f', '-'], manifest(pods));
     await lab.waitPods(refs, 2);
-  }, 600_000);
+  }, 900_000);
 
   afterAll(async () => {
     await lab.down();
@@ -307,6 +308,9 @@ describe.skipIf(skip !== undefined)('lab --kubelet: real kubelets and containerd
   it('down leaves no namespace, mount or containerd state behind', async () => {
     await lab.down();
     expect(listNetns().filter((n) => n.startsWith(`${prefix}-`))).toEqual([]);
+    // the nodes' mount namespaces and the pins under the run's prefix (the nodes' /sys/fs/bpf)
+    expect(existsSync(mountNsDir(prefix))).toBe(false);
+    expect(existsSync(`/sys/fs/bpf/${prefix}`)).toBe(false);
     const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
       .split('\n')
       .filter((l) => l.includes(lab.paths.dir));
