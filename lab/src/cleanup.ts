@@ -93,7 +93,14 @@ export async function cleanupLab(paths: LabPaths): Promise<CleanupReport> {
     processes += r.processes;
     netns.push(...r.netns);
   }
-  for (const dir of [paths.run, paths.pods, paths.cni, paths.tmp, paths.agents]) {
+  for (const dir of [
+    paths.run,
+    paths.pods,
+    paths.cni,
+    paths.tmp,
+    paths.agents,
+    join(paths.dir, 'helm'),
+  ]) {
     rmSync(dir, { recursive: true, force: true });
   }
   await removeKubeletFiles(paths);
