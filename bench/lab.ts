@@ -9,7 +9,8 @@
 //    drifts with whatever else runs; pairing cancels most of that).
 // --kubelet: the lab's kubelet mode (real kubelets and containerd 1.6 on the nodes; pods use the
 // pause image, and a pod counts as created-to-reachable through the kubelet's sandbox, CNI ADD
-// and status report). Needs root. Detail lines go to stderr; the last stdout line is the summary JSON.
+// and status report; Dyad installed with helm, `install_s` from `helm install` to every agent
+// ready). Needs root. Detail lines go to stderr; the last stdout line is the summary JSON.
 import { FAMILIES } from '@dyad/netaddr';
 import type { Family } from '@dyad/netaddr';
 import { spawn } from 'node:child_process';
@@ -19,7 +20,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { repoRoot } from '@dyad/testbed';
-import { Prober, labDown, labPaths, labUp } from '@dyad/lab';
+import { Prober, labDown, labPaths, labUp, readState } from '@dyad/lab';
 import type { PodRecordValue } from '@dyad/lab';
 import { createNamespace, labKube, waitPodRecord } from './support/lab-session.ts';
 
@@ -236,6 +237,11 @@ try {
   say(`▶ lab up (3 nodes, IPv4+IPv6${opts.kubelet ? ', kubelet mode' : ''})`);
   const upArgs = ['--nodes', '3', ...(opts.kubelet ? ['--kubelet'] : [])];
   if ((await labUp(upArgs, io, paths)) !== 0) throw new Error('lab up failed');
+  // kubelet mode: `helm install` of deploy/ until every node's agent is ready (the lab times it)
+  const installS = opts.kubelet ? readState(paths.state)?.installSeconds : undefined;
+  if (opts.kubelet && installS === undefined)
+    throw new Error('the kubelet lab recorded no install time');
+  if (installS !== undefined) say(`  helm install to every agent ready: ${installS.toFixed(1)} s`);
   const kube = labKube(paths);
   await createNamespace(kube, NS);
   await kube.call('POST', `/api/v1/namespaces/${NS}/pods`, podBody('src', 'node-1'));
@@ -304,6 +310,7 @@ try {
     `${JSON.stringify({
       bench: 'lab',
       ...(opts.kubelet ? { mode: 'kubelet' } : {}),
+      ...(installS === undefined ? {} : { install_s: Number(installS.toFixed(1)) }),
       reach_p50_ms_ipv4: r('IPv4', 50),
       reach_p99_ms_ipv4: r('IPv4', 99),
       reach_p50_ms_ipv6: r('IPv6', 50),

@@ -27,24 +27,9 @@ import { blobPath, REPRODUCIBLE_TAR, writeLayer } from './layer.ts';
 import { OCI_LAYOUT, imageDocuments, type ImageSpec } from './oci.ts';
 import { IMAGES_FILE, type BuiltImage, type ImagesFile } from './images-file.ts';
 import { IMAGE_NODE_OPTIONS } from './runtime.ts';
+import { IMAGE_WORKSPACES } from './workspaces.ts';
 
 const exec = promisify(execFile);
-
-/** The workspaces whose production dependencies the image carries: the services and the CLI. */
-const IMAGE_WORKSPACES = [
-  'services/datapath-agent',
-  'services/ipam',
-  'services/kube-bridge',
-  'services/router',
-  'services/policy',
-  'packages/bus',
-  'packages/cli',
-  'packages/contracts',
-  'packages/libbpf-ts',
-  'packages/netaddr',
-  'packages/service',
-  'packages/telemetry',
-];
 
 const APP_DIR = 'opt/dyad';
 const PATH_ENV = 'PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin';

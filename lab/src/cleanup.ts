@@ -2,6 +2,7 @@ import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { killKubeletContainers, removeKubeletFiles } from './kubelet-mode.ts';
+import { removeNodeMountNs } from './node-mounts.ts';
 import type { LabPaths } from './paths.ts';
 import { ENV_DIR, ENV_RUN, OWNER_DIR } from './paths.ts';
 import { PREFIX_PATTERN } from './plan.ts';
@@ -62,6 +63,8 @@ export async function cleanupRun(
       // raced with another cleanup
     }
   }
+  // the nodes' mount namespaces end once their processes are gone and their files unmounted
+  removeNodeMountNs(prefix);
   rmSync(`/sys/fs/bpf/${prefix}`, { recursive: true, force: true });
   rmSync(join(OWNER_DIR, `${prefix}.owner`), { force: true });
   return { processes, netns };
@@ -90,7 +93,14 @@ export async function cleanupLab(paths: LabPaths): Promise<CleanupReport> {
     processes += r.processes;
     netns.push(...r.netns);
   }
-  for (const dir of [paths.run, paths.pods, paths.cni, paths.tmp, paths.agents]) {
+  for (const dir of [
+    paths.run,
+    paths.pods,
+    paths.cni,
+    paths.tmp,
+    paths.agents,
+    join(paths.dir, 'helm'),
+  ]) {
     rmSync(dir, { recursive: true, force: true });
   }
   await removeKubeletFiles(paths);

@@ -108,7 +108,8 @@ export async function labUp(
       }
       if (s.phase === 'failed') {
         io.stderr.write(`lab up failed: ${s.error ?? 'unknown error'}\n${tails(s, paths)}`);
-        await cleanupLab(paths);
+        // DYAD_LAB_KEEP_FAILED=1: left as it is for a look; `lab down` removes it
+        if (process.env.DYAD_LAB_KEEP_FAILED !== '1') await cleanupLab(paths);
         return 1;
       }
     }

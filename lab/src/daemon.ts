@@ -38,8 +38,9 @@ import { buildFabric } from './network.ts';
 import { ENV_DIR, ENV_RUN, OWNER_DIR, labPaths } from './paths.ts';
 import { makePlan } from './plan.ts';
 import type { LabPlan } from './plan.ts';
-import { pauseArchive, startKubeletNode } from './kubelet-mode.ts';
-import { unixToTcpRelay } from './relay.ts';
+import { helmInstall, natsNodeCount, NAMESPACE } from './helm-install.ts';
+import { imageArchives, kubeletNodeFiles, startKubeletNode } from './kubelet-mode.ts';
+import { tcpToUnixRelay, unixToTcpRelay } from './relay.ts';
 import type { LabStateValue, NodeRecordValue } from './state.ts';
 import { writeState } from './state.ts';
 import { chartServiceCommand } from './service-command.ts';
@@ -86,16 +87,24 @@ process.env[ENV_DIR] = paths.dir;
 process.env.TMPDIR = paths.tmp;
 writeFileSync(join(OWNER_DIR, `${plan.prefix}.owner`), paths.dir + '\n');
 
-const nodes: NodeRecordValue[] = plan.nodes.map((n) => ({
-  name: n.name,
-  netns: n.netns,
-  uplink: n.uplink,
-  addresses: n.addresses,
-  pinDir: n.pinDir,
-  cniSocket: join(paths.run, n.name, 'cni.sock'),
-  apiSocket: join(paths.run, n.name, 'agent.sock'),
-  conflist: join(paths.cni, n.name, '10-dyad.conflist'),
-}));
+const kubeletMode = plan.options.kubelet === true;
+// In kubelet mode the chart's agent serves its sockets in the node's /run/dyad and the chart's
+// install-cni writes the conflist into the node's /etc/cni/net.d (node-mounts.ts).
+const nodes: NodeRecordValue[] = plan.nodes.map((n) => {
+  const k = kubeletNodeFiles(paths, n.name, n.pinDir);
+  return {
+    name: n.name,
+    netns: n.netns,
+    uplink: n.uplink,
+    addresses: n.addresses,
+    pinDir: n.pinDir,
+    cniSocket: kubeletMode ? join(k.runDyad, 'cni.sock') : join(paths.run, n.name, 'cni.sock'),
+    apiSocket: kubeletMode ? join(k.runDyad, 'agent.sock') : join(paths.run, n.name, 'agent.sock'),
+    conflist: kubeletMode
+      ? join(k.cniConfDir, '05-dyad.conflist')
+      : join(paths.cni, n.name, '10-dyad.conflist'),
+  };
+});
 
 const state: LabStateValue = {
   version: 1,
@@ -136,6 +145,7 @@ let kube: KubeCluster | undefined;
 let natsRelays: Server[] = [];
 let apiRelay: Server | undefined;
 let otlpRelay: Server | undefined;
+let natsRelay: Server | undefined;
 let bus: Bus | undefined;
 let stopping = false as boolean;
 const isStopping = (): boolean => stopping;
@@ -145,6 +155,7 @@ async function teardown(): Promise<void> {
   for (const r of natsRelays) r.close();
   apiRelay?.close();
   otlpRelay?.close();
+  natsRelay?.close();
   await bus?.close().catch(() => undefined);
   await Promise.allSettled([kube?.stop()]);
   await cleanupRun(plan.prefix);
@@ -334,7 +345,6 @@ function startNode(
       restart: true,
     });
   }
-  if (plan.options.kubelet === true) return; // kubelet-mode.ts starts the node's runtime
   supervisor.start({
     name: `pods-${n.name}`,
     command: node,
@@ -413,41 +423,13 @@ async function waitReady(kc: KubeClient, b: Bus, timeoutMs: number): Promise<voi
   throw new Error(`lab not ready after ${timeoutMs / 1000} s: ${problem}`);
 }
 
-try {
-  step('network namespaces and the node fabric');
-  buildFabric(plan);
-  step('NATS cluster and the Kubernetes control plane');
-  writeDyadConfig(configDir, plan);
-  // Every service and node agent its own NATS identity over TLS, as the chart runs them:
-  // .lab/creds/<identity>.creds, the CA in .lab/tls/ca.crt.
-  security = await createNatsSecurity(paths.dir, {
-    identities: clusterIdentities(plan.nodes.map((n) => n.name)),
-    inbox: inboxPermission,
-  });
-  const members = await planNatsCluster(
-    join(paths.tmp, 'nats'),
-    natsSecurityConfig(security.identities, security.tls),
-  );
-  startNatsCluster(supervisor, join(paths.tmp, 'nats'), members);
-  [, kube] = await Promise.all([
-    waitNatsHealthy(members, 120_000),
-    startKube({ scheduler: true, serviceClusterIpRange: plan.serviceRange }),
-  ]);
-  state.natsCa = security.tls.caFile;
-  state.natsCreds = join(paths.dir, 'creds');
-  writeFileSync(paths.kubeconfig, readFileSync(kube.kubeconfigPath));
+/**
+ * Stand-in mode: the Dyad services and agents as supervised processes on the lab's NATS cluster,
+ * every one with its own identity. Returns every server's URL.
+ */
+async function startProcessLab(members: readonly NatsMember[]): Promise<string> {
+  if (security === undefined) throw new Error('no NATS identities');
   const natsUrl = natsUrls(members);
-  state.natsUrl = natsUrl;
-  state.nats = members.map((m) => ({
-    name: m.name,
-    url: m.url,
-    monitorUrl: m.monitorUrl,
-    storeDir: m.storeDir,
-  }));
-  state.apiserver = kube.server;
-  state.etcdUrl = kube.etcdUrl;
-  void keepApiserver(kube);
-  state.tls = kube.tls;
   natsRelays = await Promise.all(
     members.map((m) => unixToTcpRelay(natsSocket(m), '127.0.0.1', m.port)),
   );
@@ -517,37 +499,140 @@ try {
   }
   step('nodes: agents and pod runtimes');
   plan.nodes.forEach((_, i) => {
-    const n = nodes[i];
-    if (n !== undefined) startNode(n, i, members, otlpSock);
+    const nd = nodes[i];
+    if (nd !== undefined) startNode(nd, i, members, otlpSock);
   });
-  if (plan.options.kubelet === true) {
-    step('nodes: containerd and kubelets');
-    const apiserverSocket = join(paths.run, 'apiserver.sock');
-    const api = new URL(kube.server);
-    apiRelay = await unixToTcpRelay(apiserverSocket, api.hostname, Number(api.port));
-    const pause = await pauseArchive(paths.root);
-    await Promise.all(
-      nodes.map((n) =>
-        startKubeletNode({
-          supervisor,
-          paths,
-          node: n,
-          families: plan.families,
-          apiserverSocket,
-          pauseArchive: pause,
-        }),
-      ),
-    );
+  return natsUrl;
+}
+
+/** Until the DaemonSet dyad-agent has a ready agent on every node. */
+async function waitAgentsReady(kc: KubeClient, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  let seen = 'no DaemonSet yet';
+  while (Date.now() < until) {
+    const ds = await kc
+      .call<{ status?: { numberReady?: number; desiredNumberScheduled?: number } }>(
+        'GET',
+        `/apis/apps/v1/namespaces/${NAMESPACE}/daemonsets/dyad-agent`,
+      )
+      .catch(() => undefined);
+    const ready = ds?.status?.numberReady ?? 0;
+    seen = `${ready}/${plan.nodes.length} agents ready`;
+    if (ready === plan.nodes.length) return;
+    state.step = `waiting: ${seen}`;
+    save();
+    await sleep(250);
   }
+  throw new Error(`dyad-agent not ready after ${timeoutMs / 1000} s: ${seen}`);
+}
+
+/**
+ * Kubelet mode: a kubelet and containerd per node, then Dyad from the chart with helm. Returns
+ * the URL the machine's side reaches the chart's NATS at (a relay into the first node's netns).
+ */
+async function startKubeletLab(k: KubeCluster): Promise<string> {
+  step('nodes: containerd and kubelets');
+  const apiserverSocket = join(paths.run, 'apiserver.sock');
+  const api = new URL(k.server);
+  apiRelay = await unixToTcpRelay(apiserverSocket, api.hostname, Number(api.port));
+  const archives = [...(await imageArchives(paths.root)).values()];
+  await Promise.all(
+    nodes.map((n, i) =>
+      startKubeletNode({
+        supervisor,
+        paths,
+        prefix: plan.prefix,
+        node: n,
+        families: plan.families,
+        apiserverSocket,
+        archives,
+        natsNode: i < natsNodeCount(plan),
+      }),
+    ),
+  );
+  step('helm install dyad');
+  const t0 = Date.now();
+  await helmInstall({ paths, plan });
+  await waitAgentsReady(new KubeClient(k.server, k.tls), 300_000);
+  state.installSeconds = (Date.now() - t0) / 1000;
+  const first = nodes[0];
+  const primary = plan.families[0];
+  const addr = first && primary ? first.addresses[primary]?.split('/')[0] : undefined;
+  if (first === undefined || addr === undefined) throw new Error('no first node address');
+  const natsSock = join(paths.run, 'nats.sock');
+  supervisor.start({
+    name: `nats-dial-${first.name}`,
+    netns: first.netns,
+    command: node,
+    args: [
+      repo('lab', 'src', 'dial.ts'),
+      natsSock,
+      `${addr.includes(':') ? `[${addr}]` : addr}:4222`,
+    ],
+    restart: true,
+  });
+  for (let i = 0; !existsSync(natsSock); i++) {
+    if (i > 300) throw new Error(`no NATS relay at ${natsSock}`);
+    await sleep(100);
+  }
+  natsRelay = await tcpToUnixRelay('127.0.0.1', 0, natsSock);
+  const port = (natsRelay.address() as { port: number }).port;
+  return `nats://127.0.0.1:${port}`;
+}
+
+try {
+  step('network namespaces and the node fabric');
+  buildFabric(plan);
+  let members: NatsMember[] = [];
+  if (kubeletMode) {
+    // NATS comes from the chart (helm install, below)
+    step('the Kubernetes control plane');
+    kube = await startKube({ scheduler: true, serviceClusterIpRange: plan.serviceRange });
+  } else {
+    step('NATS cluster and the Kubernetes control plane');
+    writeDyadConfig(configDir, plan);
+    // Every service and node agent its own NATS identity over TLS, as the chart runs them:
+    // .lab/creds/<identity>.creds, the CA in .lab/tls/ca.crt.
+    security = await createNatsSecurity(paths.dir, {
+      identities: clusterIdentities(plan.nodes.map((n) => n.name)),
+      inbox: inboxPermission,
+    });
+    members = await planNatsCluster(
+      join(paths.tmp, 'nats'),
+      natsSecurityConfig(security.identities, security.tls),
+    );
+    startNatsCluster(supervisor, join(paths.tmp, 'nats'), members);
+    [, kube] = await Promise.all([
+      waitNatsHealthy(members, 120_000),
+      startKube({ scheduler: true, serviceClusterIpRange: plan.serviceRange }),
+    ]);
+    state.natsCa = security.tls.caFile;
+    state.natsCreds = join(paths.dir, 'creds');
+    state.nats = members.map((m) => ({
+      name: m.name,
+      url: m.url,
+      monitorUrl: m.monitorUrl,
+      storeDir: m.storeDir,
+    }));
+  }
+  writeFileSync(paths.kubeconfig, readFileSync(kube.kubeconfigPath));
+  state.apiserver = kube.server;
+  state.etcdUrl = kube.etcdUrl;
+  void keepApiserver(kube);
+  state.tls = kube.tls;
+  const kc = new KubeClient(kube.server, kube.tls);
+  const natsUrl = kubeletMode ? await startKubeletLab(kube) : await startProcessLab(members);
+  state.natsUrl = natsUrl;
   bus = await connectBus({
-    servers: members.map((m) => m.url),
+    servers: natsUrl.split(','),
     name: 'lab',
-    credsFile: credsOf(ServiceIdentity.operator),
-    caFile: security.tls.caFile,
+    ...(security === undefined
+      ? {}
+      : { credsFile: credsOf(ServiceIdentity.operator), caFile: security.tls.caFile }),
     logger: createLogger({ service: 'lab', level: 'warn' }),
     registry: createMetrics(),
   });
-  await waitReady(new KubeClient(kube.server, kube.tls), bus, 240_000);
+  await waitReady(kc, bus, 240_000);
   state.phase = 'ready';
   state.readyAt = new Date().toISOString();
   step('ready');
@@ -556,6 +641,9 @@ try {
   state.error = err instanceof Error ? err.message : String(err);
   say(`failed: ${state.error}`);
   save();
+  // for a look at what failed (kubelet mode: pods' logs under .lab/kubelet/<node>/host/pod-logs);
+  // `lab down` removes it
+  if (process.env.DYAD_LAB_KEEP_FAILED === '1') await new Promise(() => undefined);
   stopping = true;
   await teardown();
   process.exit(1);

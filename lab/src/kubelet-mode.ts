@@ -1,8 +1,10 @@
 // `lab up --kubelet`: every node runs a real kubelet (tools/bin/kubelet, the apiserver's version)
-// and containerd with runc from Debian, both in the node's netns, with the node's own kubelet root,
-// containerd root, state and socket. Pods get their sandboxes from containerd's CRI plugin, which
-// calls dyad-cni through a conflist of the chart's cniVersion; the kubelet writes status.podIPs
-// from the CNI result. The lab's stand-in still serves probes: kubelet-pods.ts starts one in each
+// and containerd with runc from Debian, both in the node's netns and its own mount namespace
+// (node-mounts.ts: the chart's host paths from per-node directories), with the node's own kubelet
+// root, containerd root, state and socket. Dyad itself is installed with helm from the images
+// (helm-install.ts): its init container puts dyad-cni and the conflist into the node's CNI
+// directories, containerd's CRI calls it for every sandbox, the kubelet writes status.podIPs from
+// the CNI result. The lab's stand-in still serves probes: kubelet-pods.ts starts one in each
 // Running pod's netns and writes the pod record the CLI reads.
 import type { Family } from '@dyad/netaddr';
 import { execFile } from 'node:child_process';
@@ -18,8 +20,9 @@ import {
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { parse } from 'yaml';
 import { readImagesFile } from '@dyad/deploy/images-file';
+import { createNodeMountNs, nodeBinds } from './node-mounts.ts';
+import type { NodeBind } from './node-mounts.ts';
 import type { LabPaths } from './paths.ts';
 import type { NodeRecordValue } from './state.ts';
 import type { Supervisor } from './supervisor.ts';
@@ -28,7 +31,7 @@ const exec = promisify(execFile);
 
 /** Where the kubelet in a node netns reaches the apiserver (a relay to the machine's loopback). */
 export const NODE_APISERVER = '127.0.0.1:6443';
-/** The pause image `npm run images` builds; the only image a kubelet-mode lab pod needs. */
+/** The pause image `npm run images` builds; lab pods use it as their container too. */
 export const PAUSE_IMAGE = 'docker.io/library/dyad-pause:0.1.0';
 
 export interface KubeletNodeFiles {
@@ -38,14 +41,21 @@ export interface KubeletNodeFiles {
   readonly kubeletConfig: string;
   readonly kubeletRoot: string;
   readonly kubeconfig: string;
+  /** The chart's host paths as the node sees them, each from a per-node directory. */
+  readonly binds: readonly NodeBind[];
+  /** The machine's side of the node's /etc/cni/net.d (the chart's install-cni writes it). */
   readonly cniConfDir: string;
-  readonly conflist: string;
-  /** CNI_PATH: dyad-cni, and the loopback plugin containerd's CRI calls for every sandbox. */
+  /** ... of /opt/cni/bin: dyad-cni (from the chart) and the loopback plugin CRI calls. */
   readonly cniBinDir: string;
+  /** ... of /run/dyad: the agent's CNI and API sockets. */
+  readonly runDyad: string;
 }
 
-export function kubeletNodeFiles(paths: LabPaths, node: string): KubeletNodeFiles {
+export function kubeletNodeFiles(paths: LabPaths, node: string, pinDir = ''): KubeletNodeFiles {
   const dir = join(paths.dir, 'kubelet', node);
+  const binds = nodeBinds(dir, pinDir);
+  const source = (target: string): string =>
+    binds.find((b) => b.target === target)?.source ?? join(dir, 'host', 'missing');
   return {
     dir,
     containerdConfig: join(dir, 'containerd.toml'),
@@ -53,26 +63,18 @@ export function kubeletNodeFiles(paths: LabPaths, node: string): KubeletNodeFile
     kubeletConfig: join(dir, 'kubelet.yaml'),
     kubeletRoot: join(dir, 'kubelet'),
     kubeconfig: join(dir, 'kubeconfig'),
-    cniConfDir: join(dir, 'net.d'),
-    conflist: join(dir, 'net.d', '05-dyad.conflist'),
-    cniBinDir: join(dir, 'cni-bin'),
+    binds,
+    cniConfDir: source('/etc/cni/net.d'),
+    cniBinDir: source('/opt/cni/bin'),
+    runDyad: source('/run/dyad'),
   };
-}
-
-/** The conflist's cniVersion the chart installs (deploy/values.yaml `cni.cniVersion`). */
-export function chartCniVersion(root: string): string {
-  const values = parse(readFileSync(join(root, 'deploy', 'values.yaml'), 'utf8')) as {
-    cni?: { cniVersion?: unknown };
-  };
-  const v = values.cni?.cniVersion;
-  if (typeof v !== 'string') throw new Error('deploy/values.yaml has no cni.cniVersion');
-  return v;
 }
 
 /**
  * containerd 1.6's config for one node. `restrict_oom_score_adj`: these machines deny lowering
- * oom_score_adj, and runc then fails with "can't get final child's PID from pipe". Pod netns
- * are mounted under the node's state dir, so the lab's cleanup finds them.
+ * oom_score_adj, and runc then fails with "can't get final child's PID from pipe". The CNI
+ * directories and pod netns (/run/netns) are the standard paths: in the node's mount namespace
+ * they are its own directories, where the chart's agent finds them.
  */
 export function containerdConfig(f: KubeletNodeFiles): string {
   return `version = 2
@@ -83,15 +85,14 @@ state = "${join(f.dir, 'containerd', 'state')}"
 [plugins."io.containerd.grpc.v1.cri"]
   disable_tcp_service = true
   restrict_oom_score_adj = true
-  netns_mounts_under_state_dir = true
   sandbox_image = "${PAUSE_IMAGE}"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
   [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "${f.cniBinDir}"
-    conf_dir = "${f.cniConfDir}"
+    bin_dir = "/opt/cni/bin"
+    conf_dir = "/etc/cni/net.d"
     max_conf_num = 1
 `;
 }
@@ -132,24 +133,14 @@ export function nodeKubeconfig(admin: string): string {
   return out;
 }
 
-export function conflist(cniVersion: string, agentSocket: string): string {
-  return `${JSON.stringify(
-    { cniVersion, name: 'dyad', plugins: [{ type: 'dyad-cni', agentSocket }] },
-    null,
-    2,
-  )}\n`;
-}
-
 /** Debian's containernetworking-plugins (scripts/ensure.sh installs it). */
 export const LOOPBACK_PLUGIN = '/usr/lib/cni/loopback';
 
-/** Writes every file of a node but the conflist (startKubeletNode writes it). */
+/** Writes every file of a node; dyad-cni and the conflist come from the chart. */
 export function writeNodeFiles(paths: LabPaths, n: NodeRecordValue): KubeletNodeFiles {
-  const f = kubeletNodeFiles(paths, n.name);
-  mkdirSync(f.cniConfDir, { recursive: true });
+  const f = kubeletNodeFiles(paths, n.name, n.pinDir);
+  for (const b of f.binds) mkdirSync(b.source, { recursive: true });
   mkdirSync(f.kubeletRoot, { recursive: true });
-  mkdirSync(f.cniBinDir, { recursive: true });
-  symlinkSync(join(paths.root, 'cni', 'build', 'dyad-cni'), join(f.cniBinDir, 'dyad-cni'));
   symlinkSync(LOOPBACK_PLUGIN, join(f.cniBinDir, 'loopback'));
   writeFileSync(f.containerdConfig, containerdConfig(f));
   writeFileSync(f.kubeletConfig, kubeletConfig(f));
@@ -161,7 +152,10 @@ export function kubeletArgs(
   f: KubeletNodeFiles,
   n: NodeRecordValue,
   families: readonly Family[],
+  natsNode: boolean,
 ): string[] {
+  // the chart's NATS servers run on the nodes labelled so (nats.nodeSelector)
+  const labels = ['dyad.io/lab=true', ...(natsNode ? ['dyad.io/nats=true'] : [])];
   const ips = families.map((fam) => n.addresses[fam]).filter((a) => a !== undefined);
   return [
     '--config',
@@ -177,7 +171,7 @@ export function kubeletArgs(
     '--node-ip',
     ips.map((a) => a.split('/')[0]).join(','),
     '--node-labels',
-    'dyad.io/lab=true',
+    labels.join(','),
   ];
 }
 
@@ -200,7 +194,11 @@ export async function importImage(socket: string, archive: string): Promise<void
   await ctr(socket, 'images', 'import', archive);
 }
 
-/** The network namespace path of a pod's sandbox, from containerd's record of it. */
+/**
+ * The network namespace of a pod's sandbox, as a path the machine's mount namespace can open:
+ * `/proc/<pid>/ns/net` of the sandbox's task (containerd's own netns path is a mount in the
+ * node's mount namespace, invisible here).
+ */
 export async function sandboxNetns(socket: string, podUid: string): Promise<string | undefined> {
   const { stdout } = await ctr(
     socket,
@@ -210,12 +208,13 @@ export async function sandboxNetns(socket: string, podUid: string): Promise<stri
     // one filter, its terms ANDed (separate filters would be ORed)
     `labels."io.kubernetes.pod.uid"==${podUid},labels."io.cri-containerd.kind"==sandbox`,
   );
-  for (const id of stdout.split('\n').filter((l) => l !== '')) {
-    const info = JSON.parse((await ctr(socket, 'containers', 'info', id)).stdout) as {
-      Spec?: { linux?: { namespaces?: { type: string; path?: string }[] } };
-    };
-    const path = info.Spec?.linux?.namespaces?.find((ns) => ns.type === 'network')?.path;
-    if (path !== undefined && path !== '') return path;
+  const ids = new Set(stdout.split('\n').filter((l) => l !== ''));
+  if (ids.size === 0) return undefined;
+  const tasks = (await ctr(socket, 'tasks', 'ls')).stdout;
+  for (const line of tasks.split('\n')) {
+    const [id, pid, status] = line.trim().split(/\s+/);
+    if (id !== undefined && ids.has(id) && status === 'RUNNING' && Number(pid) > 0)
+      return `/proc/${pid}/ns/net`;
   }
   return undefined;
 }
@@ -271,23 +270,27 @@ export async function removeKubeletFiles(paths: LabPaths): Promise<void> {
 export interface KubeletNodeStart {
   readonly supervisor: Supervisor;
   readonly paths: LabPaths;
+  readonly prefix: string;
   readonly node: NodeRecordValue;
   readonly families: readonly Family[];
   /** The machine-side unix socket relayed to the apiserver. */
   readonly apiserverSocket: string;
-  /** The pause image's OCI archive (`npm run images`). */
-  readonly pauseArchive: string;
+  /** OCI archives to import into the node's containerd (`npm run images`). */
+  readonly archives: readonly string[];
+  /** Carries one of the chart's NATS servers (label dyad.io/nats=true). */
+  readonly natsNode: boolean;
 }
 
 /**
- * One node's runtime half: the apiserver relay into its netns, containerd (waited for, the pause
- * image imported), the conflist (the chart's cniVersion, this node's agent socket), the kubelet,
- * and the pod-record keeper. All supervised, all in the node's netns but the keeper.
+ * One node's runtime half: its mount namespace, the apiserver relay into its netns, containerd
+ * (waited for, the images imported), the kubelet, and the pod-record keeper. All supervised;
+ * containerd and the kubelet in the node's netns and mount namespace, the keeper on the machine.
  */
 export async function startKubeletNode(s: KubeletNodeStart): Promise<void> {
   const n = s.node;
   const root = s.paths.root;
   const f = writeNodeFiles(s.paths, n);
+  const mountns = createNodeMountNs(s.prefix, n.name, f.binds);
   s.supervisor.start({
     name: `apiserver-relay-${n.name}`,
     netns: n.netns,
@@ -298,6 +301,7 @@ export async function startKubeletNode(s: KubeletNodeStart): Promise<void> {
   s.supervisor.start({
     name: `containerd-${n.name}`,
     netns: n.netns,
+    mountns,
     command: 'containerd',
     args: ['--config', f.containerdConfig],
     restart: true,
@@ -307,13 +311,13 @@ export async function startKubeletNode(s: KubeletNodeStart): Promise<void> {
       throw new Error(`containerd of ${n.name} does not answer on ${f.containerdSocket}`);
     await sleep(100);
   }
-  await importImage(f.containerdSocket, s.pauseArchive);
-  writeFileSync(f.conflist, conflist(chartCniVersion(root), n.cniSocket));
+  for (const a of s.archives) await importImage(f.containerdSocket, a);
   s.supervisor.start({
     name: `kubelet-${n.name}`,
     netns: n.netns,
+    mountns,
     command: join(root, 'tools', 'bin', 'kubelet'),
-    args: kubeletArgs(f, n, s.families),
+    args: kubeletArgs(f, n, s.families, s.natsNode),
     restart: true,
   });
   s.supervisor.start({
@@ -325,20 +329,22 @@ export async function startKubeletNode(s: KubeletNodeStart): Promise<void> {
   });
 }
 
-/** The pause image's archive from `npm run images` (built here first when there is none). */
-export async function pauseArchive(root: string): Promise<string> {
+/** The OCI archives of `npm run images` (built here first when there are none), by image name. */
+export async function imageArchives(root: string): Promise<Map<string, string>> {
   const dir = process.env.DYAD_IMAGES_DIR ?? join(root, '.images');
-  const find = async (): Promise<string | undefined> => {
+  const find = async (): Promise<Map<string, string> | undefined> => {
     try {
       const built = await readImagesFile(dir);
-      const pause = built.images.find((i) => i.name === PAUSE_IMAGE);
-      return pause === undefined ? undefined : join(dir, pause.archive);
+      const out = new Map(built.images.map((i) => [i.name, join(dir, i.archive)]));
+      return [...out.values()].every((a) => existsSync(a)) && out.has(PAUSE_IMAGE)
+        ? out
+        : undefined;
     } catch {
       return undefined;
     }
   };
   const found = await find();
-  if (found !== undefined && existsSync(found)) return found;
+  if (found !== undefined) return found;
   await exec(process.execPath, [join(root, 'deploy', 'images', 'build.ts')], {
     maxBuffer: 16 * 1024 * 1024,
   });

@@ -63,6 +63,8 @@ export const LabState = z.object({
   natsCa: z.string().optional(),
   /** The directory of every identity's credentials: `<identity>.creds`. */
   natsCreds: z.string().optional(),
+  /** Kubelet mode: seconds from \`helm install\` to a ready agent on every node. */
+  installSeconds: z.number().optional(),
   apiserver: z.string().optional(),
   /** With `up --tracing`: Jaeger's query API and UI, and where OTLP/HTTP goes. */
   jaeger: z.object({ queryUrl: z.string(), otlpUrl: z.string() }).optional(),

@@ -14,6 +14,8 @@ export interface ChildSpec {
   readonly env?: NodeJS.ProcessEnv;
   /** Run inside this netns (nsenter --net, so bpffs and files stay visible). */
   readonly netns?: string;
+  /** And in this mount namespace (a kubelet-mode node's file, node-mounts.ts). */
+  readonly mountns?: string;
   /** Restart when it exits, with backoff. */
   readonly restart: boolean;
 }
@@ -89,10 +91,14 @@ export class Supervisor {
   #launch(c: Child): void {
     if (this.#stopping || c.stopped) return;
     const fd = openSync(this.logPath(c.spec.name), 'a');
+    const enter = [
+      ...(c.spec.netns === undefined ? [] : [`--net=/run/netns/${c.spec.netns}`]),
+      ...(c.spec.mountns === undefined ? [] : [`--mount=${c.spec.mountns}`]),
+    ];
     const [cmd, args] =
-      c.spec.netns === undefined
+      enter.length === 0
         ? [c.spec.command, c.spec.args]
-        : ['nsenter', [`--net=/run/netns/${c.spec.netns}`, c.spec.command, ...c.spec.args]];
+        : ['nsenter', [...enter, c.spec.command, ...c.spec.args]];
     writeSync(fd, `# ${new Date().toISOString()} start #${c.restarts}: ${cmd} ${args.join(' ')}\n`);
     const proc = spawn(cmd, args, {
       env: { ...process.env, ...this.#env, ...c.spec.env },

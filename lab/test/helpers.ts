@@ -75,6 +75,28 @@ export class TestLab {
     return r.stdout;
   }
 
+  /** kubectl without blocking the event loop (beside a probe loop); stdout, throws on failure. */
+  kubectlAsync(args: readonly string[]): Promise<string> {
+    return this.toolAsync('kubectl', args);
+  }
+
+  /** A binary of tools/bin (kubectl, helm) against this lab, without blocking the event loop. */
+  toolAsync(tool: string, args: readonly string[]): Promise<string> {
+    const child = spawn(join(repoRoot(), 'tools', 'bin', tool), args, {
+      env: this.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    return new Promise((resolve, reject) =>
+      child.on('close', (code) =>
+        code === 0 ? resolve(out) : reject(new Error(`${tool} ${args.join(' ')}: ${err}`)),
+      ),
+    );
+  }
+
   pods(): PodRecordValue[] {
     return listPodRecords(this.paths.pods);
   }

@@ -2,8 +2,6 @@
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import {
-  chartCniVersion,
-  conflist,
   containerdConfig,
   kubeletConfig,
   kubeletNodeFiles,
@@ -14,7 +12,11 @@ import {
 } from '../src/kubelet-mode.ts';
 import { labPaths, REPO } from './helpers.ts';
 
-const files = kubeletNodeFiles(labPaths(REPO, '/tmp/dyad-lab-x'), 'node-2');
+const files = kubeletNodeFiles(
+  labPaths(REPO, '/tmp/dyad-lab-x'),
+  'node-2',
+  '/sys/fs/bpf/dl0abc/node-2',
+);
 
 describe('kubelet mode files', () => {
   it("containerd: the node's own root, state and socket; what these machines need", () => {
@@ -22,10 +24,33 @@ describe('kubelet mode files', () => {
     expect(toml).toContain('root = "/tmp/dyad-lab-x/kubelet/node-2/containerd/root"');
     expect(toml).toContain('address = "/tmp/dyad-lab-x/kubelet/node-2/containerd.sock"');
     expect(toml).toContain('restrict_oom_score_adj = true');
-    expect(toml).toContain('netns_mounts_under_state_dir = true');
     expect(toml).toContain(`sandbox_image = "${PAUSE_IMAGE}"`);
-    expect(toml).toContain(`bin_dir = "${files.cniBinDir}"`);
-    expect(toml).toContain(`conf_dir = "${files.cniConfDir}"`);
+    // the standard paths: in the node's mount namespace they are its own directories, where
+    // the chart's install-cni writes and the agent finds pod netns
+    expect(toml).not.toContain('netns_mounts_under_state_dir');
+    expect(toml).toContain('bin_dir = "/opt/cni/bin"');
+    expect(toml).toContain('conf_dir = "/etc/cni/net.d"');
+  });
+
+  it("every host path the chart mounts is the node's own directory; bpffs under the run's pins", () => {
+    const byTarget = new Map(files.binds.map((b) => [b.target, b.source]));
+    expect([...byTarget.keys()].sort()).toEqual(
+      [
+        '/etc/cni/net.d',
+        '/opt/cni/bin',
+        '/run/dyad',
+        '/run/netns',
+        '/sys/fs/bpf',
+        '/var/lib/dyad',
+        '/var/log/pods',
+      ].sort(),
+    );
+    for (const [target, source] of byTarget) {
+      if (target === '/sys/fs/bpf') expect(source).toBe('/sys/fs/bpf/dl0abc/node-2');
+      else expect(source.startsWith('/tmp/dyad-lab-x/kubelet/node-2/host/')).toBe(true);
+    }
+    expect(files.cniConfDir).toBe(byTarget.get('/etc/cni/net.d'));
+    expect(files.runDyad).toBe(byTarget.get('/run/dyad'));
   });
 
   it('kubelet: cgroup v1 allowed, cgroupfs, the node socket', () => {
@@ -33,16 +58,6 @@ describe('kubelet mode files', () => {
     expect(cfg.failCgroupV1).toBe(false);
     expect(cfg.cgroupDriver).toBe('cgroupfs');
     expect(cfg.containerRuntimeEndpoint).toBe(`unix://${files.containerdSocket}`);
-  });
-
-  it("the conflist is the chart's version (1.0.0, which containerd 1.6 accepts)", () => {
-    expect(chartCniVersion(REPO)).toBe('1.0.0');
-    const c = JSON.parse(conflist(chartCniVersion(REPO), '/run/x.sock')) as {
-      cniVersion: string;
-      plugins: Array<{ type: string; agentSocket: string }>;
-    };
-    expect(c.cniVersion).toBe('1.0.0');
-    expect(c.plugins).toEqual([{ type: 'dyad-cni', agentSocket: '/run/x.sock' }]);
   });
 
   it("the node's kubeconfig points at the relay; one without a server is refused", () => {

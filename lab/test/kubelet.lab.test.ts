@@ -1,14 +1,23 @@
 // Kubelet mode end to end (`lab up --kubelet`): three nodes, each with a real kubelet and
-// Debian's containerd 1.6 + runc in its netns. Pods created with kubectl get their sandboxes from
-// containerd's CRI plugin, which calls dyad-cni through the conflist of the chart's cniVersion;
-// the kubelet writes status.podIPs from that result. The matrix: every pod reaches every other
-// pod over TCP, UDP and ICMP in both families. Deleting a pod goes through the kubelet (CNI DEL:
-// its endpoint leaves the agent), and `down` leaves no namespace, mount or container behind.
-import { readFileSync } from 'node:fs';
+// Debian's containerd 1.6 + runc in its netns and its own mount namespace, and Dyad installed
+// with `helm install` from the images: agents as DaemonSet pods, services as Deployments, NATS
+// as the chart's StatefulSet. Pods created with kubectl get their sandboxes from containerd's
+// CRI plugin, which calls the dyad-cni the chart installed through the chart's conflist; the
+// kubelet writes status.podIPs from that result. The matrix: every pod reaches every other pod
+// over TCP, UDP and ICMP in both families. `kubectl rollout restart` of the agents and a
+// `helm upgrade` to another image roll one node at a time while probes keep connecting and
+// established connections stay open. Deleting a pod goes through the kubelet (CNI DEL: its
+// endpoint leaves the agent), and `down` leaves no namespace, mount or container behind.
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, test } from 'vitest';
+import { kubeletNodeFiles } from '../src/kubelet-mode.ts';
+import { mountNsDir } from '../src/node-mounts.ts';
 import { listNetns } from '../src/sys.ts';
 import { TestLab, fullMatrix, labRequired, labSkipReason, matrix } from './helpers.ts';
+import type { ProbeLine } from './helpers.ts';
+import { HeldConnection, probeLoop, watchAgents } from './rollout.ts';
 
 const skip = labSkipReason();
 if (skip && labRequired()) test('lab tier is required', () => expect.fail(skip));
@@ -47,7 +56,7 @@ describe.skipIf(skip !== undefined)('lab --kubelet: real kubelets and containerd
     prefix = (await lab.up(['--kubelet'])).prefix;
     lab.kubectl(['apply', '-f', '-'], manifest(pods));
     await lab.waitPods(refs, 2);
-  }, 600_000);
+  }, 900_000);
 
   afterAll(async () => {
     await lab.down();
@@ -83,11 +92,51 @@ describe.skipIf(skip !== undefined)('lab --kubelet: real kubelets and containerd
         'IPv6',
       ]);
     }
-    // the conflist containerd read is the chart's version
+    // the conflist containerd read is the one the chart's install-cni wrote, of its version
     const conflist = JSON.parse(
-      readFileSync(join(lab.paths.dir, 'kubelet', 'node-1', 'net.d', '05-dyad.conflist'), 'utf8'),
-    ) as { cniVersion: string };
+      readFileSync(
+        join(kubeletNodeFiles(lab.paths, 'node-1').cniConfDir, '05-dyad.conflist'),
+        'utf8',
+      ),
+    ) as { cniVersion: string; plugins: Array<{ type: string }> };
     expect(conflist.cniVersion).toBe('1.0.0');
+    expect(conflist.plugins.map((p) => p.type)).toEqual(['dyad-cni']);
+  });
+
+  it('Dyad runs as helm installed it: agents per node, services, NATS, all from the images', () => {
+    const releases = JSON.parse(
+      execFileSync(join(lab.paths.root, 'tools', 'bin', 'helm'), ['list', '-A', '-o', 'json'], {
+        env: lab.env,
+        encoding: 'utf8',
+      }),
+    ) as Array<{ name: string; status: string }>;
+    expect(releases.map((r) => [r.name, r.status])).toEqual([['dyad', 'deployed']]);
+    const sys = JSON.parse(lab.kubectl(['-n', 'kube-system', 'get', 'pods', '-o', 'json'])) as {
+      items: Array<{
+        metadata: { ownerReferences?: Array<{ kind: string }>; labels: Record<string, string> };
+        spec: { nodeName: string; containers: Array<{ image: string }> };
+        status: { conditions?: Array<{ type: string; status: string }> };
+      }>;
+    };
+    const byComponent = new Map<string, string[]>();
+    for (const p of sys.items) {
+      const c = p.metadata.labels['app.kubernetes.io/component'] ?? '?';
+      expect(p.status.conditions?.some((x) => x.type === 'Ready' && x.status === 'True')).toBe(
+        true,
+      );
+      byComponent.set(c, [...(byComponent.get(c) ?? []), p.spec.nodeName]);
+    }
+    expect(byComponent.get('agent')?.sort()).toEqual(NODES);
+    expect(byComponent.get('nats')?.sort()).toEqual(NODES);
+    expect(byComponent.get('ipam')).toHaveLength(2);
+    for (const c of ['kube-bridge', 'router', 'policy']) expect(byComponent.get(c)).toHaveLength(1);
+    // no Dyad process runs outside the cluster
+    expect(
+      lab
+        .state()
+        .processes.map((p) => p.name)
+        .filter((n) => /^(agent|ipam|router|policy|kube-bridge)/.test(n)),
+    ).toEqual([]);
   });
 
   it('every pod reaches every other pod over TCP, UDP and ICMP in both families', async () => {
@@ -96,6 +145,154 @@ describe.skipIf(skip !== undefined)('lab --kubelet: real kubelets and containerd
     const { failures } = await fullMatrix(lab, lines);
     expect(failures).toEqual([]);
   });
+
+  /** Cross-node probes of both families and every protocol, and held TCP connections. */
+  function crossNode(): { lines: ProbeLine[]; held: Array<{ from: string; to: string }> } {
+    const pairs = [
+      ['default/k-1', 'default/k-2'],
+      ['default/k-2', 'default/k-3'],
+      ['default/k-3', 'default/k-4'],
+    ] as const;
+    const lines: ProbeLine[] = pairs.flatMap(([from, to]) =>
+      (['IPv4', 'IPv6'] as const).flatMap((family) =>
+        (['TCP', 'UDP', 'ICMP'] as const).map((protocol) => ({
+          from,
+          to,
+          port: PORT,
+          protocol,
+          family,
+        })),
+      ),
+    );
+    return { lines, held: pairs.map(([from, to]) => ({ from, to })) };
+  }
+
+  async function openHeld(
+    held: ReadonlyArray<{ from: string; to: string }>,
+  ): Promise<HeldConnection[]> {
+    const records = new Map(lab.pods().map((p) => [`${p.namespace}/${p.name}`, p]));
+    const out: HeldConnection[] = [];
+    for (const { from, to } of held) {
+      const src = records.get(from);
+      const dst = records.get(to);
+      if (src === undefined || dst === undefined) throw new Error(`no record of ${from} or ${to}`);
+      for (const ip of dst.podIPs) out.push(await HeldConnection.open(src.netns, ip, PORT));
+    }
+    return out;
+  }
+
+  /**
+   * Runs `rollout` (it returns when the agents' rollout is complete) under a probe loop, a watch
+   * of the agents and held connections. The agent restart window is zero: the datapath's maps
+   * stay pinned and its programs attached while an agent restarts, so no probe between running
+   * pods may fail at all, and no held connection may close or lose an echo.
+   */
+  async function underRollout(rollout: () => Promise<void>): Promise<Set<string>> {
+    const { lines, held } = crossNode();
+    const before = new Set(
+      (
+        JSON.parse(
+          lab.kubectl([
+            '-n',
+            'kube-system',
+            'get',
+            'pods',
+            '-l',
+            'app.kubernetes.io/component=agent',
+            '-o',
+            'json',
+          ]),
+        ) as {
+          items: Array<{ metadata: { uid: string } }>;
+        }
+      ).items.map((p) => p.metadata.uid),
+    );
+    const conns = await openHeld(held);
+    let finished = false;
+    const [probes, agents] = await Promise.all([
+      probeLoop(lab, lines, () => finished),
+      watchAgents(lab, () => finished),
+      rollout().finally(() => (finished = true)),
+    ]);
+    const results = await Promise.all(conns.map((c) => c.finish()));
+    expect(probes.failures).toEqual([]);
+    expect(probes.rounds).toBeGreaterThan(1);
+    for (const r of results) {
+      expect(r.closed).toBe('');
+      expect(r.sent).toBeGreaterThan(0);
+      expect(r.echoed).toBe(r.sent);
+    }
+    // one node at a time: never two nodes without a ready agent
+    expect(agents.maxNodesWithoutReadyAgent).toBe(1);
+    const fresh = [...agents.uidsSeen].filter((u) => !before.has(u));
+    expect(fresh.length).toBeGreaterThanOrEqual(NODES.length);
+    return before;
+  }
+
+  it('kubectl rollout restart daemonset/dyad-agent: probes all connect, connections survive', async () => {
+    await underRollout(async () => {
+      await lab.kubectlAsync(['-n', 'kube-system', 'rollout', 'restart', 'daemonset/dyad-agent']);
+      await lab.kubectlAsync([
+        '-n',
+        'kube-system',
+        'rollout',
+        'status',
+        'daemonset/dyad-agent',
+        '--timeout=300s',
+      ]);
+    });
+  }, 400_000);
+
+  it('helm upgrade to another image rolls the agents one node at a time', async () => {
+    // the image again under another tag in every node's containerd: a rebuilt image as the
+    // kubelet sees one (a new reference to pull, here from the node's store)
+    for (const node of NODES) {
+      execFileSync('ctr', [
+        '--address',
+        kubeletNodeFiles(lab.paths, node).containerdSocket,
+        '--namespace',
+        'k8s.io',
+        'images',
+        'tag',
+        '--force',
+        'docker.io/library/dyad:0.1.0',
+        'docker.io/library/dyad:0.1.0-rebuilt',
+      ]);
+    }
+    await underRollout(async () => {
+      await lab.toolAsync('helm', [
+        'upgrade',
+        'dyad',
+        join(lab.paths.root, 'deploy'),
+        '-n',
+        'kube-system',
+        '--reuse-values',
+        '--set',
+        'image.tag=0.1.0-rebuilt',
+      ]);
+      await lab.kubectlAsync([
+        '-n',
+        'kube-system',
+        'rollout',
+        'status',
+        'daemonset/dyad-agent',
+        '--timeout=300s',
+      ]);
+    });
+    const images = lab
+      .kubectl([
+        '-n',
+        'kube-system',
+        'get',
+        'pods',
+        '-l',
+        'app.kubernetes.io/component=agent',
+        '-o',
+        'jsonpath={.items[*].spec.containers[0].image}',
+      ])
+      .split(' ');
+    expect(images).toEqual(NODES.map(() => 'dyad:0.1.0-rebuilt'));
+  }, 400_000);
 
   it('a pod deleted with kubectl leaves its node through the kubelet (CNI DEL)', () => {
     const gone = pods[0];
@@ -111,6 +308,9 @@ describe.skipIf(skip !== undefined)('lab --kubelet: real kubelets and containerd
   it('down leaves no namespace, mount or containerd state behind', async () => {
     await lab.down();
     expect(listNetns().filter((n) => n.startsWith(`${prefix}-`))).toEqual([]);
+    // the nodes' mount namespaces and the pins under the run's prefix (the nodes' /sys/fs/bpf)
+    expect(existsSync(mountNsDir(prefix))).toBe(false);
+    expect(existsSync(`/sys/fs/bpf/${prefix}`)).toBe(false);
     const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
       .split('\n')
       .filter((l) => l.includes(lab.paths.dir));
