@@ -8,7 +8,8 @@ import { chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { LabPaths } from './paths.ts';
-import type { Family, LabPlan } from './plan.ts';
+import type { Family } from '@dyad/netaddr';
+import type { LabPlan } from './plan.ts';
 import { NODE_APISERVER } from './kubelet-mode.ts';
 
 const exec = promisify(execFile);

@@ -11,6 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { FAMILIES } from '@dyad/netaddr';
 import { afterAll, beforeAll, describe, expect, it, test } from 'vitest';
 import { kubeletNodeFiles } from '../src/kubelet-mode.ts';
 import { mountNsDir } from '../src/node-mounts.ts';
@@ -154,7 +155,7 @@ describe.skipIf(skip !== undefined)('lab --kubelet: real kubelets and containerd
       ['default/k-3', 'default/k-4'],
     ] as const;
     const lines: ProbeLine[] = pairs.flatMap(([from, to]) =>
-      (['IPv4', 'IPv6'] as const).flatMap((family) =>
+      FAMILIES.flatMap((family) =>
         (['TCP', 'UDP', 'ICMP'] as const).map((protocol) => ({
           from,
           to,
