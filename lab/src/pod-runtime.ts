@@ -231,17 +231,23 @@ async function ensureRunning(t: Tracked): Promise<void> {
     runningAt: new Date().toISOString(),
   });
   if (pod.status?.phase !== 'Running' || have.join(',') !== podIPs.join(',')) {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await patchStatus(pod, podIPs);
-        break;
-      } catch (err) {
-        // 404/409: the pod (this UID) is gone; its delete event follows.
-        if (err instanceof KubeApiError && (err.status === 404 || err.status === 409)) return;
-        if (attempt > 20) throw err;
-        await sleep(Math.min(5000, 250 * 2 ** attempt));
-      }
-    }
+    await retryWithBackoff(
+      async () => {
+        try {
+          await patchStatus(pod, podIPs);
+        } catch (err) {
+          // 404/409: the pod (this UID) is gone; its delete event follows.
+          if (err instanceof KubeApiError && (err.status === 404 || err.status === 409)) return;
+          throw err;
+        }
+      },
+      {
+        policy: { initialMs: 250, maxMs: 5000 },
+        attempts: 22,
+        onError: (err, attempt) =>
+          logger.warn({ err, pod: id, attempt }, 'pod status patch failed; retrying'),
+      },
+    );
   }
 }
 
@@ -388,15 +394,10 @@ const heartbeat = new NodeHeartbeat(kube, {
     'dyad.io/lab': state.prefix,
   },
 });
-for (let attempt = 0; ; attempt++) {
-  try {
-    await heartbeat.register();
-    break;
-  } catch (err) {
-    logger.warn({ err, attempt }, 'node registration failed; retrying');
-    await sleep(500);
-  }
-}
+await retryWithBackoff(() => heartbeat.register(), {
+  policy: { initialMs: 250, maxMs: 2000 },
+  onError: (err, attempt) => logger.warn({ err, attempt }, 'node registration failed; retrying'),
+});
 heartbeat.start();
 logger.info({ node: nodeName, hostIPs }, 'node registered; following pods');
 

@@ -13,6 +13,7 @@ import {
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { retryWithBackoff } from '@dyad/bus';
 import { z } from 'zod';
 import { CniResult, cniAdd, cniDel, podIpsFromResult } from './cni.ts';
 import type { CniExec, ConflistValue, RuntimeConf } from './cni.ts';
@@ -273,19 +274,15 @@ export async function destroySandbox(
     kill(s.standinPid, 'SIGKILL');
   }
   rmSync(s.control, { force: true });
-  let lastErr: Error | undefined;
   // DEL must succeed eventually or the addresses leak until ipam's GC; the agent may be
-  // restarting, so retry for a while.
-  for (let attempt = 0; attempt < attempts; attempt++) {
-    try {
-      await cniDel(env.conflist, runtimeConf(s), cniExec(env), s.result);
-      lastErr = undefined;
-      break;
-    } catch (err) {
-      lastErr = err instanceof Error ? err : new Error(String(err));
-      await sleep(Math.min(2000, 100 * 2 ** attempt));
-    }
-  }
+  // restarting, so retry for a while. The netns and the file go either way; the error follows.
+  const failed = await retryWithBackoff(
+    () => cniDel(env.conflist, runtimeConf(s), cniExec(env), s.result),
+    { policy: { initialMs: 100, maxMs: 2000 }, attempts, onError: () => undefined },
+  ).then(
+    () => undefined,
+    (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
+  );
   if (netnsExists(s.netns)) {
     try {
       ip('netns', 'del', s.netns);
@@ -294,5 +291,5 @@ export async function destroySandbox(
     }
   }
   rmSync(join(env.dir, `${s.containerId}.json`), { force: true });
-  if (lastErr !== undefined) throw lastErr;
+  if (failed !== undefined) throw failed;
 }

@@ -27,9 +27,14 @@ export interface RetryOptions {
   readonly onError: (err: unknown, attempt: number, retryInMs: number) => void;
   /** Checked before every attempt; true ends the loop with undefined. */
   readonly stopped?: () => boolean;
+  /** At most this many attempts: the last one's error is thrown. Absent: no limit. */
+  readonly attempts?: number;
 }
 
-/** Runs `attempt` until it succeeds (or `stopped` says so), waiting a backoff between tries. */
+/**
+ * Runs `attempt` until it succeeds (or `stopped` says so, or `attempts` are spent), waiting a
+ * backoff between tries.
+ */
 export async function retryWithBackoff<T>(
   attempt: (n: number) => Promise<T>,
   o: RetryOptions,
@@ -38,6 +43,7 @@ export async function retryWithBackoff<T>(
     try {
       return await attempt(n);
     } catch (err) {
+      if (o.attempts !== undefined && n >= o.attempts) throw err;
       const wait = backoffDelay(n, o.policy);
       o.onError(err, n, wait);
       await new Promise((r) => setTimeout(r, wait));

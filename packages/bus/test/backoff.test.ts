@@ -39,6 +39,26 @@ describe('backoff', () => {
     expect(attempts).toBe(1);
   });
 
+  it('gives up after its attempts with the last error, waiting only between them', async () => {
+    const waits: number[] = [];
+    let tries = 0;
+    await expect(
+      retryWithBackoff(
+        (n) => {
+          tries++;
+          return Promise.reject(new Error(`try ${n}`));
+        },
+        {
+          policy: { initialMs: 1, maxMs: 1 },
+          attempts: 3,
+          onError: (_e, _n, wait) => waits.push(wait),
+        },
+      ),
+    ).rejects.toThrow('try 3');
+    expect(tries).toBe(3);
+    expect(waits).toHaveLength(2);
+  });
+
   it('one at a time: triggers during a run make exactly one more run, which starts after it', async () => {
     const log: string[] = [];
     let release!: () => void;
