@@ -197,7 +197,7 @@ describe('RBAC', () => {
     ]);
   });
 
-  it('by default kube-bridge may also create and patch Events (policy problems), still with no `*`', async () => {
+  it('by default kube-bridge may also create and patch Events (policy problems), still with no `*`', () => {
     const ms = manifests('dual');
     const c = workload(ms, 'Deployment', 'dyad-kube-bridge').spec.template.spec.containers[0];
     expect(envOf(c as Container, 'DYAD_KUBE_BRIDGE_EVENTS')?.value).toBe('true');
@@ -386,9 +386,10 @@ describe('the agent DaemonSet', () => {
       };
       for (let i = 0; i < 2; i++) {
         await new Promise<void>((resolve, reject) =>
-          execFile('/bin/sh', [join(dir, 'install-cni.sh')], { env }, (err) =>
-            err ? reject(err) : resolve(),
-          ),
+          execFile('/bin/sh', [join(dir, 'install-cni.sh')], { env }, (err) => {
+            if (err === null) resolve();
+            else reject(new Error(`install-cni.sh failed: ${err.message}`, { cause: err }));
+          }),
         );
       }
       const bin = join(dir, 'opt/cni/bin/dyad-cni');

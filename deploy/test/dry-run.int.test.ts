@@ -22,13 +22,15 @@ import {
 import type { Manifest, RenderOptions, Variant, Workload } from './chart.ts';
 
 let kube: KubeCluster;
+const stops: (() => Promise<void>)[] = [];
 
 beforeAll(async () => {
   kube = await startKube();
+  stops.push(() => kube.stop());
 });
 
 afterAll(async () => {
-  await kube?.stop();
+  for (const stop of stops) await stop();
 });
 
 function kubectl(args: readonly string[], input?: string) {
@@ -91,6 +93,7 @@ describe('kubectl apply --dry-run=server', () => {
 
 describe('helm install into the test bed, and the RBAC as its authorizer sees it', () => {
   let helmHome: string;
+  const teardown: (() => unknown)[] = [];
   const helm = (args: readonly string[]) =>
     run(helmPath(), [...args, '--kubeconfig', kube.kubeconfigPath, '--namespace', NAMESPACE], '', {
       ...process.env,
@@ -115,11 +118,14 @@ describe('helm install into the test bed, and the RBAC as its authorizer sees it
 
   beforeAll(async () => {
     helmHome = mkdtempSync(join(tmpdir(), 'dyad-helm-home-'));
+    teardown.push(() => {
+      rmSync(helmHome, { recursive: true, force: true });
+    });
     installed = await helm(['install', 'dyad', CHART_DIR, ...values]);
   });
 
   afterAll(() => {
-    if (helmHome !== undefined) rmSync(helmHome, { recursive: true, force: true });
+    for (const undo of teardown.reverse()) undo();
   });
 
   it('installs, and its notes say how to wait for it', () => {

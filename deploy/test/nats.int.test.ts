@@ -31,6 +31,7 @@ import { envOf, find, render, workload } from './chart.ts';
 const NODES = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
 
 let dir: string;
+const teardown: (() => unknown)[] = [];
 const servers: ManagedProcess[] = [];
 let natsUrl: string;
 let token: string;
@@ -61,6 +62,9 @@ beforeAll(async () => {
   replicas = Number(configData['jetstream-replicas']);
   agentConfigDir = envOf(agent, 'DYAD_CONFIG_DIR')?.value;
   dir = makeTempDir('dyad-chart-nats-', keepFromEnv());
+  teardown.push(() => {
+    removeTempDir(dir, keepFromEnv());
+  });
   NODES.forEach((address, i) => {
     const store = join(dir, `store-${i}`);
     mkdirSync(store);
@@ -91,7 +95,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all(servers.map((s) => s.stop()));
-  if (dir !== undefined) removeTempDir(dir, keepFromEnv());
+  for (const undo of teardown.reverse()) await undo();
 });
 
 describe('the rendered NATS', () => {
