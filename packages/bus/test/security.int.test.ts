@@ -8,8 +8,10 @@ import {
   EndpointReport,
   FLOW_STREAM,
   FlowEvent,
+  K8S_STREAM,
   IpamNodeEvent,
   NodeEvent,
+  PodEvent,
   PodIdentityEvent,
   ROUTER_STREAM,
   RouterSyncEvent,
@@ -31,7 +33,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, nkeyAuthenticator } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConnectError, PublishError, seedFromCreds } from '../src/index.ts';
-import { Teardown, counterValue, eventually, testBus } from './helpers.ts';
+import { Teardown, counterValue, eventually, pod, testBus } from './helpers.ts';
 import type { TestBus } from './helpers.ts';
 
 type Endpoint = PayloadOf<typeof EndpointReport>['endpoint'];
@@ -211,6 +213,30 @@ describe('NATS identities: NKeys over TLS, least privilege enforced by nats-serv
     // Nor anyone's inbox but its own.
     a.bus.subscribe([RouterSyncEvent], '_INBOX.>', () => undefined);
     await eventually(() => refusals(a, '_INBOX.>').length > 0);
+  });
+
+  it("an agent reads a pod's record (its CNI call joins the pod's trace) but no other kind", async () => {
+    const bridge = await as(ServiceIdentity.kubeBridge);
+    const podSubject = k8sObjectSubject('Pod', 'default', 'traced');
+    await bridge.bus.jsPublish(PodEvent, podSubject, pod('traced'));
+    const nodeSubject = k8sObjectSubject('Node', undefined, 'node-b');
+    await bridge.bus.jsPublish(NodeEvent, nodeSubject, {
+      op: 'upsert',
+      object: {
+        metadata: { uid: 'u-b', name: 'node-b', resourceVersion: '1', labels: {} },
+        spec: { podCIDRs: [], unschedulable: false },
+        status: { addresses: [], ready: true },
+      },
+    });
+    const a = await as(agentIdentity('node-a'), AGENT_SERVICE);
+    const found = await a.bus.snapshot([PodEvent], {
+      stream: K8S_STREAM,
+      filterSubjects: [podSubject],
+    });
+    expect(found.get(podSubject)?.value.object.metadata.uid).toBe('uid-traced');
+    await expect(
+      a.bus.snapshot([NodeEvent], { stream: K8S_STREAM, filterSubjects: [nodeSubject] }),
+    ).rejects.toThrow();
   });
 
   it('an agent cannot delete or purge a stream; only bootstrap administers them', async () => {

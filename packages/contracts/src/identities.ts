@@ -20,8 +20,9 @@ import {
   POLICY_SUBJECT_ROOT,
   PolicyFilter,
 } from './policy.ts';
+import { K8S_STREAM } from './k8s.ts';
 import { ROUTER_STREAM, ROUTER_SUBJECT_ROOT, routerNodeFilter } from './router.ts';
-import { K8S_SUBJECT_ROOT, deadLetterSubject, encodeToken } from './subjects.ts';
+import { K8S_SUBJECT_ROOT, deadLetterSubject, encodeToken, k8sKindFilter } from './subjects.ts';
 
 /**
  * Who may say what on the bus. Every service and every node's agent connects as its own NATS
@@ -202,7 +203,8 @@ function readOnly(stream: string, filter: string): string {
 /**
  * A node agent: writes only its own node's endpoint, allocation, held-block, exhaustion and flow
  * records, asks for blocks only for its node, reads only its node's desired state (and the
- * cluster's identities, which its flows name), and administers no stream.
+ * cluster's identities, which its flows name, and Pod records, whose headers carry the trace a
+ * CNI call joins), and administers no stream.
  */
 export function agentPermissions(node: string): SubjectPermissions {
   const n = encodeToken(node);
@@ -217,6 +219,9 @@ export function agentPermissions(node: string): SubjectPermissions {
       readOnly(ROUTER_STREAM, routerNodeFilter(node)),
       readOnly(NODE_DESIRED_STREAM, `${NODE_DESIRED_SUBJECT_ROOT}.${n}.>`),
       readOnly(POLICY_STREAM, PolicyFilter.identities),
+      // A CNI call joins its pod's trace: kube-bridge's Pod record carries the span context
+      // (Pod objects only, no other kind; read, never written).
+      readOnly(K8S_STREAM, k8sKindFilter('Pod')),
       // Adopting the slots an agent of an older version kept in ipam's bucket.
       readOnly(`KV_${IPAM_KV_BUCKET}`, legacySlots),
       `${JS_API}.DIRECT.GET.KV_${IPAM_KV_BUCKET}.${legacySlots}`,
