@@ -39,9 +39,24 @@ export class TraceBatch {
     return this.#inputs;
   }
 
-  /** The batch so far, cleared: the parent context and the links for the batch span. */
-  take(): { parent: Context; links: Link[]; inputs: number } {
-    const out = { parent: this.#first ?? ROOT_CONTEXT, links: this.#links, inputs: this.#inputs };
+  /**
+   * The batch so far, cleared: the parent context and the links for the batch span. A `caller`
+   * with a valid span (work that waits for this batch, e.g. a CNI call for its map write) is the
+   * parent instead, and the first input becomes a link like the others.
+   */
+  take(caller?: Context): { parent: Context; links: Link[]; inputs: number } {
+    const sc = caller === undefined ? undefined : trace.getSpanContext(caller);
+    const useCaller = caller !== undefined && sc !== undefined && trace.isSpanContextValid(sc);
+    const first = this.#first === undefined ? undefined : trace.getSpanContext(this.#first);
+    const links =
+      useCaller && first !== undefined && first.spanId !== sc.spanId
+        ? [{ context: first }, ...this.#links.filter((l) => l.context.spanId !== sc.spanId)]
+        : this.#links;
+    const out = {
+      parent: useCaller ? caller : (this.#first ?? ROOT_CONTEXT),
+      links,
+      inputs: this.#inputs,
+    };
     this.#first = undefined;
     this.#links = [];
     this.#seen = new Set();
@@ -52,13 +67,15 @@ export class TraceBatch {
   /**
    * Runs fn in a span for everything added so far (the inputs are taken first, so changes that
    * arrive while fn runs belong to the next batch). A throw marks the span failed; it always ends.
+   * `caller`: see take().
    */
   async run<T>(
     name: string,
     attributes: Attributes,
     fn: (span: Span) => Promise<T> | T,
+    caller?: Context,
   ): Promise<T> {
-    const { span, ctx } = this.#start(name, attributes);
+    const { span, ctx } = this.#start(name, attributes, caller);
     try {
       return await context.with(ctx, () => fn(span));
     } catch (err) {
@@ -82,8 +99,8 @@ export class TraceBatch {
     }
   }
 
-  #start(name: string, attributes: Attributes): { span: Span; ctx: Context } {
-    const { parent, links, inputs } = this.take();
+  #start(name: string, attributes: Attributes, caller?: Context): { span: Span; ctx: Context } {
+    const { parent, links, inputs } = this.take(caller);
     const span = trace
       .getTracer('@dyad/telemetry')
       .startSpan(

@@ -41,6 +41,24 @@ describe('TraceBatch', () => {
     expect(batch.size).toBe(0);
   });
 
+  it('a waiting caller is the parent, whichever input came first; the inputs are linked', async () => {
+    const batch = new TraceBatch();
+    const other = input('other');
+    const cni = input('cni');
+    batch.add(other);
+    batch.add(cni);
+    await batch.run('write', {}, () => undefined, cni);
+    const spans = tracing.spans();
+    const [so, sc, write] = ['other', 'cni', 'write'].map((n) => spans.find((s) => s.name === n));
+    expect(write?.parentSpanContext?.spanId).toBe(sc?.spanContext().spanId);
+    expect(write?.links.map((l) => l.context.spanId)).toEqual([so?.spanContext().spanId]);
+    // a caller without a span changes nothing: the first input stays the parent
+    batch.add(other);
+    await batch.run('plain', {}, () => undefined, context.active());
+    const plain = tracing.spans().find((s) => s.name === 'plain');
+    expect(plain?.parentSpanContext?.spanId).toBe(so?.spanContext().spanId);
+  });
+
   it('starts a root without inputs, and inputs added during a run belong to the next batch', async () => {
     const batch = new TraceBatch();
     await batch.run('empty', {}, () => {

@@ -1,3 +1,4 @@
+import { context } from '@opentelemetry/api';
 import { TraceBatch } from '@dyad/telemetry';
 import type { Endpoint } from '../endpoint.ts';
 import { endpointKey } from '../endpoint.ts';
@@ -90,10 +91,13 @@ export class DatapathReconciler {
     this.#o.schedule(this.#pass);
   }
 
-  /** Writes what is marked now; resolves once the kernel holds it. */
+  /**
+   * Writes what is marked now; resolves once the kernel holds it. The write's span is a child of
+   * the caller's (a CNI call waiting for its pod's entries stays one trace, whichever input
+   * reached the batch first; the inputs are linked).
+   */
   async flush(): Promise<void> {
-    if (this.#batch.size === 0) return this.#write();
-    return this.#batch.run('datapath write', {}, () => this.#write());
+    return this.#batch.run('datapath write', {}, () => this.#write(), context.active());
   }
 
   async #write(): Promise<void> {
