@@ -370,6 +370,9 @@ try {
   const bus = await connectBus({
     servers: state.natsUrl,
     name: 'bench-footprint',
+    // it publishes what the router would: the router's identity
+    ...(state.natsCreds === undefined ? {} : { credsFile: join(state.natsCreds, 'router.creds') }),
+    ...(state.natsCa === undefined ? {} : { caFile: state.natsCa }),
     logger: createLogger({ service: 'bench', level: 'warn' }),
     registry: createMetrics({ processMetrics: false }),
   });
