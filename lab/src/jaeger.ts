@@ -132,12 +132,13 @@ export async function findTraces(
   service: string,
   operation: string,
   tags: Readonly<Record<string, string>>,
+  limit = 20,
 ): Promise<string[]> {
   const q = new URLSearchParams({
     service,
     operation,
     tags: JSON.stringify(tags),
-    limit: '20',
+    limit: String(limit),
     lookback: '1h',
   });
   const res = await fetch(`${queryUrl}/api/traces?${q.toString()}`);

@@ -2,7 +2,7 @@ import { FAMILIES } from '@dyad/netaddr';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, test, vi } from 'vitest';
 import { Prober } from '../src/probe.ts';
 import { alive } from '../src/sys.ts';
 import { TestLab, fullMatrix, labRequired, labSkipReason, matrix, podManifest } from './helpers.ts';
@@ -95,22 +95,34 @@ describe.skipIf(skip !== undefined)('lab: 3 nodes, dual-stack', () => {
     expect(failures).toEqual([]);
   }, 300_000);
 
-  it("each node's own stack reaches pods on the other nodes over TCP and ICMP in both families", () => {
+  it("each node's own stack reaches pods on the other nodes over TCP and ICMP in both families", async () => {
     const state = lab.state();
     const records = lab.pods();
     for (const node of state.nodes) {
       const remote = records.find((p) => p.node !== node.name);
       if (!remote) throw new Error(`no pod off ${node.name}`);
       for (const address of remote.podIPs) {
-        const r = spawnSync(
-          'nsenter',
-          [`--net=/run/netns/${node.netns}`, process.execPath, NODE_REACH, address, String(PORT)],
-          { encoding: 'utf8' },
+        // the node's routes to other nodes' blocks follow the router's messages: converge first
+        await vi.waitFor(
+          () => {
+            const r = spawnSync(
+              'nsenter',
+              [
+                `--net=/run/netns/${node.netns}`,
+                process.execPath,
+                NODE_REACH,
+                address,
+                String(PORT),
+              ],
+              { encoding: 'utf8' },
+            );
+            expect(
+              JSON.parse(r.stdout || '{}'),
+              `${node.name} -> ${remote.name} ${address}`,
+            ).toEqual({ tcp: true, icmp: true });
+          },
+          { timeout: 30_000, interval: 500 },
         );
-        expect(JSON.parse(r.stdout || '{}'), `${node.name} -> ${remote.name} ${address}`).toEqual({
-          tcp: true,
-          icmp: true,
-        });
       }
     }
   });

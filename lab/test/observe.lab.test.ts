@@ -140,11 +140,14 @@ describe.skipIf(skip !== undefined)('lab --tracing: flows and traces', () => {
       );
     });
 
-    /** A policy compile in another trace that links to `spanId` (Jaeger: FOLLOWS_FROM). */
-    async function linkedCompile(spanId: string): Promise<JaegerSpan> {
-      for (const id of await findTraces(queryUrl, 'policy', 'policy compile', {})) {
+    /**
+     * A policy compile in another trace that links (Jaeger: FOLLOWS_FROM) to one of `spanIds`: the
+     * pod's upsert or a span under it (the policy service's consumer span of that message).
+     */
+    async function linkedCompile(spanIds: ReadonlySet<string>): Promise<JaegerSpan> {
+      for (const id of await findTraces(queryUrl, 'policy', 'policy compile', {}, 500)) {
         const hit = (await fetchTrace(queryUrl, id)).find(
-          (s) => s.name === 'policy compile' && s.links.includes(spanId),
+          (s) => s.name === 'policy compile' && s.links.some((l) => spanIds.has(l)),
         );
         if (hit !== undefined) return hit;
       }
@@ -214,7 +217,14 @@ describe.skipIf(skip !== undefined)('lab --tracing: flows and traces', () => {
                 x.service === 'policy' &&
                 x.name === 'policy compile' &&
                 ancestors(x).includes(bridge.spanId),
-            ) ?? (await linkedCompile(bridge.spanId));
+            ) ??
+            (await linkedCompile(
+              new Set(
+                spans
+                  .filter((x) => x === bridge || ancestors(x).includes(bridge.spanId))
+                  .map((x) => x.spanId),
+              ),
+            ));
           // in order
           const order = [bridge, cni, ownWrite, router, write].map((s) => s.startTime);
           expect([...order].sort((x, y) => x - y)).toEqual(order);
