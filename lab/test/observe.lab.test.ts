@@ -3,7 +3,8 @@
 //   node, and `dyad observe --verdict dropped` (cluster-wide, from NATS) shows that drop with both
 //   pods' names, for IPv4 and for IPv6;
 // - traces: one Pod creation is one trace in Jaeger, from kube-bridge's watch event to the
-//   agents' map writes, and the agent's log lines carry its trace id.
+//   agents' map writes (a batched step is a child of its batch's first input and links to the
+//   others, so it may sit in another trace, linked), and the agent's log lines carry its trace id.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -22,6 +23,27 @@ const PORT = 8080;
 const NS = 'observe';
 /** Policy reaches the node a moment after the apiserver has it; flows reach NATS after the drop. */
 const DEADLINE_MS = 60_000;
+
+/** The ids of s's ancestors within its trace, nearest first. */
+function ancestorsIn(trace: readonly JaegerSpan[], s: JaegerSpan): string[] {
+  const out: string[] = [];
+  let p = trace.find((x) => x.spanId === s.parentSpanId);
+  while (p !== undefined) {
+    out.push(p.spanId);
+    const id = p.parentSpanId;
+    p = trace.find((x) => x.spanId === id);
+  }
+  return out;
+}
+
+/** The ids of root and every span under it in its trace. */
+function subtree(trace: readonly JaegerSpan[], root: JaegerSpan): Set<string> {
+  return new Set(
+    trace
+      .filter((x) => x === root || ancestorsIn(trace, x).includes(root.spanId))
+      .map((x) => x.spanId),
+  );
+}
 
 describe.skipIf(skip !== undefined)('lab --tracing: flows and traces', () => {
   const lab = new TestLab('observe');
@@ -141,17 +163,31 @@ describe.skipIf(skip !== undefined)('lab --tracing: flows and traces', () => {
     });
 
     /**
-     * A policy compile in another trace that links (Jaeger: FOLLOWS_FROM) to one of `spanIds`: the
-     * pod's upsert or a span under it (the policy service's consumer span of that message).
+     * A batched step (the router's flush, the policy service's compile) caused by any of `cause`:
+     * a batch span is the child of its first input and links (Jaeger: FOLLOWS_FROM) to the others,
+     * so the span is a descendant of a cause in `spans` or, in whichever trace, links to one. Also
+     * the spans of its trace, to follow what it caused in turn.
      */
-    async function linkedCompile(spanIds: ReadonlySet<string>): Promise<JaegerSpan> {
-      for (const id of await findTraces(queryUrl, 'policy', 'policy compile', {}, 500)) {
-        const hit = (await fetchTrace(queryUrl, id)).find(
-          (s) => s.name === 'policy compile' && s.links.some((l) => spanIds.has(l)),
-        );
-        if (hit !== undefined) return hit;
+    async function batchedStep(
+      spans: readonly JaegerSpan[],
+      service: string,
+      name: string,
+      cause: ReadonlySet<string>,
+      node?: string,
+    ): Promise<{ span: JaegerSpan; trace: readonly JaegerSpan[] }> {
+      const caused = (s: JaegerSpan, trace: readonly JaegerSpan[]): boolean =>
+        s.service === service &&
+        s.name === name &&
+        (node === undefined || s.process['k8s.node.name'] === node) &&
+        (ancestorsIn(trace, s).some((a) => cause.has(a)) || s.links.some((l) => cause.has(l)));
+      const here = spans.find((s) => caused(s, spans));
+      if (here !== undefined) return { span: here, trace: spans };
+      for (const id of await findTraces(queryUrl, service, name, {}, 500)) {
+        const trace = await fetchTrace(queryUrl, id);
+        const hit = trace.find((s) => caused(s, trace));
+        if (hit !== undefined) return { span: hit, trace };
       }
-      throw new Error('no policy compile under or linked to k8s upsert Pod yet');
+      throw new Error(`no ${service} ${name}${node ? ` on ${node}` : ''} caused by the pod yet`);
     }
 
     it("one trace holds the pod's path through kube-bridge, the agent, router and policy, in order", async () => {
@@ -170,24 +206,18 @@ describe.skipIf(skip !== undefined)('lab --tracing: flows and traces', () => {
       await vi.waitFor(
         async () => {
           const spans = await fetchTrace(queryUrl, traceId);
-          const byId = new Map(spans.map((s) => [s.spanId, s]));
-          const ancestors = (s: JaegerSpan): string[] => {
-            const out: string[] = [];
-            for (let p = byId.get(s.parentSpanId ?? ''); p; p = byId.get(p.parentSpanId ?? ''))
-              out.push(p.spanId);
-            return out;
-          };
           const of = (
+            trace: readonly JaegerSpan[],
             service: string,
             name: string,
             under?: JaegerSpan,
             node?: string,
           ): JaegerSpan => {
-            const s = spans.find(
+            const s = trace.find(
               (x) =>
                 x.service === service &&
                 x.name === name &&
-                (under === undefined || ancestors(x).includes(under.spanId)) &&
+                (under === undefined || ancestorsIn(trace, x).includes(under.spanId)) &&
                 (node === undefined || x.process['k8s.node.name'] === node),
             );
             if (s === undefined)
@@ -197,38 +227,35 @@ describe.skipIf(skip !== undefined)('lab --tracing: flows and traces', () => {
             return s;
           };
           // correctly parented: each step descends from the one that caused it
-          const bridge = of('kube-bridge', 'k8s upsert Pod');
+          const bridge = of(spans, 'kube-bridge', 'k8s upsert Pod');
           expect(bridge.parentSpanId).toBeUndefined();
-          const cni = of('datapath-agent', 'cni ADD', bridge);
+          const cni = of(spans, 'datapath-agent', 'cni ADD', bridge);
           expect(cni.process['k8s.node.name']).toBe('node-2');
-          expect(of('datapath-agent', 'ipam allocate', cni).parentSpanId).toBe(cni.spanId);
+          expect(of(spans, 'datapath-agent', 'ipam allocate', cni).parentSpanId).toBe(cni.spanId);
           // the pod's node writes its maps inside the call
-          const ownWrite = of('datapath-agent', 'datapath write', cni, 'node-2');
-          // the router's computation of the pod's endpoint report, and the batched map write it
-          // causes on the node that learns where the pod is (the pod's own node may write too)
-          const router = of('router', 'router flush', cni);
-          const write = of('datapath-agent', 'datapath write', router, 'node-1');
-          // the policy service's debounced compile: a child of the pod's upsert when that was the
-          // batch's first input, else (another change came first) a span of that change's trace
-          // that links to it
-          const policy =
-            spans.find(
-              (x) =>
-                x.service === 'policy' &&
-                x.name === 'policy compile' &&
-                ancestors(x).includes(bridge.spanId),
-            ) ??
-            (await linkedCompile(
-              new Set(
-                spans
-                  .filter((x) => x === bridge || ancestors(x).includes(bridge.spanId))
-                  .map((x) => x.spanId),
-              ),
-            ));
+          const ownWrite = of(spans, 'datapath-agent', 'datapath write', cni, 'node-2');
+          // the router's computation of the pod's endpoint report (batched: a child of the report
+          // or, when another change was the batch's first input, linked to it), and the map write
+          // it causes on the node that learns where the pod is
+          const router = await batchedStep(spans, 'router', 'router flush', subtree(spans, cni));
+          const write = await batchedStep(
+            router.trace,
+            'datapath-agent',
+            'datapath write',
+            subtree(router.trace, router.span),
+            'node-1',
+          );
+          // the policy service's debounced compile, batched the same way, of the pod's upsert
+          const policy = await batchedStep(
+            spans,
+            'policy',
+            'policy compile',
+            subtree(spans, bridge),
+          );
           // in order
-          const order = [bridge, cni, ownWrite, router, write].map((s) => s.startTime);
+          const order = [bridge, cni, ownWrite, router.span, write.span].map((s) => s.startTime);
           expect([...order].sort((x, y) => x - y)).toEqual(order);
-          expect(policy.startTime).toBeGreaterThanOrEqual(bridge.startTime);
+          expect(policy.span.startTime).toBeGreaterThanOrEqual(bridge.startTime);
         },
         { timeout: 60_000, interval: 500 },
       );
