@@ -24,13 +24,20 @@ export const FLOW_STREAM = 'DYAD_FLOWS';
 export const FlowVerdict = z.enum(['FORWARDED', 'DROPPED']);
 export type FlowVerdict = z.infer<typeof FlowVerdict>;
 
-/** Hubble's `DropReason` names for the datapath's drop reasons. */
+/**
+ * Hubble's `DropReason` names for the datapath's drop reasons. Like Hubble's enum it grows when
+ * the datapath learns a new reason: a consumer treats a name it does not know as UNKNOWN_REASON.
+ */
 export const FlowDropReason = z.enum([
   'POLICY_DENIED',
   'INVALID_SOURCE_IP',
   'INVALID_PACKET_DROPPED',
   'FIB_LOOKUP_FAILED',
   'CT_MAP_INSERTION_FAILED',
+  'INVALID_IPV6_EXTENSION_HEADER',
+  'FIRST_LOGICAL_DATAGRAM_FRAGMENT_NOT_FOUND',
+  'UNKNOWN_L3_TARGET_ADDRESS',
+  'SERVICE_BACKEND_NOT_FOUND',
   'UNKNOWN_REASON',
 ]);
 export type FlowDropReason = z.infer<typeof FlowDropReason>;

@@ -115,6 +115,18 @@ describe('flowOf', () => {
     expect(flowCeSubject(f)).toBe('pod/local/l-0');
   });
 
+  it("names every drop reason of the datapath with Hubble's name, none UNKNOWN_REASON", () => {
+    const drops = Object.entries(Reason).filter(
+      ([name]) => name.startsWith('DROP_') || name.startsWith('LB_'),
+    );
+    expect(drops.length).toBeGreaterThan(5);
+    for (const [name, reason] of drops) {
+      const f = flowOf({ ...drop, reason, reasonName: name }, lookup(directory()));
+      expect(f.drop_reason_desc, name).not.toBe('UNKNOWN_REASON');
+      expect(FlowEvent.schema.safeParse(f).success, name).toBe(true);
+    }
+  });
+
   it('a removed ipcache entry or identity stops naming the pod and its labels', () => {
     const dir = directory();
     dir.setPod('fd00:d1ad::6/128', undefined);

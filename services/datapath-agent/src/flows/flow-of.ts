@@ -18,12 +18,20 @@ export interface FlowLookup {
   ifname(ifindex: number): string | undefined;
 }
 
+/** Hubble's name of each drop reason of the datapath (a test checks that none is missing). */
 export const DROP_DESC: Readonly<Record<number, FlowDropReason>> = {
   [Reason.DROP_POLICY]: 'POLICY_DENIED',
   [Reason.DROP_UNKNOWN_SOURCE]: 'INVALID_SOURCE_IP',
   [Reason.DROP_MALFORMED]: 'INVALID_PACKET_DROPPED',
   [Reason.DROP_FIB]: 'FIB_LOOKUP_FAILED',
   [Reason.DROP_CT_FULL]: 'CT_MAP_INSERTION_FAILED',
+  [Reason.DROP_IPV6_EXT]: 'INVALID_IPV6_EXTENSION_HEADER',
+  [Reason.DROP_FRAG_UNKNOWN]: 'FIRST_LOGICAL_DATAGRAM_FRAGMENT_NOT_FOUND',
+  // multicast, broadcast or link-local towards a pod: no unicast L3 target Dyad delivers to
+  [Reason.DROP_NO_ENDPOINT]: 'UNKNOWN_L3_TARGET_ADDRESS',
+  [Reason.LB_NO_BACKEND]: 'SERVICE_BACKEND_NOT_FOUND',
+  // externalTrafficPolicy Local and no backend on this node: Cilium drops it the same way
+  [Reason.LB_NO_LOCAL_BACKEND]: 'SERVICE_BACKEND_NOT_FOUND',
 };
 
 const TCP_FLAG_NAMES = ['FIN', 'SYN', 'RST', 'PSH', 'ACK', 'URG', 'ECE', 'CWR'] as const;
