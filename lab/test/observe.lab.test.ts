@@ -7,7 +7,6 @@
 //   others, so it may sit in another trace, linked), and the agent's log lines carry its trace id.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { FAMILIES } from '@dyad/netaddr';
 import type { FlowEventValue } from '@dyad/contracts';
 import { afterAll, beforeAll, describe, expect, it, test, vi } from 'vitest';
@@ -21,7 +20,6 @@ if (skip && labRequired()) test('lab tier is required', () => expect.fail(skip))
 
 const PORT = 8080;
 const NS = 'observe';
-/** Policy reaches the node a moment after the apiserver has it; flows reach NATS after the drop. */
 const DEADLINE_MS = 60_000;
 
 /** The ids of s's ancestors within its trace, nearest first. */
@@ -91,51 +89,54 @@ describe.skipIf(skip !== undefined)('lab --tracing: flows and traces', () => {
     it.each(FAMILIES)(
       '%s: the refused connection is a dropped flow naming both pods',
       async (family) => {
-        const until = Date.now() + DEADLINE_MS;
-        for (;;) {
-          const [r] = await lab.probeBatch(
-            [{ from: `${NS}/client`, to: `${NS}/server`, port: PORT, protocol: 'TCP', family }],
-            1000,
-          );
-          const out = lab.dyad([
-            'observe',
-            '--verdict',
-            'dropped',
-            '--namespace',
-            NS,
-            '--family',
-            family,
-            '--last',
-            '50',
-            '-o',
-            'json',
-          ]);
-          expect(out.status, out.stderr).toBe(0);
-          const seen = out.stdout
-            .split('\n')
-            .filter((l) => l !== '')
-            .map((l) => JSON.parse(l) as FlowEventValue);
-          const hit = seen.find(
-            (f) => f.source.pod_name === 'client' && f.destination.pod_name === 'server',
-          );
-          if (r?.result === 'blocked' && hit) {
-            expect(hit).toMatchObject({
-              verdict: 'DROPPED',
-              drop_reason_desc: 'POLICY_DENIED',
-              traffic_direction: 'INGRESS',
-              node_name: 'node-2',
-              IP: { ipVersion: family },
-              l4: { TCP: { destination_port: PORT, flags: { SYN: true } } },
-              source: { namespace: NS, pod_name: 'client' },
-              destination: { namespace: NS, pod_name: 'server' },
-            });
-            expect(hit.destination.labels).toContain('k8s:app=server');
-            return;
-          }
-          if (Date.now() > until)
-            throw new Error(`no dropped ${family} flow client -> server: ${JSON.stringify(seen)}`);
-          await sleep(500);
-        }
+        // policy reaches node-2 a moment after the apiserver has it, the flow NATS after the drop
+        const hit = await vi.waitFor(
+          async () => {
+            const [r] = await lab.probeBatch(
+              [{ from: `${NS}/client`, to: `${NS}/server`, port: PORT, protocol: 'TCP', family }],
+              1000,
+            );
+            const out = lab.dyad([
+              'observe',
+              '--verdict',
+              'dropped',
+              '--namespace',
+              NS,
+              '--family',
+              family,
+              '--last',
+              '50',
+              '-o',
+              'json',
+            ]);
+            expect(out.status, out.stderr).toBe(0);
+            expect(r?.result).toBe('blocked');
+            const seen = out.stdout
+              .split('\n')
+              .filter((l) => l !== '')
+              .map((l) => JSON.parse(l) as FlowEventValue);
+            const found = seen.find(
+              (f) => f.source.pod_name === 'client' && f.destination.pod_name === 'server',
+            );
+            if (found === undefined)
+              throw new Error(
+                `no dropped ${family} flow client -> server: ${JSON.stringify(seen)}`,
+              );
+            return found;
+          },
+          { timeout: DEADLINE_MS, interval: 500 },
+        );
+        expect(hit).toMatchObject({
+          verdict: 'DROPPED',
+          drop_reason_desc: 'POLICY_DENIED',
+          traffic_direction: 'INGRESS',
+          node_name: 'node-2',
+          IP: { ipVersion: family },
+          l4: { TCP: { destination_port: PORT, flags: { SYN: true } } },
+          source: { namespace: NS, pod_name: 'client' },
+          destination: { namespace: NS, pod_name: 'server' },
+        });
+        expect(hit.destination.labels).toContain('k8s:app=server');
       },
       DEADLINE_MS + 30_000,
     );

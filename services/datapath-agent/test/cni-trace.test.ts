@@ -7,6 +7,7 @@ import type { InMemoryTracing, ReadableSpan } from '@dyad/telemetry';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { handleCni } from '../src/cni/handler.ts';
 import type { CniBackend } from '../src/cni/handler.ts';
+import { retryingPodContext } from '../src/cni/trace.ts';
 import type { CniTraceOptions } from '../src/cni/trace.ts';
 import type { PodRef } from '../src/cni/request.ts';
 import type { Endpoint } from '../src/endpoint.ts';
@@ -123,6 +124,37 @@ describe('the CNI span', () => {
     expect(roots).toHaveLength(4);
     for (const s of roots) expect(s.parentSpanContext).toBeUndefined();
     expect(new Set(roots.map((s) => s.spanContext().traceId)).size).toBe(4);
+  });
+
+  it('a look-up that misses asks again until the record arrives, within the bound', async () => {
+    let asked = 0;
+    const podContext = retryingPodContext(() => {
+      asked++;
+      return Promise.resolve(asked < 3 ? undefined : bridgeContext());
+    }, 1);
+    await add({}, { lookupMs: 5000, podContext });
+    expect(asked).toBe(3);
+    expect(span('cni ADD').parentSpanContext?.spanId).toBe('b7ad6b7169203331');
+  });
+
+  it('a retrying look-up stops at the bound, and gives up at once when told to', async () => {
+    let asked = 0;
+    const never = retryingPodContext(() => {
+      asked++;
+      return Promise.resolve(undefined);
+    }, 1);
+    await add({}, { lookupMs: 30, podContext: never });
+    const after = asked;
+    await new Promise((r) => setTimeout(r, 30));
+    expect(asked).toBe(after); // no asking after the call's bound
+    const away = retryingPodContext(() => Promise.reject(new Error('NATS is away')), 1);
+    const controller = new AbortController();
+    await expect(
+      away({ namespace: 'ns', name: 'p1', uid: 'u1' }, controller.signal),
+    ).rejects.toThrow('NATS is away');
+    expect(controller.signal.aborted).toBe(false); // it gave up before any bound
+    const roots = t.spans().filter((s) => s.name === 'cni ADD');
+    expect(roots[0]?.parentSpanContext).toBeUndefined();
   });
 
   it('outgoing work in the call carries its trace', async () => {

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ROOT_CONTEXT, context, propagation, trace } from '@opentelemetry/api';
 import type { Context } from '@opentelemetry/api';
 import type { Bus } from '@dyad/bus';
@@ -13,13 +14,18 @@ import type { PodRef } from './request.ts';
  *    on DYAD_K8S carries it as `traceparent`, and it is used only when the message's UID is the
  *    call's `K8S_POD_UID`, so a recreated pod of the same name never joins the old one's trace.
  *    This makes one Pod creation one trace, from the watch event to the CNI result and the
- *    map writes that router and policy cause. The look-up is bounded (`lookupMs`) and skipped
- *    while NATS is away: an ADD never waits for NATS longer than that;
+ *    map writes that router and policy cause. The runtime may call before kube-bridge has
+ *    published the pod (both react to the same watch event), so a miss is retried until the
+ *    bound (`lookupMs`); the look-up is skipped while NATS is away: an ADD never waits for NATS
+ *    longer than that;
  * 3. else a new root.
  */
 export interface CniTraceOptions {
-  /** kube-bridge's trace context of the pod, from its message on NATS; undefined if none. */
-  readonly podContext: (pod: PodRef) => Promise<Context | undefined>;
+  /**
+   * kube-bridge's trace context of the pod, from its message on NATS; undefined if none (yet).
+   * `signal` aborts when the bound is reached: a look-up that retries stops there.
+   */
+  readonly podContext: (pod: PodRef, signal: AbortSignal) => Promise<Context | undefined>;
   readonly lookupMs: number;
 }
 
@@ -31,15 +37,20 @@ export async function cniParent(
   const runtime = runtimeContext(env);
   if (runtime !== undefined) return runtime;
   if (opts === undefined || opts.lookupMs === 0 || pod?.uid === undefined) return ROOT_CONTEXT;
-  let timer: NodeJS.Timeout | undefined;
+  const bound = new AbortController();
   const timeout = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), opts.lookupMs);
+    bound.signal.addEventListener('abort', () => resolve(undefined), { once: true });
   });
+  const timer = setTimeout(() => bound.abort(), opts.lookupMs);
   try {
-    const found = await Promise.race([opts.podContext(pod).catch(() => undefined), timeout]);
+    const found = await Promise.race([
+      opts.podContext(pod, bound.signal).catch(() => undefined),
+      timeout,
+    ]);
     return found ?? ROOT_CONTEXT;
   } finally {
     clearTimeout(timer);
+    bound.abort();
   }
 }
 
@@ -54,14 +65,38 @@ export function runtimeContext(env: Readonly<Record<string, string>>): Context |
   return sc !== undefined && trace.isSpanContextValid(sc) ? ctx : undefined;
 }
 
+/** How long a look-up that missed waits before it asks again. */
+const RETRY_MS = 50;
+
+/**
+ * Asks `once` until it finds the pod's context or `signal` aborts: the pod's message may reach
+ * NATS a moment after the runtime's call. `once` throws to give up (NATS away): the caller then
+ * gets a rejection and starts a root at once.
+ */
+export function retryingPodContext(
+  once: (pod: PodRef) => Promise<Context | undefined>,
+  retryMs = RETRY_MS,
+): CniTraceOptions['podContext'] {
+  return async (pod, signal) => {
+    while (!signal.aborted) {
+      const found = await once(pod);
+      if (found !== undefined) return found;
+      await sleep(retryMs, undefined, { signal }).catch(() => undefined);
+    }
+    return undefined;
+  };
+}
+
 /**
  * kube-bridge's context for a pod from its last message on DYAD_K8S, when that message is of the
- * same pod (UID); undefined while NATS is away or when there is none.
+ * same pod (UID), asked again until the call's bound; throws while NATS is away.
  */
 export function podContextFromBus(bus: () => Bus | undefined): CniTraceOptions['podContext'] {
-  return async (pod) => {
+  return retryingPodContext(async (pod) => {
     const b = bus();
-    if (b === undefined || !b.isConnected() || pod.uid === undefined) return undefined;
+    // NATS away: give up at once rather than wait out the bound
+    if (b === undefined || !b.isConnected()) throw new Error('NATS is away');
+    if (pod.uid === undefined) throw new Error('the call names no pod UID');
     const subject = k8sObjectSubject('Pod', pod.namespace, pod.name);
     // Under the root context: the look-up is not part of the pod's trace.
     const snap = await context.with(ROOT_CONTEXT, () =>
@@ -78,5 +113,5 @@ export function podContextFromBus(bus: () => Bus | undefined): CniTraceOptions['
     });
     const sc = trace.getSpanContext(ctx);
     return sc !== undefined && trace.isSpanContextValid(sc) ? ctx : undefined;
-  };
+  });
 }
