@@ -1,15 +1,10 @@
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context } from '@opentelemetry/api';
-import type {
-  Attributes,
-  Context,
-  Span,
-  TextMapGetter,
-  TextMapSetter,
-  Tracer,
-} from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, context } from '@opentelemetry/api';
+import type { Attributes, Context, TextMapGetter, TextMapSetter } from '@opentelemetry/api';
 import { Match } from '@nats-io/transport-node';
 import type { MsgHdrs } from '@nats-io/transport-node';
 import { traceContextPropagator } from '@dyad/telemetry';
+
+export { failSpan, inSpan } from '@dyad/telemetry';
 
 /**
  * W3C trace context is carried on every message even when this service exports no spans, so a
@@ -56,33 +51,4 @@ export function messagingAttributes(
     'messaging.destination.name': subject,
     ...extra,
   };
-}
-
-/** Runs fn inside a span, records a throw on it, and always ends it. */
-export async function inSpan<T>(
-  tracer: Tracer,
-  name: string,
-  kind: SpanKind,
-  attributes: Attributes,
-  parent: Context,
-  fn: (span: Span) => Promise<T>,
-): Promise<T> {
-  return tracer.startActiveSpan(name, { kind, attributes }, parent, async (span) => {
-    try {
-      return await fn(span);
-    } catch (err) {
-      failSpan(span, err);
-      throw err;
-    } finally {
-      span.end();
-    }
-  });
-}
-
-export function failSpan(span: Span, err: unknown): void {
-  if (err instanceof Error) span.recordException(err);
-  span.setStatus({
-    code: SpanStatusCode.ERROR,
-    message: err instanceof Error ? err.message : String(err),
-  });
 }

@@ -13,7 +13,7 @@ export type {
 } from './tracing.ts';
 
 export { TraceBatch } from './batch.ts';
-export { failSpan, withSpan } from './span.ts';
+export { failSpan, inSpan, withSpan } from './span.ts';
 
 export { startInMemoryTracing } from './testing.ts';
 export type { InMemoryTracing } from './testing.ts';

@@ -1,5 +1,5 @@
 import { SpanKind, trace } from '@opentelemetry/api';
-import { failSpan } from '@dyad/telemetry';
+import { inSpan } from '@dyad/telemetry';
 import type { Endpoint } from '../endpoint.ts';
 import { CniError } from '../errors.ts';
 import { Envelope, parseRequest, versionForError } from './request.ts';
@@ -101,23 +101,10 @@ async function traced(
       ? { 'k8s.namespace': pod.namespace, 'k8s.name': pod.name, 'k8s.pod.uid': pod.uid ?? '' }
       : {}),
   };
-  return trace
-    .getTracer('@dyad/datapath-agent')
-    .startActiveSpan(
-      `cni ${req.command}`,
-      { kind: SpanKind.SERVER, attributes },
-      parent,
-      async (span) => {
-        try {
-          return await run(req, backend);
-        } catch (e) {
-          failSpan(span, e);
-          throw e;
-        } finally {
-          span.end();
-        }
-      },
-    );
+  const tracer = trace.getTracer('@dyad/datapath-agent');
+  return inSpan(tracer, `cni ${req.command}`, SpanKind.SERVER, attributes, parent, () =>
+    run(req, backend),
+  );
 }
 
 async function run(req: CniRequest, backend: CniBackend): Promise<string> {
