@@ -120,7 +120,7 @@ async function main(): Promise<void> {
   });
   const allocator = start.allocator;
   // one file, written whole: the endpoints and the allocations they hold commit together
-  const holder: { manager?: EndpointManager } = {};
+  const holder: { manager?: EndpointManager; uninstall?: NodeUninstall } = {};
   const stateFile = new GroupCommitFile(cfg.stateFile, () =>
     renderState({
       v: 2,
@@ -133,8 +133,7 @@ async function main(): Promise<void> {
   mkdirSync(dirname(cfg.stateFile), { recursive: true });
   await stateFile.load(); // removes what a write cut short by a crash left beside the file
   // once Dyad is being uninstalled nothing writes the state file again: its directory goes
-  let uninstall: NodeUninstall | undefined;
-  const commit = () => (uninstall?.done ? Promise.resolve() : stateFile.commit());
+  const commit = () => (holder.uninstall?.done ? Promise.resolve() : stateFile.commit());
   const ipam = new NodeIpam({
     node: cfg.nodeName,
     allocator,
@@ -316,7 +315,7 @@ async function main(): Promise<void> {
     },
     { ...cfg.uninstall, pinDir: cfg.pinDir, pinRoot: cfg.pinRoot },
   );
-  uninstall = removal;
+  holder.uninstall = removal;
 
   // NATS last: pods on this node are added, deleted and keep working while it is away
   const bus = await connectBus({
