@@ -26,7 +26,7 @@ import { repoRoot } from '@dyad/testbed';
 import { Prober, labDown, labPaths, labUp, readState } from '@dyad/lab';
 import type { PodRecordValue } from '@dyad/lab';
 import { createNamespace, labKube, waitPodRecord } from './support/lab-session.ts';
-import { readAgentAdds, waitPodIps } from './support/kubelet-split.ts';
+import { readAgentAdds, waitIcmp, waitPodIps } from './support/kubelet-split.ts';
 
 const { values: opts } = parseArgs({
   // `npm run bench -- lab -- --kubelet` hands the separator through
@@ -233,6 +233,7 @@ function startupSplit(
     name: string;
     created: number;
     podIps: number;
+    icmp: Record<Family, number>;
     record: number;
     reach: Record<Family, number>;
   }>,
@@ -253,8 +254,11 @@ function startupSplit(
     put('add', add.doneAt - add.startedAt);
     put('add_to_podips', p.podIps - add.doneAt);
     put('podips_to_record', p.record - p.podIps);
-    for (const f of FAMILIES)
-      put(`record_to_reach_${f === 'IPv4' ? 'ipv4' : 'ipv6'}`, p.reach[f] - p.record);
+    for (const f of FAMILIES) {
+      const fam = f === 'IPv4' ? 'ipv4' : 'ipv6';
+      put(`podips_to_icmp_${fam}`, p.icmp[f] - p.podIps);
+      put(`record_to_reach_${fam}`, p.reach[f] - p.record);
+    }
   }
   if (missing > 0) say(`  ${missing} pods without an "ADD done" line in the agents' logs`);
   const out: Record<string, number> = {};
@@ -308,6 +312,7 @@ try {
     name: string;
     created: number;
     podIps: number;
+    icmp: Record<Family, number>;
     record: number;
     reach: Record<Family, number>;
   }> = [];
@@ -320,9 +325,22 @@ try {
       `/api/v1/namespaces/${NS}/pods`,
       podBody(name, i % 2 === 0 ? 'node-2' : 'node-3'),
     );
+    // kubelet mode: podIPs as the apiserver shows them, then ICMP to each from node-1's pod
     const podIps = opts.kubelet
       ? waitPodIps(kube, NS, name, { families: FAMILIES.length, timeoutMs: 60_000, pollMs: 10 })
-      : Promise.resolve(NaN);
+      : undefined;
+    const icmp = podIps?.then(({ ips }) =>
+      Promise.all(
+        FAMILIES.map((f) =>
+          waitIcmp(
+            prober,
+            `${NS}/src`,
+            ips.find((ip) => ip.includes(':') === (f === 'IPv6')) ?? '',
+            30_000,
+          ),
+        ),
+      ),
+    );
     const rec = await waitRecord(paths.pods, name, 60_000);
     const record = Date.now();
     running.push(performance.now() - t0);
@@ -334,14 +352,17 @@ try {
       }),
     );
     FAMILIES.forEach((f, k) => reach[f].push(ms[k] ?? NaN));
-    if (opts.kubelet)
+    if (podIps !== undefined && icmp !== undefined) {
+      const [v4, v6] = await icmp;
       instants.push({
         name,
         created,
-        podIps: await podIps,
+        podIps: (await podIps).at,
+        icmp: { IPv4: v4 ?? NaN, IPv6: v6 ?? NaN },
         record,
         reach: { IPv4: created + (ms[0] ?? NaN), IPv6: created + (ms[1] ?? NaN) },
       });
+    }
     if (i % 10 === 9)
       say(`  ${i + 1} pods: last IPv4 ${ms[0]?.toFixed(0)} ms, IPv6 ${ms[1]?.toFixed(0)} ms`);
   }

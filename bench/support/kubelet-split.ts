@@ -1,12 +1,13 @@
 // Where a kubelet-mode pod's start-up time goes, per pod, from four instants on the machine's one
 // clock: the create call, the agent's CNI ADD (its "ADD done" log line: `startedAt`, and the
 // line's time as the end), the apiserver first showing `status.podIPs` (the kubelet's status
-// sync), the lab's pod record (kubelet-pods.ts found the sandbox and started the stand-in) and
-// the first TCP connection from another node.
+// sync), the first ICMP echo answered by the pod's kernel from another node (the datapath's
+// convergence, independent of anything running in the pod), the lab's pod record
+// (kubelet-pods.ts found the sandbox and started the stand-in) and the first TCP connection.
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { KubeClient } from '@dyad/lab';
+import type { KubeClient, Prober } from '@dyad/lab';
 
 export interface AddSpan {
   readonly startedAt: number;
@@ -69,21 +70,40 @@ export function readAgentAdds(podLogDirs: readonly string[]): Map<string, AddSpa
   return out;
 }
 
-/** The wall-clock time the apiserver first lists every family in the pod's `status.podIPs`. */
+/** When (wall clock) the apiserver first lists every family in the pod's `status.podIPs`. */
 export async function waitPodIps(
   kube: KubeClient,
   ns: string,
   name: string,
   o: { families: number; timeoutMs: number; pollMs: number },
-): Promise<number> {
+): Promise<{ at: number; ips: string[] }> {
   const until = Date.now() + o.timeoutMs;
   for (;;) {
-    const pod = await kube.tryCall<{ status?: { podIPs?: unknown[] } }>(
+    const pod = await kube.tryCall<{ status?: { podIPs?: Array<{ ip: string }> } }>(
       'GET',
       `/api/v1/namespaces/${ns}/pods/${name}`,
     );
-    if ((pod?.status?.podIPs?.length ?? 0) >= o.families) return Date.now();
+    const ips = pod?.status?.podIPs?.map((x) => x.ip) ?? [];
+    if (ips.length >= o.families) return { at: Date.now(), ips };
     if (Date.now() > until) throw new Error(`pod ${name} has no podIPs after ${o.timeoutMs} ms`);
     await sleep(o.pollMs);
+  }
+}
+
+/**
+ * When (wall clock) `from` first gets an ICMP echo reply from `address`: the pod's kernel
+ * answers as soon as the datapath on both nodes carries its address, whatever runs in the pod.
+ */
+export async function waitIcmp(
+  prober: Prober,
+  from: string,
+  address: string,
+  timeoutMs: number,
+): Promise<number> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await prober.probeAddress(from, address, 0, 'ICMP', 30);
+    if (r.result === 'connected') return Date.now();
+    if (Date.now() > until) throw new Error(`${address} answers no ICMP from ${from}`);
   }
 }

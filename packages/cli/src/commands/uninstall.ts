@@ -10,6 +10,7 @@ import {
 } from '@dyad/contracts';
 import { Exit, defineCommand } from '../command.ts';
 import { CliError, UsageError } from '../errors.ts';
+import { NODE_FLAG_MEANING } from '../agent/target.ts';
 import {
   formatStructured,
   formatTable,
@@ -110,7 +111,7 @@ export const uninstallCommand = defineCommand({
     node: {
       type: 'string',
       value: 'NAME',
-      description: 'only this node (default: every node kube-bridge published)',
+      description: `${NODE_FLAG_MEANING}: only its agent (default: every node kube-bridge published)`,
     },
     'timeout-s': {
       type: 'string',
