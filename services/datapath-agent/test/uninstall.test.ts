@@ -55,7 +55,10 @@ function steps(log: string[], p: { conf: string; pinDir: string }, fail?: string
       return value;
     };
   return {
-    quiesce: () => Promise.resolve(step('quiesce', undefined)()),
+    quiesce: async () => {
+      step('quiesce', undefined)();
+      await Promise.resolve();
+    },
     detachUplinks: step('uplinks', ['eth0']),
     removePodLinks: step('links', ['dy1', 'dy2']),
     removeNodeRoutes: step('routes', 2),
