@@ -10,7 +10,10 @@
 // --kubelet: the lab's kubelet mode (real kubelets and containerd 1.6 on the nodes; pods use the
 // pause image, and a pod counts as created-to-reachable through the kubelet's sandbox, CNI ADD
 // and status report; Dyad installed with helm, `install_s` from `helm install` to every agent
-// ready). Needs root. Detail lines go to stderr; the last stdout line is the summary JSON.
+// ready). It also splits each pod's start-up (bench/README.md, "kubelet mode: where the time
+// goes"): create → CNI ADD started, the ADD, ADD done → status.podIPs, podIPs → the lab's pod
+// record, record → reachable. Needs root. Detail lines go to stderr; the last stdout line is
+// the summary JSON.
 import { FAMILIES } from '@dyad/netaddr';
 import type { Family } from '@dyad/netaddr';
 import { spawn } from 'node:child_process';
@@ -23,6 +26,7 @@ import { repoRoot } from '@dyad/testbed';
 import { Prober, labDown, labPaths, labUp, readState } from '@dyad/lab';
 import type { PodRecordValue } from '@dyad/lab';
 import { createNamespace, labKube, waitPodRecord } from './support/lab-session.ts';
+import { readAgentAdds, waitIcmp, waitPodIps } from './support/kubelet-split.ts';
 
 const { values: opts } = parseArgs({
   // `npm run bench -- lab -- --kubelet` hands the separator through
@@ -220,6 +224,55 @@ async function buildBaseline(
   return { a: A, b: B, addr: { IPv4: '198.18.250.1', IPv6: 'fd00:b3::1' }, names };
 }
 
+/**
+ * p50/p99 of each part of the pods' start-up (kubelet mode). The ADD's instants come from the
+ * agents' "ADD done" log lines in the nodes' /var/log/pods.
+ */
+function startupSplit(
+  pods: ReadonlyArray<{
+    name: string;
+    created: number;
+    podIps: number;
+    icmp: Record<Family, number>;
+    record: number;
+    reach: Record<Family, number>;
+  }>,
+): Record<string, number> {
+  const adds = readAgentAdds(
+    ['node-1', 'node-2', 'node-3'].map((n) => join(dir, 'kubelet', n, 'host', 'pod-logs')),
+  );
+  const parts: Record<string, number[]> = {};
+  const put = (k: string, v: number) => (parts[k] ??= []).push(v);
+  let missing = 0;
+  for (const p of pods) {
+    const add = adds.get(`${NS}/${p.name}`);
+    if (add === undefined) {
+      missing++;
+      continue;
+    }
+    put('created_to_add', add.startedAt - p.created);
+    put('add', add.doneAt - add.startedAt);
+    put('add_to_podips', p.podIps - add.doneAt);
+    put('podips_to_record', p.record - p.podIps);
+    for (const f of FAMILIES) {
+      const fam = f === 'IPv4' ? 'ipv4' : 'ipv6';
+      put(`podips_to_icmp_${fam}`, p.icmp[f] - p.podIps);
+      put(`record_to_reach_${fam}`, p.reach[f] - p.record);
+    }
+  }
+  if (missing > 0) say(`  ${missing} pods without an "ADD done" line in the agents' logs`);
+  const out: Record<string, number> = {};
+  for (const [k, xs] of Object.entries(parts)) {
+    const fam = /_(ipv[46])$/.exec(k);
+    const base = fam ? k.slice(0, -fam[0].length) : k;
+    const tail = fam ? `_${fam[1]}` : '';
+    out[`${base}_p50_ms${tail}`] = Math.round(percentile(xs, 50));
+    out[`${base}_p99_ms${tail}`] = Math.round(percentile(xs, 99));
+    say(`  ${k}: p50 ${percentile(xs, 50).toFixed(0)} ms, p99 ${percentile(xs, 99).toFixed(0)} ms`);
+  }
+  return out;
+}
+
 const dir = join(repoRoot(), '.lab', 'bench');
 mkdirSync(dir, { recursive: true });
 const paths = labPaths(repoRoot(), dir);
@@ -254,15 +307,42 @@ try {
   const reach: Record<Family, number[]> = { IPv4: [], IPv6: [] };
   const running: number[] = [];
   const targets: PodRecordValue[] = [];
+  // kubelet mode, per pod, wall-clock ms (the agents' logs use the same clock)
+  const instants: Array<{
+    name: string;
+    created: number;
+    podIps: number;
+    icmp: Record<Family, number>;
+    record: number;
+    reach: Record<Family, number>;
+  }> = [];
   for (let i = 0; i < PODS; i++) {
     const name = `p${i}`;
+    const created = Date.now();
     const t0 = performance.now();
     await kube.call(
       'POST',
       `/api/v1/namespaces/${NS}/pods`,
       podBody(name, i % 2 === 0 ? 'node-2' : 'node-3'),
     );
+    // kubelet mode: podIPs as the apiserver shows them, then ICMP to each from node-1's pod
+    const podIps = opts.kubelet
+      ? waitPodIps(kube, NS, name, { families: FAMILIES.length, timeoutMs: 60_000, pollMs: 10 })
+      : undefined;
+    const icmp = podIps?.then(({ ips }) =>
+      Promise.all(
+        FAMILIES.map((f) =>
+          waitIcmp(
+            prober,
+            `${NS}/src`,
+            ips.find((ip) => ip.includes(':') === (f === 'IPv6')) ?? '',
+            30_000,
+          ),
+        ),
+      ),
+    );
     const rec = await waitRecord(paths.pods, name, 60_000);
+    const record = Date.now();
     running.push(performance.now() - t0);
     targets.push(rec);
     const ms = await Promise.all(
@@ -272,10 +352,22 @@ try {
       }),
     );
     FAMILIES.forEach((f, k) => reach[f].push(ms[k] ?? NaN));
+    if (podIps !== undefined && icmp !== undefined) {
+      const [v4, v6] = await icmp;
+      instants.push({
+        name,
+        created,
+        podIps: (await podIps).at,
+        icmp: { IPv4: v4 ?? NaN, IPv6: v6 ?? NaN },
+        record,
+        reach: { IPv4: created + (ms[0] ?? NaN), IPv6: created + (ms[1] ?? NaN) },
+      });
+    }
     if (i % 10 === 9)
       say(`  ${i + 1} pods: last IPv4 ${ms[0]?.toFixed(0)} ms, IPv6 ${ms[1]?.toFixed(0)} ms`);
   }
   prober.close();
+  const split = opts.kubelet ? startupSplit(instants) : {};
   for (const f of FAMILIES) {
     say(
       `  ${f}: p50 ${percentile(reach[f], 50).toFixed(0)} ms, p99 ${percentile(reach[f], 99).toFixed(0)} ms, max ${Math.max(...reach[f]).toFixed(0)} ms`,
@@ -323,6 +415,7 @@ try {
       tput_gbps_plain_ipv4: Number(((best.plain_IPv4 ?? 0) / 1e9).toFixed(2)),
       tput_gbps_dyad_ipv6: Number(((best.dyad_IPv6 ?? 0) / 1e9).toFixed(2)),
       tput_gbps_plain_ipv6: Number(((best.plain_IPv6 ?? 0) / 1e9).toFixed(2)),
+      ...split,
     })}\n`,
   );
 } finally {

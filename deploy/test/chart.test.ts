@@ -65,6 +65,7 @@ describe.each(VARIANTS)('%s', (variant) => {
         'Deployment/dyad-kube-bridge',
         'Deployment/dyad-policy',
         'Deployment/dyad-router',
+        'Job/dyad-uninstall',
         'PodDisruptionBudget/dyad-ipam',
         'PodDisruptionBudget/dyad-nats',
         'Secret/dyad-nats',
@@ -75,6 +76,7 @@ describe.each(VARIANTS)('%s', (variant) => {
         'ServiceAccount/dyad-nats',
         'ServiceAccount/dyad-policy',
         'ServiceAccount/dyad-router',
+        'ServiceAccount/dyad-uninstall',
         'StatefulSet/dyad-nats',
       ].sort(),
     );
@@ -226,6 +228,46 @@ describe('RBAC', () => {
     }
   });
 
+  it("helm uninstall's pre-delete hook runs `dyad uninstall` with NATS only, no Kubernetes token", () => {
+    const ms = manifests('dual');
+    const job = find(ms, 'Job', 'dyad-uninstall') as unknown as Workload & {
+      metadata: { annotations: Record<string, string> };
+      spec: { backoffLimit: number };
+    };
+    expect(job.metadata.annotations['helm.sh/hook']).toBe('pre-delete');
+    expect(job.spec.backoffLimit).toBe(0);
+    const pod = job.spec.template.spec;
+    expect(pod.serviceAccountName).toBe('dyad-uninstall');
+    expect(pod.automountServiceAccountToken).toBe(false);
+    expect(pod.hostNetwork).toBe(true);
+    const [c] = pod.containers;
+    expect(c?.command).toEqual([
+      'node',
+      'packages/cli/bin/dyad.js',
+      'uninstall',
+      '--timeout-s',
+      '120',
+    ]);
+    expect(existsSync(join(repoRoot(), 'packages/cli/bin/dyad.js'))).toBe(true);
+    const agentEnv =
+      workload(ms, 'DaemonSet', 'dyad-agent').spec.template.spec.containers.find(
+        (x) => x.name === 'agent',
+      )?.env ?? [];
+    expect(envOf(c as Container, 'NATS_URL')).toEqual(agentEnv.find((e) => e.name === 'NATS_URL'));
+    expect(envOf(c as Container, 'NATS_TOKEN')).toEqual(
+      agentEnv.find((e) => e.name === 'NATS_TOKEN'),
+    );
+    expect(c?.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      allowPrivilegeEscalation: false,
+    });
+  });
+
+  it('with uninstall.enabled false there is no hook', async () => {
+    const ms = await render('dual', { set: { 'uninstall.enabled': false } });
+    expect(ms.filter((m) => m.metadata.name === 'dyad-uninstall')).toEqual([]);
+  });
+
   it('the check fails on a `*`, on another role that can list or watch, and on a foreign role', () => {
     const ms = manifests('dual');
     const role = find(ms, 'ClusterRole', 'dyad-kube-bridge');
@@ -337,10 +379,29 @@ describe('the agent DaemonSet', () => {
     expect(mounts.get('/sys/fs/bpf')?.mountPropagation).toBe('HostToContainer');
     expect(mounts.get('/run/netns')?.mountPropagation).toBe('HostToContainer');
     for (const p of ['/run/dyad', '/var/lib/dyad']) expect(mounts.has(p), p).toBe(true);
-    // the CNI directories and /proc/sys/net only in the init containers
-    for (const p of ['/host/opt/cni/bin', '/host/etc/cni/net.d', '/host/proc/sys/net']) {
-      expect(mounts.has(p), p).toBe(false);
-    }
+    // /proc/sys/net only in prepare-node; the CNI directories, which install-cni writes, for
+    // the agent to remove its files from when it is told to uninstall
+    expect(mounts.has('/host/proc/sys/net')).toBe(false);
+    for (const p of ['/host/opt/cni/bin', '/host/etc/cni/net.d'])
+      expect(mounts.has(p), p).toBe(true);
+  });
+
+  it('at uninstall the agent removes the conflist install-cni wrote, then dyad-cni and its own directories', () => {
+    const c = main();
+    const conf = `/host/etc/cni/net.d/05-dyad.conflist`;
+    expect(envOf(c, 'DYAD_CNI_CONF_FILE')?.value).toBe(conf);
+    expect(envOf(c, 'DYAD_UNINSTALL_PATHS')?.value?.split(',')).toEqual([
+      '/host/opt/cni/bin/dyad-cni',
+      '/run/dyad',
+      '/var/lib/dyad',
+    ]);
+    // each path lies in a directory the agent mounts
+    const mounted = (main().volumeMounts ?? []).map((m) => m.mountPath);
+    for (const p of [conf, '/host/opt/cni/bin/dyad-cni', '/run/dyad', '/var/lib/dyad'])
+      expect(
+        mounted.some((m) => p === m || p.startsWith(`${m}/`)),
+        p,
+      ).toBe(true);
   });
 
   it('the conflist is CNI 1.0.0, names dyad-cni and the socket the agent serves, no ipam section', () => {

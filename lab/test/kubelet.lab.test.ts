@@ -7,9 +7,11 @@
 // over TCP, UDP and ICMP in both families. `kubectl rollout restart` of the agents and a
 // `helm upgrade` to another image roll one node at a time while probes keep connecting and
 // established connections stay open. Deleting a pod goes through the kubelet (CNI DEL: its
-// endpoint leaves the agent), and `down` leaves no namespace, mount or container behind.
+// endpoint leaves the agent). `helm uninstall` (its pre-delete hook tells every agent over NATS)
+// takes Dyad off every node: no conflist, dyad-cni, agent files, pins, tc programs or pod devices
+// are left. `down` leaves no namespace, mount or container behind.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { FAMILIES } from '@dyad/netaddr';
 import { afterAll, beforeAll, describe, expect, it, test } from 'vitest';
@@ -305,6 +307,78 @@ describe.skipIf(skip !== undefined)('lab --kubelet: real kubelets and containerd
     expect(names).not.toContain(gone.name);
     expect(names.length).toBeGreaterThan(0);
   });
+
+  /**
+   * What Dyad has on a node, by kind, as the node sees it (its own mount namespace's directories,
+   * its netns): the conflist and dyad-cni in its CNI directories, the agent's /run/dyad and
+   * /var/lib/dyad (mount points of the lab's per-node directories: "gone" is empty), pins under
+   * its bpffs, Dyad's programs on its uplink's tc, and devices named with the run's veth prefix.
+   */
+  function dyadOnNode(node: string): Record<string, string[]> {
+    const rec = lab.state().nodes.find((n) => n.name === node);
+    if (rec === undefined) throw new Error(`no node ${node}`);
+    const f = kubeletNodeFiles(lab.paths, node, rec.pinDir);
+    const host = (target: string): string => {
+      const b = f.binds.find((x) => x.target === target);
+      if (b === undefined) throw new Error(`no ${target} on ${node}`);
+      return b.source;
+    };
+    const list = (dir: string): string[] =>
+      existsSync(dir) ? readdirSync(dir, { recursive: true }).map(String) : [];
+    const tc = execFileSync(
+      'tc',
+      ['-n', rec.netns, 'filter', 'show', 'dev', rec.uplink, 'ingress'],
+      { encoding: 'utf8' },
+    );
+    const links = execFileSync('ip', ['-n', rec.netns, '-o', 'link', 'show'], {
+      encoding: 'utf8',
+    });
+    return {
+      cni: ['05-dyad.conflist', 'dyad-cni'].filter(
+        (n) => existsSync(join(f.cniConfDir, n)) || existsSync(join(f.cniBinDir, n)),
+      ),
+      runDyad: list(host('/run/dyad')),
+      varLibDyad: list(host('/var/lib/dyad')),
+      pins: list(rec.pinDir),
+      tc: tc.split('\n').filter((l) => /\bbpf\b/.test(l)),
+      devices: links
+        .split('\n')
+        .map((l) => l.split(': ')[1]?.split('@')[0] ?? '')
+        .filter((name) => name.startsWith(prefix)),
+    };
+  }
+
+  it('helm uninstall takes Dyad off every node: conflist, plugin, files, pins, programs, devices', async () => {
+    // the same look finds all of it while Dyad is installed (each node still runs a pod)
+    for (const node of NODES) {
+      const before = dyadOnNode(node);
+      for (const [kind, found] of Object.entries(before))
+        expect(found.length, `${node} ${kind} before`).toBeGreaterThan(0);
+      expect(before['cni']?.sort()).toEqual(['05-dyad.conflist', 'dyad-cni']);
+    }
+    await lab.toolAsync('helm', [
+      'uninstall',
+      'dyad',
+      '-n',
+      'kube-system',
+      '--wait',
+      '--timeout',
+      '300s',
+    ]);
+    expect(
+      JSON.parse(await lab.toolAsync('helm', ['list', '-A', '-o', 'json'])) as unknown[],
+    ).toEqual([]);
+    for (const node of NODES) {
+      expect(dyadOnNode(node), node).toEqual({
+        cni: [],
+        runDyad: [],
+        varLibDyad: [],
+        pins: [],
+        tc: [],
+        devices: [],
+      });
+    }
+  }, 400_000);
 
   it('down leaves no namespace, mount or containerd state behind', async () => {
     await lab.down();

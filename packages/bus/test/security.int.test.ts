@@ -16,6 +16,8 @@ import {
   ROUTER_STREAM,
   RouterSyncEvent,
   ServiceIdentity,
+  UninstallReply,
+  UninstallRequest,
   agentEndpointSubject,
   agentIdentity,
   clusterIdentities,
@@ -25,6 +27,7 @@ import {
   policyPodSubject,
   routerNodeFilter,
   routerSyncSubject,
+  uninstallSubject,
 } from '@dyad/contracts';
 import type { PayloadOf } from '@dyad/contracts';
 import { createNatsSecurity, startNats } from '@dyad/testbed';
@@ -310,6 +313,63 @@ describe('NATS identities: NKeys over TLS, least privilege enforced by nats-serv
     await expect(
       observer.bus.snapshot([RouterSyncEvent], { stream: ROUTER_STREAM }),
     ).rejects.toThrow();
+  });
+
+  it('only the uninstall identity asks an agent to leave its node, and it reads nothing but Node records', async () => {
+    const bridge = await as(ServiceIdentity.kubeBridge);
+    await bridge.bus.jsPublish(NodeEvent, k8sObjectSubject('Node', undefined, 'node-a'), {
+      op: 'upsert',
+      object: {
+        metadata: { name: 'node-a', uid: 'u-node-a', resourceVersion: '1' },
+        spec: {},
+        status: { ready: true },
+      },
+    });
+    const agentA = await as(agentIdentity('node-a'), AGENT_SERVICE);
+    agentA.bus.serve(
+      UninstallRequest,
+      uninstallSubject('node-a'),
+      (r) => ({ node: r.value.node, removed: ['conflist'], problems: [] }),
+      UninstallReply,
+    );
+    const u = await as(ServiceIdentity.uninstall);
+    const nodes = await u.bus.snapshot([NodeEvent], {
+      stream: K8S_STREAM,
+      filterSubjects: ['dyad.k8s.v1.node.>'],
+    });
+    expect([...nodes.values()].map((d) => d.value.object.metadata.name)).toContain('node-a');
+    await eventually(async () => {
+      try {
+        const reply = await u.bus.request(
+          UninstallRequest,
+          uninstallSubject('node-a'),
+          { node: 'node-a' },
+          UninstallReply,
+          { timeoutMs: 2_000 },
+        );
+        return reply.node === 'node-a';
+      } catch {
+        return false;
+      }
+    });
+    // no other stream, not even other kinds of Kubernetes records
+    await expect(
+      u.bus.snapshot([PodEvent], { stream: K8S_STREAM, filterSubjects: ['dyad.k8s.v1.pod.>'] }),
+    ).rejects.toThrow();
+    // node B's agent cannot listen for node A's request; kube-bridge cannot send one
+    const agentB = await as(agentIdentity('node-b'), AGENT_SERVICE);
+    agentB.bus.subscribe([UninstallRequest], uninstallSubject('node-a'), () => undefined);
+    await eventually(() => refusals(agentB, uninstallSubject('node-a')).length > 0);
+    await expect(
+      bridge.bus.request(
+        UninstallRequest,
+        uninstallSubject('node-a'),
+        { node: 'node-a' },
+        UninstallReply,
+        { timeoutMs: 2_000 },
+      ),
+    ).rejects.toThrow();
+    await eventually(() => refusals(bridge, uninstallSubject('node-a')).length > 0);
   });
 
   function seedOf(identity: string): Uint8Array {

@@ -10,6 +10,7 @@ import { observeCommand } from './commands/observe.ts';
 import { identityListCommand, policyGetCommand } from './commands/policy-get.ts';
 import { serviceListCommand } from './commands/service-list.ts';
 import { statusCommand } from './commands/status.ts';
+import { uninstallCommand } from './commands/uninstall.ts';
 import { versionCommand } from './commands/version.ts';
 
 /**
@@ -29,5 +30,6 @@ export const COMMANDS: readonly Command[] = [
   policyGetCommand,
   observeCommand,
   monitorCommand,
+  uninstallCommand,
   versionCommand,
 ];

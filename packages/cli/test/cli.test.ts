@@ -268,6 +268,7 @@ describe('every built-in command', () => {
       'observe',
       'service list',
       'status',
+      'uninstall',
       'version',
     ]);
     for (const c of with_) expect(c.flags['node']?.description).toMatch(/^the node named NAME/);

@@ -89,6 +89,7 @@ const cases: Array<[string[], string[]]> = [
       'policy',
       'service',
       'status',
+      'uninstall',
       'version',
     ],
   ],

@@ -23,6 +23,7 @@ import {
 import { K8S_STREAM } from './k8s.ts';
 import { ROUTER_STREAM, ROUTER_SUBJECT_ROOT, routerNodeFilter } from './router.ts';
 import { K8S_SUBJECT_ROOT, deadLetterSubject, encodeToken, k8sKindFilter } from './subjects.ts';
+import { UNINSTALL_FILTER, uninstallSubject } from './uninstall.ts';
 
 /**
  * Who may say what on the bus. Every service and every node's agent connects as its own NATS
@@ -41,6 +42,8 @@ export const ServiceIdentity = {
   observer: 'observer',
   /** Reads all of Dyad's state (the `dyad` CLI, the lab's readiness check); writes nothing. */
   operator: 'operator',
+  /** `dyad uninstall` (helm's pre-delete hook): reads the node list, asks each node's agent. */
+  uninstall: 'uninstall',
 } as const;
 export type ServiceIdentity = (typeof ServiceIdentity)[keyof typeof ServiceIdentity];
 
@@ -161,7 +164,30 @@ export function servicePermissions(identity: ServiceIdentity): SubjectPermission
       return observerPermissions();
     case ServiceIdentity.operator:
       return { publish: JS_READ, subscribe: PUBLIC_EVENT_SUBJECTS, allowResponses: false };
+    case ServiceIdentity.uninstall:
+      return uninstallPermissions();
   }
+}
+
+/**
+ * `dyad uninstall`: reads the Node records (which nodes to ask) and sends the uninstall requests;
+ * nothing else. Only this identity can tell an agent to take Dyad off its node.
+ */
+function uninstallPermissions(): SubjectPermissions {
+  return {
+    publish: [
+      `${JS_API}.INFO`,
+      `${JS_API}.STREAM.INFO.${K8S_STREAM}`,
+      readOnly(K8S_STREAM, k8sKindFilter('Node')),
+      `${JS_API}.CONSUMER.INFO.${K8S_STREAM}.*`,
+      `${JS_API}.CONSUMER.DELETE.${K8S_STREAM}.*`,
+      `${JS_API}.CONSUMER.MSG.NEXT.${K8S_STREAM}.*`,
+      '$JS.ACK.>',
+      UNINSTALL_FILTER,
+    ],
+    subscribe: [],
+    allowResponses: false,
+  };
 }
 
 /**
@@ -238,8 +264,9 @@ export function agentPermissions(node: string): SubjectPermissions {
       `${IpamSubject.events}.exhausted.${n}`,
       `${FLOW_SUBJECT_ROOT}.${n}.>`,
     ],
-    subscribe: [],
-    allowResponses: false,
+    // told by `dyad uninstall` to take Dyad off its node, and answering it
+    subscribe: [uninstallSubject(node)],
+    allowResponses: true,
   };
 }
 

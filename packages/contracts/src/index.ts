@@ -54,6 +54,14 @@ export type {
 } from './k8s.ts';
 
 export {
+  UNINSTALL_FILTER,
+  UNINSTALL_SUBJECT_ROOT,
+  UninstallReply,
+  UninstallRequest,
+  uninstallSubject,
+} from './uninstall.ts';
+
+export {
   AddressesAllocated,
   AddressesExhausted,
   AddressesReleased,

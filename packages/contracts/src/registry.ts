@@ -38,6 +38,7 @@ import {
 } from './policy.ts';
 import { FlowEvent, FlowStream } from './flow.ts';
 import { ErrorReply } from './reply.ts';
+import { UninstallReply, UninstallRequest } from './uninstall.ts';
 import type { KvBucketSpec, StreamSpec } from './streams.ts';
 import { DeadLetterStream, K8sStream } from './streams.ts';
 
@@ -67,6 +68,8 @@ export const ALL_CONTRACTS: readonly MessageContract[] = [
   PodIdentityEvent,
   PolicyStatusEvent,
   FlowEvent,
+  UninstallRequest,
+  UninstallReply,
   ErrorReply,
 ];
 
@@ -74,7 +77,10 @@ export const ALL_CONTRACTS: readonly MessageContract[] = [
 export const REQUEST_REPLY: ReadonlyArray<{
   readonly request: MessageContract;
   readonly replies: readonly MessageContract[];
-}> = [{ request: GrowRequest, replies: [GrowReply, ErrorReply] }];
+}> = [
+  { request: GrowRequest, replies: [GrowReply, ErrorReply] },
+  { request: UninstallRequest, replies: [UninstallReply, ErrorReply] },
+];
 
 export const ALL_STREAMS: readonly StreamSpec[] = [
   K8sStream,

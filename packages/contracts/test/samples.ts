@@ -8,6 +8,8 @@ import {
   GcCompleted,
   GrowReply,
   GrowRequest,
+  UninstallReply,
+  UninstallRequest,
   IpamNodeEvent,
   NodeBlocksHeld,
   RouterIpcacheEvent,
@@ -67,6 +69,15 @@ const IPAM_SAMPLES: ReadonlyArray<readonly [MessageContract, unknown]> = [
   [AddressesReleased, { ...ipamOwner, addresses: ipamAddresses, reason: 'pod-deleted' }],
   [AddressesExhausted, { node: 'node-a', family: 'IPv6', scope: 'node-block', message: 'full' }],
   [GrowRequest, { node: 'node-a', sets: 1 }],
+  [UninstallRequest, { node: 'node-a' }],
+  [
+    UninstallReply,
+    {
+      node: 'node-a',
+      removed: ['conflist: removed /host/etc/cni/net.d/05-dyad.conflist', 'pod device dy1a2b'],
+      problems: [],
+    },
+  ],
   [
     GrowReply,
     {

@@ -31,6 +31,16 @@ const Env = z.object({
     .string()
     .regex(/^[a-z][a-z0-9]{0,5}$/, 'at most 6 lowercase letters and digits')
     .default('dy'),
+  /**
+   * The conflist the node's runtime reads (the chart's install-cni wrote it): removed first when
+   * the agent is told to uninstall, so no new pod gets Dyad. Unset: the agent removes none.
+   */
+  DYAD_CNI_CONF_FILE: z.string().min(1).optional(),
+  /**
+   * Removed last at uninstall, comma-separated: the plugin binary, the agent's directories. A
+   * directory that is a mount point of the agent's container is emptied.
+   */
+  DYAD_UNINSTALL_PATHS: z.string().default(''),
   /** Interfaces to the other nodes: dy_from_netdev is attached to their tc ingress. */
   DYAD_UPLINKS: z.string().default(''),
   /** Identity of an endpoint until the router names its own (reserved "cluster"). */
@@ -64,7 +74,10 @@ export interface AgentConfig {
   readonly cniSocket: string;
   readonly apiSocket: string;
   readonly pinDir: string;
+  /** The bpffs directory Dyad created for its pins (the default's `/sys/fs/bpf/dyad`). */
+  readonly pinRoot: string;
   readonly stateFile: string;
+  readonly uninstall: { readonly cniConfFile?: string; readonly paths: readonly string[] };
   readonly bpfObject?: string;
   readonly vethPrefix: string;
   readonly uplinks: readonly string[];
@@ -86,6 +99,15 @@ export interface AgentConfig {
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 }
 
+const DEFAULT_PIN_ROOT = '/sys/fs/bpf/dyad';
+
+function list(v: string): string[] {
+  return v
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
 export function loadConfig(env: Readonly<Record<string, string | undefined>>): AgentConfig {
   const r = Env.safeParse(env);
   if (!r.success)
@@ -99,13 +121,16 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
     nats: natsSettings(e),
     cniSocket: e.DYAD_CNI_SOCKET,
     apiSocket: e.DYAD_API_SOCKET,
-    pinDir: e.DYAD_PIN_DIR ?? `/sys/fs/bpf/dyad/${e.DYAD_NODE_NAME}`,
+    pinDir: e.DYAD_PIN_DIR ?? `${DEFAULT_PIN_ROOT}/${e.DYAD_NODE_NAME}`,
+    pinRoot: e.DYAD_PIN_DIR ?? DEFAULT_PIN_ROOT,
     stateFile: join(e.DYAD_STATE_DIR, 'state.json'),
     ...(e.DYAD_BPF_OBJECT ? { bpfObject: e.DYAD_BPF_OBJECT } : {}),
     vethPrefix: e.DYAD_VETH_PREFIX,
-    uplinks: e.DYAD_UPLINKS.split(',')
-      .map((s) => s.trim())
-      .filter((s) => s.length > 0),
+    uninstall: {
+      ...(e.DYAD_CNI_CONF_FILE ? { cniConfFile: e.DYAD_CNI_CONF_FILE } : {}),
+      paths: list(e.DYAD_UNINSTALL_PATHS),
+    },
+    uplinks: list(e.DYAD_UPLINKS),
     initIdentity: e.DYAD_INIT_IDENTITY,
     enableForwarding: e.DYAD_ENABLE_FORWARDING,
     coalesceMs: e.DYAD_COALESCE_MS,

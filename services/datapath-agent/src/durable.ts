@@ -127,6 +127,11 @@ export class GroupCommitFile {
     }
   }
 
+  /** Resolves once no write is under way or queued (each settled, failed or not). */
+  async idle(): Promise<void> {
+    while (this.#inFlight !== undefined) await this.#inFlight.catch(() => undefined);
+  }
+
   stats(): GroupCommitStats {
     return { writes: this.#writes, failures: this.#failures, unchanged: this.#unchanged };
   }

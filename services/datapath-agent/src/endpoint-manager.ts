@@ -295,6 +295,7 @@ export class EndpointManager implements CniBackend {
     const existing = this.#refuseConflicts(req);
     if (existing?.phase === 'ready') return existing;
 
+    const startedAt = Date.now();
     const pod = this.#o.plumber.openPod(req.netns);
     const mark = phaseClock();
     try {
@@ -363,8 +364,16 @@ export class EndpointManager implements CniBackend {
         mark('state');
         const done = this.#endpoints.get(key) ?? ep;
         this.#o.reporter.upsert(done);
-        this.#o.logger.debug(
-          { containerId: req.containerId, ifName: req.ifName, ms: mark.all() },
+        // one line per pod, as the kubelet logs its pod starts: when the ADD began (epoch ms)
+        // and where its time went; `npm run bench -- lab -- --kubelet` splits pod start-up by it
+        this.#o.logger.info(
+          {
+            containerId: req.containerId,
+            ifName: req.ifName,
+            pod: req.pod,
+            startedAt,
+            ms: mark.all(),
+          },
           'ADD done',
         );
         return done;

@@ -21,6 +21,9 @@ import {
   NodeDesiredStream,
   PolicyStream,
   RouterStream,
+  UninstallReply,
+  UninstallRequest,
+  uninstallSubject,
 } from '@dyad/contracts';
 import { Libbpf } from '@dyad/libbpf-ts';
 import { createLogger, createMetrics, startHealthServer, startTracing } from '@dyad/telemetry';
@@ -54,6 +57,7 @@ import { NatsEndpointReporter } from './reporter.ts';
 import { legacySlots, prepareRestore, readRebuildSource } from './restore.ts';
 import type { PublishLatest, RestoreReport } from './endpoint-manager.ts';
 import { renderState } from './state.ts';
+import { NodeUninstall } from './uninstall.ts';
 
 const SERVICE = 'datapath-agent';
 
@@ -116,7 +120,7 @@ async function main(): Promise<void> {
   });
   const allocator = start.allocator;
   // one file, written whole: the endpoints and the allocations they hold commit together
-  const holder: { manager?: EndpointManager } = {};
+  const holder: { manager?: EndpointManager; uninstall?: NodeUninstall } = {};
   const stateFile = new GroupCommitFile(cfg.stateFile, () =>
     renderState({
       v: 2,
@@ -128,7 +132,8 @@ async function main(): Promise<void> {
   );
   mkdirSync(dirname(cfg.stateFile), { recursive: true });
   await stateFile.load(); // removes what a write cut short by a crash left beside the file
-  const commit = () => stateFile.commit();
+  // once Dyad is being uninstalled nothing writes the state file again: its directory goes
+  const commit = () => (holder.uninstall?.done ? Promise.resolve() : stateFile.commit());
   const ipam = new NodeIpam({
     node: cfg.nodeName,
     allocator,
@@ -184,12 +189,13 @@ async function main(): Promise<void> {
     pods: flowDirectory,
     logger,
   });
+  const plumber = new PodPlumber(netns, datapath);
   const agent = new EndpointManager({
     node: cfg.nodeName,
     vethPrefix: cfg.vethPrefix,
     initIdentity: cfg.initIdentity,
     datapath,
-    plumber: new PodPlumber(netns, datapath),
+    plumber,
     reconciler,
     addressing: ipam,
     commit,
@@ -263,6 +269,7 @@ async function main(): Promise<void> {
     },
     { onRefused: (why) => logger.warn({ socket: cfg.apiSocket, why }, 'API connection refused') },
   );
+  let stopping = false;
   const health = await startHealthServer({
     port: cfg.health.port,
     host: cfg.health.host,
@@ -274,6 +281,42 @@ async function main(): Promise<void> {
     'datapath-agent serving',
   );
 
+  const removal = new NodeUninstall(
+    {
+      quiesce: async () => {
+        stopping = true;
+        await cni.close();
+        await api.close();
+        await follow.running();
+        await follower.stop();
+        await flows.close();
+        await stateFile.idle();
+      },
+      detachUplinks: () => {
+        const host = netns.socketHere();
+        try {
+          return cfg.uplinks.filter((name) => {
+            const link = linkByName(host, name);
+            return link !== undefined && datapath.detachIngress(link.index);
+          });
+        } finally {
+          host.close();
+        }
+      },
+      removePodLinks: () => {
+        const names = new Set(agent.endpoints().map((e) => e.hostIfName));
+        // also a device an ADD cut short left behind: a veth named with this node's prefix
+        for (const l of plumber.hostLinks())
+          if (l.kind === 'veth' && l.name.startsWith(cfg.vethPrefix)) names.add(l.name);
+        return [...names].filter((name) => plumber.removeHostLink(name));
+      },
+      removeNodeRoutes: () => routes.clear(),
+      closeDatapath: () => datapath.close(),
+    },
+    { ...cfg.uninstall, pinDir: cfg.pinDir, pinRoot: cfg.pinRoot },
+  );
+  holder.uninstall = removal;
+
   // NATS last: pods on this node are added, deleted and keep working while it is away
   const bus = await connectBus({
     ...cfg.nats,
@@ -283,7 +326,6 @@ async function main(): Promise<void> {
     waitOnFirstConnect: true,
   });
   conn.bus = bus;
-  let stopping = false;
   let legacyRead = start.mode !== 'legacy';
   // a JetStream call that fails (server busy, stream being created) must not end the agent:
   // it retries until the desired state is followed
@@ -340,6 +382,22 @@ async function main(): Promise<void> {
     );
   });
   follow.trigger();
+  // only `dyad uninstall` (helm's pre-delete hook) asks this; a SIGTERM never cleans the node
+  bus.serve(
+    UninstallRequest,
+    uninstallSubject(cfg.nodeName),
+    async () => {
+      logger.warn('Dyad is being uninstalled: removing it from this node');
+      const out = await removal.run();
+      logger.warn(out, 'removed from this node');
+      return { node: cfg.nodeName, ...out };
+    },
+    UninstallReply,
+    {
+      subjectCheck: (req) =>
+        req.node === cfg.nodeName ? undefined : `asks ${req.node}, this is ${cfg.nodeName}`,
+    },
+  );
   bus.onReconnect(() => {
     records.kick();
     follow.trigger();
@@ -360,9 +418,11 @@ async function main(): Promise<void> {
       records.close();
     },
     afterDrain: async () => {
-      await flows.close();
       // maps stay pinned and programs attached: pods keep their traffic while the agent is away
-      datapath.close();
+      if (!removal.done) {
+        await flows.close();
+        datapath.close();
+      }
       await tracing.shutdown();
     },
   });

@@ -66,8 +66,14 @@ export class NodeRoutes {
     this.sync();
   }
 
+  /** Removes every Dyad node route (uninstall); returns how many there were. */
+  clear(): number {
+    this.#want.clear();
+    return this.sync().removed;
+  }
+
   /** Makes the kernel's Dyad node routes equal the wanted ones. */
-  sync(): void {
+  sync(): { added: number; removed: number } {
     const sock = this.#netns.socketHere();
     try {
       const have = new Map<string, NodeRoute>();
@@ -83,6 +89,7 @@ export class NodeRoutes {
         ...add.map((r) => routeRequest(RTM.NEWROUTE, r)),
       ];
       if (reqs.length > 0) sock.apply(reqs);
+      return { added: add.length, removed: remove.length };
     } finally {
       sock.close();
     }

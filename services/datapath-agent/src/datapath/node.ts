@@ -134,6 +134,13 @@ export class NodeDatapath {
     });
   }
 
+  /** Takes Dyad's filter off a device's tc ingress (the uplinks' at uninstall); false: none. */
+  detachIngress(ifindex: number): boolean {
+    if (this.attached(ifindex).ingress === undefined) return false;
+    this.lib.tc.detach({ ifindex, direction: 'ingress', ...FILTER });
+    return true;
+  }
+
   /** Program ids attached at Dyad's filters of a device, if any. */
   attached(ifindex: number): AttachState {
     const q = (direction: TcDirection) => {
