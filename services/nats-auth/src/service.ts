@@ -5,6 +5,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { Counter } from 'prom-client';
 import type { Registry } from 'prom-client';
 import { ensureCalloutKeys } from './keys.ts';
+import type { SecretStore } from './keys.ts';
 import { secretStore, tokenReviewer } from './kube.ts';
 import { authCalloutHandler } from './responder.ts';
 import type { TokenReviewer } from './responder.ts';
@@ -22,8 +23,10 @@ export interface NatsAuthOptions {
   readonly streamReplicas: number;
   readonly logger: BusLogger;
   readonly registry: Registry;
-  /** Replaces the TokenReview (unit tests). */
+  /** Replaces the TokenReview (tests without an API server). */
   readonly review?: TokenReviewer;
+  /** Replaces the key Secret (tests without an API server). */
+  readonly secrets?: SecretStore;
 }
 
 export interface NatsAuth {
@@ -40,7 +43,7 @@ export interface NatsAuth {
  */
 export async function startNatsAuth(o: NatsAuthOptions): Promise<NatsAuth> {
   const keys = await ensureCalloutKeys(
-    secretStore(o.kubeConfig, o.namespace, o.secretName),
+    o.secrets ?? secretStore(o.kubeConfig, o.namespace, o.secretName),
     `Secret ${o.namespace}/${o.secretName}`,
   );
   const seed = (k: { getSeed(): Uint8Array }): string => new TextDecoder().decode(k.getSeed());
