@@ -30,8 +30,10 @@ export const SERVICE_ACCOUNTS: Readonly<Record<string, ServiceIdentity>> = {
   'dyad-ipam': ServiceIdentity.ipam,
   'dyad-router': ServiceIdentity.router,
   'dyad-policy': ServiceIdentity.policy,
-  // for third-party tools reading flows: create the account, project a token with the audience
+  // not created by the chart: for third-party tools reading flows, and for operators (the dyad
+  // CLI, read-only); create the account and a token for the NATS audience
   'dyad-observer': ServiceIdentity.observer,
+  'dyad-operator': ServiceIdentity.operator,
 };
 export const AGENT_SERVICE_ACCOUNT = 'dyad-agent';
 

@@ -41,6 +41,8 @@ describe('admit: ServiceAccount → identity', () => {
       ['dyad-ipam', ServiceIdentity.ipam],
       ['dyad-router', ServiceIdentity.router],
       ['dyad-policy', ServiceIdentity.policy],
+      ['dyad-observer', ServiceIdentity.observer],
+      ['dyad-operator', ServiceIdentity.operator],
     ] as const) {
       const a = admit({ authenticated: true, username: sa(account) }, NS);
       expect(a.admitted && a.identity).toBe(id);
