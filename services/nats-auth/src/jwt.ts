@@ -165,5 +165,7 @@ export function decodeAuthorizationRequest(jwt: string): AuthorizationRequest {
     ok = false;
   }
   if (!ok) throw new InvalidAuthorizationRequest('bad signature');
+  // a server's key (N…): a client key that signed its own request is no server
+  if (!r.data.iss.startsWith('N')) throw new InvalidAuthorizationRequest('not signed by a server');
   return r.data;
 }

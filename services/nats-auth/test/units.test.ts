@@ -116,6 +116,12 @@ describe('NATS JWTs', () => {
     const forged = `${h}.${p}.${Buffer.from('x'.repeat(64)).toString('base64url')}`;
     expect(() => decodeAuthorizationRequest(forged)).toThrow(/bad signature/);
     expect(() => decodeAuthorizationRequest('garbage')).toThrow(/not a JWT/);
+    const c = claimsOf(req);
+    const selfSigned = encodeJwt(
+      { sub: 'A', nats: c['nats'] as Record<string, unknown> },
+      nkeys.createUser(),
+    );
+    expect(() => decodeAuthorizationRequest(selfSigned)).toThrow(/not signed by a server/);
     const resp = claimsOf(
       authorizationResponse('UUSER', 'NSERVER', { error: 'no' }, nkeys.createAccount()),
     );
