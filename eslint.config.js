@@ -86,7 +86,7 @@ export default tseslint.config(
   {
     // @kubernetes/client-node declares its models (V1Pod, V1ObjectMeta, ...) as classes, but
     // every object it hands out or takes is plain JSON: a literal is the intended way to make one.
-    files: ['services/kube-bridge/**/*.ts'],
+    files: ['services/kube-bridge/**/*.ts', 'services/nats-auth/**/*.ts'],
     rules: {
       '@typescript-eslint/no-unsafe-class-instance-assignment': 'off',
       '@typescript-eslint/no-misused-spread': 'off',

@@ -9,6 +9,7 @@ export const IMAGE_WORKSPACES = [
   'services/kube-bridge',
   'services/router',
   'services/policy',
+  'services/nats-auth',
   'packages/bus',
   'packages/cli',
   'packages/contracts',

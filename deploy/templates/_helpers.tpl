@@ -95,11 +95,11 @@ before cluster DNS, and Dyad does not rely on kube-proxy for ClusterIPs (README:
 {{- end -}}
 {{- end }}
 
-{{/* The Secret holding the NATS client token, or nothing. */}}
-{{- define "dyad.natsTokenSecret" -}}
+{{/* The Secret whose `ca.crt` signed the NATS servers' certificates, or nothing (no TLS). */}}
+{{- define "dyad.natsCaSecret" -}}
 {{- if .Values.nats.external.url -}}
-{{- .Values.nats.external.tokenSecret -}}
-{{- else if .Values.nats.auth.enabled -}}
+{{- .Values.nats.external.caSecret -}}
+{{- else -}}
 dyad-nats
 {{- end -}}
 {{- end }}
@@ -108,18 +108,33 @@ dyad-nats
 Environment every Dyad process shares: NATS, log level, and the health server bound on the pod's
 address, where the kubelet's probes reach it (pods run on the host network, so it is the node's
 address: not 127.0.0.1, which the kubelet would not probe, and not every interface).
+Arguments: the root, the health port, the process's NATS identity (`agent` for the node agent:
+`agent-<its node>`). Its NATS credential is its projected ServiceAccount token (natsClientVolumes),
+which the auth callout (dyad-nats-auth) turns into that identity.
 */}}
 {{- define "dyad.commonEnv" -}}
 {{- $root := index . 0 -}}
 {{- $healthPort := index . 1 -}}
+{{- $identity := index . 2 -}}
 - name: NATS_URL
   value: {{ include "dyad.natsUrl" $root | quote }}
-{{- with include "dyad.natsTokenSecret" $root }}
-- name: NATS_TOKEN
+- name: NATS_TOKEN_FILE
+  value: /var/run/dyad/nats-token/token
+{{- if eq $identity "agent" }}
+- name: DYAD_NODE_NAME
   valueFrom:
-    secretKeyRef:
-      name: {{ . }}
-      key: token
+    fieldRef:
+      fieldPath: spec.nodeName
+# the callout names an agent by the node its token's pod is bound to: the same node
+- name: NATS_IDENTITY
+  value: agent-$(DYAD_NODE_NAME)
+{{- else }}
+- name: NATS_IDENTITY
+  value: {{ $identity | quote }}
+{{- end }}
+{{- if include "dyad.natsCaSecret" $root }}
+- name: NATS_CA
+  value: /etc/dyad/nats-ca/ca.crt
 {{- end }}
 - name: DYAD_HEALTH_HOST
   valueFrom:
@@ -131,6 +146,65 @@ address: not 127.0.0.1, which the kubelet would not probe, and not every interfa
   value: {{ $root.Values.logLevel | quote }}
 - name: DYAD_CONFIG_DIR
   value: /etc/dyad/config
+{{- end }}
+
+{{/*
+A Dyad process's NATS credential and trust: a ServiceAccount token projected with the NATS
+audience (not an API server credential: the API server accepts only tokens for its own
+audience; the kubelet rotates it, the bus reads it on every connect), and the CA of the servers.
+*/}}
+{{- define "dyad.natsClientVolumes" -}}
+- name: nats-token
+  projected:
+    sources:
+      - serviceAccountToken:
+          audience: {{ .Values.nats.auth.audience | quote }}
+          expirationSeconds: {{ .Values.nats.auth.tokenExpirationSeconds }}
+          path: token
+{{- with include "dyad.natsCaVolume" . }}
+{{ . }}
+{{- end }}
+{{- end }}
+{{- define "dyad.natsCaVolume" -}}
+{{- with include "dyad.natsCaSecret" . -}}
+- name: nats-ca
+  secret:
+    secretName: {{ . }}
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
+{{- end }}
+{{- define "dyad.natsClientMounts" -}}
+- name: nats-token
+  mountPath: /var/run/dyad/nats-token
+  readOnly: true
+{{- with include "dyad.natsCaMount" . }}
+{{ . }}
+{{- end }}
+{{- end }}
+{{- define "dyad.natsCaMount" -}}
+{{- if include "dyad.natsCaSecret" . -}}
+- name: nats-ca
+  mountPath: /etc/dyad/nats-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/*
+The API server itself rather than the `kubernetes` Service's ClusterIP, when
+kubeBridge.apiServer says where (a cluster without kube-proxy): for kube-bridge and
+dyad-nats-auth, the two processes that talk to it.
+*/}}
+{{- define "dyad.apiServerEnv" -}}
+{{- with .Values.kubeBridge.apiServer }}
+{{- if and .host .port -}}
+- name: KUBERNETES_SERVICE_HOST
+  value: {{ .host | quote }}
+- name: KUBERNETES_SERVICE_PORT
+  value: {{ .port | toString | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Liveness and readiness on the health server; the pod IP is the default probe host. */}}

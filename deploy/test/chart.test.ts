@@ -6,7 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { ALL_DYAD_CONFIG_KEYS, DYAD_CONFIG_DIR, dyadConfigProblems } from '@dyad/contracts';
+import {
+  ALL_DYAD_CONFIG_KEYS,
+  DYAD_CONFIG_DIR,
+  ServiceIdentity,
+  dyadConfigProblems,
+} from '@dyad/contracts';
+import { AGENT_SERVICE_ACCOUNT, SERVICE_ACCOUNTS } from '@dyad/nats-auth';
 import { ALL_CONFIG_KEYS as IPAM_CONFIG_KEYS } from '@dyad/ipam';
 import { repoRoot } from '@dyad/testbed';
 import {
@@ -58,6 +64,13 @@ describe.each(VARIANTS)('%s', (variant) => {
       [
         'ClusterRole/dyad-kube-bridge',
         'ClusterRoleBinding/dyad-kube-bridge',
+        'ClusterRole/dyad-nats-auth',
+        'ClusterRoleBinding/dyad-nats-auth',
+        'Role/dyad-nats-auth',
+        'RoleBinding/dyad-nats-auth',
+        'Deployment/dyad-nats-auth',
+        'Secret/dyad-nats-auth',
+        'ServiceAccount/dyad-nats-auth',
         'ConfigMap/dyad-cni-config',
         'ConfigMap/dyad-config',
         'DaemonSet/dyad-agent',
@@ -103,6 +116,8 @@ describe.each(VARIANTS)('%s', (variant) => {
     expect(data['enable-ipv6']).toBe(String(variant !== 'ipv4'));
     expect(data['ipam-primary-family']).toBe(variant === 'ipv6' ? 'IPv6' : 'IPv4');
     expect(data['jetstream-replicas']).toBe('3');
+    // every Dyad process refuses to connect to NATS without credentials
+    expect(data.environment).toBe('production');
   });
 
   it('the RBAC lets only kube-bridge list or watch, and grants no `*`', () => {
@@ -118,17 +133,54 @@ describe.each(VARIANTS)('%s', (variant) => {
     }
   });
 
-  it('gives every node NATS by address, IPv6 in brackets', () => {
+  it('gives every node NATS by address, IPv6 in brackets, over TLS', () => {
     const urls = TEST_NATS_ADDRESSES[variant].map((a) =>
       a.includes(':') ? `nats://[${a}]:4222` : `nats://${a}:4222`,
     );
     for (const [w, c] of dyadContainers(manifests(variant))) {
       expect(envOf(c, 'NATS_URL')?.value, w.metadata.name).toBe(urls.join(','));
-      expect(envOf(c, 'NATS_TOKEN')?.valueFrom?.secretKeyRef).toEqual({
-        name: 'dyad-nats',
-        key: 'token',
+      expect(envOf(c, 'NATS_CA')?.value, w.metadata.name).toBe('/etc/dyad/nats-ca/ca.crt');
+      expect(w.spec.template.spec.volumes, w.metadata.name).toContainEqual({
+        name: 'nats-ca',
+        secret: { secretName: 'dyad-nats', items: [{ key: 'ca.crt', path: 'ca.crt' }] },
       });
     }
+  });
+
+  it('every process presents its own projected ServiceAccount token as its NATS identity', () => {
+    const identities: Record<string, string> = {
+      'dyad-agent': 'agent-$(DYAD_NODE_NAME)',
+      'dyad-ipam': 'ipam',
+      'dyad-router': 'router',
+      'dyad-policy': 'policy',
+      'dyad-kube-bridge': 'kube-bridge',
+    };
+    const clients = dyadContainers(manifests(variant)).filter(
+      ([w]) => w.metadata.name !== 'dyad-nats-auth',
+    );
+    expect(clients.map(([w]) => w.metadata.name).sort()).toEqual(Object.keys(identities).sort());
+    for (const [w, c] of clients) {
+      const what = w.metadata.name;
+      expect(envOf(c, 'NATS_IDENTITY')?.value, what).toBe(identities[what]);
+      expect(envOf(c, 'NATS_TOKEN')).toBeUndefined();
+      const file = envOf(c, 'NATS_TOKEN_FILE')?.value ?? '';
+      const mount = c.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
+      const volume = w.spec.template.spec.volumes?.find((v) => v.name === mount?.name);
+      expect(volume?.projected?.sources, what).toEqual([
+        { serviceAccountToken: { audience: 'dyad-nats', expirationSeconds: 3600, path: 'token' } },
+      ]);
+      expect(file, what).toBe(`${mount?.mountPath ?? ''}/token`);
+      // the callout admits the pod's ServiceAccount as exactly that identity
+      const account = w.spec.template.spec.serviceAccountName ?? '';
+      if (account === AGENT_SERVICE_ACCOUNT) expect(what).toBe('dyad-agent');
+      else expect(SERVICE_ACCOUNTS[account], what).toBe(identities[what]);
+    }
+    // the agent's node name is defined before the identity that refers to it
+    const agent = workload(manifests(variant), 'DaemonSet', 'dyad-agent').spec.template.spec
+      .containers[0] as Container;
+    const names = (agent.env ?? []).map((e) => e.name);
+    expect(names.indexOf('DYAD_NODE_NAME')).toBeLessThan(names.indexOf('NATS_IDENTITY'));
+    expect(names.indexOf('DYAD_NODE_NAME')).toBeGreaterThanOrEqual(0);
   });
 
   it('turns on forwarding for the enabled families only', () => {
@@ -212,18 +264,26 @@ describe('RBAC', () => {
     });
   });
 
-  it('only kube-bridge has a Kubernetes token: every other pod and ServiceAccount opts out', () => {
+  it('only kube-bridge and dyad-nats-auth have a Kubernetes token: every other pod and ServiceAccount opts out', () => {
     const ms = manifests('dual');
+    const withApi = ['dyad-kube-bridge', 'dyad-nats-auth'];
     for (const sa of ms.filter((m) => m.kind === 'ServiceAccount')) {
       expect(sa.automountServiceAccountToken, sa.metadata.name).toBe(
-        sa.metadata.name === 'dyad-kube-bridge',
+        withApi.includes(sa.metadata.name),
       );
     }
     for (const w of workloads(ms)) {
       const pod = w.spec.template.spec;
       expect(pod.serviceAccountName).toBe(w.metadata.name);
-      if (w.metadata.name !== 'dyad-kube-bridge') {
+      if (!withApi.includes(w.metadata.name)) {
         expect(pod.automountServiceAccountToken, w.metadata.name).toBe(false);
+      }
+      // a projected token is for NATS only: never the API server's audience
+      for (const v of pod.volumes ?? []) {
+        for (const src of v.projected?.sources ?? []) {
+          if (src.serviceAccountToken === undefined) continue;
+          expect(src.serviceAccountToken.audience, w.metadata.name).toBe('dyad-nats');
+        }
       }
     }
   });
@@ -254,9 +314,12 @@ describe('RBAC', () => {
         (x) => x.name === 'agent',
       )?.env ?? [];
     expect(envOf(c as Container, 'NATS_URL')).toEqual(agentEnv.find((e) => e.name === 'NATS_URL'));
-    expect(envOf(c as Container, 'NATS_TOKEN')).toEqual(
-      agentEnv.find((e) => e.name === 'NATS_TOKEN'),
+    // through the auth callout as identity `uninstall`, with its projected NATS-audience token
+    expect(envOf(c as Container, 'NATS_IDENTITY')).toMatchObject({ value: 'uninstall' });
+    expect(envOf(c as Container, 'NATS_TOKEN_FILE')).toEqual(
+      agentEnv.find((e) => e.name === 'NATS_TOKEN_FILE'),
     );
+    expect(SERVICE_ACCOUNTS['dyad-uninstall']).toBe(ServiceIdentity.uninstall);
     expect(c?.securityContext).toMatchObject({
       runAsNonRoot: true,
       allowPrivilegeEscalation: false,
@@ -266,6 +329,25 @@ describe('RBAC', () => {
   it('with uninstall.enabled false there is no hook', async () => {
     const ms = await render('dual', { set: { 'uninstall.enabled': false } });
     expect(ms.filter((m) => m.metadata.name === 'dyad-uninstall')).toEqual([]);
+  });
+
+  it('dyad-nats-auth may create TokenReviews and read and update its one Secret, nothing else', () => {
+    const ms = manifests('dual');
+    expect(find(ms, 'ClusterRole', 'dyad-nats-auth').rules).toEqual([
+      { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
+    ]);
+    expect(find(ms, 'Role', 'dyad-nats-auth').rules).toEqual([
+      {
+        apiGroups: [''],
+        resources: ['secrets'],
+        resourceNames: ['dyad-nats-auth'],
+        verbs: ['get', 'update'],
+      },
+    ]);
+    // created empty by the chart: its keys are the service's, and an upgrade never names them
+    const secret = find(ms, 'Secret', 'dyad-nats-auth');
+    expect(secret.data).toBeUndefined();
+    expect(secret.stringData).toBeUndefined();
   });
 
   it('the check fails on a `*`, on another role that can list or watch, and on a foreign role', () => {
@@ -544,13 +626,16 @@ describe('the Dyad services', () => {
     expect(envOf(ic as Container, 'DYAD_CONFIG_DIR')?.value).toBe(DYAD_CONFIG_DIR);
   });
 
-  it('points kube-bridge at the API server itself when asked', async () => {
+  it('points kube-bridge and the callout at the API server itself when asked', async () => {
     const ms = await render('dual', {
       set: { 'kubeBridge.apiServer': { host: '198.18.0.2', port: 6443 } },
     });
-    const c = workload(ms, 'Deployment', 'dyad-kube-bridge').spec.template.spec.containers[0];
-    expect(envOf(c as Container, 'KUBERNETES_SERVICE_HOST')?.value).toBe('198.18.0.2');
-    expect(envOf(c as Container, 'KUBERNETES_SERVICE_PORT')?.value).toBe('6443');
+    // both processes that talk to it: kube-bridge and the auth callout
+    for (const name of ['dyad-kube-bridge', 'dyad-nats-auth']) {
+      const c = workload(ms, 'Deployment', name).spec.template.spec.containers[0];
+      expect(envOf(c as Container, 'KUBERNETES_SERVICE_HOST')?.value, name).toBe('198.18.0.2');
+      expect(envOf(c as Container, 'KUBERNETES_SERVICE_PORT')?.value, name).toBe('6443');
+    }
   });
 
   it('renders the policy service by default', () => {
@@ -591,8 +676,44 @@ describe('NATS', () => {
     for (const a of TEST_NATS_ADDRESSES.ipv6) {
       expect(conf).toContain(`"nats://dyad-route:${secret['route-password']}@[${a}]:6222"`);
     }
-    expect(conf).toContain(`token: "${secret.token}"`);
-    expect(secret.token).toMatch(/^[A-Za-z0-9]{48}$/);
+    expect(secret['route-password']).toMatch(/^[A-Za-z0-9]{48}$/);
+    // no shared client secret: clients go through the callout, whose block is included
+    expect(Object.keys(secret).sort()).toEqual(
+      ['ca.crt', 'nats.conf', 'route-password', 'tls.crt', 'tls.key'].sort(),
+    );
+    expect(conf).toContain('include "auth.conf"');
+    expect(conf).not.toMatch(/\btoken:/);
+  });
+
+  it("the servers' certificate is the CA's and names every NATS node's address", async () => {
+    const secret = find(manifests('ipv6'), 'Secret', 'dyad-nats').stringData as Record<
+      string,
+      string
+    >;
+    const { X509Certificate } = await import('node:crypto');
+    const ca = new X509Certificate(secret['ca.crt'] ?? '');
+    const cert = new X509Certificate(secret['tls.crt'] ?? '');
+    expect(cert.verify(ca.publicKey)).toBe(true);
+    for (const a of TEST_NATS_ADDRESSES.ipv6) expect(cert.checkIP(a), a).toBe(a);
+    expect(cert.checkIP('fd00:d1ad:0:1::99')).toBeUndefined();
+  });
+
+  it('the servers read their configuration, certificate and the callout block from one directory', () => {
+    const sts = workload(manifests('dual'), 'StatefulSet', 'dyad-nats');
+    const config = sts.spec.template.spec.volumes?.find((v) => v.name === 'config');
+    expect(config?.projected?.sources).toEqual([
+      {
+        secret: {
+          name: 'dyad-nats',
+          items: [
+            { key: 'nats.conf', path: 'nats.conf' },
+            { key: 'tls.crt', path: 'tls.crt' },
+            { key: 'tls.key', path: 'tls.key' },
+          ],
+        },
+      },
+      { secret: { name: 'dyad-nats-auth', items: [{ key: 'auth.conf', path: 'auth.conf' }] } },
+    ]);
   });
 
   it('without node addresses the chart refuses to render and says what to set', async () => {
@@ -607,12 +728,12 @@ describe('NATS', () => {
     expect(bracketed.stderr).toContain('a bare address, without brackets or port');
   });
 
-  it('with an external NATS renders no NATS, and every service uses its URL and token', async () => {
+  it('with an external NATS renders no NATS, and every service uses its URL and CA', async () => {
     const ms = await render('dual', {
       noNatsAddresses: true,
       set: {
         'nats.external.url': 'nats://198.18.0.50:4222,nats://198.18.0.51:4222',
-        'nats.external.tokenSecret': 'my-nats',
+        'nats.external.caSecret': 'my-nats-ca',
       },
     });
     expect(ms.filter((m) => m.metadata.name === 'dyad-nats')).toEqual([]);
@@ -620,18 +741,15 @@ describe('NATS', () => {
       expect(envOf(c, 'NATS_URL')?.value, w.metadata.name).toBe(
         'nats://198.18.0.50:4222,nats://198.18.0.51:4222',
       );
-      expect(envOf(c, 'NATS_TOKEN')?.valueFrom?.secretKeyRef?.name).toBe('my-nats');
+      expect(w.spec.template.spec.volumes, w.metadata.name).toContainEqual({
+        name: 'nats-ca',
+        secret: { secretName: 'my-nats-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] },
+      });
     }
+    // the callout still runs: the external NATS includes its block
+    workload(ms, 'Deployment', 'dyad-nats-auth');
     expect(configData(ms)['jetstream-replicas']).toBe('1');
     expect(rbacProblems(ms)).toEqual([]);
-  });
-
-  it('with auth off, no token anywhere', async () => {
-    const ms = await render('dual', { set: { 'nats.auth.enabled': false } });
-    const secret = find(ms, 'Secret', 'dyad-nats').stringData as Record<string, string>;
-    expect(Object.keys(secret)).toEqual(['nats.conf']);
-    expect(secret['nats.conf']).not.toContain('authorization');
-    for (const [, c] of dyadContainers(ms)) expect(envOf(c, 'NATS_TOKEN')).toBeUndefined();
   });
 });
 

@@ -164,6 +164,12 @@ export interface Volume {
   readonly hostPath?: { readonly path: string; readonly type?: string };
   readonly configMap?: { readonly name: string };
   readonly secret?: { readonly secretName: string };
+  readonly projected?: {
+    readonly sources: readonly {
+      readonly serviceAccountToken?: { readonly audience?: string };
+      readonly secret?: { readonly name: string };
+    }[];
+  };
 }
 export interface PodSpec {
   readonly serviceAccountName?: string;

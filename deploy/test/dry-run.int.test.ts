@@ -68,7 +68,7 @@ describe('kubectl apply --dry-run=server', () => {
         'kubeBridge.createEvents': false,
         'kubeBridge.apiServer': { host: '198.18.0.2', port: 6443 },
         'nats.external.url': 'nats://198.18.0.50:4222',
-        'nats.external.tokenSecret': 'my-nats',
+        'nats.external.caSecret': 'my-nats-ca',
         'agent.legacyMemlock': true,
       },
     });
@@ -107,9 +107,9 @@ describe('helm install into the test bed, and the RBAC as its authorizer sees it
     '--set-json',
     `nats.nodeAddresses=${JSON.stringify(TEST_NATS_ADDRESSES.dual)}`,
   ];
-  const natsSecret = async (): Promise<Record<string, string>> => {
-    const r = await kubectl(['get', 'secret', 'dyad-nats', '-n', NAMESPACE, '-o', 'json']);
-    const data = (JSON.parse(r.stdout) as { data: Record<string, string> }).data;
+  const secretData = async (name: string): Promise<Record<string, string>> => {
+    const r = await kubectl(['get', 'secret', name, '-n', NAMESPACE, '-o', 'json']);
+    const data = (JSON.parse(r.stdout) as { data?: Record<string, string> }).data ?? {};
     return Object.fromEntries(
       Object.entries(data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]),
     );
@@ -169,7 +169,14 @@ describe('helm install into the test bed, and the RBAC as its authorizer sees it
   });
 
   it('no other Dyad ServiceAccount may list or watch anything', async () => {
-    for (const sa of ['dyad-agent', 'dyad-ipam', 'dyad-router', 'dyad-nats', 'dyad-policy']) {
+    for (const sa of [
+      'dyad-agent',
+      'dyad-ipam',
+      'dyad-router',
+      'dyad-nats',
+      'dyad-policy',
+      'dyad-nats-auth',
+    ]) {
       for (const resource of ['pods', 'nodes', 'secrets', 'configmaps']) {
         expect(await can(sa, 'list', resource), `${sa} list ${resource}`).toBe(false);
         expect(await can(sa, 'watch', resource), `${sa} watch ${resource}`).toBe(false);
@@ -177,16 +184,81 @@ describe('helm install into the test bed, and the RBAC as its authorizer sees it
     }
   });
 
-  it('an upgrade keeps the NATS token and route password', async () => {
-    const before = await natsSecret();
-    expect(before.token).toMatch(/^[A-Za-z0-9]{48}$/);
+  it('the auth callout may review tokens and read and update its key Secret, nothing more', async () => {
+    const as = ['--as', `system:serviceaccount:${NAMESPACE}:dyad-nats-auth`, '-n', NAMESPACE];
+    const yes = async (...args: string[]): Promise<boolean> =>
+      (await kubectl(['auth', 'can-i', ...args, ...as])).stdout.trim() === 'yes';
+    expect(await yes('create', 'tokenreviews.authentication.k8s.io')).toBe(true);
+    expect(await yes('get', 'secret/dyad-nats-auth')).toBe(true);
+    expect(await yes('update', 'secret/dyad-nats-auth')).toBe(true);
+    expect(await yes('get', 'secret/dyad-nats')).toBe(false);
+    expect(await yes('delete', 'secret/dyad-nats-auth')).toBe(false);
+    expect(await yes('create', 'secrets')).toBe(false);
+    expect(await yes('create', 'serviceaccounts/token')).toBe(false);
+  });
+
+  it("a ServiceAccount token projected for NATS is no Kubernetes API credential (the agent's)", async () => {
+    const token = await kubectl([
+      'create',
+      'token',
+      'dyad-agent',
+      '-n',
+      NAMESPACE,
+      '--audience',
+      'dyad-nats',
+    ]);
+    expect(token.code).toBe(0);
+    const asToken = (t: string) =>
+      run(toolPath('kubectl'), [
+        '--kubeconfig',
+        '/dev/null',
+        '--server',
+        kube.server,
+        '--certificate-authority',
+        kube.tls.caPath,
+        '--token',
+        t,
+        'get',
+        '--raw',
+        '/api',
+      ]);
+    const refused = await asToken(token.stdout.trim());
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/Unauthorized/);
+    // the same account's token for the API server's own audience would be one (this check can fail)
+    const apiToken = await kubectl(['create', 'token', 'dyad-agent', '-n', NAMESPACE]);
+    expect((await asToken(apiToken.stdout.trim())).code).toBe(0);
+  });
+
+  it("an upgrade keeps the route password, the TLS material and the auth callout's keys", async () => {
+    const before = await secretData('dyad-nats');
+    expect(before['route-password']).toMatch(/^[A-Za-z0-9]{48}$/);
+    expect(before['ca.crt']).toContain('BEGIN CERTIFICATE');
+    // what dyad-nats-auth writes at its first start into the Secret the chart created empty
+    expect(await secretData('dyad-nats-auth')).toEqual({});
+    const filled = await kubectl([
+      'patch',
+      'secret',
+      'dyad-nats-auth',
+      '-n',
+      NAMESPACE,
+      '--type',
+      'merge',
+      '-p',
+      JSON.stringify({ stringData: { 'issuer.nk': 'SA-test', 'auth.conf': 'authorization {}' } }),
+    ]);
+    expect(filled.code).toBe(0);
     const up = await helm(['upgrade', 'dyad', CHART_DIR, ...values, '--set', 'logLevel=debug']);
     expect(up.stderr).toBe('');
     expect(up.code).toBe(0);
-    const after = await natsSecret();
-    expect(after.token).toBe(before.token);
-    expect(after['route-password']).toBe(before['route-password']);
-    expect(after['nats.conf']).toBe(before['nats.conf']);
+    const after = await secretData('dyad-nats');
+    for (const key of ['route-password', 'ca.crt', 'tls.crt', 'tls.key', 'nats.conf']) {
+      expect(after[key], key).toBe(before[key]);
+    }
+    expect(await secretData('dyad-nats-auth')).toEqual({
+      'issuer.nk': 'SA-test',
+      'auth.conf': 'authorization {}',
+    });
   });
 
   it('uninstall removes every object it made', async () => {

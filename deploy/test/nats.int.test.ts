@@ -1,18 +1,22 @@
 // The chart's NATS as rendered, run for real: three nats-server processes (the pinned binary)
-// with the rendered nats.conf, each on its own loopback address as the three NATS nodes' host
-// networks would be, form one JetStream cluster; a client with the NATS_URL and token the chart
-// gives every Dyad process creates a stream with dyad-config's jetstream-replicas, and it keeps
-// taking messages when one server is gone. A service's own start (natsSettings from the rendered
-// env with dyad-config mounted, connectBus, ensureStreams/ensureKv) declares Dyad's streams and
-// buckets at that replica count.
+// with the rendered nats.conf and certificate, each on its own loopback address as the three NATS
+// nodes' host networks would be, form one JetStream cluster that takes clients only over TLS and
+// only through the auth callout. The callout (services/nats-auth, in-process, its TokenReview
+// replaced: there is no API server here) writes the authorization block the servers include,
+// declares Dyad's streams and buckets with dyad-config's jetstream-replicas as the bootstrap
+// identity, and admits a token as its identity; a stream keeps taking messages with one server
+// gone. Under the rendered dyad-config (production) a process without credentials refuses to start.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
+import { connect, tokenAuthenticator } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { connectBus, natsSettings } from '@dyad/bus';
-import { DYAD_CONFIG_DIR, IpamKvBucket, K8sStream } from '@dyad/contracts';
+import { KubeConfig } from '@kubernetes/client-node';
+import { natsSettings, readStreamReplicas } from '@dyad/bus';
+import { DYAD_CONFIG_DIR, IpamKvBucket, K8sStream, k8sObjectSubject } from '@dyad/contracts';
+import { SecretKey, startNatsAuth } from '@dyad/nats-auth';
+import type { NatsAuth, SecretStore, StoredSecret } from '@dyad/nats-auth';
 import { createLogger, createMetrics } from '@dyad/telemetry';
 import {
   freePorts,
@@ -29,16 +33,33 @@ import { envOf, find, render, workload } from './chart.ts';
 
 // 127.0.0.0/8 is all loopback on Linux: three addresses stand in for three nodes.
 const NODES = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
+/** The one token the stand-in TokenReview accepts: kube-bridge's. */
+const KUBE_BRIDGE_TOKEN = 'kube-bridge-token';
 
 let dir: string;
 const teardown: (() => unknown)[] = [];
 const servers: ManagedProcess[] = [];
 let natsUrl: string;
-let token: string;
-let replicas: number;
+let caFile: string;
 let monitorPort: number;
 let configData: Record<string, string>;
 let agentConfigDir: string | undefined;
+let mounted: string;
+let auth: NatsAuth | undefined;
+
+/** Secret dyad-nats-auth as the chart creates it (empty), in memory. */
+function memorySecret(): SecretStore & { current: () => StoredSecret } {
+  let s: StoredSecret = { data: {}, resourceVersion: '1' };
+  return {
+    current: () => s,
+    read: () => Promise.resolve(s),
+    write: (data, rv) => {
+      if (rv !== s.resourceVersion) return Promise.resolve(false);
+      s = { data, resourceVersion: String(Number(rv) + 1) };
+      return Promise.resolve(true);
+    },
+  };
+}
 
 beforeAll(async () => {
   const [client, cluster, monitor] = await freePorts(3);
@@ -50,33 +71,68 @@ beforeAll(async () => {
     set: {
       'nats.nodeAddresses': NODES,
       'nats.ports': { client, cluster, monitor },
-      'nats.jetstream': { maxMemoryStore: '64MB', maxFileStore: '256MB' },
+      // room for every stream's byte limit (the flows and dead letters reserve 256 MiB each)
+      'nats.jetstream': { maxMemoryStore: '64MB', maxFileStore: '1GB' },
     },
   });
   const secret = find(ms, 'Secret', 'dyad-nats').stringData as Record<string, string>;
   const agent = workload(ms, 'DaemonSet', 'dyad-agent').spec.template.spec.containers[0];
   if (agent === undefined) throw new Error('no agent container');
   natsUrl = envOf(agent, 'NATS_URL')?.value ?? '';
-  token = secret.token ?? '';
   configData = find(ms, 'ConfigMap', 'dyad-config').data as Record<string, string>;
-  replicas = Number(configData['jetstream-replicas']);
   agentConfigDir = envOf(agent, 'DYAD_CONFIG_DIR')?.value;
   dir = makeTempDir('dyad-chart-nats-', keepFromEnv());
   teardown.push(() => {
     removeTempDir(dir, keepFromEnv());
   });
+  // The ConfigMap as the kubelet mounts it: one file per key.
+  mounted = join(dir, 'config');
+  mkdirSync(mounted);
+  for (const [key, value] of Object.entries(configData)) writeFileSync(join(mounted, key), value);
+  caFile = join(dir, 'ca.crt');
+  writeFileSync(caFile, secret['ca.crt'] ?? '');
+
+  // The callout's first start fills its Secret; the servers' configuration includes auth.conf.
+  const keySecret = memorySecret();
+  const logger = createLogger({ service: 'nats-auth', level: 'silent' });
+  const starting = startNatsAuth({
+    kubeConfig: new KubeConfig(),
+    namespace: 'kube-system',
+    secretName: 'dyad-nats-auth',
+    audience: 'dyad-nats',
+    servers: natsUrl.split(','),
+    caFile,
+    streamReplicas: readStreamReplicas(mounted),
+    logger,
+    registry: createMetrics({ processMetrics: false }),
+    secrets: keySecret,
+    review: (token) =>
+      Promise.resolve(
+        token === KUBE_BRIDGE_TOKEN
+          ? { authenticated: true, username: 'system:serviceaccount:kube-system:dyad-kube-bridge' }
+          : { authenticated: false, error: 'unknown token' },
+      ),
+  });
+  await vi.waitFor(() => expect(keySecret.current().data[SecretKey.authConf]).toBeDefined(), {
+    timeout: 10_000,
+  });
+
   NODES.forEach((address, i) => {
-    const store = join(dir, `store-${i}`);
-    mkdirSync(store);
-    const confPath = join(dir, `nats-${i}.conf`);
-    // the pod's volume is /data; here each server gets its own directory
-    const conf = (secret['nats.conf'] ?? '').replace('store_dir: /data', `store_dir: "${store}"`);
-    writeFileSync(confPath, conf);
+    // the pod's projected volume: nats.conf, the certificate and auth.conf in one directory
+    const confDir = join(dir, `nats-${i}`);
+    const store = join(confDir, 'store');
+    mkdirSync(store, { recursive: true });
+    for (const key of ['tls.crt', 'tls.key']) writeFileSync(join(confDir, key), secret[key] ?? '');
+    writeFileSync(join(confDir, 'auth.conf'), keySecret.current().data[SecretKey.authConf] ?? '');
+    const conf = (secret['nats.conf'] ?? '')
+      .replace('store_dir: /data', `store_dir: "${store}"`)
+      .replaceAll('/etc/nats/', `${confDir}/`);
+    writeFileSync(join(confDir, 'nats.conf'), conf);
     servers.push(
       spawnLogged({
         name: `nats-${i}`,
         command: toolPath('nats-server'),
-        args: ['-c', confPath],
+        args: ['-c', join(confDir, 'nats.conf')],
         logPath: join(dir, `nats-${i}.log`),
         env: { ...process.env, POD_NAME: `dyad-nats-${i}`, POD_IP: address },
       }),
@@ -91,12 +147,26 @@ beforeAll(async () => {
       }),
     ),
   );
-});
+  auth = await starting;
+  const a = auth;
+  // ready: the bootstrap identity has declared every stream and bucket
+  await vi.waitFor(() => expect(a.ready()).toBe(true), { timeout: 60_000, interval: 200 });
+}, 120_000);
 
 afterAll(async () => {
+  await auth?.stop();
   await Promise.all(servers.map((s) => s.stop()));
   for (const undo of teardown.reverse()) await undo();
 });
+
+/** A connection admitted by the callout as kube-bridge, over TLS. */
+const asKubeBridge = (): Promise<NatsConnection> =>
+  connect({
+    servers: natsUrl.split(','),
+    tls: { caFile },
+    authenticator: tokenAuthenticator(KUBE_BRIDGE_TOKEN),
+    inboxPrefix: '_INBOX_kube-bridge',
+  });
 
 describe('the rendered NATS', () => {
   it('forms one cluster of three JetStream servers', async () => {
@@ -111,83 +181,75 @@ describe('the rendered NATS', () => {
     expect(varz.jetstream?.config?.sync_interval).toBe(10e9);
   });
 
-  it('refuses a client without the token', async () => {
+  it('refuses a client that does not trust its CA, and one without an admitted token', async () => {
     await expect(
       connect({ servers: natsUrl.split(','), reconnect: false, timeout: 5000 }),
-    ).rejects.toThrow(/Authorization Violation/i);
+      // the server requires TLS: nats.js upgrades, and without the CA cannot trust the server
+    ).rejects.toThrow(/certificate/i);
+    for (const token of [undefined, 'someone-else']) {
+      await expect(
+        connect({
+          servers: natsUrl.split(','),
+          reconnect: false,
+          timeout: 10_000,
+          tls: { caFile },
+          ...(token === undefined ? {} : { token }),
+        }),
+      ).rejects.toThrow(/Authorization Violation/i);
+    }
   });
 
-  it("a service declares Dyad's streams and buckets with dyad-config's jetstream-replicas", async () => {
-    // The ConfigMap as the kubelet mounts it: one file per key, where the rendered env says.
+  it('under the rendered dyad-config a process without credentials refuses to start', () => {
     expect(agentConfigDir).toBe(DYAD_CONFIG_DIR);
-    const mounted = join(dir, 'config');
-    mkdirSync(mounted);
-    for (const [key, value] of Object.entries(configData)) writeFileSync(join(mounted, key), value);
-    const settings = natsSettings({
-      NATS_URL: natsUrl,
-      NATS_TOKEN: token,
-      DYAD_CONFIG_DIR: mounted,
-    });
-    expect(settings.streamReplicas).toBe(3);
-    const bus = await connectBus({
-      ...settings,
-      name: 'chart-test',
-      logger: createLogger({ service: 'chart-test', level: 'silent' }),
-      registry: createMetrics({ processMetrics: false }),
-    });
+    expect(() => natsSettings({ NATS_URL: natsUrl, DYAD_CONFIG_DIR: mounted })).toThrow(
+      /says production/,
+    );
+  });
+
+  it("the bootstrap identity declared Dyad's streams and buckets with dyad-config's jetstream-replicas", async () => {
+    expect(readStreamReplicas(mounted)).toBe(3);
+    const nc = await asKubeBridge();
     try {
-      await bus.ensureStreams([K8sStream]);
-      await bus.ensureKv([IpamKvBucket]);
-      const nc = await connect({ servers: natsUrl.split(','), token });
-      try {
-        const jsm = await jetstreamManager(nc);
-        for (const name of [K8sStream.name, `KV_${IpamKvBucket.bucket}`]) {
-          const info = await jsm.streams.info(name);
-          expect(info.config.num_replicas, name).toBe(3);
-          // the group really has three members: a leader and two replicas
-          await vi.waitFor(
-            async () =>
-              expect((await jsm.streams.info(name)).cluster?.replicas ?? []).toHaveLength(2),
-            { timeout: 60_000, interval: 200 },
-          );
-        }
-      } finally {
-        await nc.close();
+      const jsm = await jetstreamManager(nc);
+      for (const name of [K8sStream.name, `KV_${IpamKvBucket.bucket}`]) {
+        const info = await jsm.streams.info(name);
+        expect(info.config.num_replicas, name).toBe(3);
+        // the group really has three members: a leader and two replicas
+        await vi.waitFor(
+          async () =>
+            expect((await jsm.streams.info(name)).cluster?.replicas ?? []).toHaveLength(2),
+          { timeout: 60_000, interval: 200 },
+        );
       }
+      // the callout's identity for kube-bridge may not administer streams
+      await expect(jsm.streams.purge(K8sStream.name)).rejects.toThrow();
     } finally {
-      await bus.close();
+      await nc.close();
     }
   });
 
   it('keeps a stream of jetstream-replicas replicas writable with one server gone', async () => {
-    expect(replicas).toBe(3);
-    const nc: NatsConnection = await connect({ servers: natsUrl.split(','), token });
+    const nc: NatsConnection = await asKubeBridge();
     try {
       const jsm = await jetstreamManager(nc);
-      const info = await jsm.streams.add({
-        name: 'DYAD_CHART_TEST',
-        subjects: ['dyad.chart.test.>'],
-        num_replicas: replicas,
-      });
-      expect(info.config.num_replicas).toBe(3);
       const js = jetstream(nc);
-      // a new replicated stream answers once its leader's interest has crossed the cluster
-      // routes; until then a publish meets no responders. The message id makes retries one write.
-      await vi.waitFor(
-        () => js.publish('dyad.chart.test.a', 'one', { msgID: 'one', timeout: 2000 }),
-        { timeout: 60_000, interval: 200 },
-      );
+      const subject = k8sObjectSubject('Node', undefined, 'chart-test');
+      // a replicated stream answers once its leader's interest has crossed the cluster routes;
+      // until then a publish meets no responders. The message id makes retries one write.
+      await vi.waitFor(() => js.publish(subject, 'one', { msgID: 'one', timeout: 2000 }), {
+        timeout: 60_000,
+        interval: 200,
+      });
 
       await servers[2]?.stop();
       // acknowledged once the remaining two servers have elected a new stream leader
-      await vi.waitFor(
-        () => js.publish('dyad.chart.test.a', 'two', { msgID: 'two', timeout: 2000 }),
-        {
-          timeout: 60_000,
-          interval: 200,
-        },
-      );
-      expect((await jsm.streams.info('DYAD_CHART_TEST')).state.messages).toBe(2);
+      await vi.waitFor(() => js.publish(subject, 'two', { msgID: 'two', timeout: 2000 }), {
+        timeout: 60_000,
+        interval: 200,
+      });
+      const last = await jsm.streams.getMessage(K8sStream.name, { last_by_subj: subject });
+      expect(last?.string()).toBe('two');
+      expect(last?.seq).toBeGreaterThan(1);
     } finally {
       await nc.close();
     }

@@ -141,7 +141,9 @@ function summary(s: LabStateValue, paths: LabPaths, seconds: number): string {
     `  KUBECONFIG   ${rel(paths.kubeconfig)}    (e.g. KUBECONFIG=${rel(paths.kubeconfig)} tools/bin/kubectl get nodes -o wide)`,
     `  apiserver    ${s.apiserver ?? '-'}`,
     `  NATS         ${s.natsUrl ?? '-'}   TLS CA ${s.natsCa === undefined ? '-' : rel(s.natsCa)}`,
-    `  NATS creds   ${s.natsCreds === undefined ? '-' : `${rel(s.natsCreds)}/<identity>.creds`}    (e.g. NATS_CREDS=${s.natsCreds === undefined ? '-' : rel(join(s.natsCreds, 'operator.creds'))} NATS_CA=… npx dyad ipam list)`,
+    s.natsToken === undefined
+      ? `  NATS creds   ${s.natsCreds === undefined ? '-' : `${rel(s.natsCreds)}/<identity>.creds`}    (e.g. NATS_CREDS=${s.natsCreds === undefined ? '-' : rel(join(s.natsCreds, 'operator.creds'))} NATS_CA=… npx dyad ipam list)`
+      : `  NATS token   ${rel(s.natsToken)}    (NATS_TOKEN_FILE=${rel(s.natsToken)} NATS_IDENTITY=operator NATS_CA=… npx dyad ipam list)`,
     ...(s.jaeger ? [`  Jaeger       ${s.jaeger.queryUrl}    (traces: UI and /api/traces)`] : []),
     `  pod pools    ${Object.values(s.podPools).join('  ')}`,
     `  services     ${s.serviceRange}`,

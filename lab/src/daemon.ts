@@ -38,7 +38,8 @@ import { buildFabric } from './network.ts';
 import { ENV_DIR, ENV_RUN, OWNER_DIR, labPaths } from './paths.ts';
 import { makePlan } from './plan.ts';
 import type { LabPlan } from './plan.ts';
-import { helmInstall, natsNodeCount, NAMESPACE } from './helm-install.ts';
+import { helmInstall, labNatsAccess, natsNodeCount, NAMESPACE } from './helm-install.ts';
+import type { LabNatsAccess } from './helm-install.ts';
 import { imageArchives, kubeletNodeFiles, startKubeletNode } from './kubelet-mode.ts';
 import { tcpToUnixRelay, unixToTcpRelay } from './relay.ts';
 import type { LabStateValue, NodeRecordValue } from './state.ts';
@@ -182,6 +183,8 @@ let otlpUrl: string | undefined;
 const configDir = join(paths.tmp, 'dyad-config');
 
 let security: NatsSecurity | undefined;
+/** Kubelet mode: the lab's operator token for the chart's NATS (through its auth callout). */
+let kubeletNats: LabNatsAccess | undefined;
 
 /** Where `identity`'s credentials are: `.lab/creds/<identity>.creds`. */
 function credsOf(identity: string): string {
@@ -555,6 +558,9 @@ async function startKubeletLab(k: KubeCluster): Promise<string> {
   await helmInstall({ paths, plan });
   await waitAgentsReady(new KubeClient(k.server, k.tls), 300_000);
   state.installSeconds = (Date.now() - t0) / 1000;
+  kubeletNats = await labNatsAccess(paths);
+  state.natsCa = kubeletNats.caFile;
+  state.natsToken = kubeletNats.tokenFile;
   const first = nodes[0];
   const primary = plan.families[0];
   const addr = first && primary ? first.addresses[primary]?.split('/')[0] : undefined;
@@ -629,6 +635,13 @@ try {
     ...(security === undefined
       ? {}
       : { credsFile: credsOf(ServiceIdentity.operator), caFile: security.tls.caFile }),
+    ...(kubeletNats === undefined
+      ? {}
+      : {
+          tokenFile: kubeletNats.tokenFile,
+          identity: ServiceIdentity.operator,
+          caFile: kubeletNats.caFile,
+        }),
     logger: createLogger({ service: 'lab', level: 'warn' }),
     registry: createMetrics(),
   });

@@ -4,7 +4,7 @@
 // lab's pools, addresses and apiserver path, and three local volumes for NATS's claims (the lab
 // has no storage provisioner).
 import { execFile } from 'node:child_process';
-import { chownSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { LabPaths } from './paths.ts';
@@ -64,8 +64,6 @@ export function labChartValues(plan: LabPlan): Record<string, unknown> {
         if (a === undefined) throw new Error(`${n.name} has no ${primary} address`);
         return bare(a);
       }),
-      // the lab's own clients (tests, the CLI, the supervisor) connect without a token
-      auth: { enabled: false },
       storage: { size: '1Gi', storageClassName: NATS_STORAGE_CLASS },
       jetstream: { maxMemoryStore: '64MB', maxFileStore: '512MB' },
       image: { pullPolicy: 'Never' },
@@ -142,6 +140,49 @@ export function helmInstallArgs(paths: LabPaths, plan: LabPlan, valuesFile: stri
     '-f',
     valuesFile,
   ];
+}
+
+/** How the lab's own clients (readiness, tests, the CLI) reach the chart's NATS. */
+export interface LabNatsAccess {
+  /** A token of ServiceAccount dyad-operator for the NATS audience: the `operator` identity. */
+  readonly tokenFile: string;
+  /** The CA of the servers' certificate, from Secret dyad-nats. */
+  readonly caFile: string;
+}
+
+/** The ServiceAccount the auth callout admits as `operator` (read-only: the CLI, readiness). */
+export const OPERATOR_SERVICE_ACCOUNT = 'dyad-operator';
+
+/**
+ * The lab's own NATS credential, as an operator would make one: ServiceAccount dyad-operator and
+ * a token for the NATS audience (a day: the lab's lifetime), and the CA the chart generated.
+ */
+export async function labNatsAccess(paths: LabPaths): Promise<LabNatsAccess> {
+  const kubectl = (args: readonly string[]) =>
+    exec(tool(paths, 'kubectl'), ['--kubeconfig', paths.kubeconfig, '-n', NAMESPACE, ...args]);
+  await kubectl(['create', 'serviceaccount', OPERATOR_SERVICE_ACCOUNT]).catch((err: unknown) => {
+    if (!String(err).includes('AlreadyExists')) throw err;
+  });
+  const token = await kubectl([
+    'create',
+    'token',
+    OPERATOR_SERVICE_ACCOUNT,
+    '--audience',
+    'dyad-nats',
+    '--duration',
+    '24h',
+  ]);
+  const ca = await kubectl(['get', 'secret', 'dyad-nats', '-o', 'jsonpath={.data.ca\\.crt}']);
+  const creds = join(paths.dir, 'creds');
+  const tls = join(paths.dir, 'tls');
+  mkdirSync(creds, { recursive: true, mode: 0o700 });
+  mkdirSync(tls, { recursive: true });
+  const tokenFile = join(creds, 'operator.token');
+  writeFileSync(tokenFile, `${token.stdout.trim()}\n`, { mode: 0o600 });
+  chmodSync(tokenFile, 0o600);
+  const caFile = join(tls, 'ca.crt');
+  writeFileSync(caFile, Buffer.from(ca.stdout.trim(), 'base64'));
+  return { tokenFile, caFile };
 }
 
 /** Creates the NATS volumes and runs `helm install`; returns when helm has created the objects. */

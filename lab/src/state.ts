@@ -63,6 +63,8 @@ export const LabState = z.object({
   natsCa: z.string().optional(),
   /** The directory of every identity's credentials: `<identity>.creds`. */
   natsCreds: z.string().optional(),
+  /** Kubelet mode: the `operator` identity's token for the chart's NATS (NATS_TOKEN_FILE). */
+  natsToken: z.string().optional(),
   /** Kubelet mode: seconds from \`helm install\` to a ready agent on every node. */
   installSeconds: z.number().optional(),
   apiserver: z.string().optional(),

@@ -11,12 +11,25 @@
 // takes Dyad off every node: no conflist, dyad-cni, agent files, pins, tc programs or pod devices
 // are left. `down` leaves no namespace, mount or container behind.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PublishError, connectBus } from '@dyad/bus';
+import type { BusLogger } from '@dyad/bus';
+import {
+  AGENT_SERVICE,
+  EndpointReport,
+  ROUTER_STREAM,
+  RouterSyncEvent,
+  agentEndpointSubject,
+  agentIdentity,
+  routerNodeFilter,
+} from '@dyad/contracts';
 import { FAMILIES } from '@dyad/netaddr';
-import { afterAll, beforeAll, describe, expect, it, test } from 'vitest';
+import { createLogger, createMetrics } from '@dyad/telemetry';
+import { afterAll, beforeAll, describe, expect, it, test, vi } from 'vitest';
 import { kubeletNodeFiles } from '../src/kubelet-mode.ts';
-import { mountNsDir } from '../src/node-mounts.ts';
+import { mountNsDir, mountNsFile } from '../src/node-mounts.ts';
 import { listNetns } from '../src/sys.ts';
 import { TestLab, fullMatrix, labRequired, labSkipReason, matrix } from './helpers.ts';
 import type { ProbeLine } from './helpers.ts';
@@ -133,12 +146,13 @@ describe.skipIf(skip !== undefined)('lab --kubelet: real kubelets and containerd
     expect(byComponent.get('nats')?.sort()).toEqual(NODES);
     expect(byComponent.get('ipam')).toHaveLength(2);
     for (const c of ['kube-bridge', 'router', 'policy']) expect(byComponent.get(c)).toHaveLength(1);
+    expect(byComponent.get('nats-auth')).toHaveLength(2);
     // no Dyad process runs outside the cluster
     expect(
       lab
         .state()
         .processes.map((p) => p.name)
-        .filter((n) => /^(agent|ipam|router|policy|kube-bridge)/.test(n)),
+        .filter((n) => /^(agent|ipam|router|policy|kube-bridge|nats-auth)/.test(n)),
     ).toEqual([]);
   });
 
@@ -296,6 +310,117 @@ describe.skipIf(skip !== undefined)('lab --kubelet: real kubelets and containerd
       .split(' ');
     expect(images).toEqual(NODES.map(() => 'dyad:0.1.0-rebuilt'));
   }, 400_000);
+
+  it("node-1's agent token, as its kubelet projected it, cannot publish node-2's agent records: the server refuses", async () => {
+    const agents = JSON.parse(
+      lab.kubectl([
+        '-n',
+        'kube-system',
+        'get',
+        'pods',
+        '-l',
+        'app.kubernetes.io/component=agent',
+        '--field-selector',
+        'spec.nodeName=node-1',
+        '-o',
+        'json',
+      ]),
+    ) as { items: Array<{ metadata: { uid: string } }> };
+    const uid = agents.items[0]?.metadata.uid ?? '';
+    // the kubelet's tmpfs of the projected volume is mounted in node-1's mount namespace
+    const tokenPath = join(
+      kubeletNodeFiles(lab.paths, 'node-1').kubeletRoot,
+      'pods',
+      uid,
+      'volumes',
+      'kubernetes.io~projected',
+      'nats-token',
+      'token',
+    );
+    const token = execFileSync(
+      'nsenter',
+      [`--mount=${mountNsFile(prefix, 'node-1')}`, 'cat', tokenPath],
+      { encoding: 'utf8' },
+    ).trim();
+    expect(token.split('.')).toHaveLength(3);
+    const dir = mkdtempSync(join(tmpdir(), 'dyad-kubelet-token-'));
+    const tokenFile = join(dir, 'token');
+    writeFileSync(tokenFile, token, { mode: 0o600 });
+    const refused: Array<{ subject: unknown; operation: unknown }> = [];
+    const base = createLogger({ service: 'kubelet-test', level: 'silent' });
+    const logger: BusLogger = {
+      debug: (o, m) => base.debug(o, m),
+      info: (o, m) => base.info(o, m),
+      warn: (o, m) => base.warn(o, m),
+      error: (o, m) => {
+        const f = o as { subject?: unknown; operation?: unknown };
+        if (m === 'NATS refused: permission violation') {
+          refused.push({ subject: f.subject, operation: f.operation });
+        }
+      },
+    };
+    const s = lab.state();
+    const bus = await connectBus({
+      servers: (s.natsUrl ?? '').split(','),
+      name: AGENT_SERVICE,
+      tokenFile,
+      identity: agentIdentity('node-1'),
+      ...(s.natsCa === undefined ? {} : { caFile: s.natsCa }),
+      logger,
+      registry: createMetrics({ processMetrics: false }),
+      reconnect: { maxAttempts: 0 },
+      connectTimeoutMs: 10_000,
+    });
+    try {
+      // admitted as node-1's agent: it reads node-1's routes...
+      const own = await bus.snapshot([RouterSyncEvent], {
+        stream: ROUTER_STREAM,
+        filterSubjects: [routerNodeFilter('node-1')],
+      });
+      expect(own.size).toBeGreaterThan(0);
+      // ...and not node-2's
+      await expect(
+        bus.snapshot([RouterSyncEvent], {
+          stream: ROUTER_STREAM,
+          filterSubjects: [routerNodeFilter('node-2')],
+        }),
+      ).rejects.toThrow();
+      // a forged endpoint record in node-2's name: refused by the server, never stored
+      const subject = agentEndpointSubject('node-2', 'forged', 'eth0');
+      await expect(
+        bus.jsPublish(
+          EndpointReport,
+          subject,
+          {
+            op: 'upsert',
+            endpoint: {
+              node: 'node-2',
+              containerId: 'forged',
+              ifName: 'eth0',
+              endpointId: 1,
+              network: 'dyad',
+              pod: { namespace: 'default', name: 'forged' },
+              ipv4: '198.18.0.10',
+              mac: '0a:00:00:00:00:01',
+              hostIfName: 'dyhforged',
+              hostIfindex: 5,
+              hostMac: '0e:00:00:00:00:01',
+              identity: 0,
+              policy: { ingress: 'disabled', egress: 'disabled' },
+              createdAt: '2025-01-01T00:00:00.000Z',
+            },
+          },
+          { timeoutMs: 5_000 },
+        ),
+      ).rejects.toThrow(PublishError);
+      await vi.waitFor(() =>
+        expect(refused).toContainEqual(expect.objectContaining({ subject, operation: 'publish' })),
+      );
+    } finally {
+      await bus.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('a pod deleted with kubectl leaves its node through the kubelet (CNI DEL)', () => {
     const gone = pods[0];

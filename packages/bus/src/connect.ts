@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { inboxPrefix } from '@dyad/contracts';
 import type { KvBucketSpec, MessageContract, PayloadOf, StreamSpec } from '@dyad/contracts';
@@ -6,9 +7,17 @@ import type { Tracer } from '@opentelemetry/api';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { JetStreamManager, PubAck } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { connect, errors, nkeyAuthenticator, nkeys } from '@nats-io/transport-node';
+import {
+  connect,
+  errors,
+  nkeyAuthenticator,
+  nkeys,
+  tokenAuthenticator,
+} from '@nats-io/transport-node';
 import type { NatsConnection, NodeConnectionOptions, Status } from '@nats-io/transport-node';
 import type { Registry } from 'prom-client';
+import type { AuthCalloutHandler, AuthCalloutOptions } from './auth-callout.ts';
+import { serveAuthCallout } from './auth-callout.ts';
 import type { EnsureResult } from './bootstrap.ts';
 import { ensureKv, ensureStreams, purgeSubjects } from './bootstrap.ts';
 import { kvBucket } from './kv.ts';
@@ -51,6 +60,18 @@ export interface BusOptions {
   readonly token?: string;
   /** The identity's NKey seed file (see credsFileText): its permissions are the server's. */
   readonly credsFile?: string;
+  /** The NKey seed itself, for a process that reads it from elsewhere than a file. */
+  readonly nkeySeed?: string;
+  /**
+   * A file holding the token to present, read again on every connect and reconnect: a projected
+   * Kubernetes ServiceAccount token, which the kubelet rotates, checked by the auth callout.
+   */
+  readonly tokenFile?: string;
+  /**
+   * The identity the auth callout gives this process's token (`agent-node-1`, `ipam`): its
+   * inbox prefix is named by it (contracts' inboxPrefix). Required with tokenFile.
+   */
+  readonly identity?: string;
   /** Connect over TLS, trusting servers whose certificate this CA signed. */
   readonly caFile?: string;
   readonly logger: BusLogger;
@@ -141,6 +162,9 @@ export interface Bus {
   /** The bucket (it must exist: see ensureKv), as Dyad's stores use it. */
   kv(bucket: string): Promise<KvBucket>;
 
+  /** Answers nats-server's auth callout requests (the callout service only; see auth-callout.ts). */
+  serveAuthCallout(handler: AuthCalloutHandler, opts?: AuthCalloutOptions): BusSubscription;
+
   /** A bounded core-NATS publisher for high-rate telemetry (flows); see telemetry-publisher.ts. */
   telemetryPublisher<C extends MessageContract>(
     contract: C,
@@ -174,12 +198,23 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     ...(opts.pass === undefined ? {} : { pass: opts.pass }),
     ...(opts.token === undefined ? {} : { token: opts.token }),
   };
-  if (opts.credsFile !== undefined) {
-    const seed = seedFromCreds(await readFile(opts.credsFile, 'utf8'), opts.credsFile);
+  const seed =
+    opts.credsFile === undefined
+      ? opts.nkeySeed
+      : seedFromCreds(await readFile(opts.credsFile, 'utf8'), opts.credsFile);
+  if (seed !== undefined) {
     natsOpts.authenticator = nkeyAuthenticator(new TextEncoder().encode(seed));
     natsOpts.inboxPrefix = inboxPrefix(
       nkeys.fromSeed(new TextEncoder().encode(seed)).getPublicKey(),
     );
+  } else if (opts.tokenFile !== undefined) {
+    if (opts.identity === undefined) {
+      throw new ConnectError('a token file needs the identity it stands for (its inbox prefix)');
+    }
+    const tokenFile = opts.tokenFile;
+    // read on every (re)connect: the kubelet replaces the file before the token expires
+    natsOpts.authenticator = tokenAuthenticator(() => readFileSync(tokenFile, 'utf8').trim());
+    natsOpts.inboxPrefix = inboxPrefix(opts.identity);
   }
   if (opts.caFile !== undefined) natsOpts.tls = { caFile: opts.caFile };
   let nc: NatsConnection;
@@ -257,6 +292,7 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     snapshot: async (accepted, o) => snapshot(ctx, js, await jsm(), accepted, o),
     request: (req, subject, payload, rep, o) => request(ctx, req, subject, payload, rep, o),
     serve: (req, subject, handler, rep, o) => serve(ctx, req, subject, handler, rep, o),
+    serveAuthCallout: (handler, o) => serveAuthCallout(ctx, handler, o),
     purgeSubjects: async (stream, filter) => purgeSubjects(await jsm(), stream, filter),
     telemetryPublisher: (contract, o) =>
       telemetryPublisher(ctx, contract, () => connected && !nc.isClosed(), o),

@@ -17,6 +17,13 @@ export const NatsEnv = {
    * testbed's credsFileText). Required where dyad-config's `environment` is `production`.
    */
   NATS_CREDS: z.string().min(1).optional(),
+  /**
+   * Instead of NATS_CREDS: a file holding a token for nats-server's auth callout (a projected
+   * Kubernetes ServiceAccount token; read again on every reconnect, as the kubelet rotates it),
+   * with NATS_IDENTITY, the identity the callout gives it (its inbox prefix).
+   */
+  NATS_TOKEN_FILE: z.string().min(1).optional(),
+  NATS_IDENTITY: z.string().min(1).optional(),
   /** The CA that signed the servers' certificates: connects over TLS, verifying the server. */
   NATS_CA: z.string().min(1).optional(),
   NATS_USER: z.string().min(1).optional(),
@@ -35,6 +42,8 @@ export const NatsEnv = {
 export interface NatsSettings {
   readonly servers: readonly string[];
   readonly credsFile?: string;
+  readonly tokenFile?: string;
+  readonly identity?: string;
   readonly caFile?: string;
   readonly user?: string;
   readonly pass?: string;
@@ -85,6 +94,8 @@ export function requiresCredentials(configDir: string): boolean {
 export function natsSettings(e: {
   readonly NATS_URL: string;
   readonly NATS_CREDS?: string | undefined;
+  readonly NATS_TOKEN_FILE?: string | undefined;
+  readonly NATS_IDENTITY?: string | undefined;
   readonly NATS_CA?: string | undefined;
   readonly NATS_USER?: string | undefined;
   readonly NATS_PASSWORD?: string | undefined;
@@ -92,14 +103,24 @@ export function natsSettings(e: {
   readonly DYAD_NATS_COALESCE?: '0' | '1' | undefined;
   readonly DYAD_CONFIG_DIR?: string | undefined;
 }): NatsSettings {
-  if (!e.NATS_CREDS && e.DYAD_CONFIG_DIR !== undefined && requiresCredentials(e.DYAD_CONFIG_DIR)) {
+  if (
+    !e.NATS_CREDS &&
+    !e.NATS_TOKEN_FILE &&
+    e.DYAD_CONFIG_DIR !== undefined &&
+    requiresCredentials(e.DYAD_CONFIG_DIR)
+  ) {
     throw new ConfigFileError(
-      `NATS_CREDS is not set: ${join(e.DYAD_CONFIG_DIR, DyadConfigKey.environment)} says production, where connecting without credentials is refused`,
+      `neither NATS_CREDS nor NATS_TOKEN_FILE is set: ${join(e.DYAD_CONFIG_DIR, DyadConfigKey.environment)} says production, where connecting without credentials is refused`,
     );
+  }
+  if (e.NATS_TOKEN_FILE && !e.NATS_IDENTITY) {
+    throw new ConfigFileError('NATS_TOKEN_FILE is set without NATS_IDENTITY (its inbox prefix)');
   }
   return {
     servers: e.NATS_URL.split(',').map((s) => s.trim()),
     ...(e.NATS_CREDS ? { credsFile: e.NATS_CREDS } : {}),
+    ...(e.NATS_TOKEN_FILE ? { tokenFile: e.NATS_TOKEN_FILE } : {}),
+    ...(e.NATS_IDENTITY ? { identity: e.NATS_IDENTITY } : {}),
     ...(e.NATS_CA ? { caFile: e.NATS_CA } : {}),
     ...(e.NATS_USER ? { user: e.NATS_USER } : {}),
     ...(e.NATS_PASSWORD ? { pass: e.NATS_PASSWORD } : {}),

@@ -10,6 +10,7 @@ export { NatsEnv, requiresCredentials, natsSettings, readStreamReplicas } from '
 export { seedFromCreds } from './creds.ts';
 export type { NatsSettings } from './env.ts';
 export type { Bus, BusOptions, ReconnectOptions } from './connect.ts';
+export type { AuthCalloutHandler, AuthCalloutOptions } from './auth-callout.ts';
 
 export type { BusLogger, BusWorker } from './context.ts';
 export type { Delivery, Handler, JsDelivery } from './inbound.ts';

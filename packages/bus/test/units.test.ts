@@ -192,11 +192,25 @@ describe('jetstream-replicas from dyad-config', () => {
     );
     writeFileSync(join(d, 'environment'), 'production\n');
     expect(() => natsSettings({ NATS_URL: 'nats://a:4222', DYAD_CONFIG_DIR: d })).toThrow(
-      /NATS_CREDS is not set: .*environment says production/,
+      /neither NATS_CREDS nor NATS_TOKEN_FILE is set: .*environment says production/,
     );
+    // a shared static token is no identity: refused as well
+    expect(() =>
+      natsSettings({ NATS_URL: 'nats://a:4222', NATS_TOKEN: 't', DYAD_CONFIG_DIR: d }),
+    ).toThrow(/neither NATS_CREDS nor NATS_TOKEN_FILE/);
     expect(
       natsSettings({ NATS_URL: 'nats://a:4222', NATS_CREDS: '/c', DYAD_CONFIG_DIR: d }).credsFile,
     ).toBe('/c');
+    const viaCallout = natsSettings({
+      NATS_URL: 'nats://a:4222',
+      NATS_TOKEN_FILE: '/t',
+      NATS_IDENTITY: 'agent-node-1',
+      DYAD_CONFIG_DIR: d,
+    });
+    expect([viaCallout.tokenFile, viaCallout.identity]).toEqual(['/t', 'agent-node-1']);
+    expect(() =>
+      natsSettings({ NATS_URL: 'nats://a:4222', NATS_TOKEN_FILE: '/t', DYAD_CONFIG_DIR: d }),
+    ).toThrow(/without NATS_IDENTITY/);
     writeFileSync(join(d, 'environment'), 'test\n');
     expect(natsSettings({ NATS_URL: 'nats://a:4222', DYAD_CONFIG_DIR: d }).streamReplicas).toBe(1);
   });

@@ -65,16 +65,30 @@ export interface SubjectPermissions {
 
 /**
  * Each identity's replies (JetStream fetches and acks included) arrive under its own inbox
- * prefix, named by its NKey's public key, which the bus derives from the seed it connects with:
- * no identity can read another's replies, and no setting has to agree with the key.
+ * prefix: no identity can read another's replies. An NKey identity's prefix is named by its
+ * public key, which the bus derives from the seed it connects with, so no setting has to agree
+ * with the key. An identity the auth callout admits (a Kubernetes ServiceAccount token) has no
+ * key of its own: its prefix is named by the identity (`agent-node-1`), which the client is
+ * told (NATS_IDENTITY) and the callout derives from the token.
  */
-export function inboxPrefix(userPublicKey: string): string {
-  return `_INBOX_${encodeToken(userPublicKey)}`;
+export function inboxPrefix(owner: string): string {
+  return `_INBOX_${encodeToken(owner)}`;
 }
 
 /** What an identity may subscribe to besides `subscribe`: its own inbox. */
-export function inboxPermission(userPublicKey: string): string {
-  return `${inboxPrefix(userPublicKey)}.>`;
+export function inboxPermission(owner: string): string {
+  return `${inboxPrefix(owner)}.>`;
+}
+
+/**
+ * Where nats-server asks who a connecting client is (auth callout): the callout service
+ * subscribes here and answers each request with the client's identity and permissions.
+ */
+export const AUTH_CALLOUT_SUBJECT = '$SYS.REQ.USER.AUTH';
+
+/** The auth callout service's own connection: it receives the server's requests and answers them. */
+export function authCalloutPermissions(): SubjectPermissions {
+  return { publish: [], subscribe: [AUTH_CALLOUT_SUBJECT], allowResponses: true };
 }
 
 const JS_API = '$JS.API';

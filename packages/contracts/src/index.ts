@@ -295,10 +295,12 @@ export type { DyadConfigValue } from './config.ts';
 
 export {
   AGENT_SERVICE,
+  AUTH_CALLOUT_SUBJECT,
   PUBLIC_EVENT_SUBJECTS,
   ServiceIdentity,
   agentIdentity,
   agentPermissions,
+  authCalloutPermissions,
   clusterIdentities,
   inboxPermission,
   inboxPrefix,

@@ -20,6 +20,8 @@ export interface NatsOptions {
   keep?: boolean;
   /** TLS and NKey identities with permissions (natsSecurityConfig); default: open, for tests. */
   security?: NatsSecurity;
+  /** Top-level settings appended to the configuration (e.g. an auth callout's authorization). */
+  extraConfig?: string;
 }
 
 export interface NatsServer {
@@ -67,7 +69,8 @@ async function startNatsOnce(options: NatsOptions): Promise<NatsServer> {
     }) +
       (options.security === undefined
         ? ''
-        : natsSecurityConfig(options.security.identities, options.security.tls)),
+        : natsSecurityConfig(options.security.identities, options.security.tls)) +
+      (options.extraConfig ?? ''),
   );
   const monitorUrl = `http://127.0.0.1:${monitorPort}`;
   let proc: ManagedProcess | undefined;

@@ -23,14 +23,20 @@ function setting<T>(name: string, r: Checked<T>): T {
 }
 
 /**
- * How the cluster-wide commands reach NATS: the settings every service reads (NATS_URL, NATS_CREDS,
- * NATS_CA, NATS_USER/NATS_PASSWORD, NATS_TOKEN; see @dyad/bus env.ts), `--nats` before NATS_URL. Each
+ * How the cluster-wide commands reach NATS: the settings every service reads (NATS_URL, NATS_CREDS
+ * or NATS_TOKEN_FILE with NATS_IDENTITY, NATS_CA, NATS_USER/NATS_PASSWORD, NATS_TOKEN; see
+ * @dyad/bus env.ts), `--nats` before NATS_URL. Each
  * goes through bus's own schema, so the CLI and the services cannot read them differently.
  */
 function natsOptions(env: Readonly<Record<string, string | undefined>>, url: string | undefined) {
   const s = natsSettings({
     NATS_URL: setting('NATS_URL', NatsEnv.NATS_URL.safeParse(url ?? env['NATS_URL'])),
     NATS_CREDS: setting('NATS_CREDS', NatsEnv.NATS_CREDS.safeParse(env['NATS_CREDS'])),
+    NATS_TOKEN_FILE: setting(
+      'NATS_TOKEN_FILE',
+      NatsEnv.NATS_TOKEN_FILE.safeParse(env['NATS_TOKEN_FILE']),
+    ),
+    NATS_IDENTITY: setting('NATS_IDENTITY', NatsEnv.NATS_IDENTITY.safeParse(env['NATS_IDENTITY'])),
     NATS_CA: setting('NATS_CA', NatsEnv.NATS_CA.safeParse(env['NATS_CA'])),
     NATS_USER: setting('NATS_USER', NatsEnv.NATS_USER.safeParse(env['NATS_USER'])),
     NATS_PASSWORD: setting('NATS_PASSWORD', NatsEnv.NATS_PASSWORD.safeParse(env['NATS_PASSWORD'])),
