@@ -20,7 +20,7 @@ import {
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { readImagesFile } from '@dyad/deploy/images-file';
+import { readImagesFile, staleImages } from '@dyad/deploy/images-file';
 import { createNodeMountNs, nodeBinds } from './node-mounts.ts';
 import type { NodeBind } from './node-mounts.ts';
 import type { LabPaths } from './paths.ts';
@@ -329,10 +329,14 @@ export async function startKubeletNode(s: KubeletNodeStart): Promise<void> {
   });
 }
 
-/** The OCI archives of `npm run images` (built here first when there are none), by image name. */
+/**
+ * The OCI archives of `npm run images`, by image name: built here first when there are none or
+ * when what goes into them changed since (a lab must run the code it was started from).
+ */
 export async function imageArchives(root: string): Promise<Map<string, string>> {
   const dir = process.env.DYAD_IMAGES_DIR ?? join(root, '.images');
   const find = async (): Promise<Map<string, string> | undefined> => {
+    if ((await staleImages(root, dir)) !== undefined) return undefined;
     try {
       const built = await readImagesFile(dir);
       const out = new Map(built.images.map((i) => [i.name, join(dir, i.archive)]));
