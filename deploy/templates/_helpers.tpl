@@ -119,7 +119,7 @@ which the auth callout (dyad-nats-auth) turns into that identity.
 - name: NATS_URL
   value: {{ include "dyad.natsUrl" $root | quote }}
 - name: NATS_TOKEN_FILE
-  value: /var/run/dyad/nats-token/token
+  value: /var/run/secrets/dyad-nats/token
 {{- if eq $identity "agent" }}
 - name: DYAD_NODE_NAME
   valueFrom:
@@ -175,9 +175,10 @@ audience; the kubelet rotates it, the bus reads it on every connect), and the CA
         path: ca.crt
 {{- end }}
 {{- end }}
+{{- /* beside the kubelet's own secrets, never under /run/dyad, which the agent empties on uninstall */ -}}
 {{- define "dyad.natsClientMounts" -}}
 - name: nats-token
-  mountPath: /var/run/dyad/nats-token
+  mountPath: /var/run/secrets/dyad-nats
   readOnly: true
 {{- with include "dyad.natsCaMount" . }}
 {{ . }}

@@ -56,15 +56,35 @@ function exists(path: string): boolean {
 }
 
 /**
- * Removes a path. A directory that is a mount point here (the agent's host paths are) cannot be
- * removed by its user, so it is emptied instead. Returns what was done, or undefined for nothing.
+ * Removes what is under `dir` but the mount points in it (a volume the runtime mounted inside
+ * the agent's host paths is not Dyad's state, and its user cannot remove it): returns those left.
+ */
+function clear(dir: string, mounts: ReadonlySet<string>): string[] {
+  const left: string[] = [];
+  for (const e of readdirSync(dir)) {
+    const full = resolve(join(dir, e));
+    if (mounts.has(full)) left.push(full);
+    else if ([...mounts].some((m) => m.startsWith(`${full}/`))) left.push(...clear(full, mounts));
+    else rmSync(full, { recursive: true, force: true });
+  }
+  return left;
+}
+
+/**
+ * Removes a path. A directory that is a mount point here (the agent's host paths are), or holds
+ * one, cannot be removed by its user, so it is emptied around them instead. Returns what was
+ * done, or undefined for nothing.
  */
 export function removePath(path: string, mounts: ReadonlySet<string>): string | undefined {
   if (!exists(path)) return undefined;
-  if (mounts.has(resolve(path))) {
-    const entries = readdirSync(path);
-    for (const e of entries) rmSync(join(path, e), { recursive: true, force: true });
-    return `emptied ${path} (${entries.length} entries; a mount point here)`;
+  const full = resolve(path);
+  const holdsMount = [...mounts].some((m) => m.startsWith(`${full}/`));
+  if (mounts.has(full) || holdsMount) {
+    const entries = readdirSync(path).length;
+    const left = clear(path, mounts);
+    return `emptied ${path} (${entries} entries${mounts.has(full) ? '; a mount point here' : ''}${
+      left.length > 0 ? `; left the mount points ${left.join(', ')}` : ''
+    })`;
   }
   rmSync(path, { recursive: true, force: true });
   return `removed ${path}`;

@@ -165,6 +165,20 @@ describe('removePath', () => {
     expect(removePath(join(dir, 'absent'), new Set())).toBeUndefined();
   });
 
+  it('leaves a mount point inside it (a volume the runtime put there) and removes the rest', () => {
+    const p = node();
+    const inner = join(p.run, 'secrets', 'token-volume');
+    mkdirSync(inner, { recursive: true });
+    writeFileSync(join(inner, 'token'), 'x');
+    writeFileSync(join(p.run, 'secrets', 'ours'), 'x');
+    // p.run itself is no mount point: it is removed around the inner one, not deleted whole
+    const r = removePath(p.run, new Set([inner]));
+    expect(r).toContain(`left the mount points ${inner}`);
+    expect(readdirSync(p.run)).toEqual(['secrets']);
+    expect(readdirSync(join(p.run, 'secrets'))).toEqual(['token-volume']);
+    expect(readdirSync(inner)).toEqual(['token']);
+  });
+
   it('reads mount points from mountinfo, octal escapes decoded', () => {
     const info = [
       '36 35 98:0 /mnt1 /mnt/with\\040space rw,noatime master:1 - ext3 /dev/root rw',
