@@ -10,13 +10,16 @@
 //    those nodes' routes), published here as the router would, and all of them are in its
 //    pinned ipcache;
 //  - agent_ready_ms: node-1's agent killed (-9) with that state, from its successor's start (the
-//    kernel's start time) until its CNI socket answers VERSION (maps loaded, restored, serving).
+//    kernel's start time) until its CNI socket answers VERSION (maps loaded, restored, serving);
+//  - agent_restart_50k_rss_mib: that successor once it has read the --pods back from NATS (its
+//    start-up snapshot) and settled: what a restart on a big cluster costs.
 // RSS is VmRSS, the median of 5 samples 400 ms apart, 15 s after the process's work ended (V8's
 // memory reducer returns garbage's pages by then); the agent's highest RSS while it takes the
-// 50,000 in, its start-up time without them and its RSS after a restart with them go to stderr.
+// 50,000 in and while its successor reads them back, its start-up time without them and what its
+// RSS is made of (anonymous vs file-backed, from smaps_rollup) go to stderr.
 // Detail lines go to stderr; the last stdout line is one JSON object.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -80,6 +83,14 @@ function peakRss(pid: number): { stop(): number } {
       return max;
     },
   };
+}
+
+/** What a process's RSS is made of, for stderr: anonymous (heap, buffers) vs file-backed. */
+function rssParts(pid: number): string {
+  const t = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(t)?.[1] ?? 0);
+  const mib = (k: string) => (kb(k) / 1024).toFixed(1);
+  return `Rss ${mib('Rss')} = anonymous ${mib('Rss_Anon')} + file ${mib('Rss_File')} + shmem ${mib('Rss_Shmem')} MiB`;
 }
 
 /** Median of 5 samples 400 ms apart, in MiB (one decimal). */
@@ -395,20 +406,35 @@ try {
   say(`in node-1's ipcache after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   say(`agent's highest RSS meanwhile: ${(peak.stop() / MiB).toFixed(1)} MiB`);
   await sleep(SETTLE_MS);
-  const loaded = await rssMiB(processPid(readState(paths.state) ?? state, 'agent-node-1'));
-  say(`agent with ${PODS} remote pods: ${loaded} MiB`);
+  const loadedPid = processPid(readState(paths.state) ?? state, 'agent-node-1');
+  const loaded = await rssMiB(loadedPid);
+  say(`agent with ${PODS} remote pods: ${loaded} MiB (${rssParts(loadedPid)})`);
 
   // ready time: a successor started by the lab's supervisor with all of that in the maps
+  const agentLog = (readState(paths.state) ?? state).processes.find(
+    (p) => p.name === 'agent-node-1',
+  )?.log;
+  if (agentLog === undefined) throw new Error("no log of node-1's agent");
+  const logFrom = statSync(agentLog).size; // appended to by every successor
   const ready = await restartAgent(paths.state, n1);
   const readyMs = ready.ms;
   say(`agent ready ${readyMs} ms after its start (${PODS} remote pods in its maps)`);
+  const restartPeak = peakRss(ready.pid);
+  // the pinned ipcache holds them all along: the successor's own word says it has read them
   await waitFor(
-    `the restarted agent to follow the ${published} entries again`,
-    async () => (await ipcacheEntries(n1)) >= before + published,
+    `the restarted agent to apply the ${published} entries from its snapshot`,
+    () =>
+      [
+        ...readFileSync(agentLog, 'utf8')
+          .slice(logFrom)
+          .matchAll(/"routerEntries":(\d+).*"msg":"desired state applied"/g),
+      ].some((m) => Number(m[1]) >= published),
     300_000,
   );
   await sleep(SETTLE_MS);
-  say(`restarted agent with the same state, settled: ${await rssMiB(ready.pid)} MiB`);
+  const restarted = await rssMiB(ready.pid);
+  say(`restarted agent's highest RSS meanwhile: ${(restartPeak.stop() / MiB).toFixed(1)} MiB`);
+  say(`restarted agent with the same state, settled: ${restarted} MiB (${rssParts(ready.pid)})`);
 
   const result = {
     bare_rss_mib: bare,
@@ -421,6 +447,7 @@ try {
     agent_ready_ms: readyMs,
     agent_idle_ratio: Math.round((idle.agent / floor) * 100) / 100,
     agent_growth_mib: Math.round((loaded - idle.agent) * 10) / 10,
+    agent_restart_50k_rss_mib: restarted,
   };
   console.log(JSON.stringify(result));
 } finally {

@@ -53,7 +53,7 @@ export function mapDrift(
 /** Missing, extra (unless `mayKeep`) or different entries, by their encoded bytes. */
 function differing<K, V>(
   codec: MapCodec<K, V>,
-  want: ReadonlyArray<readonly [K, V]>,
+  want: Iterable<readonly [K, V]>,
   have: Iterable<[K, V]>,
   mayKeep: (k: K) => boolean,
 ): number {

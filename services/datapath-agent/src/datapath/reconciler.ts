@@ -171,14 +171,11 @@ export class DatapathReconciler {
     for (const [k] of dp.endpoints.entries())
       if (!wantEndpoints.has(dp.endpoints.keyId(k))) writes.push(dp.endpoints.delete(k));
 
-    const wantIpcache = new Set<string>();
-    for (const [k, v] of want.ipcache) {
-      wantIpcache.add(dp.ipcache.keyId(k));
-      writes.push(dp.ipcache.set(k, v));
-    }
+    // cluster-sized: written as it is computed, in chunks, and what goes is found by lookup
+    writes.push(dp.ipcache.writeAll(want.ipcache));
     if (want.ipcacheComplete)
       for (const [k] of dp.ipcache.entries())
-        if (!wantIpcache.has(dp.ipcache.keyId(k))) writes.push(dp.ipcache.delete(k));
+        if (!want.ipcache.has(k.prefix)) writes.push(dp.ipcache.delete(k));
 
     // an endpoint whose policy is unknown keeps the entries it had (fail closed); entries of
     // endpoints that are gone, or beyond what a known policy calls for, go
