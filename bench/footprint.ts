@@ -18,7 +18,7 @@
 // 50,000 in and while its successor reads them back, its start-up time without them and what its
 // RSS is made of (anonymous vs file-backed, from smaps_rollup) go to stderr.
 // Detail lines go to stderr; the last stdout line is one JSON object.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
@@ -87,10 +87,35 @@ function peakRss(pid: number): { stop(): number } {
 
 /** What a process's RSS is made of, for stderr: anonymous (heap, buffers) vs file-backed. */
 function rssParts(pid: number): string {
-  const t = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
-  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(t)?.[1] ?? 0);
-  const mib = (k: string) => (kb(k) / 1024).toFixed(1);
-  return `Rss ${mib('Rss')} = anonymous ${mib('Rss_Anon')} + file ${mib('Rss_File')} + shmem ${mib('Rss_Shmem')} MiB`;
+  const t = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const mib = (k: string) =>
+    (Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(t)?.[1] ?? 0) / 1024).toFixed(1);
+  return `anonymous ${mib('RssAnon')} + file ${mib('RssFile')} + shmem ${mib('RssShmem')} MiB`;
+}
+
+/**
+ * The agent's own account of its memory, for stderr: V8's heap (used of total) and external
+ * memory (typed arrays, buffers), from its /metrics inside the node's netns.
+ */
+function agentHeap(n: NodeRecordValue, log: string, from: number): string {
+  const served = [
+    ...readFileSync(log, 'utf8')
+      .slice(from)
+      .matchAll(/"health":"(http:[^"]+)".*"msg":"datapath-agent serving"/g),
+  ].at(-1)?.[1];
+  if (served === undefined) return 'no health URL in its log';
+  try {
+    const text = execFileSync(
+      'nsenter',
+      [`--net=/run/netns/${n.netns}`, 'curl', '-sf', `${served}/metrics`],
+      { encoding: 'utf8' },
+    );
+    const v = (name: string) =>
+      Number(new RegExp(`^${name} ([0-9.e+]+)`, 'm').exec(text)?.[1] ?? NaN) / MiB;
+    return `heap ${v('nodejs_heap_size_used_bytes').toFixed(1)} used of ${v('nodejs_heap_size_total_bytes').toFixed(1)}, external ${v('nodejs_external_memory_bytes').toFixed(1)} MiB`;
+  } catch (e) {
+    return `metrics unavailable: ${String(e)}`;
+  }
 }
 
 /** Median of 5 samples 400 ms apart, in MiB (one decimal). */
@@ -183,7 +208,12 @@ function cniAnswers(path: string): Promise<boolean> {
   });
 }
 
-async function waitFor(what: string, ok: () => boolean | Promise<boolean>, timeoutMs: number) {
+async function waitFor(
+  what: string,
+  ok: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  everyMs = 20,
+) {
   const until = Date.now() + timeoutMs;
   while (
     !(await Promise.resolve()
@@ -191,7 +221,7 @@ async function waitFor(what: string, ok: () => boolean | Promise<boolean>, timeo
       .catch(() => false))
   ) {
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
+    await sleep(everyMs);
   }
 }
 
@@ -347,6 +377,13 @@ async function publishRemote(
   return ipcache;
 }
 
+/** node-1's agent's log (every successor appends to it). */
+function agentLogOf(): string {
+  const log = readState(paths.state)?.processes.find((p) => p.name === 'agent-node-1')?.log;
+  if (log === undefined) throw new Error("no log of node-1's agent");
+  return log;
+}
+
 const paths = labPaths(repoRoot(), join(repoRoot(), '.lab', 'bench-footprint'));
 const io = { stdout: process.stderr, stderr: process.stderr };
 const floorScript = fileURLToPath(new URL('./support/deps-floor.mjs', import.meta.url));
@@ -376,6 +413,7 @@ try {
     kubeBridge: await rssMiB(processPid(state, 'kube-bridge')),
   };
   say(`idle: ${JSON.stringify(idle)}`);
+  say(`  idle agent's ${agentHeap(n1, agentLogOf(), 0)}`);
 
   const before = await ipcacheEntries(n1);
   const bus = await connectBus({
@@ -398,10 +436,13 @@ try {
   say(
     `published ${published} ipcache entries and their routes in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
   );
+  // once a second: /v1/status compares every map with the desired state, work (and garbage) of
+  // its own that would be measured with the agent
   await waitFor(
     `node-1's ipcache to hold ${before + published} entries`,
     async () => (await ipcacheEntries(n1)) >= before + published,
     300_000,
+    1000,
   );
   say(`in node-1's ipcache after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   say(`agent's highest RSS meanwhile: ${(peak.stop() / MiB).toFixed(1)} MiB`);
@@ -409,12 +450,10 @@ try {
   const loadedPid = processPid(readState(paths.state) ?? state, 'agent-node-1');
   const loaded = await rssMiB(loadedPid);
   say(`agent with ${PODS} remote pods: ${loaded} MiB (${rssParts(loadedPid)})`);
+  say(`  its ${agentHeap(n1, agentLogOf(), 0)}`);
 
   // ready time: a successor started by the lab's supervisor with all of that in the maps
-  const agentLog = (readState(paths.state) ?? state).processes.find(
-    (p) => p.name === 'agent-node-1',
-  )?.log;
-  if (agentLog === undefined) throw new Error("no log of node-1's agent");
+  const agentLog = agentLogOf();
   const logFrom = statSync(agentLog).size; // appended to by every successor
   const ready = await restartAgent(paths.state, n1);
   const readyMs = ready.ms;
@@ -435,6 +474,7 @@ try {
   const restarted = await rssMiB(ready.pid);
   say(`restarted agent's highest RSS meanwhile: ${(restartPeak.stop() / MiB).toFixed(1)} MiB`);
   say(`restarted agent with the same state, settled: ${restarted} MiB (${rssParts(ready.pid)})`);
+  say(`  its ${agentHeap(n1, agentLog, logFrom)}`);
 
   const result = {
     bare_rss_mib: bare,

@@ -147,6 +147,9 @@ export class DesiredStateFollower {
     const routerFilter = routerIpcacheFilter(node);
     const routesFilter = routerRouteFilter(node);
     const serviceFilter = routerServiceFilter(node);
+    // the node's blocks first: pods get addresses while the cluster-sized rest is read
+    const blocks = await lastValues(bus, IpamNodeEvent, IPAM_NODES_STREAM, ipamNodeSubject(node));
+    for (const v of blocks.values.values()) this.#takeBlocks(v);
     // The router's entries are cluster-sized: each is applied to compact state as it is read,
     // never held as a delivery, so a start on a big cluster needs no more memory than running in it.
     const entries = new RouterEntries();
@@ -179,8 +182,6 @@ export class DesiredStateFollower {
       NODE_DESIRED_STREAM,
       nodePolicyFilter(node),
     );
-    const blocks = await lastValues(bus, IpamNodeEvent, IPAM_NODES_STREAM, ipamNodeSubject(node));
-    for (const v of blocks.values.values()) this.#takeBlocks(v);
 
     this.#router = { synced: true, entries };
     pods?.commit();
