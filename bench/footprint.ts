@@ -413,7 +413,7 @@ try {
     kubeBridge: await rssMiB(processPid(state, 'kube-bridge')),
   };
   say(`idle: ${JSON.stringify(idle)}`);
-  say(`  idle agent's ${agentHeap(n1, agentLogOf(), 0)}`);
+  say(`  idle agent's ${agentHeap(n1, agentLogOf(), 0)}; RSS ${rssParts(idleReady.pid)}`);
 
   const before = await ipcacheEntries(n1);
   const bus = await connectBus({
