@@ -35,7 +35,7 @@ import { rbacProblems } from './rbac.ts';
 const rendered = new Map<Variant, Manifest[]>();
 /** Each service's V8 flags as the chart's defaults set them (README: the agent's memory). */
 const VALUES = parse(readFileSync(join(repoRoot(), 'deploy', 'values.yaml'), 'utf8')) as Record<
-  'agent' | 'ipam' | 'kubeBridge' | 'router' | 'policy',
+  'agent' | 'ipam' | 'kubeBridge' | 'router' | 'policy' | 'natsAuth',
   { nodeFlags: string[] }
 >;
 const AGENT_FLAGS = VALUES.agent.nodeFlags;
@@ -45,6 +45,7 @@ const SERVICE_FLAGS: Record<string, string[]> = {
   'kube-bridge': VALUES.kubeBridge.nodeFlags,
   router: VALUES.router.nodeFlags,
   policy: VALUES.policy.nodeFlags,
+  'nats-auth': VALUES.natsAuth.nodeFlags,
 };
 beforeAll(async () => {
   for (const v of VARIANTS) rendered.set(v, await render(v));
