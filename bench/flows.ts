@@ -117,10 +117,10 @@ async function main(): Promise<void> {
   });
   const nc = await connect({ servers: nats.url });
   const directory = new FlowDirectory();
-  directory.replacePods([
-    [`${SRC}/32`, { namespace: 'bench', name: 'client' }],
-    [`${DST}/32`, { namespace: 'bench', name: 'server' }],
-  ]);
+  const pods = directory.replacement();
+  pods.set(`${SRC}/32`, { namespace: 'bench', name: 'client' });
+  pods.set(`${DST}/32`, { namespace: 'bench', name: 'server' });
+  pods.commit();
   directory.replaceLabels([[0x10002, ['dyad:namespace=bench', 'k8s:app=server']]]);
   const lookup = () => ({
     node: 'bench',

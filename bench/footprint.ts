@@ -10,13 +10,16 @@
 //    those nodes' routes), published here as the router would, and all of them are in its
 //    pinned ipcache;
 //  - agent_ready_ms: node-1's agent killed (-9) with that state, from its successor's start (the
-//    kernel's start time) until its CNI socket answers VERSION (maps loaded, restored, serving).
+//    kernel's start time) until its CNI socket answers VERSION (maps loaded, restored, serving);
+//  - agent_restart_50k_rss_mib: that successor once it has read the --pods back from NATS (its
+//    start-up snapshot) and settled: what a restart on a big cluster costs.
 // RSS is VmRSS, the median of 5 samples 400 ms apart, 15 s after the process's work ended (V8's
 // memory reducer returns garbage's pages by then); the agent's highest RSS while it takes the
-// 50,000 in, its start-up time without them and its RSS after a restart with them go to stderr.
+// 50,000 in and while its successor reads them back, its start-up time without them and what its
+// RSS is made of (anonymous vs file-backed, from smaps_rollup) go to stderr.
 // Detail lines go to stderr; the last stdout line is one JSON object.
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -80,6 +83,39 @@ function peakRss(pid: number): { stop(): number } {
       return max;
     },
   };
+}
+
+/** What a process's RSS is made of, for stderr: anonymous (heap, buffers) vs file-backed. */
+function rssParts(pid: number): string {
+  const t = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const mib = (k: string) =>
+    (Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(t)?.[1] ?? 0) / 1024).toFixed(1);
+  return `anonymous ${mib('RssAnon')} + file ${mib('RssFile')} + shmem ${mib('RssShmem')} MiB`;
+}
+
+/**
+ * The agent's own account of its memory, for stderr: V8's heap (used of total) and external
+ * memory (typed arrays, buffers), from its /metrics inside the node's netns.
+ */
+function agentHeap(n: NodeRecordValue, log: string, from: number): string {
+  const served = [
+    ...readFileSync(log, 'utf8')
+      .slice(from)
+      .matchAll(/"health":"(http:[^"]+)".*"msg":"datapath-agent serving"/g),
+  ].at(-1)?.[1];
+  if (served === undefined) return 'no health URL in its log';
+  try {
+    const text = execFileSync(
+      'nsenter',
+      [`--net=/run/netns/${n.netns}`, 'curl', '-sf', `${served}/metrics`],
+      { encoding: 'utf8' },
+    );
+    const v = (name: string) =>
+      Number(new RegExp(`^${name} ([0-9.e+]+)`, 'm').exec(text)?.[1] ?? NaN) / MiB;
+    return `heap ${v('nodejs_heap_size_used_bytes').toFixed(1)} used of ${v('nodejs_heap_size_total_bytes').toFixed(1)}, external ${v('nodejs_external_memory_bytes').toFixed(1)} MiB`;
+  } catch (e) {
+    return `metrics unavailable: ${String(e)}`;
+  }
 }
 
 /** Median of 5 samples 400 ms apart, in MiB (one decimal). */
@@ -172,7 +208,12 @@ function cniAnswers(path: string): Promise<boolean> {
   });
 }
 
-async function waitFor(what: string, ok: () => boolean | Promise<boolean>, timeoutMs: number) {
+async function waitFor(
+  what: string,
+  ok: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  everyMs = 20,
+) {
   const until = Date.now() + timeoutMs;
   while (
     !(await Promise.resolve()
@@ -180,7 +221,7 @@ async function waitFor(what: string, ok: () => boolean | Promise<boolean>, timeo
       .catch(() => false))
   ) {
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
+    await sleep(everyMs);
   }
 }
 
@@ -336,6 +377,13 @@ async function publishRemote(
   return ipcache;
 }
 
+/** node-1's agent's log (every successor appends to it). */
+function agentLogOf(): string {
+  const log = readState(paths.state)?.processes.find((p) => p.name === 'agent-node-1')?.log;
+  if (log === undefined) throw new Error("no log of node-1's agent");
+  return log;
+}
+
 const paths = labPaths(repoRoot(), join(repoRoot(), '.lab', 'bench-footprint'));
 const io = { stdout: process.stderr, stderr: process.stderr };
 const floorScript = fileURLToPath(new URL('./support/deps-floor.mjs', import.meta.url));
@@ -365,6 +413,7 @@ try {
     kubeBridge: await rssMiB(processPid(state, 'kube-bridge')),
   };
   say(`idle: ${JSON.stringify(idle)}`);
+  say(`  idle agent's ${agentHeap(n1, agentLogOf(), 0)}; RSS ${rssParts(idleReady.pid)}`);
 
   const before = await ipcacheEntries(n1);
   const bus = await connectBus({
@@ -387,28 +436,45 @@ try {
   say(
     `published ${published} ipcache entries and their routes in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
   );
+  // once a second: /v1/status compares every map with the desired state, work (and garbage) of
+  // its own that would be measured with the agent
   await waitFor(
     `node-1's ipcache to hold ${before + published} entries`,
     async () => (await ipcacheEntries(n1)) >= before + published,
     300_000,
+    1000,
   );
   say(`in node-1's ipcache after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   say(`agent's highest RSS meanwhile: ${(peak.stop() / MiB).toFixed(1)} MiB`);
   await sleep(SETTLE_MS);
-  const loaded = await rssMiB(processPid(readState(paths.state) ?? state, 'agent-node-1'));
-  say(`agent with ${PODS} remote pods: ${loaded} MiB`);
+  const loadedPid = processPid(readState(paths.state) ?? state, 'agent-node-1');
+  const loaded = await rssMiB(loadedPid);
+  say(`agent with ${PODS} remote pods: ${loaded} MiB (${rssParts(loadedPid)})`);
+  say(`  its ${agentHeap(n1, agentLogOf(), 0)}`);
 
   // ready time: a successor started by the lab's supervisor with all of that in the maps
+  const agentLog = agentLogOf();
+  const logFrom = statSync(agentLog).size; // appended to by every successor
   const ready = await restartAgent(paths.state, n1);
   const readyMs = ready.ms;
   say(`agent ready ${readyMs} ms after its start (${PODS} remote pods in its maps)`);
+  const restartPeak = peakRss(ready.pid);
+  // the pinned ipcache holds them all along: the successor's own word says it has read them
   await waitFor(
-    `the restarted agent to follow the ${published} entries again`,
-    async () => (await ipcacheEntries(n1)) >= before + published,
+    `the restarted agent to apply the ${published} entries from its snapshot`,
+    () =>
+      [
+        ...readFileSync(agentLog, 'utf8')
+          .slice(logFrom)
+          .matchAll(/"routerEntries":(\d+).*"msg":"desired state applied"/g),
+      ].some((m) => Number(m[1]) >= published),
     300_000,
   );
   await sleep(SETTLE_MS);
-  say(`restarted agent with the same state, settled: ${await rssMiB(ready.pid)} MiB`);
+  const restarted = await rssMiB(ready.pid);
+  say(`restarted agent's highest RSS meanwhile: ${(restartPeak.stop() / MiB).toFixed(1)} MiB`);
+  say(`restarted agent with the same state, settled: ${restarted} MiB (${rssParts(ready.pid)})`);
+  say(`  its ${agentHeap(n1, agentLog, logFrom)}`);
 
   const result = {
     bare_rss_mib: bare,
@@ -421,6 +487,7 @@ try {
     agent_ready_ms: readyMs,
     agent_idle_ratio: Math.round((idle.agent / floor) * 100) / 100,
     agent_growth_mib: Math.round((loaded - idle.agent) * 10) / 10,
+    agent_restart_50k_rss_mib: restarted,
   };
   console.log(JSON.stringify(result));
 } finally {

@@ -33,12 +33,20 @@ import type { Container, Manifest, Variant, Workload } from './chart.ts';
 import { rbacProblems } from './rbac.ts';
 
 const rendered = new Map<Variant, Manifest[]>();
-/** The agent's V8 flags as the chart's defaults set them (README: the agent's memory). */
-const AGENT_FLAGS = (
-  parse(readFileSync(join(repoRoot(), 'deploy', 'values.yaml'), 'utf8')) as {
-    agent: { nodeFlags: string[] };
-  }
-).agent.nodeFlags;
+/** Each service's V8 flags as the chart's defaults set them (README: the agent's memory). */
+const VALUES = parse(readFileSync(join(repoRoot(), 'deploy', 'values.yaml'), 'utf8')) as Record<
+  'agent' | 'ipam' | 'kubeBridge' | 'router' | 'policy' | 'natsAuth',
+  { nodeFlags: string[] }
+>;
+const AGENT_FLAGS = VALUES.agent.nodeFlags;
+const SERVICE_FLAGS: Record<string, string[]> = {
+  'datapath-agent': AGENT_FLAGS,
+  ipam: VALUES.ipam.nodeFlags,
+  'kube-bridge': VALUES.kubeBridge.nodeFlags,
+  router: VALUES.router.nodeFlags,
+  policy: VALUES.policy.nodeFlags,
+  'nats-auth': VALUES.natsAuth.nodeFlags,
+};
 beforeAll(async () => {
   for (const v of VARIANTS) rendered.set(v, await render(v));
 });
@@ -549,12 +557,14 @@ describe('the agent DaemonSet', () => {
 
 describe('the Dyad services', () => {
   it('each runs its entry from one values setting, and every entry exists', async () => {
-    // the DaemonSet's heap is bounded: the agent's state does not grow with the cluster
-    expect(AGENT_FLAGS).toContainEqual(expect.stringMatching(/^--max-old-space-size=\d+$/));
+    // every heap is bounded (the agent's state does not grow with the cluster; the services'
+    // bound sits under their memory limit)
+    for (const flags of Object.values(SERVICE_FLAGS))
+      expect(flags).toContainEqual(expect.stringMatching(/^--max-old-space-size=\d+$/));
     for (const [w, c] of dyadContainers(manifests('dual'))) {
       const service =
         w.metadata.name === 'dyad-agent' ? 'datapath-agent' : w.metadata.name.slice(5);
-      const flags = service === 'datapath-agent' ? AGENT_FLAGS : [];
+      const flags = SERVICE_FLAGS[service] ?? [];
       expect(c.command).toEqual(['node', ...flags, `services/${service}/dist/main.js`]);
       // compiled by `npm run build` (scripts/ensure.sh runs it)
       const entry = c.command?.at(-1) ?? '';
@@ -643,6 +653,7 @@ describe('the Dyad services', () => {
     const w = workload(ms, 'Deployment', 'dyad-policy');
     expect(w.spec.template.spec.containers[0]?.command).toEqual([
       'node',
+      ...VALUES.policy.nodeFlags,
       'services/policy/dist/main.js',
     ]);
     expect(find(ms, 'ServiceAccount', 'dyad-policy').automountServiceAccountToken).toBe(false);

@@ -35,8 +35,8 @@ import type { InputOf, JsPublishOptions, PublishOptions } from './publish.ts';
 import { jsPublish, publish } from './publish.ts';
 import type { RequestOptions, ServeHandler, ServeOptions } from './request.ts';
 import { request, serve } from './request.ts';
-import type { SnapshotOptions } from './snapshot.ts';
-import { snapshot } from './snapshot.ts';
+import type { SnapshotEach, SnapshotOptions, SnapshotRead } from './snapshot.ts';
+import { snapshot, snapshotEach } from './snapshot.ts';
 import type { BusSubscription, SubscribeOptions } from './subscribe.ts';
 import { subscribe } from './subscribe.ts';
 import { telemetryPublisher } from './telemetry-publisher.ts';
@@ -134,6 +134,15 @@ export interface Bus {
     accepted: readonly C[],
     opts: SnapshotOptions,
   ): Promise<Map<string, JsDelivery<PayloadOf<C>>>>;
+  /**
+   * The same last values, each handed to `each` as it is read, never all held at once: for state
+   * that grows with the cluster. See SnapshotEach.
+   */
+  snapshotEach<C extends MessageContract>(
+    accepted: readonly C[],
+    opts: SnapshotOptions,
+    each: SnapshotEach<PayloadOf<C>>,
+  ): Promise<SnapshotRead>;
 
   request<Req extends MessageContract, Rep extends MessageContract>(
     reqContract: Req,
@@ -290,6 +299,8 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     subscribe: (accepted, subject, handler, o) => subscribe(ctx, accepted, subject, handler, o),
     consume: (accepted, o, handler) => consume(ctx, js, jsm, accepted, o, handler),
     snapshot: async (accepted, o) => snapshot(ctx, js, await jsm(), accepted, o),
+    snapshotEach: async (accepted, o, each) =>
+      snapshotEach(ctx, js, await jsm(), accepted, o, each),
     request: (req, subject, payload, rep, o) => request(ctx, req, subject, payload, rep, o),
     serve: (req, subject, handler, rep, o) => serve(ctx, req, subject, handler, rep, o),
     serveAuthCallout: (handler, o) => serveAuthCallout(ctx, handler, o),

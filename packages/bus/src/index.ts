@@ -22,7 +22,7 @@ export type { BusSubscription, SubscribeOptions } from './subscribe.ts';
 export { DEFAULT_MAX_DELIVER, defaultNakDelayMs } from './consume.ts';
 export type { BusConsumer, ConsumeOptions, StartPolicy } from './consume.ts';
 
-export type { SnapshotOptions } from './snapshot.ts';
+export type { SnapshotEach, SnapshotOptions, SnapshotRead } from './snapshot.ts';
 export { jsonText } from './telemetry-publisher.ts';
 export type {
   JsonText,

@@ -18,11 +18,30 @@ export interface SnapshotOptions {
   readonly filterSubjects?: readonly string[];
 }
 
+/** What a streamed snapshot read. */
+export interface SnapshotRead {
+  /** Messages read (one per subject, more for a subject written while it was read). */
+  readonly messages: number;
+  /** The stream sequence of the last message read (0: none): follow from the next one. */
+  readonly lastSeq: number;
+}
+
+/**
+ * Called with each subject's value as it is read; `undefined` when the stored value does not
+ * decode (it was dead-lettered): whatever an earlier call gave for that subject is no longer the
+ * current state. A subject written while the snapshot is read may come again, newer.
+ */
+export type SnapshotEach<T> = (
+  subject: string,
+  value: JsDelivery<T> | undefined,
+) => void | Promise<void>;
+
 /**
  * The last message of every subject matching the filters, decoded: the current state a
  * last-value-per-subject stream holds. Reads until caught up, so values written meanwhile may be
  * included. A stored message that does not decode is dead-lettered and left out, on every
- * snapshot that reads it.
+ * snapshot that reads it. Holds every delivery at once: for state that may be cluster-sized,
+ * `snapshotEach` applies it as it arrives.
  */
 export async function snapshot<C extends MessageContract>(
   ctx: BusContext,
@@ -31,6 +50,27 @@ export async function snapshot<C extends MessageContract>(
   accepted: readonly C[],
   opts: SnapshotOptions,
 ): Promise<Map<string, JsDelivery<PayloadOf<C>>>> {
+  const out = new Map<string, JsDelivery<PayloadOf<C>>>();
+  await snapshotEach(ctx, js, jsm, accepted, opts, (subject, d) => {
+    if (d === undefined) out.delete(subject);
+    else out.set(subject, d);
+  });
+  return out;
+}
+
+/**
+ * The same read as `snapshot`, handing each message to `each` as it arrives (awaited, in stream
+ * order) instead of collecting them: memory stays one fetch of messages whatever the stream's
+ * size.
+ */
+export async function snapshotEach<C extends MessageContract>(
+  ctx: BusContext,
+  js: JetStreamClient,
+  jsm: JetStreamManager,
+  accepted: readonly C[],
+  opts: SnapshotOptions,
+  each: SnapshotEach<PayloadOf<C>>,
+): Promise<SnapshotRead> {
   // The server wants a filter with last-per-subject; '>' is the whole stream.
   const filters = opts.filterSubjects?.length ? [...opts.filterSubjects] : ['>'];
   return inSpan(
@@ -53,9 +93,10 @@ export async function snapshot<C extends MessageContract>(
         inactive_threshold: nanos(30_000),
         mem_storage: true,
       });
-      const out = new Map<string, JsDelivery<PayloadOf<C>>>();
+      let messages = 0;
+      let lastSeq = 0;
       try {
-        if (ci.num_pending === 0) return out;
+        if (ci.num_pending === 0) return { messages, lastSeq };
         const consumer = await js.consumers.get(opts.stream, ci.name);
         let caughtUp = false;
         while (!caughtUp) {
@@ -63,7 +104,9 @@ export async function snapshot<C extends MessageContract>(
           let got = 0;
           for await (const m of batch) {
             got++;
-            await take(ctx, accepted, opts.stream, m, out);
+            messages++;
+            lastSeq = m.info.streamSequence;
+            await each(m.subject, await take(ctx, accepted, opts.stream, m));
             if (m.info.pending === 0) {
               caughtUp = true;
               break;
@@ -77,8 +120,8 @@ export async function snapshot<C extends MessageContract>(
       } finally {
         await jsm.consumers.delete(opts.stream, ci.name).catch(() => undefined);
       }
-      span.setAttribute('messaging.batch.message_count', out.size);
-      return out;
+      span.setAttribute('messaging.batch.message_count', messages);
+      return { messages, lastSeq };
     },
   );
 }
@@ -88,22 +131,17 @@ async function take<C extends MessageContract>(
   accepted: readonly C[],
   stream: string,
   m: JsMsg,
-  out: Map<string, JsDelivery<PayloadOf<C>>>,
-): Promise<void> {
+): Promise<JsDelivery<PayloadOf<C>> | undefined> {
   const decoded = decodeRaw(accepted, m);
-  if (decoded.ok) {
-    out.set(m.subject, {
+  if (decoded.ok)
+    return {
       ...delivery(m, decoded.value, decoded.meta, decoded.contract),
       stream,
       streamSeq: m.info.streamSequence,
       deliveryCount: m.info.deliveryCount,
       redelivered: m.redelivered,
       pending: m.info.pending,
-    });
-    return;
-  }
-  // A newer, bad value replaces an older good one: the old one is no longer the current state.
-  out.delete(m.subject);
+    };
   ctx.metrics.handled.inc({
     op: 'snapshot',
     outcome: 'dead-letter',
@@ -114,4 +152,5 @@ async function take<C extends MessageContract>(
     stream,
     seq: m.info.streamSequence,
   });
+  return undefined;
 }

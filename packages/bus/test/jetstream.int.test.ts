@@ -212,6 +212,35 @@ describe('JetStream', () => {
       for await (const c of jsm.consumers.list('TEST_SNAP')) consumers.push(c.name);
       expect(consumers).toEqual([]);
     });
+    it('snapshotEach hands over each value as it reads it: undefined for a refused one, the last sequence read', async () => {
+      const spec: StreamSpec = {
+        ...NOTES,
+        name: 'TEST_SNAP_EACH',
+        subjects: ['dyad.test.v1.each.>'],
+        maxMsgsPerSubject: 1,
+      };
+      await t.bus.ensureStreams([spec]);
+      const none = await t.bus.snapshotEach([Note], { stream: 'TEST_SNAP_EACH' }, () => {
+        throw new Error('nothing to read');
+      });
+      expect(none).toEqual({ messages: 0, lastSeq: 0 });
+      for (let i = 0; i < 300; i++) await t.bus.jsPublish(Note, `dyad.test.v1.each.${i}`, { n: i });
+      raw.publish('dyad.test.v1.each.9', new TextEncoder().encode('not an event'));
+      await raw.flush();
+      const last = await t.bus.jsPublish(Note, 'dyad.test.v1.each.7', { n: 1007 });
+      const seen: Array<[string, number | undefined]> = [];
+      const read = await t.bus.snapshotEach([Note], { stream: 'TEST_SNAP_EACH' }, (subject, d) => {
+        seen.push([subject, d?.value.n]);
+      });
+      expect(read).toEqual({ messages: 300, lastSeq: last.seq });
+      // stream order: each subject once, with its last value; the refused one as undefined
+      expect(seen[0]).toEqual(['dyad.test.v1.each.0', 0]);
+      expect(seen.filter(([s]) => s === 'dyad.test.v1.each.9')).toEqual([
+        ['dyad.test.v1.each.9', undefined],
+      ]);
+      expect(seen.at(-1)).toEqual(['dyad.test.v1.each.7', 1007]);
+      expect(new Set(seen.map(([s]) => s)).size).toBe(300);
+    });
   });
 
   describe('purgeSubjects', () => {

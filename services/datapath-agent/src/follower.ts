@@ -1,4 +1,4 @@
-import type { Bus, BusConsumer, JsDelivery } from '@dyad/bus';
+import type { Bus, BusConsumer, SnapshotEach, SnapshotRead } from '@dyad/bus';
 import {
   IPAM_NODES_STREAM,
   IpamNodeEvent,
@@ -6,6 +6,7 @@ import {
   PodPolicyDesiredV2,
   ROUTER_STREAM,
   RouterIpcacheEvent,
+  decodeToken,
   RouterRouteEvent,
   RouterServiceEvent,
   ipamNodeSubject,
@@ -14,7 +15,12 @@ import {
   routerRouteFilter,
   routerServiceFilter,
 } from '@dyad/contracts';
-import type { NodeBlockValue, PayloadOf, RouterServiceEntryValue } from '@dyad/contracts';
+import type {
+  MessageContract,
+  NodeBlockValue,
+  PayloadOf,
+  RouterServiceEntryValue,
+} from '@dyad/contracts';
 import { IpcacheFlags } from '@dyad/libbpf-ts';
 import type { IpcacheInfo } from '@dyad/libbpf-ts';
 import type { ServiceState } from './datapath/desired-lb.ts';
@@ -42,20 +48,41 @@ function policyOf(p: Extract<Policy, { op: 'upsert' }>): PodPolicy {
   return { ingress: p.ingress, egress: p.egress };
 }
 
-function lastSeq(m: ReadonlyMap<string, JsDelivery<unknown>>): number {
-  let s = 0;
-  for (const d of m.values()) s = Math.max(s, d.streamSeq);
-  return s;
-}
-
 /** A missing stream reads as empty: its writer has not started yet. */
-async function snapshotOrEmpty<T>(read: () => Promise<Map<string, JsDelivery<T>>>) {
+async function readOrEmpty(read: () => Promise<SnapshotRead>): Promise<SnapshotRead> {
   try {
     return await read();
   } catch (e) {
     if (e instanceof Error && /stream not found/i.test(e.message))
-      return new Map<string, JsDelivery<T>>();
+      return { messages: 0, lastSeq: 0 };
     throw e;
+  }
+}
+
+/** The last value per subject of a node-sized part of the state: payloads, not deliveries. */
+async function lastValues<C extends MessageContract>(
+  bus: Bus,
+  contract: C,
+  stream: string,
+  filter: string,
+): Promise<{ values: Map<string, PayloadOf<C>>; read: SnapshotRead }> {
+  const values = new Map<string, PayloadOf<C>>();
+  const each: SnapshotEach<PayloadOf<C>> = (subject, d) => {
+    if (d === undefined) values.delete(subject);
+    else values.set(subject, d.value);
+  };
+  const read = await readOrEmpty(() =>
+    bus.snapshotEach([contract], { stream, filterSubjects: [filter] }, each),
+  );
+  return { values, read };
+}
+
+/** The prefix an ipcache subject names (its last token), canonical; undefined if it names none. */
+function subjectPrefix(subject: string): string | undefined {
+  try {
+    return canonicalPrefix(decodeToken(subject.slice(subject.lastIndexOf('.') + 1)));
+  } catch {
+    return undefined;
   }
 }
 
@@ -66,9 +93,10 @@ export interface FollowerOptions {
   readonly routes: NodeRoutes;
   /** The node's blocks as ipam assigned them (set by set, family order). */
   readonly onBlocks: (blocks: readonly NodeBlockValue[]) => void;
-  /** The pods the ipcache names, whole after each snapshot, then per change (flow enrichment). */
+  /** The pods the ipcache names, whole from each snapshot, then per change (flow enrichment). */
   readonly pods?: {
-    replacePods(entries: Iterable<readonly [string, PodRef | undefined]>): void;
+    /** A fresh address → pod table, filled as the snapshot is read, current from commit(). */
+    replacement(): { set(prefix: string, pod: PodRef | undefined): void; commit(): void };
     setPod(prefix: string, pod: PodRef | undefined): void;
   };
   readonly logger: AgentLogger;
@@ -118,59 +146,57 @@ export class DesiredStateFollower {
     const node = this.#o.node;
     const routerFilter = routerIpcacheFilter(node);
     const routesFilter = routerRouteFilter(node);
-    const router = await snapshotOrEmpty(() =>
-      bus.snapshot([RouterIpcacheEvent], { stream: ROUTER_STREAM, filterSubjects: [routerFilter] }),
-    );
-    const routes = await snapshotOrEmpty(() =>
-      bus.snapshot([RouterRouteEvent], { stream: ROUTER_STREAM, filterSubjects: [routesFilter] }),
-    );
     const serviceFilter = routerServiceFilter(node);
-    const services = await snapshotOrEmpty(() =>
-      bus.snapshot([RouterServiceEvent], {
-        stream: ROUTER_STREAM,
-        filterSubjects: [serviceFilter],
-      }),
-    );
-    const policies = await snapshotOrEmpty(() =>
-      bus.snapshot([PodPolicyDesiredV2], {
-        stream: NODE_DESIRED_STREAM,
-        filterSubjects: [nodePolicyFilter(node)],
-      }),
-    );
-    const blocks = await snapshotOrEmpty(() =>
-      bus.snapshot([IpamNodeEvent], {
-        stream: IPAM_NODES_STREAM,
-        filterSubjects: [ipamNodeSubject(node)],
-      }),
-    );
-    for (const d of blocks.values()) this.#takeBlocks(d.value);
-
+    // the node's blocks first: pods get addresses while the cluster-sized rest is read
+    const blocks = await lastValues(bus, IpamNodeEvent, IPAM_NODES_STREAM, ipamNodeSubject(node));
+    for (const v of blocks.values.values()) this.#takeBlocks(v);
+    // The router's entries are cluster-sized: each is applied to compact state as it is read,
+    // never held as a delivery, so a start on a big cluster needs no more memory than running in it.
     const entries = new RouterEntries();
-    for (const d of router.values())
-      if (d.value.op === 'upsert')
-        entries.set(d.value.entry.prefix, routerEntryInfo(d.value.entry));
-    this.#router = { synced: true, entries };
-    this.#o.pods?.replacePods(
-      [...router.values()].flatMap((d) =>
-        d.value.op === 'upsert'
-          ? [[canonicalPrefix(d.value.entry.prefix), d.value.entry.pod] as const]
-          : [],
+    const pods = this.#o.pods?.replacement();
+    const take = (prefix: string, v: RouterIpcache | undefined) => {
+      if (v?.op === 'upsert') entries.set(prefix, routerEntryInfo(v.entry));
+      else entries.delete(prefix);
+      pods?.set(prefix, v?.op === 'upsert' ? v.entry.pod : undefined);
+    };
+    const router = await readOrEmpty(() =>
+      bus.snapshotEach(
+        [RouterIpcacheEvent],
+        { stream: ROUTER_STREAM, filterSubjects: [routerFilter] },
+        (subject, d) => {
+          const v = d?.value;
+          // a refused value: the subject's earlier value, if read, is no longer current
+          const prefix =
+            v === undefined
+              ? subjectPrefix(subject)
+              : canonicalPrefix(v.op === 'upsert' ? v.entry.prefix : v.prefix);
+          if (prefix !== undefined) take(prefix, v);
+        },
       ),
     );
+    const routes = await lastValues(bus, RouterRouteEvent, ROUTER_STREAM, routesFilter);
+    const services = await lastValues(bus, RouterServiceEvent, ROUTER_STREAM, serviceFilter);
+    const policies = await lastValues(
+      bus,
+      PodPolicyDesiredV2,
+      NODE_DESIRED_STREAM,
+      nodePolicyFilter(node),
+    );
+
+    this.#router = { synced: true, entries };
+    pods?.commit();
     const pol = new Map<string, PodPolicy>();
-    for (const d of policies.values())
-      if (d.value.op === 'upsert')
-        pol.set(`${d.value.namespace}/${d.value.name}`, policyOf(d.value));
+    for (const v of policies.values.values())
+      if (v.op === 'upsert') pol.set(`${v.namespace}/${v.name}`, policyOf(v));
     this.#policy = { synced: true, policies: pol };
     const svc = new Map<string, RouterServiceEntryValue>();
-    for (const d of services.values())
-      if (d.value.op === 'upsert')
-        svc.set(`${d.value.service.namespace}/${d.value.service.name}`, d.value.service);
+    for (const v of services.values.values())
+      if (v.op === 'upsert') svc.set(`${v.service.namespace}/${v.service.name}`, v.service);
     this.#services = { synced: true, entries: svc };
     this.#o.reconciler.markAll();
     await this.#o.reconciler.flush();
-    const nodeRoutes = [...routes.values()].flatMap((d) =>
-      d.value.op === 'upsert' ? [{ cidr: d.value.route.cidr, via: d.value.route.via }] : [],
+    const nodeRoutes = [...routes.values.values()].flatMap((v) =>
+      v.op === 'upsert' ? [{ cidr: v.route.cidr, via: v.route.via }] : [],
     );
     this.#routes(() => this.#o.routes.replace(nodeRoutes));
     this.#o.logger.info(
@@ -183,10 +209,9 @@ export class DesiredStateFollower {
       'desired state applied',
     );
 
-    const from = (m: ReadonlyMap<string, JsDelivery<unknown>>) => {
-      const s = lastSeq(m);
-      return s > 0 ? { startSeq: s + 1 } : { deliverPolicy: 'all' as const };
-    };
+    // followed from just after what the snapshot read
+    const from = (r: SnapshotRead) =>
+      r.lastSeq > 0 ? { startSeq: r.lastSeq + 1 } : { deliverPolicy: 'all' as const };
     this.#consumers.push(
       await bus.consume(
         [RouterIpcacheEvent],
@@ -208,7 +233,7 @@ export class DesiredStateFollower {
       ),
       await bus.consume(
         [RouterRouteEvent],
-        { stream: ROUTER_STREAM, filterSubjects: [routesFilter], ...from(routes) },
+        { stream: ROUTER_STREAM, filterSubjects: [routesFilter], ...from(routes.read) },
         (d) => {
           const v = d.value;
           this.#routes(() =>
@@ -220,7 +245,7 @@ export class DesiredStateFollower {
       ),
       await bus.consume(
         [RouterServiceEvent],
-        { stream: ROUTER_STREAM, filterSubjects: [serviceFilter], ...from(services) },
+        { stream: ROUTER_STREAM, filterSubjects: [serviceFilter], ...from(services.read) },
         (d) => {
           const v = d.value;
           if (v.op === 'upsert')
@@ -234,7 +259,7 @@ export class DesiredStateFollower {
         {
           stream: NODE_DESIRED_STREAM,
           filterSubjects: [nodePolicyFilter(node)],
-          ...from(policies),
+          ...from(policies.read),
         },
         (d) => {
           const v = d.value;
@@ -249,7 +274,7 @@ export class DesiredStateFollower {
         {
           stream: IPAM_NODES_STREAM,
           filterSubjects: [ipamNodeSubject(node)],
-          ...from(blocks),
+          ...from(blocks.read),
         },
         (d) => this.#takeBlocks(d.value),
       ),

@@ -100,7 +100,7 @@ describe('desired map contents', () => {
       ]),
     };
     const d = desiredMaps({ ...unsynced, router });
-    const byPrefix = new Map(d.ipcache.map(([k, v]) => [k.prefix, v]));
+    const byPrefix = new Map([...d.ipcache].map(([k, v]) => [k.prefix, v]));
     expect(byPrefix.get('198.18.0.10/32')).toEqual({
       identity: 500,
       nodeId: 2,

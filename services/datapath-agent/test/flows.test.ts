@@ -44,11 +44,11 @@ function directory(): FlowDirectory {
   const dir = new FlowDirectory((a) =>
     a === '198.18.1.9' ? { namespace: 'local', name: 'l-0' } : undefined,
   );
-  dir.replacePods([
-    ['fd00:d1ad::5/128', { namespace: 'prod', name: 'web-0' }],
-    ['fd00:d1ad::6/128', { namespace: 'prod', name: 'db-0' }],
-    ['fd00:d1ad::/104', undefined],
-  ]);
+  const pods = dir.replacement();
+  pods.set('fd00:d1ad::5/128', { namespace: 'prod', name: 'web-0' });
+  pods.set('fd00:d1ad::6/128', { namespace: 'prod', name: 'db-0' });
+  pods.set('fd00:d1ad::/104', undefined);
+  pods.commit();
   dir.replaceLabels([[0x10002, ['dyad:namespace=prod', 'k8s:app=db']]]);
   return dir;
 }

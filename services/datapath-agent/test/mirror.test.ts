@@ -28,6 +28,37 @@ describe('coalesced map writes', () => {
     expect(m.stats).toMatchObject({ syscalls: 1, written: 1000 });
   });
 
+  it('writeAll: 10,000 entries in chunks of 4,096 (never more pending), one promise, a bad entry rejects it and the rest land', async () => {
+    const { map, calls } = fakeEndpointsMap();
+    const m = new MirroredMap(map);
+    const N = 10_000;
+    let queued = 0;
+    let maxQueued = 0;
+    function* entries(): Generator<readonly [{ address: string }, EndpointInfo | undefined]> {
+      for (let i = 0; i < N; i++) {
+        // what was queued before this entry and not written yet
+        maxQueued = Math.max(maxQueued, queued - calls.entriesWritten);
+        queued++;
+        yield [{ address: addr(i) }, info(i)];
+      }
+    }
+    await m.writeAll(entries());
+    expect(calls.entriesWritten).toBe(N);
+    expect(calls.updateBatch).toBe(3); // 4,096 + 4,096 + the rest at the flush
+    expect(maxQueued).toBeLessThanOrEqual(4096);
+    const bad = { ...info(1), endpointId: -1 };
+    await expect(
+      m.writeAll([
+        [{ address: addr(N) }, info(N)],
+        [{ address: addr(N + 1) }, bad],
+        [{ address: addr(0) }, undefined],
+      ]),
+    ).rejects.toThrow();
+    expect(m.has({ address: addr(N) })).toBe(true);
+    expect(m.has({ address: addr(N + 1) })).toBe(false);
+    expect(m.has({ address: addr(0) })).toBe(false);
+  });
+
   it('writes that change nothing reach no syscall; last write per key wins', async () => {
     const { map, calls } = fakeEndpointsMap();
     const m = new MirroredMap(map);

@@ -67,7 +67,7 @@ function wantContent<K, V>(
     key: { size: number; encodeInto(k: K, b: Buffer, at: number): void };
     value: { size: number; encodeInto(v: V, b: Buffer, at: number): void };
   },
-  entries: ReadonlyArray<readonly [K, V]>,
+  entries: Iterable<readonly [K, V]>,
 ): string[] {
   const out = new Map<string, string>();
   for (const [k, v] of entries) {

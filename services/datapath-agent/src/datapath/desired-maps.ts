@@ -75,7 +75,7 @@ export interface EndpointView {
 
 export interface DesiredMaps {
   readonly endpoints: ReadonlyArray<readonly [EndpointKey, EndpointInfo]>;
-  readonly ipcache: ReadonlyArray<readonly [IpcacheKey, IpcacheInfo]>;
+  readonly ipcache: DesiredIpcache;
   readonly policy: ReadonlyArray<readonly [PolicyKey, PolicyValue]>;
   readonly policyCidr: ReadonlyArray<readonly [PolicyCidrKey, PolicyCidrValue]>;
   /** Endpoint ids whose policy is known: their `policy`/`policyCidr` entries are all they hold. */
@@ -84,6 +84,15 @@ export interface DesiredMaps {
   readonly ipcacheComplete: boolean;
   /** Every endpoint's view, by endpoint key (containerId/ifName). */
   readonly views: ReadonlyMap<string, EndpointView>;
+}
+
+/**
+ * The desired ipcache, which is cluster-sized: its entries are computed as it is iterated (from
+ * the inputs as they are then), never held as one object per entry.
+ */
+export interface DesiredIpcache extends Iterable<readonly [IpcacheKey, IpcacheInfo]> {
+  /** Whether the prefix (canonical) is desired. */
+  has(prefix: string): boolean;
 }
 
 /** One spelling per prefix, so two spellings of one prefix are one key here too. */
@@ -268,13 +277,13 @@ export function desiredMaps(inputs: DesiredInputs): DesiredMaps {
   const policyKnown = new Set<number>();
   const views = new Map<string, EndpointView>();
   // local endpoints win over the router's word for their own addresses
-  const ipcache = new Map<string, [IpcacheKey, IpcacheInfo]>();
-  for (const [prefix, info] of inputs.router.entries) ipcache.set(prefix, [{ prefix }, info]);
+  const local = new Map<string, [IpcacheKey, IpcacheInfo]>();
+  const router = inputs.router.entries;
   for (const ep of inputs.endpoints) {
     const view = endpointView(ep, inputs);
     views.set(`${ep.containerId}/${ep.ifName}`, view);
     endpoints.push(...endpointEntries(ep, view));
-    for (const e of localIpcacheEntries(ep, view, inputs.nodeId)) ipcache.set(e[0].prefix, e);
+    for (const e of localIpcacheEntries(ep, view, inputs.nodeId)) local.set(e[0].prefix, e);
     if (knownPolicy(ep, inputs.policy)) {
       policyKnown.add(ep.endpointId);
       const e = policyEntries(ep, inputs.policy);
@@ -284,7 +293,13 @@ export function desiredMaps(inputs: DesiredInputs): DesiredMaps {
   }
   return {
     endpoints,
-    ipcache: [...ipcache.values()],
+    ipcache: {
+      *[Symbol.iterator]() {
+        for (const [prefix, info] of router) if (!local.has(prefix)) yield [{ prefix }, info];
+        yield* local.values();
+      },
+      has: (prefix) => local.has(prefix) || router.has(prefix),
+    },
     policy,
     policyCidr,
     policyKnown,

@@ -1,11 +1,6 @@
-import {
-  encode,
-  endpointsCodec,
-  ipcacheCodec,
-  policyCidrCodec,
-  policyCodec,
-} from '@dyad/libbpf-ts';
+import { endpointsCodec, ipcacheCodec, policyCidrCodec, policyCodec } from '@dyad/libbpf-ts';
 import type { DatapathMapSet, MapCodec } from '@dyad/libbpf-ts';
+import { ByteTable } from './byte-table.ts';
 import type { DesiredMaps } from './desired-maps.ts';
 
 /** Per map: entries the kernel holds that desiredMaps() does not (or with another value), plus those it lacks. */
@@ -50,28 +45,45 @@ export function mapDrift(
   };
 }
 
-/** Missing, extra (unless `mayKeep`) or different entries, by their encoded bytes. */
+/**
+ * Missing, extra (unless `mayKeep`) or different entries, by their encoded bytes, held in a
+ * ByteTable: the ipcache is cluster-sized, and `dyad status` asks for this.
+ */
 function differing<K, V>(
   codec: MapCodec<K, V>,
-  want: ReadonlyArray<readonly [K, V]>,
+  want: Iterable<readonly [K, V]>,
   have: Iterable<[K, V]>,
   mayKeep: (k: K) => boolean,
 ): number {
-  const wanted = new Map<string, string>();
-  for (const [k, v] of want)
-    wanted.set(encode(codec.key, k).toString('hex'), encode(codec.value, v).toString('hex'));
+  const key = Buffer.alloc(codec.key.size);
+  const value = Buffer.alloc(codec.value.size);
+  // each wanted entry's value, and one byte more: 1 once the kernel was seen to hold the key
+  const wanted = new ByteTable(codec.key.size, codec.value.size + 1);
+  const row = new Uint8Array(codec.value.size + 1);
+  const put = (buf: Buffer, write: (b: Buffer) => void) => {
+    buf.fill(0); // as encode() would: no byte of an earlier entry left
+    write(buf);
+  };
+  for (const [k, v] of want) {
+    put(key, (b) => codec.key.encodeInto(k, b, 0));
+    put(value, (b) => codec.value.encodeInto(v, b, 0));
+    row.set(value, 0);
+    wanted.set(key, row);
+  }
   let diff = 0;
-  const seen = new Set<string>();
+  let seen = 0;
   for (const [k, v] of have) {
-    const key = encode(codec.key, k).toString('hex');
-    const value = wanted.get(key);
-    if (value === undefined) {
+    put(key, (b) => codec.key.encodeInto(k, b, 0));
+    const s = wanted.find(key);
+    if (s < 0) {
       if (!mayKeep(k)) diff++;
       continue;
     }
-    seen.add(key);
-    if (value !== encode(codec.value, v).toString('hex')) diff++;
+    const w = wanted.valueAt(s);
+    if (w[codec.value.size] === 0) seen++;
+    w[codec.value.size] = 1;
+    put(value, (b) => codec.value.encodeInto(v, b, 0));
+    if (!value.equals(w.subarray(0, codec.value.size))) diff++;
   }
-  for (const key of wanted.keys()) if (!seen.has(key)) diff++;
-  return diff;
+  return diff + (wanted.size - seen);
 }

@@ -14,12 +14,20 @@ export interface MapWriteStats {
   unchanged: number;
 }
 
+interface Waiter {
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
 interface Pending<K, V> {
   key: K;
   /** undefined: delete */
   value: V | undefined;
-  waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }>;
+  waiters: Waiter[];
 }
+
+/** Pending entries at which writeAll() flushes: a few batch syscalls' worth. */
+const WRITE_CHUNK = 4096;
 
 /** What the kernel holds, as encoded keys and values. */
 interface Known {
@@ -205,18 +213,58 @@ export class MirroredMap<K, V> {
   }
 
   #queue(key: K, value: V | undefined): Promise<void> {
+    return new Promise((resolve, reject) => this.#enqueue(key, value, { resolve, reject }));
+  }
+
+  #enqueue(key: K, value: V | undefined, waiter: Waiter): void {
     const id = this.#id(key);
     if (value !== undefined) this.#bytes(value); // a bad value fails here, not in the batch
+    const p = this.#pending.get(id);
+    if (p) {
+      p.key = key;
+      p.value = value;
+      p.waiters.push(waiter);
+    } else {
+      this.#pending.set(id, { key, value, waiters: [waiter] });
+    }
+    this.#schedule(this.#flush);
+  }
+
+  /**
+   * Sets (a value) or deletes (undefined) every entry, under one promise that resolves once the
+   * kernel holds them all or rejects with the first failure: no promise per entry, and what is
+   * queued is flushed every `chunk` entries, so writing the cluster-sized ipcache whole holds at
+   * most a chunk of pending entries.
+   */
+  writeAll(entries: Iterable<readonly [K, V | undefined]>, chunk = WRITE_CHUNK): Promise<void> {
     return new Promise((resolve, reject) => {
-      const p = this.#pending.get(id);
-      if (p) {
-        p.key = key;
-        p.value = value;
-        p.waiters.push({ resolve, reject });
-      } else {
-        this.#pending.set(id, { key, value, waiters: [{ resolve, reject }] });
+      let left = 1;
+      let failure: { err: unknown } | undefined;
+      const waiter: Waiter = {
+        resolve: () => {
+          if (--left > 0) return;
+          if (failure === undefined) resolve();
+          else reject(failure.err instanceof Error ? failure.err : new Error(String(failure.err)));
+        },
+        reject: (err) => {
+          failure ??= { err };
+          waiter.resolve();
+        },
+      };
+      try {
+        for (const [k, v] of entries) {
+          left++;
+          try {
+            this.#enqueue(k, v, waiter);
+          } catch (err) {
+            waiter.reject(err); // this entry's share; the others are still written
+          }
+          if (this.#pending.size >= chunk) this.flush();
+        }
+      } catch (err) {
+        failure ??= { err }; // the entries themselves failed to iterate
       }
-      this.#schedule(this.#flush);
+      waiter.resolve();
     });
   }
 

@@ -15,6 +15,7 @@ import {
   prefixesOf,
 } from './desired-maps.ts';
 import type { DesiredInputs, EndpointView } from './desired-maps.ts';
+import type { IpcacheInfo, IpcacheKey } from '@dyad/libbpf-ts';
 import type { MirroredMap } from './mirror.ts';
 import { LbIds, backendName, desiredLb, frontendName } from './desired-lb.ts';
 import type { NodeDatapath } from './node.ts';
@@ -171,14 +172,11 @@ export class DatapathReconciler {
     for (const [k] of dp.endpoints.entries())
       if (!wantEndpoints.has(dp.endpoints.keyId(k))) writes.push(dp.endpoints.delete(k));
 
-    const wantIpcache = new Set<string>();
-    for (const [k, v] of want.ipcache) {
-      wantIpcache.add(dp.ipcache.keyId(k));
-      writes.push(dp.ipcache.set(k, v));
-    }
+    // cluster-sized: written as it is computed, in chunks, and what goes is found by lookup
+    writes.push(dp.ipcache.writeAll(want.ipcache));
     if (want.ipcacheComplete)
       for (const [k] of dp.ipcache.entries())
-        if (!wantIpcache.has(dp.ipcache.keyId(k))) writes.push(dp.ipcache.delete(k));
+        if (!want.ipcache.has(k.prefix)) writes.push(dp.ipcache.delete(k));
 
     // an endpoint whose policy is unknown keeps the entries it had (fail closed); entries of
     // endpoints that are gone, or beyond what a known policy calls for, go
@@ -239,18 +237,29 @@ export class DatapathReconciler {
     }
     for (const a of goneAddresses)
       if (dp.endpoints.has({ address: a })) writes.push(dp.endpoints.delete({ address: a }));
-    // a prefix no local endpoint has: the router's word, else nothing
-    for (const p of prefixes) {
-      if (byPrefix.has(p)) continue;
-      const router = inputs.router.entries.get(p);
-      if (router) writes.push(dp.ipcache.set({ prefix: p }, router));
-      else if (dp.ipcache.has({ prefix: p })) writes.push(dp.ipcache.delete({ prefix: p }));
-    }
+    // a prefix no local endpoint has: the router's word, else nothing (a burst of router
+    // updates is thousands of prefixes: one promise for them, not one each)
+    writes.push(dp.ipcache.writeAll(routerIpcache(prefixes, byPrefix, inputs.router, dp.ipcache)));
     if (goneIds.size > 0) {
       const gone = (k: { endpointId: number }) => goneIds.has(k.endpointId);
       replaceAll(dp.policy, [], gone, writes);
       replaceAll(dp.policyCidr, [], gone, writes);
     }
+  }
+}
+
+/** The ipcache entries of prefixes no local endpoint has: the router's, else a delete. */
+function* routerIpcache(
+  prefixes: Iterable<string>,
+  local: ReadonlyMap<string, Endpoint>,
+  router: DesiredInputs['router'],
+  ipcache: MirroredMap<IpcacheKey, IpcacheInfo>,
+): Generator<readonly [IpcacheKey, IpcacheInfo | undefined]> {
+  for (const p of prefixes) {
+    if (local.has(p)) continue;
+    const info = router.entries.get(p);
+    if (info) yield [{ prefix: p }, info];
+    else if (ipcache.has({ prefix: p })) yield [{ prefix: p }, undefined];
   }
 }
 

@@ -12,26 +12,35 @@ function hostAddress(prefix: string): string | undefined {
 const KEY_SIZE = 17;
 const VALUE_SIZE = 8;
 
+/** Address → pod, filled by `set`; `commit` makes it the directory's (see replacement()). */
+export interface PodsReplacement {
+  set(prefix: string, pod: PodName | undefined): void;
+  commit(): void;
+}
+
+/**
+ * One address → pod table: a ByteTable with namespaces interned (by the directory, for the
+ * process's life: a cluster has few) and names in one array, not a Map of strings to objects
+ * (about 90 bytes an address instead of 300).
+ */
+class PodTable {
+  readonly table = new ByteTable(KEY_SIZE, VALUE_SIZE);
+  readonly names: Array<string | undefined> = [];
+  /** Name slots free for reuse. */
+  readonly free: number[] = [];
+}
+
 /**
  * Who is behind an address and what an identity's labels are, for enriching flows. Fed from what
  * the agent follows anyway (the router's ipcache, which names the pod of every pod address in the
  * cluster) and from the policy service's identities; its size follows the cluster's, not traffic.
  */
 export class FlowDirectory {
-  /**
-   * Address → pod, one per pod address in the cluster: held in a ByteTable with namespaces
-   * interned and names in one array, not as a Map of strings to objects (about 90 bytes an
-   * address instead of 300).
-   */
-  readonly #pods = new ByteTable(KEY_SIZE, VALUE_SIZE);
+  #pods = new PodTable();
   readonly #key = new Uint8Array(KEY_SIZE);
   readonly #value = new Uint8Array(VALUE_SIZE);
-  /** Namespaces, interned for the process's life (a cluster has few). */
   readonly #namespaces: string[] = [];
   readonly #namespaceIndex = new Map<string, number>();
-  #names: Array<string | undefined> = [];
-  /** Name slots free for reuse. */
-  #free: number[] = [];
   readonly #labels = new Map<number, readonly string[]>();
   readonly #local: (address: string) => PodName | undefined;
 
@@ -40,12 +49,18 @@ export class FlowDirectory {
     this.#local = local;
   }
 
-  /** The router's ipcache, whole (after a snapshot). */
-  replacePods(entries: Iterable<readonly [string, PodName | undefined]>): void {
-    this.#pods.clear();
-    this.#names = [];
-    this.#free = [];
-    for (const [prefix, pod] of entries) this.setPod(prefix, pod);
+  /**
+   * The router's ipcache, whole (a snapshot), entry by entry as it is read: lookups keep
+   * answering from the current table until commit().
+   */
+  replacement(): PodsReplacement {
+    const next = new PodTable();
+    return {
+      set: (prefix, pod) => this.#set(next, prefix, pod),
+      commit: () => {
+        this.#pods = next;
+      },
+    };
   }
 
   /** The address's key in #key; false when it is not an address. */
@@ -62,16 +77,20 @@ export class FlowDirectory {
   }
 
   setPod(prefix: string, pod: PodName | undefined): void {
+    this.#set(this.#pods, prefix, pod);
+  }
+
+  #set(t: PodTable, prefix: string, pod: PodName | undefined): void {
     const addr = hostAddress(prefix);
     if (addr === undefined || !this.#keyOf(addr)) return;
-    const s = this.#pods.find(this.#key);
+    const s = t.table.find(this.#key);
     if (s >= 0) {
-      const slot = new DataView(this.#pods.valueAt(s).slice().buffer).getUint32(4, true);
-      this.#names[slot] = undefined;
-      this.#free.push(slot);
+      const slot = new DataView(t.table.valueAt(s).slice().buffer).getUint32(4, true);
+      t.names[slot] = undefined;
+      t.free.push(slot);
     }
     if (pod === undefined) {
-      this.#pods.delete(this.#key);
+      t.table.delete(this.#key);
       return;
     }
     let ns = this.#namespaceIndex.get(pod.namespace);
@@ -79,21 +98,22 @@ export class FlowDirectory {
       ns = this.#namespaces.push(pod.namespace) - 1;
       this.#namespaceIndex.set(pod.namespace, ns);
     }
-    const slot = this.#free.pop() ?? this.#names.length;
-    this.#names[slot] = pod.name;
+    const slot = t.free.pop() ?? t.names.length;
+    t.names[slot] = pod.name;
     const v = this.#view();
     v.setUint32(0, ns, true);
     v.setUint32(4, slot, true);
-    this.#pods.set(this.#key, this.#value);
+    t.table.set(this.#key, this.#value);
   }
 
   #remote(address: string): PodName | undefined {
     if (!this.#keyOf(address)) return undefined;
-    const s = this.#pods.find(this.#key);
+    const t = this.#pods;
+    const s = t.table.find(this.#key);
     if (s < 0) return undefined;
-    const v = new DataView(this.#pods.valueAt(s).slice().buffer);
+    const v = new DataView(t.table.valueAt(s).slice().buffer);
     const namespace = this.#namespaces[v.getUint32(0, true)];
-    const name = this.#names[v.getUint32(4, true)];
+    const name = t.names[v.getUint32(4, true)];
     return namespace === undefined || name === undefined ? undefined : { namespace, name };
   }
 
@@ -116,6 +136,6 @@ export class FlowDirectory {
   }
 
   get size(): { pods: number; identities: number } {
-    return { pods: this.#pods.size, identities: this.#labels.size };
+    return { pods: this.#pods.table.size, identities: this.#labels.size };
   }
 }
