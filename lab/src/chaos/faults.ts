@@ -108,6 +108,23 @@ const natsDataLoss = (name: string): Fault => ({
   },
 });
 
+/** Every server's store emptied at once: a fresh, empty cluster, as after losing every disk. */
+const natsClusterDataLoss: Fault = {
+  name: 'the whole NATS cluster loses its data',
+  run: async (ctx) => {
+    const members = (state(ctx).nats ?? []).map((m) => ({ ...m, pid: pidOf(ctx, m.name) }));
+    // all stopped first, so none is restarted, or serves, before every store is gone
+    for (const m of members) kill(m.pid, 'SIGSTOP');
+    for (const m of members)
+      for (const entry of readdirSync(m.storeDir))
+        rmSync(join(m.storeDir, entry), { recursive: true, force: true });
+    for (const m of members) kill(m.pid, 'SIGKILL');
+    for (const m of members) await restarted(ctx, m.name, m.pid);
+    await natsHealthy(ctx);
+    return undefined;
+  },
+};
+
 const natsClusterRestart: Fault = {
   name: 'the whole NATS cluster restarts',
   run: async (ctx) => {
@@ -215,6 +232,7 @@ export function faults(nodes: readonly string[]): Fault[] {
     apiserverKill,
     natsDataLoss('nats-2'),
     natsClusterRestart,
+    natsClusterDataLoss,
     kubeBridgeOutage,
     watchExpiry,
     partition(victim),

@@ -8,11 +8,13 @@ import {
   RouterIpcacheEvent,
   RouterRouteEvent,
   RouterServiceEvent,
+  RouterSyncEvent,
   ipamNodeSubject,
   nodePolicyFilter,
   routerIpcacheFilter,
   routerRouteFilter,
   routerServiceFilter,
+  routerSyncSubject,
 } from '@dyad/contracts';
 import type { NodeBlockValue, PayloadOf, RouterServiceEntryValue } from '@dyad/contracts';
 import { IpcacheFlags } from '@dyad/libbpf-ts';
@@ -71,6 +73,11 @@ export interface FollowerOptions {
     replacePods(entries: Iterable<readonly [string, PodRef | undefined]>): void;
     setPod(prefix: string, pod: PodRef | undefined): void;
   };
+  /**
+   * The router's state for this node is whole again after the bus had lost it (its sync record
+   * is back): follow again, so the snapshot replaces what was kept meanwhile.
+   */
+  readonly onRouterRestored?: () => void;
   readonly logger: AgentLogger;
 }
 
@@ -116,6 +123,18 @@ export class DesiredStateFollower {
 
   async start(bus: Bus): Promise<void> {
     const node = this.#o.node;
+    // The router publishes a node's sync record after all of its entries. None, while this
+    // agent followed the router before: the bus lost the router's stream (NATS lost its data)
+    // and the router has not republished yet. An empty snapshot is then not "no entries": the
+    // node keeps forwarding with what it has, applies what arrives, and follows again once the
+    // sync record is back.
+    const sync = await snapshotOrEmpty(() =>
+      bus.snapshot([RouterSyncEvent], {
+        stream: ROUTER_STREAM,
+        filterSubjects: [routerSyncSubject(node)],
+      }),
+    );
+    const routerLost = sync.size === 0 && this.#router.synced;
     const routerFilter = routerIpcacheFilter(node);
     const routesFilter = routerRouteFilter(node);
     const router = await snapshotOrEmpty(() =>
@@ -145,43 +164,53 @@ export class DesiredStateFollower {
     );
     for (const d of blocks.values()) this.#takeBlocks(d.value);
 
-    const entries = new RouterEntries();
-    for (const d of router.values())
-      if (d.value.op === 'upsert')
-        entries.set(d.value.entry.prefix, routerEntryInfo(d.value.entry));
-    this.#router = { synced: true, entries };
-    this.#o.pods?.replacePods(
-      [...router.values()].flatMap((d) =>
-        d.value.op === 'upsert'
-          ? [[canonicalPrefix(d.value.entry.prefix), d.value.entry.pod] as const]
-          : [],
-      ),
-    );
-    const pol = new Map<string, PodPolicy>();
-    for (const d of policies.values())
-      if (d.value.op === 'upsert')
-        pol.set(`${d.value.namespace}/${d.value.name}`, policyOf(d.value));
-    this.#policy = { synced: true, policies: pol };
-    const svc = new Map<string, RouterServiceEntryValue>();
-    for (const d of services.values())
-      if (d.value.op === 'upsert')
-        svc.set(`${d.value.service.namespace}/${d.value.service.name}`, d.value.service);
-    this.#services = { synced: true, entries: svc };
+    if (!routerLost) {
+      const entries = new RouterEntries();
+      for (const d of router.values())
+        if (d.value.op === 'upsert')
+          entries.set(d.value.entry.prefix, routerEntryInfo(d.value.entry));
+      this.#router = { synced: true, entries };
+      this.#o.pods?.replacePods(
+        [...router.values()].flatMap((d) =>
+          d.value.op === 'upsert'
+            ? [[canonicalPrefix(d.value.entry.prefix), d.value.entry.pod] as const]
+            : [],
+        ),
+      );
+      const svc = new Map<string, RouterServiceEntryValue>();
+      for (const d of services.values())
+        if (d.value.op === 'upsert')
+          svc.set(`${d.value.service.namespace}/${d.value.service.name}`, d.value.service);
+      this.#services = { synced: true, entries: svc };
+    }
+    // The policy service keeps no completeness record: a stream without a single record (not
+    // even a tombstone) while this node enforced policies is a lost stream, not "no policies".
+    const policyLost = policies.size === 0 && this.#policy.policies.size > 0;
+    if (!policyLost) {
+      const pol = new Map<string, PodPolicy>();
+      for (const d of policies.values())
+        if (d.value.op === 'upsert')
+          pol.set(`${d.value.namespace}/${d.value.name}`, policyOf(d.value));
+      this.#policy = { synced: true, policies: pol };
+    }
     this.#o.reconciler.markAll();
     await this.#o.reconciler.flush();
     const nodeRoutes = [...routes.values()].flatMap((d) =>
       d.value.op === 'upsert' ? [{ cidr: d.value.route.cidr, via: d.value.route.via }] : [],
     );
-    this.#routes(() => this.#o.routes.replace(nodeRoutes));
-    this.#o.logger.info(
-      {
-        routerEntries: entries.size,
-        routes: nodeRoutes.length,
-        policies: pol.size,
-        services: svc.size,
-      },
-      'desired state applied',
-    );
+    if (!routerLost) this.#routes(() => this.#o.routes.replace(nodeRoutes));
+    const counts = {
+      routerEntries: this.#router.entries.size,
+      routes: nodeRoutes.length,
+      policies: this.#policy.policies.size,
+      services: this.#services.entries.size,
+    };
+    if (routerLost || policyLost)
+      this.#o.logger.warn(
+        { ...counts, routerLost, policyLost },
+        'the bus lost desired state: keeping the last, following what is republished',
+      );
+    else this.#o.logger.info(counts, 'desired state applied');
 
     const from = (m: ReadonlyMap<string, JsDelivery<unknown>>) => {
       const s = lastSeq(m);
@@ -254,6 +283,20 @@ export class DesiredStateFollower {
         (d) => this.#takeBlocks(d.value),
       ),
     );
+    if (routerLost) {
+      let restored = false;
+      this.#consumers.push(
+        await bus.consume(
+          [RouterSyncEvent],
+          { stream: ROUTER_STREAM, filterSubjects: [routerSyncSubject(node)] },
+          () => {
+            if (restored) return;
+            restored = true;
+            this.#o.onRouterRestored?.();
+          },
+        ),
+      );
+    }
   }
 
   /** A route the kernel refuses (its gateway unreachable) is logged; the next change retries. */
