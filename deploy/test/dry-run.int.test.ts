@@ -169,7 +169,14 @@ describe('helm install into the test bed, and the RBAC as its authorizer sees it
   });
 
   it('no other Dyad ServiceAccount may list or watch anything', async () => {
-    for (const sa of ['dyad-agent', 'dyad-ipam', 'dyad-router', 'dyad-nats', 'dyad-policy']) {
+    for (const sa of [
+      'dyad-agent',
+      'dyad-bootstrap',
+      'dyad-ipam',
+      'dyad-router',
+      'dyad-nats',
+      'dyad-policy',
+    ]) {
       for (const resource of ['pods', 'nodes', 'secrets', 'configmaps']) {
         expect(await can(sa, 'list', resource), `${sa} list ${resource}`).toBe(false);
         expect(await can(sa, 'watch', resource), `${sa} watch ${resource}`).toBe(false);
