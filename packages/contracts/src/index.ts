@@ -89,6 +89,7 @@ export {
   ReleaseReason,
   ipamAllocFilter,
   ipamAllocSubject,
+  parseIpamAllocSubject,
   ipamEventSubject,
   ipamExhaustedSubject,
   ipamGrowSubject,
@@ -297,3 +298,5 @@ export {
   servicePermissions,
 } from './identities.ts';
 export type { SubjectPermissions } from './identities.ts';
+export { nodeBlocks, nodeClaimProblem } from './ownership.ts';
+export type { NodeClaimProblem } from './ownership.ts';
