@@ -136,7 +136,7 @@ async function suite(
   );
   const monitor = new ConnectivityMonitor(sentinels, families);
   const churn = new Churn(kube, nodes, profile.churnIntervalMs, profile.steadyPods);
-  const ctx: FaultContext = { statePath: paths.state, kube, profile, say };
+  const ctx: FaultContext = { statePath: paths.state, logsDir: paths.logs, kube, profile, say };
   const bus = await connectBus({
     servers: (lab.natsUrl ?? '').split(','),
     name: 'chaos',
