@@ -4,6 +4,7 @@
  * against the package.json files: a missing one fails only at a service's start in a cluster).
  */
 export const IMAGE_WORKSPACES = [
+  'services/bootstrap',
   'services/datapath-agent',
   'services/ipam',
   'services/kube-bridge',

@@ -171,6 +171,7 @@ describe('helm install into the test bed, and the RBAC as its authorizer sees it
   it('no other Dyad ServiceAccount may list or watch anything', async () => {
     for (const sa of [
       'dyad-agent',
+      'dyad-bootstrap',
       'dyad-ipam',
       'dyad-router',
       'dyad-nats',

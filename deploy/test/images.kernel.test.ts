@@ -47,7 +47,15 @@ const repo = repoRoot();
 const values = parse(readFileSync(join(repo, 'deploy', 'values.yaml'), 'utf8')) as {
   image: { cniBinary: string; workingDir: string; entry: string };
 };
-const SERVICES = ['datapath-agent', 'ipam', 'kube-bridge', 'router', 'policy', 'nats-auth'];
+const SERVICES = [
+  'bootstrap',
+  'datapath-agent',
+  'ipam',
+  'kube-bridge',
+  'router',
+  'policy',
+  'nats-auth',
+];
 
 /** Paths (relative to the image root) that the chart or the runtime executes or reads. */
 const MUST_HAVE: Record<string, readonly string[]> = {

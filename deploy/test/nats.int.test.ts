@@ -2,10 +2,10 @@
 // with the rendered nats.conf and certificate, each on its own loopback address as the three NATS
 // nodes' host networks would be, form one JetStream cluster that takes clients only over TLS and
 // only through the auth callout. The callout (services/nats-auth, in-process, its TokenReview
-// replaced: there is no API server here) writes the authorization block the servers include,
-// declares Dyad's streams and buckets with dyad-config's jetstream-replicas as the bootstrap
-// identity, and admits a token as its identity; a stream keeps taking messages with one server
-// gone. Under the rendered dyad-config (production) a process without credentials refuses to start.
+// replaced: there is no API server here) writes the authorization block the servers include and
+// admits a token as its identity; the bootstrap service's keeper, admitted through the callout
+// as `bootstrap`, declares Dyad's streams and buckets with dyad-config's jetstream-replicas; a
+// stream keeps taking messages with one server gone. Under the rendered dyad-config (production) a process without credentials refuses to start.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -13,8 +13,17 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, tokenAuthenticator } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { KubeConfig } from '@kubernetes/client-node';
-import { natsSettings, readStreamReplicas } from '@dyad/bus';
-import { DYAD_CONFIG_DIR, IpamKvBucket, K8sStream, k8sObjectSubject } from '@dyad/contracts';
+import { connectBus, natsSettings, readStreamReplicas } from '@dyad/bus';
+import type { Bus } from '@dyad/bus';
+import { StreamKeeper, createBootstrapMetrics } from '@dyad/bootstrap';
+import {
+  ALL_KV_BUCKETS,
+  ALL_STREAMS,
+  DYAD_CONFIG_DIR,
+  IpamKvBucket,
+  K8sStream,
+  k8sObjectSubject,
+} from '@dyad/contracts';
 import { SecretKey, startNatsAuth } from '@dyad/nats-auth';
 import type { NatsAuth, SecretStore, StoredSecret } from '@dyad/nats-auth';
 import { createLogger, createMetrics } from '@dyad/telemetry';
@@ -33,8 +42,9 @@ import { envOf, find, render, workload } from './chart.ts';
 
 // 127.0.0.0/8 is all loopback on Linux: three addresses stand in for three nodes.
 const NODES = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
-/** The one token the stand-in TokenReview accepts: kube-bridge's. */
+/** The tokens the stand-in TokenReview accepts: kube-bridge's and the bootstrap service's. */
 const KUBE_BRIDGE_TOKEN = 'kube-bridge-token';
+const BOOTSTRAP_TOKEN = 'bootstrap-token';
 
 let dir: string;
 const teardown: (() => unknown)[] = [];
@@ -46,6 +56,8 @@ let configData: Record<string, string>;
 let agentConfigDir: string | undefined;
 let mounted: string;
 let auth: NatsAuth | undefined;
+let bootstrapBus: Bus | undefined;
+let keeper: StreamKeeper | undefined;
 
 /** Secret dyad-nats-auth as the chart creates it (empty), in memory. */
 function memorySecret(): SecretStore & { current: () => StoredSecret } {
@@ -102,16 +114,20 @@ beforeAll(async () => {
     audience: 'dyad-nats',
     servers: natsUrl.split(','),
     caFile,
-    streamReplicas: readStreamReplicas(mounted),
     logger,
     registry: createMetrics({ processMetrics: false }),
     secrets: keySecret,
-    review: (token) =>
-      Promise.resolve(
-        token === KUBE_BRIDGE_TOKEN
-          ? { authenticated: true, username: 'system:serviceaccount:kube-system:dyad-kube-bridge' }
-          : { authenticated: false, error: 'unknown token' },
-      ),
+    review: (token) => {
+      const account = {
+        [KUBE_BRIDGE_TOKEN]: 'dyad-kube-bridge',
+        [BOOTSTRAP_TOKEN]: 'dyad-bootstrap',
+      }[token];
+      return Promise.resolve(
+        account === undefined
+          ? { authenticated: false, error: 'unknown token' }
+          : { authenticated: true, username: `system:serviceaccount:kube-system:${account}` },
+      );
+    },
   });
   await vi.waitFor(() => expect(keySecret.current().data[SecretKey.authConf]).toBeDefined(), {
     timeout: 10_000,
@@ -149,11 +165,34 @@ beforeAll(async () => {
   );
   auth = await starting;
   const a = auth;
-  // ready: the bootstrap identity has declared every stream and bucket
   await vi.waitFor(() => expect(a.ready()).toBe(true), { timeout: 60_000, interval: 200 });
+  // the bootstrap service as the chart runs it: its projected token, through the callout
+  const tokenFile = join(dir, 'bootstrap-token');
+  writeFileSync(tokenFile, BOOTSTRAP_TOKEN);
+  bootstrapBus = await connectBus({
+    servers: natsUrl.split(','),
+    caFile,
+    tokenFile,
+    identity: 'bootstrap',
+    name: 'bootstrap',
+    streamReplicas: readStreamReplicas(mounted),
+    logger,
+    registry: createMetrics({ processMetrics: false }),
+  });
+  keeper = new StreamKeeper({
+    bus: bootstrapBus,
+    streams: ALL_STREAMS,
+    buckets: ALL_KV_BUCKETS,
+    checkIntervalMs: 60_000,
+    logger,
+    metrics: createBootstrapMetrics(createMetrics({ processMetrics: false })),
+  });
+  await keeper.start();
 }, 120_000);
 
 afterAll(async () => {
+  await keeper?.stop();
+  await bootstrapBus?.close();
   await auth?.stop();
   await Promise.all(servers.map((s) => s.stop()));
   for (const undo of teardown.reverse()) await undo();
@@ -206,7 +245,7 @@ describe('the rendered NATS', () => {
     );
   });
 
-  it("the bootstrap identity declared Dyad's streams and buckets with dyad-config's jetstream-replicas", async () => {
+  it("the bootstrap service, admitted through the callout, declared Dyad's streams and buckets with dyad-config's jetstream-replicas", async () => {
     expect(readStreamReplicas(mounted)).toBe(3);
     const nc = await asKubeBridge();
     try {

@@ -8,8 +8,6 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import {
-  ALL_KV_BUCKETS,
-  ALL_STREAMS,
   ROUTER_STREAM,
   RouterSyncEvent,
   ServiceIdentity,
@@ -21,18 +19,13 @@ import {
 import { connectBus } from '@dyad/bus';
 import type { Bus } from '@dyad/bus';
 import { createLogger, createMetrics } from '@dyad/telemetry';
-import { createNatsSecurity, natsSecurityConfig, startKube } from '@dyad/testbed';
+import { createNatsSecurity, natsSecurityConfig, probe200, startKube } from '@dyad/testbed';
 import type { KubeCluster, NatsSecurity } from '@dyad/testbed';
 import { cleanupRun } from './cleanup.ts';
 import { freePort, jaegerConfig } from './jaeger.ts';
 import { writeDyadConfig } from './dyad-config.ts';
 import { KubeClient } from './kube-client.ts';
-import {
-  NATS_CLUSTER_SIZE,
-  planNatsCluster,
-  startNatsCluster,
-  waitNatsHealthy,
-} from './nats-cluster.ts';
+import { planNatsCluster, startNatsCluster, waitNatsHealthy } from './nats-cluster.ts';
 import type { NatsMember } from './nats-cluster.ts';
 import { buildFabric } from './network.ts';
 import { ENV_DIR, ENV_RUN, OWNER_DIR, labPaths } from './paths.ts';
@@ -445,21 +438,26 @@ async function startProcessLab(members: readonly NatsMember[]): Promise<string> 
     otlpRelay = await unixToTcpRelay(otlpSock, '127.0.0.1', jaeger.otlpPort);
     state.jaeger = { queryUrl: jaeger.queryUrl, otlpUrl: jaeger.otlpUrl };
   }
-  step('streams and buckets (the bootstrap identity)');
-  const boot = await connectBus({
-    servers: members.map((m) => m.url),
-    name: 'lab-bootstrap',
-    credsFile: credsOf(ServiceIdentity.bootstrap),
-    caFile: security.tls.caFile,
-    streamReplicas: NATS_CLUSTER_SIZE,
-    logger: createLogger({ service: 'lab', level: 'warn' }),
-    registry: createMetrics(),
+  step('streams and buckets (the bootstrap service)');
+  // The one holder of the bootstrap identity, for the lab's whole life: it creates every stream
+  // and bucket now and again whenever NATS loses them. The services start once it is ready.
+  const bootstrapHealth = await freePort();
+  supervisor.start({
+    name: 'bootstrap',
+    command: node,
+    args: service('bootstrap').args,
+    env: {
+      ...service('bootstrap').env,
+      ...serviceEnv(natsUrl, ServiceIdentity.bootstrap),
+      DYAD_HEALTH_PORT: String(bootstrapHealth),
+    },
+    restart: true,
   });
-  try {
-    await boot.ensureStreams(ALL_STREAMS);
-    await boot.ensureKv(ALL_KV_BUCKETS);
-  } finally {
-    await boot.close();
+  const bootstrapReady = `http://127.0.0.1:${bootstrapHealth}/readyz`;
+  for (const until = Date.now() + 120_000; ;) {
+    if ((await probe200(bootstrapReady).catch(() => false)) === true) break;
+    if (Date.now() > until) throw new Error(`the bootstrap service not ready: ${bootstrapReady}`);
+    await sleep(200);
   }
   step('Dyad services');
   supervisor.start({
@@ -610,7 +608,13 @@ try {
     startNatsCluster(supervisor, join(paths.tmp, 'nats'), members);
     [, kube] = await Promise.all([
       waitNatsHealthy(members, 120_000),
-      startKube({ scheduler: true, serviceClusterIpRange: plan.serviceRange }),
+      startKube({
+        scheduler: true,
+        serviceClusterIpRange: plan.serviceRange,
+        // a SIGTERM ends every watch within 2 s, cleanly: the chaos suite's watch-expiry fault
+        // relies on it (a watch that ends, resumed from an expired resourceVersion, is a 410)
+        extraArgs: { 'kube-apiserver': ['--shutdown-watch-termination-grace-period=2s'] },
+      }),
     ]);
     state.natsCa = security.tls.caFile;
     state.natsCreds = join(paths.dir, 'creds');

@@ -37,8 +37,8 @@ describe.skipIf(skip !== undefined)('chaos, short profile', () => {
     const lines = out.trim().split('\n');
     const summary = JSON.parse(lines[lines.length - 1] ?? '{}') as ChaosSummary;
     expect(summary.profile).toBe('short');
-    // the baseline and the 14 faults
-    expect(summary.faults.map((f) => f.fault)).toHaveLength(15);
+    // the baseline and the 15 faults
+    expect(summary.faults.map((f) => f.fault)).toHaveLength(16);
     expect(
       summary.faults.filter((f) => f.violations > 0),
       out + err.slice(-2000),

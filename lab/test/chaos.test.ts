@@ -4,7 +4,7 @@ import { FAMILIES } from '@dyad/netaddr';
 import { describe, expect, it } from 'vitest';
 import { GapMeter } from '../src/chaos/connectivity.ts';
 import { violations } from '../src/chaos/invariants.ts';
-import type { Snapshot } from '../src/chaos/invariants.ts';
+import type { BusFact, Snapshot } from '../src/chaos/invariants.ts';
 import { PROFILES, outlastGracesMs } from '../src/chaos/profile.ts';
 
 const healthy: Snapshot = {
@@ -33,7 +33,23 @@ const healthy: Snapshot = {
     ['d', 'delete'],
   ]),
   matrixFailures: [],
+  bus: {
+    streams: new Map([
+      ['DYAD_K8S', 3],
+      ['KV_dyad-ipam', 3],
+    ]),
+    replicas: 3,
+    ipamNodes: new Set(['n1', 'n2']),
+    endpointRecords: new Set(['a', 'b', 'c']),
+    ipcache: new Map(
+      ['n1', 'n2'].map((n) => [
+        n,
+        new Set(['198.18.0.2/32', 'fd00::2/128', '198.18.1.2/32', 'fd00::1:2/128']),
+      ]),
+    ),
+  },
 };
+const healthyBus = healthy.bus as BusFact;
 
 describe('chaos invariants', () => {
   it('a healthy snapshot has none', () => {
@@ -120,6 +136,37 @@ describe('chaos invariants', () => {
       /^d \(deleted\): DYAD_K8S still has it live/,
     ],
     ['a hole in the matrix', { matrixFailures: ['a->b IPv6 timeout'] }, /^matrix: a->b IPv6/],
+    [
+      'a stream NATS lost',
+      { bus: { ...healthyBus, streams: new Map([['DYAD_K8S', undefined]]) } },
+      /^stream DYAD_K8S missing/,
+    ],
+    [
+      'a stream with fewer replicas',
+      { bus: { ...healthyBus, streams: new Map([['KV_dyad-ipam', 1]]) } },
+      /^stream KV_dyad-ipam: 1 replicas, not 3/,
+    ],
+    [
+      "a node's block record ipam did not publish again",
+      { bus: { ...healthyBus, ipamNodes: new Set(['n1']) } },
+      /^n2: no block record from ipam/,
+    ],
+    [
+      'an endpoint record its agent did not publish again',
+      { bus: { ...healthyBus, endpointRecords: new Set(['a']) } },
+      /^b: no endpoint record from its agent/,
+    ],
+    [
+      "a pod's address missing from a node's ipcache on the bus",
+      {
+        bus: {
+          ...healthyBus,
+          ipcache: new Map([...healthyBus.ipcache, ['n2', new Set(['198.18.0.2/32'])]]),
+        },
+      },
+      /^n2: no ipcache entry from the router for a's fd00::2/,
+    ],
+    ['a bus that could not be read', { bus: 'timeout' }, /^the bus not readable: timeout/],
   ])('finds %s', (_what, change, expected) => {
     const found = violations({ ...healthy, ...change });
     expect(

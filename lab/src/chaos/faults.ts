@@ -1,6 +1,6 @@
 // The faults, each bounded: it is injected, lasts a known time, and heals (or is healed) before
 // run() returns. Processes are the lab's own, found by name in state.json.
-import { readdirSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { probe200 } from '@dyad/testbed';
@@ -13,6 +13,8 @@ import { outlastGracesMs } from './profile.ts';
 
 export interface FaultContext {
   readonly statePath: string;
+  /** The lab's process logs (`<name>.log`). */
+  readonly logsDir: string;
   readonly kube: KubeClient;
   readonly profile: ChaosProfile;
   readonly say: (line: string) => void;
@@ -108,6 +110,23 @@ const natsDataLoss = (name: string): Fault => ({
   },
 });
 
+/** Every server's store emptied at once: a fresh, empty cluster, as after losing every disk. */
+const natsClusterDataLoss: Fault = {
+  name: 'the whole NATS cluster loses its data',
+  run: async (ctx) => {
+    const members = (state(ctx).nats ?? []).map((m) => ({ ...m, pid: pidOf(ctx, m.name) }));
+    // all stopped first, so none is restarted, or serves, before every store is gone
+    for (const m of members) kill(m.pid, 'SIGSTOP');
+    for (const m of members)
+      for (const entry of readdirSync(m.storeDir))
+        rmSync(join(m.storeDir, entry), { recursive: true, force: true });
+    for (const m of members) kill(m.pid, 'SIGKILL');
+    for (const m of members) await restarted(ctx, m.name, m.pid);
+    await natsHealthy(ctx);
+    return undefined;
+  },
+};
+
 const natsClusterRestart: Fault = {
   name: 'the whole NATS cluster restarts',
   run: async (ctx) => {
@@ -158,6 +177,19 @@ async function compactEtcd(etcdUrl: string): Promise<number> {
   return revision;
 }
 
+/** kube-bridge's log line for a watch whose resourceVersion expired (services/kube-bridge, bridge.ts). */
+const WATCH_EXPIRED = 'watch expired (410 Gone)';
+
+function expiries(ctx: FaultContext): number {
+  try {
+    return (
+      readFileSync(join(ctx.logsDir, 'kube-bridge.log'), 'utf8').split(WATCH_EXPIRED).length - 1
+    );
+  } catch {
+    return 0;
+  }
+}
+
 const watchExpiry: Fault = {
   name: 'watch expiry: etcd compacted past kube-bridge, apiserver restarted',
   run: async (ctx) => {
@@ -165,16 +197,33 @@ const watchExpiry: Fault = {
     if (s.etcdUrl === undefined || s.apiserverPid === undefined)
       throw new Error('the lab records no etcd URL or apiserver pid');
     const bridge = pidOf(ctx, 'kube-bridge');
+    const before = expiries(ctx);
     // kube-bridge falls behind while pods change, etcd forgets every revision it saw, and the
-    // apiserver restarts with an empty watch cache: no watch can resume where it stopped
+    // apiserver restarts with an empty watch cache: no watch can resume where it stopped. The
+    // apiserver gets SIGTERM, which ends each watch response cleanly: kube-bridge, on
+    // resuming, reads a finished watch (not a broken connection), re-watches from the
+    // resourceVersion it last saw and gets 410 Gone. (SIGKILL would break the connections, and
+    // kube-bridge would list afresh without ever being told its position expired.)
     kill(bridge, 'SIGSTOP');
-    await sleep(3000);
-    const revision = await compactEtcd(s.etcdUrl);
-    ctx.say(`  etcd compacted at revision ${revision}`);
-    kill(s.apiserverPid, 'SIGKILL');
-    await until('kube-apiserver restarted', () => state(ctx).apiserverPid !== s.apiserverPid);
-    await apiserverAnswers(ctx);
-    kill(bridge, 'SIGCONT');
+    try {
+      await sleep(3000);
+      const revision = await compactEtcd(s.etcdUrl);
+      ctx.say(`  etcd compacted at revision ${revision}`);
+      // SIGTERM ends the watches at once; the rest of a graceful shutdown (up to a minute of
+      // draining) is not the fault: SIGKILL after 10 s, by when the ends have been written
+      const pid = s.apiserverPid;
+      kill(pid, 'SIGTERM');
+      await until('kube-apiserver stopped', () => !alive(pid), 10_000).catch(() =>
+        kill(pid, 'SIGKILL'),
+      );
+      await until('kube-apiserver restarted', () => state(ctx).apiserverPid !== pid);
+      await apiserverAnswers(ctx);
+    } finally {
+      kill(bridge, 'SIGCONT');
+    }
+    // the fault is only a fault if a watch really expired: kube-bridge says so per kind
+    await until('kube-bridge told 410 Gone', () => expiries(ctx) > before, 60_000);
+    ctx.say(`  kube-bridge told 410 Gone (${expiries(ctx) - before} watches so far)`);
     return undefined;
   },
 };
@@ -215,6 +264,7 @@ export function faults(nodes: readonly string[]): Fault[] {
     apiserverKill,
     natsDataLoss('nats-2'),
     natsClusterRestart,
+    natsClusterDataLoss,
     kubeBridgeOutage,
     watchExpiry,
     partition(victim),

@@ -41,6 +41,24 @@ export interface Snapshot {
   readonly bridged: ReadonlyMap<string, 'upsert' | 'delete'> | string;
   /** Probes of the matrix between the pods that did not connect: `a->b IPv6 (reason)`. */
   readonly matrixFailures: readonly string[];
+  /** What the bus holds of the state each owner keeps there, or why it could not be read. */
+  readonly bus: BusFact | string;
+}
+
+/**
+ * The records the owners of Dyad's state keep in JetStream, so that a bus that lost them (the
+ * whole NATS cluster's data gone) is seen to hold them again, not only the datapath to work on.
+ */
+export interface BusFact {
+  /** Every stream the cluster should have (KV buckets as `KV_<bucket>`) and the replicas it has (undefined: missing). */
+  readonly streams: ReadonlyMap<string, number | undefined>;
+  readonly replicas: number;
+  /** Nodes with a live block record from ipam. */
+  readonly ipamNodes: ReadonlySet<string>;
+  /** Pods with a live endpoint record from their node's agent. */
+  readonly endpointRecords: ReadonlySet<string>;
+  /** Per node, the prefixes of the router's live ipcache entries for it. */
+  readonly ipcache: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
 const familyOf = (a: string): Family => (a.includes(':') ? 'IPv6' : 'IPv4');
@@ -106,5 +124,28 @@ export function violations(s: Snapshot): string[] {
         out.push(`${name} (deleted): DYAD_K8S still has it live`);
   }
   out.push(...s.matrixFailures.map((f) => `matrix: ${f}`));
+  out.push(...busViolations(s));
+  return out;
+}
+
+function busViolations(s: Snapshot): string[] {
+  const b = s.bus;
+  if (typeof b === 'string') return [`the bus not readable: ${b}`];
+  const out: string[] = [];
+  for (const [name, replicas] of b.streams)
+    if (replicas === undefined) out.push(`stream ${name} missing`);
+    else if (replicas !== b.replicas)
+      out.push(`stream ${name}: ${replicas} replicas, not ${b.replicas}`);
+  for (const n of s.nodes)
+    if (!b.ipamNodes.has(n.node)) out.push(`${n.node}: no block record from ipam`);
+  for (const p of s.pods) {
+    if (!b.endpointRecords.has(p.name)) out.push(`${p.name}: no endpoint record from its agent`);
+    for (const n of s.nodes) {
+      const have = b.ipcache.get(n.node);
+      for (const a of p.podIPs)
+        if (have?.has(`${a}/${familyOf(a) === 'IPv4' ? 32 : 128}`) !== true)
+          out.push(`${n.node}: no ipcache entry from the router for ${p.name}'s ${a}`);
+    }
+  }
   return out;
 }

@@ -1,14 +1,31 @@
-// `npm run chaos [-- --profile short|long] [--reuse] [--keep]`: brings up a lab in .lab/chaos
+// `npm run chaos [-- --profile short|long] [--reuse] [--keep] [--only <part of a fault's name>]`: brings up a lab in .lab/chaos
 // (or reuses a ready one with --reuse), creates and deletes pods at a steady rate, and runs the
 // faults one at a time; after each, the invariants must hold. One line per fault, then one JSON
 // object as the last line. Exit 0 when no fault left a violation.
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { connectBus } from '@dyad/bus';
+import { connectBus, kvStreamName } from '@dyad/bus';
 import type { Bus } from '@dyad/bus';
 import { agentGet } from '@dyad/cli';
-import { K8S_STREAM, K8sKind, PodEvent, k8sKindFilter } from '@dyad/contracts';
+import {
+  AGENT_STREAM,
+  ALL_KV_BUCKETS,
+  ALL_STREAMS,
+  EndpointReport,
+  IPAM_NODES_STREAM,
+  IpamNodeEvent,
+  IpamSubject,
+  K8S_STREAM,
+  K8sKind,
+  PodEvent,
+  ROUTER_STREAM,
+  ROUTER_SUBJECT_ROOT,
+  RouterIpcacheEvent,
+  agentEndpointFilter,
+  decodeToken,
+  k8sKindFilter,
+} from '@dyad/contracts';
 import { createLogger, createMetrics } from '@dyad/telemetry';
 import { repoRoot } from '@dyad/testbed';
 import { labDown, labUp } from '../commands.ts';
@@ -27,7 +44,7 @@ import type { Family } from '@dyad/netaddr';
 import { faults } from './faults.ts';
 import type { Fault, FaultContext } from './faults.ts';
 import { violations } from './invariants.ts';
-import type { EndpointFact, NodeFact, PodFact, Snapshot } from './invariants.ts';
+import type { BusFact, EndpointFact, NodeFact, PodFact, Snapshot } from './invariants.ts';
 import { PROFILES, graceEnv } from './profile.ts';
 import type { ChaosProfile } from './profile.ts';
 
@@ -49,6 +66,7 @@ async function main(): Promise<number> {
       reuse: { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       'lab-dir': { type: 'string' },
+      only: { type: 'string' },
     },
   });
   const profile = PROFILES[values.profile as ChaosProfile['name']] as ChaosProfile | undefined;
@@ -78,7 +96,7 @@ async function main(): Promise<number> {
     throw new Error('the lab has no apiserver');
   const kube = new KubeClient(lab.apiserver, lab.tls);
   try {
-    return await suite(profile, paths, lab, kube, started);
+    return await suite(profile, paths, lab, kube, started, values.only);
   } finally {
     kube.close();
     if (!values.keep) await labDown([], { stdout: process.stderr, stderr: process.stderr }, paths);
@@ -91,6 +109,7 @@ async function suite(
   lab: LabStateValue,
   kube: KubeClient,
   started: number,
+  only: string | undefined,
 ): Promise<number> {
   const nodes = lab.nodes.map((n) => n.name);
   const families = lab.families as Family[];
@@ -117,7 +136,7 @@ async function suite(
   );
   const monitor = new ConnectivityMonitor(sentinels, families);
   const churn = new Churn(kube, nodes, profile.churnIntervalMs, profile.steadyPods);
-  const ctx: FaultContext = { statePath: paths.state, kube, profile, say };
+  const ctx: FaultContext = { statePath: paths.state, logsDir: paths.logs, kube, profile, say };
   const bus = await connectBus({
     servers: (lab.natsUrl ?? '').split(','),
     name: 'chaos',
@@ -149,7 +168,7 @@ async function suite(
       ),
     );
     for (let round = 0; round < profile.rounds; round++)
-      for (const fault of faults(nodes))
+      for (const fault of faults(nodes).filter((f) => only === undefined || f.name.includes(only)))
         reports.push(await runOne(fault, ctx, churn, monitor, bus, paths, families, nodes));
   } finally {
     await churn.pause();
@@ -333,6 +352,77 @@ async function snapshot(
     nodes: nodeFacts,
     bridged,
     matrixFailures: await matrix(records, pods, families),
+    bus: await busFact(bus, lab).catch((err: unknown) =>
+      err instanceof Error ? err.message : String(err),
+    ),
+  };
+}
+
+interface Jsz {
+  account_details?: Array<{
+    stream_detail?: Array<{ name: string; config?: { num_replicas?: number } }>;
+  }>;
+}
+
+/** What the bus holds: the streams (from a server's /jsz) and the owners' records. */
+async function busFact(bus: Bus, lab: LabStateValue | undefined): Promise<BusFact> {
+  const members = lab?.nats ?? [];
+  let jsz: Jsz | undefined;
+  for (const m of members) {
+    const res = await fetch(`${m.monitorUrl}/jsz?accounts=true&streams=true&config=true`).catch(
+      () => undefined,
+    );
+    if (res?.ok === true) {
+      jsz = (await res.json()) as Jsz;
+      break;
+    }
+  }
+  if (jsz === undefined) throw new Error('no NATS server answered /jsz');
+  const have = new Map<string, number | undefined>();
+  for (const a of jsz.account_details ?? [])
+    for (const d of a.stream_detail ?? []) have.set(d.name, d.config?.num_replicas ?? 1);
+  const streams = new Map<string, number | undefined>();
+  for (const name of [
+    ...ALL_STREAMS.map((x) => x.name),
+    ...ALL_KV_BUCKETS.map((x) => kvStreamName(x.bucket)),
+  ])
+    streams.set(name, have.get(name));
+  const [nodesSnap, endpoints, ipcache] = await Promise.all([
+    bus.snapshot([IpamNodeEvent], {
+      stream: IPAM_NODES_STREAM,
+      filterSubjects: [`${IpamSubject.node}.*`],
+    }),
+    bus.snapshot([EndpointReport], {
+      stream: AGENT_STREAM,
+      filterSubjects: [agentEndpointFilter()],
+    }),
+    bus.snapshot([RouterIpcacheEvent], {
+      stream: ROUTER_STREAM,
+      filterSubjects: [`${ROUTER_SUBJECT_ROOT}.node.*.ipcache.*`],
+    }),
+  ]);
+  const byNode = new Map<string, Set<string>>();
+  for (const [subject, d] of ipcache) {
+    if (d.value.op !== 'upsert') continue;
+    const node = decodeToken(subject.split('.')[4] ?? '');
+    const set = byNode.get(node) ?? new Set<string>();
+    set.add(d.value.entry.prefix);
+    byNode.set(node, set);
+  }
+  return {
+    streams,
+    replicas: Math.max(1, members.length),
+    ipamNodes: new Set(
+      [...nodesSnap.values()].filter((d) => d.value.op === 'upsert').map((d) => d.value.node),
+    ),
+    endpointRecords: new Set(
+      [...endpoints.values()]
+        .filter(
+          (d) => d.value.op === 'upsert' && d.value.endpoint.pod.namespace === CHAOS_NAMESPACE,
+        )
+        .map((d) => d.value.endpoint.pod.name),
+    ),
+    ipcache: byNode,
   };
 }
 

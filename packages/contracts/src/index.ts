@@ -97,6 +97,7 @@ export {
   ReleaseReason,
   ipamAllocFilter,
   ipamAllocSubject,
+  parseIpamAllocSubject,
   ipamEventSubject,
   ipamExhaustedSubject,
   ipamGrowSubject,
@@ -307,3 +308,5 @@ export {
   servicePermissions,
 } from './identities.ts';
 export type { SubjectPermissions } from './identities.ts';
+export { nodeBlocks, nodeClaimProblem } from './ownership.ts';
+export type { NodeClaimProblem } from './ownership.ts';

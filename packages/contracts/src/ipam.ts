@@ -4,7 +4,7 @@ import { defineMessage } from './contract.ts';
 import { REPLY_INBOX } from './reply.ts';
 import { Cidr4, Cidr6, FamilyAddress, FamilySchema, Ipv4Address, Ipv6Address } from './family.ts';
 import type { KvBucketSpec, StreamSpec } from './streams.ts';
-import { encodeToken } from './subjects.ts';
+import { decodeToken, encodeToken } from './subjects.ts';
 
 /**
  * IPAM: the cluster pool is `services/ipam`'s (node blocks, block sets on request, state in the KV
@@ -63,6 +63,19 @@ export const IPAM_GROW_FILTER = `${IpamSubject.grow}.*`;
  */
 export function ipamAllocSubject(node: string, containerId: string): string {
   return `${IpamSubject.alloc}.${encodeToken(node)}.${encodeToken(containerId)}`;
+}
+
+/** The inverse of `ipamAllocSubject`; undefined for any other subject. */
+export function parseIpamAllocSubject(
+  subject: string,
+): { node: string; containerId: string } | undefined {
+  const root = `${IpamSubject.alloc}.`;
+  if (!subject.startsWith(root)) return undefined;
+  const t = subject.slice(root.length).split('.');
+  const [node, containerId] = t;
+  return t.length === 2 && node && containerId
+    ? { node: decodeToken(node), containerId: decodeToken(containerId) }
+    : undefined;
 }
 
 /** Every allocation record of one node (`dyad.ipam.v1.alloc.<node>.*`), or of every node. */

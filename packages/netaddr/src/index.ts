@@ -24,6 +24,7 @@ export {
   parsePrefixInto,
   parsePrefixLenient,
   parsePrefixStrict,
+  prefixContains,
 } from './prefix.ts';
 export type { Prefix } from './prefix.ts';
 export { ipFromBigInt, ipToBigInt } from './int.ts';

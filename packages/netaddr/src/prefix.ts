@@ -1,6 +1,6 @@
 import { AddressError } from './errors.ts';
 import { ADDRESS_BITS, Family, FamilyVersion, familyOfVersion } from './family.ts';
-import { formatIp, parseIpInto } from './text.ts';
+import { formatIp, parseIpInto, tryParseIp } from './text.ts';
 import type { IpBytes } from './text.ts';
 
 /** An address prefix: `bytes` holds the network with every bit past `length` zero. */
@@ -108,4 +108,20 @@ export function parsePrefixStrict(prefix: string): Prefix {
 
 export function formatPrefix(p: Prefix): string {
   return `${formatIp(p.family, p.bytes)}/${p.length}`;
+}
+
+/** Whether `address` lies in `prefix` (both text, the prefix read leniently; false when either does not parse). */
+export function prefixContains(prefix: string, address: string): boolean {
+  const ip = tryParseIp(address);
+  let p: Prefix;
+  try {
+    p = parsePrefixLenient(prefix);
+  } catch (err) {
+    if (err instanceof AddressError) return false;
+    throw err;
+  }
+  if (ip === undefined || ip.family !== p.family) return false;
+  const a = maskBytes(ip.bytes, p.length);
+  const b = maskBytes(p.bytes, p.length);
+  return a.every((byte, i) => byte === b[i]);
 }

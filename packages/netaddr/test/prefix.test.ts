@@ -5,6 +5,7 @@ import {
   parsePrefixInto,
   parsePrefixLenient,
   parsePrefixStrict,
+  prefixContains,
 } from '../src/index.ts';
 
 const strict = (t: string) => formatPrefix(parsePrefixStrict(t));
@@ -86,5 +87,20 @@ describe('parsePrefixLenient', () => {
     );
     expect(parsePrefixInto('198.18.3.9/16', out, 4)).toBe((4 << 8) | 16);
     expect(Array.from(out.subarray(4))).toEqual([198, 18, ...new Array<number>(14).fill(0)]);
+  });
+});
+
+describe('prefixContains', () => {
+  test.each([
+    ['198.18.1.0/24', '198.18.1.255', true],
+    ['198.18.1.0/24', '198.18.2.0', false],
+    ['fd00:1::100/120', 'fd00:1::1ff', true],
+    ['fd00:1::100/120', 'fd00:1::200', false],
+    // another family, or text that does not parse: never contained
+    ['198.18.1.0/24', 'fd00:1::1', false],
+    ['198.18.1.0/24', '198.18.1.256', false],
+    ['not-a-prefix', '198.18.1.1', false],
+  ])('%s holds %s: %s', (prefix, address, holds) => {
+    expect(prefixContains(prefix, address)).toBe(holds);
   });
 });

@@ -7,3 +7,5 @@ export type {
   StartedService,
   StartOptions,
 } from './run.ts';
+export { startOverOnReconnect } from './start-over.ts';
+export type { StartOver, StartedOver } from './start-over.ts';

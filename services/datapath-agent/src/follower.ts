@@ -9,11 +9,13 @@ import {
   decodeToken,
   RouterRouteEvent,
   RouterServiceEvent,
+  RouterSyncEvent,
   ipamNodeSubject,
   nodePolicyFilter,
   routerIpcacheFilter,
   routerRouteFilter,
   routerServiceFilter,
+  routerSyncSubject,
 } from '@dyad/contracts';
 import type {
   MessageContract,
@@ -99,6 +101,11 @@ export interface FollowerOptions {
     replacement(): { set(prefix: string, pod: PodRef | undefined): void; commit(): void };
     setPod(prefix: string, pod: PodRef | undefined): void;
   };
+  /**
+   * The router's state for this node is whole again after the bus had lost it (its sync record
+   * is back): follow again, so the snapshot replaces what was kept meanwhile.
+   */
+  readonly onRouterRestored?: () => void;
   readonly logger: AgentLogger;
 }
 
@@ -144,6 +151,13 @@ export class DesiredStateFollower {
 
   async start(bus: Bus): Promise<void> {
     const node = this.#o.node;
+    // The router publishes a node's sync record after all of its entries. None, while this
+    // agent followed the router before: the bus lost the router's stream (NATS lost its data)
+    // and the router has not republished yet. An empty snapshot is then not "no entries": the
+    // node keeps forwarding with what it has, applies what arrives, and follows again once the
+    // sync record is back.
+    const sync = await lastValues(bus, RouterSyncEvent, ROUTER_STREAM, routerSyncSubject(node));
+    const routerLost = sync.values.size === 0 && this.#router.synced;
     const routerFilter = routerIpcacheFilter(node);
     const routesFilter = routerRouteFilter(node);
     const serviceFilter = routerServiceFilter(node);
@@ -152,12 +166,15 @@ export class DesiredStateFollower {
     for (const v of blocks.values.values()) this.#takeBlocks(v);
     // The router's entries are cluster-sized: each is applied to compact state as it is read,
     // never held as a delivery, so a start on a big cluster needs no more memory than running in it.
-    const entries = new RouterEntries();
-    const pods = this.#o.pods?.replacement();
+    // (after a loss, what the stream has again so far goes on top of what the node kept)
+    const entries = routerLost ? this.#router.entries : new RouterEntries();
+    const replacement = routerLost ? undefined : this.#o.pods?.replacement();
     const take = (prefix: string, v: RouterIpcache | undefined) => {
       if (v?.op === 'upsert') entries.set(prefix, routerEntryInfo(v.entry));
       else entries.delete(prefix);
-      pods?.set(prefix, v?.op === 'upsert' ? v.entry.pod : undefined);
+      const pod = v?.op === 'upsert' ? v.entry.pod : undefined;
+      if (replacement !== undefined) replacement.set(prefix, pod);
+      else this.#o.pods?.setPod(prefix, pod);
     };
     const router = await readOrEmpty(() =>
       bus.snapshotEach(
@@ -183,31 +200,41 @@ export class DesiredStateFollower {
       nodePolicyFilter(node),
     );
 
-    this.#router = { synced: true, entries };
-    pods?.commit();
-    const pol = new Map<string, PodPolicy>();
-    for (const v of policies.values.values())
-      if (v.op === 'upsert') pol.set(`${v.namespace}/${v.name}`, policyOf(v));
-    this.#policy = { synced: true, policies: pol };
-    const svc = new Map<string, RouterServiceEntryValue>();
-    for (const v of services.values.values())
-      if (v.op === 'upsert') svc.set(`${v.service.namespace}/${v.service.name}`, v.service);
-    this.#services = { synced: true, entries: svc };
+    if (!routerLost) {
+      this.#router = { synced: true, entries };
+      replacement?.commit();
+      const svc = new Map<string, RouterServiceEntryValue>();
+      for (const v of services.values.values())
+        if (v.op === 'upsert') svc.set(`${v.service.namespace}/${v.service.name}`, v.service);
+      this.#services = { synced: true, entries: svc };
+    }
+    // The policy service keeps no completeness record: a stream without a single record (not
+    // even a tombstone) while this node enforced policies is a lost stream, not "no policies".
+    const policyLost = policies.values.size === 0 && this.#policy.policies.size > 0;
+    if (!policyLost) {
+      const pol = new Map<string, PodPolicy>();
+      for (const v of policies.values.values())
+        if (v.op === 'upsert') pol.set(`${v.namespace}/${v.name}`, policyOf(v));
+      this.#policy = { synced: true, policies: pol };
+    }
     this.#o.reconciler.markAll();
     await this.#o.reconciler.flush();
     const nodeRoutes = [...routes.values.values()].flatMap((v) =>
       v.op === 'upsert' ? [{ cidr: v.route.cidr, via: v.route.via }] : [],
     );
-    this.#routes(() => this.#o.routes.replace(nodeRoutes));
-    this.#o.logger.info(
-      {
-        routerEntries: entries.size,
-        routes: nodeRoutes.length,
-        policies: pol.size,
-        services: svc.size,
-      },
-      'desired state applied',
-    );
+    if (!routerLost) this.#routes(() => this.#o.routes.replace(nodeRoutes));
+    const counts = {
+      routerEntries: this.#router.entries.size,
+      routes: nodeRoutes.length,
+      policies: this.#policy.policies.size,
+      services: this.#services.entries.size,
+    };
+    if (routerLost || policyLost)
+      this.#o.logger.warn(
+        { ...counts, routerLost, policyLost },
+        'the bus lost desired state: keeping the last, following what is republished',
+      );
+    else this.#o.logger.info(counts, 'desired state applied');
 
     // followed from just after what the snapshot read
     const from = (r: SnapshotRead) =>
@@ -279,6 +306,20 @@ export class DesiredStateFollower {
         (d) => this.#takeBlocks(d.value),
       ),
     );
+    if (routerLost) {
+      let restored = false;
+      this.#consumers.push(
+        await bus.consume(
+          [RouterSyncEvent],
+          { stream: ROUTER_STREAM, filterSubjects: [routerSyncSubject(node)] },
+          () => {
+            if (restored) return;
+            restored = true;
+            this.#o.onRouterRestored?.();
+          },
+        ),
+      );
+    }
   }
 
   /** A route the kernel refuses (its gateway unreachable) is logged; the next change retries. */

@@ -187,6 +187,8 @@ async function main(): Promise<void> {
     routes,
     onBlocks: (blocks) => ipam.setBlocks(blocks),
     pods: flowDirectory,
+    // the router republished this node's state after the bus lost it: read it whole again
+    onRouterRestored: () => follow.trigger(),
     logger,
   });
   const plumber = new PodPlumber(netns, datapath);

@@ -59,6 +59,11 @@ export class HeldView {
     return [...this.reports.keys()];
   }
 
+  /** Whether `node`'s agent has reported at all (an empty report counts: it holds nothing). */
+  reported(node: string): boolean {
+    return this.reports.has(node);
+  }
+
   /** Whether `node`'s agent reports holding this block (CIDRs compared canonical). */
   heldBy(node: string, family: Family, cidr: string): boolean {
     const want = canonicalBlock(family, cidr)?.cidr;

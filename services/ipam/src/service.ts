@@ -93,6 +93,9 @@ export class IpamService {
   private gcRunning: Promise<void> | undefined;
   private stopped = false;
   private serving = false;
+  /** In the rebuild wait: no block is claimed for a new set (see resumeIfAllReported). */
+  private rebuildWait = false;
+  private nodesRead = false;
 
   constructor(opts: IpamServiceOptions) {
     this.opts = opts;
@@ -155,6 +158,7 @@ export class IpamService {
     this.opts.metrics.setPoolSource(() => assigner.poolUsage());
     if (emptyBucket && this.opts.rebuildWaitMs > 0) {
       assigner.claimsPaused = true;
+      this.rebuildWait = true;
       this.resumeTimer = setTimeout(() => this.resumeClaims(), this.opts.rebuildWaitMs);
       logger.info(
         { waitMs: this.opts.rebuildWaitMs, reported: reported.length },
@@ -172,7 +176,9 @@ export class IpamService {
     );
     // Nodes first, so that a record rebuilt from a report carries its Node's UID.
     await this.nodeView.start(bus);
+    this.nodesRead = true;
     for (const node of reported) this.heldReported(node);
+    this.resumeIfAllReported();
     this.subs.push(
       bus.serve(GrowRequest, IPAM_GROW_FILTER, (d) => this.grow(d), GrowReply, {
         queue: 'ipam',
@@ -241,6 +247,7 @@ export class IpamService {
 
   private onNodeLive(name: string): void {
     if (this.stopped || this.assigner === undefined) return;
+    this.resumeIfAllReported();
     this.assigner.announce(name).catch((err: unknown) => {
       // Exhaustion was logged and published where it happened; a paused replica assigns on resume.
       if (err instanceof AssignError && err.code !== IpamErrorCode.unknownNode) return;
@@ -270,16 +277,32 @@ export class IpamService {
 
   private heldReported(node: string): void {
     if (this.stopped) return;
+    this.resumeIfAllReported();
     this.assigner?.heldReported(node).catch((err: unknown) => {
       this.opts.logger.warn({ err, node }, "could not act on a node's held-blocks report");
     });
   }
 
-  private resumeClaims(): void {
+  /**
+   * The rebuild wait ends early once every live node has had its agent's report (and there is
+   * one): then no block a running agent holds is still unknown. Waiting out the whole wait is
+   * for nodes whose agents are down.
+   */
+  private resumeIfAllReported(): void {
+    // not while the node view reads its snapshot: the nodes seen so far are not all of them
+    if (!this.rebuildWait || !this.nodesRead) return;
+    const live = [...this.nodeView.nodes].filter(([, n]) => n.live).map(([name]) => name);
+    if (live.length > 0 && live.every((name) => this.held.reported(name)))
+      this.resumeClaims('every node reported');
+  }
+
+  private resumeClaims(why = 'the wait is over'): void {
     const assigner = this.assigner;
-    if (this.stopped || assigner === undefined) return;
+    if (this.stopped || assigner === undefined || !this.rebuildWait) return;
+    this.rebuildWait = false;
+    if (this.resumeTimer !== undefined) clearTimeout(this.resumeTimer);
     assigner.claimsPaused = false;
-    this.opts.logger.info({}, 'rebuild wait over: giving out blocks again');
+    this.opts.logger.info({ why }, 'rebuild wait over: giving out blocks again');
     for (const [name, n] of this.nodeView.nodes) if (n.live) this.onNodeLive(name);
   }
 

@@ -22,8 +22,11 @@ const Env = z.object({
   DYAD_IPAM_NODE_GRACE_S: seconds(600),
   /** At least 30 s: an assigner gives up a claim older than half of it, and a write may take 5 s. */
   DYAD_IPAM_ORPHAN_GRACE_S: seconds(600, 30),
-  /** After finding no node record: how long node agents have to report their blocks first. */
-  DYAD_IPAM_REBUILD_WAIT_S: seconds(5),
+  /**
+   * After finding no node record: how long node agents have at most to report their blocks first
+   * (the wait ends as soon as every live node's agent has).
+   */
+  DYAD_IPAM_REBUILD_WAIT_S: seconds(30),
   DYAD_IPAM_CONCURRENCY: z.coerce.number().int().min(1).max(65536).default(64),
 });
 

@@ -85,3 +85,48 @@ describe('rebuild after losing the bucket', () => {
     );
   }, 120_000);
 });
+
+describe('the rebuild wait ends once every live node has reported', () => {
+  let c: Cluster;
+
+  beforeAll(async () => {
+    c = await startCluster(['a1', 'a2'], ENV, ['ipam-1']);
+    return () => c.stop();
+  });
+
+  async function blocks(node: string, count: number): Promise<Blocks> {
+    return vi.waitFor(
+      async () => {
+        const b = (await assignments(c.bus)).get(node)?.blocks ?? [];
+        if (b.length !== count) throw new Error(`${node} has ${b.length} blocks`);
+        return b;
+      },
+      { timeout: 30_000, interval: 100 },
+    );
+  }
+
+  it("gives no node fresh blocks before its agent's late report, and claims again right after the last one", async () => {
+    const a1 = await blocks('a1', 2);
+    const a2 = await blocks('a2', 2);
+
+    // NATS loses ipam's data; ipam comes back before either agent has re-reported (as after the
+    // whole NATS cluster lost its data, agents retrying with backoff)
+    await c.replicas.pop()?.proc.stop();
+    const raw = await connect({ servers: c.nats.url });
+    const jsm = await jetstreamManager(raw);
+    await jsm.streams.delete(`KV_${IPAM_KV_BUCKET}`);
+    await jsm.streams.purge(IPAM_NODES_STREAM);
+    await raw.close();
+    // a wait only the reports can end within this test
+    c.replicas.push(await startReplica(c.nats.url, { ...ENV, DYAD_IPAM_REBUILD_WAIT_S: '3600' }));
+    await publishHeld(c.bus, 'a2', a2);
+    await publishHeld(c.bus, 'a1', a1);
+
+    expect(await blocks('a1', 2)).toEqual(a1);
+    expect(await blocks('a2', 2)).toEqual(a2);
+    // claims again: a grow needs a new block (it would wait out the hour otherwise)
+    const grown = await grow(c.bus, 'a1', 1);
+    expect(grown.slice(0, 2)).toEqual(a1);
+    expect(grown.slice(2).some((b) => a2.some((x) => x.cidr === b.cidr))).toBe(false);
+  }, 120_000);
+});

@@ -84,6 +84,10 @@ export class KubeBridge {
             o.logger.info({ kind: kind.kind, objects: items.length }, 'listed');
             void this.reconcile(kind.kind);
           },
+          onExpired: () => {
+            o.metrics.watchExpiries.inc({ kind: kind.kind });
+            o.logger.warn({ kind: kind.kind }, 'watch expired (410 Gone); relisting');
+          },
           onError: (err, retryInMs) => {
             o.metrics.watchErrors.inc({ kind: kind.kind });
             o.logger.warn(

@@ -6,6 +6,7 @@ export interface BridgeMetrics {
   readonly publishErrors: Counter;
   readonly invalidObjects: Counter<'kind'>;
   readonly watchErrors: Counter<'kind'>;
+  readonly watchExpiries: Counter<'kind'>;
   readonly reconciled: Counter<'kind' | 'action'>;
   readonly lists: Counter<'kind'>;
   readonly backlog: Gauge;
@@ -34,6 +35,12 @@ export function createBridgeMetrics(registry: Registry): BridgeMetrics {
     watchErrors: new Counter({
       name: 'dyad_kube_bridge_watch_errors_total',
       help: 'Watch or list failures that led to a relist',
+      labelNames: ['kind'],
+      registers,
+    }),
+    watchExpiries: new Counter({
+      name: 'dyad_kube_bridge_watch_expired_total',
+      help: "Watches whose resourceVersion had expired (410 Gone), each followed by the informer's own relist",
       labelNames: ['kind'],
       registers,
     }),

@@ -1,5 +1,6 @@
 import type { MessageContract } from '@dyad/contracts';
 import { K8S_STREAM, K8sStream, parseK8sObjectSubject } from '@dyad/contracts';
+import { retryWithBackoff } from '@dyad/bus';
 import type { Bus } from '@dyad/bus';
 import type { ObjectEvent, ObjectStreamPort } from './bridge.ts';
 
@@ -14,9 +15,22 @@ export function ceSubjectOf(natsSubject: string): string {
 export function busStreamPort(bus: Bus, onError: (err: unknown) => void): ObjectStreamPort {
   return {
     onReconnect(listener) {
-      return bus.onReconnect(() => {
-        bus.ensureStreams([K8sStream]).then(listener, onError);
+      // The server may have lost its data: once the bootstrap service has made the stream again
+      // (only it may; until then the check is refused), the bridge compares and republishes.
+      let off = false;
+      const unsubscribe = bus.onReconnect(() => {
+        retryWithBackoff(() => bus.ensureStreams([K8sStream]), {
+          policy: { initialMs: 250, maxMs: 5000 },
+          stopped: () => off,
+          onError,
+        }).then(() => {
+          if (!off) listener();
+        }, onError);
       });
+      return () => {
+        off = true;
+        unsubscribe();
+      };
     },
     async publish(contract, subject, event, opts) {
       await bus.jsPublish(contract, subject, event, {

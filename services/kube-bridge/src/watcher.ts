@@ -10,6 +10,11 @@ export interface KindWatcherHooks {
   /** After every complete list, once the informer's cache holds it. */
   readonly onListed: (objects: readonly KubernetesObject[]) => void;
   readonly onError: (err: unknown, retryInMs: number) => void;
+  /**
+   * The watch's resourceVersion expired (410 Gone) and the informer lists again by itself. The
+   * informer forgets its resourceVersion only on a 410, so a second list by one informer is one.
+   */
+  readonly onExpired?: () => void;
 }
 
 /**
@@ -79,7 +84,9 @@ export class KindWatcher {
     const gen = ++this.#generation;
     const current = () => gen === this.#generation && !this.#stopped;
     this.#listed = false;
+    let lists = 0;
     const list = async () => {
+      if (lists++ > 0 && current()) this.#hooks.onExpired?.();
       const result = await this.#kind.list();
       // The informer fills its cache synchronously right after this resolves; report the list
       // once that has happened.

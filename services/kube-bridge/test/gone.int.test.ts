@@ -26,8 +26,10 @@ let bus: Bus;
 let bridge: KubeBridge;
 
 const metrics = createBridgeMetrics(createMetrics());
-const lists = async (kind: string) =>
-  (await metrics.lists.get()).values.find((v) => v.labels.kind === kind)?.value ?? 0;
+const count = async (c: typeof metrics.lists, kind: string) =>
+  (await c.get()).values.find((v) => v.labels.kind === kind)?.value ?? 0;
+const lists = (kind: string) => count(metrics.lists, kind);
+const expiries = (kind: string) => count(metrics.watchExpiries, kind);
 
 /** What beforeAll made, undone last first; a set-up that failed half way undoes its half. */
 const teardown: Array<() => Promise<unknown>> = [];
@@ -63,6 +65,7 @@ it('after a compaction makes the watch position too old, the bridge relists and 
   await k.core.createNode({ body: { metadata: { name: 'gone-doomed' } } });
   await eventually(async () => expect((await streamState(bus)).get(doomed)?.op).toBe('upsert'));
   const before = await lists('Node');
+  const expiredBefore = await expiries('Node');
 
   // Delete, churn another kind so the revision moves on, and compact: the node informer's next
   // re-watch starts from a compacted revision. (The delete may still arrive by watch if a
@@ -77,8 +80,10 @@ it('after a compaction makes the watch position too old, the bridge relists and 
   const { header } = await etcd('/v3/kv/range', { key: Buffer.from('/').toString('base64') });
   await etcd('/v3/kv/compaction', { revision: header.revision, physical: true });
 
-  // The informer only relists after a 410 (or an error); count lists to know it happened.
+  // The informer only relists after a 410 (or an error); count lists to know it happened, and
+  // the bridge's expiry counter to know it was the 410.
   await eventually(async () => expect(await lists('Node')).toBeGreaterThan(before), 60_000);
+  expect(await expiries('Node')).toBeGreaterThan(expiredBefore);
   await bridge.settled();
   const s = await streamState(bus);
   expect(s.get(doomed)?.op).toBe('delete');

@@ -1,12 +1,11 @@
 import { z } from 'zod';
-import { NatsEnv, readStreamReplicas } from '@dyad/bus';
+import { NatsEnv } from '@dyad/bus';
 
 /** dyad-nats-auth's settings, from the environment (the chart sets them). */
 const Env = z.object({
   KUBECONFIG: z.string().min(1).optional(),
   NATS_URL: NatsEnv.NATS_URL,
   NATS_CA: NatsEnv.NATS_CA,
-  DYAD_CONFIG_DIR: NatsEnv.DYAD_CONFIG_DIR,
   /** The release namespace (the pod's, from the downward API). */
   DYAD_NATS_AUTH_NAMESPACE: z.string().min(1),
   DYAD_NATS_AUTH_SECRET: z.string().min(1).default('dyad-nats-auth'),
@@ -20,7 +19,6 @@ export interface NatsAuthConfig {
   readonly kubeconfig: string | undefined;
   readonly servers: readonly string[];
   readonly caFile: string | undefined;
-  readonly streamReplicas: number;
   readonly namespace: string;
   readonly secretName: string;
   readonly audience: string;
@@ -44,7 +42,6 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): N
     kubeconfig: e.KUBECONFIG,
     servers: e.NATS_URL.split(',').map((s) => s.trim()),
     caFile: e.NATS_CA,
-    streamReplicas: e.DYAD_CONFIG_DIR === undefined ? 1 : readStreamReplicas(e.DYAD_CONFIG_DIR),
     namespace: e.DYAD_NATS_AUTH_NAMESPACE,
     secretName: e.DYAD_NATS_AUTH_SECRET,
     audience: e.DYAD_NATS_AUTH_AUDIENCE,

@@ -30,6 +30,8 @@ export const SERVICE_ACCOUNTS: Readonly<Record<string, ServiceIdentity>> = {
   'dyad-ipam': ServiceIdentity.ipam,
   'dyad-router': ServiceIdentity.router,
   'dyad-policy': ServiceIdentity.policy,
+  // the one holder of the bootstrap identity: creates (and recreates) streams and buckets
+  'dyad-bootstrap': ServiceIdentity.bootstrap,
   // helm's pre-delete hook Job (`dyad uninstall`)
   'dyad-uninstall': ServiceIdentity.uninstall,
   // not created by the chart: for third-party tools reading flows, and for operators (the dyad

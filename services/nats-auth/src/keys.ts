@@ -6,7 +6,6 @@ import { authorizationConfig } from './server-config.ts';
 export const SecretKey = {
   issuer: 'issuer.nk',
   callout: 'callout.nk',
-  bootstrap: 'bootstrap.nk',
   /** The only key nats-server mounts. */
   authConf: 'auth.conf',
 } as const;
@@ -14,7 +13,6 @@ export const SecretKey = {
 export interface CalloutKeys {
   readonly issuer: KeyPair;
   readonly callout: KeyPair;
-  readonly bootstrap: KeyPair;
 }
 
 /** The Secret as this service reads and writes it: string data and its resourceVersion. */
@@ -35,12 +33,12 @@ export class KeySecretMissingError extends Error {
 }
 
 function fromSeeds(data: Readonly<Record<string, string>>): CalloutKeys | undefined {
-  const seeds = [data[SecretKey.issuer], data[SecretKey.callout], data[SecretKey.bootstrap]];
+  const seeds = [data[SecretKey.issuer], data[SecretKey.callout]];
   if (seeds.some((s) => s === undefined || s === '')) return undefined;
-  const [issuer, callout, bootstrap] = seeds.map((s) =>
+  const [issuer, callout] = seeds.map((s) =>
     nkeys.fromSeed(new TextEncoder().encode((s as string).trim())),
-  ) as [KeyPair, KeyPair, KeyPair];
-  return { issuer, callout, bootstrap };
+  ) as [KeyPair, KeyPair];
+  return { issuer, callout };
 }
 
 function seed(kp: KeyPair): string {
@@ -64,17 +62,14 @@ export async function ensureCalloutKeys(store: SecretStore, what: string): Promi
     const keys: CalloutKeys = {
       issuer: nkeys.createAccount(),
       callout: nkeys.createUser(),
-      bootstrap: nkeys.createUser(),
     };
     const data = {
       ...s.data,
       [SecretKey.issuer]: seed(keys.issuer),
       [SecretKey.callout]: seed(keys.callout),
-      [SecretKey.bootstrap]: seed(keys.bootstrap),
       [SecretKey.authConf]: authorizationConfig({
         issuer: keys.issuer.getPublicKey(),
         callout: keys.callout.getPublicKey(),
-        bootstrap: keys.bootstrap.getPublicKey(),
       }),
     };
     if (await store.write(data, s.resourceVersion)) return keys;

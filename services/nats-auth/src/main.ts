@@ -1,5 +1,5 @@
-// dyad-nats-auth: nats-server's auth callout (ServiceAccount tokens → Dyad identities) and the
-// bootstrap identity that declares every stream and bucket. Settings: config.ts.
+// dyad-nats-auth: nats-server's auth callout (ServiceAccount tokens → Dyad identities).
+// Settings: config.ts.
 import { KubeConfig } from '@kubernetes/client-node';
 import { createLogger, createMetrics, startHealthServer } from '@dyad/telemetry';
 import { loadConfig } from './config.ts';
@@ -19,7 +19,6 @@ async function main(): Promise<void> {
     audience: cfg.audience,
     servers: cfg.servers,
     caFile: cfg.caFile,
-    streamReplicas: cfg.streamReplicas,
     logger,
     registry,
   });

@@ -1,9 +1,4 @@
-import {
-  ServiceIdentity,
-  authCalloutPermissions,
-  inboxPermission,
-  servicePermissions,
-} from '@dyad/contracts';
+import { authCalloutPermissions, inboxPermission } from '@dyad/contracts';
 import type { SubjectPermissions } from '@dyad/contracts';
 
 /** The public halves of the callout's keys: all nats-server needs. */
@@ -12,8 +7,6 @@ export interface CalloutPublicKeys {
   readonly issuer: string;
   /** The callout service's own connection (exempt from the callout). */
   readonly callout: string;
-  /** The bootstrap identity's connection, which creates streams and buckets (exempt too). */
-  readonly bootstrap: string;
 }
 
 const q = (s: string): string => JSON.stringify(s);
@@ -36,23 +29,22 @@ function user(name: string, nkey: string, p: SubjectPermissions): string {
 }
 
 /**
- * nats-server's `authorization` block: two NKey users of its own (the callout's connection and
- * the bootstrap identity), every other client sent to the callout. Written into Secret
+ * nats-server's `authorization` block: one NKey user of its own (the callout's connection), every
+ * other client (the bootstrap service included) sent to the callout. Written into Secret
  * dyad-nats-auth (key `auth.conf`), which the chart's nats.conf includes.
  */
 export function authorizationConfig(keys: CalloutPublicKeys, authTimeoutS = 5): string {
   return [
-    '# Written by dyad-nats-auth (services/nats-auth): every client but these two users is',
+    '# Written by dyad-nats-auth (services/nats-auth): every client but this user is',
     '# sent to the auth callout, which admits Dyad ServiceAccount tokens.',
     'authorization {',
     `  timeout: ${authTimeoutS}`,
     '  users: [',
     user('nats-auth (the callout)', keys.callout, authCalloutPermissions()),
-    user('bootstrap', keys.bootstrap, servicePermissions(ServiceIdentity.bootstrap)),
     '  ]',
     '  auth_callout {',
     `    issuer: ${q(keys.issuer)}`,
-    `    auth_users: ${list([keys.callout, keys.bootstrap])}`,
+    `    auth_users: ${list([keys.callout])}`,
     '  }',
     '}',
     '',

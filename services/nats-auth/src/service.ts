@@ -1,5 +1,4 @@
-import { ALL_KV_BUCKETS, ALL_STREAMS } from '@dyad/contracts';
-import { connectBus, oneAtATime, retryWithBackoff } from '@dyad/bus';
+import { connectBus } from '@dyad/bus';
 import type { Bus, BusLogger, BusSubscription } from '@dyad/bus';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { Counter } from 'prom-client';
@@ -19,8 +18,6 @@ export interface NatsAuthOptions {
   readonly audience: string;
   readonly servers: readonly string[];
   readonly caFile?: string | undefined;
-  /** Replicas of the streams and buckets the bootstrap identity declares. */
-  readonly streamReplicas: number;
   readonly logger: BusLogger;
   readonly registry: Registry;
   /** Replaces the TokenReview (tests without an API server). */
@@ -30,16 +27,16 @@ export interface NatsAuthOptions {
 }
 
 export interface NatsAuth {
-  /** The callout answers and the streams and buckets are declared. */
+  /** The callout is connected and answers. */
   ready(): boolean;
   stop(): Promise<void>;
 }
 
 /**
- * dyad-nats-auth: nats-server's auth callout for Dyad's clients, and the bootstrap identity.
- * Keys first (they exist before nats-server can start: its configuration includes their public
- * halves), then the callout's connection, then the bootstrap connection, which declares every
- * stream and bucket, again after each reconnect (a server may have come back without them).
+ * dyad-nats-auth: nats-server's auth callout for Dyad's clients. Keys first (they exist before
+ * nats-server can start: its configuration includes their public halves), then the callout's
+ * connection. Streams and buckets are the bootstrap service's (services/bootstrap), which
+ * connects through this callout like every other Dyad process.
  */
 export async function startNatsAuth(o: NatsAuthOptions): Promise<NatsAuth> {
   const keys = await ensureCalloutKeys(
@@ -47,13 +44,6 @@ export async function startNatsAuth(o: NatsAuthOptions): Promise<NatsAuth> {
     `Secret ${o.namespace}/${o.secretName}`,
   );
   const seed = (k: { getSeed(): Uint8Array }): string => new TextDecoder().decode(k.getSeed());
-  const common = {
-    servers: o.servers,
-    ...(o.caFile === undefined ? {} : { caFile: o.caFile }),
-    logger: o.logger,
-    registry: o.registry,
-    waitOnFirstConnect: true,
-  };
   const requests = new Counter({
     name: 'dyad_nats_auth_requests_total',
     help: 'Auth callout requests answered, by result (admitted, refused, no-token, review-failed, invalid-request)',
@@ -61,12 +51,15 @@ export async function startNatsAuth(o: NatsAuthOptions): Promise<NatsAuth> {
     registers: [o.registry],
   });
   const callout: Bus = await connectBus({
-    ...common,
+    servers: o.servers,
+    ...(o.caFile === undefined ? {} : { caFile: o.caFile }),
+    logger: o.logger,
+    registry: o.registry,
+    waitOnFirstConnect: true,
     name: 'nats-auth',
     nkeySeed: seed(keys.callout),
   });
-  let serving: BusSubscription | undefined;
-  let boot: Bus | undefined;
+  let serving: BusSubscription;
   try {
     serving = callout.serveAuthCallout(
       authCalloutHandler({
@@ -77,47 +70,15 @@ export async function startNatsAuth(o: NatsAuthOptions): Promise<NatsAuth> {
         requests,
       }),
     );
-    boot = await connectBus({
-      ...common,
-      name: 'nats-auth-bootstrap',
-      nkeySeed: seed(keys.bootstrap),
-      streamReplicas: o.streamReplicas,
-    });
   } catch (err) {
-    await serving?.stop();
     await callout.close();
     throw err;
   }
-  const bootstrapBus = boot;
-  let stopping = false;
-  let declared = false;
-  const declare = oneAtATime(async () => {
-    declared = false;
-    await retryWithBackoff(
-      async () => {
-        await bootstrapBus.ensureStreams(ALL_STREAMS);
-        await bootstrapBus.ensureKv(ALL_KV_BUCKETS);
-        declared = true;
-        o.logger.info({}, 'streams and buckets declared');
-      },
-      {
-        policy: { initialMs: 500, maxMs: 10_000 },
-        stopped: () => stopping,
-        onError: (err, attempt, retryInMs) =>
-          o.logger.warn({ err, attempt, retryInMs }, 'streams and buckets not declared yet'),
-      },
-    );
-  });
-  declare.trigger();
-  const unlisten = bootstrapBus.onReconnect(() => declare.trigger());
   return {
-    ready: () => declared && callout.isConnected() && bootstrapBus.isConnected(),
+    ready: () => callout.isConnected(),
     async stop() {
-      stopping = true;
-      unlisten();
-      await declare.running();
       await serving.stop();
-      await Promise.allSettled([bootstrapBus.drain(), callout.drain()]);
+      await callout.drain();
     },
   };
 }

@@ -196,14 +196,13 @@ describe('auth callout: ServiceAccount tokens as Dyad identities', () => {
       secretName: SECRET,
       audience: AUDIENCE,
       servers: [nats.url],
-      streamReplicas: 1,
       logger: authLog,
       registry: createMetrics(),
     });
     cleanup.push(() => a.stop());
     const until = Date.now() + 30_000;
     while (!a.ready()) {
-      if (Date.now() > until) throw new Error('nats-auth not ready (streams not declared)');
+      if (Date.now() > until) throw new Error('nats-auth not ready');
       await new Promise((r) => setTimeout(r, 100));
     }
     return a;

@@ -56,7 +56,7 @@ describe('admit: ServiceAccount → identity', () => {
       { authenticated: true, username: sa('default') },
       { authenticated: true, username: 'system:serviceaccount:other:dyad-ipam' },
       { authenticated: true, username: 'admin' },
-      // bootstrap is no ServiceAccount's: only the callout's own key is bootstrap
+      // the callout's own account is exempt by its NKey, never admitted by token
       { authenticated: true, username: sa('dyad-nats-auth') },
       { authenticated: true, username: sa('dyad-agent') },
       { authenticated: true, username: sa('dyad-agent'), extra: { [NODE_NAME_EXTRA]: ['a', 'b'] } },

@@ -140,7 +140,6 @@ export class PolicyService {
   readonly #batch = new TraceBatch();
   #retryTimer: NodeJS.Timeout | undefined;
   #reconciling: Promise<void> | undefined;
-  #offReconnect: () => void = () => undefined;
   #ready = false;
   #stopped = false;
 
@@ -248,11 +247,6 @@ export class PolicyService {
     this.#workers.push(refusals);
     this.#every(this.#o.identityGcIntervalMs, () => this.#gc());
     this.#every(this.#o.resyncIntervalMs, () => this.resync());
-    // A server that came back may have lost what it stored: compare again.
-    this.#offReconnect = bus.onReconnect(() => {
-      this.#publisher.kick();
-      void this.resync();
-    });
     this.#ready = true;
     logger.info(
       {
@@ -267,7 +261,6 @@ export class PolicyService {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#ready = false;
-    this.#offReconnect();
     clearTimeout(this.#flushTimer);
     clearTimeout(this.#retryTimer);
     for (const t of this.#timers) clearInterval(t);

@@ -6,7 +6,6 @@ import {
   AddressError,
   formatIp,
   formatPrefix,
-  maskBytes,
   parsePrefixLenient,
   tryParseIp,
 } from '@dyad/netaddr';
@@ -38,20 +37,4 @@ export function hostPrefix(text: string): string | undefined {
   return ip === undefined
     ? undefined
     : `${formatIp(ip.family, ip.bytes)}/${ADDRESS_BITS[ip.family]}`;
-}
-
-/** Whether `address` lies in `prefix` (both text; false when either does not parse). */
-export function prefixContains(prefix: string, address: string): boolean {
-  const ip = tryParseIp(address);
-  let p;
-  try {
-    p = parsePrefixLenient(prefix);
-  } catch (err) {
-    if (err instanceof AddressError) return false;
-    throw err;
-  }
-  if (ip === undefined || ip.family !== p.family) return false;
-  const a = maskBytes(ip.bytes, p.length);
-  const b = maskBytes(p.bytes, p.length);
-  return a.every((byte, i) => byte === b[i]);
 }

@@ -11,6 +11,9 @@ import {
   IPAM_NODE_FILTER,
   ipamAllocFilter,
   ipamNodeSubject,
+  nodeBlocks,
+  nodeClaimProblem,
+  parseIpamAllocSubject,
 } from '@dyad/contracts';
 import { formatPrefix, maskBytes, parsePrefixLenient, tryParseIp } from '@dyad/netaddr';
 import { Exit, defineCommand } from '../command.ts';
@@ -52,6 +55,21 @@ export interface IpamListing {
     readonly addresses: readonly { readonly family: Family; readonly address: string }[];
     readonly allocatedAt: string;
   }[];
+  /**
+   * Allocation records refused: their subject's node may not claim them (another node named, or
+   * an address outside the node's blocks: a forged or broken record), with the reason.
+   */
+  readonly refused: readonly {
+    readonly subject: string;
+    readonly reason: string;
+    readonly detail: string;
+  }[];
+}
+
+/** An allocation record with the subject it was stored under (the subject names its writer). */
+export interface AllocationRecord {
+  readonly subject: string;
+  readonly value: AllocatedValue;
 }
 
 /**
@@ -102,9 +120,23 @@ function familyOrder(nodes: readonly NodeEventValue[]): Family[] {
  */
 export function listing(
   assignments: readonly NodeEventValue[],
-  allocations: readonly AllocatedValue[],
+  records: readonly AllocationRecord[],
 ): IpamListing {
   const live = assignments.filter((a) => a.op === 'upsert');
+  const blocksOf = nodeBlocks(live);
+  const refused: IpamListing['refused'][number][] = [];
+  const allocations: AllocatedValue[] = [];
+  for (const r of records) {
+    const node = parseIpamAllocSubject(r.subject)?.node ?? '';
+    const problem = nodeClaimProblem(
+      node,
+      r.value.node,
+      r.value.addresses.map((a) => a.address),
+      blocksOf.get(node) ?? [],
+    );
+    if (problem === undefined) allocations.push(r.value);
+    else refused.push({ subject: r.subject, ...problem });
+  }
   const families = familyOrder(live);
   const order: Family[] = [...families, ...FAMILIES.filter((f) => !families.includes(f))];
   // Pod addresses per node and block, found by masking each address to its family's block size.
@@ -159,7 +191,7 @@ export function listing(
       addresses: order.flatMap((f) => p.addresses.filter((x) => x.family === f)),
       allocatedAt: p.allocatedAt,
     }));
-  return { families, nodes, pods };
+  return { families, nodes, pods, refused };
 }
 
 /** The two tables; `wide` adds the block set, the pod's slot and UID and the whole container id. */
@@ -201,7 +233,14 @@ export function renderListing(l: IpamListing, wide = false): string {
       p.allocatedAt,
     ]),
   );
-  return `${blocks}\n${pods}`;
+  const refused =
+    l.refused.length === 0
+      ? ''
+      : `\n${formatTable(
+          ['REFUSED RECORD', 'REASON', 'DETAIL'],
+          l.refused.map((r) => [r.subject, r.reason, r.detail]),
+        )}`;
+  return `${blocks}\n${pods}${refused}`;
 }
 
 function noStream(err: unknown): boolean {
@@ -230,8 +269,8 @@ async function readStreams(bus: Bus, node: string | undefined): Promise<IpamList
     // No agent has recorded anything yet.
     if (!noStream(err)) throw err;
   }
-  const allocated = [...(records?.values() ?? [])].flatMap((d) =>
-    d.contract === AddressesAllocated ? [d.value as AllocatedValue] : [],
+  const allocated = [...(records?.entries() ?? [])].flatMap(([subject, d]) =>
+    d.contract === AddressesAllocated ? [{ subject, value: d.value as AllocatedValue }] : [],
   );
   return listing(
     [...assigned.values()].map((d) => d.value),
@@ -244,7 +283,7 @@ export const ipamListCommand = defineCommand({
   words: ['ipam', 'list'],
   summary: 'node blocks and pod addresses (as each node agent published them), from NATS',
   description:
-    'Reads DYAD_IPAM_NODES and DYAD_IPAM_ALLOCATIONS, so it works while ipam is down. NATS as every service reaches it: NATS_URL, NATS_CREDS, NATS_USER/NATS_PASSWORD, NATS_TOKEN. Exit 3 when NATS or the IPAM stream is not there.',
+    "Reads DYAD_IPAM_NODES and DYAD_IPAM_ALLOCATIONS, so it works while ipam is down. An allocation record its node may not claim (naming another node than its subject, or an address outside the node's blocks) is not listed as a pod: it is shown under REFUSED RECORD (JSON: refused) with the reason. NATS as every service reaches it: NATS_URL, NATS_CREDS, NATS_USER/NATS_PASSWORD, NATS_TOKEN. Exit 3 when NATS or the IPAM stream is not there.",
   flags: {
     output: outputFlag(),
     nats: {
