@@ -35,7 +35,7 @@ import { rbacProblems } from './rbac.ts';
 const rendered = new Map<Variant, Manifest[]>();
 /** Each service's V8 flags as the chart's defaults set them (README: the agent's memory). */
 const VALUES = parse(readFileSync(join(repoRoot(), 'deploy', 'values.yaml'), 'utf8')) as Record<
-  'agent' | 'ipam' | 'kubeBridge' | 'router' | 'policy' | 'natsAuth',
+  'agent' | 'ipam' | 'kubeBridge' | 'router' | 'policy' | 'natsAuth' | 'bootstrap',
   { nodeFlags: string[] }
 >;
 const AGENT_FLAGS = VALUES.agent.nodeFlags;
@@ -46,6 +46,7 @@ const SERVICE_FLAGS: Record<string, string[]> = {
   router: VALUES.router.nodeFlags,
   policy: VALUES.policy.nodeFlags,
   'nats-auth': VALUES.natsAuth.nodeFlags,
+  bootstrap: VALUES.bootstrap.nodeFlags,
 };
 beforeAll(async () => {
   for (const v of VARIANTS) rendered.set(v, await render(v));
@@ -164,6 +165,7 @@ describe.each(VARIANTS)('%s', (variant) => {
       'dyad-router': 'router',
       'dyad-policy': 'policy',
       'dyad-kube-bridge': 'kube-bridge',
+      'dyad-bootstrap': 'bootstrap',
     };
     const clients = dyadContainers(manifests(variant)).filter(
       ([w]) => w.metadata.name !== 'dyad-nats-auth',

@@ -7,7 +7,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectBus } from '@dyad/bus';
 import type { Bus } from '@dyad/bus';
-import { AgentStream, EndpointReport, agentEndpointSubject, agentIdentity } from '@dyad/contracts';
+import {
+  ALL_STREAMS,
+  AgentStream,
+  EndpointReport,
+  ServiceIdentity,
+  agentEndpointSubject,
+  agentIdentity,
+} from '@dyad/contracts';
 import type { PayloadOf } from '@dyad/contracts';
 import { createLogger, createMetrics } from '@dyad/telemetry';
 import { startKube, startNats } from '@dyad/testbed';
@@ -154,7 +161,7 @@ describe('auth callout: ServiceAccount tokens as Dyad identities', () => {
     kc.loadFromFile(kube.kubeconfigPath);
     core = kc.makeApiClient(CoreV1Api);
     await core.createNamespace({ body: { metadata: { name: NS } } });
-    for (const sa of ['dyad-agent', 'dyad-ipam', 'someone-else']) {
+    for (const sa of ['dyad-agent', 'dyad-ipam', 'dyad-bootstrap', 'someone-else']) {
       await core.createNamespacedServiceAccount({
         namespace: NS,
         body: { metadata: { name: sa }, automountServiceAccountToken: false },
@@ -178,6 +185,13 @@ describe('auth callout: ServiceAccount tokens as Dyad identities', () => {
     // as the chart creates it: empty, for the callout to fill
     await core.createNamespacedSecret({ namespace: NS, body: { metadata: { name: SECRET } } });
     await startNatsAuthWhenNats();
+    // the bootstrap service's part, as in the chart: admitted through the callout as
+    // `bootstrap`, the one identity that may create the streams the agents publish into
+    const boot = await busAs(
+      await tokenFor('dyad-bootstrap', undefined),
+      ServiceIdentity.bootstrap,
+    );
+    await boot.ensureStreams(ALL_STREAMS);
   }, 180_000);
 
   /**
