@@ -15,12 +15,12 @@ import {
   EndpointReport,
   IPAM_NODES_STREAM,
   IpamNodeEvent,
-  IpamSubject,
+  IPAM_NODE_FILTER,
   K8S_STREAM,
   K8sKind,
   PodEvent,
   ROUTER_STREAM,
-  ROUTER_SUBJECT_ROOT,
+  routerIpcacheFilter,
   RouterIpcacheEvent,
   agentEndpointFilter,
   decodeToken,
@@ -390,7 +390,7 @@ async function busFact(bus: Bus, lab: LabStateValue | undefined): Promise<BusFac
   const [nodesSnap, endpoints, ipcache] = await Promise.all([
     bus.snapshot([IpamNodeEvent], {
       stream: IPAM_NODES_STREAM,
-      filterSubjects: [`${IpamSubject.node}.*`],
+      filterSubjects: [IPAM_NODE_FILTER],
     }),
     bus.snapshot([EndpointReport], {
       stream: AGENT_STREAM,
@@ -398,7 +398,7 @@ async function busFact(bus: Bus, lab: LabStateValue | undefined): Promise<BusFac
     }),
     bus.snapshot([RouterIpcacheEvent], {
       stream: ROUTER_STREAM,
-      filterSubjects: [`${ROUTER_SUBJECT_ROOT}.node.*.ipcache.*`],
+      filterSubjects: [routerIpcacheFilter()],
     }),
   ]);
   const byNode = new Map<string, Set<string>>();

@@ -233,9 +233,9 @@ export function routerNodeFilter(node: string): string {
   return `${ROUTER_SUBJECT_ROOT}.node.${encodeToken(node)}.>`;
 }
 
-/** One node's ipcache entries: `dyad.router.v1.node.<node>.ipcache.*`. */
-export function routerIpcacheFilter(node: string): string {
-  return `${ROUTER_SUBJECT_ROOT}.node.${encodeToken(node)}.ipcache.*`;
+/** One node's ipcache entries: `dyad.router.v1.node.<node>.ipcache.*`; every node's without one. */
+export function routerIpcacheFilter(node?: string): string {
+  return `${ROUTER_SUBJECT_ROOT}.node.${node === undefined ? '*' : encodeToken(node)}.ipcache.*`;
 }
 
 /** One node's routes: `dyad.router.v1.node.<node>.route.*`. */
