@@ -57,6 +57,7 @@ export interface BusConsumer extends BusWorker {
 }
 
 export const DEFAULT_MAX_DELIVER = 5;
+const PULL_EXPIRES_MS = 10_000;
 const DEFAULT_ACK_WAIT_MS = 30_000;
 
 export function defaultNakDelayMs(deliveryCount: number): number {
@@ -89,7 +90,13 @@ export async function consume<C extends MessageContract>(
         })
       : (await ensureDurable(await jsm(), opts, durable),
         await js.consumers.get(opts.stream, durable));
-  const messages = await consumer.consume({ max_messages: opts.maxMessages ?? 32 });
+  // Pulls expire every 10 s (nats.js: 30), so the server's idle heartbeat comes every 5 s and a
+  // consumer that died with a stream leader (seen in the chaos suite: an ordered consumer recreated
+  // on a leader that then went away delivered nothing for 45 s) is noticed and recreated in ~10 s.
+  const messages = await consumer.consume({
+    max_messages: opts.maxMessages ?? 32,
+    expires: PULL_EXPIRES_MS,
+  });
   const created = await consumer.info(true);
   const name = durable ?? created.name;
   void watchStatus(ctx, messages.status(), opts.stream, name);
