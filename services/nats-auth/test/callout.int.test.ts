@@ -21,7 +21,7 @@ import { startKube, startNats } from '@dyad/testbed';
 import type { KubeCluster, NatsServer } from '@dyad/testbed';
 import { AuthenticationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { connect } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SecretKey, ensureCalloutKeys } from '../src/keys.ts';
 import { secretStore } from '../src/kube.ts';
 import { NODE_NAME_EXTRA } from '../src/identity.ts';
@@ -214,11 +214,12 @@ describe('auth callout: ServiceAccount tokens as Dyad identities', () => {
       registry: createMetrics(),
     });
     cleanup.push(() => a.stop());
-    const until = Date.now() + 30_000;
-    while (!a.ready()) {
-      if (Date.now() > until) throw new Error('nats-auth not ready');
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await vi.waitFor(
+      () => {
+        if (!a.ready()) throw new Error('nats-auth not ready');
+      },
+      { timeout: 30_000, interval: 100 },
+    );
     return a;
   }
 
@@ -302,12 +303,14 @@ describe('auth callout: ServiceAccount tokens as Dyad identities', () => {
         gracePeriodSeconds: 0,
       });
       // the API server's token cache and pod informer may admit it a few seconds longer
-      const until = Date.now() + 60_000;
-      let answer = await refusal(token);
-      while (answer === undefined && Date.now() < until) {
-        await new Promise((r) => setTimeout(r, 500));
-        answer = await refusal(token);
-      }
+      const answer = await vi.waitFor(
+        async () => {
+          const r = await refusal(token);
+          if (r === undefined) throw new Error("the deleted pod's token is still admitted");
+          return r;
+        },
+        { timeout: 60_000, interval: 500 },
+      );
       expect(answer).toMatch(/authorization/i);
     },
   );
